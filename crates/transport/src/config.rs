@@ -1,0 +1,74 @@
+//! Configuration of a relay node.
+
+use libp2p::Multiaddr;
+
+use crate::topics::{DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic};
+
+/// The default maximum size of an encoded WakuMessage: 1 MiB, js-waku's limit
+/// (nwaku's default is 150 KiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+
+/// The smallest maximum message size accepted: nwaku's 150 KiB default.
+pub const MIN_MAX_MESSAGE_SIZE: usize = 150 * 1024;
+
+/// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], shard
+/// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages
+/// and a fresh random identity.
+#[derive(Clone)]
+pub struct TransportConfig {
+    /// The cluster to join; peers whose metadata states another cluster are disconnected.
+    pub cluster_id: u16,
+    /// The shard to relay on; the node subscribes to `/waku/2/rs/<cluster_id>/<shard>`.
+    pub shard: u16,
+    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/60000` (TCP only).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to connect to at start and to redial while they are not connected, e.g.
+    /// `/ip4/127.0.0.1/tcp/60000/p2p/<peer id>` (the `/p2p/` part is optional).
+    pub peers: Vec<Multiaddr>,
+    /// The largest encoded WakuMessage sent or accepted, at least [`MIN_MAX_MESSAGE_SIZE`].
+    pub max_message_size: usize,
+    /// The node's ed25519 secret key (32 bytes), for a peer id that survives restarts;
+    /// `None` draws a random one.
+    pub node_key: Option<[u8; 32]>,
+    /// Capacity of the event channel returned by [`crate::WakuRelay::start`]. While it is
+    /// full the node stops reading from the network (commands are still served).
+    pub event_capacity: usize,
+}
+
+impl TransportConfig {
+    /// The pubsub topic this configuration relays on.
+    pub fn pubsub_topic(&self) -> PubsubTopic {
+        PubsubTopic::new(self.cluster_id, self.shard)
+    }
+}
+
+impl Default for TransportConfig {
+    fn default() -> TransportConfig {
+        TransportConfig {
+            cluster_id: DEFAULT_CLUSTER_ID,
+            shard: DEFAULT_SHARD,
+            listen: vec![
+                Multiaddr::from(std::net::Ipv4Addr::LOCALHOST)
+                    .with(libp2p::multiaddr::Protocol::Tcp(0)),
+            ],
+            peers: Vec::new(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            node_key: None,
+            event_capacity: 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for TransportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportConfig")
+            .field("cluster_id", &self.cluster_id)
+            .field("shard", &self.shard)
+            .field("listen", &self.listen)
+            .field("peers", &self.peers)
+            .field("max_message_size", &self.max_message_size)
+            .field("node_key", &self.node_key.map(|_| "<secret>"))
+            .field("event_capacity", &self.event_capacity)
+            .finish()
+    }
+}

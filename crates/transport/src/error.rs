@@ -1,0 +1,72 @@
+//! Errors of the transport.
+
+use libp2p::Multiaddr;
+
+use crate::message::MAX_META_LEN;
+
+/// An error starting or driving the relay node.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The configuration cannot work.
+    #[error("invalid transport configuration: {0}")]
+    Config(String),
+    /// The 32-byte node key is not a valid ed25519 secret key.
+    #[error("invalid node key: {0}")]
+    NodeKey(String),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A dial could not be started.
+    #[error("cannot dial {addr}: {reason}")]
+    Dial {
+        /// The address.
+        addr: Multiaddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The libp2p stack could not be built.
+    #[error("cannot build the libp2p stack: {0}")]
+    Setup(String),
+    /// The node has stopped (shut down, or every handle was dropped).
+    #[error("the transport has stopped")]
+    Closed,
+}
+
+/// An error publishing a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// Waku relay rejects messages with an empty payload.
+    #[error("empty payload")]
+    EmptyPayload,
+    /// `meta` is longer than the 64 bytes 14/WAKU2-MESSAGE allows.
+    #[error("meta of {0} bytes exceeds {MAX_META_LEN} bytes")]
+    MetaTooLong(usize),
+    /// The encoded message exceeds the configured maximum message size.
+    #[error("message of {size} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// No connected peer is subscribed to the pubsub topic; nothing was sent.
+    #[error("no peer subscribed to the pubsub topic")]
+    NoPeers,
+    /// The same encoded message was published recently (gossipsub deduplicates).
+    #[error("duplicate message")]
+    Duplicate,
+    /// Every peer's send queue is full; nothing was sent.
+    #[error("send queues of all peers are full")]
+    QueuesFull,
+    /// Any other gossipsub failure.
+    #[error("gossipsub: {0}")]
+    Gossipsub(String),
+    /// The node has stopped.
+    #[error("the transport has stopped")]
+    Closed,
+}

@@ -1,0 +1,50 @@
+//! Waku Relay for demls, over rust-libp2p.
+//!
+//! A demls node is a peer on a Waku network: it relays [`WakuMessage`]s with gossipsub under
+//! the protocol id `/vac/waku/relay/2.0.0` (StrictNoSign, message id `sha256(data)`), on the
+//! pubsub topic `/waku/2/rs/<cluster>/<shard>`, speaks the metadata protocol
+//! `/vac/waku/metadata/1.0.0` (disconnecting peers of other clusters), identify and ping, over
+//! TCP + noise + yamux. It interoperates with nwaku and js-waku relay nodes.
+//!
+//! The transport is generic over content topics: it relays every valid message on its pubsub
+//! topic and hands each to the node above with its content topic; the node maps groups to
+//! [`ContentTopic`]s.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use demls_transport::{ContentTopic, TransportConfig, TransportEvent, WakuRelay};
+//!
+//! let (relay, mut events) = WakuRelay::start(TransportConfig::default()).await?;
+//! println!("listening on {:?}", relay.listen_addrs());
+//! let topic: ContentTopic = "/demls/1/welcome/proto".parse()?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         TransportEvent::PeerConnected(_) => {
+//!             relay.publish(&topic, b"hello".to_vec(), None).await?;
+//!         }
+//!         TransportEvent::Message { message, .. } => println!("{:?}", message.payload),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! A node never receives its own publishes: gossipsub does not deliver them back. Use the
+//! [`Published`] value returned by [`RelayHandle::publish`] to record what was sent.
+
+mod config;
+mod error;
+mod message;
+mod metadata;
+mod relay;
+mod topics;
+
+pub use config::{DEFAULT_MAX_MESSAGE_SIZE, MIN_MAX_MESSAGE_SIZE, TransportConfig};
+pub use error::{PublishError, TransportError};
+pub use libp2p::{Multiaddr, PeerId};
+pub use message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
+pub use relay::{
+    Published, REDIAL_INTERVAL, RELAY_PROTOCOL, RelayHandle, TransportEvent, TransportMetrics,
+    WakuRelay,
+};
+pub use topics::{ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic, TopicError};

@@ -1,0 +1,823 @@
+//! The relay node: a libp2p swarm (TCP + noise + yamux; gossipsub as Waku Relay, the
+//! metadata protocol, identify, ping) driven by a tokio task, and the handle to talk to it.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
+use libp2p::identity::{Keypair, ed25519};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, ping, tcp, yamux};
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{MIN_MAX_MESSAGE_SIZE, TransportConfig};
+use crate::error::{PublishError, TransportError};
+use crate::message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
+use crate::metadata::{self, Metadata};
+use crate::topics::{ContentTopic, PubsubTopic};
+
+/// The gossipsub protocol id of Waku Relay (11/WAKU2-RELAY).
+pub const RELAY_PROTOCOL: &str = "/vac/waku/relay/2.0.0";
+
+/// How often peers from [`TransportConfig::peers`] that are not connected are redialled.
+pub const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long [`WakuRelay::start`] waits for its listeners to come up.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a metadata request may take before the peer is disconnected.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections no protocol keeps alive are closed after this long.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Something that happened on the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// A valid message arrived from another node. A node's own publishes are never
+    /// delivered back to it (gossipsub does not echo them).
+    Message {
+        /// The pubsub topic it arrived on, e.g. `/waku/2/rs/4242/0`.
+        pubsub_topic: String,
+        /// The message; its `content_topic` says which demls stream it belongs to.
+        message: WakuMessage,
+        /// Its gossipsub message id.
+        id: MessageId,
+        /// Its deterministic hash on `pubsub_topic`.
+        hash: MessageHash,
+    },
+    /// A peer passed the cluster check and subscribed to our pubsub topic.
+    PeerConnected(PeerId),
+    /// The last connection to a peer reported by [`TransportEvent::PeerConnected`] closed.
+    PeerDisconnected(PeerId),
+    /// The node listens on this address (it ends with `/p2p/<peer id>`).
+    Listening(Multiaddr),
+}
+
+/// What [`RelayHandle::publish`] sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The message as sent, with its timestamp.
+    pub message: WakuMessage,
+    /// Its gossipsub message id.
+    pub id: MessageId,
+    /// Its deterministic hash on the node's pubsub topic.
+    pub hash: MessageHash,
+}
+
+/// A snapshot of the node's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransportMetrics {
+    /// Valid messages received from peers.
+    pub messages_in: u64,
+    /// Messages this node published.
+    pub messages_out: u64,
+    /// Peers currently connected (as in [`RelayHandle::connected_peers`]).
+    pub peers: usize,
+    /// Peers disconnected for another cluster id or a failed metadata exchange.
+    pub peers_rejected: u64,
+    dropped: [u64; DropReason::ALL.len()],
+}
+
+impl TransportMetrics {
+    /// Messages refused by the relay validator for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()]
+    }
+
+    /// Messages refused by the relay validator, all reasons.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+/// Starts relay nodes; see [`WakuRelay::start`].
+#[derive(Debug)]
+pub struct WakuRelay;
+
+impl WakuRelay {
+    /// Builds the libp2p stack, binds the listeners (returning once each has an address), and
+    /// spawns the node on the current tokio runtime. Peers in `config.peers` are dialled at once
+    /// and redialled every [`REDIAL_INTERVAL`] while disconnected.
+    ///
+    /// The node runs until [`RelayHandle::shutdown`] or until every handle is dropped. Read the
+    /// returned receiver promptly: while it is full the node stops reading from the network.
+    pub async fn start(
+        config: TransportConfig,
+    ) -> Result<(RelayHandle, mpsc::Receiver<TransportEvent>), TransportError> {
+        check_config(&config)?;
+        let keypair = match config.node_key {
+            Some(mut secret) => ed25519::SecretKey::try_from_bytes(&mut secret)
+                .map(|secret| Keypair::from(ed25519::Keypair::from(secret)))
+                .map_err(|e| TransportError::NodeKey(e.to_string()))?,
+            None => Keypair::generate_ed25519(),
+        };
+        let pubsub_topic = config.pubsub_topic();
+        let mut swarm = build_swarm(keypair, config.max_message_size)?;
+        let topic = IdentTopic::new(pubsub_topic.to_string());
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| TransportError::Setup(e.to_string()))?;
+
+        let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
+        let shared = Arc::new(Shared::default());
+        let mut node = Node {
+            swarm,
+            topic,
+            pubsub_topic,
+            max_message_size: config.max_message_size,
+            peers: HashMap::new(),
+            bootstrap: config
+                .peers
+                .iter()
+                .map(|addr| Bootstrap {
+                    addr: addr.clone(),
+                    peer: peer_id_of(addr),
+                })
+                .collect(),
+            rejected: HashSet::new(),
+            backlog: VecDeque::new(),
+            backlog_limit: config.event_capacity,
+            events: event_tx,
+            shared: shared.clone(),
+        };
+        node.listen(&config.listen).await?;
+
+        let local_peer_id = *node.swarm.local_peer_id();
+        let (command_tx, command_rx) = mpsc::channel(64);
+        tokio::spawn(node.run(command_rx));
+        let handle = RelayHandle {
+            commands: command_tx,
+            shared,
+            local_peer_id,
+            pubsub_topic,
+            max_message_size: config.max_message_size,
+        };
+        Ok((handle, event_rx))
+    }
+}
+
+/// A cheap, cloneable handle to a running relay node.
+#[derive(Debug, Clone)]
+pub struct RelayHandle {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    local_peer_id: PeerId,
+    pubsub_topic: PubsubTopic,
+    max_message_size: usize,
+}
+
+impl RelayHandle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// The pubsub topic this node relays on.
+    pub fn pubsub_topic(&self) -> PubsubTopic {
+        self.pubsub_topic
+    }
+
+    /// Publishes `payload` on `content_topic` with the current time as timestamp. Returns once
+    /// the message is queued to the connected subscribers (flood publishing); it is not
+    /// delivered back to this node.
+    pub async fn publish(
+        &self,
+        content_topic: &ContentTopic,
+        payload: Vec<u8>,
+        meta: Option<Vec<u8>>,
+    ) -> Result<Published, PublishError> {
+        if payload.is_empty() {
+            return Err(PublishError::EmptyPayload);
+        }
+        if let Some(len) = meta.as_ref().map(Vec::len).filter(|&l| l > MAX_META_LEN) {
+            return Err(PublishError::MetaTooLong(len));
+        }
+        let message = WakuMessage {
+            payload,
+            content_topic: content_topic.to_string(),
+            timestamp: Some(unix_nanos()),
+            meta,
+            ..WakuMessage::default()
+        };
+        let size = message.encoded_len();
+        if size > self.max_message_size {
+            return Err(PublishError::TooLarge {
+                size,
+                max: self.max_message_size,
+            });
+        }
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::Publish { message, reply })
+            .await
+            .map_err(|_| PublishError::Closed)?;
+        response.await.map_err(|_| PublishError::Closed)?
+    }
+
+    /// Starts dialling `addr` (TCP, optionally ending in `/p2p/<peer id>`). Returns once the
+    /// dial has started; [`TransportEvent::PeerConnected`] follows if it succeeds. Unlike
+    /// [`TransportConfig::peers`], the address is not redialled.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), TransportError> {
+        check_dialable(&addr)?;
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::Dial { addr, reply })
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        response.await.map_err(|_| TransportError::Closed)?
+    }
+
+    /// The addresses the node listens on, each ending with `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.shared.state().listen_addrs.clone()
+    }
+
+    /// Peers that passed the cluster check and are subscribed to our pubsub topic.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.shared.state().connected.iter().copied().collect()
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> TransportMetrics {
+        let c = &self.shared.counters;
+        let mut dropped = [0; DropReason::ALL.len()];
+        for (slot, counter) in dropped.iter_mut().zip(&c.dropped) {
+            *slot = counter.load(Ordering::Relaxed);
+        }
+        TransportMetrics {
+            messages_in: c.messages_in.load(Ordering::Relaxed),
+            messages_out: c.messages_out.load(Ordering::Relaxed),
+            peers: self.shared.state().connected.len(),
+            peers_rejected: c.peers_rejected.load(Ordering::Relaxed),
+            dropped,
+        }
+    }
+
+    /// Stops the node: closes its listeners and connections, then returns. Every handle then
+    /// reports [`TransportError::Closed`]; stopping a stopped node does nothing.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(reply)).await.is_ok() {
+            // An error means the node stopped on its own, which is as good.
+            let _ = done.await;
+        }
+    }
+}
+
+enum Command {
+    Publish {
+        message: WakuMessage,
+        reply: oneshot::Sender<Result<Published, PublishError>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), TransportError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// State shared between the node task and its handles.
+#[derive(Debug, Default)]
+struct Shared {
+    counters: Counters,
+    state: Mutex<SharedState>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, SharedState> {
+        // The state stays consistent even if a holder panicked: every update is one statement.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Default)]
+struct SharedState {
+    listen_addrs: Vec<Multiaddr>,
+    connected: BTreeSet<PeerId>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    peers_rejected: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    metadata: request_response::Behaviour<metadata::Codec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+fn build_swarm(
+    keypair: Keypair,
+    max_message_size: usize,
+) -> Result<Swarm<Behaviour>, TransportError> {
+    let setup = |e: &dyn std::fmt::Display| TransportError::Setup(e.to_string());
+    // Frames up to twice the message limit are read, so that oversize messages reach the
+    // validator and are counted; larger frames are refused by the gossipsub codec.
+    let frame_limit = max_message_size.saturating_mul(2);
+    let gossipsub_config = gossipsub::ConfigBuilder::default()
+        .protocol_id(RELAY_PROTOCOL, gossipsub::Version::V1_1)
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|message| gossipsub::MessageId::new(&MessageId::of(&message.data).0))
+        .max_transmit_size(frame_limit)
+        // nwaku's mesh parameters.
+        .mesh_n(6)
+        .mesh_n_low(4)
+        .mesh_n_high(8)
+        .history_length(6)
+        .history_gossip(3)
+        .heartbeat_initial_delay(Duration::from_millis(500))
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| setup(&e))?;
+    let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config)
+        .map_err(|e| setup(&e))?;
+    let metadata = request_response::Behaviour::with_codec(
+        metadata::Codec,
+        [(metadata::PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(METADATA_TIMEOUT),
+    );
+    let identify = identify::Behaviour::new(
+        identify::Config::new("/ipfs/0.1.0".to_owned(), keypair.public())
+            .with_agent_version(format!("demls-transport/{}", env!("CARGO_PKG_VERSION"))),
+    );
+    let behaviour = Behaviour {
+        gossipsub,
+        metadata,
+        identify,
+        ping: ping::Behaviour::default(),
+    };
+    Ok(libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build())
+}
+
+fn check_config(config: &TransportConfig) -> Result<(), TransportError> {
+    if config.max_message_size < MIN_MAX_MESSAGE_SIZE {
+        return Err(TransportError::Config(format!(
+            "max_message_size {} is below {MIN_MAX_MESSAGE_SIZE}",
+            config.max_message_size
+        )));
+    }
+    if config.event_capacity == 0 {
+        return Err(TransportError::Config("event_capacity is 0".into()));
+    }
+    config.peers.iter().try_for_each(check_dialable)
+}
+
+/// Accepts `/ip4|ip6/<host>/tcp/<port>` optionally followed by `/p2p/<peer id>`.
+fn check_dialable(addr: &Multiaddr) -> Result<(), TransportError> {
+    let mut parts = addr.iter();
+    let ip = matches!(parts.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
+    let tcp = matches!(parts.next(), Some(Protocol::Tcp(_)));
+    let rest_ok = match parts.next() {
+        None => true,
+        Some(Protocol::P2p(_)) => parts.next().is_none(),
+        Some(_) => false,
+    };
+    if ip && tcp && rest_ok {
+        Ok(())
+    } else {
+        Err(TransportError::Dial {
+            addr: addr.clone(),
+            reason: "expected /ip4|ip6/<address>/tcp/<port>[/p2p/<peer id>]".into(),
+        })
+    }
+}
+
+fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+fn unix_nanos() -> i64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    i64::try_from(nanos).unwrap_or(i64::MAX)
+}
+
+/// A configured peer, with its peer id once known.
+struct Bootstrap {
+    addr: Multiaddr,
+    peer: Option<PeerId>,
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    cluster_ok: bool,
+    subscribed: bool,
+    reported: bool,
+    rejected: bool,
+}
+
+struct Node {
+    swarm: Swarm<Behaviour>,
+    topic: IdentTopic,
+    pubsub_topic: PubsubTopic,
+    max_message_size: usize,
+    peers: HashMap<PeerId, PeerState>,
+    bootstrap: Vec<Bootstrap>,
+    /// Peers that stated another cluster: never redialled.
+    rejected: HashSet<PeerId>,
+    /// Events waiting for room in the channel.
+    backlog: VecDeque<TransportEvent>,
+    backlog_limit: usize,
+    events: mpsc::Sender<TransportEvent>,
+    shared: Arc<Shared>,
+}
+
+impl Node {
+    /// Binds every listen address and waits until each has reported an address.
+    async fn listen(&mut self, addrs: &[Multiaddr]) -> Result<(), TransportError> {
+        let mut pending = HashMap::new();
+        for addr in addrs {
+            let id = self
+                .swarm
+                .listen_on(addr.clone())
+                .map_err(|e| TransportError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            pending.insert(id, addr.clone());
+        }
+        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+        while !pending.is_empty() {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| TransportError::Listen {
+                    addr: pending
+                        .values()
+                        .next()
+                        .cloned()
+                        .unwrap_or_else(Multiaddr::empty),
+                    reason: "timed out waiting for the listener".into(),
+                })?;
+            match &event {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    pending.remove(listener_id);
+                }
+                SwarmEvent::ListenerError { listener_id, error } => {
+                    if let Some(addr) = pending.remove(listener_id) {
+                        return Err(TransportError::Listen {
+                            addr,
+                            reason: error.to_string(),
+                        });
+                    }
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } => {
+                    if let Some(addr) = pending.remove(listener_id) {
+                        return Err(TransportError::Listen {
+                            addr,
+                            reason: format!("listener closed: {reason:?}"),
+                        });
+                    }
+                }
+                _ => {}
+            }
+            self.on_swarm_event(event);
+        }
+        Ok(())
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let events = self.events.clone();
+        let done = loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Publish { message, reply }) => {
+                        // The caller may have given up waiting; the message went out either way.
+                        let _ = reply.send(self.publish(message));
+                    }
+                    Some(Command::Dial { addr, reply }) => {
+                        let _ = reply.send(self.dial(addr));
+                    }
+                    Some(Command::Shutdown(reply)) => break Some(reply),
+                    None => break None,
+                },
+                permit = events.reserve(), if !self.backlog.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.backlog.pop_front() {
+                            permit.send(event);
+                        }
+                    }
+                    Err(_) => self.backlog.clear(),
+                },
+                event = self.swarm.select_next_some(), if self.backlog.len() < self.backlog_limit => {
+                    self.on_swarm_event(event);
+                }
+                _ = redial.tick() => self.redial(),
+            }
+        };
+        {
+            let mut state = self.shared.state();
+            state.listen_addrs.clear();
+            state.connected.clear();
+        }
+        drop(self);
+        if let Some(reply) = done {
+            // The caller may have stopped waiting; nothing to do then.
+            let _ = reply.send(());
+        }
+    }
+
+    fn emit(&mut self, event: TransportEvent) {
+        if !self.events.is_closed() {
+            self.backlog.push_back(event);
+        }
+    }
+
+    fn dial(&mut self, addr: Multiaddr) -> Result<(), TransportError> {
+        self.swarm
+            .dial(addr.clone())
+            .map_err(|e| TransportError::Dial {
+                addr,
+                reason: e.to_string(),
+            })
+    }
+
+    fn publish(&mut self, message: WakuMessage) -> Result<Published, PublishError> {
+        let data = message.encode_to_vec();
+        let id = MessageId::of(&data);
+        let hash = message.hash(&self.pubsub_topic.to_string());
+        let size = data.len();
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), data)
+        {
+            Ok(_) => {
+                self.shared
+                    .counters
+                    .messages_out
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Published { message, id, hash })
+            }
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(PublishError::NoPeers),
+            Err(gossipsub::PublishError::Duplicate) => Err(PublishError::Duplicate),
+            Err(gossipsub::PublishError::AllQueuesFull(_)) => Err(PublishError::QueuesFull),
+            Err(gossipsub::PublishError::MessageTooLarge) => Err(PublishError::TooLarge {
+                size,
+                max: self.max_message_size,
+            }),
+            Err(e) => Err(PublishError::Gossipsub(e.to_string())),
+        }
+    }
+
+    fn redial(&mut self) {
+        for target in &self.bootstrap {
+            let opts = match target.peer {
+                Some(peer) if self.swarm.is_connected(&peer) || self.rejected.contains(&peer) => {
+                    continue;
+                }
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![target.addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None => DialOpts::unknown_peer_id()
+                    .address(target.addr.clone())
+                    .build(),
+            };
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(addr = %target.addr, error = %e, "redial not started");
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let address = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                tracing::info!(%address, "listening");
+                self.shared.state().listen_addrs.push(address.clone());
+                self.emit(TransportEvent::Listening(address));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let address = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                self.shared.state().listen_addrs.retain(|a| *a != address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    for target in &mut self.bootstrap {
+                        if target.peer.is_none() && target.addr == *address {
+                            target.peer = Some(peer_id);
+                        }
+                    }
+                }
+                if num_established.get() == 1 {
+                    tracing::debug!(%peer_id, "connected; requesting metadata");
+                    self.peers.insert(peer_id, PeerState::default());
+                    let request = self.own_metadata();
+                    self.swarm
+                        .behaviour_mut()
+                        .metadata
+                        .send_request(&peer_id, request);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => self.on_disconnected(peer_id),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Metadata(event)) => self.on_metadata(event),
+            _ => {}
+        }
+    }
+
+    fn on_disconnected(&mut self, peer_id: PeerId) {
+        if self.peers.remove(&peer_id).is_some_and(|p| p.reported) {
+            self.shared.state().connected.remove(&peer_id);
+            self.emit(TransportEvent::PeerDisconnected(peer_id));
+        }
+    }
+
+    fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let verdict = WakuMessage::decode_relay(&message.data, self.max_message_size);
+                let acceptance = match &verdict {
+                    Ok(_) => MessageAcceptance::Accept,
+                    Err(_) => MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                let counters = &self.shared.counters;
+                match verdict {
+                    Ok(waku) => {
+                        counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                        let pubsub_topic = message.topic.into_string();
+                        let hash = waku.hash(&pubsub_topic);
+                        self.emit(TransportEvent::Message {
+                            pubsub_topic,
+                            message: waku,
+                            id: MessageId::of(&message.data),
+                            hash,
+                        });
+                    }
+                    Err(reason) => {
+                        counters.dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%propagation_source, %reason, "dropped relay message");
+                    }
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
+                if let Some(state) = self.peers.get_mut(&peer_id) {
+                    state.subscribed = true;
+                }
+                self.report_if_ready(peer_id);
+            }
+            gossipsub::Event::GossipsubNotSupported { peer_id } => {
+                tracing::debug!(%peer_id, "peer does not speak {RELAY_PROTOCOL}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_metadata(&mut self, event: request_response::Event<Metadata, Metadata>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let response = self.own_metadata();
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .metadata
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        tracing::debug!(%peer, "metadata response not sent: stream gone");
+                    }
+                    self.check_cluster(peer, &request);
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.check_cluster(peer, &response);
+                }
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                let closed = matches!(
+                    error,
+                    request_response::OutboundFailure::ConnectionClosed
+                        | request_response::OutboundFailure::DialFailure
+                );
+                let unconfirmed = self.peers.get(&peer).is_some_and(|p| !p.cluster_ok);
+                if !closed && unconfirmed {
+                    self.reject(peer, &format!("metadata exchange failed: {error}"));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound metadata request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn own_metadata(&self) -> Metadata {
+        Metadata {
+            cluster_id: Some(u32::from(self.pubsub_topic.cluster_id)),
+            shards: vec![u32::from(self.pubsub_topic.shard)],
+        }
+    }
+
+    fn check_cluster(&mut self, peer: PeerId, remote: &Metadata) {
+        if remote.cluster_id == Some(u32::from(self.pubsub_topic.cluster_id)) {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.cluster_ok = true;
+            }
+            self.report_if_ready(peer);
+        } else {
+            self.rejected.insert(peer);
+            let reason = match remote.cluster_id {
+                Some(id) => format!("cluster id {id}, ours is {}", self.pubsub_topic.cluster_id),
+                None => "no cluster id".to_owned(),
+            };
+            self.reject(peer, &reason);
+        }
+    }
+
+    /// Disconnects `peer` (once per connection) and counts it.
+    fn reject(&mut self, peer: PeerId, reason: &str) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.rejected {
+            return;
+        }
+        state.rejected = true;
+        tracing::warn!(%peer, reason, "disconnecting peer");
+        self.shared
+            .counters
+            .peers_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        // An error means the peer is already gone.
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn report_if_ready(&mut self, peer: PeerId) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.cluster_ok && state.subscribed && !state.reported && !state.rejected {
+            state.reported = true;
+            tracing::info!(%peer, "peer connected");
+            self.shared.state().connected.insert(peer);
+            self.emit(TransportEvent::PeerConnected(peer));
+        }
+    }
+}
