@@ -411,6 +411,26 @@ fn check_dialable(addr: &Multiaddr) -> Result<(), TransportError> {
     }
 }
 
+/// libp2p binds listeners with `SO_REUSEPORT`, so a second node on a taken port would
+/// silently share it; a plain bind first turns that into an error.
+fn ensure_port_free(addr: &Multiaddr) -> Result<(), TransportError> {
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    match parts.next() {
+        Some(Protocol::Tcp(port)) if port != 0 => std::net::TcpListener::bind((ip, port))
+            .map(drop)
+            .map_err(|e| TransportError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            }),
+        _ => Ok(()),
+    }
+}
+
 fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
         Protocol::P2p(peer) => Some(peer),
@@ -461,6 +481,7 @@ impl Node {
     async fn listen(&mut self, addrs: &[Multiaddr]) -> Result<(), TransportError> {
         let mut pending = HashMap::new();
         for addr in addrs {
+            ensure_port_free(addr)?;
             let id = self
                 .swarm
                 .listen_on(addr.clone())

@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests: starting nodes on loopback and waiting for events.
+
+use std::time::Duration;
+
+use demls_transport::{
+    MessageHash, MessageId, Multiaddr, PeerId, RelayHandle, TransportConfig, TransportEvent,
+    WakuMessage, WakuRelay,
+};
+use tokio::sync::mpsc;
+
+/// Generous bound for anything a test waits for on loopback.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The fields of a [`TransportEvent::Message`].
+pub struct Received {
+    pub pubsub_topic: String,
+    pub message: WakuMessage,
+    pub id: MessageId,
+    pub hash: MessageHash,
+}
+
+pub struct Node {
+    pub handle: RelayHandle,
+    pub events: mpsc::Receiver<TransportEvent>,
+}
+
+impl Node {
+    pub async fn start(config: TransportConfig) -> Node {
+        let (handle, events) = WakuRelay::start(config).await.expect("node starts");
+        Node { handle, events }
+    }
+
+    pub fn addr(&self) -> Multiaddr {
+        self.handle
+            .listen_addrs()
+            .into_iter()
+            .next()
+            .expect("node listens")
+    }
+
+    /// Waits for the first event `pick` maps to `Some`, skipping others.
+    pub async fn next_matching<T>(
+        &mut self,
+        mut pick: impl FnMut(&TransportEvent) -> Option<T>,
+    ) -> T {
+        let wait = async {
+            loop {
+                let event = self.events.recv().await.expect("event stream open");
+                if let Some(found) = pick(&event) {
+                    return found;
+                }
+            }
+        };
+        tokio::time::timeout(TIMEOUT, wait)
+            .await
+            .expect("expected event did not arrive in time")
+    }
+
+    pub async fn connected_to(&mut self, peer: PeerId) {
+        self.next_matching(|e| (*e == TransportEvent::PeerConnected(peer)).then_some(()))
+            .await;
+    }
+
+    /// Waits for the next message.
+    pub async fn next_message(&mut self) -> Received {
+        self.next_matching(|e| match e {
+            TransportEvent::Message {
+                pubsub_topic,
+                message,
+                id,
+                hash,
+            } => Some(Received {
+                pubsub_topic: pubsub_topic.clone(),
+                message: message.clone(),
+                id: *id,
+                hash: *hash,
+            }),
+            _ => None,
+        })
+        .await
+    }
+}
+
+/// A config on 127.0.0.1 with a random port.
+pub fn config(cluster_id: u16, peers: Vec<Multiaddr>) -> TransportConfig {
+    TransportConfig {
+        cluster_id,
+        peers,
+        ..TransportConfig::default()
+    }
+}

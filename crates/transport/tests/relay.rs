@@ -1,0 +1,518 @@
+//! Relay nodes on 127.0.0.1: messages both ways across three nodes, malformed traffic,
+//! cluster checks, redialling, and publish/start errors.
+
+mod common;
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use common::{Node, TIMEOUT, config};
+use demls_transport::{
+    ContentTopic, DEFAULT_CLUSTER_ID, DropReason, MIN_MAX_MESSAGE_SIZE, MessageId, Multiaddr,
+    PeerId, PublishError, RelayHandle, TransportConfig, TransportError, TransportEvent,
+    TransportMetrics, WakuMessage, WakuRelay,
+};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{StreamProtocol, Swarm, noise, tcp, yamux};
+use prost::Message as _;
+
+fn topic(name: &str) -> ContentTopic {
+    ContentTopic::new("demls", "1", name, "proto").expect("valid topic")
+}
+
+/// Polls until `pred` holds for the node's metrics, or fails after [`TIMEOUT`].
+async fn metrics_reach(handle: &RelayHandle, what: &str, pred: impl Fn(&TransportMetrics) -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !pred(&handle.metrics()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            handle.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `handle` lists every peer in `peers` as connected.
+async fn peers_reach(handle: &RelayHandle, peers: &[PeerId]) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let connected = handle.connected_peers();
+        if peers.iter().all(|p| connected.contains(p)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "peers {peers:?} not connected; have {connected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_relay_messages_both_ways() {
+    let mut a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let mut b = Node::start(config(DEFAULT_CLUSTER_ID, vec![a.addr()])).await;
+    let mut c = Node::start(config(DEFAULT_CLUSTER_ID, vec![b.addr()])).await;
+    let (pa, pb, pc) = (a.handle.peer_id(), b.handle.peer_id(), c.handle.peer_id());
+    peers_reach(&a.handle, &[pb]).await;
+    peers_reach(&b.handle, &[pa, pc]).await;
+    peers_reach(&c.handle, &[pb]).await;
+    assert!(
+        !a.handle.connected_peers().contains(&pc),
+        "a and c are not directly connected"
+    );
+
+    // a -> b -> c
+    let app = topic("app");
+    let sent = a
+        .handle
+        .publish(&app, b"from a".to_vec(), Some(b"m".to_vec()))
+        .await
+        .expect("a publishes");
+    assert_eq!(sent.id, MessageId::of(&sent.message.encode_to_vec()));
+    for node in [&mut b, &mut c] {
+        let got = node.next_message().await;
+        assert_eq!(got.pubsub_topic, "/waku/2/rs/4242/0");
+        assert_eq!(got.message, sent.message);
+        assert_eq!(got.message.content_topic, "/demls/1/app/proto");
+        assert_eq!(got.message.meta.as_deref(), Some(&b"m"[..]));
+        assert_eq!((got.id, got.hash), (sent.id, sent.hash));
+    }
+
+    // c -> b -> a, on another content topic
+    let welcome = topic("welcome");
+    let sent = c
+        .handle
+        .publish(&welcome, b"from c".to_vec(), None)
+        .await
+        .expect("c publishes");
+    for node in [&mut b, &mut a] {
+        let got = node.next_message().await;
+        assert_eq!(got.message.payload, b"from c");
+        assert_eq!(got.message.content_topic, welcome.as_str());
+        assert_eq!((got.id, got.hash), (sent.id, sent.hash));
+    }
+
+    // Own messages are not delivered back; each message arrives once.
+    let (ma, mb, mc) = (a.handle.metrics(), b.handle.metrics(), c.handle.metrics());
+    assert_eq!((ma.messages_in, ma.messages_out), (1, 1));
+    assert_eq!((mb.messages_in, mb.messages_out), (2, 0));
+    assert_eq!((mc.messages_in, mc.messages_out), (1, 1));
+    assert_eq!(mb.peers, 2);
+    assert_eq!(mb.dropped_total() + mb.peers_rejected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_traffic_is_dropped_counted_and_not_forwarded() {
+    let mut b = Node::start(TransportConfig {
+        max_message_size: MIN_MAX_MESSAGE_SIZE,
+        ..config(DEFAULT_CLUSTER_ID, vec![])
+    })
+    .await;
+    let mut c = Node::start(config(DEFAULT_CLUSTER_ID, vec![b.addr()])).await;
+    peers_reach(&b.handle, &[c.handle.peer_id()]).await;
+    let pubsub_topic = b.handle.pubsub_topic().to_string();
+    let mut raw = RawNode::connect(DEFAULT_CLUSTER_ID, &pubsub_topic, b.addr()).await;
+    let raw_peer = raw.peer_id();
+    raw.run_while(peers_reach(&b.handle, &[raw_peer])).await;
+
+    let waku = |payload: &[u8], content_topic: &str, meta: Option<Vec<u8>>| {
+        WakuMessage {
+            payload: payload.to_vec(),
+            content_topic: content_topic.into(),
+            meta,
+            timestamp: Some(1),
+            ..WakuMessage::default()
+        }
+        .encode_to_vec()
+    };
+    let app = "/demls/1/app/proto";
+    raw.publish(b"not a waku message".to_vec());
+    raw.publish(vec![0xff; 100]);
+    raw.publish(vec![0x0a, 0x05, 0x01]); // truncated length-delimited field
+    raw.publish(waku(b"", app, None));
+    raw.publish(waku(b"x", "", None));
+    raw.publish(waku(b"x", app, Some(vec![0; 65])));
+    raw.publish(waku(&vec![7; MIN_MAX_MESSAGE_SIZE], app, None));
+    raw.publish(waku(b"valid after garbage", app, None));
+
+    let got = raw.run_while(b.next_message()).await;
+    assert_eq!(got.message.payload, b"valid after garbage");
+    raw.run_while(metrics_reach(&b.handle, "7 drops", |m| {
+        m.dropped_total() == 7
+    }))
+    .await;
+    let m = b.handle.metrics();
+    assert_eq!(m.dropped(DropReason::Undecodable), 3);
+    assert_eq!(m.dropped(DropReason::EmptyPayload), 1);
+    assert_eq!(m.dropped(DropReason::EmptyContentTopic), 1);
+    assert_eq!(m.dropped(DropReason::MetaTooLong), 1);
+    assert_eq!(m.dropped(DropReason::Oversize), 1);
+    assert_eq!(m.messages_in, 1);
+
+    // The valid message was forwarded to c; none of the invalid ones were.
+    let forwarded = raw.run_while(c.next_message()).await;
+    assert_eq!(forwarded.message.payload, b"valid after garbage");
+    assert_eq!(c.handle.metrics().dropped_total(), 0);
+
+    // b keeps serving.
+    let sent = raw
+        .run_while(
+            b.handle
+                .publish(&topic("app"), b"still here".to_vec(), None),
+        )
+        .await
+        .expect("b publishes");
+    let got = raw.run_while(c.next_message()).await;
+    assert_eq!(got.id, sent.id);
+    assert_eq!(c.handle.metrics().messages_in, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_cluster_is_disconnected() {
+    let mut a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let b = Node::start(config(DEFAULT_CLUSTER_ID + 1, vec![a.addr()])).await;
+    metrics_reach(&a.handle, "a rejects b", |m| m.peers_rejected == 1).await;
+    metrics_reach(&b.handle, "b rejects a", |m| m.peers_rejected == 1).await;
+    assert!(a.handle.connected_peers().is_empty());
+    assert!(b.handle.connected_peers().is_empty());
+    assert_eq!(
+        b.handle.publish(&topic("app"), b"x".to_vec(), None).await,
+        Err(PublishError::NoPeers)
+    );
+    // A node of the right cluster still gets in, and a never reported b.
+    let c = Node::start(config(DEFAULT_CLUSTER_ID, vec![a.addr()])).await;
+    let pc = c.handle.peer_id();
+    let first = a
+        .next_matching(|e| match e {
+            TransportEvent::PeerConnected(p) => Some(*p),
+            _ => None,
+        })
+        .await;
+    assert_eq!(first, pc);
+    // b does not redial a peer that stated another cluster.
+    tokio::time::sleep(demls_transport::REDIAL_INTERVAL + Duration::from_secs(1)).await;
+    assert_eq!(b.handle.metrics().peers_rejected, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_peer_is_redialled_after_restart() {
+    let key = [7u8; 32];
+    let a = Node::start(TransportConfig {
+        node_key: Some(key),
+        ..config(DEFAULT_CLUSTER_ID, vec![])
+    })
+    .await;
+    let a_addr = a.addr();
+    let pa = a.handle.peer_id();
+    let mut b = Node::start(config(DEFAULT_CLUSTER_ID, vec![a_addr.clone()])).await;
+    b.connected_to(pa).await;
+
+    a.handle.shutdown().await;
+    assert!(a.handle.listen_addrs().is_empty());
+    assert!(matches!(
+        a.handle.dial(a_addr.clone()).await,
+        Err(TransportError::Closed)
+    ));
+    b.next_matching(|e| (*e == TransportEvent::PeerDisconnected(pa)).then_some(()))
+        .await;
+
+    let mut listen = a_addr.clone();
+    listen.pop(); // drop /p2p/<id>
+    let mut a2 = Node::start(TransportConfig {
+        node_key: Some(key),
+        listen: vec![listen],
+        ..config(DEFAULT_CLUSTER_ID, vec![])
+    })
+    .await;
+    assert_eq!(a2.handle.peer_id(), pa, "same key, same peer id");
+    b.connected_to(pa).await;
+    peers_reach(&a2.handle, &[b.handle.peer_id()]).await;
+    let sent = b
+        .handle
+        .publish(&topic("app"), b"welcome back".to_vec(), None)
+        .await
+        .expect("publish");
+    assert_eq!(a2.next_message().await.id, sent.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_connects_at_runtime() {
+    let a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let mut b = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    b.handle.dial(a.addr()).await.expect("dial starts");
+    b.connected_to(a.handle.peer_id()).await;
+    let bad: Multiaddr = "/dns4/localhost/tcp/1".parse().expect("multiaddr");
+    assert!(matches!(
+        b.handle.dial(bad).await,
+        Err(TransportError::Dial { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_errors() {
+    let a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let app = topic("app");
+    let h = &a.handle;
+    assert_eq!(
+        h.publish(&app, b"x".to_vec(), None).await,
+        Err(PublishError::NoPeers)
+    );
+    assert_eq!(
+        h.publish(&app, Vec::new(), None).await,
+        Err(PublishError::EmptyPayload)
+    );
+    assert_eq!(
+        h.publish(&app, b"x".to_vec(), Some(vec![0; 65])).await,
+        Err(PublishError::MetaTooLong(65))
+    );
+    assert!(matches!(
+        h.publish(&app, vec![0; 1024 * 1024], None).await,
+        Err(PublishError::TooLarge { max: 1048576, .. })
+    ));
+    assert_eq!(h.metrics().messages_out, 0);
+    h.shutdown().await;
+    assert_eq!(
+        h.publish(&app, b"x".to_vec(), None).await,
+        Err(PublishError::Closed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_errors() {
+    let a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let mut taken = a.addr();
+    taken.pop();
+    let err = WakuRelay::start(TransportConfig {
+        listen: vec![taken],
+        ..TransportConfig::default()
+    })
+    .await
+    .err();
+    assert!(
+        matches!(err, Some(TransportError::Listen { .. })),
+        "{err:?}"
+    );
+
+    let err = WakuRelay::start(TransportConfig {
+        peers: vec!["/dns4/example/tcp/1".parse().expect("multiaddr")],
+        ..TransportConfig::default()
+    })
+    .await
+    .err();
+    assert!(matches!(err, Some(TransportError::Dial { .. })), "{err:?}");
+
+    let err = WakuRelay::start(TransportConfig {
+        max_message_size: 1000,
+        ..TransportConfig::default()
+    })
+    .await
+    .err();
+    assert!(matches!(err, Some(TransportError::Config(_))), "{err:?}");
+}
+
+// A raw relay node: gossipsub on the Waku protocol id without any validation, and a metadata
+// responder written independently of the crate's (hand-encoded frames).
+
+#[derive(NetworkBehaviour)]
+struct RawBehaviour {
+    gossipsub: gossipsub::Behaviour,
+    metadata: request_response::Behaviour<RawMetadataCodec>,
+}
+
+/// Answers every metadata request with `{cluster_id}` and ignores what it is told.
+#[derive(Clone, Copy)]
+struct RawMetadataCodec {
+    cluster_id: u16,
+}
+
+impl RawMetadataCodec {
+    fn frame(&self) -> Vec<u8> {
+        // field 1 (varint): tag 0x08, then the cluster id as a varint.
+        let mut body = vec![0x08];
+        let mut v = u32::from(self.cluster_id);
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                body.push(byte);
+                break;
+            }
+            body.push(byte | 0x80);
+        }
+        let mut frame = vec![body.len() as u8];
+        frame.extend(body);
+        frame
+    }
+}
+
+async fn skip_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<()> {
+    let mut len = 0usize;
+    for shift in (0..21).step_by(7) {
+        let mut b = [0u8];
+        io.read_exact(&mut b).await?;
+        len |= usize::from(b[0] & 0x7f) << shift;
+        if b[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut body = vec![0u8; len.min(1024)];
+    io.read_exact(&mut body).await
+}
+
+impl request_response::Codec for RawMetadataCodec {
+    type Protocol = StreamProtocol;
+    type Request = ();
+    type Response = ();
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<()> {
+        skip_frame(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<()> {
+        skip_frame(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        _: (),
+    ) -> io::Result<()> {
+        io.write_all(&self.frame()).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        _: (),
+    ) -> io::Result<()> {
+        io.write_all(&self.frame()).await
+    }
+}
+
+/// A peer that publishes whatever bytes it is given on a pubsub topic.
+struct RawNode {
+    swarm: Swarm<RawBehaviour>,
+    topic: IdentTopic,
+}
+
+impl RawNode {
+    fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    async fn connect(cluster_id: u16, pubsub_topic: &str, peer: Multiaddr) -> RawNode {
+        let config = gossipsub::ConfigBuilder::default()
+            .protocol_id(demls_transport::RELAY_PROTOCOL, gossipsub::Version::V1_1)
+            .validation_mode(ValidationMode::None)
+            .max_transmit_size(8 * 1024 * 1024)
+            .message_id_fn(|m| {
+                gossipsub::MessageId::new(&demls_transport::MessageId::of(&m.data).0)
+            })
+            .build()
+            .expect("gossipsub config");
+        let gossipsub =
+            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).expect("gossipsub");
+        let metadata = request_response::Behaviour::with_codec(
+            RawMetadataCodec { cluster_id },
+            [(
+                StreamProtocol::new("/vac/waku/metadata/1.0.0"),
+                ProtocolSupport::Inbound,
+            )],
+            request_response::Config::default(),
+        );
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp")
+            .with_behaviour(|_| RawBehaviour {
+                gossipsub,
+                metadata,
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let topic = IdentTopic::new(pubsub_topic);
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .expect("subscribe");
+        swarm.dial(peer).expect("dial");
+        let mut raw = RawNode { swarm, topic };
+        // Wait until the peer has subscribed, so that publishing reaches it.
+        let subscribed = raw.drive_until(|event| {
+            matches!(
+                event,
+                SwarmEvent::Behaviour(RawBehaviourEvent::Gossipsub(
+                    gossipsub::Event::Subscribed { .. }
+                ))
+            )
+        });
+        tokio::time::timeout(TIMEOUT, subscribed)
+            .await
+            .expect("raw node sees the peer subscribe");
+        raw
+    }
+
+    /// Polls the swarm (answering metadata requests) until `done` accepts an event.
+    async fn drive_until(&mut self, mut done: impl FnMut(&SwarmEvent<RawBehaviourEvent>) -> bool) {
+        loop {
+            let event = self.swarm.select_next_some().await;
+            if let SwarmEvent::Behaviour(RawBehaviourEvent::Metadata(
+                request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                },
+            )) = event
+            {
+                // The requester may be gone; nothing to do then.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .metadata
+                    .send_response(channel, ());
+                continue;
+            }
+            if done(&event) {
+                return;
+            }
+        }
+    }
+
+    /// Publishes `data` as is (sent while the swarm is driven).
+    fn publish(&mut self, data: Vec<u8>) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), data)
+            .expect("raw publish");
+    }
+
+    /// Drives the swarm until `until` completes.
+    async fn run_while<T>(&mut self, until: impl Future<Output = T>) -> T {
+        tokio::select! {
+            output = until => output,
+            () = self.drive_until(|_| false) => unreachable!("drive_until(false) never returns"),
+        }
+    }
+}
