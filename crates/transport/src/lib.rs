@@ -32,6 +32,8 @@
 //! A node never receives its own publishes: gossipsub does not deliver them back. Use the
 //! [`Published`] value returned by [`RelayHandle::publish`] to record what was sent.
 
+#![warn(missing_docs)]
+
 mod config;
 mod error;
 mod message;

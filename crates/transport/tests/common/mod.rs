@@ -30,14 +30,6 @@ impl Node {
         Node { handle, events }
     }
 
-    pub fn addr(&self) -> Multiaddr {
-        self.handle
-            .listen_addrs()
-            .into_iter()
-            .next()
-            .expect("node listens")
-    }
-
     /// Waits for the first event `pick` maps to `Some`, skipping others.
     pub async fn next_matching<T>(
         &mut self,

@@ -1,0 +1,179 @@
+// A js-waku relay node on 127.0.0.1 for demls-transport's interop test.
+//
+// Usage: node relay-peer.mjs --cluster <id> --shard <n> --content-topic <topic>
+//
+// Talks JSON lines. On stdout (one object per line, nothing else):
+//   {"event":"ready","peerId":"...","addrs":["/ip4/127.0.0.1/tcp/…/p2p/…"],"pubsubTopic":"…"}
+//   {"event":"connected","peerId":"…"}                 a libp2p connection opened
+//   {"event":"subscribed","peerId":"…"}                the peer subscribed to our pubsub topic
+//   {"event":"message","msgId":hex,"hash":hex,"contentTopic":…,"payload":hex,"meta":hex|null,
+//    "timestamp":"<ns>","version":n|null,"from":"…"}   a gossipsub message on our pubsub topic
+//   {"event":"decoded","contentTopic":…,"payload":hex}  js-waku's relay decoder accepted one
+//   {"event":"published","msgId":hex,"hash":hex,"recipients":n,"timestamp":"<ns>"}
+//   {"event":"error","message":"…"}
+// On stdin:
+//   {"cmd":"publish","payload":hex,"meta":hex|null}
+//   {"cmd":"stop"}
+//
+// msgId is computed by js-waku's own gossipsub message-id function; hash by
+// @waku/message-hash. Neither is reimplemented here.
+
+// Node 20 lacks Promise.withResolvers, which the libp2p stack uses: polyfill it before
+// the libraries load.
+if (typeof Promise.withResolvers !== "function") {
+  Promise.withResolvers = function withResolvers() {
+    let resolve;
+    let reject;
+    const promise = new Promise((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    return { promise, resolve, reject };
+  };
+}
+// Lets @waku/sdk's websocket filter accept non-wss addresses and keeps it quiet.
+process.env.NODE_ENV = process.env.NODE_ENV || "test";
+
+const { createRelayNode } = await import("@waku/sdk/relay");
+const { createEncoder, createDecoder } = await import("@waku/core");
+const { proto_message } = await import("@waku/proto");
+const { messageHash } = await import("@waku/message-hash");
+const { tcp } = await import("@libp2p/tcp");
+const { yamux } = await import("@chainsafe/libp2p-yamux");
+const readline = await import("node:readline");
+
+function emit(object) {
+  process.stdout.write(
+    JSON.stringify(object, (_, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n"
+  );
+}
+
+const hex = (bytes) => Buffer.from(bytes).toString("hex");
+const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+const clusterId = Number(arg("cluster", "4242"));
+const shard = Number(arg("shard", "0"));
+const contentTopic = arg("content-topic", "/demls/1/interop/proto");
+const shardInfo = { clusterId, shard };
+
+const waku = await createRelayNode({
+  networkConfig: { clusterId, shards: [shard] },
+  libp2p: {
+    addresses: { listen: ["/ip4/127.0.0.1/tcp/0"] },
+    transports: [tcp()],
+    streamMuxers: [yamux()]
+  }
+});
+await waku.start();
+
+const gossipSub = waku.relay.gossipSub;
+const pubsubTopic = `/waku/2/rs/${clusterId}/${shard}`;
+
+waku.libp2p.addEventListener("peer:connect", (event) => {
+  emit({ event: "connected", peerId: event.detail.toString() });
+});
+
+gossipSub.addEventListener("subscription-change", (event) => {
+  const { peerId, subscriptions } = event.detail;
+  if (subscriptions.some((s) => s.topic === pubsubTopic && s.subscribe)) {
+    emit({ event: "subscribed", peerId: peerId.toString() });
+  }
+});
+
+gossipSub.addEventListener("gossipsub:message", (event) => {
+  const { msg, msgId, propagationSource } = event.detail;
+  if (msg.topic !== pubsubTopic) {
+    return;
+  }
+  try {
+    const proto = proto_message.WakuMessage.decode(msg.data);
+    emit({
+      event: "message",
+      msgId: Buffer.from(msgId, "base64").toString("hex"),
+      hash: hex(messageHash(pubsubTopic, proto)),
+      contentTopic: proto.contentTopic,
+      payload: hex(proto.payload),
+      meta: proto.meta ? hex(proto.meta) : null,
+      timestamp: proto.timestamp ?? null,
+      version: proto.version ?? null,
+      from: propagationSource.toString()
+    });
+  } catch (e) {
+    emit({ event: "error", message: `undecodable message: ${e}` });
+  }
+});
+
+const decoder = createDecoder(contentTopic, shardInfo);
+waku.relay.subscribeWithUnsubscribe([decoder], (message) => {
+  emit({
+    event: "decoded",
+    contentTopic: message.contentTopic,
+    payload: hex(message.payload)
+  });
+});
+
+async function publish(payloadHex, metaHex) {
+  const meta = metaHex ? unhex(metaHex) : undefined;
+  const encoder = createEncoder({
+    contentTopic,
+    pubsubTopicShardInfo: shardInfo,
+    metaSetter: meta ? () => meta : undefined
+  });
+  // A fixed timestamp makes the encoding deterministic, so the id and hash computed from
+  // `toWire` below are those of the bytes `send` puts on the wire.
+  const message = { payload: unhex(payloadHex), timestamp: new Date() };
+  const wire = await encoder.toWire(message);
+  const proto = proto_message.WakuMessage.decode(wire);
+  const msgId = await gossipSub.msgIdFn({ type: "unsigned", topic: pubsubTopic, data: wire });
+  const result = await waku.relay.send(encoder, message);
+  if (result.failures.length > 0) {
+    emit({ event: "error", message: `send failed: ${JSON.stringify(result.failures)}` });
+    return;
+  }
+  emit({
+    event: "published",
+    msgId: hex(msgId),
+    hash: hex(messageHash(pubsubTopic, proto)),
+    recipients: result.successes.length,
+    timestamp: proto.timestamp
+  });
+}
+
+async function stop() {
+  await waku.stop();
+  process.exit(0);
+}
+
+const lines = readline.createInterface({ input: process.stdin });
+lines.on("line", (line) => {
+  let command;
+  try {
+    command = JSON.parse(line);
+  } catch {
+    emit({ event: "error", message: `not JSON: ${line}` });
+    return;
+  }
+  if (command.cmd === "publish") {
+    publish(command.payload, command.meta).catch((e) =>
+      emit({ event: "error", message: `publish: ${e}` })
+    );
+  } else if (command.cmd === "stop") {
+    void stop();
+  } else {
+    emit({ event: "error", message: `unknown command: ${line}` });
+  }
+});
+// The test closing our stdin (or dying) ends the node.
+lines.on("close", () => void stop());
+
+emit({
+  event: "ready",
+  peerId: waku.libp2p.peerId.toString(),
+  addrs: waku.libp2p.getMultiaddrs().map((a) => a.toString()),
+  pubsubTopic
+});
