@@ -143,7 +143,6 @@ impl Consensus {
         voters: BTreeSet<Address>,
         now: Timestamp,
     ) -> Result<ProposalOutcome, ConsensusError> {
-        let votes = verify_all(&proposal.votes)?;
         let id = ProposalId(proposal.proposal_id);
         let (mut candidate, is_new) = match self.proposals.get(&id) {
             Some(existing) if existing.same_proposal(&proposal) => {
@@ -164,6 +163,12 @@ impl Consensus {
                 (state, true)
             }
         };
+        // Retransmitted votes already accepted are skipped, not re-verified.
+        let fresh = proposal
+            .votes
+            .iter()
+            .filter(|vote| !candidate.has_exact(vote));
+        let votes = verify_all(fresh)?;
         let was_decided = candidate.decision().is_some();
         let embedded = candidate.accept_all(votes)?;
         self.proposals.insert(id, candidate);
@@ -255,9 +260,8 @@ impl Consensus {
         proposal: &wire::Proposal,
         voters: BTreeSet<Address>,
     ) -> Result<Option<Decision>, ConsensusError> {
-        let votes = verify_all(&proposal.votes)?;
         let mut state = ProposalState::from_wire(proposal, voters, self.shape_limits())?;
-        state.accept_all(votes)?;
+        state.accept_all(verify_all(&proposal.votes)?)?;
         Ok(state.decision())
     }
 
@@ -445,6 +449,8 @@ fn check_open(state: &ProposalState, now: Timestamp) -> Result<(), ConsensusErro
 }
 
 /// Checks the hash and signature of every vote.
-fn verify_all(votes: &[wire::Vote]) -> Result<Vec<VerifiedVote>, ConsensusError> {
-    votes.iter().cloned().map(VerifiedVote::new).collect()
+fn verify_all<'a>(
+    votes: impl IntoIterator<Item = &'a wire::Vote>,
+) -> Result<Vec<VerifiedVote>, ConsensusError> {
+    votes.into_iter().cloned().map(VerifiedVote::new).collect()
 }

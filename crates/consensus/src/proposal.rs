@@ -42,8 +42,8 @@ pub(crate) struct ProposalState {
     deadline: Timestamp,
     /// The vote of each voter heard from.
     ballots: BTreeMap<Address, VoteHash>,
-    /// Hashes of the accepted votes.
-    hashes: BTreeSet<VoteHash>,
+    /// The accepted votes: hash to position in `wire.votes`.
+    index: BTreeMap<VoteHash, usize>,
     yes: u32,
     no: u32,
     decision: Option<Decision>,
@@ -104,7 +104,7 @@ impl ProposalState {
             created,
             deadline,
             ballots: BTreeMap::new(),
-            hashes: BTreeSet::new(),
+            index: BTreeMap::new(),
             yes: 0,
             no: 0,
             decision: None,
@@ -113,7 +113,7 @@ impl ProposalState {
 
     /// Checks a verified vote against this proposal, without the clock.
     pub(crate) fn admit(&self, vote: &VerifiedVote) -> Result<Admission, ConsensusError> {
-        if self.hashes.contains(&vote.hash) {
+        if self.knows(&vote.hash) {
             return Ok(Admission::Duplicate);
         }
         if vote.proposal() != self.id {
@@ -152,7 +152,7 @@ impl ProposalState {
             return Ok(Admission::Ready);
         }
         match VoteHash::from_slice(&vote.vote.received_hash) {
-            Some(hash) if self.hashes.contains(&hash) => Ok(Admission::Ready),
+            Some(hash) if self.knows(&hash) => Ok(Admission::Ready),
             Some(hash) => Ok(Admission::Waiting(hash)),
             None => Err(ConsensusError::DanglingReceivedHash),
         }
@@ -162,7 +162,7 @@ impl ProposalState {
     /// if this vote took it.
     pub(crate) fn accept(&mut self, vote: VerifiedVote) -> Option<Decision> {
         self.ballots.insert(vote.owner, vote.hash);
-        self.hashes.insert(vote.hash);
+        self.index.insert(vote.hash, self.wire.votes.len());
         if vote.vote.vote {
             self.yes += 1;
         } else {
@@ -270,7 +270,15 @@ impl ProposalState {
 
     /// Whether the vote with this hash was accepted.
     pub(crate) fn knows(&self, hash: &VoteHash) -> bool {
-        self.hashes.contains(hash)
+        self.index.contains_key(hash)
+    }
+
+    /// Whether `vote` is, byte for byte, a vote already accepted (so checking
+    /// its signature again would be wasted work).
+    pub(crate) fn has_exact(&self, vote: &wire::Vote) -> bool {
+        VoteHash::from_slice(&vote.vote_hash)
+            .and_then(|hash| self.index.get(&hash))
+            .is_some_and(|&position| self.wire.votes.get(position) == Some(vote))
     }
 
     pub(crate) fn has_voted(&self, voter: Address) -> bool {

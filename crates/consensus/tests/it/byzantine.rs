@@ -452,3 +452,16 @@ fn flood_of_proposals_is_capped() {
         Err(ConsensusError::TooManyProposals)
     );
 }
+
+#[test]
+fn tampered_copy_of_an_accepted_vote_in_a_retransmission() {
+    let (mut member, proposal) = member_with_proposal(N, true);
+    let id = id_of(&proposal);
+    member
+        .receive_vote(vote_by(&proposal, N, 1, true), at(30))
+        .unwrap();
+    // Same vote_hash field as the accepted vote, other content.
+    let mut carrying = member.proposal(id).unwrap().clone();
+    carrying.votes[0].vote = false;
+    assert_proposal_refused(&member, carrying, N, ConsensusError::BadVoteHash);
+}

@@ -413,3 +413,26 @@ fn creation_is_checked() {
     assert_eq!(odd.expiration_timestamp, T0.wire_secs() + 2);
     assert_eq!(odd.timestamp, T0.wire_secs());
 }
+
+#[test]
+fn embedded_votes_are_accepted_in_any_order() {
+    let n = 4;
+    let (mut author, proposal) = member_with_proposal(n, false);
+    let id = id_of(&proposal);
+    for voter in 0..3 {
+        author
+            .cast_vote(id, wallet(voter), voter != 1, at(20))
+            .unwrap();
+    }
+    // A chain: each vote names the one before; sent last to first.
+    let mut reversed = author.proposal(id).unwrap().clone();
+    reversed.votes.reverse();
+    let mut member = consensus();
+    let outcome = member
+        .receive_proposal(reversed, voters(n), at(30))
+        .unwrap();
+    assert_eq!(outcome.votes_applied, 3);
+    assert_eq!(member.tally(id), author.tally(id));
+    // Listed again in acceptance order, usable as evidence.
+    assert_eq!(member.proposal(id), author.proposal(id));
+}
