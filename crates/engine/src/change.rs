@@ -1,0 +1,110 @@
+//! Membership changes: what a voting proposal asks for, decoded and checked.
+
+use demls_identity::Address;
+use mls_rs::{KeyPackage, MlsMessage};
+use prost::Message;
+
+use crate::mls::{CIPHER_SUITE, WalletIdentityProvider};
+use crate::wire::{GroupChange, group_change};
+use crate::{ChangeKind, EngineError, Epoch};
+
+/// A decoded membership change.
+#[derive(Clone, Debug)]
+pub(crate) enum Change {
+    /// Admit the owner of a key package.
+    Add {
+        /// The key package's (verified) address.
+        address: Address,
+        /// The MLS KeyPackage message.
+        key_package: Box<MlsMessage>,
+    },
+    /// Remove a member (a leave when `target` is the proposal's owner).
+    Remove {
+        /// The member.
+        target: Address,
+    },
+}
+
+impl Change {
+    /// Reads a key package message and checks its ciphersuite and wallet binding.
+    pub(crate) fn add_from_bytes(bytes: &[u8]) -> Result<Self, EngineError> {
+        let key_package = MlsMessage::from_bytes(bytes)
+            .map_err(|e| EngineError::Malformed(format!("key package: {e}")))?;
+        let address = key_package_address(&key_package)?;
+        Ok(Self::Add {
+            address,
+            key_package: Box::new(key_package),
+        })
+    }
+
+    /// Decodes a proposal payload, which must be for `epoch`.
+    pub(crate) fn decode(payload: &[u8], epoch: Epoch) -> Result<Self, EngineError> {
+        let change = GroupChange::decode(payload)?;
+        if change.epoch != epoch.0 {
+            return Err(EngineError::WrongEpoch {
+                got: Epoch(change.epoch),
+                current: epoch,
+            });
+        }
+        match change.change {
+            Some(group_change::Change::AddKeyPackage(bytes)) => Self::add_from_bytes(&bytes),
+            Some(group_change::Change::RemoveMember(bytes)) => Address::from_slice(&bytes)
+                .map(|target| Self::Remove { target })
+                .ok_or_else(|| EngineError::Malformed("remove target is not an address".into())),
+            None => Err(EngineError::Malformed("empty group change".into())),
+        }
+    }
+
+    /// Encodes the change as a proposal payload for `epoch`.
+    pub(crate) fn encode(&self, epoch: Epoch) -> Result<Vec<u8>, EngineError> {
+        let change = match self {
+            Self::Add { key_package, .. } => {
+                group_change::Change::AddKeyPackage(key_package.to_bytes()?)
+            }
+            Self::Remove { target } => {
+                group_change::Change::RemoveMember(target.as_bytes().to_vec())
+            }
+        };
+        Ok(GroupChange {
+            epoch: epoch.0,
+            change: Some(change),
+        }
+        .encode_to_vec())
+    }
+
+    /// The change as voters see it, given who proposed it.
+    pub(crate) fn kind(&self, owner: Address) -> ChangeKind {
+        match self {
+            Self::Add { address, .. } => ChangeKind::Add(*address),
+            Self::Remove { target } if *target == owner => ChangeKind::Leave(owner),
+            Self::Remove { target } => ChangeKind::Remove(*target),
+        }
+    }
+
+    /// The member this change is about.
+    pub(crate) fn subject(&self) -> Address {
+        match self {
+            Self::Add { address, .. } => *address,
+            Self::Remove { target } => *target,
+        }
+    }
+}
+
+/// The verified address of a key package message.
+pub(crate) fn key_package_address(message: &MlsMessage) -> Result<Address, EngineError> {
+    let key_package = key_package_of(message)?;
+    if key_package.cipher_suite() != CIPHER_SUITE {
+        return Err(EngineError::UnsupportedCipherSuite(
+            *key_package.cipher_suite(),
+        ));
+    }
+    WalletIdentityProvider::address_of(key_package.signing_identity())
+        .map_err(|e| EngineError::InvalidProposal(format!("key package credential: {e}")))
+}
+
+/// The key package inside a message, or a typed error.
+pub(crate) fn key_package_of(message: &MlsMessage) -> Result<&KeyPackage, EngineError> {
+    message
+        .as_key_package()
+        .ok_or_else(|| EngineError::Malformed("not a key package".into()))
+}

@@ -1,0 +1,90 @@
+//! Engine and group configuration.
+
+/// How a node answers votes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VotePolicy {
+    /// Vote as soon as a proposal arrives: YES if its content checks out, NO otherwise.
+    #[default]
+    Automatic,
+    /// Vote only when the user calls [`crate::Engine::vote`]; content that does
+    /// not check out is still voted NO at once. Silent voters count by the
+    /// group's liveness rule at the deadline.
+    Manual,
+}
+
+/// Settings of one node's engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How often a steward announces its group on the welcome topic.
+    pub announce_interval_ms: u64,
+    /// How often a joiner re-sends its join request until it is welcomed.
+    pub join_retry_ms: u64,
+    /// How long a steward waits for still-open proposals before committing approved ones.
+    pub commit_delay_ms: u64,
+    /// How this node votes.
+    pub vote_policy: VotePolicy,
+    /// Largest envelope accepted or sent, in bytes.
+    pub max_message_size: usize,
+    /// Messages from future epochs kept per group until their commit arrives.
+    pub max_buffered_messages: usize,
+    /// Past epochs kept per group to decrypt late messages.
+    pub epoch_retention: usize,
+    /// Lifetime of the key packages this node makes, in seconds.
+    pub key_package_lifetime_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            announce_interval_ms: 5_000,
+            join_retry_ms: 10_000,
+            commit_delay_ms: 10_000,
+            vote_policy: VotePolicy::Automatic,
+            max_message_size: 1024 * 1024,
+            max_buffered_messages: 1024,
+            epoch_retention: 4,
+            key_package_lifetime_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// Who may commit and who votes, fixed when the group is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StewardMode {
+    /// One steward, the creator, commits; every member votes.
+    #[default]
+    Single,
+}
+
+impl StewardMode {
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            Self::Single => 0,
+        }
+    }
+}
+
+/// Parameters of a new group. They become part of the MLS group context, so
+/// every member agrees on them.
+#[derive(Clone, Debug)]
+pub struct GroupParams {
+    /// Steward arrangement.
+    pub mode: StewardMode,
+    /// How long a vote stays open.
+    pub vote_timeout_secs: u32,
+    /// Whether silent voters count as YES at the deadline.
+    pub liveness_yes: bool,
+    /// Most proposals one member may open per epoch (the RFC's rate limit).
+    pub max_proposals_per_member: u16,
+}
+
+impl Default for GroupParams {
+    fn default() -> Self {
+        Self {
+            mode: StewardMode::Single,
+            vote_timeout_secs: 30,
+            liveness_yes: true,
+            max_proposals_per_member: 8,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! What a group session needs from its engine during one call.
+
+use std::collections::VecDeque;
+
+use demls_identity::Wallet;
+use prost::Message;
+
+use crate::wire::{Envelope, WIRE_VERSION, envelope};
+use crate::{EngineConfig, Event, GroupId, Timestamp, Topic, TopicKind, Transmit};
+
+/// Messages and events produced by the engine, waiting for the shell.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<Event>,
+}
+
+/// The engine's shared parts, lent to a group session for one call.
+pub(crate) struct Ctx<'a> {
+    pub(crate) wallet: &'a Wallet,
+    pub(crate) config: &'a EngineConfig,
+    pub(crate) now: Timestamp,
+    pub(crate) out: &'a mut Outbox,
+}
+
+impl Ctx<'_> {
+    /// Records an event.
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.out.events.push_back(event);
+    }
+
+    /// Queues an envelope for a group's topic.
+    pub(crate) fn send(&mut self, group: &GroupId, kind: TopicKind, body: envelope::Body) {
+        let envelope = Envelope {
+            version: WIRE_VERSION,
+            group_id: group.as_str().to_owned(),
+            body: Some(body),
+        };
+        self.out.transmits.push_back(Transmit {
+            topic: Topic {
+                group: group.clone(),
+                kind,
+            },
+            payload: envelope.encode_to_vec(),
+        });
+    }
+}

@@ -1,0 +1,456 @@
+//! The engine: every group of one node, driven by bytes and time.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use demls_consensus::ProposalId;
+use demls_identity::{Address, Wallet};
+use mls_rs::ExtensionList;
+use mls_rs::extension::MlsExtension;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::change::Change;
+use crate::context::{Ctx, Outbox};
+use crate::join::{Announcement, JoinAttempt};
+use crate::mls::{GroupParamsExt, MlsClient, MlsSigner, build_client, store::MlsStore};
+use crate::session::GroupSession;
+use crate::steward::StewardDuty;
+use crate::wire::{Envelope, WIRE_VERSION, envelope};
+use crate::{EngineConfig, EngineError, Epoch, Event, GroupId, GroupParams, Timestamp, Transmit};
+
+/// How many message hashes are remembered to drop exact duplicates.
+const RECENT_CAPACITY: usize = 16_384;
+
+/// Hashes of recently handled messages.
+#[derive(Default)]
+struct Recent {
+    order: VecDeque<[u8; 32]>,
+    set: HashSet<[u8; 32]>,
+}
+
+impl Recent {
+    /// Records `hash`; false if it was already there.
+    fn insert(&mut self, hash: [u8; 32]) -> bool {
+        if !self.set.insert(hash) {
+            return false;
+        }
+        self.order.push_back(hash);
+        if self.order.len() > RECENT_CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+/// A read-only view of one group, for shells and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupView {
+    /// The group.
+    pub id: GroupId,
+    /// Current epoch.
+    pub epoch: Epoch,
+    /// Members.
+    pub members: Vec<Address>,
+    /// Stewards, in rotation order.
+    pub stewards: Vec<Address>,
+    /// Whether this node is a steward.
+    pub is_steward: bool,
+    /// MLS epoch authenticator.
+    pub authenticator: Vec<u8>,
+    /// Open proposals: id, and whether decided.
+    pub open_proposals: Vec<(ProposalId, Option<bool>)>,
+}
+
+/// The de-MLS protocol engine of one node.
+///
+/// Sans-IO: feed it received bytes ([`Engine::handle_message`]), the clock
+/// ([`Engine::handle_timeout`] when [`Engine::poll_timeout`] says so) and
+/// user commands; take out bytes to publish ([`Engine::poll_transmit`]) and
+/// events ([`Engine::poll_event`]). A shell that persists state must write
+/// [`Engine::take_storage_writes`] durably before it publishes the transmits
+/// produced by the same calls.
+pub struct Engine {
+    wallet: Wallet,
+    config: EngineConfig,
+    client: MlsClient,
+    store: MlsStore,
+    pub(crate) groups: BTreeMap<GroupId, GroupSession>,
+    joins: BTreeMap<GroupId, JoinAttempt>,
+    pub(crate) announcements: BTreeMap<GroupId, Announcement>,
+    recent: Recent,
+    out: Outbox,
+}
+
+impl Engine {
+    /// An engine for `wallet`, signing MLS messages with `signer`, keeping MLS state in `store`.
+    pub fn new(wallet: Wallet, signer: &MlsSigner, config: EngineConfig, store: MlsStore) -> Self {
+        let (groups, key_packages) = store.providers();
+        let lifetime = Duration::from_secs(config.key_package_lifetime_secs);
+        let client = build_client(&wallet, signer, groups, key_packages, lifetime);
+        Self {
+            wallet,
+            config,
+            client,
+            store,
+            groups: BTreeMap::new(),
+            joins: BTreeMap::new(),
+            announcements: BTreeMap::new(),
+            recent: Recent::default(),
+            out: Outbox::default(),
+        }
+    }
+
+    /// This node's address.
+    pub fn address(&self) -> Address {
+        self.wallet.address()
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Changes how this node votes from now on.
+    pub fn set_vote_policy(&mut self, policy: crate::VotePolicy) {
+        self.config.vote_policy = policy;
+    }
+
+    /// A fresh key package of this node (an MLS KeyPackage message), e.g. to hand
+    /// to a steward out of band. Its private keys stay in this engine's store.
+    pub fn key_package(&mut self, now: Timestamp) -> Result<Vec<u8>, EngineError> {
+        let message = self.client.generate_key_package_message(
+            ExtensionList::new(),
+            ExtensionList::new(),
+            Some(now.mls_time()),
+        )?;
+        Ok(message.to_bytes()?)
+    }
+
+    pub(crate) fn split(
+        &mut self,
+        now: Timestamp,
+    ) -> (
+        Ctx<'_>,
+        &mut BTreeMap<GroupId, GroupSession>,
+        &mut BTreeMap<GroupId, JoinAttempt>,
+        &MlsClient,
+    ) {
+        (
+            Ctx {
+                wallet: &self.wallet,
+                config: &self.config,
+                now,
+                out: &mut self.out,
+            },
+            &mut self.groups,
+            &mut self.joins,
+            &self.client,
+        )
+    }
+
+    pub(crate) fn session(
+        &mut self,
+        group: &GroupId,
+        now: Timestamp,
+    ) -> Result<(Ctx<'_>, &mut GroupSession), EngineError> {
+        let (ctx, groups, _, _) = self.split(now);
+        let session = groups
+            .get_mut(group)
+            .ok_or_else(|| EngineError::UnknownGroup(group.clone()))?;
+        Ok((ctx, session))
+    }
+
+    // ----- commands -----
+
+    /// Creates a group with this node as its steward.
+    pub fn create_group(
+        &mut self,
+        group: GroupId,
+        params: GroupParams,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        if self.groups.contains_key(&group) {
+            return Err(EngineError::GroupExists(group));
+        }
+        let ext = GroupParamsExt {
+            version: 1,
+            mode: params.mode.to_byte(),
+            sn_min: 1,
+            sn_max: 1,
+            stewards: vec![*self.wallet.address().as_bytes()],
+            vote_timeout_secs: params.vote_timeout_secs,
+            liveness_yes: params.liveness_yes,
+            max_proposals_per_member: params.max_proposals_per_member,
+        };
+        let extensions: ExtensionList = vec![
+            ext.into_extension()
+                .map_err(|e| EngineError::Mls(e.to_string()))?,
+        ]
+        .into();
+        let mut mls = self.client.create_group_with_id(
+            group.as_bytes().to_vec(),
+            extensions,
+            ExtensionList::new(),
+            Some(now.mls_time()),
+        )?;
+        mls.write_to_storage()?;
+        let session = GroupSession::new(group.clone(), mls, Some(StewardDuty::new(now)?))?;
+        self.groups.insert(group.clone(), session);
+        self.out.events.push_back(Event::Subscribe(group.clone()));
+        self.out.events.push_back(Event::GroupCreated { group });
+        self.handle_timeout(now);
+        Ok(())
+    }
+
+    /// Asks to join `group`: this node's key package goes, sealed, to the group's
+    /// steward once an announcement is seen (optionally only from `steward`).
+    pub fn request_join(
+        &mut self,
+        group: GroupId,
+        steward: Option<Address>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        if self.groups.contains_key(&group) {
+            return Err(EngineError::GroupExists(group));
+        }
+        let mut attempt = JoinAttempt::new(group.clone(), steward);
+        self.out.events.push_back(Event::Subscribe(group.clone()));
+        if let Some(announcement) = self.announcements.get(&group).cloned() {
+            let (mut ctx, _, _, client) = self.split(now);
+            // An announcement from a steward the user did not ask for is simply not used.
+            if let Err(error) = attempt.on_announcement(announcement, client, &mut ctx) {
+                tracing::debug!(%group, %error, "known announcement not used");
+            }
+        }
+        self.joins.insert(group, attempt);
+        Ok(())
+    }
+
+    /// Proposes removing `member` from `group`.
+    pub fn propose_remove(
+        &mut self,
+        group: &GroupId,
+        member: Address,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        if !session.members().contains(&member) {
+            return Err(EngineError::NotMember(member));
+        }
+        if member == ctx.wallet.address() {
+            return Err(EngineError::InvalidProposal(
+                "use leave to remove yourself".into(),
+            ));
+        }
+        session.request_change(Change::Remove { target: member }, &mut ctx)?;
+        session.settle(&mut ctx)
+    }
+
+    /// Leaves `group`: proposes this node's own removal, which needs no vote.
+    pub fn leave(&mut self, group: &GroupId, now: Timestamp) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let me = ctx.wallet.address();
+        if session.stewards() == [me] {
+            return Err(EngineError::InvalidProposal(
+                "the only steward cannot leave its group".into(),
+            ));
+        }
+        session.request_change(Change::Remove { target: me }, &mut ctx)?;
+        session.settle(&mut ctx)
+    }
+
+    /// Votes on an open proposal.
+    pub fn vote(
+        &mut self,
+        group: &GroupId,
+        proposal: ProposalId,
+        yes: bool,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        session.vote(proposal, yes, &mut ctx)?;
+        session.settle(&mut ctx)
+    }
+
+    /// Sends a chat message to `group`.
+    pub fn send_message(
+        &mut self,
+        group: &GroupId,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        session.send_chat(text, &mut ctx)
+    }
+
+    // ----- input -----
+
+    /// Handles bytes received on one of this node's topics.
+    ///
+    /// An error means the message was dropped and nothing changed; its
+    /// [`EngineError::kind`] names the reason.
+    pub fn handle_message(&mut self, bytes: &[u8], now: Timestamp) -> Result<(), EngineError> {
+        if bytes.len() > self.config.max_message_size {
+            return Err(EngineError::Oversize {
+                len: bytes.len(),
+                max: self.config.max_message_size,
+            });
+        }
+        let envelope = Envelope::decode(bytes)?;
+        if envelope.version != WIRE_VERSION {
+            return Err(EngineError::UnsupportedVersion(envelope.version));
+        }
+        let group = GroupId::new(&envelope.group_id)?;
+        let body = envelope
+            .body
+            .ok_or_else(|| EngineError::Malformed("empty envelope".into()))?;
+        if !self.recent.insert(Sha256::digest(bytes).into()) {
+            return Err(EngineError::Duplicate);
+        }
+        match body {
+            envelope::Body::Announcement(announcement) => {
+                self.handle_announcement(group, &announcement, now)
+            }
+            envelope::Body::JoinRequest(request) => {
+                let (mut ctx, session) = self.session(&group, now)?;
+                session.handle_join_request(request, &mut ctx)?;
+                session.settle(&mut ctx)
+            }
+            envelope::Body::Welcome(bundle) => self.handle_welcome(group, bundle, now),
+            envelope::Body::MlsMessage(message) if !self.groups.contains_key(&group) => {
+                let (ctx, _, joins, _) = self.split(now);
+                let attempt = joins
+                    .get_mut(&group)
+                    .ok_or(EngineError::UnknownGroup(group))?;
+                attempt.keep_early(message, &ctx)
+            }
+            envelope::Body::MlsMessage(message) => {
+                let (mut ctx, session) = self.session(&group, now)?;
+                let result = session.receive_mls(&message, &mut ctx);
+                self.drop_removed_groups();
+                result
+            }
+        }
+    }
+
+    fn handle_announcement(
+        &mut self,
+        group: GroupId,
+        announcement: &crate::wire::GroupAnnouncement,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let verified = Announcement::verify(announcement)?;
+        self.announcements.insert(group.clone(), verified.clone());
+        let (mut ctx, _, joins, client) = self.split(now);
+        match joins.get_mut(&group) {
+            Some(attempt) => attempt.on_announcement(verified, client, &mut ctx),
+            None => Ok(()),
+        }
+    }
+
+    fn handle_welcome(
+        &mut self,
+        group: GroupId,
+        bundle: crate::wire::WelcomeBundle,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, groups, joins, client) = self.split(now);
+        let attempt = joins.get_mut(&group).ok_or(EngineError::NotForUs)?;
+        let session = attempt.handle_welcome(bundle, client, &mut ctx)?;
+        joins.remove(&group);
+        groups.insert(group, session);
+        Ok(())
+    }
+
+    /// Forgets groups this node was removed from.
+    fn drop_removed_groups(&mut self) {
+        let removed: Vec<GroupId> = self
+            .out
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Removed { group, .. } => Some(group.clone()),
+                _ => None,
+            })
+            .filter(|g| self.groups.contains_key(g))
+            .collect();
+        for group in removed {
+            self.groups.remove(&group);
+            self.store.delete_group(group.as_bytes());
+            self.out.events.push_back(Event::Unsubscribe(group));
+        }
+    }
+
+    /// Applies everything due at `now`: vote deadlines, retries, announcements, overdue commits.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let (mut ctx, groups, joins, client) = self.split(now);
+        for (id, session) in groups.iter_mut() {
+            if let Err(error) = session.handle_timeout(&mut ctx) {
+                tracing::warn!(group = %id, %error, "timer work failed");
+            }
+        }
+        for (id, attempt) in joins.iter_mut() {
+            if let Err(error) = attempt.handle_timeout(client, &mut ctx) {
+                tracing::warn!(group = %id, %error, "join retry failed");
+            }
+        }
+        self.drop_removed_groups();
+    }
+
+    // ----- output -----
+
+    /// When [`Engine::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let groups = self.groups.values().filter_map(GroupSession::poll_timeout);
+        let joins = self.joins.values().filter_map(JoinAttempt::poll_timeout);
+        groups.chain(joins).min()
+    }
+
+    /// The next message to publish.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// MLS state written since the last call, to persist before publishing.
+    pub fn take_storage_writes(&self) -> Vec<crate::mls::store::StorageWrite> {
+        self.store.take_writes()
+    }
+
+    // ----- views -----
+
+    /// The groups this node is a member of.
+    pub fn groups(&self) -> impl Iterator<Item = &GroupId> {
+        self.groups.keys()
+    }
+
+    /// The groups this node asked to join and has not joined yet.
+    pub fn pending_joins(&self) -> impl Iterator<Item = &GroupId> {
+        self.joins.keys()
+    }
+
+    /// A view of one group.
+    pub fn group(&self, group: &GroupId) -> Option<GroupView> {
+        let session = self.groups.get(group)?;
+        Some(GroupView {
+            id: group.clone(),
+            epoch: session.epoch(),
+            members: session.members(),
+            stewards: session.stewards(),
+            is_steward: session.steward.is_some(),
+            authenticator: session.authenticator(),
+            open_proposals: session
+                .open
+                .iter()
+                .map(|(id, o)| (*id, o.decided))
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,260 @@
+//! Joining a group: from its announcement, through a sealed key package, to its Welcome.
+
+use demls_identity::{Address, EthSignature, recover_personal};
+use mls_rs::crypto::HpkePublicKey;
+use mls_rs::group::ExportedTree;
+use mls_rs::{CipherSuiteProvider, ExtensionList, MlsMessage, MlsMessageDescription};
+
+use crate::change::key_package_of;
+use crate::context::Ctx;
+use crate::mls::{CIPHER_SUITE, MlsClient, TreeKeyExt, suite};
+use crate::session::GroupSession;
+use crate::steward::{TREE_NONCE, join_aad, join_info};
+use crate::wire::{GroupAnnouncement, JoinRequest, WelcomeBundle, envelope, signing_bytes};
+use crate::{EngineError, Epoch, Event, GroupId, Timestamp, TopicKind};
+
+/// A verified group announcement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    /// The announcing steward.
+    pub steward: Address,
+    /// The key join requests are sealed to.
+    pub hpke_key: Vec<u8>,
+    /// The group's epoch when announced.
+    pub epoch: Epoch,
+    /// Members when announced.
+    pub member_count: u32,
+    /// When it was issued (steward's clock).
+    pub issued_at: Timestamp,
+}
+
+impl Announcement {
+    /// Checks an announcement's ciphersuite, key and signature.
+    pub(crate) fn verify(announcement: &GroupAnnouncement) -> Result<Self, EngineError> {
+        if announcement.cipher_suite != u32::from(*CIPHER_SUITE) {
+            return Err(EngineError::UnsupportedCipherSuite(
+                u16::try_from(announcement.cipher_suite).unwrap_or(u16::MAX),
+            ));
+        }
+        let steward = Address::from_slice(&announcement.steward)
+            .ok_or_else(|| EngineError::Malformed("steward is not an address".into()))?;
+        let signature = EthSignature::from_slice(&announcement.signature)?;
+        let signer = recover_personal(
+            &signing_bytes(announcement, |a| a.signature.clear()),
+            &signature,
+        )?;
+        if signer != steward {
+            return Err(EngineError::SenderMismatch {
+                sender: signer,
+                claimed: steward,
+            });
+        }
+        let key = HpkePublicKey::from(announcement.steward_hpke_key.clone());
+        suite()
+            .kem_public_key_validate(&key)
+            .map_err(|e| EngineError::Crypto(format!("steward key: {e:?}")))?;
+        Ok(Self {
+            steward,
+            hpke_key: announcement.steward_hpke_key.clone(),
+            epoch: Epoch(announcement.epoch),
+            member_count: announcement.member_count,
+            issued_at: Timestamp(announcement.issued_at_ms),
+        })
+    }
+}
+
+/// This node's attempt to join one group.
+pub(crate) struct JoinAttempt {
+    group: GroupId,
+    steward_filter: Option<Address>,
+    announcement: Option<Announcement>,
+    key_package: Option<(MlsMessage, Vec<u8>)>,
+    next_send: Option<Timestamp>,
+    /// Application-topic messages that arrived before the Welcome, replayed after it.
+    early: Vec<Vec<u8>>,
+}
+
+impl JoinAttempt {
+    /// Starts an attempt; `steward` restricts which announcer to trust.
+    pub(crate) fn new(group: GroupId, steward: Option<Address>) -> Self {
+        Self {
+            group,
+            steward_filter: steward,
+            announcement: None,
+            key_package: None,
+            next_send: None,
+            early: Vec::new(),
+        }
+    }
+
+    /// Keeps a group message that may turn out to be for this node's first epoch:
+    /// the Welcome and the first proposals of the new epoch race each other.
+    pub(crate) fn keep_early(
+        &mut self,
+        message: Vec<u8>,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        if self.early.len() >= ctx.config.max_buffered_messages {
+            return Err(EngineError::BufferFull);
+        }
+        self.early.push(message);
+        Ok(())
+    }
+
+    /// Takes an announcement into account; sends the request if it is the first usable one.
+    pub(crate) fn on_announcement(
+        &mut self,
+        announcement: Announcement,
+        client: &MlsClient,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        if self
+            .steward_filter
+            .is_some_and(|s| s != announcement.steward)
+        {
+            return Err(EngineError::NotForUs);
+        }
+        let changed = self
+            .announcement
+            .as_ref()
+            .is_none_or(|a| a.steward != announcement.steward);
+        if changed {
+            ctx.emit(Event::AnnouncementSeen {
+                group: self.group.clone(),
+                steward: announcement.steward,
+                epoch: announcement.epoch,
+            });
+        }
+        self.announcement = Some(announcement);
+        if changed {
+            self.send(client, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Seals this node's key package to the announced steward and sends it.
+    fn send(&mut self, client: &MlsClient, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        let Some(announcement) = self.announcement.clone() else {
+            return Ok(());
+        };
+        // Set first: a failed attempt is retried later, not in a tight loop.
+        self.next_send = Some(ctx.now.plus_ms(ctx.config.join_retry_ms));
+        if self.key_package.is_none() {
+            let message = client.generate_key_package_message(
+                ExtensionList::new(),
+                ExtensionList::new(),
+                Some(ctx.now.mls_time()),
+            )?;
+            let reference = key_package_of(&message)?.to_reference(&suite())?.to_vec();
+            self.key_package = Some((message, reference));
+        }
+        let Some((key_package, _)) = &self.key_package else {
+            return Ok(());
+        };
+        send_join_request(&self.group, key_package, &announcement, ctx)
+    }
+
+    /// Re-sends the request when its retry time has come.
+    pub(crate) fn handle_timeout(
+        &mut self,
+        client: &MlsClient,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        if self.next_send.is_some_and(|t| t <= ctx.now) {
+            self.send(client, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// When this attempt next needs the clock.
+    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
+        self.next_send
+    }
+
+    /// Joins from a Welcome addressed to this node's key package.
+    pub(crate) fn handle_welcome(
+        &mut self,
+        bundle: WelcomeBundle,
+        client: &MlsClient,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<GroupSession, EngineError> {
+        let welcome = MlsMessage::from_bytes(&bundle.welcome)
+            .map_err(|e| EngineError::Malformed(format!("welcome: {e}")))?;
+        let Some((_, reference)) = &self.key_package else {
+            return Err(EngineError::NotForUs);
+        };
+        match welcome.description() {
+            MlsMessageDescription::Welcome {
+                key_package_refs, ..
+            } => {
+                if !key_package_refs.iter().any(|r| r.to_vec() == *reference) {
+                    return Err(EngineError::NotForUs);
+                }
+            }
+            _ => return Err(EngineError::Malformed("not a Welcome".into())),
+        }
+        let group_info = client.examine_welcome_message(&welcome)?;
+        let tree_key = group_info
+            .extensions()
+            .get_as::<TreeKeyExt>()
+            .map_err(|e| EngineError::Malformed(format!("tree key: {e}")))?
+            .ok_or_else(|| EngineError::Malformed("Welcome has no tree key".into()))?;
+        let tree = suite()
+            .aead_open(&tree_key.key, &bundle.encrypted_tree, None, &TREE_NONCE)
+            .map_err(|e| EngineError::Crypto(format!("tree does not open: {e:?}")))?;
+        let tree = ExportedTree::from_bytes(&tree)?;
+        let (mut group, _) = client.join_group(Some(tree), &welcome, Some(ctx.now.mls_time()))?;
+        group.write_to_storage()?;
+        let mut session = GroupSession::new(self.group.clone(), group, None)?;
+        ctx.emit(Event::Joined {
+            group: self.group.clone(),
+            epoch: session.epoch(),
+            members: session.members(),
+        });
+        for message in std::mem::take(&mut self.early) {
+            // Most early messages belong to epochs before this node joined; those fail here.
+            if let Err(error) = session.receive_mls(&message, ctx) {
+                tracing::debug!(group = %self.group, %error, "early message dropped");
+            }
+        }
+        Ok(session)
+    }
+}
+
+/// Seals `key_package` to the announcing steward and publishes it on the welcome topic.
+pub(crate) fn send_join_request(
+    group: &GroupId,
+    key_package: &MlsMessage,
+    announcement: &Announcement,
+    ctx: &mut Ctx<'_>,
+) -> Result<(), EngineError> {
+    let me = ctx.wallet.address();
+    let sealed = suite()
+        .hpke_seal(
+            &HpkePublicKey::from(announcement.hpke_key.clone()),
+            &join_info(group),
+            Some(&join_aad(me, announcement.steward)),
+            &key_package.to_bytes()?,
+        )
+        .map_err(|e| EngineError::Crypto(format!("hpke seal: {e:?}")))?;
+    let mut request = JoinRequest {
+        steward: announcement.steward.as_bytes().to_vec(),
+        joiner: me.as_bytes().to_vec(),
+        kem_output: sealed.kem_output,
+        ciphertext: sealed.ciphertext,
+        sent_at_ms: ctx.now.0,
+        signature: Vec::new(),
+    };
+    let signed = signing_bytes(&request, |r| r.signature.clear());
+    request.signature = ctx.wallet.sign_personal(&signed).as_bytes().to_vec();
+    ctx.send(
+        group,
+        TopicKind::Welcome,
+        envelope::Body::JoinRequest(request),
+    );
+    ctx.emit(Event::JoinRequestSent {
+        group: group.clone(),
+        steward: announcement.steward,
+    });
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! The de-MLS protocol engine.
+//!
+//! A sans-IO state machine for decentralized MLS groups, after the
+//! ETH-MLS-OFFCHAIN RFC: a steward announces a group, joiners seal their key
+//! packages to it, members vote on every membership change with the
+//! hashgraph-like consensus of `demls-consensus`, and the steward turns
+//! approved proposals into one MLS commit (RFC 9420, via mls-rs) plus a
+//! Welcome. Members accept a commit only if it applies exactly the approved
+//! proposals.
+//!
+//! The engine never touches sockets, threads or the wall clock: bytes and a
+//! [`Timestamp`] go in, bytes ([`Transmit`]) and [`Event`]s come out.
+
+#[cfg(feature = "byzantine")]
+mod byzantine;
+mod change;
+mod config;
+mod context;
+mod engine;
+mod error;
+mod event;
+mod ids;
+mod join;
+pub mod mls;
+mod session;
+mod steward;
+pub mod wire;
+
+pub use config::{EngineConfig, GroupParams, StewardMode, VotePolicy};
+pub use demls_consensus::ProposalId;
+pub use engine::{Engine, GroupView};
+pub use error::EngineError;
+pub use event::{ChangeKind, Event, Transmit};
+pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
+pub use join::Announcement;
+pub use mls::MlsSigner;
+pub use mls::store::{MlsStore, StorageWrite};

@@ -1,0 +1,241 @@
+//! In-memory MLS storage with a write journal.
+//!
+//! mls-rs reads and writes state through its storage traits. Here the state
+//! lives in memory (the engine does no IO), and every write is also appended
+//! to a journal. A shell that persists drains the journal with
+//! [`MlsStore::take_writes`] and writes it in the same database transaction
+//! as the engine's protocol state, before it releases the engine's outgoing
+//! messages: MLS and protocol state then never diverge on disk, and a key
+//! generation is on disk before any ciphertext made with it leaves the node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use mls_rs::storage_provider::KeyPackageData;
+use mls_rs::{GroupStateStorage, KeyPackageStorage};
+use mls_rs_codec::{MlsDecode, MlsEncode};
+use mls_rs_core::group::{EpochRecord, GroupState};
+use zeroize::Zeroizing;
+
+/// One change to MLS state, to be persisted by the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageWrite {
+    /// A group's current state and its retained past epochs.
+    Group {
+        /// MLS group id.
+        group_id: Vec<u8>,
+        /// mls-rs snapshot of the current epoch.
+        snapshot: Zeroizing<Vec<u8>>,
+        /// Past epochs to insert or replace.
+        epochs: Vec<(u64, Zeroizing<Vec<u8>>)>,
+        /// Past epochs below this id are no longer retained.
+        oldest_retained_epoch: Option<u64>,
+    },
+    /// A group this node no longer belongs to.
+    GroupDeleted {
+        /// MLS group id.
+        group_id: Vec<u8>,
+    },
+    /// A new key package's private parts (mls-encoded `KeyPackageData`).
+    KeyPackage {
+        /// Key package reference.
+        id: Vec<u8>,
+        /// Encoded key package data.
+        data: Zeroizing<Vec<u8>>,
+    },
+    /// A key package that was used or withdrawn.
+    KeyPackageDeleted {
+        /// Key package reference.
+        id: Vec<u8>,
+    },
+}
+
+#[derive(Default)]
+struct GroupRecord {
+    snapshot: Zeroizing<Vec<u8>>,
+    epochs: BTreeMap<u64, Zeroizing<Vec<u8>>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<Vec<u8>, GroupRecord>,
+    key_packages: HashMap<Vec<u8>, KeyPackageData>,
+    journal: Option<Vec<StorageWrite>>,
+}
+
+/// The engine's MLS state, shared by the group-state and key-package stores.
+#[derive(Clone)]
+pub struct MlsStore {
+    inner: Arc<Mutex<Inner>>,
+    epoch_retention: usize,
+}
+
+impl MlsStore {
+    /// A store that keeps `epoch_retention` past epochs per group (to read late
+    /// messages) and, if `journal` is set, records every write.
+    pub fn new(epoch_retention: usize, journal: bool) -> Self {
+        let inner = Inner {
+            journal: journal.then(Vec::new),
+            ..Inner::default()
+        };
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+            epoch_retention,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves plain data behind; keep using it.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drains the journal: the writes since the last call, oldest first.
+    pub fn take_writes(&self) -> Vec<StorageWrite> {
+        self.lock()
+            .journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Loads a persisted group (at start-up, before the engine runs).
+    pub fn restore_group(&self, group_id: Vec<u8>, snapshot: Vec<u8>, epochs: Vec<(u64, Vec<u8>)>) {
+        let record = GroupRecord {
+            snapshot: Zeroizing::new(snapshot),
+            epochs: epochs
+                .into_iter()
+                .map(|(id, data)| (id, Zeroizing::new(data)))
+                .collect(),
+        };
+        self.lock().groups.insert(group_id, record);
+    }
+
+    /// Loads a persisted key package (at start-up).
+    pub fn restore_key_package(&self, id: Vec<u8>, data: &[u8]) -> Result<(), mls_rs_codec::Error> {
+        let data = KeyPackageData::mls_decode(&mut &*data)?;
+        self.lock().key_packages.insert(id, data);
+        Ok(())
+    }
+
+    /// Forgets a group (after leaving or removal).
+    pub(crate) fn delete_group(&self, group_id: &[u8]) {
+        let mut inner = self.lock();
+        inner.groups.remove(group_id);
+        if let Some(journal) = inner.journal.as_mut() {
+            journal.push(StorageWrite::GroupDeleted {
+                group_id: group_id.to_vec(),
+            });
+        }
+    }
+
+    /// The stores to give to mls-rs.
+    pub(crate) fn providers(&self) -> (GroupStore, KeyPackageStore) {
+        (GroupStore(self.clone()), KeyPackageStore(self.clone()))
+    }
+}
+
+/// mls-rs group state storage over an [`MlsStore`].
+#[derive(Clone)]
+pub struct GroupStore(MlsStore);
+
+impl GroupStateStorage for GroupStore {
+    type Error = Infallible;
+
+    fn state(&self, group_id: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, Self::Error> {
+        Ok(self
+            .0
+            .lock()
+            .groups
+            .get(group_id)
+            .map(|g| g.snapshot.clone()))
+    }
+
+    fn epoch(
+        &self,
+        group_id: &[u8],
+        epoch_id: u64,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, Self::Error> {
+        Ok(self
+            .0
+            .lock()
+            .groups
+            .get(group_id)
+            .and_then(|g| g.epochs.get(&epoch_id).cloned()))
+    }
+
+    fn write(
+        &mut self,
+        state: GroupState,
+        epoch_inserts: Vec<EpochRecord>,
+        epoch_updates: Vec<EpochRecord>,
+    ) -> Result<(), Self::Error> {
+        let retention = self.0.epoch_retention;
+        let mut inner = self.0.lock();
+        let record = inner.groups.entry(state.id.clone()).or_default();
+        record.snapshot = state.data.clone();
+        let changed: Vec<(u64, Zeroizing<Vec<u8>>)> = epoch_inserts
+            .into_iter()
+            .chain(epoch_updates)
+            .map(|e| (e.id, e.data))
+            .collect();
+        for (id, data) in &changed {
+            record.epochs.insert(*id, data.clone());
+        }
+        while record.epochs.len() > retention {
+            record.epochs.pop_first();
+        }
+        let oldest_retained_epoch = record.epochs.keys().next().copied();
+        if let Some(journal) = inner.journal.as_mut() {
+            journal.push(StorageWrite::Group {
+                group_id: state.id,
+                snapshot: state.data,
+                epochs: changed,
+                oldest_retained_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    fn max_epoch_id(&self, group_id: &[u8]) -> Result<Option<u64>, Self::Error> {
+        Ok(self
+            .0
+            .lock()
+            .groups
+            .get(group_id)
+            .and_then(|g| g.epochs.keys().next_back().copied()))
+    }
+}
+
+/// mls-rs key package storage over an [`MlsStore`].
+#[derive(Clone)]
+pub struct KeyPackageStore(MlsStore);
+
+impl KeyPackageStorage for KeyPackageStore {
+    type Error = mls_rs_codec::Error;
+
+    fn delete(&mut self, id: &[u8]) -> Result<(), Self::Error> {
+        let mut inner = self.0.lock();
+        inner.key_packages.remove(id);
+        if let Some(journal) = inner.journal.as_mut() {
+            journal.push(StorageWrite::KeyPackageDeleted { id: id.to_vec() });
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, id: Vec<u8>, pkg: KeyPackageData) -> Result<(), Self::Error> {
+        let encoded = Zeroizing::new(pkg.mls_encode_to_vec()?);
+        let mut inner = self.0.lock();
+        inner.key_packages.insert(id.clone(), pkg);
+        if let Some(journal) = inner.journal.as_mut() {
+            journal.push(StorageWrite::KeyPackage { id, data: encoded });
+        }
+        Ok(())
+    }
+
+    fn get(&self, id: &[u8]) -> Result<Option<KeyPackageData>, Self::Error> {
+        Ok(self.0.lock().key_packages.get(id).cloned())
+    }
+}

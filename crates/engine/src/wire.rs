@@ -1,0 +1,194 @@
+//! The demls.v1 wire format (documented in `proto/demls.v1.proto`).
+//!
+//! Every payload on a demls topic is an [`Envelope`]; every MLS application
+//! message carries an [`AppMessage`]. Decoding is bounded by the caller's
+//! size limit before it gets here, and prost rejects malformed input with an
+//! error, never a panic.
+
+use demls_consensus::wire::Proposal;
+use prost::Message;
+
+/// The wire format version this engine speaks.
+pub const WIRE_VERSION: u32 = 1;
+
+/// Everything on a demls content topic.
+#[derive(Clone, PartialEq, Message)]
+pub struct Envelope {
+    /// [`WIRE_VERSION`].
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// The group this message belongs to.
+    #[prost(string, tag = "2")]
+    pub group_id: String,
+    /// The message.
+    #[prost(oneof = "envelope::Body", tags = "10, 11, 12, 13")]
+    pub body: Option<envelope::Body>,
+}
+
+/// [`Envelope`]'s body.
+pub mod envelope {
+    /// The kinds of envelope.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Body {
+        /// A steward's periodic announcement (welcome topic).
+        #[prost(message, tag = "10")]
+        Announcement(super::GroupAnnouncement),
+        /// A sealed key package for a steward (welcome topic).
+        #[prost(message, tag = "11")]
+        JoinRequest(super::JoinRequest),
+        /// A Welcome and its ratchet tree (welcome topic).
+        #[prost(message, tag = "12")]
+        Welcome(super::WelcomeBundle),
+        /// An MLS PrivateMessage: a commit or an application message (application topic).
+        #[prost(bytes, tag = "13")]
+        MlsMessage(Vec<u8>),
+    }
+}
+
+/// A steward's periodic announcement of a group.
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupAnnouncement {
+    /// MLS ciphersuite id.
+    #[prost(uint32, tag = "1")]
+    pub cipher_suite: u32,
+    /// The steward's address (20 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub steward: Vec<u8>,
+    /// The X25519 key that join requests are sealed to.
+    #[prost(bytes = "vec", tag = "3")]
+    pub steward_hpke_key: Vec<u8>,
+    /// The group's current epoch.
+    #[prost(uint64, tag = "4")]
+    pub epoch: u64,
+    /// When the steward issued it (Unix ms).
+    #[prost(uint64, tag = "5")]
+    pub issued_at_ms: u64,
+    /// Number of members.
+    #[prost(uint32, tag = "6")]
+    pub member_count: u32,
+    /// EIP-191 signature by the steward over this message with `signature` empty.
+    #[prost(bytes = "vec", tag = "15")]
+    pub signature: Vec<u8>,
+}
+
+/// A joiner's key package, sealed to one steward.
+#[derive(Clone, PartialEq, Message)]
+pub struct JoinRequest {
+    /// The steward it is sealed to (20 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub steward: Vec<u8>,
+    /// The joiner's address (20 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub joiner: Vec<u8>,
+    /// HPKE encapsulated key.
+    #[prost(bytes = "vec", tag = "3")]
+    pub kem_output: Vec<u8>,
+    /// HPKE ciphertext of the MLS KeyPackage message.
+    #[prost(bytes = "vec", tag = "4")]
+    pub ciphertext: Vec<u8>,
+    /// When the joiner sent it (Unix ms).
+    #[prost(uint64, tag = "5")]
+    pub sent_at_ms: u64,
+    /// EIP-191 signature by the joiner over this message with `signature` empty.
+    #[prost(bytes = "vec", tag = "15")]
+    pub signature: Vec<u8>,
+}
+
+/// A commit's Welcome, with the ratchet tree sent once beside it.
+#[derive(Clone, PartialEq, Message)]
+pub struct WelcomeBundle {
+    /// MLS Welcome message.
+    #[prost(bytes = "vec", tag = "1")]
+    pub welcome: Vec<u8>,
+    /// The exported ratchet tree, sealed with the key in the GroupInfo's tree-key extension.
+    #[prost(bytes = "vec", tag = "2")]
+    pub encrypted_tree: Vec<u8>,
+    /// The epoch the Welcome starts.
+    #[prost(uint64, tag = "3")]
+    pub epoch: u64,
+}
+
+/// The plaintext of an MLS application message.
+#[derive(Clone, PartialEq, Message)]
+pub struct AppMessage {
+    /// The message.
+    #[prost(oneof = "app_message::Body", tags = "1, 2, 3")]
+    pub body: Option<app_message::Body>,
+}
+
+/// [`AppMessage`]'s body.
+pub mod app_message {
+    /// The kinds of application message.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Body {
+        /// A chat message.
+        #[prost(message, tag = "1")]
+        Chat(super::Chat),
+        /// A voting proposal (with its owner's vote).
+        #[prost(message, tag = "2")]
+        Proposal(demls_consensus::wire::Proposal),
+        /// A vote.
+        #[prost(message, tag = "3")]
+        Vote(demls_consensus::wire::Vote),
+    }
+}
+
+/// A chat message.
+#[derive(Clone, PartialEq, Message)]
+pub struct Chat {
+    /// 16 random bytes naming this message.
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    /// The text.
+    #[prost(string, tag = "2")]
+    pub text: String,
+    /// When the sender sent it (Unix ms).
+    #[prost(uint64, tag = "3")]
+    pub sent_at_ms: u64,
+}
+
+/// The payload of a membership voting proposal.
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupChange {
+    /// The epoch in which the change is voted.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// The change.
+    #[prost(oneof = "group_change::Change", tags = "2, 3")]
+    pub change: Option<group_change::Change>,
+}
+
+/// [`GroupChange`]'s change.
+pub mod group_change {
+    /// The kinds of membership change.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Change {
+        /// Add the owner of this MLS KeyPackage message.
+        #[prost(bytes, tag = "2")]
+        AddKeyPackage(Vec<u8>),
+        /// Remove this member (20-byte address); a leave when it is the proposal's owner.
+        #[prost(bytes, tag = "3")]
+        RemoveMember(Vec<u8>),
+    }
+}
+
+/// The authenticated data of a commit: the voted proposals it applies, with their votes.
+#[derive(Clone, PartialEq, Message)]
+pub struct CommitManifest {
+    /// The epoch the commit ends.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// The approved proposals, each with the votes that approved it.
+    #[prost(message, repeated, tag = "2")]
+    pub approved: Vec<Proposal>,
+}
+
+/// Encodes `message` with its `signature` field cleared, the bytes a signature covers.
+pub(crate) fn signing_bytes<M: Message + Clone>(
+    message: &M,
+    clear: impl FnOnce(&mut M),
+) -> Vec<u8> {
+    let mut unsigned = message.clone();
+    clear(&mut unsigned);
+    unsigned.encode_to_vec()
+}

@@ -1,0 +1,158 @@
+//! Shared set-up for the engine's tests: engines on the simulated network.
+
+#![allow(dead_code)]
+
+use demls_engine::{
+    ChangeKind, Engine, EngineConfig, Event, GroupId, GroupParams, MlsSigner, MlsStore, ProposalId,
+    VotePolicy,
+};
+use demls_identity::{Address, Wallet};
+use demls_sim::{NetConfig, NodeId, Sim};
+
+/// Engine settings tuned for simulated time.
+pub fn config(policy: VotePolicy) -> EngineConfig {
+    EngineConfig {
+        announce_interval_ms: 1_000,
+        join_retry_ms: 3_000,
+        commit_delay_ms: 2_000,
+        vote_policy: policy,
+        ..EngineConfig::default()
+    }
+}
+
+/// A fresh engine with a new wallet.
+pub fn engine(policy: VotePolicy) -> Engine {
+    Engine::new(
+        Wallet::generate(),
+        &MlsSigner::generate().unwrap(),
+        config(policy),
+        MlsStore::new(4, false),
+    )
+}
+
+/// Group parameters for tests.
+pub fn params() -> GroupParams {
+    GroupParams {
+        vote_timeout_secs: 20,
+        ..GroupParams::default()
+    }
+}
+
+/// A network with reordering (wide jitter) and duplication.
+pub fn noisy_net(seed: u64) -> NetConfig {
+    NetConfig {
+        seed,
+        latency_ms: 40,
+        jitter_ms: 35,
+        duplicate: 0.25,
+        ..NetConfig::default()
+    }
+}
+
+pub fn group() -> GroupId {
+    GroupId::new("lab").unwrap()
+}
+
+/// A group of `n` members formed through the real flow: the steward (node 0)
+/// creates it, the others request to join, everyone votes automatically.
+pub fn form_group(sim: &mut Sim, n: usize, policy: VotePolicy) -> Vec<NodeId> {
+    let g = group();
+    let steward = sim.add(engine(VotePolicy::Automatic));
+    sim.act(steward, |e, now| e.create_group(g.clone(), params(), now))
+        .unwrap();
+    let mut nodes = vec![steward];
+    for _ in 1..n {
+        let id = sim.add(engine(policy));
+        sim.act(id, |e, now| e.request_join(g.clone(), None, now))
+            .unwrap();
+        nodes.push(id);
+    }
+    let all = nodes.clone();
+    let converged = sim.run_until(600_000, |sim| converged(sim, &all, n));
+    assert!(converged, "group did not form: {}", describe(sim, &all));
+    nodes
+}
+
+/// Whether all `nodes` are members at the same epoch with `members` members and one authenticator.
+pub fn converged(sim: &Sim, nodes: &[NodeId], members: usize) -> bool {
+    let views: Vec<_> = nodes
+        .iter()
+        .map(|id| sim.node(*id).engine.group(&group()))
+        .collect();
+    let Some(Some(first)) = views.first() else {
+        return false;
+    };
+    views.iter().all(|v| {
+        v.as_ref().is_some_and(|v| {
+            v.epoch == first.epoch
+                && v.authenticator == first.authenticator
+                && v.members.len() == members
+        })
+    })
+}
+
+pub fn describe(sim: &Sim, nodes: &[NodeId]) -> String {
+    nodes
+        .iter()
+        .map(|id| match sim.node(*id).engine.group(&group()) {
+            Some(v) => format!("{}: epoch {} members {}", id.0, v.epoch, v.members.len()),
+            None => format!("{}: not a member", id.0),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn address(sim: &Sim, id: NodeId) -> Address {
+    sim.node(id).engine.address()
+}
+
+/// Chat texts a node received or sent.
+pub fn texts(sim: &Sim, id: NodeId) -> Vec<String> {
+    sim.node(id)
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Message { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The proposals a node saw opened, with their owner and change.
+pub fn opened(sim: &Sim, id: NodeId) -> Vec<(ProposalId, Address, ChangeKind)> {
+    sim.node(id)
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::ProposalOpened {
+                proposal,
+                owner,
+                change,
+                ..
+            } => Some((*proposal, *owner, *change)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Decisions a node reached.
+pub fn decisions(sim: &Sim, id: NodeId) -> Vec<(ChangeKind, bool)> {
+    sim.node(id)
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::ProposalDecided {
+                change, approved, ..
+            } => Some((*change, *approved)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn rejected_commits(sim: &Sim, id: NodeId) -> usize {
+    sim.node(id)
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::CommitRejected { .. }))
+        .count()
+}

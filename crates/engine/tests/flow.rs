@@ -1,0 +1,197 @@
+//! The de-MLS flow end to end on a simulated network with reordering and duplication.
+
+mod common;
+
+use common::*;
+use demls_engine::{ChangeKind, Event, TopicKind, VotePolicy};
+use demls_sim::{NetConfig, Sim};
+
+#[test]
+fn ten_members_join_vote_commit_and_talk() {
+    let mut sim = Sim::new(noisy_net(7));
+    let nodes = form_group(&mut sim, 10, VotePolicy::Automatic);
+    let g = group();
+
+    // Every member is in the same epoch with the same MLS epoch authenticator.
+    let view = sim.node(nodes[0]).engine.group(&g).unwrap();
+    assert_eq!(view.members.len(), 10);
+    for id in &nodes {
+        let v = sim.node(*id).engine.group(&g).unwrap();
+        assert_eq!(
+            (v.epoch, &v.authenticator),
+            (view.epoch, &view.authenticator)
+        );
+    }
+
+    // Everyone talks; every message reaches every member exactly once.
+    for (i, id) in nodes.iter().enumerate() {
+        sim.act(*id, |e, now| {
+            e.send_message(&g, &format!("hello from {i}"), now)
+        })
+        .unwrap();
+    }
+    sim.run_for(5_000);
+    for id in &nodes {
+        let mut got = texts(&sim, *id);
+        got.sort();
+        let mut want: Vec<String> = (0..10).map(|i| format!("hello from {i}")).collect();
+        want.sort();
+        assert_eq!(got, want, "node {}", id.0);
+    }
+    // Drops are only the expected noise: duplicated deliveries, welcome-topic traffic
+    // for others, and ciphertexts of epochs from before a node joined.
+    let drops = sim.drop_counts();
+    let expected = ["duplicate", "not_for_us", "unknown_group", "wrong_epoch"];
+    assert!(
+        drops.keys().all(|k| expected.contains(&k.as_str())),
+        "{drops:?}"
+    );
+}
+
+#[test]
+fn joiner_cannot_read_messages_from_before_it_joined() {
+    let mut sim = Sim::new(noisy_net(11));
+    let nodes = form_group(&mut sim, 3, VotePolicy::Automatic);
+    let g = group();
+    sim.enable_wiretap();
+    sim.act(nodes[1], |e, now| {
+        e.send_message(&g, "before you came", now)
+    })
+    .unwrap();
+    let captured: Vec<Vec<u8>> = sim
+        .wiretap
+        .iter()
+        .filter(|(_, t)| t.topic.kind == TopicKind::Application)
+        .map(|(_, t)| t.payload.clone())
+        .collect();
+    assert_eq!(captured.len(), 1);
+    sim.run_for(2_000);
+
+    let late = sim.add(engine(VotePolicy::Automatic));
+    sim.act(late, |e, now| e.request_join(g.clone(), None, now))
+        .unwrap();
+    let mut all = nodes.clone();
+    all.push(late);
+    assert!(
+        sim.run_until(120_000, |s| converged(s, &all, 4)),
+        "{}",
+        describe(&sim, &all)
+    );
+
+    // The ciphertext of the earlier epoch is useless to the new member.
+    let error = sim.inject(late, &captured[0]).unwrap_err();
+    assert_eq!(error.kind(), "wrong_epoch", "{error}");
+    assert!(!texts(&sim, late).contains(&"before you came".to_owned()));
+}
+
+#[test]
+fn removed_member_with_its_old_state_cannot_read_what_follows() {
+    let mut sim = Sim::new(noisy_net(13));
+    let nodes = form_group(&mut sim, 5, VotePolicy::Automatic);
+    let g = group();
+    let victim = nodes[4];
+    let victim_address = address(&sim, victim);
+    // The victim keeps its full pre-removal state: it goes offline before the removal commit.
+    sim.node_mut(victim).online = false;
+    sim.enable_wiretap();
+    sim.act(nodes[1], |e, now| e.propose_remove(&g, victim_address, now))
+        .unwrap();
+    let rest: Vec<_> = nodes[..4].to_vec();
+    assert!(
+        sim.run_until(120_000, |s| converged(s, &rest, 4)),
+        "{}",
+        describe(&sim, &rest)
+    );
+    sim.act(nodes[2], |e, now| {
+        e.send_message(&g, "after the removal", now)
+    })
+    .unwrap();
+    sim.run_for(2_000);
+    assert!(
+        rest.iter()
+            .all(|id| texts(&sim, *id).contains(&"after the removal".to_owned()))
+    );
+
+    // Everything sent after the removal, fed to the victim's old state: nothing readable.
+    let captured: Vec<Vec<u8>> = sim.wiretap.iter().map(|(_, t)| t.payload.clone()).collect();
+    for bytes in &captured {
+        let _ = sim.inject(victim, bytes);
+    }
+    assert!(!texts(&sim, victim).contains(&"after the removal".to_owned()));
+    assert!(
+        sim.node(victim)
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Removed { .. }))
+    );
+    assert!(sim.node(victim).engine.group(&g).is_none());
+    let view = sim.node(nodes[0]).engine.group(&g).unwrap();
+    assert!(!view.members.contains(&victim_address));
+}
+
+#[test]
+fn a_no_majority_blocks_the_change() {
+    let mut sim = Sim::new(NetConfig {
+        seed: 3,
+        ..NetConfig::default()
+    });
+    let nodes = form_group(&mut sim, 4, VotePolicy::Automatic);
+    let g = group();
+    for id in &nodes[1..] {
+        sim.node_mut(*id).engine.set_vote_policy(VotePolicy::Manual);
+    }
+    // Members now vote by hand.
+    let before = sim.node(nodes[0]).engine.group(&g).unwrap();
+    let target = address(&sim, nodes[3]);
+    sim.act(nodes[0], |e, now| e.propose_remove(&g, target, now))
+        .unwrap();
+    sim.run_for(1_000);
+    let (proposal, _, _) = *opened(&sim, nodes[1]).last().unwrap();
+    for id in &nodes[1..] {
+        sim.act(*id, |e, now| e.vote(&g, proposal, false, now))
+            .unwrap();
+    }
+    sim.run_for(60_000);
+    for id in &nodes {
+        assert!(
+            decisions(&sim, *id).contains(&(ChangeKind::Remove(target), false)),
+            "node {}",
+            id.0
+        );
+        let v = sim.node(*id).engine.group(&g).unwrap();
+        assert_eq!((v.epoch, v.members.len()), (before.epoch, 4));
+    }
+    // A vote on a decided proposal is refused.
+    let error = sim
+        .act(nodes[1], |e, now| e.vote(&g, proposal, true, now))
+        .unwrap_err();
+    assert_eq!(error.kind(), "vote_refused");
+}
+
+#[test]
+fn a_member_leaves() {
+    let mut sim = Sim::new(noisy_net(17));
+    let nodes = form_group(&mut sim, 4, VotePolicy::Automatic);
+    let g = group();
+    sim.act(nodes[2], |e, now| e.leave(&g, now)).unwrap();
+    let rest = vec![nodes[0], nodes[1], nodes[3]];
+    assert!(
+        sim.run_until(60_000, |s| converged(s, &rest, 3)),
+        "{}",
+        describe(&sim, &rest)
+    );
+    assert!(sim.node(nodes[2]).engine.group(&g).is_none());
+    assert!(
+        sim.node(nodes[2])
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Removed { .. }))
+    );
+    // The only steward may not leave.
+    assert_eq!(
+        sim.act(nodes[0], |e, now| e.leave(&g, now))
+            .unwrap_err()
+            .kind(),
+        "invalid_proposal"
+    );
+}
