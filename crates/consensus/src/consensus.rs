@@ -281,7 +281,7 @@ impl Consensus {
     }
 
     /// The next instant at which [`Self::handle_timeout`] has work: a
-    /// deadline, or the end of a retention.
+    /// deadline, the end of a retention, or a buffered vote's expiry.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let proposals = self.proposals.values().map(|state| match state.decision() {
             None => state.deadline(),

@@ -271,11 +271,14 @@ fn receive(
         expected.map(|c| (c.yes, c.no))
     );
     // Before the deadline: the early rule on the accepted votes.
-    prop_assert_eq!(member.decision(id), expected.and_then(rule::decide_early));
+    prop_assert_eq!(
+        member.decision(id),
+        expected.and_then(|c| rule::decide(c, false))
+    );
 
     // At the deadline, every member decides by itself.
     let timed_out = member.handle_timeout(deadline());
-    let expected_final = expected.map(rule::decide_final);
+    let expected_final = expected.and_then(|c| rule::decide(c, true));
     prop_assert_eq!(member.decision(id), expected_final);
     let decided_early = tally.and_then(|t| t.decision).is_some();
     let expected_timeouts: Vec<(ProposalId, Decision)> = match expected_final {
