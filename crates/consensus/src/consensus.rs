@@ -143,13 +143,42 @@ impl Consensus {
         voters: BTreeSet<Address>,
         now: Timestamp,
     ) -> Result<ProposalOutcome, ConsensusError> {
+        self.merge(proposal, voters, now, Lateness::Refused)
+    }
+
+    /// Takes in a proposal carried as evidence, for instance in a commit that
+    /// applies it, even after its deadline: its votes (each dated within the
+    /// proposal's life) are checked and merged as by
+    /// [`Self::receive_proposal`], and if the deadline has passed at `now`
+    /// the proposal is decided at once, silent voters counting as its
+    /// liveness side. A member that missed a proposal and its votes can so
+    /// reach the decision the committer reached, from the votes alone; a
+    /// member that holds more votes than the evidence decides on all of them.
+    pub fn receive_evidence(
+        &mut self,
+        proposal: wire::Proposal,
+        voters: BTreeSet<Address>,
+        now: Timestamp,
+    ) -> Result<ProposalOutcome, ConsensusError> {
+        self.merge(proposal, voters, now, Lateness::Decides)
+    }
+
+    fn merge(
+        &mut self,
+        proposal: wire::Proposal,
+        voters: BTreeSet<Address>,
+        now: Timestamp,
+        lateness: Lateness,
+    ) -> Result<ProposalOutcome, ConsensusError> {
         let id = ProposalId(proposal.proposal_id);
         let (mut candidate, is_new) = match self.proposals.get(&id) {
             Some(existing) if existing.same_proposal(&proposal) => {
                 if existing.voters() != &voters {
                     return Err(ConsensusError::VotersChanged(id));
                 }
-                check_open(existing, now)?;
+                if lateness == Lateness::Refused {
+                    check_open(existing, now)?;
+                }
                 (existing.clone(), false)
             }
             Some(_) => {
@@ -159,6 +188,9 @@ impl Consensus {
             }
             None => {
                 let state = ProposalState::from_wire(&proposal, voters, self.shape_limits())?;
+                if lateness == Lateness::Refused {
+                    check_open(&state, now)?;
+                }
                 self.check_room_for(&state, now)?;
                 (state, true)
             }
@@ -171,6 +203,9 @@ impl Consensus {
         let votes = verify_all(fresh)?;
         let was_decided = candidate.decision().is_some();
         let embedded = candidate.accept_all(votes)?;
+        if now >= candidate.deadline() {
+            candidate.expire();
+        }
         self.proposals.insert(id, candidate);
         let released = self.release(id, now);
         Ok(ProposalOutcome {
@@ -392,14 +427,13 @@ impl Consensus {
         self.buffer.prune(now);
     }
 
-    /// Checks that a new proposal may be stored: not closed before, within
-    /// its life, not from the future, and within the flood limits.
+    /// Checks that a new proposal may be stored: not closed before, not from
+    /// the future, and within the flood limits.
     fn check_room_for(&self, state: &ProposalState, now: Timestamp) -> Result<(), ConsensusError> {
         let id = state.id();
         if self.closed.contains_key(&id) {
             return Err(ConsensusError::ProposalClosed(id));
         }
-        check_open(state, now)?;
         if state.created() > now.saturating_add(self.config.max_clock_skew) {
             return Err(ConsensusError::ProposalFromFuture {
                 created: state.created(),
@@ -435,6 +469,15 @@ impl Consensus {
             max_size: self.config.max_proposal_size,
         }
     }
+}
+
+/// Whether a proposal past its deadline may still be merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lateness {
+    /// Live traffic: refused after the deadline.
+    Refused,
+    /// Evidence: merged, and decides the proposal if its deadline has passed.
+    Decides,
 }
 
 /// Refuses anything for a proposal whose deadline has passed.

@@ -405,6 +405,11 @@ impl GroupSession {
                 if !self.is_member(target) {
                     return Err(EngineError::NotMember(target));
                 }
+                if target == ctx.wallet.address() && owner != target {
+                    return Err(EngineError::InvalidProposal(
+                        "this node does not agree to its own removal".into(),
+                    ));
+                }
                 if target != owner
                     && self.stewards().contains(&target)
                     && self.stewards().len() == 1
@@ -828,36 +833,21 @@ impl GroupSession {
         proposal: wire::Proposal,
         ctx: &mut Ctx<'_>,
     ) -> Result<ProposalId, EngineError> {
-        let id = ProposalId(proposal.proposal_id);
-        if self.open.contains_key(&id) {
-            for vote in proposal.votes {
-                // Votes we already hold come back as duplicates; forged ones are refused by consensus.
-                if let Err(error) = self.consensus.receive_vote(vote, ctx.now.into()) {
-                    tracing::debug!(group = %self.id, %error, "evidence vote not taken");
-                }
-            }
-            self.check_decision(id, ctx)?;
-            return Ok(id);
-        }
         let owner = Address::from_slice(&proposal.proposal_owner)
             .ok_or_else(|| EngineError::InvalidCommit("manifest proposal owner".into()))?;
-        let epoch = self.epoch();
-        let change = Change::decode(&proposal.payload, epoch)?;
+        let change = Change::decode(&proposal.payload, self.epoch())?;
         let deadline =
             demls_consensus::Timestamp::from_wire_secs(proposal.expiration_timestamp).into();
         let outcome = self
             .consensus
-            .receive_proposal(proposal, self.voters(), ctx.now.into())?;
-        self.open.insert(
-            outcome.id,
-            OpenProposal {
-                owner,
-                change,
-                deadline,
-                decided: None,
-                voted: false,
-            },
-        );
+            .receive_evidence(proposal, self.voters(), ctx.now.into())?;
+        self.open.entry(outcome.id).or_insert(OpenProposal {
+            owner,
+            change,
+            deadline,
+            decided: None,
+            voted: false,
+        });
         self.check_decision(outcome.id, ctx)?;
         Ok(outcome.id)
     }

@@ -384,6 +384,64 @@ fn evidence_is_checked_without_the_clock() {
 }
 
 #[test]
+fn late_evidence_is_merged_and_decided_by_liveness() {
+    let n = 3;
+    let (mut member, proposal) = member_with_proposal(n, true);
+    let id = id_of(&proposal);
+    member.cast_vote(id, wallet(0), true, at(20)).unwrap();
+    let evidence = member.proposal(id).unwrap().clone();
+
+    // Live traffic after the deadline is refused; evidence is taken and decides at once:
+    // one YES, two silent voters counted as YES.
+    let mut late = consensus();
+    assert!(matches!(
+        late.receive_proposal(evidence.clone(), voters(n), deadline()),
+        Err(ConsensusError::Expired { .. })
+    ));
+    let outcome = late
+        .receive_evidence(evidence.clone(), voters(n), deadline())
+        .unwrap();
+    assert_eq!(outcome.decided, Some(Decision::Yes));
+    assert_eq!(late.decision(id), Some(Decision::Yes));
+
+    // Before the deadline, evidence that settles nothing leaves the proposal open.
+    let mut early = consensus();
+    let outcome = early
+        .receive_evidence(evidence.clone(), voters(n), at(30))
+        .unwrap();
+    assert_eq!((outcome.is_new, outcome.decided), (true, None));
+
+    // A member holding a NO that the evidence lacks decides on all the votes it has:
+    // YES, NO and one silent voter counted as YES make YES; with the second NO it is NO.
+    let mut informed = consensus();
+    informed
+        .receive_proposal(proposal.clone(), voters(n), at(10))
+        .unwrap();
+    informed
+        .receive_vote(vote_by(&proposal, n, 1, false), at(25))
+        .unwrap();
+    let outcome = informed
+        .receive_evidence(evidence.clone(), voters(n), deadline())
+        .unwrap();
+    assert_eq!(outcome.decided, Some(Decision::Yes));
+    let mut better_informed = consensus();
+    better_informed
+        .receive_proposal(proposal.clone(), voters(n), at(10))
+        .unwrap();
+    better_informed
+        .receive_vote(vote_by(&proposal, n, 1, false), at(25))
+        .unwrap();
+    better_informed
+        .receive_vote(vote_by(&proposal, n, 2, false), at(26))
+        .unwrap();
+    assert_eq!(better_informed.decision(id), Some(Decision::No));
+    better_informed
+        .receive_evidence(evidence, voters(n), deadline())
+        .unwrap();
+    assert_eq!(better_informed.decision(id), Some(Decision::No));
+}
+
+#[test]
 fn creation_is_checked() {
     let mut member = consensus();
     let mut no_voters = spec(1, true);

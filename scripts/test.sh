@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every demls test. On a fresh machine it first installs what the tests
+# need beyond Rust: the npm packages of the js-waku interop peer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+install_npm() { # dir
+    local dir=$1
+    if [ ! -f "$dir/package-lock.json" ]; then return; fi
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        echo "== npm ci in $dir"
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    fi
+}
+
+install_npm interop/js-waku
+
+echo "== cargo test --workspace"
+cargo test --workspace --no-fail-fast
