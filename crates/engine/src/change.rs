@@ -46,6 +46,15 @@ impl Change {
                 current: epoch,
             });
         }
+        Self::from_wire(change)
+    }
+
+    /// Decodes a change whatever its epoch (for persisted changes).
+    pub(crate) fn decode_any_epoch(payload: &[u8]) -> Result<Self, EngineError> {
+        Self::from_wire(GroupChange::decode(payload)?)
+    }
+
+    fn from_wire(change: GroupChange) -> Result<Self, EngineError> {
         match change.change {
             Some(group_change::Change::AddKeyPackage(bytes)) => Self::add_from_bytes(&bytes),
             Some(group_change::Change::RemoveMember(bytes)) => Address::from_slice(&bytes)

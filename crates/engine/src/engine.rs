@@ -14,7 +14,8 @@ use crate::change::Change;
 use crate::context::{Ctx, Outbox};
 use crate::join::{Announcement, JoinAttempt};
 use crate::mls::{GroupParamsExt, MlsClient, MlsSigner, build_client, store::MlsStore};
-use crate::session::GroupSession;
+use crate::session::{GroupSession, OwnChange};
+use crate::snapshot::{EngineSnapshot, GroupSnapshot, SNAPSHOT_VERSION};
 use crate::steward::StewardDuty;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
 use crate::{EngineConfig, EngineError, Epoch, Event, GroupId, GroupParams, Timestamp, Transmit};
@@ -101,6 +102,82 @@ impl Engine {
             recent: Recent::default(),
             out: Outbox::default(),
         }
+    }
+
+    /// The protocol state to persist beside the MLS journal (see [`EngineSnapshot`]).
+    pub fn snapshot(&self) -> Result<Vec<u8>, EngineError> {
+        let groups = self
+            .groups
+            .values()
+            .map(|session| {
+                Ok(GroupSnapshot {
+                    group_id: session.id.as_str().to_owned(),
+                    steward: session.steward.as_ref().map(StewardDuty::snapshot),
+                    own_changes: session
+                        .own_changes
+                        .iter()
+                        .map(|own| own.change.encode(Epoch::default()))
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect::<Result<_, EngineError>>()?;
+        let joins = self
+            .joins
+            .values()
+            .map(JoinAttempt::snapshot)
+            .collect::<Result<_, _>>()?;
+        Ok(EngineSnapshot {
+            version: SNAPSHOT_VERSION,
+            groups,
+            joins,
+        }
+        .encode_to_vec())
+    }
+
+    /// An engine resuming from persisted state: `store` already holds the MLS
+    /// state (restored from the journal's writes), `snapshot` is the last
+    /// [`Engine::snapshot`]. Changes still wanted are proposed again.
+    pub fn restore(
+        wallet: Wallet,
+        signer: &MlsSigner,
+        config: EngineConfig,
+        store: MlsStore,
+        snapshot: &[u8],
+        now: Timestamp,
+    ) -> Result<Self, EngineError> {
+        let snapshot = EngineSnapshot::decode_checked(snapshot)?;
+        let mut engine = Self::new(wallet, signer, config, store);
+        for group in snapshot.groups {
+            let id = GroupId::new(&group.group_id)?;
+            let mls = engine.client.load_group(id.as_bytes())?;
+            let steward = group
+                .steward
+                .map(|s| StewardDuty::restore(s, now))
+                .transpose()?;
+            let mut session = GroupSession::new(id.clone(), mls, steward)?;
+            for change in &group.own_changes {
+                session.own_changes.push(OwnChange {
+                    change: Change::decode_any_epoch(change)?,
+                    proposal: None,
+                });
+            }
+            engine.groups.insert(id.clone(), session);
+            engine.out.events.push_back(Event::Subscribe(id));
+        }
+        for join in snapshot.joins {
+            let attempt = JoinAttempt::restore(join)?;
+            engine
+                .out
+                .events
+                .push_back(Event::Subscribe(attempt.group().clone()));
+            engine.joins.insert(attempt.group().clone(), attempt);
+        }
+        let (mut ctx, groups, _, _) = engine.split(now);
+        for session in groups.values_mut() {
+            session.propose_own_changes(&mut ctx)?;
+            session.settle(&mut ctx)?;
+        }
+        Ok(engine)
     }
 
     /// This node's address.

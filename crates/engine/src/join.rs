@@ -9,6 +9,7 @@ use crate::change::key_package_of;
 use crate::context::Ctx;
 use crate::mls::{CIPHER_SUITE, MlsClient, TreeKeyExt, suite};
 use crate::session::GroupSession;
+use crate::snapshot::JoinSnapshot;
 use crate::steward::{TREE_NONCE, join_aad, join_info};
 use crate::wire::{GroupAnnouncement, JoinRequest, WelcomeBundle, envelope, signing_bytes};
 use crate::{EngineError, Epoch, Event, GroupId, Timestamp, TopicKind};
@@ -85,6 +86,45 @@ impl JoinAttempt {
             next_send: None,
             early: Vec::new(),
         }
+    }
+
+    /// The group this attempt is for.
+    pub(crate) fn group(&self) -> &GroupId {
+        &self.group
+    }
+
+    /// The state to persist.
+    pub(crate) fn snapshot(&self) -> Result<JoinSnapshot, EngineError> {
+        Ok(JoinSnapshot {
+            group_id: self.group.as_str().to_owned(),
+            steward_filter: self
+                .steward_filter
+                .map(|a| a.as_bytes().to_vec())
+                .unwrap_or_default(),
+            key_package: match &self.key_package {
+                Some((message, _)) => message.to_bytes()?,
+                None => Vec::new(),
+            },
+        })
+    }
+
+    /// An attempt resuming from persisted state; it sends again at the next announcement.
+    pub(crate) fn restore(snapshot: JoinSnapshot) -> Result<Self, EngineError> {
+        let group = GroupId::new(&snapshot.group_id)?;
+        let steward = match snapshot.steward_filter.as_slice() {
+            [] => None,
+            bytes => Some(
+                Address::from_slice(bytes)
+                    .ok_or_else(|| EngineError::Malformed("snapshot: steward".into()))?,
+            ),
+        };
+        let mut attempt = Self::new(group, steward);
+        if !snapshot.key_package.is_empty() {
+            let message = MlsMessage::from_bytes(&snapshot.key_package)?;
+            let reference = key_package_of(&message)?.to_reference(&suite())?.to_vec();
+            attempt.key_package = Some((message, reference));
+        }
+        Ok(attempt)
     }
 
     /// Keeps a group message that may turn out to be for this node's first epoch:

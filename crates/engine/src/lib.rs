@@ -23,6 +23,7 @@ mod ids;
 mod join;
 pub mod mls;
 mod session;
+mod snapshot;
 mod steward;
 pub mod wire;
 
@@ -35,3 +36,4 @@ pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
 pub use join::Announcement;
 pub use mls::MlsSigner;
 pub use mls::store::{MlsStore, StorageWrite};
+pub use snapshot::EngineSnapshot;

@@ -869,10 +869,10 @@ impl GroupSession {
         self.record_roster();
         let after: BTreeSet<Address> = self.members().into_iter().collect();
         let epoch = self.epoch();
-        if removed_me {
+        if let CommitEffect::Removed { new_epoch, .. } = &description.effect {
             ctx.emit(Event::Removed {
                 group: self.id.clone(),
-                epoch,
+                epoch: Epoch(new_epoch.epoch()),
                 by: committer,
             });
             return Ok(());

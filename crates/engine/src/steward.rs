@@ -14,6 +14,7 @@ use crate::change::{Change, key_package_of};
 use crate::context::Ctx;
 use crate::mls::{CIPHER_SUITE, TreeKeyExt, suite};
 use crate::session::{GroupSession, suite_random};
+use crate::snapshot::{IntakeSnapshot, StewardSnapshot};
 use crate::wire::{
     CommitManifest, GroupAnnouncement, JoinRequest, WelcomeBundle, envelope, signing_bytes,
 };
@@ -48,6 +49,51 @@ pub(crate) struct StewardDuty {
 }
 
 impl StewardDuty {
+    /// The state to persist.
+    pub(crate) fn snapshot(&self) -> StewardSnapshot {
+        StewardSnapshot {
+            hpke_secret: self.hpke_secret.to_vec(),
+            hpke_public: self.hpke_public.to_vec(),
+            seen_key_packages: self.seen_key_packages.iter().cloned().collect(),
+            intake: self
+                .intake
+                .iter()
+                .map(|(joiner, intake)| IntakeSnapshot {
+                    joiner: joiner.as_bytes().to_vec(),
+                    reference: intake.reference.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A steward resuming from persisted state.
+    pub(crate) fn restore(snapshot: StewardSnapshot, now: Timestamp) -> Result<Self, EngineError> {
+        let intake = snapshot
+            .intake
+            .into_iter()
+            .map(|i| {
+                Address::from_slice(&i.joiner)
+                    .map(|joiner| {
+                        (
+                            joiner,
+                            Intake {
+                                reference: i.reference,
+                            },
+                        )
+                    })
+                    .ok_or_else(|| EngineError::Malformed("snapshot: intake address".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            hpke_secret: HpkeSecretKey::from(snapshot.hpke_secret),
+            hpke_public: HpkePublicKey::from(snapshot.hpke_public),
+            next_announce: now,
+            commit_due: None,
+            intake,
+            seen_key_packages: snapshot.seen_key_packages.into_iter().collect(),
+        })
+    }
+
     /// A new steward's state, with a fresh HPKE key for join requests.
     pub(crate) fn new(now: Timestamp) -> Result<Self, EngineError> {
         let (hpke_secret, hpke_public) = suite()

@@ -1,0 +1,94 @@
+//! The engine's protocol state beyond MLS, as bytes for the shell to persist.
+//!
+//! MLS state reaches the shell through the storage journal
+//! ([`crate::MlsStore::take_writes`]); everything else a restarted node needs
+//! to carry on — which groups it is in, its steward keys and key-package
+//! intake, the changes it still asks for, its pending joins — is in an
+//! [`EngineSnapshot`]. Votes in flight are not kept: a commit carries its
+//! votes as evidence, so a restarted member still checks it.
+
+use prost::Message;
+
+/// Version of the snapshot format.
+pub(crate) const SNAPSHOT_VERSION: u32 = 1;
+
+/// Everything a node needs besides MLS state to resume.
+#[derive(Clone, PartialEq, Message)]
+pub struct EngineSnapshot {
+    /// [`SNAPSHOT_VERSION`].
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// Groups this node is a member of.
+    #[prost(message, repeated, tag = "2")]
+    pub groups: Vec<GroupSnapshot>,
+    /// Groups this node asked to join.
+    #[prost(message, repeated, tag = "3")]
+    pub joins: Vec<JoinSnapshot>,
+}
+
+/// One group's protocol state.
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupSnapshot {
+    /// The group's name (and MLS group id).
+    #[prost(string, tag = "1")]
+    pub group_id: String,
+    /// Present if this node is a steward.
+    #[prost(message, optional, tag = "2")]
+    pub steward: Option<StewardSnapshot>,
+    /// Changes this member still asks for (`GroupChange` encodings, epoch ignored).
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub own_changes: Vec<Vec<u8>>,
+}
+
+/// A steward's keys and intake.
+#[derive(Clone, PartialEq, Message)]
+pub struct StewardSnapshot {
+    /// HPKE secret key for join requests.
+    #[prost(bytes = "vec", tag = "1")]
+    pub hpke_secret: Vec<u8>,
+    /// HPKE public key for join requests.
+    #[prost(bytes = "vec", tag = "2")]
+    pub hpke_public: Vec<u8>,
+    /// References of every key package received.
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub seen_key_packages: Vec<Vec<u8>>,
+    /// Joiners waiting for their vote and commit, with their key package reference.
+    #[prost(message, repeated, tag = "4")]
+    pub intake: Vec<IntakeSnapshot>,
+}
+
+/// A joiner waiting at a steward.
+#[derive(Clone, PartialEq, Message)]
+pub struct IntakeSnapshot {
+    /// The joiner's address.
+    #[prost(bytes = "vec", tag = "1")]
+    pub joiner: Vec<u8>,
+    /// Its key package reference.
+    #[prost(bytes = "vec", tag = "2")]
+    pub reference: Vec<u8>,
+}
+
+/// A pending join.
+#[derive(Clone, PartialEq, Message)]
+pub struct JoinSnapshot {
+    /// The group's name.
+    #[prost(string, tag = "1")]
+    pub group_id: String,
+    /// The only steward to trust, if the user named one (20 bytes, or empty).
+    #[prost(bytes = "vec", tag = "2")]
+    pub steward_filter: Vec<u8>,
+    /// The key package sent, if any (its private keys are in MLS storage).
+    #[prost(bytes = "vec", tag = "3")]
+    pub key_package: Vec<u8>,
+}
+
+impl EngineSnapshot {
+    /// Decodes a snapshot, refusing unknown versions.
+    pub fn decode_checked(bytes: &[u8]) -> Result<Self, crate::EngineError> {
+        let snapshot = Self::decode(bytes)?;
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(crate::EngineError::UnsupportedVersion(snapshot.version));
+        }
+        Ok(snapshot)
+    }
+}
