@@ -10,10 +10,13 @@ use demls_engine::{Engine, MlsSigner, MlsStore, StorageWrite, VotePolicy};
 use demls_identity::Wallet;
 use demls_sim::Sim;
 
+/// A group's current snapshot and its retained past epochs.
+type GroupRecord = (Vec<u8>, BTreeMap<u64, Vec<u8>>);
+
 /// What a shell's database would hold: the journal's writes applied in order.
 #[derive(Default)]
 struct Disk {
-    groups: HashMap<Vec<u8>, (Vec<u8>, BTreeMap<u64, Vec<u8>>)>,
+    groups: HashMap<Vec<u8>, GroupRecord>,
     key_packages: HashMap<Vec<u8>, Vec<u8>>,
 }
 
