@@ -16,6 +16,7 @@ use demls_transport::{
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{StreamProtocol, Swarm, noise, tcp, yamux};
 use prost::Message as _;
@@ -132,7 +133,12 @@ async fn malformed_traffic_is_dropped_counted_and_not_forwarded() {
     let mut c = Node::start(config(DEFAULT_CLUSTER_ID, vec![addr(&b)])).await;
     peers_reach(&b.handle, &[c.handle.peer_id()]).await;
     let pubsub_topic = b.handle.pubsub_topic().to_string();
-    let mut raw = RawNode::connect(DEFAULT_CLUSTER_ID, &pubsub_topic, addr(&b)).await;
+    let mut raw = RawNode::dial(
+        RawMetadata::Cluster(DEFAULT_CLUSTER_ID),
+        &pubsub_topic,
+        addr(&b),
+    );
+    raw.wait_subscribed().await;
     let raw_peer = raw.peer_id();
     raw.run_while(peers_reach(&b.handle, &[raw_peer])).await;
 
@@ -217,6 +223,24 @@ async fn other_cluster_is_disconnected() {
         })
         .await;
     assert_eq!(first, c.handle.peer_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_without_metadata_or_cluster_id_are_disconnected() {
+    let b = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let pubsub_topic = b.handle.pubsub_topic().to_string();
+    for (i, metadata) in [RawMetadata::Unsupported, RawMetadata::Empty]
+        .into_iter()
+        .enumerate()
+    {
+        let mut raw = RawNode::dial(metadata, &pubsub_topic, addr(&b));
+        let rejected = i as u64 + 1;
+        raw.run_while(metrics_reach(&b.handle, "raw peer rejected", |m| {
+            m.peers_rejected == rejected
+        }))
+        .await;
+        assert!(b.handle.connected_peers().is_empty());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,28 +365,42 @@ async fn start_errors() {
 #[derive(NetworkBehaviour)]
 struct RawBehaviour {
     gossipsub: gossipsub::Behaviour,
-    metadata: request_response::Behaviour<RawMetadataCodec>,
+    metadata: Toggle<request_response::Behaviour<RawMetadataCodec>>,
 }
 
-/// Answers every metadata request with `{cluster_id}` and ignores what it is told.
+/// What the raw node says in the metadata protocol.
+#[derive(Clone, Copy)]
+enum RawMetadata {
+    /// Does not support the protocol.
+    Unsupported,
+    /// Answers `{}`: no cluster id.
+    Empty,
+    /// Answers `{cluster_id}`.
+    Cluster(u16),
+}
+
+/// Answers every metadata request with a fixed frame and ignores what it is told.
 #[derive(Clone, Copy)]
 struct RawMetadataCodec {
-    cluster_id: u16,
+    cluster_id: Option<u16>,
 }
 
 impl RawMetadataCodec {
     fn frame(&self) -> Vec<u8> {
-        // field 1 (varint): tag 0x08, then the cluster id as a varint.
-        let mut body = vec![0x08];
-        let mut v = u32::from(self.cluster_id);
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                body.push(byte);
-                break;
+        let mut body = Vec::new();
+        if let Some(cluster_id) = self.cluster_id {
+            // field 1 (varint): tag 0x08, then the cluster id as a varint.
+            body.push(0x08);
+            let mut v = u32::from(cluster_id);
+            loop {
+                let byte = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    body.push(byte);
+                    break;
+                }
+                body.push(byte | 0x80);
             }
-            body.push(byte | 0x80);
         }
         let mut frame = vec![body.len() as u8];
         frame.extend(body);
@@ -435,7 +473,8 @@ impl RawNode {
         *self.swarm.local_peer_id()
     }
 
-    async fn connect(cluster_id: u16, pubsub_topic: &str, peer: Multiaddr) -> RawNode {
+    /// A raw node subscribed to `pubsub_topic` that has started dialling `peer`.
+    fn dial(metadata: RawMetadata, pubsub_topic: &str, peer: Multiaddr) -> RawNode {
         let config = gossipsub::ConfigBuilder::default()
             .protocol_id(demls_transport::RELAY_PROTOCOL, gossipsub::Version::V1_1)
             .validation_mode(ValidationMode::None)
@@ -447,14 +486,23 @@ impl RawNode {
             .expect("gossipsub config");
         let gossipsub =
             gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).expect("gossipsub");
-        let metadata = request_response::Behaviour::with_codec(
-            RawMetadataCodec { cluster_id },
-            [(
-                StreamProtocol::new("/vac/waku/metadata/1.0.0"),
-                ProtocolSupport::Inbound,
-            )],
-            request_response::Config::default(),
-        );
+        let codec = match metadata {
+            RawMetadata::Unsupported => None,
+            RawMetadata::Empty => Some(RawMetadataCodec { cluster_id: None }),
+            RawMetadata::Cluster(id) => Some(RawMetadataCodec {
+                cluster_id: Some(id),
+            }),
+        };
+        let metadata = Toggle::from(codec.map(|codec| {
+            request_response::Behaviour::with_codec(
+                codec,
+                [(
+                    StreamProtocol::new("/vac/waku/metadata/1.0.0"),
+                    ProtocolSupport::Inbound,
+                )],
+                request_response::Config::default(),
+            )
+        }));
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(
@@ -477,9 +525,12 @@ impl RawNode {
             .subscribe(&topic)
             .expect("subscribe");
         swarm.dial(peer).expect("dial");
-        let mut raw = RawNode { swarm, topic };
-        // Wait until the peer has subscribed, so that publishing reaches it.
-        let subscribed = raw.drive_until(|event| {
+        RawNode { swarm, topic }
+    }
+
+    /// Drives the swarm until the peer has subscribed, so that publishing reaches it.
+    async fn wait_subscribed(&mut self) {
+        let subscribed = self.drive_until(|event| {
             matches!(
                 event,
                 SwarmEvent::Behaviour(RawBehaviourEvent::Gossipsub(
@@ -490,7 +541,6 @@ impl RawNode {
         tokio::time::timeout(TIMEOUT, subscribed)
             .await
             .expect("raw node sees the peer subscribe");
-        raw
     }
 
     /// Polls the swarm (answering metadata requests) until `done` accepts an event.
@@ -504,12 +554,10 @@ impl RawNode {
                 },
             )) = event
             {
-                // The requester may be gone; nothing to do then.
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .metadata
-                    .send_response(channel, ());
+                if let Some(metadata) = self.swarm.behaviour_mut().metadata.as_mut() {
+                    // The requester may be gone; nothing to do then.
+                    let _ = metadata.send_response(channel, ());
+                }
                 continue;
             }
             if done(&event) {
