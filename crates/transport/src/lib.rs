@@ -50,3 +50,20 @@ pub use relay::{
     WakuRelay,
 };
 pub use topics::{ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic, TopicError};
+
+/// Settings for the property tests that feed arbitrary bytes to the decoders.
+#[cfg(test)]
+mod fuzz {
+    /// 4096 cases per property, or `PROPTEST_CASES` when set (for longer runs).
+    pub(crate) fn config() -> proptest::prelude::ProptestConfig {
+        let config = proptest::prelude::ProptestConfig::default();
+        if std::env::var_os("PROPTEST_CASES").is_some() {
+            config
+        } else {
+            proptest::prelude::ProptestConfig {
+                cases: 4096,
+                ..config
+            }
+        }
+    }
+}

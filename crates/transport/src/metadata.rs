@@ -268,7 +268,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #![proptest_config(crate::fuzz::config())]
 
         #[test]
         fn reader_never_panics(data in proptest::collection::vec(any::<u8>(), 0..1100)) {
