@@ -1,0 +1,1 @@
+//! Chain-backed admission checks.
