@@ -14,6 +14,7 @@ install_npm() { # dir
 }
 
 install_npm interop/js-waku
+install_npm interop/anvil
 
 echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast
