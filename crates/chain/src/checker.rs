@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use alloy::eips::BlockId;
 use alloy::network::TransactionBuilder;
-use alloy::primitives::{self, Bytes};
+use alloy::primitives;
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::client::ClientBuilder;
 use alloy::rpc::types::TransactionRequest;
@@ -86,6 +86,14 @@ enum ReadError {
         call: &'static str,
         /// How long the answer was.
         len: usize,
+    },
+    /// A contract call reverted.
+    #[error("{call} reverted: {message}")]
+    Reverted {
+        /// The call.
+        call: &'static str,
+        /// The node's message.
+        message: String,
     },
     /// Reading again will not help: answer at once.
     #[error("{0}")]
@@ -227,17 +235,15 @@ impl ChainChecker {
                 token,
                 token_id: None,
             } => {
-                let call = balanceOfCall {
-                    owner: to_alloy(subject),
-                };
-                let answer = self.call(*token, call.abi_encode(), at).await?;
-                let balance =
-                    balanceOfCall::abi_decode_returns_validate(&answer).map_err(|_| {
-                        ReadError::Abi {
-                            call: "balanceOf",
-                            len: answer.len(),
-                        }
-                    })?;
+                let balance = self
+                    .call(
+                        *token,
+                        balanceOfCall {
+                            owner: to_alloy(subject),
+                        },
+                        at,
+                    )
+                    .await?;
                 FactValue::Balance(from_alloy(balance))
             }
             Requirement::Erc721 {
@@ -247,23 +253,10 @@ impl ChainChecker {
                 let call = ownerOfCall {
                     tokenId: primitives::U256::from_be_bytes(id.to_be_bytes()),
                 };
-                match self.call(*token, call.abi_encode(), at).await {
-                    Ok(answer) => {
-                        let owner =
-                            ownerOfCall::abi_decode_returns_validate(&answer).map_err(|_| {
-                                ReadError::Abi {
-                                    call: "ownerOf",
-                                    len: answer.len(),
-                                }
-                            })?;
-                        FactValue::Owner(Some(Address::new(owner.into_array())))
-                    }
-                    Err(RpcError::ErrorResp(payload))
-                        if is_revert(payload.code, &payload.message) =>
-                    {
-                        FactValue::Owner(None)
-                    }
-                    Err(error) => return Err(error.into()),
+                match self.call(*token, call, at).await {
+                    Ok(owner) => FactValue::Owner(Some(Address::new(owner.into_array()))),
+                    Err(ReadError::Reverted { .. }) => FactValue::Owner(None),
+                    Err(error) => return Err(error),
                 }
             }
         };
@@ -275,17 +268,30 @@ impl ChainChecker {
         })
     }
 
-    /// `eth_call` of `data` on `contract` at `at`.
-    async fn call(
+    /// `eth_call` of `call` on `contract` at `at`, and its decoded result.
+    async fn call<C: SolCall>(
         &self,
         contract: Address,
-        data: Vec<u8>,
+        call: C,
         at: BlockId,
-    ) -> Result<Bytes, RpcError<TransportErrorKind>> {
+    ) -> Result<C::Return, ReadError> {
         let tx = TransactionRequest::default()
             .with_to(to_alloy(contract))
-            .with_input(data);
-        self.provider.call(tx).block(at).await
+            .with_input(call.abi_encode());
+        let answer = match self.provider.call(tx).block(at).await {
+            Ok(answer) => answer,
+            Err(RpcError::ErrorResp(payload)) if is_revert(payload.code, &payload.message) => {
+                return Err(ReadError::Reverted {
+                    call: C::SIGNATURE,
+                    message: payload.message.into_owned(),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        C::abi_decode_returns_validate(&answer).map_err(|_| ReadError::Abi {
+            call: C::SIGNATURE,
+            len: answer.len(),
+        })
     }
 
     /// `text` without the RPC URL, which may carry an API key.

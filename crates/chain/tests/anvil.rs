@@ -69,6 +69,12 @@ fn rpc_failure(verdict: Verdict) -> (u32, String) {
     }
 }
 
+/// A check of `gate` at `url` that must fail on RPC errors: its attempts and last error.
+async fn fails_closed(url: &str, retry: RetryPolicy, gate: &AdmissionPolicy) -> (u32, String) {
+    let checker = ChainChecker::new(url, ANVIL_CHAIN_ID, retry).expect("checker");
+    rpc_failure(check(&checker, gate, Address::repeat_byte(0x01)).await)
+}
+
 /// A port on 127.0.0.1 that nothing listens on.
 fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -408,18 +414,10 @@ async fn the_endpoint_going_down_fails_closed_and_coming_back_admits_again() {
 
 #[tokio::test]
 async fn a_closed_port_or_a_silent_endpoint_is_unavailable() {
-    let rich = Address::repeat_byte(0x01);
     let gate = on_anvil(BlockRef::Latest, min_eth("1"));
 
     let url = format!("http://127.0.0.1:{}", closed_port());
-    let (attempts, error) = rpc_failure(
-        check(
-            &ChainChecker::new(&url, ANVIL_CHAIN_ID, FAST_RETRY).expect("checker"),
-            &gate,
-            rich,
-        )
-        .await,
-    );
+    let (attempts, error) = fails_closed(&url, FAST_RETRY, &gate).await;
     assert_eq!(attempts, 3);
     assert!(!error.contains(&url), "the RPC URL leaked: {error}");
 
@@ -432,37 +430,16 @@ async fn a_closed_port_or_a_silent_endpoint_is_unavailable() {
         ..FAST_RETRY
     };
     let started = Instant::now();
-    let (attempts, _) = rpc_failure(
-        check(
-            &ChainChecker::new(&url, ANVIL_CHAIN_ID, retry).expect("checker"),
-            &gate,
-            rich,
-        )
-        .await,
-    );
-    assert_eq!(attempts, 2);
+    assert_eq!(fails_closed(&url, retry, &gate).await.0, 2);
+    let took = started.elapsed();
     assert!(
-        started.elapsed() >= Duration::from_millis(600),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
+        took >= Duration::from_millis(600) && took < Duration::from_secs(3),
+        "took {took:?}"
     );
 
     // HTTPS is set up (rustls on ring) and fails closed the same way
     let https = format!("https://127.0.0.1:{}", closed_port());
-    let (attempts, _) = rpc_failure(
-        check(
-            &ChainChecker::new(&https, ANVIL_CHAIN_ID, FAST_RETRY).expect("checker"),
-            &gate,
-            rich,
-        )
-        .await,
-    );
-    assert_eq!(attempts, 3);
+    assert_eq!(fails_closed(&https, FAST_RETRY, &gate).await.0, 3);
 }
 
 #[tokio::test]
@@ -478,14 +455,21 @@ async fn a_token_address_without_a_contract_is_unavailable() {
     .await;
     let (attempts, error) = rpc_failure(verdict);
     assert_eq!(attempts, 3);
-    assert!(error.contains("balanceOf returned 0 bytes"), "{error}");
+    assert!(
+        error.contains("balanceOf(address) returned 0 bytes"),
+        "{error}"
+    );
     let verdict = check(
         &anvil.checker(),
         &on_anvil(BlockRef::Latest, nft(not_a_contract, Some(1))),
         chain.accounts[0],
     )
     .await;
-    assert!(rpc_failure(verdict).1.contains("ownerOf returned 0 bytes"));
+    assert!(
+        rpc_failure(verdict)
+            .1
+            .contains("ownerOf(uint256) returned 0 bytes")
+    );
 }
 
 #[tokio::test]

@@ -189,30 +189,31 @@ impl Chain {
         panic!("transaction {hash} was not mined in 10 s");
     }
 
+    /// Sends `tx` (see [`Chain::send`]); returns the block it is in.
+    async fn mined_in(&self, tx: TransactionRequest) -> u64 {
+        self.send(tx).await.block_number.expect("block number")
+    }
+
     /// Sends `wei` from `from` to `to`; returns the block it is in.
     pub async fn pay(&self, from: Address, to: Address, wei: U256) -> u64 {
-        let receipt = self
-            .send(
-                TransactionRequest::default()
-                    .with_from(from)
-                    .with_to(to)
-                    .with_value(wei),
-            )
-            .await;
-        receipt.block_number.expect("block number")
+        self.mined_in(
+            TransactionRequest::default()
+                .with_from(from)
+                .with_to(to)
+                .with_value(wei),
+        )
+        .await
     }
 
     /// Calls `contract` from `from` with `data`; returns the block it is in.
     pub async fn call(&self, from: Address, contract: Address, data: Vec<u8>) -> u64 {
-        let receipt = self
-            .send(
-                TransactionRequest::default()
-                    .with_from(from)
-                    .with_to(contract)
-                    .with_input(data),
-            )
-            .await;
-        receipt.block_number.expect("block number")
+        self.mined_in(
+            TransactionRequest::default()
+                .with_from(from)
+                .with_to(contract)
+                .with_input(data),
+        )
+        .await
     }
 
     /// Deploys creation bytecode given as hex; returns the contract's address.
