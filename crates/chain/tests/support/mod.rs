@@ -51,7 +51,8 @@ fn anvil_binary() -> PathBuf {
         .join("bin/anvil");
     assert!(
         path.is_file(),
-        "{} is missing: run `npm ci --prefix interop/anvil` (from the repository root), or set ANVIL",
+        "{} is missing: run `npm ci --prefix interop/anvil` (from the repository root; it ships \
+         anvil for Linux x64), or set ANVIL to an anvil binary",
         path.display()
     );
     path
