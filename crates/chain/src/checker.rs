@@ -120,12 +120,22 @@ impl ChainChecker {
                 url.scheme()
             )));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .and_then(|builder| builder.with_platform_verifier())
-            .map_err(|e| ChainError::Client(e.to_string()))?
-            .with_no_client_auth();
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ChainError::Client(e.to_string()))?;
+        let tls = if url.scheme() == "https" {
+            builder
+                .with_platform_verifier()
+                .map_err(|e| ChainError::Client(e.to_string()))?
+                .with_no_client_auth()
+        } else {
+            // Plain HTTP checks no certificate: do not load the system's roots for it.
+            builder
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        };
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(retry.attempt_timeout)
