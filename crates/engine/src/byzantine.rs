@@ -7,6 +7,7 @@ use mls_rs::MlsMessage;
 
 use crate::change::Change;
 use crate::join::send_join_request;
+use crate::motion::{Election, Motion};
 use crate::wire::app_message;
 use crate::{Engine, EngineError, GroupId, Timestamp};
 
@@ -36,7 +37,7 @@ impl Engine {
             changes.push(Change::add_from_bytes(&key_package)?);
         }
         changes.extend(removes.into_iter().map(|target| Change::Remove { target }));
-        session.commit_changes(changes, Vec::new(), &mut ctx)
+        session.commit_changes(changes, None, Vec::new(), &mut ctx)
     }
 
     /// Seals arbitrary key package bytes to the group's announced steward.
@@ -56,6 +57,70 @@ impl Engine {
         send_join_request(group, &message, &announcement, &mut ctx)
     }
 
+    /// Proposes a steward election with any list, bypassing the checks.
+    pub fn byzantine_propose_election(
+        &mut self,
+        group: &GroupId,
+        retry_round: u32,
+        stewards: Vec<Address>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        session.request(
+            Motion::Election(Election {
+                retry_round,
+                stewards,
+            }),
+            &mut ctx,
+        )
+    }
+
+    /// Stops (or resumes) committing, as a steward that goes silent.
+    pub fn byzantine_set_silent(
+        &mut self,
+        group: &GroupId,
+        silent: bool,
+    ) -> Result<(), EngineError> {
+        let session = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| EngineError::UnknownGroup(group.clone()))?;
+        session.byzantine.silent = silent;
+        Ok(())
+    }
+
+    /// Commits the approved membership changes except the ones about `left_out`
+    /// (with their proposals left out of the manifest too): a steward censoring them.
+    pub fn byzantine_commit_without(
+        &mut self,
+        group: &GroupId,
+        left_out: Address,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let (changes, evidence) = session.approved_changes_except(left_out);
+        session.commit_changes(changes, None, evidence, &mut ctx)
+    }
+
+    /// Commits twice for the same epoch with different content (each valid on its own):
+    /// once the approved changes without those about `left_out`, once all of them.
+    /// Both go out; this node follows the second.
+    pub fn byzantine_equivocate(
+        &mut self,
+        group: &GroupId,
+        left_out: Address,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let saved = session.state.clone();
+        let (partial, partial_evidence) = session.approved_changes_except(left_out);
+        session.commit_changes(partial, None, partial_evidence, &mut ctx)?;
+        session.history.pop_back();
+        session.state = saved;
+        let (all, evidence) = session.approved_changes_except(Address::default());
+        session.commit_changes(all, None, evidence, &mut ctx)
+    }
+
     /// `count` distinct valid proposals by this member for the current epoch, not sent.
     pub fn byzantine_proposals(
         &mut self,
@@ -65,6 +130,7 @@ impl Engine {
     ) -> Result<Vec<wire::Proposal>, EngineError> {
         let (ctx, session) = self.session(group, now)?;
         let voters: std::collections::BTreeSet<Address> = session.members().into_iter().collect();
+        let _ = &ctx;
         let target = *voters
             .iter()
             .find(|a| **a != ctx.wallet.address())
@@ -97,6 +163,7 @@ impl Engine {
     ) -> Option<wire::Vote> {
         let session = self.groups.get(group)?;
         session
+            .state
             .consensus
             .proposal(proposal)?
             .votes

@@ -90,6 +90,15 @@ impl Change {
         }
     }
 
+    /// Whether two changes ask for the same thing.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Add { address: a, .. }, Self::Add { address: b, .. }) => a == b,
+            (Self::Remove { target: a }, Self::Remove { target: b }) => a == b,
+            _ => false,
+        }
+    }
+
     /// The member this change is about.
     pub(crate) fn subject(&self) -> Address {
         match self {

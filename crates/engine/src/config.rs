@@ -31,6 +31,16 @@ pub struct EngineConfig {
     pub epoch_retention: usize,
     /// Lifetime of the key packages this node makes, in seconds.
     pub key_package_lifetime_secs: u64,
+    /// How long each steward in commit order gets before the next one commits
+    /// in its place (backup takeover), and before a silent list is re-elected.
+    pub steward_timeout_ms: u64,
+    /// Re-elections tried in one epoch before any member may commit.
+    pub max_retry_rounds: u32,
+    /// Past epochs kept in full (state before their commit), to weigh
+    /// competing commits, check evidence and heal forks.
+    pub history_epochs: usize,
+    /// How long a member waits for a missing commit before asking for it again.
+    pub sync_retry_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +54,10 @@ impl Default for EngineConfig {
             max_buffered_messages: 1024,
             epoch_retention: 4,
             key_package_lifetime_secs: 7 * 24 * 3600,
+            steward_timeout_ms: 10_000,
+            max_retry_rounds: 3,
+            history_epochs: 16,
+            sync_retry_ms: 5_000,
         }
     }
 }
@@ -54,12 +68,28 @@ pub enum StewardMode {
     /// One steward, the creator, commits; every member votes.
     #[default]
     Single,
+    /// An elected, rotating steward list; every member votes on every change.
+    Big,
+    /// An elected, rotating steward list; only stewards vote on membership
+    /// changes, every member votes on elections and emergencies.
+    Small,
 }
 
 impl StewardMode {
     pub(crate) fn to_byte(self) -> u8 {
         match self {
             Self::Single => 0,
+            Self::Big => 1,
+            Self::Small => 2,
+        }
+    }
+
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            0 => Some(Self::Single),
+            1 => Some(Self::Big),
+            2 => Some(Self::Small),
+            _ => None,
         }
     }
 }
@@ -70,6 +100,10 @@ impl StewardMode {
 pub struct GroupParams {
     /// Steward arrangement.
     pub mode: StewardMode,
+    /// Smallest steward list (when the group has that many members).
+    pub sn_min: u16,
+    /// Largest steward list.
+    pub sn_max: u16,
     /// How long a vote stays open.
     pub vote_timeout_secs: u32,
     /// Whether silent voters count as YES at the deadline.
@@ -82,6 +116,8 @@ impl Default for GroupParams {
     fn default() -> Self {
         Self {
             mode: StewardMode::Single,
+            sn_min: 1,
+            sn_max: 1,
             vote_timeout_secs: 30,
             liveness_yes: true,
             max_proposals_per_member: 8,

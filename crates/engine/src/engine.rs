@@ -14,7 +14,8 @@ use crate::change::Change;
 use crate::context::{Ctx, Outbox};
 use crate::join::{Announcement, JoinAttempt};
 use crate::mls::{GroupParamsExt, MlsClient, MlsSigner, build_client, store::MlsStore};
-use crate::session::{GroupSession, OwnChange};
+use crate::motion::Motion;
+use crate::session::{GroupSession, OwnMotion};
 use crate::snapshot::{EngineSnapshot, GroupSnapshot, SNAPSHOT_VERSION};
 use crate::steward::StewardDuty;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
@@ -59,6 +60,10 @@ pub struct GroupView {
     pub stewards: Vec<Address>,
     /// Whether this node is a steward.
     pub is_steward: bool,
+    /// How stewards are chosen and who votes.
+    pub mode: crate::StewardMode,
+    /// Who commits in this epoch, in order: the epoch steward, then its backups.
+    pub committers: Vec<Address>,
     /// MLS epoch authenticator.
     pub authenticator: Vec<u8>,
     /// Open proposals: id, and whether decided.
@@ -114,9 +119,10 @@ impl Engine {
                     group_id: session.id.as_str().to_owned(),
                     steward: session.steward.as_ref().map(StewardDuty::snapshot),
                     own_changes: session
-                        .own_changes
+                        .own
                         .iter()
-                        .map(|own| own.change.encode(Epoch::default()))
+                        .filter_map(|own| own.motion.as_change())
+                        .map(|change| change.encode(Epoch::default()))
                         .collect::<Result<_, _>>()?,
                 })
             })
@@ -154,10 +160,12 @@ impl Engine {
                 .steward
                 .map(|s| StewardDuty::restore(s, now))
                 .transpose()?;
-            let mut session = GroupSession::new(id.clone(), mls, steward)?;
+            let mut session =
+                GroupSession::new(id.clone(), engine.wallet.address(), mls, steward, now)?;
             for change in &group.own_changes {
-                session.own_changes.push(OwnChange {
-                    change: Change::decode_any_epoch(change)?,
+                let motion = Motion::Change(Change::decode_any_epoch(change)?);
+                session.own.push(OwnMotion {
+                    motion,
                     proposal: None,
                 });
             }
@@ -174,7 +182,6 @@ impl Engine {
         }
         let (mut ctx, groups, _, _) = engine.split(now);
         for session in groups.values_mut() {
-            session.propose_own_changes(&mut ctx)?;
             session.settle(&mut ctx)?;
         }
         Ok(engine)
@@ -255,9 +262,11 @@ impl Engine {
         let ext = GroupParamsExt {
             version: 1,
             mode: params.mode.to_byte(),
-            sn_min: 1,
-            sn_max: 1,
+            sn_min: params.sn_min.max(1),
+            sn_max: params.sn_max.max(params.sn_min).max(1),
             stewards: vec![*self.wallet.address().as_bytes()],
+            election_epoch: 0,
+            retry_round: 0,
             vote_timeout_secs: params.vote_timeout_secs,
             liveness_yes: params.liveness_yes,
             max_proposals_per_member: params.max_proposals_per_member,
@@ -274,7 +283,13 @@ impl Engine {
             Some(now.mls_time()),
         )?;
         mls.write_to_storage()?;
-        let session = GroupSession::new(group.clone(), mls, Some(StewardDuty::new(now)?))?;
+        let session = GroupSession::new(
+            group.clone(),
+            self.wallet.address(),
+            mls,
+            Some(StewardDuty::new(now)?),
+            now,
+        )?;
         self.groups.insert(group.clone(), session);
         self.out.events.push_back(Event::Subscribe(group.clone()));
         self.out.events.push_back(Event::GroupCreated { group });
@@ -322,7 +337,7 @@ impl Engine {
                 "use leave to remove yourself".into(),
             ));
         }
-        session.request_change(Change::Remove { target: member }, &mut ctx)?;
+        session.request(Motion::Change(Change::Remove { target: member }), &mut ctx)?;
         session.settle(&mut ctx)
     }
 
@@ -330,12 +345,12 @@ impl Engine {
     pub fn leave(&mut self, group: &GroupId, now: Timestamp) -> Result<(), EngineError> {
         let (mut ctx, session) = self.session(group, now)?;
         let me = ctx.wallet.address();
-        if session.stewards() == [me] {
+        if session.state.mode == crate::StewardMode::Single && session.stewards() == [me] {
             return Err(EngineError::InvalidProposal(
                 "the only steward cannot leave its group".into(),
             ));
         }
-        session.request_change(Change::Remove { target: me }, &mut ctx)?;
+        session.request(Motion::Change(Change::Remove { target: me }), &mut ctx)?;
         session.settle(&mut ctx)
     }
 
@@ -397,6 +412,11 @@ impl Engine {
                 session.settle(&mut ctx)
             }
             envelope::Body::Welcome(bundle) => self.handle_welcome(group, bundle, now),
+            envelope::Body::SyncRequest(request) => {
+                let (mut ctx, session) = self.session(&group, now)?;
+                session.handle_sync_request(request, &mut ctx)?;
+                session.settle(&mut ctx)
+            }
             envelope::Body::MlsMessage(message) if !self.groups.contains_key(&group) => {
                 let (ctx, _, joins, _) = self.split(now);
                 let attempt = joins
@@ -421,6 +441,10 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let verified = Announcement::verify(announcement)?;
         self.announcements.insert(group.clone(), verified.clone());
+        if let Some(session) = self.groups.get_mut(&group) {
+            session.on_peer_mark(announcement.epoch, &announcement.branch, now);
+            return Ok(());
+        }
         let (mut ctx, _, joins, client) = self.split(now);
         match joins.get_mut(&group) {
             Some(attempt) => attempt.on_announcement(verified, client, &mut ctx),
@@ -481,7 +505,10 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let groups = self.groups.values().filter_map(GroupSession::poll_timeout);
+        let groups = self
+            .groups
+            .values()
+            .filter_map(|s| s.poll_timeout(&self.config));
         let joins = self.joins.values().filter_map(JoinAttempt::poll_timeout);
         groups.chain(joins).min()
     }
@@ -521,12 +548,15 @@ impl Engine {
             epoch: session.epoch(),
             members: session.members(),
             stewards: session.stewards(),
-            is_steward: session.steward.is_some(),
+            is_steward: session.stewards().contains(&self.wallet.address()),
+            mode: session.state.mode,
+            committers: session.state.committers(),
             authenticator: session.authenticator(),
             open_proposals: session
+                .state
                 .open
                 .iter()
-                .map(|(id, o)| (*id, o.decided))
+                .map(|(id, o)| (*id, o.decided.map(|d| d.0)))
                 .collect(),
         })
     }

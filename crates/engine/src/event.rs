@@ -14,8 +14,8 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
-/// A membership change, as voters see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What a proposal changes, as voters see it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ChangeKind {
     /// Admit this address.
     Add(Address),
@@ -23,6 +23,35 @@ pub enum ChangeKind {
     Remove(Address),
     /// This member leaves.
     Leave(Address),
+    /// Elect this steward list.
+    Election {
+        /// Retry round (above the group's current one after a silent list).
+        retry_round: u32,
+        /// The list, in rotation order.
+        stewards: Vec<Address>,
+    },
+    /// An emergency: remove a steward that broke the rules, or unblock a silent list.
+    Emergency {
+        /// The steward to remove (none for a deadlock).
+        offender: Option<Address>,
+        /// What it did.
+        violation: Violation,
+    },
+}
+
+/// Steward misbehaviour that members detect and vote on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Violation {
+    /// A commit whose changes differ from what was voted.
+    BrokenCommit,
+    /// Two commits for one epoch with different changes.
+    Equivocation,
+    /// Approved changes left waiting until a backup committed them.
+    Inactivity,
+    /// An approved proposal left out of a later commit.
+    Censorship,
+    /// Every steward and re-election stayed silent.
+    Deadlock,
 }
 
 /// Something that happened, for the shell and the user.
@@ -120,6 +149,35 @@ pub enum Event {
         members: Vec<Address>,
         /// The MLS epoch authenticator: equal on every member in the same epoch.
         authenticator: Vec<u8>,
+    },
+    /// This member saw a steward break the rules and is reporting it.
+    ViolationDetected {
+        /// The group.
+        group: GroupId,
+        /// The steward.
+        offender: Option<Address>,
+        /// What it did.
+        violation: Violation,
+        /// The epoch it happened in.
+        epoch: Epoch,
+    },
+    /// A better commit for an earlier epoch arrived (a competing commit, or
+    /// the other side of a healed network split): this member went back to
+    /// that epoch and follows the commit the filtering rule prefers.
+    BranchSwitched {
+        /// The group.
+        group: GroupId,
+        /// The epoch where the branches part.
+        fork_epoch: Epoch,
+        /// The steward of the commit now followed.
+        committer: Address,
+    },
+    /// This member asked the group for commits it is missing.
+    SyncRequested {
+        /// The group.
+        group: GroupId,
+        /// Its epoch when asking.
+        epoch: Epoch,
     },
     /// A commit was refused.
     CommitRejected {

@@ -154,11 +154,10 @@ impl JoinAttempt {
         {
             return Err(EngineError::NotForUs);
         }
-        let changed = self
-            .announcement
-            .as_ref()
-            .is_none_or(|a| a.steward != announcement.steward);
-        if changed {
+        // The first usable announcement triggers the request; later ones (other
+        // stewards, newer epochs) only say where a retry should go.
+        let first = self.announcement.is_none();
+        if first {
             ctx.emit(Event::AnnouncementSeen {
                 group: self.group.clone(),
                 steward: announcement.steward,
@@ -166,7 +165,7 @@ impl JoinAttempt {
             });
         }
         self.announcement = Some(announcement);
-        if changed {
+        if first {
             self.send(client, ctx)?;
         }
         Ok(())
@@ -245,7 +244,13 @@ impl JoinAttempt {
         let tree = ExportedTree::from_bytes(&tree)?;
         let (mut group, _) = client.join_group(Some(tree), &welcome, Some(ctx.now.mls_time()))?;
         group.write_to_storage()?;
-        let mut session = GroupSession::new(self.group.clone(), group, None)?;
+        let mut session = GroupSession::new(
+            self.group.clone(),
+            ctx.wallet.address(),
+            group,
+            None,
+            ctx.now,
+        )?;
         ctx.emit(Event::Joined {
             group: self.group.clone(),
             epoch: session.epoch(),

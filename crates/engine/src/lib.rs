@@ -14,24 +14,32 @@
 #[cfg(feature = "byzantine")]
 mod byzantine;
 mod change;
+mod commit;
 mod config;
 mod context;
 mod engine;
+mod epoch;
 mod error;
 mod event;
 mod ids;
 mod join;
+mod liveness;
 pub mod mls;
+mod motion;
+mod roles;
 mod session;
 mod snapshot;
 mod steward;
+mod sync;
+mod violation;
+mod voting;
 pub mod wire;
 
 pub use config::{EngineConfig, GroupParams, StewardMode, VotePolicy};
 pub use demls_consensus::ProposalId;
 pub use engine::{Engine, GroupView};
 pub use error::EngineError;
-pub use event::{ChangeKind, Event, Transmit};
+pub use event::{ChangeKind, Event, Transmit, Violation};
 pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
 pub use join::Announcement;
 pub use mls::MlsSigner;

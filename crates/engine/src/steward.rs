@@ -11,14 +11,17 @@ use mls_rs::group::ReceivedMessage;
 use prost::Message;
 
 use crate::change::{Change, key_package_of};
+use crate::commit::{Rank, ValidCommit, effects, elected_params};
 use crate::context::Ctx;
-use crate::mls::{CIPHER_SUITE, TreeKeyExt, suite};
+use crate::epoch::SeenCommit;
+use crate::mls::{CIPHER_SUITE, GroupParamsExt, TreeKeyExt, suite};
+use crate::motion::Motion;
 use crate::session::{GroupSession, suite_random};
 use crate::snapshot::{IntakeSnapshot, StewardSnapshot};
 use crate::wire::{
     CommitManifest, GroupAnnouncement, JoinRequest, WelcomeBundle, envelope, signing_bytes,
 };
-use crate::{EngineError, Event, GroupId, Timestamp, TopicKind};
+use crate::{EngineError, Event, GroupId, StewardMode, Timestamp, TopicKind};
 
 /// HPKE `info` for join requests of `group`.
 pub(crate) fn join_info(group: &GroupId) -> Vec<u8> {
@@ -38,12 +41,12 @@ struct Intake {
     reference: Vec<u8>,
 }
 
-/// What a steward keeps besides its membership.
+/// What a steward keeps besides its membership: the key joiners seal their
+/// key packages to, and the key packages it took in.
 pub(crate) struct StewardDuty {
     hpke_secret: HpkeSecretKey,
     hpke_public: HpkePublicKey,
     next_announce: Timestamp,
-    commit_due: Option<Timestamp>,
     intake: BTreeMap<Address, Intake>,
     seen_key_packages: HashSet<Vec<u8>>,
 }
@@ -88,7 +91,6 @@ impl StewardDuty {
             hpke_secret: HpkeSecretKey::from(snapshot.hpke_secret),
             hpke_public: HpkePublicKey::from(snapshot.hpke_public),
             next_announce: now,
-            commit_due: None,
             intake,
             seen_key_packages: snapshot.seen_key_packages.into_iter().collect(),
         })
@@ -103,7 +105,6 @@ impl StewardDuty {
             hpke_secret,
             hpke_public,
             next_announce: now,
-            commit_due: None,
             intake: BTreeMap::new(),
             seen_key_packages: HashSet::new(),
         })
@@ -111,8 +112,15 @@ impl StewardDuty {
 }
 
 impl GroupSession {
+    /// Whether this member is a steward in office (and so announces and takes in join requests).
+    fn in_office(&self, me: Address) -> bool {
+        self.state.stewards_in_office().contains(&me)
+    }
+
     /// Publishes a signed announcement of the group on its welcome topic.
     fn announce(&mut self, ctx: &mut Ctx<'_>) {
+        let member_count = u32::try_from(self.state.members().len()).unwrap_or(u32::MAX);
+        let (epoch, branch) = (self.state.epoch(), self.state.branch());
         let Some(duty) = self.steward.as_mut() else {
             return;
         };
@@ -120,10 +128,10 @@ impl GroupSession {
             cipher_suite: u32::from(*CIPHER_SUITE),
             steward: ctx.wallet.address().as_bytes().to_vec(),
             steward_hpke_key: duty.hpke_public.to_vec(),
-            epoch: self.mls.current_epoch(),
+            epoch,
             issued_at_ms: ctx.now.0,
-            member_count: u32::try_from(self.mls.roster().members_iter().count())
-                .unwrap_or(u32::MAX),
+            member_count,
+            branch,
             signature: Vec::new(),
         };
         let signed = signing_bytes(&announcement, |a| a.signature.clear());
@@ -207,7 +215,7 @@ impl GroupSession {
                 Err(EngineError::ReplayedKeyPackage(joiner))
             };
         }
-        if self.members().contains(&joiner) {
+        if self.state.is_member(&joiner) {
             return Err(EngineError::AlreadyMember(joiner));
         }
         if self
@@ -219,6 +227,7 @@ impl GroupSession {
             return Err(EngineError::Duplicate);
         }
         match self
+            .state
             .mls
             .process_incoming_message_with_time((**key_package).clone(), ctx.now.mls_time())?
         {
@@ -233,74 +242,128 @@ impl GroupSession {
             group: self.id.clone(),
             joiner,
         });
-        self.request_change(change, ctx)
+        self.request(Motion::Change(change), ctx)
     }
 
     /// Drops a joiner whose add was voted down.
-    pub(crate) fn steward_forget_rejected(&mut self, proposal: demls_consensus::ProposalId) {
-        let Some(open) = self.open.get(&proposal) else {
-            return;
-        };
-        if let Change::Add { address, .. } = open.change
-            && let Some(duty) = self.steward.as_mut()
-        {
-            duty.intake.remove(&address);
+    pub(crate) fn steward_forget(&mut self, joiner: Address) {
+        if let Some(duty) = self.steward.as_mut() {
+            duty.intake.remove(&joiner);
         }
     }
 
-    /// Commits now if approved changes are waiting and no vote is still open;
-    /// otherwise makes sure a commit is scheduled.
-    pub(crate) fn steward_maybe_commit(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
-        if self.steward.is_none() || self.approved.is_empty() {
-            return Ok(());
+    /// When this member should commit the waiting changes: at once if it is the
+    /// epoch steward and no vote of the epoch is open (or after the commit delay
+    /// otherwise), and a steward timeout later for each backup before it.
+    pub(crate) fn commit_due(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
+        if !self.state.commit_wanted() {
+            return None;
         }
-        if !self.has_undecided() {
-            return self.commit(ctx);
+        #[cfg(feature = "byzantine")]
+        if self.byzantine.silent {
+            return None;
         }
-        if let Some(duty) = self.steward.as_mut() {
-            duty.commit_due
-                .get_or_insert(ctx.now.plus_ms(ctx.config.commit_delay_ms));
+        let position = self.state.committers().iter().position(|c| *c == self.me)? as u64;
+        let start = self.turns_start()?;
+        let due = match position {
+            0 if self.state.has_undecided() => start.plus_ms(config.commit_delay_ms),
+            0 => start,
+            _ => start.plus_ms(position * config.steward_timeout_ms),
+        };
+        Some(self.commit_retry_at.map_or(due, |retry| due.max(retry)))
+    }
+
+    /// Commits the waiting changes if it is this member's turn.
+    pub(crate) fn maybe_commit(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        match self.commit_due(ctx.config) {
+            Some(due) if due <= ctx.now => {
+                if let Err(error) = self.commit(ctx) {
+                    // Not the input's fault: try again later rather than at every step.
+                    tracing::warn!(group = %self.id, %error, "commit failed");
+                    self.commit_retry_at = Some(ctx.now.plus_ms(ctx.config.steward_timeout_ms));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Turns the approved proposals into one commit and a Welcome, sends both, and applies the commit.
     fn commit(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
         let me = ctx.wallet.address();
-        let members = self.members();
         let mut changes = Vec::new();
         let mut evidence = Vec::new();
-        for id in &self.approved {
-            let (Some(open), Some(proposal)) = (self.open.get(id), self.consensus.proposal(*id))
-            else {
+        let mut election: Option<(u32, Vec<Address>)> = None;
+        let mut subjects = std::collections::BTreeSet::new();
+        for (id, open) in self.state.approved_motions() {
+            let Some(proposal) = self.state.consensus.proposal(id) else {
                 continue;
             };
-            // A steward never commits its own removal, nor the removal of a non-member.
-            if let Change::Remove { target } = open.change
-                && (target == me || !members.contains(&target))
-            {
-                continue;
+            let change = match &open.motion {
+                Motion::Change(Change::Add { address, .. }) if self.state.is_member(address) => {
+                    continue;
+                }
+                Motion::Change(change) => Some(change.clone()),
+                Motion::Emergency(e) => e.offender.map(|target| Change::Remove { target }),
+                Motion::Election(e) => {
+                    if election
+                        .as_ref()
+                        .is_none_or(|(round, _)| e.retry_round > *round)
+                    {
+                        election = Some((e.retry_round, e.stewards.clone()));
+                    }
+                    None
+                }
+            };
+            if let Some(change) = change {
+                // A steward never commits its own removal, nor a non-member's; and one change per person.
+                let own_or_absent = matches!(change, Change::Remove { target } if target == me || !self.state.is_member(&target));
+                if own_or_absent || !subjects.insert(change.subject()) {
+                    continue;
+                }
+                changes.push(change);
             }
-            changes.push(open.change.clone());
             evidence.push(proposal.clone());
         }
-        self.commit_changes(changes, evidence, ctx)
+        let params = election.map(|(round, list)| {
+            elected_params(&self.state.params, self.state.epoch(), round, &list)
+        });
+        self.commit_changes(changes, params, evidence, ctx)
     }
 
-    /// Commits `changes` with `evidence` (their voted proposals) as the
-    /// manifest, sends the commit and Welcome, and applies the commit.
+    /// The approved membership changes and their proposals, leaving out those about `left_out`.
+    #[cfg(feature = "byzantine")]
+    pub(crate) fn approved_changes_except(
+        &self,
+        left_out: Address,
+    ) -> (Vec<Change>, Vec<wire::Proposal>) {
+        self.state
+            .approved_motions()
+            .filter_map(|(id, open)| match open.motion.as_change() {
+                Some(change) if change.subject() != left_out => {
+                    Some((change.clone(), self.state.consensus.proposal(id)?.clone()))
+                }
+                _ => None,
+            })
+            .unzip()
+    }
+
+    /// Commits `changes` (and new `params`) with `evidence` (their voted
+    /// proposals) as the manifest, sends the commit and Welcome, and applies it.
     pub(crate) fn commit_changes(
         &mut self,
         changes: Vec<Change>,
+        params: Option<GroupParamsExt>,
         evidence: Vec<wire::Proposal>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), EngineError> {
         let me = ctx.wallet.address();
+        let approved = evidence.len();
         let manifest = CommitManifest {
-            epoch: self.mls.current_epoch(),
+            epoch: self.state.epoch(),
             approved: evidence,
         };
-        let mut candidate = self.mls.clone();
+        let mut candidate = self.state.mls.clone();
         let tree_key = suite_random(suite().aead_key_size())?;
         let tree_key_ext = MlsExtension::into_extension(TreeKeyExt {
             key: tree_key.clone(),
@@ -310,9 +373,20 @@ impl GroupSession {
         for change in changes {
             builder = match &change {
                 Change::Add { key_package, .. } => builder.add_member((**key_package).clone())?,
-                Change::Remove { target } => builder
-                    .remove_member(self.mls.member_with_identity(target.as_bytes())?.index)?,
+                Change::Remove { target } => builder.remove_member(
+                    self.state
+                        .mls
+                        .member_with_identity(target.as_bytes())?
+                        .index,
+                )?,
             };
+        }
+        if let Some(params) = params {
+            let ext = MlsExtension::into_extension(params)
+                .map_err(|e| EngineError::Mls(e.to_string()))?;
+            let mut context = self.state.mls.context().extensions.clone();
+            context.set(ext);
+            builder = builder.set_group_context_ext(context)?;
         }
         let output = builder
             .set_group_info_ext(vec![tree_key_ext].into())
@@ -320,10 +394,11 @@ impl GroupSession {
             .commit_time(ctx.now.mls_time())
             .build()?;
         let description = candidate.apply_pending_commit()?;
+        let bytes = output.commit_message().to_bytes()?;
         ctx.send(
             &self.id,
             TopicKind::Application,
-            envelope::Body::MlsMessage(output.commit_message().to_bytes()?),
+            envelope::Body::MlsMessage(bytes.clone()),
         );
         if !output.welcome_messages().is_empty() {
             let tree = output
@@ -346,43 +421,83 @@ impl GroupSession {
                 );
             }
         }
-        self.adopt_commit(candidate, me, &description, ctx)
-    }
-
-    /// Steward bookkeeping at the start of an epoch.
-    pub(crate) fn steward_start_epoch(&mut self) {
-        let members = self.members();
-        if let Some(duty) = self.steward.as_mut() {
-            duty.intake.retain(|joiner, _| !members.contains(joiner));
-            duty.commit_due = None;
-        }
-    }
-
-    /// Periodic steward work: announcements and overdue commits.
-    pub(crate) fn steward_on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
-        let Some(duty) = self.steward.as_mut() else {
-            return Ok(());
+        let applied = effects(&self.state, &description)
+            .map(|e| e.changes)
+            .map_err(EngineError::InvalidCommit)?;
+        let rank = Rank::new(
+            approved,
+            self.state.committers().first() == Some(&me),
+            me,
+            &bytes,
+        );
+        let seen = SeenCommit {
+            committer: me,
+            bytes,
+            applied,
+            seen_at: ctx.now,
         };
-        let announce = duty.next_announce <= ctx.now;
-        let commit = duty.commit_due.is_some_and(|due| due <= ctx.now);
-        if commit {
-            duty.commit_due = None;
+        self.adopt(
+            ValidCommit {
+                candidate,
+                description,
+                seen,
+                rank,
+            },
+            ctx,
+        )
+    }
+
+    /// Steward bookkeeping at the start of an epoch: stewards in office take in
+    /// join requests and announce; a due election is proposed by the epoch steward.
+    pub(crate) fn steward_start_epoch(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        let me = ctx.wallet.address();
+        if self.in_office(me) && self.steward.is_none() {
+            self.steward = Some(StewardDuty::new(ctx.now)?);
         }
-        if announce {
-            self.announce(ctx);
+        let state = &self.state;
+        if let Some(duty) = self.steward.as_mut() {
+            duty.intake.retain(|joiner, _| !state.is_member(joiner));
+            duty.next_announce = ctx.now;
         }
-        if commit && !self.approved.is_empty() {
-            self.commit(ctx)?;
+        if self.state.election_due() && self.state.committers().first() == Some(&me) {
+            self.propose_election(0, ctx)?;
         }
         Ok(())
     }
 
+    /// Proposes the election every member computes for `retry_round`.
+    pub(crate) fn propose_election(
+        &mut self,
+        retry_round: u32,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let stewards = self.state.expected_list(retry_round, self.id.as_bytes());
+        self.request(
+            Motion::Election(crate::motion::Election {
+                retry_round,
+                stewards,
+            }),
+            ctx,
+        )
+    }
+
+    /// Periodic steward work: announcements.
+    pub(crate) fn steward_on_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let me = ctx.wallet.address();
+        let due = self
+            .steward
+            .as_ref()
+            .is_some_and(|d| d.next_announce <= ctx.now);
+        if due && (self.in_office(me) || self.state.mode == StewardMode::Single) {
+            self.announce(ctx);
+        }
+    }
+
     /// When the steward next needs the clock.
     pub(crate) fn steward_poll_timeout(&self) -> Option<Timestamp> {
-        let duty = self.steward.as_ref()?;
-        Some(
-            duty.commit_due
-                .map_or(duty.next_announce, |due| due.min(duty.next_announce)),
-        )
+        if !(self.in_office(self.me) || self.state.mode == StewardMode::Single) {
+            return None;
+        }
+        self.steward.as_ref().map(|d| d.next_announce)
     }
 }

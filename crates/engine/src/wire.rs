@@ -21,7 +21,7 @@ pub struct Envelope {
     #[prost(string, tag = "2")]
     pub group_id: String,
     /// The message.
-    #[prost(oneof = "envelope::Body", tags = "10, 11, 12, 13")]
+    #[prost(oneof = "envelope::Body", tags = "10, 11, 12, 13, 14")]
     pub body: Option<envelope::Body>,
 }
 
@@ -42,6 +42,9 @@ pub mod envelope {
         /// An MLS PrivateMessage: a commit or an application message (application topic).
         #[prost(bytes, tag = "13")]
         MlsMessage(Vec<u8>),
+        /// A member asking for the commits it is missing (application topic).
+        #[prost(message, tag = "14")]
+        SyncRequest(super::SyncRequest),
     }
 }
 
@@ -66,6 +69,9 @@ pub struct GroupAnnouncement {
     /// Number of members.
     #[prost(uint32, tag = "6")]
     pub member_count: u32,
+    /// The steward's branch at `epoch` (see [`EpochMark`]).
+    #[prost(bytes = "vec", tag = "7")]
+    pub branch: Vec<u8>,
     /// EIP-191 signature by the steward over this message with `signature` empty.
     #[prost(bytes = "vec", tag = "15")]
     pub signature: Vec<u8>,
@@ -170,6 +176,114 @@ pub mod group_change {
         #[prost(bytes, tag = "3")]
         RemoveMember(Vec<u8>),
     }
+}
+
+/// The payload of a steward election proposal.
+#[derive(Clone, PartialEq, Message)]
+pub struct StewardElection {
+    /// The epoch in which the election is held (an input of the list).
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// Retry round (an input of the list): 0, or higher after a silent list.
+    #[prost(uint32, tag = "2")]
+    pub retry_round: u32,
+    /// The proposed steward list, in rotation order (20-byte addresses).
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub stewards: Vec<Vec<u8>>,
+}
+
+/// The payload of an emergency criteria proposal: who misbehaved, and the evidence.
+#[derive(Clone, PartialEq, Message)]
+pub struct Emergency {
+    /// The epoch in which the emergency is voted.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// The steward to remove (20 bytes); empty for a deadlock.
+    #[prost(bytes = "vec", tag = "2")]
+    pub offender: Vec<u8>,
+    /// The epoch in which the violation happened.
+    #[prost(uint64, tag = "3")]
+    pub violation_epoch: u64,
+    /// The evidence.
+    #[prost(oneof = "emergency::Evidence", tags = "10, 11, 12, 13, 14")]
+    pub evidence: Option<emergency::Evidence>,
+}
+
+/// [`Emergency`]'s evidence.
+pub mod emergency {
+    /// The kinds of violation and what proves each.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Evidence {
+        /// A commit whose changes differ from the vote (the commit, readable by members of its epoch).
+        #[prost(bytes, tag = "10")]
+        BrokenCommit(Vec<u8>),
+        /// Two commits for one epoch by one steward, with different changes.
+        #[prost(message, tag = "11")]
+        Equivocation(super::CommitPair),
+        /// The epoch steward let approved changes wait until its backup committed them.
+        #[prost(bool, tag = "12")]
+        Inactivity(bool),
+        /// A commit that left out a proposal approved well before it.
+        #[prost(message, tag = "13")]
+        Censorship(super::Omission),
+        /// Every steward, and every re-election, stayed silent: any member may commit.
+        #[prost(bool, tag = "14")]
+        Deadlock(bool),
+    }
+}
+
+/// Two conflicting commits.
+#[derive(Clone, PartialEq, Message)]
+pub struct CommitPair {
+    /// One commit.
+    #[prost(bytes = "vec", tag = "1")]
+    pub first: Vec<u8>,
+    /// The other.
+    #[prost(bytes = "vec", tag = "2")]
+    pub second: Vec<u8>,
+}
+
+/// An approved proposal a commit left out.
+#[derive(Clone, PartialEq, Message)]
+pub struct Omission {
+    /// The commit.
+    #[prost(bytes = "vec", tag = "1")]
+    pub commit: Vec<u8>,
+    /// The proposal it left out, with its votes.
+    #[prost(message, optional, tag = "2")]
+    pub omitted: Option<Proposal>,
+}
+
+/// A member asking for commits it missed; stewards answer by publishing them again.
+#[derive(Clone, PartialEq, Message)]
+pub struct SyncRequest {
+    /// The asking member (20 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub requester: Vec<u8>,
+    /// Its recent epochs and their branches, newest first.
+    #[prost(message, repeated, tag = "2")]
+    pub have: Vec<EpochMark>,
+    /// When it asked (Unix ms).
+    #[prost(uint64, tag = "3")]
+    pub sent_at_ms: u64,
+    /// EIP-191 signature by `requester` over this message with `signature` empty.
+    #[prost(bytes = "vec", tag = "15")]
+    pub signature: Vec<u8>,
+}
+
+/// An epoch and the branch a member is on in it.
+///
+/// `branch = SHA256("demls/branch/v1" || epoch authenticator)`: equal for two
+/// members exactly when they share the epoch's secrets, and revealing nothing
+/// about them.
+#[derive(Clone, PartialEq, Message)]
+pub struct EpochMark {
+    /// The epoch.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// The branch.
+    #[prost(bytes = "vec", tag = "2")]
+    pub branch: Vec<u8>,
 }
 
 /// The authenticated data of a commit: the voted proposals it applies, with their votes.

@@ -113,6 +113,8 @@ pub struct Sim {
     /// Optional tap: every transmit, as sent (for tests that capture ciphertexts).
     pub wiretap: Vec<(NodeId, Transmit)>,
     tap: bool,
+    /// Timer firings at the current instant, to catch an engine whose timer never advances.
+    spins: (Timestamp, usize),
 }
 
 impl Sim {
@@ -127,6 +129,7 @@ impl Sim {
             seq: 0,
             wiretap: Vec::new(),
             tap: false,
+            spins: (Timestamp::default(), 0),
         }
     }
 
@@ -290,6 +293,15 @@ impl Sim {
             }
         } else if let Some((_, i)) = next_timer {
             let now = self.now;
+            self.spins = if self.spins.0 == now {
+                (now, self.spins.1 + 1)
+            } else {
+                (now, 1)
+            };
+            assert!(
+                self.spins.1 < 10_000,
+                "node {i} asks for its timer at {now:?} again and again without progress"
+            );
             self.nodes[i].engine.handle_timeout(now);
             self.pump(NodeId(i));
         }

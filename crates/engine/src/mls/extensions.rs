@@ -17,6 +17,10 @@ pub struct GroupParamsExt {
     pub sn_max: u16,
     /// The steward list, in rotation order (20-byte addresses).
     pub stewards: Vec<[u8; 20]>,
+    /// The epoch from which the list counts its rotation.
+    pub election_epoch: u64,
+    /// The retry round the list was elected in.
+    pub retry_round: u32,
     /// Seconds a vote stays open.
     pub vote_timeout_secs: u32,
     /// Whether silent voters count as YES at the deadline.

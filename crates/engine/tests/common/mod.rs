@@ -4,7 +4,7 @@
 
 use demls_engine::{
     ChangeKind, Engine, EngineConfig, Event, GroupId, GroupParams, MlsSigner, MlsStore, ProposalId,
-    VotePolicy,
+    StewardMode, Violation, VotePolicy,
 };
 use demls_identity::{Address, Wallet};
 use demls_sim::{NetConfig, NodeId, Sim};
@@ -15,6 +15,8 @@ pub fn config(policy: VotePolicy) -> EngineConfig {
         announce_interval_ms: 1_000,
         join_retry_ms: 3_000,
         commit_delay_ms: 2_000,
+        steward_timeout_ms: 2_000,
+        sync_retry_ms: 2_000,
         vote_policy: policy,
         ..EngineConfig::default()
     }
@@ -56,10 +58,32 @@ pub fn group() -> GroupId {
 /// A group of `n` members formed through the real flow: the steward (node 0)
 /// creates it, the others request to join, everyone votes automatically.
 pub fn form_group(sim: &mut Sim, n: usize, policy: VotePolicy) -> Vec<NodeId> {
+    form_group_with(sim, n, policy, params())
+}
+
+/// Parameters of a multi-steward group.
+pub fn multi(mode: StewardMode, sn_min: u16, sn_max: u16) -> GroupParams {
+    GroupParams {
+        mode,
+        sn_min,
+        sn_max,
+        ..params()
+    }
+}
+
+/// [`form_group`] with given group parameters.
+pub fn form_group_with(
+    sim: &mut Sim,
+    n: usize,
+    policy: VotePolicy,
+    group_params: GroupParams,
+) -> Vec<NodeId> {
     let g = group();
     let steward = sim.add(engine(VotePolicy::Automatic));
-    sim.act(steward, |e, now| e.create_group(g.clone(), params(), now))
-        .unwrap();
+    sim.act(steward, |e, now| {
+        e.create_group(g.clone(), group_params, now)
+    })
+    .unwrap();
     let mut nodes = vec![steward];
     for _ in 1..n {
         let id = sim.add(engine(policy));
@@ -129,7 +153,7 @@ pub fn opened(sim: &Sim, id: NodeId) -> Vec<(ProposalId, Address, ChangeKind)> {
                 owner,
                 change,
                 ..
-            } => Some((*proposal, *owner, *change)),
+            } => Some((*proposal, *owner, change.clone())),
             _ => None,
         })
         .collect()
@@ -143,10 +167,43 @@ pub fn decisions(sim: &Sim, id: NodeId) -> Vec<(ChangeKind, bool)> {
         .filter_map(|(_, e)| match e {
             Event::ProposalDecided {
                 change, approved, ..
-            } => Some((*change, *approved)),
+            } => Some((change.clone(), *approved)),
             _ => None,
         })
         .collect()
+}
+
+/// The violations a node detected.
+pub fn violations(sim: &Sim, id: NodeId) -> Vec<(Option<Address>, Violation)> {
+    sim.node(id)
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::ViolationDetected {
+                offender,
+                violation,
+                ..
+            } => Some((*offender, *violation)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The committer of each epoch change a node saw, in order.
+pub fn committers_seen(sim: &Sim, id: NodeId) -> Vec<Address> {
+    sim.node(id)
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::EpochChanged { committer, .. } => Some(*committer),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The current view of the group at a node.
+pub fn view(sim: &Sim, id: NodeId) -> demls_engine::GroupView {
+    sim.node(id).engine.group(&group()).expect("member")
 }
 
 pub fn rejected_commits(sim: &Sim, id: NodeId) -> usize {

@@ -1,0 +1,617 @@
+//! Commits: checking them against the vote, choosing among competing ones,
+//! and moving to the next epoch (or back to an earlier one).
+//!
+//! Every member applies the first valid commit of its epoch at once (no
+//! waiting on the happy path) and keeps the state it left behind. If a
+//! better commit for that epoch arrives later — a backup's commit racing the
+//! epoch steward's, or the other side of a healed network split — the member
+//! returns to the earlier epoch and follows the better one. "Better" is the
+//! filtering rule every member applies alike: most approved proposals, then
+//! the epoch steward's, then the smallest committer id, then the smallest
+//! SHA256 of the commit.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+use demls_identity::Address;
+use mls_rs::MlsMessage;
+use mls_rs::group::proposal::Proposal as MlsProposal;
+use mls_rs::group::{CommitEffect, CommitMessageDescription, ReceivedMessage};
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::change::{Change, key_package_of};
+use crate::context::Ctx;
+use crate::epoch::{EpochState, SeenCommit};
+use crate::mls::{GroupParamsExt, MlsGroup, WalletIdentityProvider, suite};
+use crate::motion::{Emergency, Evidence, Motion};
+use crate::session::{GroupSession, PendingCommit};
+use crate::wire::CommitManifest;
+use crate::{ChangeKind, EngineError, Epoch, Event, Timestamp};
+
+/// A commit's place in the filtering rule; the greatest wins.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Rank {
+    approved: usize,
+    by_epoch_steward: bool,
+    committer: Reverse<Address>,
+    hash: Reverse<[u8; 32]>,
+}
+
+impl Rank {
+    pub(crate) fn new(
+        approved: usize,
+        by_epoch_steward: bool,
+        committer: Address,
+        bytes: &[u8],
+    ) -> Self {
+        Self {
+            approved,
+            by_epoch_steward,
+            committer: Reverse(committer),
+            hash: Reverse(Sha256::digest(bytes).into()),
+        }
+    }
+}
+
+/// A past epoch, as it was just before the commit that ended it.
+pub(crate) struct Checkpoint {
+    pub(crate) before: EpochState,
+    /// The commit applied to leave it.
+    pub(crate) applied: SeenCommit,
+    pub(crate) rank: Rank,
+}
+
+/// A commit that checked out, ready to apply.
+pub(crate) struct ValidCommit {
+    pub(crate) candidate: MlsGroup,
+    pub(crate) description: CommitMessageDescription,
+    pub(crate) seen: SeenCommit,
+    pub(crate) rank: Rank,
+}
+
+/// The outcome of checking a commit.
+pub(crate) enum Verdict {
+    Valid(Box<ValidCommit>),
+    /// Names proposals not decided here yet; check again until then.
+    Undecided(Timestamp),
+    /// From a steward, but not what was voted: a violation.
+    Broken {
+        committer: Address,
+        reason: String,
+    },
+    /// Not acceptable for another reason (not a steward, malformed manifest).
+    Refused {
+        committer: Option<Address>,
+        reason: String,
+    },
+    /// Cannot be read with this epoch's secrets (another branch, or garbage).
+    Unreadable(EngineError),
+}
+
+/// The changes a manifest's approved proposals call for, in canonical form.
+struct Expected {
+    changes: Vec<ChangeKind>,
+    params: Option<GroupParamsExt>,
+}
+
+/// Checks `bytes` as a commit for `state`'s epoch, merging its evidence into `state`.
+pub(crate) fn check_commit(
+    state: &mut EpochState,
+    bytes: &[u8],
+    now: Timestamp,
+    config: &crate::EngineConfig,
+) -> Verdict {
+    let message = match MlsMessage::from_bytes(bytes) {
+        Ok(message) => message,
+        Err(e) => return Verdict::Unreadable(EngineError::Malformed(format!("mls: {e}"))),
+    };
+    let mut candidate = state.mls.clone();
+    let description = match candidate.process_incoming_message_with_time(message, now.mls_time()) {
+        Ok(ReceivedMessage::Commit(description)) => description,
+        Ok(_) => return Verdict::Unreadable(EngineError::Malformed("expected a commit".into())),
+        Err(e) => return Verdict::Unreadable(e.into()),
+    };
+    let Some(committer) = state.address_at(description.committer) else {
+        return Verdict::Refused {
+            committer: None,
+            reason: "committer is not a member".into(),
+        };
+    };
+    if !state.may_commit(&committer) {
+        return Verdict::Refused {
+            committer: Some(committer),
+            reason: format!("{committer} may not commit in this epoch"),
+        };
+    }
+    let broken = |reason: String| Verdict::Broken { committer, reason };
+    let Ok(manifest) = CommitManifest::decode(description.authenticated_data.as_slice()) else {
+        return broken("its manifest does not decode".into());
+    };
+    if manifest.epoch != state.epoch() {
+        return broken(format!("its manifest is for epoch {}", manifest.epoch));
+    }
+    let approved_count = manifest.approved.len();
+    let mut undecided_until: Option<Timestamp> = None;
+    let mut named = Vec::new();
+    for proposal in manifest.approved {
+        let id = match state.merge_evidence(proposal, now) {
+            Ok(id) => id,
+            Err(error) => return broken(format!("manifest evidence: {error}")),
+        };
+        match state.approval(id) {
+            Some(true) => named.push(id),
+            Some(false) => return broken(format!("proposal {:08x} was voted down", id.0)),
+            None => {
+                let deadline = state.open.get(&id).map_or(now, |o| o.deadline);
+                undecided_until = Some(undecided_until.map_or(deadline, |d| d.max(deadline)));
+            }
+        }
+    }
+    if let Some(deadline) = undecided_until {
+        return Verdict::Undecided(deadline.plus_ms(config.commit_delay_ms));
+    }
+    let expected = expected_changes(state, &named);
+    let applied = match effects(state, &description) {
+        Ok(applied) => applied,
+        Err(reason) => return broken(reason),
+    };
+    if let Some((address, _)) = applied
+        .added
+        .iter()
+        .find(|(a, kp)| !approved_key_package(state, kp, *a))
+    {
+        return broken(format!(
+            "adds {address} with a key package nobody voted for"
+        ));
+    }
+    if applied.changes != expected.changes {
+        return broken(format!(
+            "applies {:?} but the vote approved {:?}",
+            applied.changes, expected.changes
+        ));
+    }
+    if applied.params != expected.params {
+        return broken("its steward list is not the elected one".into());
+    }
+    let acting = state.committers().first().copied();
+    let rank = Rank::new(approved_count, acting == Some(committer), committer, bytes);
+    let seen = SeenCommit {
+        committer,
+        bytes: bytes.to_vec(),
+        applied: applied.changes,
+        seen_at: now,
+    };
+    Verdict::Valid(Box::new(ValidCommit {
+        candidate,
+        description,
+        seen,
+        rank,
+    }))
+}
+
+/// What the approved proposals `named` by a manifest call for.
+fn expected_changes(state: &EpochState, named: &[demls_consensus::ProposalId]) -> Expected {
+    let mut changes = BTreeSet::new();
+    let mut election: Option<(u32, Vec<Address>)> = None;
+    for open in named.iter().filter_map(|id| state.open.get(id)) {
+        match &open.motion {
+            Motion::Change(Change::Add { address, .. }) => {
+                changes.insert(ChangeKind::Add(*address));
+            }
+            Motion::Change(Change::Remove { target }) => {
+                changes.insert(ChangeKind::Remove(*target));
+            }
+            Motion::Emergency(Emergency {
+                offender: Some(offender),
+                ..
+            }) if state.is_member(offender) => {
+                changes.insert(ChangeKind::Remove(*offender));
+            }
+            Motion::Emergency(_) => {}
+            Motion::Election(e) => {
+                if election
+                    .as_ref()
+                    .is_none_or(|(round, _)| e.retry_round > *round)
+                {
+                    election = Some((e.retry_round, e.stewards.clone()));
+                }
+            }
+        }
+    }
+    let params = election.map(|(retry_round, stewards)| {
+        elected_params(&state.params, state.epoch(), retry_round, &stewards)
+    });
+    Expected {
+        changes: changes.into_iter().collect(),
+        params,
+    }
+}
+
+/// The group parameters after an election held in `epoch`.
+pub(crate) fn elected_params(
+    params: &GroupParamsExt,
+    epoch: u64,
+    retry_round: u32,
+    stewards: &[Address],
+) -> GroupParamsExt {
+    GroupParamsExt {
+        stewards: stewards.iter().map(|a| *a.as_bytes()).collect(),
+        election_epoch: epoch + 1,
+        retry_round,
+        ..params.clone()
+    }
+}
+
+/// What a commit does.
+pub(crate) struct Effects {
+    /// Membership changes, in canonical order (a leave shows as a removal).
+    pub(crate) changes: Vec<ChangeKind>,
+    /// New group parameters (an election applied).
+    pub(crate) params: Option<GroupParamsExt>,
+    /// The key packages it adds, with their owners.
+    added: Vec<(Address, mls_rs::KeyPackage)>,
+}
+
+/// Reads what a processed commit does, against the state it was processed in.
+pub(crate) fn effects(
+    state: &EpochState,
+    description: &CommitMessageDescription,
+) -> Result<Effects, String> {
+    let (CommitEffect::NewEpoch(new_epoch) | CommitEffect::Removed { new_epoch, .. }) =
+        &description.effect
+    else {
+        return Err("reinit is not allowed".into());
+    };
+    let mut changes = BTreeSet::new();
+    let mut params = None;
+    let mut added = Vec::new();
+    for info in new_epoch.applied_proposals() {
+        match &info.proposal {
+            MlsProposal::Add(add) => {
+                let address = WalletIdentityProvider::address_of(add.signing_identity())
+                    .map_err(|e| format!("added credential: {e}"))?;
+                changes.insert(ChangeKind::Add(address));
+                added.push((address, add.key_package().clone()));
+            }
+            MlsProposal::Remove(remove) => {
+                let target = state
+                    .address_at(remove.to_remove())
+                    .ok_or("removes an empty leaf")?;
+                changes.insert(ChangeKind::Remove(target));
+            }
+            MlsProposal::GroupContextExtensions(extensions) => {
+                let new = extensions
+                    .get_as::<GroupParamsExt>()
+                    .map_err(|e| format!("parameters: {e}"))?
+                    .ok_or("changes the context without parameters")?;
+                params = Some(new);
+            }
+            other => return Err(format!("carries a {:?} proposal", other.proposal_type())),
+        }
+    }
+    Ok(Effects {
+        changes: changes.into_iter().collect(),
+        params,
+        added,
+    })
+}
+
+/// Whether an approved add proposal carries exactly this key package.
+fn approved_key_package(
+    state: &EpochState,
+    key_package: &mls_rs::KeyPackage,
+    address: Address,
+) -> bool {
+    let suite = suite();
+    let Ok(wanted) = key_package.to_reference(&suite) else {
+        return false;
+    };
+    state
+        .approved_motions()
+        .any(|(_, open)| match open.motion.as_change() {
+            Some(Change::Add {
+                address: a,
+                key_package: message,
+            }) => {
+                *a == address
+                    && key_package_of(message)
+                        .ok()
+                        .and_then(|kp| kp.to_reference(&suite).ok())
+                        .is_some_and(|r| r == wanted)
+            }
+            _ => false,
+        })
+}
+
+impl GroupSession {
+    /// A commit for epoch `epoch` (current or past).
+    pub(crate) fn handle_commit(
+        &mut self,
+        epoch: u64,
+        bytes: Vec<u8>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        if epoch < self.state.epoch() {
+            return self.consider_competitor(epoch, bytes, ctx);
+        }
+        match check_commit(&mut self.state, &bytes, ctx.now, ctx.config) {
+            Verdict::Valid(valid) => self.adopt(*valid, ctx),
+            Verdict::Undecided(give_up_at) => {
+                if !self.pending_commits.iter().any(|p| p.message == bytes) {
+                    self.pending_commits.push(PendingCommit {
+                        message: bytes,
+                        give_up_at,
+                    });
+                }
+                Ok(())
+            }
+            Verdict::Broken { committer, reason } => {
+                ctx.emit(Event::CommitRejected {
+                    group: self.id.clone(),
+                    committer,
+                    reason: reason.clone(),
+                });
+                let violation_epoch = self.state.epoch();
+                self.report(
+                    Emergency {
+                        offender: Some(committer),
+                        violation_epoch,
+                        evidence: Evidence::BrokenCommit(bytes),
+                    },
+                    ctx,
+                );
+                Err(EngineError::InvalidCommit(reason))
+            }
+            Verdict::Refused { committer, reason } => {
+                ctx.emit(Event::CommitRejected {
+                    group: self.id.clone(),
+                    committer: committer.unwrap_or_default(),
+                    reason: reason.clone(),
+                });
+                Err(EngineError::InvalidCommit(reason))
+            }
+            Verdict::Unreadable(error) => {
+                self.hold(epoch, &bytes, ctx)?;
+                self.sync.suspect(ctx.now);
+                Err(error)
+            }
+        }
+    }
+
+    /// A commit for an epoch this member already left: a competitor of the one it applied.
+    fn consider_competitor(
+        &mut self,
+        epoch: u64,
+        bytes: Vec<u8>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let Some(index) = self.history.iter().position(|c| c.before.epoch() == epoch) else {
+            return Err(EngineError::WrongEpoch {
+                got: Epoch(epoch),
+                current: self.epoch(),
+            });
+        };
+        if self.history[index]
+            .before
+            .commits
+            .iter()
+            .any(|c| c.bytes == bytes)
+        {
+            return Err(EngineError::Duplicate);
+        }
+        let mut trial = self.history[index].before.clone();
+        match check_commit(&mut trial, &bytes, ctx.now, ctx.config) {
+            Verdict::Valid(valid) => {
+                self.note_equivocation(index, &valid.seen, ctx);
+                self.history[index].before.commits.push(valid.seen.clone());
+                if valid.rank <= self.history[index].rank {
+                    return Ok(());
+                }
+                // The better commit wins: back to that epoch, and on from there.
+                ctx.emit(Event::BranchSwitched {
+                    group: self.id.clone(),
+                    fork_epoch: Epoch(epoch),
+                    committer: valid.seen.committer,
+                });
+                self.history.truncate(index);
+                self.state = trial;
+                self.pending_commits.clear();
+                self.adopt(*valid, ctx)
+            }
+            Verdict::Broken { committer, reason } => {
+                self.report(
+                    Emergency {
+                        offender: Some(committer),
+                        violation_epoch: epoch,
+                        evidence: Evidence::BrokenCommit(bytes),
+                    },
+                    ctx,
+                );
+                Err(EngineError::InvalidCommit(reason))
+            }
+            Verdict::Refused { reason, .. } => Err(EngineError::InvalidCommit(reason)),
+            Verdict::Undecided(_) => Err(EngineError::InvalidCommit(
+                "a past epoch's commit names undecided proposals".into(),
+            )),
+            Verdict::Unreadable(error) => {
+                // Not readable at that epoch either: it belongs to a branch that parted earlier.
+                self.hold(epoch, &bytes, ctx)?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Two valid commits for one epoch by one steward that change different things.
+    fn note_equivocation(&mut self, index: usize, new: &SeenCommit, ctx: &mut Ctx<'_>) {
+        let checkpoint = &self.history[index];
+        let epoch = checkpoint.before.epoch();
+        let earlier = std::iter::once(&checkpoint.applied)
+            .chain(&checkpoint.before.commits)
+            .find(|c| c.committer == new.committer && c.applied != new.applied)
+            .map(|c| c.bytes.clone());
+        if let Some(first) = earlier {
+            let evidence = Evidence::Equivocation {
+                first,
+                second: new.bytes.clone(),
+            };
+            self.report(
+                Emergency {
+                    offender: Some(new.committer),
+                    violation_epoch: epoch,
+                    evidence,
+                },
+                ctx,
+            );
+        }
+    }
+
+    /// Makes a checked commit's state current, keeping the left epoch in history.
+    pub(crate) fn adopt(
+        &mut self,
+        valid: ValidCommit,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let ValidCommit {
+            candidate,
+            description,
+            seen,
+            rank,
+        } = valid;
+        let committer = seen.committer;
+        let new_state = EpochState::new(candidate, ctx.now)?;
+        let old = std::mem::replace(&mut self.state, new_state);
+        let before: BTreeSet<Address> = old.members().into_iter().collect();
+        let left_epoch = old.epoch();
+        let was_acting = old.committers().first().copied();
+        let omissions = censored(&old, &seen, ctx.config);
+        self.history.push_back(Checkpoint {
+            before: old,
+            applied: seen,
+            rank,
+        });
+        while self.history.len() > ctx.config.history_epochs {
+            self.history.pop_front();
+        }
+        if let CommitEffect::Removed { new_epoch, .. } = &description.effect {
+            ctx.emit(Event::Removed {
+                group: self.id.clone(),
+                epoch: Epoch(new_epoch.epoch()),
+                by: committer,
+            });
+            return Ok(());
+        }
+        self.state.mls.write_to_storage()?;
+        let after: BTreeSet<Address> = self.members().into_iter().collect();
+        ctx.emit(Event::EpochChanged {
+            group: self.id.clone(),
+            epoch: self.epoch(),
+            committer,
+            added: after.difference(&before).copied().collect(),
+            removed: before.difference(&after).copied().collect(),
+            members: after.iter().copied().collect(),
+            authenticator: self.authenticator(),
+        });
+        let me = ctx.wallet.address();
+        // A backup that had to commit reports the epoch steward's inactivity.
+        if committer == me && was_acting.is_some_and(|acting| acting != me) {
+            let offender = was_acting;
+            self.report(
+                Emergency {
+                    offender,
+                    violation_epoch: left_epoch,
+                    evidence: Evidence::Inactivity,
+                },
+                ctx,
+            );
+        }
+        for omitted in omissions {
+            let evidence = Evidence::Censorship {
+                commit: self
+                    .history
+                    .back()
+                    .map(|c| c.applied.bytes.clone())
+                    .unwrap_or_default(),
+                omitted: Box::new(omitted),
+            };
+            self.report(
+                Emergency {
+                    offender: Some(committer),
+                    violation_epoch: left_epoch,
+                    evidence,
+                },
+                ctx,
+            );
+        }
+        self.start_epoch(ctx)
+    }
+
+    /// Resets per-epoch duties and replays messages that were waiting for this epoch.
+    pub(crate) fn start_epoch(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        self.pending_commits.clear();
+        self.commit_retry_at = None;
+        self.carry_own_motions();
+        self.reports.retain(|r| {
+            r.emergency
+                .offender
+                .is_some_and(|o| self.state.is_member(&o))
+        });
+        self.steward_start_epoch(ctx)?;
+        self.sync.epoch_advanced();
+        self.replay_held(ctx);
+        Ok(())
+    }
+
+    /// Re-checks commits that were waiting for decisions.
+    pub(crate) fn retry_pending_commits(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        let epoch = self.state.epoch();
+        for pending in std::mem::take(&mut self.pending_commits) {
+            if self.state.epoch() != epoch {
+                break;
+            }
+            if pending.give_up_at < ctx.now {
+                ctx.emit(Event::CommitRejected {
+                    group: self.id.clone(),
+                    committer: Address::default(),
+                    reason: "its proposals were not decided in time".into(),
+                });
+                continue;
+            }
+            if let Err(error) = self.handle_commit(epoch, pending.message, ctx) {
+                tracing::debug!(group = %self.id, %error, "pending commit dropped");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Approved proposals that a commit left out although they were approved well
+/// before it arrived (a steward censoring them).
+fn censored(
+    state: &EpochState,
+    commit: &SeenCommit,
+    config: &crate::EngineConfig,
+) -> Vec<demls_consensus::wire::Proposal> {
+    let grace = config.steward_timeout_ms / 2;
+    state
+        .approved_motions()
+        .filter(|(_, open)| crate::epoch::worth_a_commit(&open.motion))
+        .filter(|(_, open)| {
+            open.decided
+                .is_some_and(|(_, at)| at.plus_ms(grace) <= commit.seen_at)
+        })
+        .filter(|(_, open)| !commit.applied.contains(&applied_form(&open.kind())))
+        .filter_map(|(id, _)| state.consensus.proposal(id).cloned())
+        .collect()
+}
+
+/// How an approved change shows in a commit (a leave is a removal; an emergency removes its offender).
+pub(crate) fn applied_form(kind: &ChangeKind) -> ChangeKind {
+    match kind {
+        ChangeKind::Leave(a) => ChangeKind::Remove(*a),
+        ChangeKind::Emergency {
+            offender: Some(o), ..
+        } => ChangeKind::Remove(*o),
+        other => other.clone(),
+    }
+}

@@ -1,0 +1,209 @@
+//! Steward violations: reporting them as emergency proposals, and judging
+//! the evidence of others' reports.
+//!
+//! Every member that sees a violation says so ([`Event::ViolationDetected`]);
+//! one of them — the first steward in commit order other than the offender —
+//! raises the emergency at once, the others only if none is raised within a
+//! steward timeout. Voters check the evidence against their own record of the
+//! epoch it names, and vote YES only if it holds.
+
+use demls_identity::Address;
+
+use crate::commit::{Verdict, check_commit};
+use crate::context::Ctx;
+use crate::motion::{Emergency, Evidence, Motion};
+use crate::session::GroupSession;
+use crate::voting::Judgement;
+use crate::{Epoch, Event, Timestamp};
+
+/// An emergency this member will raise if nobody has by `due`.
+pub(crate) struct ScheduledReport {
+    pub(crate) due: Timestamp,
+    pub(crate) emergency: Emergency,
+}
+
+impl GroupSession {
+    /// A violation this member saw.
+    pub(crate) fn report(&mut self, emergency: Emergency, ctx: &mut Ctx<'_>) {
+        if self
+            .reports
+            .iter()
+            .any(|r| same_report(&r.emergency, &emergency))
+            || self.raised(&emergency)
+        {
+            return;
+        }
+        ctx.emit(Event::ViolationDetected {
+            group: self.id.clone(),
+            offender: emergency.offender,
+            violation: emergency.evidence.violation(),
+            epoch: Epoch(emergency.violation_epoch),
+        });
+        if self.state.mode == crate::StewardMode::Single {
+            // Nobody else may commit in a single-steward group: say so, but there is no one to hand over to.
+            return;
+        }
+        let me = ctx.wallet.address();
+        let reporter = self
+            .state
+            .committers()
+            .into_iter()
+            .find(|c| Some(*c) != emergency.offender);
+        let due = if reporter == Some(me) {
+            ctx.now
+        } else {
+            ctx.now.plus_ms(ctx.config.steward_timeout_ms)
+        };
+        self.reports.push(ScheduledReport { due, emergency });
+    }
+
+    /// Whether an emergency like this one is already open or approved (here or in own motions).
+    fn raised(&self, emergency: &Emergency) -> bool {
+        let motion = Motion::Emergency(emergency.clone());
+        self.own.iter().any(|o| o.motion.same_as(&motion))
+            || self.state.open.values().any(|o| {
+                o.motion.same_as(&motion) && o.decided.is_none_or(|(approved, _)| approved)
+            })
+    }
+
+    /// Raises the reports whose time has come, unless someone already did.
+    pub(crate) fn raise_due_reports(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), crate::EngineError> {
+        let (due, later): (Vec<ScheduledReport>, Vec<ScheduledReport>) =
+            std::mem::take(&mut self.reports)
+                .into_iter()
+                .partition(|r| r.due <= ctx.now);
+        self.reports = later;
+        for report in due {
+            if !self.raised(&report.emergency) {
+                self.request(Motion::Emergency(report.emergency), ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks an emergency's evidence against this member's own record.
+    pub(crate) fn judge_emergency(&self, emergency: &Emergency, ctx: &Ctx<'_>) -> Judgement {
+        if let Some(offender) = emergency.offender {
+            if !self.state.is_member(&offender) {
+                return Judgement::No("the offender is not a member".into());
+            }
+            if offender == ctx.wallet.address() {
+                return Judgement::No("this node does not accuse itself".into());
+            }
+        }
+        let Some(record) = self.state_of(emergency.violation_epoch) else {
+            return Judgement::Abstain;
+        };
+        let holds = match &emergency.evidence {
+            Evidence::BrokenCommit(commit) => {
+                matches!(check_commit(&mut record.clone(), commit, ctx.now, ctx.config),
+                    Verdict::Broken { committer, .. } if Some(committer) == emergency.offender)
+            }
+            Evidence::Equivocation { first, second } => {
+                let a = commit_by(record, first, ctx);
+                let b = commit_by(record, second, ctx);
+                match (a, b) {
+                    (Some((ca, aa)), Some((cb, ab))) => {
+                        Some(ca) == emergency.offender && ca == cb && aa != ab
+                    }
+                    _ => false,
+                }
+            }
+            Evidence::Inactivity => {
+                self.inactive(emergency.violation_epoch, emergency.offender, ctx)
+            }
+            Evidence::Censorship { commit, omitted } => {
+                let id = demls_consensus::ProposalId(omitted.proposal_id);
+                let seen = record
+                    .commits
+                    .iter()
+                    .chain(self.applied_in(emergency.violation_epoch))
+                    .find(|c| c.bytes == *commit);
+                let approved_at = record
+                    .open
+                    .get(&id)
+                    .and_then(|o| o.decided.filter(|(yes, _)| *yes).map(|d| d.1));
+                match (seen, approved_at) {
+                    (Some(seen), Some(at)) => {
+                        Some(seen.committer) == emergency.offender
+                            && at.plus_ms(ctx.config.steward_timeout_ms / 2) <= seen.seen_at
+                            && record.open.get(&id).is_some_and(|o| {
+                                !seen
+                                    .applied
+                                    .contains(&crate::commit::applied_form(&o.kind()))
+                            })
+                    }
+                    _ => return Judgement::Abstain,
+                }
+            }
+            Evidence::Deadlock => {
+                emergency.violation_epoch == self.state.epoch()
+                    && self.state.reelections() >= ctx.config.max_retry_rounds
+                    && self
+                        .stalled_since(ctx.config)
+                        .is_some_and(|since| since <= ctx.now)
+            }
+        };
+        if holds {
+            Judgement::Yes
+        } else {
+            Judgement::No("the evidence does not hold".into())
+        }
+    }
+
+    /// The commit applied to leave `epoch`, if it is in history.
+    fn applied_in(&self, epoch: u64) -> Option<&crate::epoch::SeenCommit> {
+        self.history
+            .iter()
+            .find(|c| c.before.epoch() == epoch)
+            .map(|c| &c.applied)
+    }
+
+    /// Whether `offender` was the epoch steward of `epoch` and let approved changes
+    /// wait past its turn without committing.
+    fn inactive(&self, epoch: u64, offender: Option<Address>, ctx: &Ctx<'_>) -> bool {
+        let Some(record) = self.state_of(epoch) else {
+            return false;
+        };
+        if offender.is_none() || record.committers().first().copied() != offender {
+            return false;
+        }
+        let never_committed = !record
+            .commits
+            .iter()
+            .chain(self.applied_in(epoch))
+            .any(|c| Some(c.committer) == offender);
+        let ended_by_another = self
+            .applied_in(epoch)
+            .is_some_and(|c| Some(c.committer) != offender);
+        let waited = record.first_approval().is_some_and(|t| {
+            t.plus_ms(ctx.config.steward_timeout_ms)
+                <= self.applied_in(epoch).map_or(ctx.now, |c| c.seen_at)
+        });
+        never_committed && waited && (ended_by_another || epoch == self.state.epoch())
+    }
+}
+
+/// The committer and changes of a commit valid at `record`'s epoch. (A broken
+/// commit is reported as such, not as half of an equivocation.)
+fn commit_by(
+    record: &crate::epoch::EpochState,
+    bytes: &[u8],
+    ctx: &Ctx<'_>,
+) -> Option<(Address, Vec<crate::ChangeKind>)> {
+    match check_commit(&mut record.clone(), bytes, ctx.now, ctx.config) {
+        Verdict::Valid(valid) => Some((valid.seen.committer, valid.seen.applied)),
+        Verdict::Broken { .. }
+        | Verdict::Undecided(_)
+        | Verdict::Refused { .. }
+        | Verdict::Unreadable(_) => None,
+    }
+}
+
+/// Whether two reports are about the same thing.
+fn same_report(a: &Emergency, b: &Emergency) -> bool {
+    a.offender == b.offender && a.evidence.violation() == b.evidence.violation()
+}

@@ -1,0 +1,450 @@
+//! Proposals and votes: opening them, judging them, and reacting to decisions.
+
+use demls_consensus::{ProposalId, ProposalSpec, wire};
+use demls_identity::Address;
+use mls_rs::group::ReceivedMessage;
+
+use crate::change::{Change, key_package_of};
+use crate::context::Ctx;
+use crate::epoch::OpenProposal;
+use crate::motion::{Election, Motion};
+use crate::session::{GroupSession, OwnMotion};
+use crate::wire::app_message;
+use crate::{ChangeKind, EngineError, Event, StewardMode, Timestamp, VotePolicy};
+
+/// What this member thinks of a proposal.
+pub(crate) enum Judgement {
+    Yes,
+    No(String),
+    /// This member cannot check it (it was not there to see): it stays silent.
+    Abstain,
+}
+
+impl GroupSession {
+    /// Asks the group for `motion`: proposed now, or later if this member is
+    /// over its rate limit or a higher-priority vote is open.
+    pub(crate) fn request(&mut self, motion: Motion, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        if self.own.iter().any(|own| own.motion.same_as(&motion)) {
+            return Ok(());
+        }
+        self.own.push(OwnMotion {
+            motion,
+            proposal: None,
+        });
+        self.propose_own(ctx)
+    }
+
+    /// Opens a proposal for each own motion that has none in this epoch, highest
+    /// priority first, holding back what a higher-priority open vote outranks.
+    pub(crate) fn propose_own(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        let me = ctx.wallet.address();
+        let mut order: Vec<usize> = (0..self.own.len()).collect();
+        order.sort_by_key(|i| std::cmp::Reverse(self.own[*i].motion.priority()));
+        for i in order {
+            if self.own[i].proposal.is_some() {
+                continue;
+            }
+            let motion = self.own[i].motion.clone();
+            if self.state.outranked(&motion) || self.already_open(&motion) {
+                continue;
+            }
+            if self.state.proposals_by_owner.get(&me).copied().unwrap_or(0)
+                >= self.state.params.max_proposals_per_member
+            {
+                break;
+            }
+            let id = self.open_proposal(motion, ctx)?;
+            self.own[i].proposal = Some(id);
+        }
+        Ok(())
+    }
+
+    /// Whether someone already has an undecided or approved proposal for the same thing.
+    fn already_open(&self, motion: &Motion) -> bool {
+        self.state
+            .open
+            .values()
+            .any(|o| o.motion.same_as(motion) && o.decided.is_none_or(|(approved, _)| approved))
+    }
+
+    fn open_proposal(
+        &mut self,
+        motion: Motion,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<ProposalId, EngineError> {
+        let deadline = ctx
+            .now
+            .plus_ms(u64::from(self.state.params.vote_timeout_secs) * 1000);
+        let spec = ProposalSpec {
+            name: motion.name().to_owned(),
+            payload: motion.encode(self.epoch())?,
+            voters: self.state.voters(&motion),
+            expiration: deadline.into(),
+            liveness_criteria_yes: self.state.params.liveness_yes,
+        };
+        let proposal =
+            self.state
+                .consensus
+                .create_proposal(ctx.wallet, spec.clone(), ctx.now.into())?;
+        let id = ProposalId(proposal.proposal_id);
+        let me = ctx.wallet.address();
+        *self.state.proposals_by_owner.entry(me).or_default() += 1;
+        let open = OpenProposal {
+            owner: me,
+            motion,
+            deadline,
+            decided: None,
+            voted: false,
+        };
+        let kind = open.kind();
+        self.state.open.insert(id, open);
+        ctx.emit(Event::ProposalOpened {
+            group: self.id.clone(),
+            proposal: id,
+            owner: me,
+            change: kind,
+            deadline,
+        });
+        // The owner votes YES on its own proposal if it is a voter, and the vote travels inside it.
+        if spec.voters.contains(&me) {
+            self.state
+                .consensus
+                .cast_vote(id, ctx.wallet, true, ctx.now.into())?;
+            if let Some(open) = self.state.open.get_mut(&id) {
+                open.voted = true;
+            }
+            ctx.emit(Event::VoteRecorded {
+                group: self.id.clone(),
+                proposal: id,
+                voter: me,
+                yes: true,
+            });
+        }
+        let with_vote = self
+            .state
+            .consensus
+            .proposal(id)
+            .cloned()
+            .unwrap_or(proposal);
+        self.send_app(app_message::Body::Proposal(with_vote), ctx)?;
+        self.check_decision(id, ctx)?;
+        Ok(id)
+    }
+
+    /// A proposal received from member `sender`.
+    pub(crate) fn receive_proposal(
+        &mut self,
+        sender: Address,
+        proposal: wire::Proposal,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let owner = Address::from_slice(&proposal.proposal_owner)
+            .ok_or_else(|| EngineError::Malformed("proposal owner is not an address".into()))?;
+        if owner != sender {
+            return Err(EngineError::SenderMismatch {
+                sender,
+                claimed: owner,
+            });
+        }
+        let motion = Motion::decode(&proposal.name, &proposal.payload, self.epoch())?;
+        if self
+            .state
+            .proposals_by_owner
+            .get(&owner)
+            .copied()
+            .unwrap_or(0)
+            >= self.state.params.max_proposals_per_member
+        {
+            return Err(EngineError::RateLimited(owner));
+        }
+        let deadline =
+            demls_consensus::Timestamp::from_wire_secs(proposal.expiration_timestamp).into();
+        let voters = self.state.voters(&motion);
+        let owner_votes = proposal
+            .votes
+            .iter()
+            .any(|v| v.vote_owner == owner.as_bytes());
+        let outcome = self
+            .state
+            .consensus
+            .receive_proposal(proposal, voters, ctx.now.into())?;
+        let id = outcome.id;
+        *self.state.proposals_by_owner.entry(owner).or_default() += 1;
+        let open = OpenProposal {
+            owner,
+            motion,
+            deadline,
+            decided: None,
+            voted: false,
+        };
+        let kind = open.kind();
+        let is_membership = open.motion.as_change().is_some();
+        self.state.open.insert(id, open);
+        ctx.emit(Event::ProposalOpened {
+            group: self.id.clone(),
+            proposal: id,
+            owner,
+            change: kind.clone(),
+            deadline,
+        });
+        if owner_votes {
+            ctx.emit(Event::VoteRecorded {
+                group: self.id.clone(),
+                proposal: id,
+                voter: owner,
+                yes: true,
+            });
+        }
+        let me_voter = self
+            .state
+            .voters(&self.state.open[&id].motion)
+            .contains(&ctx.wallet.address());
+        if me_voter && !matches!(kind, ChangeKind::Leave(_)) {
+            // Protocol decisions (elections, emergencies) are checked by rule, never by hand;
+            // membership changes follow the vote policy, except that a NO is cast at once.
+            match self.judge(id, ctx) {
+                Judgement::Yes
+                    if !is_membership || ctx.config.vote_policy == VotePolicy::Automatic =>
+                {
+                    self.vote(id, true, ctx)?;
+                }
+                Judgement::No(reason) => {
+                    tracing::info!(group = %self.id, proposal = id.0, %reason, "voting NO");
+                    self.vote(id, false, ctx)?;
+                }
+                Judgement::Yes | Judgement::Abstain => {}
+            }
+        }
+        self.check_decision(id, ctx)
+    }
+
+    /// Checks a proposal's content.
+    fn judge(&mut self, id: ProposalId, ctx: &Ctx<'_>) -> Judgement {
+        let Some(open) = self.state.open.get(&id) else {
+            return Judgement::Abstain;
+        };
+        let owner = open.owner;
+        match open.motion.clone() {
+            Motion::Change(change) => match self.judge_change(change, owner, ctx) {
+                Ok(()) => Judgement::Yes,
+                Err(error) => Judgement::No(error.to_string()),
+            },
+            Motion::Election(election) => self.judge_election(&election, ctx),
+            Motion::Emergency(emergency) => self.judge_emergency(&emergency, ctx),
+        }
+    }
+
+    fn judge_change(
+        &mut self,
+        change: Change,
+        owner: Address,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        match change {
+            Change::Add {
+                address,
+                key_package,
+            } => {
+                if self.state.is_member(&address) {
+                    return Err(EngineError::AlreadyMember(address));
+                }
+                key_package_of(&key_package)?;
+                match self
+                    .state
+                    .mls
+                    .process_incoming_message_with_time(*key_package, ctx.now.mls_time())?
+                {
+                    ReceivedMessage::KeyPackage(_) => Ok(()),
+                    _ => Err(EngineError::InvalidProposal("not a key package".into())),
+                }
+            }
+            Change::Remove { target } => {
+                if !self.state.is_member(&target) {
+                    return Err(EngineError::NotMember(target));
+                }
+                if target == ctx.wallet.address() && owner != target {
+                    return Err(EngineError::InvalidProposal(
+                        "this node does not agree to its own removal".into(),
+                    ));
+                }
+                if self.state.mode == StewardMode::Single && self.stewards().contains(&target) {
+                    return Err(EngineError::InvalidProposal(
+                        "the only steward cannot be removed".into(),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// An election is right if it proposes exactly the list every member
+    /// computes, when one is due (retry 0) or when the list has been silent.
+    fn judge_election(&self, election: &Election, ctx: &Ctx<'_>) -> Judgement {
+        if self.state.mode == StewardMode::Single {
+            return Judgement::No("single-steward groups hold no elections".into());
+        }
+        let expected = self
+            .state
+            .expected_list(election.retry_round, self.id.as_bytes());
+        if election.stewards != expected {
+            return Judgement::No(format!(
+                "the list does not follow the SHA256 ordering (expected {expected:?})"
+            ));
+        }
+        if election.retry_round == 0 {
+            return if self.state.election_due() {
+                Judgement::Yes
+            } else {
+                Judgement::No("no election is due".into())
+            };
+        }
+        if election.retry_round != self.state.reelections() + 1
+            || election.retry_round > ctx.config.max_retry_rounds
+        {
+            return Judgement::No(format!(
+                "retry round {} is not the next one",
+                election.retry_round
+            ));
+        }
+        if self
+            .stalled_since(ctx.config)
+            .is_some_and(|since| since <= ctx.now)
+        {
+            Judgement::Yes
+        } else {
+            Judgement::No("the stewards are not silent".into())
+        }
+    }
+
+    /// Casts this member's vote.
+    pub(crate) fn vote(
+        &mut self,
+        id: ProposalId,
+        yes: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let open = self
+            .state
+            .open
+            .get_mut(&id)
+            .ok_or_else(|| EngineError::Vote(format!("no open proposal {id:?}")))?;
+        if open.decided.is_some() {
+            return Err(EngineError::Vote(format!(
+                "proposal {id:?} is already decided"
+            )));
+        }
+        if open.voted {
+            return Err(EngineError::Vote(format!("already voted on {id:?}")));
+        }
+        let vote = self
+            .state
+            .consensus
+            .cast_vote(id, ctx.wallet, yes, ctx.now.into())?
+            .vote;
+        if let Some(open) = self.state.open.get_mut(&id) {
+            open.voted = true;
+        }
+        ctx.emit(Event::VoteRecorded {
+            group: self.id.clone(),
+            proposal: id,
+            voter: ctx.wallet.address(),
+            yes,
+        });
+        self.send_app(app_message::Body::Vote(vote), ctx)?;
+        self.check_decision(id, ctx)
+    }
+
+    pub(crate) fn receive_vote(
+        &mut self,
+        sender: Address,
+        vote: wire::Vote,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let voter = Address::from_slice(&vote.vote_owner)
+            .ok_or_else(|| EngineError::Malformed("vote owner is not an address".into()))?;
+        if voter != sender {
+            return Err(EngineError::SenderMismatch {
+                sender,
+                claimed: voter,
+            });
+        }
+        let id = ProposalId(vote.proposal_id);
+        let yes = vote.vote;
+        self.state.consensus.receive_vote(vote, ctx.now.into())?;
+        if self.state.open.contains_key(&id) {
+            ctx.emit(Event::VoteRecorded {
+                group: self.id.clone(),
+                proposal: id,
+                voter,
+                yes,
+            });
+            self.check_decision(id, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Reacts to a proposal being decided (once).
+    pub(crate) fn check_decision(
+        &mut self,
+        id: ProposalId,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let Some(approved) = self.state.record_decision(id, ctx.now) else {
+            return Ok(());
+        };
+        let Some(open) = self.state.open.get(&id) else {
+            return Ok(());
+        };
+        ctx.emit(Event::ProposalDecided {
+            group: self.id.clone(),
+            proposal: id,
+            change: open.kind(),
+            approved,
+        });
+        if !approved {
+            // Voted down: this member stops asking for it.
+            if let Some(Change::Add { address, .. }) = open.motion.as_change() {
+                let address = *address;
+                self.steward_forget(address);
+            }
+            self.own.retain(|own| own.proposal != Some(id));
+        }
+        Ok(())
+    }
+
+    /// Own motions still wanted in the new epoch, each to be proposed again.
+    pub(crate) fn carry_own_motions(&mut self) {
+        let state = &self.state;
+        self.own.retain(|own| match &own.motion {
+            Motion::Change(Change::Add { address, .. }) => !state.is_member(address),
+            Motion::Change(Change::Remove { target }) => state.is_member(target),
+            Motion::Emergency(e) => e.offender.is_some_and(|o| state.is_member(&o)),
+            // An election is for the epoch it was held in.
+            Motion::Election(_) => false,
+        });
+        for own in &mut self.own {
+            own.proposal = None;
+        }
+    }
+
+    /// Since when the group has been stalled: changes approved, no commit, and
+    /// every committer in order past its turn. `None` while not stalled.
+    pub(crate) fn stalled_since(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
+        let start = self.turns_start()?;
+        let turns = self.state.committers().len().max(1) as u64;
+        Some(start.plus_ms(turns * config.steward_timeout_ms))
+    }
+
+    /// When the current committers' turns began: the first approval, or the
+    /// latest re-election.
+    pub(crate) fn turns_start(&self) -> Option<Timestamp> {
+        let first = self.state.first_approval()?;
+        let reelected = self
+            .state
+            .approved_motions()
+            .filter(|(_, o)| matches!(&o.motion, Motion::Election(e) if e.retry_round > 0))
+            .filter_map(|(_, o)| o.decided.map(|d| d.1))
+            .max();
+        Some(reelected.map_or(first, |t| t.max(first)))
+    }
+}

@@ -1,0 +1,185 @@
+//! Multi-steward groups: elections, rotation, both consensus modes, and a group
+//! that survives a bad steward.
+
+mod common;
+
+use common::*;
+use demls_engine::{ChangeKind, Event, StewardMode, Violation, VotePolicy};
+use demls_sim::{NodeId, Sim};
+
+/// Runs until every node in `nodes` agrees on the epoch, authenticator and member count.
+fn settle(sim: &mut Sim, nodes: &[NodeId], members: usize, limit_ms: u64) {
+    let ok = sim.run_until(limit_ms, |s| converged(s, nodes, members));
+    assert!(ok, "no convergence: {}", describe(sim, nodes));
+}
+
+#[test]
+fn elections_follow_the_hash_order_and_stewards_rotate() {
+    let mut sim = Sim::new(noisy_net(101));
+    let nodes = form_group_with(
+        &mut sim,
+        10,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 5),
+    );
+    let v = view(&sim, nodes[0]);
+    assert!((3..=5).contains(&v.stewards.len()), "{:?}", v.stewards);
+    for id in &nodes {
+        assert_eq!(view(&sim, *id).stewards, v.stewards);
+        assert_eq!(view(&sim, *id).committers, v.committers);
+    }
+    // Every election that passed proposed the list every member computed.
+    let elections: Vec<_> = decisions(&sim, nodes[3])
+        .into_iter()
+        .filter(|(k, _)| matches!(k, ChangeKind::Election { .. }))
+        .collect();
+    assert!(!elections.is_empty());
+    assert!(elections.iter().all(|(_, approved)| *approved));
+
+    // Three removals in a row: each epoch is committed by the next steward in rotation.
+    let g = group();
+    let mut remaining = nodes.clone();
+    for _ in 0..3 {
+        let epoch_steward = view(&sim, remaining[0]).committers[0];
+        let target = *remaining
+            .iter()
+            .rev()
+            .find(|id| !view(&sim, **id).stewards.contains(&address(&sim, **id)))
+            .unwrap();
+        let target_address = address(&sim, target);
+        let proposer = *remaining.iter().find(|id| **id != target).unwrap();
+        sim.act(proposer, |e, now| e.propose_remove(&g, target_address, now))
+            .unwrap();
+        remaining.retain(|id| *id != target);
+        settle(&mut sim, &remaining, remaining.len(), 120_000);
+        assert_eq!(
+            committers_seen(&sim, remaining[0]).last(),
+            Some(&epoch_steward)
+        );
+    }
+}
+
+#[test]
+fn a_forged_election_list_is_rejected_by_everyone() {
+    let mut sim = Sim::new(noisy_net(103));
+    let nodes = form_group_with(
+        &mut sim,
+        8,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 4),
+    );
+    let g = group();
+    let before = view(&sim, nodes[0]);
+    // A member proposes itself and two friends as the stewards.
+    let forged = vec![
+        address(&sim, nodes[7]),
+        address(&sim, nodes[6]),
+        address(&sim, nodes[5]),
+    ];
+    assert_ne!(forged, before.stewards);
+    sim.act(nodes[7], |e, now| {
+        e.byzantine_propose_election(&g, 0, forged.clone(), now)
+    })
+    .unwrap();
+    sim.run_for(60_000);
+    let forged_kind = ChangeKind::Election {
+        retry_round: 0,
+        stewards: forged.clone(),
+    };
+    for id in &nodes {
+        assert!(
+            decisions(&sim, *id).contains(&(forged_kind.clone(), false)),
+            "node {}",
+            id.0
+        );
+        assert_ne!(view(&sim, *id).stewards, forged);
+    }
+}
+
+#[test]
+fn in_small_consensus_only_stewards_vote_on_membership() {
+    let mut sim = Sim::new(noisy_net(107));
+    let nodes = form_group_with(
+        &mut sim,
+        9,
+        VotePolicy::Automatic,
+        multi(StewardMode::Small, 3, 3),
+    );
+    let g = group();
+    let v = view(&sim, nodes[0]);
+    assert_eq!(v.stewards.len(), 3);
+    let outsider = *nodes
+        .iter()
+        .find(|id| !v.stewards.contains(&address(&sim, **id)))
+        .unwrap();
+    let target = *nodes
+        .iter()
+        .rev()
+        .find(|id| **id != outsider && !v.stewards.contains(&address(&sim, **id)))
+        .unwrap();
+    let target_address = address(&sim, target);
+    sim.enable_wiretap();
+    sim.act(outsider, |e, now| e.propose_remove(&g, target_address, now))
+        .unwrap();
+    let rest: Vec<_> = nodes.iter().copied().filter(|id| *id != target).collect();
+    settle(&mut sim, &rest, 8, 120_000);
+    // Votes on the removal came only from stewards: only they are its voters.
+    let removal_votes: Vec<_> = sim
+        .node(nodes[0])
+        .events
+        .iter()
+        .skip_while(|(_, e)| !matches!(e, Event::ProposalOpened { change: ChangeKind::Remove(a), .. } if *a == target_address))
+        .take_while(|(_, e)| !matches!(e, Event::EpochChanged { .. }))
+        .filter_map(|(_, e)| match e {
+            Event::VoteRecorded { voter, .. } => Some(*voter),
+            _ => None,
+        })
+        .collect();
+    assert!(!removal_votes.is_empty());
+    assert!(
+        removal_votes.iter().all(|voter| v.stewards.contains(voter)),
+        "{removal_votes:?} vs {:?}",
+        v.stewards
+    );
+}
+
+#[test]
+fn a_steward_that_commits_an_unvoted_add_is_removed_and_the_backup_carries_on() {
+    let mut sim = Sim::new(noisy_net(109));
+    let nodes = form_group_with(
+        &mut sim,
+        10,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 5),
+    );
+    let g = group();
+    let v = view(&sim, nodes[0]);
+    let bad_address = v.committers[0];
+    let bad = *nodes
+        .iter()
+        .find(|id| address(&sim, **id) == bad_address)
+        .unwrap();
+    let intruder = sim.add(engine(VotePolicy::Automatic));
+    let key_package = sim.act(intruder, |e, now| e.key_package(now)).unwrap();
+    sim.act(bad, |e, now| {
+        e.byzantine_commit(&g, vec![key_package], Vec::new(), now)
+    })
+    .unwrap();
+    let honest: Vec<_> = nodes.iter().copied().filter(|id| *id != bad).collect();
+    settle(&mut sim, &honest, 9, 180_000);
+    for id in &honest {
+        assert!(
+            violations(&sim, *id).contains(&(Some(bad_address), Violation::BrokenCommit)),
+            "node {}",
+            id.0
+        );
+        let view = view(&sim, *id);
+        assert!(!view.members.contains(&bad_address));
+        assert!(!view.members.contains(&address(&sim, intruder)));
+    }
+    // The commit that removed the bad steward came from its backup.
+    assert_eq!(
+        committers_seen(&sim, honest[0]).last(),
+        Some(&v.committers[1])
+    );
+}
