@@ -112,13 +112,13 @@ impl Engine {
         now: Timestamp,
     ) -> Result<(), EngineError> {
         let (mut ctx, session) = self.session(group, now)?;
-        let saved = session.state.clone();
         let (partial, partial_evidence) = session.approved_changes_except(left_out);
-        session.commit_changes(partial, None, partial_evidence, &mut ctx)?;
-        session.history.pop_back();
-        session.state = saved;
+        let first = session.prepare_commit(partial, None, partial_evidence, &ctx)?;
         let (all, evidence) = session.approved_changes_except(Address::default());
-        session.commit_changes(all, None, evidence, &mut ctx)
+        let second = session.prepare_commit(all, None, evidence, &ctx)?;
+        session.publish(&first, &mut ctx);
+        session.publish(&second, &mut ctx);
+        session.adopt(second.commit, &mut ctx)
     }
 
     /// `count` distinct valid proposals by this member for the current epoch, not sent.

@@ -484,6 +484,11 @@ impl GroupSession {
         let before: BTreeSet<Address> = old.members().into_iter().collect();
         let left_epoch = old.epoch();
         let was_acting = old.committers().first().copied();
+        let acting_committed = old.commits.iter().any(|c| Some(c.committer) == was_acting);
+        let waited_past_turn = !acting_committed
+            && old
+                .first_approval()
+                .is_some_and(|t| t.plus_ms(ctx.config.steward_timeout_ms) <= ctx.now);
         let omissions = censored(&old, &seen, ctx.config);
         self.history.push_back(Checkpoint {
             before: old,
@@ -512,15 +517,14 @@ impl GroupSession {
             members: after.iter().copied().collect(),
             authenticator: self.authenticator(),
         });
-        let me = ctx.wallet.address();
-        // A backup that had to commit reports the epoch steward's inactivity.
-        if committer == me && was_acting.is_some_and(|acting| acting != me) {
-            let offender = was_acting;
+        // A backup had to commit: the epoch steward let approved changes wait past its turn.
+        if was_acting.is_some_and(|acting| acting != committer) && waited_past_turn {
+            let evidence = Evidence::Inactivity;
             self.report(
                 Emergency {
-                    offender,
+                    offender: was_acting,
                     violation_epoch: left_epoch,
-                    evidence: Evidence::Inactivity,
+                    evidence,
                 },
                 ctx,
             );

@@ -63,6 +63,8 @@ pub(crate) struct GroupSession {
     pub(crate) steward: Option<StewardDuty>,
     pub(crate) reports: Vec<ScheduledReport>,
     pub(crate) sync: SyncState,
+    /// Violations this member has seen: (offender, what, epoch).
+    pub(crate) detected: std::collections::BTreeSet<(Option<Address>, crate::Violation, u64)>,
     /// After a failed commit, when to try again.
     pub(crate) commit_retry_at: Option<Timestamp>,
     #[cfg(feature = "byzantine")]
@@ -89,6 +91,7 @@ impl GroupSession {
             steward,
             reports: Vec::new(),
             sync: SyncState::default(),
+            detected: std::collections::BTreeSet::new(),
             commit_retry_at: None,
             #[cfg(feature = "byzantine")]
             byzantine: Byzantine::default(),

@@ -41,6 +41,12 @@ struct Intake {
     reference: Vec<u8>,
 }
 
+/// A commit built but not yet sent or applied.
+pub(crate) struct PreparedCommit {
+    pub(crate) commit: ValidCommit,
+    welcomes: Vec<WelcomeBundle>,
+}
+
 /// What a steward keeps besides its membership: the key joiners seal their
 /// key packages to, and the key packages it took in.
 pub(crate) struct StewardDuty {
@@ -357,6 +363,19 @@ impl GroupSession {
         evidence: Vec<wire::Proposal>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), EngineError> {
+        let prepared = self.prepare_commit(changes, params, evidence, ctx)?;
+        self.publish(&prepared, ctx);
+        self.adopt(prepared.commit, ctx)
+    }
+
+    /// Builds a commit on a copy of the current state, without sending or applying it.
+    pub(crate) fn prepare_commit(
+        &self,
+        changes: Vec<Change>,
+        params: Option<GroupParamsExt>,
+        evidence: Vec<wire::Proposal>,
+        ctx: &Ctx<'_>,
+    ) -> Result<PreparedCommit, EngineError> {
         let me = ctx.wallet.address();
         let approved = evidence.len();
         let manifest = CommitManifest {
@@ -395,11 +414,7 @@ impl GroupSession {
             .build()?;
         let description = candidate.apply_pending_commit()?;
         let bytes = output.commit_message().to_bytes()?;
-        ctx.send(
-            &self.id,
-            TopicKind::Application,
-            envelope::Body::MlsMessage(bytes.clone()),
-        );
+        let mut welcomes = Vec::new();
         if !output.welcome_messages().is_empty() {
             let tree = output
                 .ratchet_tree()
@@ -409,16 +424,11 @@ impl GroupSession {
                 .aead_seal(&tree_key, &tree, None, &TREE_NONCE)
                 .map_err(|e| EngineError::Crypto(format!("tree seal: {e:?}")))?;
             for welcome in output.welcome_messages() {
-                let bundle = WelcomeBundle {
+                welcomes.push(WelcomeBundle {
                     welcome: welcome.to_bytes()?,
                     encrypted_tree: encrypted_tree.clone(),
                     epoch: candidate.current_epoch(),
-                };
-                ctx.send(
-                    &self.id,
-                    TopicKind::Welcome,
-                    envelope::Body::Welcome(bundle),
-                );
+                });
             }
         }
         let applied = effects(&self.state, &description)
@@ -436,15 +446,32 @@ impl GroupSession {
             applied,
             seen_at: ctx.now,
         };
-        self.adopt(
-            ValidCommit {
+        Ok(PreparedCommit {
+            commit: ValidCommit {
                 candidate,
                 description,
                 seen,
                 rank,
             },
-            ctx,
-        )
+            welcomes,
+        })
+    }
+
+    /// Sends a prepared commit and its Welcomes.
+    pub(crate) fn publish(&self, prepared: &PreparedCommit, ctx: &mut Ctx<'_>) {
+        let bytes = prepared.commit.seen.bytes.clone();
+        ctx.send(
+            &self.id,
+            TopicKind::Application,
+            envelope::Body::MlsMessage(bytes),
+        );
+        for bundle in &prepared.welcomes {
+            ctx.send(
+                &self.id,
+                TopicKind::Welcome,
+                envelope::Body::Welcome(bundle.clone()),
+            );
+        }
     }
 
     /// Steward bookkeeping at the start of an epoch: stewards in office take in

@@ -25,6 +25,19 @@ pub(crate) struct ScheduledReport {
 impl GroupSession {
     /// A violation this member saw.
     pub(crate) fn report(&mut self, emergency: Emergency, ctx: &mut Ctx<'_>) {
+        let key = (
+            emergency.offender,
+            emergency.evidence.violation(),
+            emergency.violation_epoch,
+        );
+        if self.detected.insert(key) {
+            ctx.emit(Event::ViolationDetected {
+                group: self.id.clone(),
+                offender: emergency.offender,
+                violation: emergency.evidence.violation(),
+                epoch: Epoch(emergency.violation_epoch),
+            });
+        }
         if self
             .reports
             .iter()
@@ -33,12 +46,6 @@ impl GroupSession {
         {
             return;
         }
-        ctx.emit(Event::ViolationDetected {
-            group: self.id.clone(),
-            offender: emergency.offender,
-            violation: emergency.evidence.violation(),
-            epoch: Epoch(emergency.violation_epoch),
-        });
         if self.state.mode == crate::StewardMode::Single {
             // Nobody else may commit in a single-steward group: say so, but there is no one to hand over to.
             return;
@@ -180,7 +187,7 @@ impl GroupSession {
             .applied_in(epoch)
             .is_some_and(|c| Some(c.committer) != offender);
         let waited = record.first_approval().is_some_and(|t| {
-            t.plus_ms(ctx.config.steward_timeout_ms)
+            t.plus_ms(ctx.config.steward_timeout_ms / 2)
                 <= self.applied_in(epoch).map_or(ctx.now, |c| c.seen_at)
         });
         never_committed && waited && (ended_by_another || epoch == self.state.epoch())

@@ -183,3 +183,151 @@ fn a_steward_that_commits_an_unvoted_add_is_removed_and_the_backup_carries_on() 
         Some(&v.committers[1])
     );
 }
+
+/// A 10-member big-consensus group, its epoch steward (the one to misbehave) and the honest rest.
+fn group_with_bad_steward(seed: u64) -> (Sim, Vec<NodeId>, NodeId, Vec<NodeId>) {
+    let mut sim = Sim::new(noisy_net(seed));
+    let nodes = form_group_with(
+        &mut sim,
+        10,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 5),
+    );
+    let epoch_steward = view(&sim, nodes[0]).committers[0];
+    let bad = *nodes
+        .iter()
+        .find(|id| address(&sim, **id) == epoch_steward)
+        .unwrap();
+    let honest = nodes.iter().copied().filter(|id| *id != bad).collect();
+    (sim, nodes, bad, honest)
+}
+
+/// Asserts every honest node detected `violation` by `bad`, removed it, and agrees on the group.
+fn assert_removed(
+    sim: &mut Sim,
+    bad: NodeId,
+    honest: &[NodeId],
+    violation: Violation,
+    members: usize,
+) {
+    let bad_address = address(sim, bad);
+    let ok = sim.run_until(300_000, |s| {
+        converged(s, honest, members)
+            && honest
+                .iter()
+                .all(|id| !view(s, *id).members.contains(&bad_address))
+    });
+    assert!(ok, "not removed: {}", describe(sim, honest));
+    for id in honest {
+        let seen = violations(sim, *id);
+        assert!(
+            seen.contains(&(Some(bad_address), violation)),
+            "node {} saw {seen:?}",
+            id.0
+        );
+    }
+}
+
+/// Two members of `honest` that are not stewards, and two others to propose their removal.
+fn two_plain_members(sim: &Sim, honest: &[NodeId]) -> (NodeId, NodeId, NodeId, NodeId) {
+    let stewards = view(sim, honest[0]).stewards;
+    let plain: Vec<_> = honest
+        .iter()
+        .copied()
+        .filter(|id| !stewards.contains(&address(sim, *id)))
+        .collect();
+    let (a, b) = (plain[plain.len() - 1], plain[plain.len() - 2]);
+    let others: Vec<_> = honest
+        .iter()
+        .copied()
+        .filter(|id| *id != a && *id != b)
+        .collect();
+    (a, b, others[0], others[1])
+}
+
+#[test]
+fn a_steward_that_drops_an_approved_proposal_is_removed() {
+    let (mut sim, _nodes, bad, honest) = group_with_bad_steward(113);
+    let g = group();
+    // Two removals are voted; the epoch steward commits only one of them.
+    let (a, b, p, q) = two_plain_members(&sim, &honest);
+    let (a_address, b_address) = (address(&sim, a), address(&sim, b));
+    sim.node_mut(bad)
+        .engine
+        .byzantine_set_silent(&g, true)
+        .unwrap();
+    sim.act(p, |e, now| e.propose_remove(&g, a_address, now))
+        .unwrap();
+    sim.act(q, |e, now| e.propose_remove(&g, b_address, now))
+        .unwrap();
+    assert!(sim.run_until(60_000, |s| {
+        decisions(s, bad)
+            .iter()
+            .filter(|(k, yes)| *yes && matches!(k, ChangeKind::Remove(_)))
+            .count()
+            == 2
+    }));
+    sim.run_for(1_500);
+    sim.act(bad, |e, now| e.byzantine_commit_without(&g, b_address, now))
+        .unwrap();
+    let rest: Vec<_> = honest
+        .iter()
+        .copied()
+        .filter(|id| *id != a && *id != b)
+        .collect();
+    assert_removed(&mut sim, bad, &rest, Violation::Censorship, 7);
+}
+
+#[test]
+fn a_silent_steward_is_replaced_by_its_backup_and_removed() {
+    let (mut sim, nodes, bad, honest) = group_with_bad_steward(127);
+    let g = group();
+    let backup = view(&sim, nodes[0]).committers[1];
+    sim.node_mut(bad)
+        .engine
+        .byzantine_set_silent(&g, true)
+        .unwrap();
+    let (a, _, p, _) = two_plain_members(&sim, &honest);
+    let a_address = address(&sim, a);
+    sim.act(p, |e, now| e.propose_remove(&g, a_address, now))
+        .unwrap();
+    let rest: Vec<_> = honest.iter().copied().filter(|id| *id != a).collect();
+    // The backup commits the removal in the silent steward's place.
+    assert!(sim.run_until(120_000, |s| {
+        rest.iter()
+            .all(|id| !view(s, *id).members.contains(&a_address))
+    }));
+    assert_eq!(committers_seen(&sim, rest[0]).last(), Some(&backup));
+    assert_removed(&mut sim, bad, &rest, Violation::Inactivity, 8);
+}
+
+#[test]
+fn a_steward_that_sends_two_different_commits_is_removed() {
+    let (mut sim, _nodes, bad, honest) = group_with_bad_steward(131);
+    let g = group();
+    let (a, b, p, q) = two_plain_members(&sim, &honest);
+    let (a_address, b_address) = (address(&sim, a), address(&sim, b));
+    sim.node_mut(bad)
+        .engine
+        .byzantine_set_silent(&g, true)
+        .unwrap();
+    sim.act(p, |e, now| e.propose_remove(&g, a_address, now))
+        .unwrap();
+    sim.act(q, |e, now| e.propose_remove(&g, b_address, now))
+        .unwrap();
+    assert!(sim.run_until(60_000, |s| {
+        decisions(s, bad)
+            .iter()
+            .filter(|(k, yes)| *yes && matches!(k, ChangeKind::Remove(_)))
+            .count()
+            == 2
+    }));
+    sim.act(bad, |e, now| e.byzantine_equivocate(&g, b_address, now))
+        .unwrap();
+    let rest: Vec<_> = honest
+        .iter()
+        .copied()
+        .filter(|id| *id != a && *id != b)
+        .collect();
+    assert_removed(&mut sim, bad, &rest, Violation::Equivocation, 7);
+}

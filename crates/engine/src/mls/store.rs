@@ -199,13 +199,13 @@ impl GroupStateStorage for GroupStore {
         Ok(())
     }
 
-    fn max_epoch_id(&self, group_id: &[u8]) -> Result<Option<u64>, Self::Error> {
-        Ok(self
-            .0
-            .lock()
-            .groups
-            .get(group_id)
-            .and_then(|g| g.epochs.keys().next_back().copied()))
+    /// Always "none": mls-rs reads this only to check that past epochs are
+    /// stored in order, and a member that weighs a competing commit, or heals a
+    /// fork, continues from an epoch earlier than the last one written. Past
+    /// epochs are then rewritten in place ([`GroupStateStorage::write`]
+    /// replaces a stored epoch of the same id).
+    fn max_epoch_id(&self, _group_id: &[u8]) -> Result<Option<u64>, Self::Error> {
+        Ok(None)
     }
 }
 
