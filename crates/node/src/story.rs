@@ -41,14 +41,26 @@ impl Names {
             ChangeKind::Add(a) => format!("add {}", self.of(a)),
             ChangeKind::Remove(a) => format!("remove {}", self.of(a)),
             ChangeKind::Leave(a) => format!("{} leaves", self.of(a)),
-            ChangeKind::Election { retry_round, stewards } => {
+            ChangeKind::Election {
+                retry_round,
+                stewards,
+            } => {
                 let names: Vec<String> = stewards.iter().map(|s| self.of(s)).collect();
-                format!("elect stewards [{}] (round {retry_round})", names.join(", "))
+                format!(
+                    "elect stewards [{}] (round {retry_round})",
+                    names.join(", ")
+                )
             }
-            ChangeKind::Emergency { offender: Some(o), violation } => {
+            ChangeKind::Emergency {
+                offender: Some(o),
+                violation,
+            } => {
                 format!("emergency: remove {} for {violation:?}", self.of(o))
             }
-            ChangeKind::Emergency { offender: None, violation } => format!("emergency: {violation:?}"),
+            ChangeKind::Emergency {
+                offender: None,
+                violation,
+            } => format!("emergency: {violation:?}"),
         }
     }
 

@@ -1,42 +1,13 @@
-//! `demls demo`: a whole group in one process, told as a story, with a JSON summary.
+//! `demls demo --transport memory`: the group on the simulated network (deterministic for a seed).
 
-use clap::Args;
 use demls_engine::{
     Engine, EngineConfig, Event, GroupId, GroupParams, MlsSigner, MlsStore, Timestamp, TopicKind,
 };
 use demls_identity::{Address, Wallet};
 use demls_sim::{NetConfig, NodeId, Sim};
-use serde::Serialize;
 
+use super::{AFTER_REMOVAL, DemoArgs, DemoError, Outcome, Summary, after_removal, tell_lockout};
 use crate::story::Names;
-
-/// Options of `demls demo`.
-#[derive(Args, Debug)]
-pub struct DemoArgs {
-    /// Members in the group, the steward included.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=200))]
-    pub members: u16,
-    /// Print the summary as one JSON object on the last line.
-    #[arg(long)]
-    pub json: bool,
-    /// Seed of the simulated network's latencies.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-}
-
-/// The summary line whose fields the README documents.
-#[derive(Serialize)]
-struct Summary {
-    members: usize,
-    joined: usize,
-    final_epoch: u64,
-    messages_sent: usize,
-    messages_delivered: usize,
-    removed_member_can_decrypt: bool,
-    epoch_authenticators_agree: bool,
-}
-
-type DemoError = Box<dyn std::error::Error>;
 
 /// A scenario on the simulated network, narrating as it goes.
 struct Demo {
@@ -207,7 +178,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         "\n== the group talks on without {} ==",
         demo.names.of(&victim_address)
     );
-    sent.extend(demo.chat_round(victim, |i| format!("after the removal, member {i} says hi"))?);
+    sent.extend(demo.chat_round(victim, |i| format!("{AFTER_REMOVAL}, member {i} says hi"))?);
 
     println!("\n== can the removed member read what follows? ==");
     let captured: Vec<Vec<u8>> = demo
@@ -226,15 +197,14 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     }
     let readable = demo.sim.node(nodes[victim]).events[before..]
         .iter()
-        .filter(|(_, e)| matches!(e, Event::Message { text, .. } if text.starts_with("after the removal")))
+        .filter(|(_, e)| after_removal(e))
         .count();
     demo.narrate();
-    println!(
-        "🔒 holding all its pre-removal keys, {} tried {} ciphertexts sent after its removal: {} readable ({} refused outright)",
-        demo.names.of(&victim_address),
+    tell_lockout(
+        &demo.names.of(&victim_address),
         captured.len(),
         readable,
-        refused
+        refused,
     );
 
     let delivered = sent
@@ -253,25 +223,13 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         .iter()
         .filter_map(|id| demo.sim.node(*id).engine.group(&group))
         .collect();
-    let agree = views.len() == victim
-        && views
-            .windows(2)
-            .all(|w| w[0].epoch == w[1].epoch && w[0].authenticator == w[1].authenticator);
-    let summary = Summary {
+    Summary::of(&Outcome {
         members: n,
         joined,
-        final_epoch: views.first().map_or(0, |v| v.epoch.0),
-        messages_sent: sent.len(),
-        messages_delivered: delivered,
-        removed_member_can_decrypt: readable > 0,
-        epoch_authenticators_agree: agree,
-    };
-    println!(
-        "\n== summary: {joined}/{n} joined, epoch {}, {delivered}/{} messages delivered to every member, authenticators agree: {agree} ==",
-        summary.final_epoch, summary.messages_sent
-    );
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    }
-    Ok(())
+        sent: sent.len(),
+        delivered,
+        readable_after_removal: readable,
+        views: &views,
+    })
+    .print(args.json)
 }

@@ -1,0 +1,361 @@
+//! `demls demo` over the real transport: node runtimes in this process on 127.0.0.1, each with
+//! its own data directory, talking Waku Relay over TCP.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use demls_engine::{EngineConfig, Event, GroupId, GroupParams, Timestamp};
+use demls_identity::Address;
+use demls_storage::Durability;
+use demls_transport::{TransportConfig, TransportEvent, WakuRelay};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::{AFTER_REMOVAL, DemoArgs, DemoError, Outcome, Summary, after_removal, tell_lockout};
+use crate::runtime::{self, NodeConfig, NodeEvent, NodeHandle, now, setup};
+use crate::story::Names;
+use crate::topics;
+
+/// The demo's data directories are throw-away; their secrets still get a passphrase.
+const PASSPHRASE: &str = "demls demo";
+
+fn engine_config() -> EngineConfig {
+    EngineConfig {
+        announce_interval_ms: 1_000,
+        join_retry_ms: 3_000,
+        ..EngineConfig::default()
+    }
+}
+
+/// What one node has seen.
+#[derive(Default)]
+struct Seen {
+    members: Vec<Address>,
+    texts: BTreeSet<String>,
+}
+
+struct Demo {
+    nodes: Vec<NodeHandle>,
+    addresses: Vec<Address>,
+    dirs: tempfile::TempDir,
+    names: Names,
+    seen: Vec<Seen>,
+    events: mpsc::UnboundedReceiver<(usize, NodeEvent)>,
+    start: Timestamp,
+    group: GroupId,
+}
+
+impl Demo {
+    async fn start(args: &DemoArgs) -> Result<Self, DemoError> {
+        let n = usize::from(args.members);
+        let dirs = tempfile::Builder::new().prefix("demls-demo-").tempdir()?;
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut nodes: Vec<NodeHandle> = Vec::new();
+        for i in 0..n {
+            let mut peers = args.peer.clone();
+            for earlier in &nodes {
+                peers.extend(earlier.relay().listen_addrs());
+            }
+            let node = runtime::start(NodeConfig {
+                data_dir: dirs.path().join(format!("node{i}")),
+                passphrase: Zeroizing::new(PASSPHRASE.to_owned()),
+                key_file: None,
+                transport: TransportConfig {
+                    cluster_id: args.cluster_id,
+                    peers,
+                    ..TransportConfig::default()
+                },
+                engine: engine_config(),
+                durability: Durability::Relaxed,
+            })
+            .await?;
+            let mut rx = node.subscribe();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(event) => {
+                            if tx.send((i, event)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            });
+            nodes.push(node);
+        }
+        let addresses: Vec<Address> = nodes.iter().map(NodeHandle::address).collect();
+        Ok(Self {
+            names: Names::new(&addresses),
+            seen: (0..n).map(|_| Seen::default()).collect(),
+            addresses,
+            nodes,
+            dirs,
+            events,
+            start: now(),
+            group: GroupId::new("demo")?,
+        })
+    }
+
+    /// Waits until node 0 is connected to every other node.
+    async fn wait_for_mesh(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let others = self.nodes.len() - 1;
+        while Instant::now() < deadline {
+            if self.nodes[0].relay().connected_peers().len() >= others {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Takes in one event: updates what the node has seen and tells it.
+    fn absorb(&mut self, i: usize, event: &NodeEvent) {
+        let Some(engine) = &event.engine else {
+            return;
+        };
+        let who = self.addresses[i];
+        let seen = &mut self.seen[i];
+        match engine {
+            Event::GroupCreated { .. } => seen.members = vec![who],
+            Event::Joined { members, .. } | Event::EpochChanged { members, .. } => {
+                seen.members.clone_from(members);
+            }
+            Event::Removed { .. } => seen.members.clear(),
+            Event::Message { text, sender, .. } if *sender != who => {
+                seen.texts.insert(text.clone());
+            }
+            _ => {}
+        }
+        let decided_elsewhere = matches!(engine, Event::ProposalDecided { .. }) && i != 0;
+        if let Some(line) = self.names.tell(&who, engine).filter(|_| !decided_elsewhere) {
+            let at = event.at.0.saturating_sub(self.start.0) as f64 / 1000.0;
+            println!("[{at:>7.3}s] {line}");
+        }
+    }
+
+    /// Tells events as they come until `done` holds or `limit` passes.
+    async fn run_until(&mut self, limit: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if done(self) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some((i, event))) => self.absorb(i, &event),
+                Ok(None) | Err(_) => return done(self),
+            }
+        }
+    }
+
+    /// Each of the first `count` nodes says something; returns the texts with their recipients.
+    async fn chat_round(
+        &mut self,
+        count: usize,
+        text: impl Fn(usize) -> String,
+    ) -> Result<Vec<(String, Vec<usize>)>, DemoError> {
+        let mut sent = Vec::new();
+        for i in 0..count {
+            let line = text(i);
+            let (group, body) = (self.group.to_string(), line.clone());
+            self.nodes[i]
+                .command(move |rt| rt.send(&group, &body))
+                .await?;
+            sent.push((line, (0..count).filter(|j| *j != i).collect::<Vec<_>>()));
+        }
+        let expected = sent.clone();
+        self.run_until(Duration::from_secs(15), move |demo| {
+            expected
+                .iter()
+                .all(|(text, to)| to.iter().all(|j| demo.seen[*j].texts.contains(text)))
+        })
+        .await;
+        Ok(sent)
+    }
+}
+
+/// Whether the first `count` nodes are in a group of `count`.
+fn group_of(count: usize) -> impl Fn(&Demo) -> bool {
+    move |demo: &Demo| demo.seen[..count].iter().all(|s| s.members.len() == count)
+}
+
+/// An eavesdropper on the group's application topic: a bare relay node next to node 0.
+async fn wiretap(
+    node: &NodeHandle,
+    cluster_id: u16,
+    group: &GroupId,
+) -> Result<Arc<Mutex<Vec<Vec<u8>>>>, DemoError> {
+    let (relay, mut events) = WakuRelay::start(TransportConfig {
+        cluster_id,
+        peers: node.relay().listen_addrs(),
+        ..TransportConfig::default()
+    })
+    .await?;
+    let topic = topics::content_topic(&demls_engine::Topic {
+        group: group.clone(),
+        kind: demls_engine::TopicKind::Application,
+    })?;
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let sink = captured.clone();
+    let (connected_tx, connected) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut connected_tx = Some(connected_tx);
+        // The relay handle lives as long as this task.
+        let _relay = relay;
+        while let Some(event) = events.recv().await {
+            match event {
+                TransportEvent::PeerConnected(_) => {
+                    if let Some(tx) = connected_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                TransportEvent::Message { message, .. }
+                    if message.content_topic == topic.as_str() =>
+                {
+                    sink.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(message.payload);
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(20), connected).await??;
+    Ok(captured)
+}
+
+/// Runs the demo on real node runtimes.
+pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run_async(args))
+}
+
+async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
+    let n = usize::from(args.members);
+    let mut demo = Demo::start(args).await?;
+    println!(
+        "== {n} nodes on 127.0.0.1, Waku Relay over TCP (cluster {}) ==",
+        args.cluster_id
+    );
+    for (i, node) in demo.nodes.iter().enumerate() {
+        let addrs = node.relay().listen_addrs();
+        let first = addrs.first().map(ToString::to_string).unwrap_or_default();
+        println!(
+            "   {} listens on {first}",
+            demo.names.of(&demo.addresses[i])
+        );
+    }
+    if !demo.wait_for_mesh().await {
+        return Err("the demo's nodes did not connect to each other".into());
+    }
+    let group = demo.group.clone();
+    let params = GroupParams {
+        vote_timeout_secs: 10,
+        ..GroupParams::default()
+    };
+    let name = group.to_string();
+    demo.nodes[0]
+        .command(move |rt| rt.create_group(&name, params))
+        .await?;
+    for node in &demo.nodes[1..] {
+        let name = group.to_string();
+        node.command(move |rt| rt.join(&name, None)).await?;
+    }
+    let everyone = group_of(n);
+    demo.run_until(Duration::from_secs(120), everyone).await;
+    let joined = demo.seen.iter().filter(|s| !s.members.is_empty()).count();
+
+    println!("\n== everyone talks ==");
+    let mut sent = demo
+        .chat_round(n, |i| format!("hello from member {i}"))
+        .await?;
+
+    let victim = n - 1;
+    let victim_address = demo.addresses[victim];
+    println!(
+        "\n== {} proposes removing {} ==",
+        demo.names.of(&demo.addresses[1]),
+        demo.names.of(&victim_address)
+    );
+    // The removed member keeps every key it had before its removal: its node stops just
+    // before the vote, and its state stays on disk.
+    let captured = wiretap(&demo.nodes[0], args.cluster_id, &group).await?;
+    demo.nodes[victim].shutdown().await?;
+    let name = group.to_string();
+    demo.nodes[1]
+        .command(move |rt| rt.propose_remove(&name, victim_address))
+        .await?;
+    let rest = group_of(victim);
+    demo.run_until(Duration::from_secs(60), rest).await;
+
+    println!(
+        "\n== the group talks on without {} ==",
+        demo.names.of(&victim_address)
+    );
+    sent.extend(
+        demo.chat_round(victim, |i| format!("{AFTER_REMOVAL}, member {i} says hi"))
+            .await?,
+    );
+
+    println!("\n== can the removed member read what follows? ==");
+    let ciphertexts = captured.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut old = setup::load(
+        &demo.dirs.path().join(format!("node{victim}")),
+        None,
+        PASSPHRASE,
+        Durability::Relaxed,
+        engine_config(),
+        now(),
+    )?
+    .engine;
+    let mut refused = 0;
+    for bytes in &ciphertexts {
+        if old.handle_message(bytes, now()).is_err() {
+            refused += 1;
+        }
+    }
+    let seen: Vec<Event> = std::iter::from_fn(|| old.poll_event()).collect();
+    let at = now().0.saturating_sub(demo.start.0) as f64 / 1000.0;
+    for line in seen
+        .iter()
+        .filter_map(|e| demo.names.tell(&victim_address, e))
+    {
+        println!("[{at:>7.3}s] {line}");
+    }
+    let readable = seen.iter().filter(|e| after_removal(e)).count();
+    tell_lockout(
+        &demo.names.of(&victim_address),
+        ciphertexts.len(),
+        readable,
+        refused,
+    );
+
+    let delivered = sent
+        .iter()
+        .filter(|(text, to)| to.iter().all(|j| demo.seen[*j].texts.contains(text)))
+        .count();
+    let mut views = Vec::new();
+    for node in &demo.nodes[..victim] {
+        let group = group.clone();
+        views.extend(node.call(move |rt| rt.group_view(&group)).await?);
+    }
+    for node in &demo.nodes[..victim] {
+        node.shutdown().await?;
+    }
+    Summary::of(&Outcome {
+        members: n,
+        joined,
+        sent: sent.len(),
+        delivered,
+        readable_after_removal: readable,
+        views: &views,
+    })
+    .print(args.json)
+}

@@ -1,0 +1,392 @@
+//! Node metrics in the Prometheus text format (version 0.0.4).
+//!
+//! The runtime counts what the engine does with network input, what it publishes, proposals
+//! and epochs; the transport's own counters (peers, relay messages, relay drops) are read from
+//! it when rendering.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use demls_transport::{DropReason, TransportMetrics};
+
+/// Upper bounds of the latency histograms, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// A cumulative histogram.
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, value: Duration) {
+        let seconds = value.as_secs_f64();
+        for (count, bound) in self.counts.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, help, "histogram");
+        for (count, bound) in self.counts.iter().zip(BUCKETS) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    /// (group, reason) → engine drops.
+    engine_dropped: BTreeMap<(String, &'static str), u64>,
+    /// reason → messages not for this node's groups.
+    ignored: BTreeMap<&'static str, u64>,
+    /// topic kind → messages the engine accepted.
+    handled: BTreeMap<&'static str, u64>,
+    published: u64,
+    republished: u64,
+    publish_failed: BTreeMap<&'static str, u64>,
+    epochs: BTreeMap<String, u64>,
+    members: BTreeMap<String, usize>,
+    proposals_opened: u64,
+    proposals_decided: BTreeMap<&'static str, u64>,
+    chat: BTreeMap<&'static str, u64>,
+    commits_rejected: u64,
+    commit_latency: Histogram,
+    consensus_latency: Histogram,
+}
+
+/// The node's counters, shared by the runtime (writer) and the API (reader).
+#[derive(Default)]
+pub struct Metrics(Mutex<Counters>);
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    fn lock(&self) -> MutexGuard<'_, Counters> {
+        // Counters stay usable even if a holder panicked: every update is one statement.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The engine refused a message of `group` for `reason` ([`demls_engine::EngineError::kind`]).
+    pub fn engine_dropped(&self, group: &str, reason: &'static str) {
+        *self
+            .lock()
+            .engine_dropped
+            .entry((group.to_owned(), reason))
+            .or_default() += 1;
+    }
+
+    /// Engine drops of one group, by reason.
+    pub fn group_drops(&self, group: &str) -> BTreeMap<String, u64> {
+        self.lock()
+            .engine_dropped
+            .iter()
+            .filter(|((g, _), _)| g == group)
+            .map(|((_, reason), n)| ((*reason).to_owned(), *n))
+            .collect()
+    }
+
+    /// A relay message that is not for this node (`foreign_topic`, `other_group`).
+    pub fn ignored(&self, reason: &'static str) {
+        *self.lock().ignored.entry(reason).or_default() += 1;
+    }
+
+    /// The engine accepted a message from the `kind` topic.
+    pub fn handled(&self, kind: &'static str) {
+        *self.lock().handled.entry(kind).or_default() += 1;
+    }
+
+    /// A message was published (`republish`: again, for peers catching up).
+    pub fn published(&self, republish: bool) {
+        let mut c = self.lock();
+        if republish {
+            c.republished += 1;
+        } else {
+            c.published += 1;
+        }
+    }
+
+    /// Publishing failed for `reason`.
+    pub fn publish_failed(&self, reason: &'static str) {
+        *self.lock().publish_failed.entry(reason).or_default() += 1;
+    }
+
+    /// The group is at `epoch` with `members` members (0 members: this node left it).
+    pub fn group_state(&self, group: &str, epoch: u64, members: usize) {
+        let mut c = self.lock();
+        if members == 0 {
+            c.epochs.remove(group);
+            c.members.remove(group);
+        } else {
+            c.epochs.insert(group.to_owned(), epoch);
+            c.members.insert(group.to_owned(), members);
+        }
+    }
+
+    /// A proposal was opened.
+    pub fn proposal_opened(&self) {
+        self.lock().proposals_opened += 1;
+    }
+
+    /// A proposal was decided, `consensus` after it was opened here.
+    pub fn proposal_decided(&self, approved: bool, consensus: Option<Duration>) {
+        let mut c = self.lock();
+        let outcome = if approved { "approved" } else { "rejected" };
+        *c.proposals_decided.entry(outcome).or_default() += 1;
+        if let Some(latency) = consensus {
+            c.consensus_latency.observe(latency);
+        }
+    }
+
+    /// A commit was applied, `latency` after its first approved proposal was decided here.
+    pub fn commit_applied(&self, latency: Option<Duration>) {
+        if let Some(latency) = latency {
+            self.lock().commit_latency.observe(latency);
+        }
+    }
+
+    /// A commit was refused.
+    pub fn commit_rejected(&self) {
+        self.lock().commits_rejected += 1;
+    }
+
+    /// A chat message was written (`out`) or received (`in`).
+    pub fn chat(&self, direction: &'static str) {
+        *self.lock().chat.entry(direction).or_default() += 1;
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self, transport: &TransportMetrics) -> String {
+        let c = self.lock();
+        let mut out = String::new();
+        header(&mut out, "demls_peers", "Connected relay peers.", "gauge");
+        let _ = writeln!(out, "demls_peers {}", transport.peers);
+        header(
+            &mut out,
+            "demls_peers_rejected_total",
+            "Peers disconnected by the cluster check.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "demls_peers_rejected_total {}",
+            transport.peers_rejected
+        );
+        header(
+            &mut out,
+            "demls_relay_messages_total",
+            "Relay messages received from peers (in) and published (out).",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "demls_relay_messages_total{{direction=\"in\"}} {}",
+            transport.messages_in
+        );
+        let _ = writeln!(
+            out,
+            "demls_relay_messages_total{{direction=\"out\"}} {}",
+            transport.messages_out
+        );
+        header(
+            &mut out,
+            "demls_messages_dropped_total",
+            "Messages dropped, by layer (relay validation or protocol engine) and reason.",
+            "counter",
+        );
+        for reason in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "demls_messages_dropped_total{{layer=\"relay\",reason=\"{}\"}} {}",
+                reason.as_str(),
+                transport.dropped(reason)
+            );
+        }
+        let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((_, reason), n) in &c.engine_dropped {
+            *by_reason.entry(reason).or_default() += n;
+        }
+        for (reason, n) in by_reason {
+            let _ = writeln!(
+                out,
+                "demls_messages_dropped_total{{layer=\"engine\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "demls_messages_ignored_total",
+            "Relay messages for other applications or for groups this node is not in.",
+            "counter",
+        );
+        for (reason, n) in &c.ignored {
+            let _ = writeln!(
+                out,
+                "demls_messages_ignored_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "demls_messages_handled_total",
+            "Messages the engine accepted, by topic.",
+            "counter",
+        );
+        for (topic, n) in &c.handled {
+            let _ = writeln!(out, "demls_messages_handled_total{{topic=\"{topic}\"}} {n}");
+        }
+        header(
+            &mut out,
+            "demls_published_total",
+            "Messages published (first time) and republished for peers catching up.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "demls_published_total{{kind=\"first\"}} {}",
+            c.published
+        );
+        let _ = writeln!(
+            out,
+            "demls_published_total{{kind=\"republish\"}} {}",
+            c.republished
+        );
+        header(
+            &mut out,
+            "demls_publish_failures_total",
+            "Publish attempts that failed, by reason.",
+            "counter",
+        );
+        for (reason, n) in &c.publish_failed {
+            let _ = writeln!(
+                out,
+                "demls_publish_failures_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "demls_chat_messages_total",
+            "Chat messages written here (out) and received (in).",
+            "counter",
+        );
+        for (direction, n) in &c.chat {
+            let _ = writeln!(
+                out,
+                "demls_chat_messages_total{{direction=\"{direction}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "demls_group_epoch",
+            "Current MLS epoch per group.",
+            "gauge",
+        );
+        for (group, epoch) in &c.epochs {
+            let _ = writeln!(
+                out,
+                "demls_group_epoch{{group=\"{}\"}} {epoch}",
+                label(group)
+            );
+        }
+        header(
+            &mut out,
+            "demls_group_members",
+            "Members per group.",
+            "gauge",
+        );
+        for (group, members) in &c.members {
+            let _ = writeln!(
+                out,
+                "demls_group_members{{group=\"{}\"}} {members}",
+                label(group)
+            );
+        }
+        header(
+            &mut out,
+            "demls_proposals_opened_total",
+            "Voting proposals seen opened.",
+            "counter",
+        );
+        let _ = writeln!(out, "demls_proposals_opened_total {}", c.proposals_opened);
+        header(
+            &mut out,
+            "demls_proposals_decided_total",
+            "Voting proposals decided, by outcome.",
+            "counter",
+        );
+        for outcome in ["approved", "rejected"] {
+            let n = c.proposals_decided.get(outcome).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "demls_proposals_decided_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "demls_commits_rejected_total",
+            "Commits refused (not matching the vote, or from a non-steward).",
+            "counter",
+        );
+        let _ = writeln!(out, "demls_commits_rejected_total {}", c.commits_rejected);
+        c.consensus_latency.render(
+            &mut out,
+            "demls_consensus_latency_seconds",
+            "From a proposal opening to its decision, as seen here.",
+        );
+        c.commit_latency.render(
+            &mut out,
+            "demls_commit_latency_seconds",
+            "From the first approved decision of an epoch to the commit that applies it, as seen here.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.engine_dropped("lab", "malformed");
+        m.engine_dropped("lab", "malformed");
+        m.engine_dropped("ops", "mls");
+        m.proposal_decided(true, Some(Duration::from_millis(300)));
+        m.group_state("lab", 3, 4);
+        let text = m.render(&TransportMetrics::default());
+        assert!(
+            text.contains("demls_messages_dropped_total{layer=\"engine\",reason=\"malformed\"} 2")
+        );
+        assert!(
+            text.contains("demls_messages_dropped_total{layer=\"relay\",reason=\"oversize\"} 0")
+        );
+        assert!(text.contains("demls_group_epoch{group=\"lab\"} 3"));
+        assert!(text.contains("demls_consensus_latency_seconds_bucket{le=\"0.25\"} 0"));
+        assert!(text.contains("demls_consensus_latency_seconds_bucket{le=\"0.5\"} 1"));
+        assert!(text.contains("demls_proposals_decided_total{outcome=\"approved\"} 1"));
+        assert_eq!(m.group_drops("lab").get("malformed"), Some(&2));
+    }
+}

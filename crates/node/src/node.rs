@@ -1,0 +1,97 @@
+//! `demls node`: a long-running node with its control API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use demls_engine::EngineConfig;
+use demls_storage::{DB_FILE, Durability};
+use demls_transport::{DEFAULT_CLUSTER_ID, Multiaddr, TransportConfig};
+use tokio::net::TcpListener;
+
+use crate::api::{self, ApiState};
+use crate::passphrase;
+use crate::runtime::{self, NodeConfig, NodeError, setup};
+
+/// Options of `demls node`.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Where the node keeps its state (created on first start).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address to listen on for peers, e.g. /ip4/0.0.0.0/tcp/60001 (repeatable).
+    #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+    pub listen: Vec<Multiaddr>,
+    /// A peer to connect to, e.g. /ip4/10.0.0.5/tcp/60001/p2p/12D3… (repeatable).
+    #[arg(long)]
+    pub peer: Vec<Multiaddr>,
+    /// Wallet key file (hex or Ethereum keystore) to use on first start; a new key is made
+    /// otherwise.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Address of the control API (keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub api: SocketAddr,
+    /// Waku cluster id (peers of other clusters are disconnected).
+    #[arg(long, default_value_t = DEFAULT_CLUSTER_ID)]
+    pub cluster_id: u16,
+    /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
+    #[arg(long, default_value = "info")]
+    pub log: String,
+}
+
+type NodeResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Runs the node until Ctrl-C or a fatal error.
+pub fn run(args: NodeArgs) -> NodeResult {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: NodeArgs) -> NodeResult {
+    let new = !args.data_dir.join(DB_FILE).exists();
+    let passphrase = passphrase::obtain(new)?;
+    let node = runtime::start(NodeConfig {
+        data_dir: args.data_dir.clone(),
+        passphrase,
+        key_file: args.key.clone(),
+        transport: TransportConfig {
+            cluster_id: args.cluster_id,
+            listen: args.listen.clone(),
+            peers: args.peer.clone(),
+            ..TransportConfig::default()
+        },
+        engine: EngineConfig::default(),
+        durability: Durability::Full,
+    })
+    .await?;
+    if !args.api.ip().is_loopback() {
+        tracing::warn!(api = %args.api, "the control API is not on loopback: anyone who can reach it and has the token controls this node");
+    }
+    let listener = TcpListener::bind(args.api).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    setup::write_private(&args.data_dir.join(setup::API_URL_FILE), url.as_bytes())?;
+    let token = setup::api_token(&args.data_dir)?;
+    let code = setup::one_time_code()?;
+    println!("demls node {}", env!("CARGO_PKG_VERSION"));
+    println!("address:   {}", node.address());
+    for addr in node.relay().listen_addrs() {
+        println!("listening: {addr}");
+    }
+    println!("pubsub:    {}", node.relay().pubsub_topic());
+    println!("api:       {url}");
+    println!("sign in:   {url}/#signin={code}");
+    println!("data dir:  {}", args.data_dir.display());
+    let app = api::router(ApiState::new(node.clone(), token, Some(code)));
+    let result: NodeResult = tokio::select! {
+        served = axum::serve(listener, app) => served.map_err(Into::into),
+        stopped = node.wait() => stopped.map_err(Into::into),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("stopping");
+            node.shutdown().await.or_else(|e| match e { NodeError::Stopped => Ok(()), e => Err(e) }).map_err(Into::into)
+        }
+    };
+    result
+}

@@ -1,0 +1,781 @@
+//! The task that owns the engine.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Duration;
+
+use demls_engine::{
+    Engine, Event, GroupId, GroupParams, GroupView, ProposalId, Timestamp, TopicKind, VotePolicy,
+};
+use demls_identity::Address;
+use demls_storage::{
+    NewEvent, NewMessage, OutboxEntry, ProposalState, Step, StorageError, Store, StoredMessage,
+};
+use demls_transport::{PublishError, RelayHandle, TransportError, TransportEvent};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::json::{
+    GroupDetail, GroupSummary, HealthView, MemberView, MessageView, NodeInfo, ProposalView,
+    event_json,
+};
+use super::setup::Loaded;
+use super::track::Tracker;
+use super::{CommandError, Job, NodeError, NodeEvent, addrs, group_id, now};
+use crate::metrics::Metrics;
+use crate::topics;
+
+/// How often unpublished messages are retried (e.g. while no peer is connected).
+const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+/// How often old outbox entries and event log entries are pruned.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+/// Published messages are sent again to peers that connect within this window, so that a node
+/// that was down for a moment catches up (until Waku store is used).
+const CATCH_UP_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// At most this many messages are sent again per connecting peer.
+const CATCH_UP_LIMIT: usize = 512;
+/// Event log entries kept.
+const EVENTS_KEPT: u64 = 10_000;
+/// Setting that holds the vote policy.
+const VOTE_POLICY: &str = "vote_policy";
+
+/// The node's state; only the node's task touches it (through [`super::NodeHandle::call`]).
+pub struct Runtime {
+    engine: Engine,
+    store: Store,
+    relay: RelayHandle,
+    metrics: Arc<Metrics>,
+    events: broadcast::Sender<NodeEvent>,
+    address: Address,
+    subscribed: BTreeSet<GroupId>,
+    pending: VecDeque<OutboxEntry>,
+    last_snapshot: Vec<u8>,
+    tracker: Tracker,
+    outgoing: Vec<NodeEvent>,
+    stopping: bool,
+    failed: Option<String>,
+    _lock: File,
+}
+
+fn instant_of(at: Timestamp) -> Instant {
+    Instant::now() + Duration::from_millis(at.0.saturating_sub(now().0))
+}
+
+async fn wait_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn policy_label(policy: VotePolicy) -> &'static str {
+    match policy {
+        VotePolicy::Automatic => "automatic",
+        VotePolicy::Manual => "manual",
+    }
+}
+
+impl Runtime {
+    pub(super) fn new(
+        loaded: Loaded,
+        relay: RelayHandle,
+        metrics: Arc<Metrics>,
+        events: broadcast::Sender<NodeEvent>,
+    ) -> Result<Self, NodeError> {
+        let Loaded {
+            store,
+            mut engine,
+            lock,
+            ..
+        } = loaded;
+        if store.setting(VOTE_POLICY)?.as_deref() == Some("manual") {
+            engine.set_vote_policy(VotePolicy::Manual);
+        }
+        let mut tracker = Tracker::default();
+        let groups: Vec<GroupId> = engine.groups().cloned().collect();
+        for group in &groups {
+            if let Some(view) = engine.group(group) {
+                tracker.set_epoch(group, view.epoch);
+                metrics.group_state(group.as_str(), view.epoch.0, view.members.len());
+            }
+        }
+        Ok(Self {
+            address: engine.address(),
+            pending: store.unpublished()?.into(),
+            last_snapshot: store
+                .engine_snapshot()?
+                .map(|s| s.to_vec())
+                .unwrap_or_default(),
+            engine,
+            store,
+            relay,
+            metrics,
+            events,
+            subscribed: BTreeSet::new(),
+            tracker,
+            outgoing: Vec::new(),
+            stopping: false,
+            failed: None,
+            _lock: lock,
+        })
+    }
+
+    /// The engine forgets open votes when it restarts: record them as closed.
+    fn close_stale_proposals(&mut self) -> Result<(), StorageError> {
+        let proposals = self
+            .store
+            .open_proposals()?
+            .into_iter()
+            .map(|p| demls_storage::ProposalRecord {
+                state: ProposalState::Closed,
+                ..p
+            })
+            .collect::<Vec<_>>();
+        if !proposals.is_empty() {
+            self.store.commit_step(&Step {
+                now: now(),
+                proposals,
+                ..Step::default()
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut transport: mpsc::Receiver<TransportEvent>,
+        mut jobs: mpsc::Receiver<Job>,
+    ) -> Result<(), NodeError> {
+        self.close_stale_proposals()?;
+        self.settle().await?;
+        let mut retry = tokio::time::interval(RETRY_INTERVAL);
+        retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        while !self.stopping {
+            let deadline = self.engine.poll_timeout().map(instant_of);
+            tokio::select! {
+                event = transport.recv() => {
+                    let event = event.ok_or(NodeError::Transport(TransportError::Closed))?;
+                    self.on_transport(event).await?;
+                    self.settle().await?;
+                }
+                job = jobs.recv() => {
+                    let Some(job) = job else { break };
+                    let reply = job(&mut self);
+                    self.settle().await?;
+                    reply();
+                }
+                () = wait_until(deadline) => {
+                    self.engine.handle_timeout(now());
+                    self.settle().await?;
+                }
+                _ = retry.tick() => self.publish_pending().await?,
+                _ = housekeeping.tick() => {
+                    let before = Timestamp(now().0.saturating_sub(CATCH_UP_WINDOW_MS));
+                    self.store.prune(before, EVENTS_KEPT)?;
+                }
+            }
+        }
+        self.relay.shutdown().await;
+        Ok(())
+    }
+
+    /// Persists the engine's step, publishes, and tells subscribers.
+    async fn settle(&mut self) -> Result<(), NodeError> {
+        if let Err(error) = self.persist() {
+            tracing::error!(%error, "cannot persist an engine step; stopping");
+        }
+        if let Some(reason) = &self.failed {
+            return Err(NodeError::DataDir(format!("storage failed: {reason}")));
+        }
+        self.publish_pending().await?;
+        for event in self.outgoing.drain(..) {
+            // No subscriber is fine.
+            let _ = self.events.send(event);
+        }
+        Ok(())
+    }
+
+    /// Writes everything the engine did since the last call in one transaction. Its messages
+    /// are queued for publishing and its events for subscribers; returns the chat messages
+    /// it added to the history.
+    pub fn persist(&mut self) -> Result<Vec<StoredMessage>, CommandError> {
+        if self.failed.is_some() {
+            return Err(CommandError::Stopped);
+        }
+        let now = now();
+        let mut step = Step {
+            now,
+            storage: self.engine.take_storage_writes(),
+            ..Step::default()
+        };
+        let mut logged = Vec::new();
+        while let Some(event) = self.engine.poll_event() {
+            if let Some((group, body)) = self.absorb(&event, now, &mut step) {
+                step.events.push(NewEvent {
+                    at: now,
+                    group,
+                    body: body.to_string(),
+                });
+                logged.push((event, body));
+            }
+        }
+        while let Some(transmit) = self.engine.poll_transmit() {
+            step.transmits.push(transmit);
+        }
+        let snapshot = match self.engine.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                self.failed = Some(format!("engine snapshot: {error}"));
+                return Err(CommandError::Refused(error));
+            }
+        };
+        if snapshot != self.last_snapshot {
+            step.snapshot = Some(snapshot);
+        }
+        if step.is_empty() {
+            return Ok(Vec::new());
+        }
+        let receipt = self.store.commit_step(&step).inspect_err(|error| {
+            self.failed = Some(error.to_string());
+        })?;
+        if let Some(snapshot) = step.snapshot {
+            self.last_snapshot = snapshot;
+        }
+        for (seq, transmit) in receipt.outbox.iter().zip(step.transmits) {
+            self.pending.push_back(OutboxEntry {
+                seq: *seq,
+                transmit,
+                created_at: now,
+                published_at: None,
+            });
+        }
+        for (record, (event, body)) in receipt.events.iter().zip(logged) {
+            self.outgoing.push(NodeEvent {
+                seq: Some(record.seq),
+                at: now,
+                body,
+                engine: Some(event),
+            });
+        }
+        for stored in &receipt.messages {
+            let m = &stored.message;
+            self.outgoing.push(NodeEvent {
+                seq: None,
+                at: now,
+                body: message_event(stored),
+                engine: Some(Event::Message {
+                    group: m.group.clone(),
+                    sender: m.sender,
+                    text: m.text.clone(),
+                    id: m.id.clone(),
+                    sent_at: m.sent_at,
+                    epoch: m.epoch,
+                }),
+            });
+        }
+        Ok(receipt.messages)
+    }
+
+    /// Updates the node's view from one engine event; what to log, if anything.
+    fn absorb(
+        &mut self,
+        event: &Event,
+        now: Timestamp,
+        step: &mut Step,
+    ) -> Option<(Option<GroupId>, Value)> {
+        match event {
+            Event::Subscribe(group) => {
+                self.subscribed.insert(group.clone());
+                return None;
+            }
+            Event::Unsubscribe(group) => {
+                self.subscribed.remove(group);
+                return None;
+            }
+            Event::Message {
+                group,
+                sender,
+                text,
+                id,
+                sent_at,
+                epoch,
+            } => {
+                let own = *sender == self.address;
+                self.metrics.chat(if own { "out" } else { "in" });
+                step.messages.push(NewMessage {
+                    group: group.clone(),
+                    id: id.clone(),
+                    sender: *sender,
+                    text: text.clone(),
+                    sent_at: *sent_at,
+                    epoch: *epoch,
+                    received_at: now,
+                    own,
+                });
+                return None;
+            }
+            Event::GroupCreated { group } => {
+                if let Some(view) = self.engine.group(group) {
+                    self.tracker.set_epoch(group, view.epoch);
+                    self.metrics
+                        .group_state(group.as_str(), view.epoch.0, view.members.len());
+                }
+            }
+            Event::Joined {
+                group,
+                epoch,
+                members,
+            } => {
+                self.tracker.set_epoch(group, *epoch);
+                self.metrics
+                    .group_state(group.as_str(), epoch.0, members.len());
+            }
+            Event::ProposalOpened {
+                group,
+                proposal,
+                owner,
+                change,
+                deadline,
+            } => {
+                self.metrics.proposal_opened();
+                step.proposals.push(self.tracker.opened(
+                    group,
+                    *proposal,
+                    *owner,
+                    change.to_owned(),
+                    *deadline,
+                    now,
+                ));
+            }
+            Event::VoteRecorded {
+                group,
+                proposal,
+                voter,
+                yes,
+            } => step
+                .proposals
+                .extend(self.tracker.voted(group, *proposal, *voter, *yes)),
+            Event::ProposalDecided {
+                group,
+                proposal,
+                approved,
+                ..
+            } => {
+                let decided = self.tracker.decided(group, *proposal, *approved, now);
+                self.metrics
+                    .proposal_decided(*approved, decided.as_ref().map(|(_, took)| *took));
+                step.proposals.extend(decided.map(|(record, _)| record));
+            }
+            Event::EpochChanged {
+                group,
+                epoch,
+                added,
+                removed,
+                members,
+                ..
+            } => {
+                let (changed, latency) = self
+                    .tracker
+                    .epoch_changed(group, *epoch, added, removed, now);
+                step.proposals.extend(changed);
+                self.metrics.commit_applied(latency);
+                self.metrics
+                    .group_state(group.as_str(), epoch.0, members.len());
+            }
+            Event::Removed { group, .. } => {
+                step.proposals.extend(self.tracker.left(group));
+                self.metrics.group_state(group.as_str(), 0, 0);
+            }
+            Event::CommitRejected { .. } => self.metrics.commit_rejected(),
+            _ => {}
+        }
+        Some(event_json(event))
+    }
+
+    async fn on_transport(&mut self, event: TransportEvent) -> Result<(), NodeError> {
+        let at = now();
+        match event {
+            TransportEvent::Message { message, .. } => {
+                self.on_message(&message.content_topic, &message.payload);
+            }
+            TransportEvent::PeerConnected(peer) => {
+                tracing::info!(%peer, "peer connected");
+                self.outgoing.push(NodeEvent {
+                    seq: None,
+                    at,
+                    body: json!({"type": "peer_connected", "peer": peer.to_string()}),
+                    engine: None,
+                });
+                self.catch_up_peer().await?;
+            }
+            TransportEvent::PeerDisconnected(peer) => {
+                tracing::info!(%peer, "peer disconnected");
+                self.outgoing.push(NodeEvent {
+                    seq: None,
+                    at,
+                    body: json!({"type": "peer_disconnected", "peer": peer.to_string()}),
+                    engine: None,
+                });
+            }
+            TransportEvent::Listening(addr) => tracing::info!(%addr, "listening"),
+        }
+        Ok(())
+    }
+
+    fn on_message(&mut self, content_topic: &str, payload: &[u8]) {
+        let Some(topic) = topics::engine_topic(content_topic) else {
+            self.metrics.ignored("foreign_topic");
+            return;
+        };
+        if !self.subscribed.contains(&topic.group) {
+            self.metrics.ignored("other_group");
+            return;
+        }
+        match self.engine.handle_message(payload, now()) {
+            Ok(()) => self.metrics.handled(match topic.kind {
+                TopicKind::Welcome => "welcome",
+                TopicKind::Application => "application",
+            }),
+            Err(error) => {
+                tracing::debug!(group = %topic.group, reason = error.kind(), %error, "message dropped");
+                self.metrics
+                    .engine_dropped(topic.group.as_str(), error.kind());
+            }
+        }
+    }
+
+    /// A peer connected: send it what this node published lately, in case it was away.
+    async fn catch_up_peer(&mut self) -> Result<(), NodeError> {
+        let since = Timestamp(now().0.saturating_sub(CATCH_UP_WINDOW_MS));
+        for entry in self.store.published_since(since, CATCH_UP_LIMIT)? {
+            let Ok(topic) = topics::content_topic(&entry.transmit.topic) else {
+                continue;
+            };
+            match self
+                .relay
+                .publish(&topic, entry.transmit.payload, None)
+                .await
+            {
+                Ok(_) => self.metrics.published(true),
+                Err(PublishError::Closed) => return Err(TransportError::Closed.into()),
+                Err(error) => tracing::debug!(%error, "catch-up publish failed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the outbox in order; stops at the first message that cannot go yet.
+    async fn publish_pending(&mut self) -> Result<(), NodeError> {
+        while let Some(entry) = self.pending.front() {
+            let seq = entry.seq;
+            let published = match topics::content_topic(&entry.transmit.topic) {
+                Ok(topic) => {
+                    self.relay
+                        .publish(&topic, entry.transmit.payload.clone(), None)
+                        .await
+                }
+                Err(error) => Err(PublishError::Gossipsub(error.to_string())),
+            };
+            match published {
+                Ok(_) | Err(PublishError::Duplicate) => self.metrics.published(false),
+                Err(PublishError::NoPeers) => return Ok(()),
+                Err(PublishError::QueuesFull) => {
+                    self.metrics.publish_failed("queues_full");
+                    return Ok(());
+                }
+                Err(PublishError::Closed) => return Err(TransportError::Closed.into()),
+                Err(error) => {
+                    // Cannot ever be published (too large, bad topic): give it up.
+                    tracing::error!(%error, seq, "message cannot be published; dropped");
+                    self.metrics.publish_failed("unpublishable");
+                }
+            }
+            let sent = self.store.mark_published(seq, now())?;
+            self.pending.pop_front();
+            for stored in &sent {
+                self.outgoing.push(NodeEvent {
+                    seq: None,
+                    at: now(),
+                    body: json!({"type": "delivery", "group": stored.message.group.as_str(),
+                                 "seq": stored.seq, "id": hex::encode(&stored.message.id),
+                                 "delivery": stored.delivery.as_str()}),
+                    engine: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    // ----- commands and views (run through `NodeHandle::call`) -----
+
+    /// Stops the node after this step.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// The node.
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            address: self.address.to_string(),
+            peer_id: self.relay.peer_id().to_string(),
+            listen_addrs: addrs(&self.relay.listen_addrs()),
+            pubsub_topic: self.relay.pubsub_topic().to_string(),
+            peers: self
+                .relay
+                .connected_peers()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            vote_policy: policy_label(self.engine.config().vote_policy),
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    /// The engine's view of a group.
+    pub fn group_view(&self, group: &GroupId) -> Option<GroupView> {
+        self.engine.group(group)
+    }
+
+    /// Groups this node is in or joining.
+    pub fn groups(&self) -> Vec<GroupSummary> {
+        let members = self.engine.groups().filter_map(|g| self.engine.group(g));
+        let mut list: Vec<GroupSummary> = members
+            .map(|view| GroupSummary {
+                id: view.id.to_string(),
+                state: "member",
+                epoch: Some(view.epoch.0),
+                members: Some(view.members.len()),
+                is_steward: view.is_steward,
+            })
+            .collect();
+        list.extend(self.engine.pending_joins().map(|g| GroupSummary {
+            id: g.to_string(),
+            state: "joining",
+            epoch: None,
+            members: None,
+            is_steward: false,
+        }));
+        list
+    }
+
+    fn member_view(&self, name: &str) -> Result<GroupView, CommandError> {
+        let group = group_id(name)?;
+        if let Some(view) = self.engine.group(&group) {
+            return Ok(view);
+        }
+        if self.engine.pending_joins().any(|g| *g == group) {
+            return Err(CommandError::Joining(name.to_owned()));
+        }
+        Err(CommandError::UnknownGroup(name.to_owned()))
+    }
+
+    /// One group in detail.
+    pub fn group(&self, name: &str) -> Result<GroupDetail, CommandError> {
+        let view = self.member_view(name)?;
+        let stewards: Vec<String> = view.stewards.iter().map(ToString::to_string).collect();
+        let members = view
+            .members
+            .iter()
+            .map(|m| MemberView {
+                address: m.to_string(),
+                roles: if view.stewards.contains(m) {
+                    vec!["steward", "member"]
+                } else {
+                    vec!["member"]
+                },
+                is_self: *m == self.address,
+            })
+            .collect();
+        let open = view
+            .open_proposals
+            .iter()
+            .filter(|(_, decided)| decided.is_none())
+            .count();
+        Ok(GroupDetail {
+            id: view.id.to_string(),
+            epoch: view.epoch.0,
+            members,
+            stewards: stewards.clone(),
+            is_steward: view.is_steward,
+            authenticator: hex::encode(&view.authenticator),
+            health: HealthView {
+                epoch: view.epoch.0,
+                stewards,
+                peers: self.relay.connected_peers().len(),
+                dropped: self.metrics.group_drops(name),
+                open_proposals: open,
+                last_commit_at: self.tracker.last_commit(&view.id).map(|t| t.0),
+                queued: self
+                    .pending
+                    .iter()
+                    .filter(|e| e.transmit.topic.group == view.id)
+                    .count(),
+            },
+        })
+    }
+
+    /// Creates a group with this node as steward.
+    pub fn create_group(
+        &mut self,
+        name: &str,
+        params: GroupParams,
+    ) -> Result<GroupDetail, CommandError> {
+        let group = group_id(name)?;
+        if self.engine.pending_joins().any(|g| *g == group) {
+            return Err(CommandError::Joining(name.to_owned()));
+        }
+        self.engine.create_group(group, params, now())?;
+        self.group(name)
+    }
+
+    /// Asks to join a group (optionally only through `steward`).
+    pub fn join(
+        &mut self,
+        name: &str,
+        steward: Option<Address>,
+    ) -> Result<GroupSummary, CommandError> {
+        let group = group_id(name)?;
+        if self.engine.pending_joins().any(|g| *g == group) {
+            return Err(CommandError::Joining(name.to_owned()));
+        }
+        self.engine.request_join(group, steward, now())?;
+        Ok(GroupSummary {
+            id: name.to_owned(),
+            state: "joining",
+            epoch: None,
+            members: None,
+            is_steward: false,
+        })
+    }
+
+    /// Proposes removing a member.
+    pub fn propose_remove(&mut self, name: &str, member: Address) -> Result<(), CommandError> {
+        let view = self.member_view(name)?;
+        self.engine.propose_remove(&view.id, member, now())?;
+        Ok(())
+    }
+
+    /// Proposals of a group, oldest first.
+    pub fn proposals(&self, name: &str) -> Result<Vec<ProposalView>, CommandError> {
+        let view = self.member_view(name)?;
+        Ok(self
+            .store
+            .proposals(&view.id)?
+            .iter()
+            .map(|p| ProposalView::new(p, (p.epoch == view.epoch).then_some(view.members.len())))
+            .collect())
+    }
+
+    /// Votes on an open proposal of the current epoch.
+    pub fn vote(
+        &mut self,
+        name: &str,
+        id: ProposalId,
+        yes: bool,
+    ) -> Result<ProposalView, CommandError> {
+        let view = self.member_view(name)?;
+        match self.tracker.get(&view.id, id) {
+            None => {
+                let earlier = self.store.proposals(&view.id)?;
+                return Err(match earlier.iter().rev().find(|p| p.id == id) {
+                    Some(p) => CommandError::ProposalClosed {
+                        id: id.to_string(),
+                        state: p.state.as_str(),
+                    },
+                    None => CommandError::UnknownProposal(id.to_string()),
+                });
+            }
+            Some(p) if p.state != ProposalState::Open => {
+                return Err(CommandError::ProposalClosed {
+                    id: id.to_string(),
+                    state: p.state.as_str(),
+                });
+            }
+            Some(_) => {}
+        }
+        self.engine.vote(&view.id, id, yes, now())?;
+        self.persist()?;
+        let voters = self.engine.group(&view.id).map(|v| v.members.len());
+        self.tracker
+            .get(&view.id, id)
+            .map(|p| ProposalView::new(p, voters))
+            .ok_or_else(|| CommandError::UnknownProposal(id.to_string()))
+    }
+
+    /// Sends a chat message; returns it as stored.
+    pub fn send(&mut self, name: &str, text: &str) -> Result<MessageView, CommandError> {
+        let view = self.member_view(name)?;
+        if text.is_empty() {
+            return Err(CommandError::Invalid("empty message".into()));
+        }
+        self.engine.send_message(&view.id, text, now())?;
+        let stored = self.persist()?;
+        stored
+            .iter()
+            .find(|m| m.message.own && m.message.group == view.id)
+            .map(MessageView::from)
+            .ok_or_else(|| CommandError::Invalid("the engine sent no message".into()))
+    }
+
+    /// History of a group (also after leaving it).
+    pub fn messages(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, CommandError> {
+        let group = group_id(name)?;
+        let list = self.store.messages(&group, after, limit)?;
+        if list.is_empty() && after == 0 && self.engine.group(&group).is_none() {
+            self.member_view(name)?;
+        }
+        Ok(list.iter().map(MessageView::from).collect())
+    }
+
+    /// Leaves a group (a self-removal that needs no vote).
+    pub fn leave(&mut self, name: &str) -> Result<(), CommandError> {
+        let view = self.member_view(name)?;
+        self.engine.leave(&view.id, now())?;
+        Ok(())
+    }
+
+    /// Sets how this node votes, and remembers it.
+    pub fn set_vote_policy(&mut self, manual: bool) -> Result<NodeInfo, CommandError> {
+        let policy = if manual {
+            VotePolicy::Manual
+        } else {
+            VotePolicy::Automatic
+        };
+        self.store.put_setting(VOTE_POLICY, policy_label(policy))?;
+        self.engine.set_vote_policy(policy);
+        Ok(self.info())
+    }
+
+    /// Event log entries after `after`.
+    pub fn recent_events(&self, after: u64, limit: usize) -> Result<Vec<Value>, CommandError> {
+        Ok(self
+            .store
+            .events(after, limit)?
+            .into_iter()
+            .map(|record| NodeEvent {
+                seq: Some(record.seq),
+                at: record.event.at,
+                body: serde_json::from_str(&record.event.body).unwrap_or(Value::Null),
+                engine: None,
+            })
+            .map(|e| e.to_json())
+            .collect())
+    }
+}
+
+fn message_event(stored: &StoredMessage) -> Value {
+    let mut value = serde_json::to_value(MessageView::from(stored)).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("type".into(), "message".into());
+    }
+    value
+}
