@@ -1,0 +1,180 @@
+//! The control API: who may use it, what it answers, and the CLI's errors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use tungstenite::client::IntoClientRequest;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn get(node: &NodeProc, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = agent().get(format!("{}{path}", node.api));
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+fn post(node: &NodeProc, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let mut response = agent()
+        .post(format!("{}{path}", node.api))
+        .header("Authorization", format!("Bearer {token}"))
+        .send_json(body)
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn the_api_needs_the_token_and_answers_in_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&tmp.path().join("n"), "/ip4/127.0.0.1/tcp/0", &[]);
+    let token = node.token();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(node.dir.join("api-token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Only the health check is open.
+    assert_eq!(get(&node, "/api/health", None).0, 200);
+    for path in [
+        "/api/node",
+        "/api/groups",
+        "/metrics",
+        "/api/openapi.yaml",
+        "/api/events/log",
+    ] {
+        let (status, body) = get(&node, path, None);
+        assert_eq!(status, 401, "{path}");
+        assert!(body.contains("no_token"), "{body}");
+        let (status, body) = get(&node, path, Some("not-the-token"));
+        assert_eq!(status, 401, "{path}");
+        assert!(body.contains("bad_token"), "{body}");
+        assert_eq!(get(&node, path, Some(&token)).0, 200, "{path}");
+    }
+    let (_, spec) = get(&node, "/api/openapi.yaml", Some(&token));
+    assert!(spec.starts_with("openapi: 3"));
+
+    // The one-time sign-in code gives the token once.
+    let signin = |code: &str| {
+        let mut r = agent()
+            .post(format!("{}/api/signin", node.api))
+            .send_json(json!({"code": code}))
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.body_mut().read_json::<Value>().unwrap(),
+        )
+    };
+    let (status, body) = signin(&node.signin_code);
+    assert_eq!(status, 200);
+    assert_eq!(body["token"], token.as_str());
+    assert_eq!(signin(&node.signin_code).0, 401);
+
+    // The event stream refuses strangers and streams JSON events to the owner.
+    let ws = node.api.replacen("http://", "ws://", 1);
+    match tungstenite::connect(format!("{ws}/api/events")) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    let request = format!("{ws}/api/events?access_token={token}")
+        .into_client_request()
+        .unwrap();
+    let (mut socket, _) = tungstenite::connect(request).unwrap();
+
+    // Commands answer in JSON with clear errors.
+    let (status, group) = post(&node, "/api/groups", &token, json!({"name": "lab"}));
+    assert_eq!(status, 201);
+    assert_eq!(group["epoch"], 0);
+    assert_eq!(group["members"][0]["is_self"], true);
+    let (status, error) = post(&node, "/api/groups", &token, json!({"name": "lab"}));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (409, Some("group_exists"))
+    );
+    let (status, error) = post(&node, "/api/groups", &token, json!({"name": "Not Valid"}));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid"))
+    );
+    let (status, body) = get(&node, "/api/groups/nope", Some(&token));
+    assert_eq!(status, 404);
+    assert!(body.contains("unknown_group"));
+    let (status, error) = post(
+        &node,
+        "/api/groups/lab/proposals/0x01020304/votes",
+        &token,
+        json!({"yes": true}),
+    );
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (404, Some("unknown_proposal"))
+    );
+    let (status, message) = post(
+        &node,
+        "/api/groups/lab/messages",
+        &token,
+        json!({"text": "hi"}),
+    );
+    assert_eq!(status, 201);
+    assert_eq!(message["text"], "hi");
+
+    let mut types = Vec::new();
+    while !types.contains(&"message".to_owned()) {
+        let tungstenite::Message::Text(text) = socket.read().unwrap() else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(text.as_str()).unwrap();
+        types.push(event["type"].as_str().unwrap().to_owned());
+    }
+    assert!(types.contains(&"group_created".to_owned()), "{types:?}");
+    let (_, log) = get(&node, "/api/events/log", Some(&token));
+    assert!(log.contains("group_created"));
+
+    // The CLI says what is wrong.
+    let (ok, _, err) = node.cli(&["show", "nope"]);
+    assert!(!ok && err.contains("group 'nope' does not exist"), "{err}");
+    let (ok, _, err) = node.cli(&["groups", "--token", "wrong"]);
+    assert!(!ok && err.contains("refused the API token"), "{err}");
+    let (ok, out, _) = node.cli(&["show", "lab"]);
+    assert!(ok && out.contains("steward, member (this node)"), "{out}");
+}
+
+#[test]
+fn the_cli_says_when_no_node_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("n");
+    let mut node = NodeProc::start(&dir, "/ip4/127.0.0.1/tcp/0", &[]);
+    node.kill();
+    wait_until("the API to go away", Duration::from_secs(10), || {
+        !node.cli(&["status"]).0
+    });
+    let (_, _, err) = node.cli(&["status"]);
+    assert!(err.contains("the node is not running"), "{err}");
+    let fresh = tmp.path().join("never-started");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_demls"))
+        .args(["groups", "--data-dir"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("no node has run on this data directory"),
+        "{err}"
+    );
+}

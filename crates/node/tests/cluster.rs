@@ -1,0 +1,137 @@
+//! Three `demls node` processes on loopback form a group through the CLI, chat, survive a
+//! SIGKILL and restart of one of them, and vote a member out.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn three_nodes_form_a_group_chat_survive_a_kill_and_remove_a_member() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = NodeProc::start(&tmp.path().join("alice"), "/ip4/127.0.0.1/tcp/0", &[]);
+    let bob = NodeProc::start(
+        &tmp.path().join("bob"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[&alice.listen],
+    );
+    let mut carol = NodeProc::start(
+        &tmp.path().join("carol"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[&alice.listen],
+    );
+
+    // Alice creates the group; Bob and Carol ask to join; everyone votes automatically.
+    let created = alice.cli_json(&["create", "lab"]);
+    assert_eq!(created["members"][0]["roles"][0], "steward");
+    assert_eq!(bob.cli_json(&["join", "lab"])["state"], "joining");
+    assert_eq!(carol.cli_json(&["join", "lab"])["state"], "joining");
+    wait_until("three members on every node", LIMIT, || {
+        let views: Vec<_> = [&alice, &bob, &carol]
+            .iter()
+            .filter_map(|n| n.group("lab"))
+            .map(|g| epoch_and_size(&g))
+            .collect();
+        views.len() == 3 && views.iter().all(|v| *v == views[0] && v.1 == 3)
+    });
+    let listed = carol.cli_json(&["groups"]);
+    assert_eq!(listed[0]["id"], "lab");
+    assert_eq!(listed[0]["state"], "member");
+
+    // They chat.
+    let sent = alice.cli_json(&["send", "lab", "hello", "from", "alice"]);
+    assert_eq!(sent["text"], "hello from alice");
+    assert_eq!(sent["direction"], "own");
+    bob.cli_json(&["send", "lab", "hi from bob"]);
+    wait_until("carol reads both", LIMIT, || {
+        let texts = carol.texts("lab");
+        texts.contains(&"hello from alice".into()) && texts.contains(&"hi from bob".into())
+    });
+
+    // Carol's node is killed and misses a message; restarted on the same data dir and port,
+    // it rejoins, catches up, and keeps its history and membership.
+    let carol_port = carol.listen_socket();
+    let carol_dir = carol.dir.clone();
+    carol.kill();
+    let (ok, _, err) = carol.cli(&["groups"]);
+    assert!(!ok && err.contains("not running"), "{err}");
+    alice.cli_json(&["send", "lab", "while carol was away"]);
+    drop(carol);
+    let carol = NodeProc::start(&carol_dir, &carol_port, &[&alice.listen]);
+    wait_until("carol catches up", LIMIT, || {
+        carol.texts("lab").contains(&"while carol was away".into())
+    });
+    let epoch_before = epoch_and_size(&alice.group("lab").unwrap()).0;
+    assert_eq!(
+        epoch_and_size(&carol.group("lab").unwrap()),
+        (epoch_before, 3)
+    );
+
+    // Alice proposes removing Bob; the members vote; the steward commits.
+    alice.cli_json(&["remove", "lab", &bob.address]);
+    wait_until("bob removed everywhere", LIMIT, || {
+        let views: Vec<_> = [&alice, &carol]
+            .iter()
+            .filter_map(|n| n.group("lab"))
+            .map(|g| epoch_and_size(&g))
+            .collect();
+        views.len() == 2 && views.iter().all(|v| *v == (epoch_before + 1, 2))
+    });
+    wait_until("bob learns it is out", LIMIT, || bob.group("lab").is_none());
+    let (ok, _, err) = bob.cli(&["show", "lab"]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+
+    // The restarted member talks on, with its whole history.
+    carol.cli_json(&["send", "lab", "after the removal"]);
+    wait_until("alice reads carol", LIMIT, || {
+        alice.texts("lab").contains(&"after the removal".into())
+    });
+    let history = carol.texts("lab");
+    for text in [
+        "hello from alice",
+        "hi from bob",
+        "while carol was away",
+        "after the removal",
+    ] {
+        assert!(
+            history.contains(&text.into()),
+            "{text:?} missing: {history:?}"
+        );
+    }
+    assert_eq!(
+        alice.group("lab").unwrap()["authenticator"],
+        carol.group("lab").unwrap()["authenticator"]
+    );
+
+    // The removal is on record, and its vote is closed.
+    let proposals = alice.cli_json(&["proposals", "lab"]);
+    let removal = proposals
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["change"]["kind"] == "remove")
+        .expect("the removal proposal");
+    assert_eq!(removal["state"], "approved");
+    assert_eq!(removal["committed_epoch"], epoch_before + 1);
+    let id = removal["id"].as_str().unwrap();
+    let (ok, _, err) = carol.cli(&["vote", "lab", id, "no"]);
+    assert!(!ok && err.contains("closed"), "{err}");
+
+    let metrics = alice.metrics();
+    assert_eq!(
+        metric(&metrics, "demls_group_epoch{group=\"lab\"}"),
+        Some((epoch_before + 1) as f64)
+    );
+    assert!(
+        metric(
+            &metrics,
+            "demls_proposals_decided_total{outcome=\"approved\"}"
+        )
+        .unwrap()
+            >= 3.0
+    );
+    assert!(metric(&metrics, "demls_commit_latency_seconds_count").unwrap() >= 3.0);
+}

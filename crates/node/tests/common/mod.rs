@@ -1,0 +1,185 @@
+//! `demls node` processes on loopback for the tests, and the CLI that drives them.
+
+#![allow(dead_code)] // Each test binary uses its own part of these helpers.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const PASSPHRASE: &str = "test passphrase";
+
+/// A running `demls node`.
+pub struct NodeProc {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub address: String,
+    /// Its listen multiaddr, ending in `/p2p/<peer id>`.
+    pub listen: String,
+    pub api: String,
+    pub signin_code: String,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        // It may have been killed already.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.strip_prefix(key).map(str::trim)
+}
+
+impl NodeProc {
+    /// Starts `demls node` on `dir`, listening on `listen` (a TCP multiaddr), dialling `peers`.
+    pub fn start(dir: &Path, listen: &str, peers: &[&str]) -> NodeProc {
+        let log = File::create(dir.with_extension("log")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_demls"));
+        command
+            .args(["node", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", listen, "--api", "127.0.0.1:0", "--log", "info"])
+            .env("DEMLS_PASSPHRASE", PASSPHRASE)
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for peer in peers {
+            command.args(["--peer", peer]);
+        }
+        let mut child = command.spawn().expect("demls node starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut address, mut listen_addr, mut api, mut code) =
+            (String::new(), String::new(), String::new(), String::new());
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(v) = field(&line, "address:") {
+                address = v.to_owned();
+            } else if let Some(v) = field(&line, "listening:") {
+                listen_addr = v.to_owned();
+            } else if let Some(v) = field(&line, "api:") {
+                api = v.to_owned();
+            } else if let Some(v) = field(&line, "sign in:") {
+                code = v.rsplit('=').next().unwrap_or_default().to_owned();
+            } else if line.starts_with("data dir:") {
+                break;
+            }
+        }
+        assert!(
+            !api.is_empty(),
+            "node did not start; its log:\n{}",
+            std::fs::read_to_string(dir.with_extension("log")).unwrap_or_default()
+        );
+        // Keep reading stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        NodeProc {
+            child,
+            dir: dir.to_owned(),
+            address,
+            listen: listen_addr,
+            api,
+            signin_code: code,
+        }
+    }
+
+    /// The listen address without the `/p2p/` part (to restart on the same port).
+    pub fn listen_socket(&self) -> String {
+        self.listen
+            .split("/p2p/")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The API token from the data directory.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("api-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// Kills the node with SIGKILL.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Runs `demls <args> --data-dir <dir>`: (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_demls"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Runs a CLI command that must succeed and prints JSON.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let (ok, out, err) = self.cli(&all);
+        assert!(ok, "demls {args:?} failed: {err}");
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// The group as `show --json` gives it, or `None` if the node is not a member.
+    pub fn group(&self, group: &str) -> Option<Value> {
+        let (ok, out, _) = self.cli(&["show", group, "--json"]);
+        ok.then(|| serde_json::from_str(out.trim()).unwrap())
+    }
+
+    /// Texts of the group's history.
+    pub fn texts(&self, group: &str) -> Vec<String> {
+        self.cli_json(&["messages", group])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        ureq::get(format!("{}/metrics", self.api))
+            .header("Authorization", format!("Bearer {}", self.token()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+}
+
+/// Waits until `done` holds; panics with `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The value of a metric line `name{labels} value`, if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Epoch and member count of a `show --json` answer.
+pub fn epoch_and_size(group: &Value) -> (u64, usize) {
+    (
+        group["epoch"].as_u64().unwrap(),
+        group["members"].as_array().unwrap().len(),
+    )
+}
