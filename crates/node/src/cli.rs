@@ -43,6 +43,15 @@ pub enum ClientCommand {
     Create {
         /// The group's name: 1 to 64 characters from a-z, 0-9, '.', '_', '-'.
         group: String,
+        /// Who votes and commits: single (one steward), big or small (a steward list).
+        #[arg(long, value_parser = ["single", "big", "small"])]
+        mode: Option<String>,
+        /// Fewest stewards in the list (big and small modes).
+        #[arg(long)]
+        sn_min: Option<u16>,
+        /// Most stewards in the list (big and small modes).
+        #[arg(long)]
+        sn_max: Option<u16>,
         /// How long a vote stays open, in seconds.
         #[arg(long)]
         vote_timeout: Option<u32>,
@@ -355,12 +364,23 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
         }
         C::Create {
             group,
+            mode,
+            sn_min,
+            sn_max,
             vote_timeout,
             target,
         } => {
             let mut body = json!({"name": group});
-            if let Some(secs) = vote_timeout {
-                body["vote_timeout_secs"] = secs.into();
+            let options = [
+                ("mode", mode.map(Value::from)),
+                ("sn_min", sn_min.map(Value::from)),
+                ("sn_max", sn_max.map(Value::from)),
+                ("vote_timeout_secs", vote_timeout.map(Value::from)),
+            ];
+            for (key, value) in options {
+                if let Some(value) = value {
+                    body[key] = value;
+                }
             }
             let value = Client::new(&target)?.post("/api/groups", body)?;
             (target, value)
