@@ -1,11 +1,13 @@
 //! The local control API: HTTP + JSON, a WebSocket event stream, and Prometheus metrics.
 //!
 //! Bound to loopback by default. Every route except `GET /api/health`, `POST /api/signin` and
-//! the start page `/` needs `Authorization: Bearer <token>` (the token lives in the data
-//! directory, mode 0600); the WebSocket also takes it as `?access_token=`, since browsers
-//! cannot set headers on WebSockets. `docs/openapi.yaml` describes every route.
+//! the web client (`/`, `/assets/*`) needs `Authorization: Bearer <token>` (the token lives in
+//! the data directory, mode 0600); the WebSocket also takes it as `?access_token=`, since
+//! browsers cannot set headers on WebSockets. `docs/openapi.yaml` describes every route.
 
+mod membership;
 mod routes;
+mod web;
 
 use std::sync::{Arc, Mutex};
 
@@ -149,7 +151,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(routes::groups).post(routes::create_group),
         )
         .route("/api/groups/{group}", get(routes::group))
-        .route("/api/groups/{group}/join", post(routes::join))
+        .route(
+            "/api/groups/{group}/join",
+            get(membership::join_route).post(routes::join),
+        )
+        .route("/api/groups/{group}/roster", get(membership::roster_route))
         .route("/api/groups/{group}/leave", post(routes::leave))
         .route("/api/groups/{group}/members", get(routes::members))
         .route("/api/groups/{group}/health", get(routes::health))
@@ -170,7 +176,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .route("/", get(routes::start_page))
+        .route("/", get(web::index))
+        .route("/assets/{file}", get(web::asset))
         .route("/api/health", get(routes::health_check))
         .route("/api/signin", post(routes::signin))
         .merge(protected)

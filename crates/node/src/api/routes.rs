@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use demls_engine::{GroupParams, ProposalId};
+use axum::response::{IntoResponse, Response};
+use demls_engine::{GroupParams, ProposalId, StewardMode};
 use demls_identity::Address;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,10 +28,6 @@ async fn on_node<T: serde::Serialize + Send + 'static>(
 
 pub(super) async fn health_check() -> Json<Value> {
     Json(json!({"status": "ok"}))
-}
-
-pub(super) async fn start_page() -> Html<&'static str> {
-    Html(include_str!("start.html"))
 }
 
 pub(super) async fn openapi() -> Response {
@@ -100,9 +96,23 @@ pub(super) async fn groups(State(state): State<Arc<ApiState>>) -> ApiResult<Valu
 #[derive(Deserialize)]
 pub(super) struct NewGroup {
     name: String,
+    mode: Option<String>,
+    sn_min: Option<u16>,
+    sn_max: Option<u16>,
     vote_timeout_secs: Option<u32>,
     liveness_yes: Option<bool>,
     max_proposals_per_member: Option<u16>,
+}
+
+fn steward_mode(text: &str) -> Result<StewardMode, ApiError> {
+    match text {
+        "single" => Ok(StewardMode::Single),
+        "big" => Ok(StewardMode::Big),
+        "small" => Ok(StewardMode::Small),
+        other => Err(ApiError::bad_request(format!(
+            "mode must be single, big or small, not {other:?}"
+        ))),
+    }
 }
 
 pub(super) async fn create_group(
@@ -111,13 +121,24 @@ pub(super) async fn create_group(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let defaults = GroupParams::default();
     let params = GroupParams {
+        mode: body
+            .mode
+            .as_deref()
+            .map_or(Ok(defaults.mode), steward_mode)?,
+        sn_min: body.sn_min.unwrap_or(defaults.sn_min),
+        sn_max: body.sn_max.unwrap_or(defaults.sn_max),
         vote_timeout_secs: body.vote_timeout_secs.unwrap_or(defaults.vote_timeout_secs),
         liveness_yes: body.liveness_yes.unwrap_or(defaults.liveness_yes),
         max_proposals_per_member: body
             .max_proposals_per_member
             .unwrap_or(defaults.max_proposals_per_member),
-        ..defaults
     };
+    if params.sn_min > params.sn_max {
+        return Err(ApiError::bad_request(format!(
+            "sn_min ({}) is larger than sn_max ({})",
+            params.sn_min, params.sn_max
+        )));
+    }
     let Json(detail) = on_node(&state, move |rt| {
         rt.create_group(&body.name, params)
             .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))

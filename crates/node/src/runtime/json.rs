@@ -1,20 +1,36 @@
 //! Engine events and node records as JSON, for the API, the WebSocket stream and the event log.
 
-use demls_engine::{ChangeKind, Event, GroupId};
+use demls_engine::{ChangeKind, Event, GroupId, Violation};
 use demls_storage::{ProposalRecord, StoredMessage};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// What a proposal changes. Kinds newer than this node are described by their debug form.
+/// What a proposal changes.
 pub fn change_json(change: &ChangeKind) -> Value {
-    // The engine grows new kinds (elections, emergencies); they fall to the last arm until
-    // this node names them.
-    #[allow(unreachable_patterns)]
     match change {
         ChangeKind::Add(a) => json!({"kind": "add", "member": a}),
         ChangeKind::Remove(a) => json!({"kind": "remove", "member": a}),
         ChangeKind::Leave(a) => json!({"kind": "leave", "member": a}),
-        other => json!({"kind": "other", "detail": format!("{other:?}")}),
+        ChangeKind::Election {
+            retry_round,
+            stewards,
+        } => json!({"kind": "election", "retry_round": retry_round, "stewards": stewards}),
+        ChangeKind::Emergency {
+            offender,
+            violation,
+        } => json!({"kind": "emergency", "offender": offender,
+                    "violation": violation_label(*violation)}),
+    }
+}
+
+/// The evidence kind of an emergency, as the API names it.
+fn violation_label(violation: Violation) -> &'static str {
+    match violation {
+        Violation::BrokenCommit => "broken_commit",
+        Violation::Equivocation => "equivocation",
+        Violation::Inactivity => "inactivity",
+        Violation::Censorship => "censorship",
+        Violation::Deadlock => "deadlock",
     }
 }
 

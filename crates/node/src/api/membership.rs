@@ -1,0 +1,396 @@
+//! Who is in a group and in which role, and how far this node's own join has come: the views
+//! the web client shows beside the group's detail.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use demls_engine::{GroupView, StewardMode};
+use demls_identity::Address;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{ApiError, ApiState};
+use crate::runtime::{CommandError, Runtime, group_id};
+
+/// Event log entries read per page while looking for a group's join events.
+const EVENT_PAGE: usize = 1000;
+
+/// A group's members with their roles.
+#[derive(Serialize, Debug)]
+pub struct Roster {
+    /// The group.
+    pub group: String,
+    /// Current epoch.
+    pub epoch: u64,
+    /// `single`, `big` or `small` (who commits and who votes).
+    pub mode: &'static str,
+    /// Stewards, in rotation order.
+    pub stewards: Vec<String>,
+    /// Who commits in this epoch, in order: the epoch steward, then its backups.
+    pub committers: Vec<String>,
+    /// The members.
+    pub members: Vec<RosterMember>,
+}
+
+/// One member in the roster.
+#[derive(Serialize, Debug)]
+pub struct RosterMember {
+    /// The member's address.
+    pub address: String,
+    /// Any of `epoch_steward`, `backup`, `steward`, then `member`.
+    pub roles: Vec<&'static str>,
+    /// Whether this is the node itself.
+    pub is_self: bool,
+    /// The epoch of the commit that added the member, when this node saw it.
+    pub joined_epoch: Option<u64>,
+}
+
+/// How far this node's request to join a group has come.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct JoinProgress {
+    /// The group.
+    pub group: String,
+    /// `looking` (no steward announcement seen yet), `requested` (the key package went to
+    /// the steward, who opens a vote on it) or `member`.
+    pub stage: &'static str,
+    /// The steward the request went to.
+    pub steward: Option<String>,
+    /// When the stage was reached (Unix ms), if known.
+    pub since: Option<u64>,
+    /// The epoch this node joined at (members only, if known).
+    pub epoch: Option<u64>,
+}
+
+fn mode_label(mode: StewardMode) -> &'static str {
+    match mode {
+        StewardMode::Single => "single",
+        StewardMode::Big => "big",
+        StewardMode::Small => "small",
+    }
+}
+
+/// The roles of `member` in `view`, most specific first.
+fn roles(view: &GroupView, member: &Address) -> Vec<&'static str> {
+    let mut roles = Vec::new();
+    match view.committers.iter().position(|c| c == member) {
+        Some(0) => roles.push("epoch_steward"),
+        Some(_) => roles.push("backup"),
+        None => {}
+    }
+    if view.stewards.contains(member) {
+        roles.push("steward");
+    }
+    roles.push("member");
+    roles
+}
+
+/// The engine's view of a group this node is a member of.
+fn member_view(rt: &Runtime, name: &str) -> Result<GroupView, CommandError> {
+    match rt.group_view(&group_id(name)?) {
+        Some(view) => Ok(view),
+        // Not a member: the detail says why (still joining, or unknown).
+        None => rt
+            .group(name)
+            .and(Err(CommandError::UnknownGroup(name.to_owned()))),
+    }
+}
+
+/// The logged events of `name`, oldest first (as far back as the log keeps).
+fn group_events(rt: &Runtime, name: &str) -> Result<Vec<Value>, CommandError> {
+    let mut found = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = rt.recent_events(after, EVENT_PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(found);
+        };
+        after = last.get("seq").and_then(Value::as_u64).unwrap_or(u64::MAX);
+        found.extend(
+            page.into_iter()
+                .filter(|e| e.get("group").and_then(Value::as_str) == Some(name)),
+        );
+    }
+}
+
+fn event_type(event: &Value) -> Option<&str> {
+    event.get("type").and_then(Value::as_str)
+}
+
+/// The epoch this node joined `name` at: from its last `joined` event, or 0 if it created
+/// the group.
+fn own_joined_epoch(events: &[Value]) -> Option<u64> {
+    events.iter().rev().find_map(|e| match event_type(e) {
+        Some("joined") => e.get("epoch").and_then(Value::as_u64),
+        Some("group_created") => Some(0),
+        _ => None,
+    })
+}
+
+/// The roster of a group, as seen by the node `me`.
+pub fn roster(rt: &Runtime, name: &str, me: Address) -> Result<Roster, CommandError> {
+    let view = member_view(rt, name)?;
+    let mut joined: BTreeMap<Address, u64> = BTreeMap::new();
+    for proposal in rt.proposals(name)? {
+        let added = (proposal.change.get("kind").and_then(Value::as_str) == Some("add"))
+            .then(|| proposal.change.get("member").and_then(Value::as_str))
+            .flatten()
+            .and_then(|a| a.parse().ok());
+        if let (Some(member), Some(epoch)) = (added, proposal.committed_epoch) {
+            joined.insert(member, epoch);
+        }
+    }
+    let own_epoch = own_joined_epoch(&group_events(rt, name)?);
+    let members = view
+        .members
+        .iter()
+        .map(|m| {
+            let is_self = *m == me;
+            RosterMember {
+                address: m.to_string(),
+                roles: roles(&view, m),
+                joined_epoch: joined
+                    .get(m)
+                    .copied()
+                    .or(if is_self { own_epoch } else { None }),
+                is_self,
+            }
+        })
+        .collect();
+    Ok(Roster {
+        group: name.to_owned(),
+        epoch: view.epoch.0,
+        mode: mode_label(view.mode),
+        stewards: view.stewards.iter().map(ToString::to_string).collect(),
+        committers: view.committers.iter().map(ToString::to_string).collect(),
+        members,
+    })
+}
+
+/// How far this node's join of `name` has come, from its event log.
+pub fn join_progress(rt: &Runtime, name: &str) -> Result<JoinProgress, CommandError> {
+    let events = group_events(rt, name)?;
+    match rt.group(name) {
+        Ok(_) => Ok(JoinProgress {
+            group: name.to_owned(),
+            stage: "member",
+            steward: None,
+            since: None,
+            epoch: own_joined_epoch(&events),
+        }),
+        Err(CommandError::Joining(_)) => Ok(progress_of(name, &events)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The stage of a pending join, from the group's events since this node last left it.
+fn progress_of(name: &str, events: &[Value]) -> JoinProgress {
+    let current = events
+        .iter()
+        .rposition(|e| matches!(event_type(e), Some("removed" | "joined")))
+        .map_or(events, |last| &events[last + 1..]);
+    let request = current
+        .iter()
+        .rev()
+        .find(|e| event_type(e) == Some("join_request_sent"));
+    JoinProgress {
+        group: name.to_owned(),
+        stage: if request.is_some() {
+            "requested"
+        } else {
+            "looking"
+        },
+        steward: request
+            .and_then(|e| e.get("steward"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        since: request.and_then(|e| e.get("at")).and_then(Value::as_u64),
+        epoch: None,
+    }
+}
+
+/// `GET /api/groups/{group}/roster`.
+pub(super) async fn roster_route(
+    State(state): State<Arc<ApiState>>,
+    Path(group): Path<String>,
+) -> Result<Json<Roster>, ApiError> {
+    let me = state.node.address();
+    Ok(Json(
+        state.node.command(move |rt| roster(rt, &group, me)).await?,
+    ))
+}
+
+/// `GET /api/groups/{group}/join`.
+pub(super) async fn join_route(
+    State(state): State<Arc<ApiState>>,
+    Path(group): Path<String>,
+) -> Result<Json<JoinProgress>, ApiError> {
+    Ok(Json(
+        state
+            .node
+            .command(move |rt| join_progress(rt, &group))
+            .await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use demls_engine::EngineConfig;
+    use demls_storage::Durability;
+    use demls_transport::TransportConfig;
+    use serde_json::json;
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::runtime::{self, NodeConfig};
+
+    /// Calls the API at `base` with the token `secret`: status and JSON body (or the text).
+    async fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (url, method) = (format!("{base}{path}"), method.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut response = match (method.as_str(), body) {
+                ("GET", _) => agent
+                    .get(&url)
+                    .header("Authorization", "Bearer secret")
+                    .call(),
+                (_, Some(body)) => agent
+                    .post(&url)
+                    .header("Authorization", "Bearer secret")
+                    .send_json(body),
+                (_, None) => agent
+                    .post(&url)
+                    .header("Authorization", "Bearer secret")
+                    .send_empty(),
+            }
+            .expect("the API answers");
+            let text = response
+                .body_mut()
+                .read_to_string()
+                .expect("a readable body");
+            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (response.status().as_u16(), value)
+        })
+        .await
+        .expect("the request task ends")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn roster_join_progress_and_the_web_client_are_served() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let node = runtime::start(NodeConfig {
+            data_dir: dir.path().to_owned(),
+            passphrase: Zeroizing::new("test passphrase".into()),
+            key_file: None,
+            transport: TransportConfig {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr")],
+                ..TransportConfig::default()
+            },
+            engine: EngineConfig::default(),
+            durability: Durability::Relaxed,
+        })
+        .await
+        .expect("the node starts");
+        let me = node.address().to_string();
+        let app = super::super::router(ApiState::new(node.clone(), "secret".into(), None));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let created = json!({"name": "lab", "mode": "big", "sn_min": 1, "sn_max": 3});
+        assert_eq!(
+            call(&base, "POST", "/api/groups", Some(created)).await.0,
+            201
+        );
+        let (status, roster) = call(&base, "GET", "/api/groups/lab/roster", None).await;
+        assert_eq!(status, 200, "{roster}");
+        assert_eq!(roster["mode"], "big");
+        assert_eq!(roster["committers"], json!([me]));
+        assert_eq!(
+            roster["members"],
+            json!([{"address": me, "roles": ["epoch_steward", "steward", "member"],
+                    "is_self": true, "joined_epoch": 0}])
+        );
+        let (status, progress) = call(&base, "GET", "/api/groups/lab/join", None).await;
+        assert_eq!(
+            (status, &progress["stage"], &progress["epoch"]),
+            (200, &json!("member"), &json!(0))
+        );
+
+        assert_eq!(
+            call(&base, "POST", "/api/groups/far/join", None).await.0,
+            202
+        );
+        let (status, progress) = call(&base, "GET", "/api/groups/far/join", None).await;
+        assert_eq!((status, &progress["stage"]), (200, &json!("looking")));
+        let (status, refused) = call(&base, "GET", "/api/groups/far/roster", None).await;
+        assert_eq!(
+            (status, &refused["error"]["code"]),
+            (409, &json!("joining"))
+        );
+        let (status, refused) = call(&base, "GET", "/api/groups/none/join", None).await;
+        assert_eq!(
+            (status, &refused["error"]["code"]),
+            (404, &json!("unknown_group"))
+        );
+
+        for bad in [
+            json!({"name": "x", "mode": "huge"}),
+            json!({"name": "x", "sn_min": 3, "sn_max": 2}),
+        ] {
+            assert_eq!(call(&base, "POST", "/api/groups", Some(bad)).await.0, 400);
+        }
+
+        let (status, page) = call(&base, "GET", "/", None).await;
+        assert_eq!(status, 200);
+        assert!(
+            page.as_str().is_some_and(|p| p.contains("/assets/app.js")),
+            "{page}"
+        );
+        assert_eq!(call(&base, "GET", "/assets/app.css", None).await.0, 200);
+        assert_eq!(call(&base, "GET", "/assets/other.js", None).await.0, 404);
+        node.shutdown().await.expect("the node stops");
+    }
+
+    #[test]
+    fn a_join_is_requested_once_its_key_package_went_out() {
+        let looking = progress_of(
+            "lab",
+            &[json!({"type": "announcement_seen", "group": "lab", "at": 5})],
+        );
+        assert_eq!(looking.stage, "looking");
+        assert_eq!(looking.steward, None);
+        let steward = "0x00000000000000000000000000000000000000aa";
+        let requested = progress_of(
+            "lab",
+            &[
+                json!({"type": "announcement_seen", "group": "lab", "at": 5}),
+                json!({"type": "join_request_sent", "group": "lab", "steward": steward, "at": 7}),
+            ],
+        );
+        assert_eq!(requested.stage, "requested");
+        assert_eq!(requested.steward.as_deref(), Some(steward));
+        assert_eq!(requested.since, Some(7));
+    }
+
+    #[test]
+    fn an_earlier_membership_does_not_count_for_a_new_join() {
+        let events = [
+            json!({"type": "join_request_sent", "group": "lab", "steward": "0x1", "at": 1}),
+            json!({"type": "joined", "group": "lab", "epoch": 2, "at": 2}),
+            json!({"type": "removed", "group": "lab", "epoch": 3, "at": 3}),
+        ];
+        assert_eq!(progress_of("lab", &events).stage, "looking");
+        assert_eq!(own_joined_epoch(&events[..2]), Some(2));
+        assert_eq!(
+            own_joined_epoch(&[json!({"type": "group_created"})]),
+            Some(0)
+        );
+    }
+}

@@ -1,0 +1,3 @@
+import { render } from "preact";
+
+render(<p>demls</p>, document.getElementById("app")!);
