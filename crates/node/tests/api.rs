@@ -156,6 +156,28 @@ fn the_api_needs_the_token_and_answers_in_json() {
 }
 
 #[test]
+fn a_data_dir_serves_one_node_and_only_with_its_passphrase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("n");
+    let mut node = NodeProc::start(&dir, "/ip4/127.0.0.1/tcp/0", &[]);
+    let start = |passphrase: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_demls"))
+            .args(["node", "--data-dir"])
+            .arg(&dir)
+            .env("DEMLS_PASSPHRASE", passphrase)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let err = start(PASSPHRASE);
+    assert!(err.contains("another node runs on"), "{err}");
+    node.kill();
+    let err = start("not the passphrase");
+    assert!(err.contains("wrong passphrase"), "{err}");
+}
+
+#[test]
 fn the_cli_says_when_no_node_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("n");
