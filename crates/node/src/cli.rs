@@ -9,6 +9,16 @@ use tungstenite::client::IntoClientRequest;
 
 use crate::runtime::setup::{API_URL_FILE, TOKEN_FILE};
 
+/// Prints a line to stdout; when stdout is closed (e.g. piped into `head`), the command ends
+/// quietly instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 /// Which node to talk to.
 #[derive(Args, Debug, Clone)]
 pub struct Target {
@@ -291,7 +301,7 @@ fn print_message(m: &Value) {
     } else {
         ""
     };
-    println!(
+    say!(
         "[{}] {}{own}: {}{delivery}",
         clock(m["sent_at"].as_u64().unwrap_or(0)),
         text(m, "sender"),
@@ -300,13 +310,13 @@ fn print_message(m: &Value) {
 }
 
 fn print_group(g: &Value) {
-    println!("group {}  epoch {}", text(g, "id"), text(g, "epoch"));
-    println!("stewards: {}", g["stewards"].as_array().map_or(0, Vec::len));
+    say!("group {}  epoch {}", text(g, "id"), text(g, "epoch"));
+    say!("stewards: {}", g["stewards"].as_array().map_or(0, Vec::len));
     for s in g["stewards"].as_array().into_iter().flatten() {
-        println!("  {}", s.as_str().unwrap_or("?"));
+        say!("  {}", s.as_str().unwrap_or("?"));
     }
     let members = g["members"].as_array().cloned().unwrap_or_default();
-    println!("members: {}", members.len());
+    say!("members: {}", members.len());
     for m in &members {
         let roles: Vec<&str> = m["roles"]
             .as_array()
@@ -319,10 +329,10 @@ fn print_group(g: &Value) {
         } else {
             ""
         };
-        println!("  {}  {}{me}", text(m, "address"), roles.join(", "));
+        say!("  {}  {}{me}", text(m, "address"), roles.join(", "));
     }
     let h = &g["health"];
-    println!(
+    say!(
         "health: {} peers, {} open proposals, {} queued, dropped {}",
         text(h, "peers"),
         text(h, "open_proposals"),
@@ -334,7 +344,7 @@ fn print_group(g: &Value) {
 fn print_proposal(p: &Value) {
     let change = &p["change"];
     let t = &p["tally"];
-    println!(
+    say!(
         "{}  {} {}  by {}  {}  yes {} / no {}{}  (epoch {})",
         text(p, "id"),
         text(change, "kind"),
@@ -452,7 +462,7 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
         }
     };
     if target.json {
-        println!("{result}");
+        say!("{result}");
         return Ok(());
     }
     print_human(&result);
@@ -462,7 +472,7 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
 /// Prints an API answer for a person.
 fn print_human(value: &Value) {
     match value {
-        Value::Array(items) if items.is_empty() => println!("(none)"),
+        Value::Array(items) if items.is_empty() => say!("(none)"),
         Value::Array(items) => {
             for item in items {
                 if item.get("text").is_some() {
@@ -470,7 +480,7 @@ fn print_human(value: &Value) {
                 } else if item.get("tally").is_some() {
                     print_proposal(item);
                 } else if item.get("state").is_some() {
-                    println!(
+                    say!(
                         "{}  {}  epoch {}  {} members{}",
                         text(item, "id"),
                         text(item, "state"),
@@ -483,29 +493,29 @@ fn print_human(value: &Value) {
                         }
                     );
                 } else {
-                    println!("{item}");
+                    say!("{item}");
                 }
             }
         }
         v if v.get("members").is_some_and(Value::is_array) => print_group(v),
-        v if v["state"] == "joining" => println!(
+        v if v["state"] == "joining" => say!(
             "asked to join '{}': waiting for its steward's announcement and the members' vote",
             text(v, "id")
         ),
-        v if v.get("status").is_some() => println!("{}", text(v, "status")),
+        v if v.get("status").is_some() => say!("{}", text(v, "status")),
         v if v.get("tally").is_some() => print_proposal(v),
         v if v.get("text").is_some() => print_message(v),
         v if v.get("peer_id").is_some() => {
-            println!("address: {}", text(v, "address"));
-            println!("peer id: {}", text(v, "peer_id"));
+            say!("address: {}", text(v, "address"));
+            say!("peer id: {}", text(v, "peer_id"));
             for a in v["listen_addrs"].as_array().into_iter().flatten() {
-                println!("listening: {}", a.as_str().unwrap_or("?"));
+                say!("listening: {}", a.as_str().unwrap_or("?"));
             }
-            println!("pubsub:  {}", text(v, "pubsub_topic"));
-            println!("peers:   {}", v["peers"].as_array().map_or(0, Vec::len));
-            println!("voting:  {}", text(v, "vote_policy"));
+            say!("pubsub:  {}", text(v, "pubsub_topic"));
+            say!("peers:   {}", v["peers"].as_array().map_or(0, Vec::len));
+            say!("voting:  {}", text(v, "vote_policy"));
         }
-        other => println!("{other}"),
+        other => say!("{other}"),
     }
 }
 
@@ -535,7 +545,7 @@ fn follow(group: &str, target: &Target) -> Result<(), CliError> {
     for m in history.as_array().into_iter().flatten() {
         last_seq = last_seq.max(m["seq"].as_u64().unwrap_or(0));
         if target.json {
-            println!("{m}");
+            say!("{m}");
         } else {
             print_message(m);
         }
@@ -549,27 +559,27 @@ fn follow(group: &str, target: &Target) -> Result<(), CliError> {
             continue;
         };
         if target.json {
-            println!("{event}");
+            say!("{event}");
         } else {
             match event["type"].as_str() {
                 Some("message") if event["seq"].as_u64().unwrap_or(0) > last_seq => {
                     print_message(&event);
                 }
-                Some("epoch_changed") => println!(
+                Some("epoch_changed") => say!(
                     "-- epoch {}: {} members (committed by {})",
                     text(&event, "epoch"),
                     event["members"].as_array().map_or(0, Vec::len),
                     text(&event, "committer")
                 ),
-                Some("joined") => println!("-- joined at epoch {}", text(&event, "epoch")),
-                Some("proposal_opened") => println!(
+                Some("joined") => say!("-- joined at epoch {}", text(&event, "epoch")),
+                Some("proposal_opened") => say!(
                     "-- proposal {}: {} {} (by {})",
                     text(&event, "proposal"),
                     text(&event["change"], "kind"),
                     text(&event["change"], "member"),
                     text(&event, "owner")
                 ),
-                Some("proposal_decided") => println!(
+                Some("proposal_decided") => say!(
                     "-- proposal {} {}",
                     text(&event, "proposal"),
                     if event["approved"] == true {
@@ -578,7 +588,7 @@ fn follow(group: &str, target: &Target) -> Result<(), CliError> {
                         "rejected"
                     }
                 ),
-                Some("removed") => println!("-- this node is no longer a member"),
+                Some("removed") => say!("-- this node is no longer a member"),
                 _ => {}
             }
         }
