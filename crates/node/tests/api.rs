@@ -140,11 +140,47 @@ fn the_api_needs_the_token_and_answers_in_json() {
             continue;
         };
         let event: Value = serde_json::from_str(text.as_str()).unwrap();
+        if event["type"] == "message" {
+            assert_eq!(event["seq"], message["seq"], "{event}");
+            assert_eq!(event["text"], "hi");
+        }
         types.push(event["type"].as_str().unwrap().to_owned());
     }
     assert!(types.contains(&"group_created".to_owned()), "{types:?}");
     let (_, log) = get(&node, "/api/events/log", Some(&token));
     assert!(log.contains("group_created"));
+
+    // `follow` prints the history, then what arrives.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_demls"))
+        .args(["follow", "lab", "--data-dir"])
+        .arg(&node.dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(next().contains("(you): hi"));
+    post(
+        &node,
+        "/api/groups/lab/messages",
+        &token,
+        json!({"text": "live"}),
+    );
+    assert!(next().contains("(you): live"));
+    follow.kill().unwrap();
+    follow.wait().unwrap();
 
     // The CLI says what is wrong.
     let (ok, _, err) = node.cli(&["show", "nope"]);

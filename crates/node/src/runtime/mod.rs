@@ -123,11 +123,12 @@ pub struct NodeEvent {
 }
 
 impl NodeEvent {
-    /// The event as one JSON object: `seq`, `at` and the body's fields.
+    /// The event as one JSON object: the body's fields, `at`, and `seq` (the event log
+    /// position; a `message` event keeps its own `seq`, the history position).
     pub fn to_json(&self) -> Value {
         let mut value = self.body.clone();
         if let Value::Object(map) = &mut value {
-            map.insert("seq".into(), self.seq.into());
+            map.entry("seq").or_insert(self.seq.into());
             map.insert("at".into(), self.at.0.into());
         }
         value
