@@ -1,6 +1,8 @@
 //! Malformed traffic on the wire is dropped, counted in `/metrics`, and the node keeps serving.
 
 mod common;
+#[path = "common/raw_peer.rs"]
+mod raw_peer;
 
 use std::time::Duration;
 
@@ -117,4 +119,48 @@ async fn malformed_traffic_is_dropped_counted_and_the_node_keeps_serving() {
     assert_eq!(epoch_and_size(&group), (0, 1));
     assert_eq!(group["health"]["dropped"]["malformed"], 3);
     relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_not_waku_messages_are_dropped_by_the_relay_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&tmp.path().join("n"), "/ip4/127.0.0.1/tcp/0", &[]);
+    // An empty payload and an empty content topic, hand-encoded (field 2: content topic).
+    let mut empty_payload = vec![0x12, 22];
+    empty_payload.extend_from_slice(b"/demls/1/lab-app/proto");
+    let payloads = vec![
+        b"not a waku message".to_vec(),
+        vec![0xff; 100],
+        vec![0x0a, 0x05, 0x01], // a length-delimited field cut short
+        empty_payload,
+        vec![0x0a, 0x01, 0x07], // a payload and no content topic
+    ];
+    let (peer, published) =
+        raw_peer::publish_raw(node.listen.parse().unwrap(), "/waku/2/rs/4242/0", payloads);
+    tokio::time::timeout(Duration::from_secs(20), published)
+        .await
+        .expect("the node subscribes")
+        .unwrap();
+    let node = tokio::task::spawn_blocking(move || {
+        wait_until("relay drops counted", Duration::from_secs(20), || {
+            let text = node.metrics();
+            let relay = |reason: &str| {
+                metric(
+                    &text,
+                    &format!("demls_messages_dropped_total{{layer=\"relay\",reason=\"{reason}\"}}"),
+                )
+                .unwrap_or(0.0)
+            };
+            relay("undecodable") >= 3.0
+                && relay("empty_payload") >= 1.0
+                && relay("empty_content_topic") >= 1.0
+        });
+        node
+    })
+    .await
+    .unwrap();
+    peer.abort();
+    // Still serving.
+    node.cli_json(&["create", "lab"]);
+    assert_eq!(node.cli_json(&["send", "lab", "fine"])["text"], "fine");
 }
