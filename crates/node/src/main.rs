@@ -10,6 +10,8 @@ mod runtime;
 mod story;
 mod topics;
 
+use std::io::IsTerminal as _;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +36,7 @@ enum Command {
 fn init_logs(filter: EnvFilter) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

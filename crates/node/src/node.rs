@@ -8,10 +8,11 @@ use demls_engine::EngineConfig;
 use demls_storage::{DB_FILE, Durability};
 use demls_transport::{DEFAULT_CLUSTER_ID, Multiaddr, TransportConfig};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::api::{self, ApiState};
 use crate::passphrase;
-use crate::runtime::{self, NodeConfig, NodeError, setup};
+use crate::runtime::{self, NodeConfig, NodeError, NodeHandle, setup};
 
 /// Options of `demls node`.
 #[derive(Args, Debug)]
@@ -85,13 +86,21 @@ async fn serve(args: NodeArgs) -> NodeResult {
     println!("sign in:   {url}/#signin={code}");
     println!("data dir:  {}", args.data_dir.display());
     let app = api::router(ApiState::new(node.clone(), token, Some(code)));
+    let mut terminate = signal(SignalKind::terminate())?;
     let result: NodeResult = tokio::select! {
         served = axum::serve(listener, app) => served.map_err(Into::into),
         stopped = node.wait() => stopped.map_err(Into::into),
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("stopping");
-            node.shutdown().await.or_else(|e| match e { NodeError::Stopped => Ok(()), e => Err(e) }).map_err(Into::into)
-        }
+        _ = tokio::signal::ctrl_c() => stop(&node).await,
+        _ = terminate.recv() => stop(&node).await,
     };
     result
+}
+
+/// Stops the node after the step in progress.
+async fn stop(node: &NodeHandle) -> NodeResult {
+    tracing::info!("stopping");
+    match node.shutdown().await {
+        Ok(()) | Err(NodeError::Stopped) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
