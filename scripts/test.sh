@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every demls test. On a fresh machine it first installs what the tests
-# need beyond Rust: the npm packages of the js-waku interop peer.
+# need beyond Rust: the npm packages of the js-waku interop peer, of anvil and of
+# the web client, and Debian's chromium for the web client's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,14 @@ install_npm() { # dir
 
 install_npm interop/js-waku
 install_npm interop/anvil
+install_npm web
+
+if ! command -v chromium >/dev/null; then
+    echo "== apt-get install chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 
 echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast

@@ -1,3 +1,6 @@
 import { render } from "preact";
+import { Root } from "./app";
+import "./style.css";
 
-render(<p>demls</p>, document.getElementById("app")!);
+const app = document.getElementById("app");
+if (app) render(<Root />, app);

@@ -1,0 +1,111 @@
+import { useState } from "preact/hooks";
+import type { Mode } from "../api";
+import { explain, MODES } from "../format";
+import { useSession } from "../live";
+
+const NAME_PATTERN = "[a-z0-9._\\-]{1,64}";
+
+/** Create a group, or ask to join one. */
+export function GroupForms({ onDone }: { onDone: () => void }) {
+  const { api, notify } = useSession();
+  const [mode, setMode] = useState<Mode>("single");
+  const [busy, setBusy] = useState(false);
+
+  const run = async (action: () => Promise<unknown>, name: string, message: string, form: HTMLFormElement) => {
+    setBusy(true);
+    try {
+      await action();
+      form.reset();
+      form.closest("details")?.removeAttribute("open");
+      setMode("single");
+      notify(message);
+      onDone();
+      location.hash = `#/g/${encodeURIComponent(name)}`;
+    } catch (error) {
+      notify(explain(error), "error");
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const create = (e: Event) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const data = new FormData(form);
+    const name = String(data.get("name"));
+    const single = mode === "single";
+    void run(
+      () =>
+        api.createGroup({
+          name,
+          mode,
+          sn_min: single ? 1 : Number(data.get("sn_min")),
+          sn_max: single ? 1 : Number(data.get("sn_max")),
+          vote_timeout_secs: Number(data.get("vote_timeout_secs")),
+          liveness_yes: data.get("liveness_yes") === "on",
+        }),
+      name,
+      `Group ${name} created: you are its steward.`,
+      form,
+    );
+  };
+
+  const join = (e: Event) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const data = new FormData(form);
+    const name = String(data.get("name"));
+    const steward = String(data.get("steward") ?? "").trim();
+    void run(() => api.join(name, steward || undefined), name, `Asked to join ${name}.`, form);
+  };
+
+  return (
+    <>
+      <details class="form">
+        <summary>New group</summary>
+        <form onSubmit={create}>
+          <label for="new-name">Name</label>
+          <input id="new-name" name="name" required pattern={NAME_PATTERN} aria-describedby="name-hint" />
+          <small id="name-hint">Lower-case letters, digits, dot, dash and underscore.</small>
+          <label for="new-mode">Consensus mode</label>
+          <select id="new-mode" name="mode" value={mode} onChange={(e) => setMode(e.currentTarget.value as Mode)}>
+            {(Object.keys(MODES) as Mode[]).map((m) => (
+              <option key={m} value={m}>
+                {MODES[m]}
+              </option>
+            ))}
+          </select>
+          <fieldset disabled={mode === "single"}>
+            <legend>Steward list size</legend>
+            <label for="new-sn-min">At least</label>
+            <input id="new-sn-min" name="sn_min" type="number" min={1} max={64} defaultValue="1" required />
+            <label for="new-sn-max">At most</label>
+            <input id="new-sn-max" name="sn_max" type="number" min={1} max={64} defaultValue="3" required />
+          </fieldset>
+          <label for="new-timeout">Votes stay open for (seconds)</label>
+          <input id="new-timeout" name="vote_timeout_secs" type="number" min={5} max={86400} defaultValue="60" required />
+          <label class="check">
+            <input name="liveness_yes" type="checkbox" defaultChecked /> Members who stay silent count as YES at the
+            deadline
+          </label>
+          <button type="submit" disabled={busy}>
+            Create
+          </button>
+        </form>
+      </details>
+      <details class="form">
+        <summary>Join a group</summary>
+        <form onSubmit={join}>
+          <label for="join-name">Group name</label>
+          <input id="join-name" name="name" required pattern={NAME_PATTERN} />
+          <label for="join-steward">Steward address (optional)</label>
+          <input id="join-steward" name="steward" pattern="0x[0-9a-fA-F]{40}" placeholder="0x…" aria-describedby="steward-hint" />
+          <small id="steward-hint">Only trust this steward's announcement of the group.</small>
+          <button type="submit" disabled={busy}>
+            Ask to join
+          </button>
+        </form>
+      </details>
+    </>
+  );
+}

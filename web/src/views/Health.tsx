@@ -1,0 +1,95 @@
+import { dateTime, MODES } from "../format";
+import { useLoad, useSession } from "../live";
+import { Address } from "./Address";
+
+const WATCHED = ["epoch_changed", "joined", "proposal_opened", "proposal_decided", "commit_rejected"];
+
+/** Epoch, consensus mode, stewards and whose turn it is, peers, dropped messages. */
+export function HealthView({ name }: { name: string }) {
+  const { api } = useSession();
+  const wanted = (e: { type: string; group?: string }) =>
+    (e.group === name && WATCHED.includes(e.type)) || e.type === "peer_connected" || e.type === "peer_disconnected";
+  const health = useLoad(`health:${name}`, () => api.health(name), wanted, 5000);
+  const roster = useLoad(`roster:${name}`, () => api.roster(name), wanted);
+  const problem = health.error ?? roster.error;
+  if (problem) return <p class="notice error">{problem}</p>;
+  if (!health.data || !roster.data) return <p aria-busy="true">Loading…</p>;
+  const h = health.data;
+  const r = roster.data;
+  const drops = Object.entries(h.dropped).sort((a, b) => b[1] - a[1]);
+  const dropped = drops.reduce((sum, [, n]) => sum + n, 0);
+  return (
+    <div class="health">
+      <h2>Health</h2>
+      <dl class="facts">
+        <div>
+          <dt>Epoch</dt>
+          <dd>{h.epoch}</dd>
+        </div>
+        <div>
+          <dt>Consensus mode</dt>
+          <dd>{MODES[r.mode]}</dd>
+        </div>
+        <div>
+          <dt>Whose turn to commit</dt>
+          <dd>{r.committers.length > 0 ? <Address address={r.committers[0]} /> : "nobody yet"}</dd>
+        </div>
+        <div>
+          <dt>Peers connected</dt>
+          <dd class={h.peers === 0 ? "warn" : undefined}>{h.peers}</dd>
+        </div>
+        <div>
+          <dt>Messages dropped</dt>
+          <dd class={dropped > 0 ? "warn" : undefined}>{dropped}</dd>
+        </div>
+        <div>
+          <dt>Waiting to be sent</dt>
+          <dd class={h.queued > 0 ? "warn" : undefined}>{h.queued}</dd>
+        </div>
+        <div>
+          <dt>Open proposals</dt>
+          <dd>{h.open_proposals}</dd>
+        </div>
+        <div>
+          <dt>Last commit seen</dt>
+          <dd>{h.last_commit_at ? dateTime(h.last_commit_at) : "none since this node started"}</dd>
+        </div>
+      </dl>
+      <h3>Stewards, in rotation order</h3>
+      <ol class="stewards">
+        {r.stewards.map((s) => {
+          const turn = r.committers.indexOf(s);
+          return (
+            <li key={s}>
+              <Address address={s} />{" "}
+              <span class="role">{turn === 0 ? "epoch steward: commits now" : turn > 0 ? `backup ${turn}` : "steward"}</span>
+            </li>
+          );
+        })}
+      </ol>
+      {drops.length > 0 && (
+        <>
+          <h3>Dropped messages by reason</h3>
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Reason</th>
+                <th scope="col">Count</th>
+              </tr>
+            </thead>
+            <tbody>
+              {drops.map(([reason, count]) => (
+                <tr key={reason}>
+                  <td>
+                    <code>{reason}</code>
+                  </td>
+                  <td>{count}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+    </div>
+  );
+}
