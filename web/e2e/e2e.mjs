@@ -169,8 +169,9 @@ try {
   await openGroup(b, "lab");
   await tab(b, "lab", "Proposals");
   await see(b, `Admit ${short}`, "main");
+  await shot(b, "proposals-vote-phone");
   await b.getByRole("button", { name: "Vote YES" }).click();
-  await see(a, "approved", "main");
+  await a.locator("article.approved", { hasText: `Admit ${short}` }).waitFor({ timeout: WAIT });
   log("carol's join was approved by bob's vote");
   await shot(a, "proposals-decided");
 
