@@ -182,9 +182,6 @@ function Shell({
             {node.peers.length === 1 ? "peer" : "peers"}
           </span>
         </p>
-        <button type="button" class="quiet" onClick={onSignOut}>
-          Sign out
-        </button>
       </header>
       {link === "down" && (
         <p class="banner" role="alert">
@@ -225,7 +222,7 @@ function Shell({
             ← All groups
           </a>
           {route.nodePanel ? (
-            <NodePanel onNode={onNode} />
+            <NodePanel onNode={onNode} onSignOut={onSignOut} />
           ) : selected ? (
             <GroupPage key={selected} name={selected} tab={route.tab} summary={summary} loaded={groups.data !== null} />
           ) : (

@@ -9,7 +9,7 @@ const POLICIES: [NodeInfo["vote_policy"], string][] = [
 ];
 
 /** This node: who it is, where others reach it, and how it votes. */
-export function NodePanel({ onNode }: { onNode: (node: NodeInfo) => void }) {
+export function NodePanel({ onNode, onSignOut }: { onNode: (node: NodeInfo) => void; onSignOut: () => void }) {
   const { api, node, notify } = useSession();
   const setPolicy = async (policy: NodeInfo["vote_policy"]) => {
     try {
@@ -61,6 +61,11 @@ export function NodePanel({ onNode }: { onNode: (node: NodeInfo) => void }) {
           </label>
         ))}
       </fieldset>
+      <h2>This browser</h2>
+      <p>The page keeps the node's token until you sign out.</p>
+      <button type="button" class="quiet" onClick={onSignOut}>
+        Sign out
+      </button>
     </section>
   );
 }

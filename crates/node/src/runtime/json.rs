@@ -336,3 +336,36 @@ pub struct GroupDetail {
     /// Health.
     pub health: HealthView,
 }
+
+#[cfg(test)]
+mod tests {
+    use demls_identity::Address;
+
+    use super::*;
+
+    #[test]
+    fn elections_and_emergencies_are_named() {
+        let steward = Address::from_slice(&[7; 20]).expect("20 bytes");
+        let election = change_json(&ChangeKind::Election {
+            retry_round: 1,
+            stewards: vec![steward],
+        });
+        assert_eq!(
+            election,
+            json!({"kind": "election", "retry_round": 1, "stewards": [steward]})
+        );
+        let emergency = change_json(&ChangeKind::Emergency {
+            offender: Some(steward),
+            violation: Violation::Censorship,
+        });
+        assert_eq!(
+            emergency,
+            json!({"kind": "emergency", "offender": steward, "violation": "censorship"})
+        );
+        let deadlock = change_json(&ChangeKind::Emergency {
+            offender: None,
+            violation: Violation::Deadlock,
+        });
+        assert_eq!(deadlock["offender"], Value::Null);
+    }
+}
