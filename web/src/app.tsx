@@ -146,7 +146,7 @@ function Shell({
   const { api, node, notify } = useSession();
   const route = useRoute();
   const groups = useLoad("groups", api.groups, (e) =>
-    ["group_created", "joined", "removed", "epoch_changed", "join_request_sent", "rejoining"].includes(e.type),
+    ["group_created", "joined", "removed", "epoch_changed", "join_request_sent"].includes(e.type),
   );
   useLoad(
     "node",

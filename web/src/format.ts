@@ -10,6 +10,10 @@ export const clock = (ms: number) =>
 export const dateTime = (ms: number) =>
   new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
+/** The time of day for today, the date and time otherwise. */
+export const when = (ms: number) =>
+  new Date(ms).toDateString() === new Date().toDateString() ? clock(ms) : dateTime(ms);
+
 /** "in 23 s", "in 4 min" or "passed". */
 export function until(deadline: number, now: number): string {
   const secs = Math.ceil((deadline - now) / 1000);

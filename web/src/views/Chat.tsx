@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Message } from "../api";
-import { clock, dateTime, explain } from "../format";
+import { dateTime, explain, when } from "../format";
 import { useEvents, useSession } from "../live";
 import { Address } from "./Address";
 
@@ -80,7 +80,7 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
               <header>
                 <Address address={m.sender} />
                 <time dateTime={new Date(m.sent_at).toISOString()} title={dateTime(m.sent_at)}>
-                  {clock(m.sent_at)}
+                  {when(m.sent_at)}
                 </time>
                 <span class={`delivery ${m.delivery}`}>{DELIVERY[m.delivery]}</span>
               </header>
