@@ -147,7 +147,17 @@ impl Demo {
                 return true;
             }
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some((i, event))) => self.absorb(i, &event),
+                Ok(Some(first)) => {
+                    // Nodes report through separate tasks: tell what has arrived in time order.
+                    let mut batch = vec![first];
+                    while let Ok(next) = self.events.try_recv() {
+                        batch.push(next);
+                    }
+                    batch.sort_by_key(|(_, event)| event.at);
+                    for (i, event) in batch {
+                        self.absorb(i, &event);
+                    }
+                }
                 Ok(None) | Err(_) => return done(self),
             }
         }
