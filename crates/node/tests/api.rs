@@ -236,3 +236,45 @@ fn the_cli_says_when_no_node_runs() {
         "{err}"
     );
 }
+
+#[test]
+fn a_wallet_key_given_on_first_start_is_the_nodes_identity_for_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("key.hex");
+    let wallet = demls_identity::Wallet::generate();
+    std::fs::write(&key, wallet.to_hex().as_bytes()).unwrap();
+    let dir = tmp.path().join("n");
+    let start = |key: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_demls"))
+            .args(["node", "--data-dir"])
+            .arg(&dir)
+            .arg("--key")
+            .arg(key)
+            .env("DEMLS_PASSPHRASE", PASSPHRASE)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start(&key);
+    let stdout = first.stdout.take().unwrap();
+    let banner: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map_while(Result::ok)
+        .take_while(|line| !line.starts_with("data dir:"))
+        .collect();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let expected = format!("address:   {}", wallet.address());
+    assert!(banner.contains(&expected), "{banner:?}");
+
+    let other = tmp.path().join("other.hex");
+    std::fs::write(
+        &other,
+        demls_identity::Wallet::generate().to_hex().as_bytes(),
+    )
+    .unwrap();
+    let output = start(&other).wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("not to the --key address"), "{err}");
+}
