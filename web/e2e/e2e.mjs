@@ -2,7 +2,7 @@
 // Alice creates a group, Bob asks to join from his page and is admitted, a third node (Carol,
 // driven over the HTTP API) asks to join and Bob votes YES on his page while Alice watches the
 // tally; both see Carol appear, chat both ways live, reload and see the history, and Bob's
-// page tells him when his node is gone and catches up when it is back.
+// page tells him when his node is gone and catches up when it is back; at last Bob leaves.
 //
 // DEMLS_BIN: the demls binary (required). DEMLS_SCREENSHOTS: where to save a screenshot of each
 // view (default: a temporary directory). CHROMIUM: the browser (default /usr/bin/chromium).
@@ -224,6 +224,17 @@ try {
   await see(b, "Hello Bob, welcome to the lab.", ".messages");
   await see(b, "Carol here", ".messages");
   log("bob's node restarted: the page reconnected and the history is there");
+
+  // Bob leaves: his page says so, and keeps the history; Alice's page loses a member.
+  b.once("dialog", (dialog) => void dialog.accept());
+  await b.getByRole("button", { name: "Leave group" }).click();
+  await see(b, "You are no longer a member of lab");
+  await see(b, "no longer in this group", "main");
+  await see(b, "Hello Bob, welcome to the lab.", ".messages");
+  await shot(b, "left-group");
+  await tab(a, "lab", "Members");
+  await see(a, "2 members in epoch 3", "main");
+  log("bob left; his page keeps the history");
 
   if (pageErrors.length > 0) throw new Error(`script errors:\n${pageErrors.join("\n")}`);
   passed = true;
