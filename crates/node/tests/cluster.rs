@@ -1,5 +1,6 @@
 //! Three `demls node` processes on loopback form a group through the CLI, chat, survive a
-//! SIGKILL and restart of one of them, and vote a member out.
+//! SIGKILL and restart of a member, vote a member out, and survive a SIGKILL and restart of
+//! the steward.
 
 mod common;
 
@@ -134,4 +135,24 @@ fn three_nodes_form_a_group_chat_survive_a_kill_and_remove_a_member() {
             >= 3.0
     );
     assert!(metric(&metrics, "demls_commit_latency_seconds_count").unwrap() >= 3.0);
+
+    // The steward's node is killed too, and comes back on its port; Carol's node redials it.
+    let mut alice = alice;
+    let (alice_dir, alice_port) = (alice.dir.clone(), alice.listen_socket());
+    alice.kill();
+    drop(alice);
+    let alice = NodeProc::start(&alice_dir, &alice_port, &[]);
+    assert_eq!(
+        epoch_and_size(&alice.group("lab").unwrap()),
+        (epoch_before + 1, 2)
+    );
+    alice.cli_json(&["send", "lab", "the steward is back"]);
+    wait_until("carol reads the restarted steward", LIMIT, || {
+        carol.texts("lab").contains(&"the steward is back".into())
+    });
+    carol.cli_json(&["send", "lab", "welcome back"]);
+    wait_until("the restarted steward reads carol", LIMIT, || {
+        alice.texts("lab").contains(&"welcome back".into())
+    });
+    assert!(alice.texts("lab").contains(&"hi from bob".into()));
 }
