@@ -90,7 +90,7 @@ fn encode_votes(votes: &[(Address, bool)]) -> Vec<u8> {
         .collect()
 }
 
-/// Reads votes written by [`encode_votes`].
+/// Reads votes as stored: 21-byte records (address, then 1 for YES or 0 for NO).
 pub fn decode_votes(bytes: &[u8]) -> Result<Vec<(Address, bool)>, StorageError> {
     const RECORD: usize = Address::LEN + 1;
     if !bytes.len().is_multiple_of(RECORD) {
