@@ -359,6 +359,47 @@ fn secrets_are_encrypted_and_need_the_passphrase() {
     assert_eq!(store.secret("missing").unwrap(), None);
 }
 
+/// A step that writes a row into every table: MLS group and epoch, key package, snapshot,
+/// message, outbox, proposal (with one vote) and event.
+fn every_table() -> Step {
+    Step {
+        storage: vec![
+            StorageWrite::Group {
+                group_id: b"lab".to_vec(),
+                snapshot: Zeroizing::new(vec![1, 2, 3]),
+                epochs: vec![(1, Zeroizing::new(vec![4]))],
+                oldest_retained_epoch: Some(1),
+            },
+            StorageWrite::KeyPackage {
+                id: b"kp".to_vec(),
+                data: Zeroizing::new(vec![5]),
+            },
+        ],
+        snapshot: Some(vec![9]),
+        messages: vec![message(1, "m", false)],
+        transmits: vec![transmit(1)],
+        proposals: vec![ProposalRecord {
+            group: group(),
+            id: ProposalId(1),
+            epoch: Epoch(1),
+            owner: Address::new([1; 20]),
+            change: "{}".into(),
+            opened_at: Timestamp(1),
+            deadline: Timestamp(2),
+            state: ProposalState::Open,
+            decided_at: None,
+            committed_epoch: None,
+            votes: vec![(Address::new([2; 20]), true)],
+        }],
+        events: vec![NewEvent {
+            at: Timestamp(1),
+            group: Some(group()),
+            body: "{}".into(),
+        }],
+        ..Step::default()
+    }
+}
+
 #[test]
 fn corrupt_rows_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -366,33 +407,7 @@ fn corrupt_rows_are_typed_errors() {
         {
             let mut store = open(dir.path());
             store.put_secret("node_key", b"k").unwrap();
-            store
-                .commit_step(&Step {
-                    storage: vec![StorageWrite::Group {
-                        group_id: b"lab".to_vec(),
-                        snapshot: Zeroizing::new(vec![1, 2, 3]),
-                        epochs: vec![(1, Zeroizing::new(vec![4]))],
-                        oldest_retained_epoch: Some(1),
-                    }],
-                    snapshot: Some(vec![9]),
-                    messages: vec![message(1, "m", false)],
-                    transmits: vec![transmit(1)],
-                    proposals: vec![ProposalRecord {
-                        group: group(),
-                        id: ProposalId(1),
-                        epoch: Epoch(1),
-                        owner: Address::new([1; 20]),
-                        change: "{}".into(),
-                        opened_at: Timestamp(1),
-                        deadline: Timestamp(2),
-                        state: ProposalState::Open,
-                        decided_at: None,
-                        committed_epoch: None,
-                        votes: vec![],
-                    }],
-                    ..Step::default()
-                })
-                .unwrap();
+            store.commit_step(&every_table()).unwrap();
         }
         raw(dir.path()).execute_batch(sql).unwrap();
         let store = open(dir.path());
@@ -466,44 +481,7 @@ fn fuzz_store() -> &'static std::sync::Mutex<(tempfile::TempDir, Store)> {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         store.put_secret("node_key", b"k").unwrap();
-        store
-            .commit_step(&Step {
-                storage: vec![
-                    StorageWrite::Group {
-                        group_id: b"lab".to_vec(),
-                        snapshot: Zeroizing::new(vec![1, 2, 3]),
-                        epochs: vec![(1, Zeroizing::new(vec![4]))],
-                        oldest_retained_epoch: Some(1),
-                    },
-                    StorageWrite::KeyPackage {
-                        id: b"kp".to_vec(),
-                        data: Zeroizing::new(vec![5]),
-                    },
-                ],
-                snapshot: Some(vec![9]),
-                messages: vec![message(1, "m", true)],
-                transmits: vec![transmit(1)],
-                proposals: vec![ProposalRecord {
-                    group: group(),
-                    id: ProposalId(1),
-                    epoch: Epoch(1),
-                    owner: Address::new([1; 20]),
-                    change: "{}".into(),
-                    opened_at: Timestamp(1),
-                    deadline: Timestamp(2),
-                    state: ProposalState::Open,
-                    decided_at: None,
-                    committed_epoch: None,
-                    votes: vec![(Address::new([2; 20]), true)],
-                }],
-                events: vec![NewEvent {
-                    at: Timestamp(1),
-                    group: Some(group()),
-                    body: "{}".into(),
-                }],
-                ..Step::default()
-            })
-            .unwrap();
+        store.commit_step(&every_table()).unwrap();
         std::sync::Mutex::new((dir, store))
     })
 }
