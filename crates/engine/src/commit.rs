@@ -504,7 +504,16 @@ impl GroupSession {
                 epoch: Epoch(new_epoch.epoch()),
                 by: committer,
             });
+            self.departed = Some(ctx.now);
             return Ok(());
+        }
+        if self.departed.take().is_some() {
+            // A better commit undid this member's removal: it is back.
+            ctx.emit(Event::Joined {
+                group: self.id.clone(),
+                epoch: self.epoch(),
+                members: self.members(),
+            });
         }
         self.state.mls.write_to_storage()?;
         let after: BTreeSet<Address> = self.members().into_iter().collect();

@@ -39,8 +39,18 @@ pub struct EngineConfig {
     /// Past epochs kept in full (state before their commit), to weigh
     /// competing commits, check evidence and heal forks.
     pub history_epochs: usize,
-    /// How long a member waits for a missing commit before asking for it again.
+    /// How long a member waits for a missing commit before asking for it again
+    /// (doubling while nothing changes).
     pub sync_retry_ms: u64,
+    /// While a proposal is undecided, how often its owner sends it again (with
+    /// the votes it holds) and voters their votes: lost messages heal.
+    pub rebroadcast_ms: u64,
+    /// How long a removed member keeps its last state, in case the commit that
+    /// removed it loses to a better one (a healed network split).
+    pub departed_grace_ms: u64,
+    /// How long a member may see the group announced only on another branch,
+    /// with none of its own, before it gives its branch up and asks to join again.
+    pub rejoin_after_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +68,9 @@ impl Default for EngineConfig {
             max_retry_rounds: 3,
             history_epochs: 16,
             sync_retry_ms: 5_000,
+            rebroadcast_ms: 3_000,
+            departed_grace_ms: 10 * 60_000,
+            rejoin_after_ms: 60_000,
         }
     }
 }

@@ -114,6 +114,7 @@ impl Engine {
         let groups = self
             .groups
             .values()
+            .filter(|session| session.departed.is_none())
             .map(|session| {
                 Ok(GroupSnapshot {
                     group_id: session.id.as_str().to_owned(),
@@ -243,6 +244,7 @@ impl Engine {
         let (ctx, groups, _, _) = self.split(now);
         let session = groups
             .get_mut(group)
+            .filter(|s| s.departed.is_none())
             .ok_or_else(|| EngineError::UnknownGroup(group.clone()))?;
         Ok((ctx, session))
     }
@@ -425,10 +427,12 @@ impl Engine {
                 attempt.keep_early(message, &ctx)
             }
             envelope::Body::MlsMessage(message) => {
-                let (mut ctx, session) = self.session(&group, now)?;
-                let result = session.receive_mls(&message, &mut ctx);
-                self.drop_removed_groups();
-                result
+                // A departed member still weighs commits: its removal may lose to a better one.
+                let (mut ctx, groups, _, _) = self.split(now);
+                let session = groups
+                    .get_mut(&group)
+                    .ok_or(EngineError::UnknownGroup(group))?;
+                session.receive_mls(&message, &mut ctx)
             }
         }
     }
@@ -459,6 +463,11 @@ impl Engine {
         now: Timestamp,
     ) -> Result<(), EngineError> {
         let (mut ctx, groups, joins, client) = self.split(now);
+        if let Some(session) = groups.get_mut(&group) {
+            // Members keep Welcomes, to send again to a joiner that lost its.
+            session.keep_welcome(bundle);
+            return Ok(());
+        }
         let attempt = joins.get_mut(&group).ok_or(EngineError::NotForUs)?;
         let session = attempt.handle_welcome(bundle, client, &mut ctx)?;
         joins.remove(&group);
@@ -466,23 +475,48 @@ impl Engine {
         Ok(())
     }
 
-    /// Forgets groups this node was removed from.
-    fn drop_removed_groups(&mut self) {
-        let removed: Vec<GroupId> = self
-            .out
-            .events
+    /// Forgets groups this node left long enough ago, and turns sessions on a
+    /// dead branch back into join attempts.
+    fn tidy_groups(&mut self, now: Timestamp) {
+        let grace = self.config.departed_grace_ms;
+        let gone: Vec<GroupId> = self
+            .groups
             .iter()
-            .filter_map(|e| match e {
-                Event::Removed { group, .. } => Some(group.clone()),
-                _ => None,
-            })
-            .filter(|g| self.groups.contains_key(g))
+            .filter(|(_, s)| s.departed.is_some_and(|at| at.plus_ms(grace) <= now))
+            .map(|(id, _)| id.clone())
             .collect();
-        for group in removed {
+        for group in gone {
             self.groups.remove(&group);
             self.store.delete_group(group.as_bytes());
             self.out.events.push_back(Event::Unsubscribe(group));
         }
+        let dead: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, s)| s.on_dead_branch(now, &self.config))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group in dead {
+            tracing::warn!(%group, "the group lives on another branch: asking to join it again");
+            self.groups.remove(&group);
+            self.store.delete_group(group.as_bytes());
+            self.out.events.push_back(Event::Rejoining {
+                group: group.clone(),
+            });
+            let mut attempt = JoinAttempt::new(group.clone(), None);
+            if let Some(announcement) = self.announcements.get(&group).cloned() {
+                let (mut ctx, _, _, client) = self.split(now);
+                if let Err(error) = attempt.on_announcement(announcement, client, &mut ctx) {
+                    tracing::warn!(%group, %error, "rejoin request failed");
+                }
+            }
+            self.joins.insert(group, attempt);
+        }
+    }
+
+    /// The session of a group this node is an active member of.
+    fn active(&self, group: &GroupId) -> Option<&GroupSession> {
+        self.groups.get(group).filter(|s| s.departed.is_none())
     }
 
     /// Applies everything due at `now`: vote deadlines, retries, announcements, overdue commits.
@@ -498,7 +532,7 @@ impl Engine {
                 tracing::warn!(group = %id, %error, "join retry failed");
             }
         }
-        self.drop_removed_groups();
+        self.tidy_groups(now);
     }
 
     // ----- output -----
@@ -532,7 +566,10 @@ impl Engine {
 
     /// The groups this node is a member of.
     pub fn groups(&self) -> impl Iterator<Item = &GroupId> {
-        self.groups.keys()
+        self.groups
+            .iter()
+            .filter(|(_, s)| s.departed.is_none())
+            .map(|(id, _)| id)
     }
 
     /// The groups this node asked to join and has not joined yet.
@@ -542,7 +579,7 @@ impl Engine {
 
     /// A view of one group.
     pub fn group(&self, group: &GroupId) -> Option<GroupView> {
-        let session = self.groups.get(group)?;
+        let session = self.active(group)?;
         Some(GroupView {
             id: group.clone(),
             epoch: session.epoch(),

@@ -25,9 +25,29 @@ pub(crate) struct OpenProposal {
     /// YES or NO once decided, and when this member decided it.
     pub(crate) decided: Option<(bool, Timestamp)>,
     pub(crate) voted: bool,
+    /// When this member last sent its part (the proposal, or its vote), and how often.
+    pub(crate) sent: Option<(Timestamp, u8)>,
+    /// When this member first saw it.
+    pub(crate) opened_at: Timestamp,
+    /// When this member will vote on it (a vote that waits for evidence to show).
+    pub(crate) vote_at: Option<Timestamp>,
 }
 
 impl OpenProposal {
+    /// A proposal as first seen: undecided, not voted, nothing sent.
+    pub(crate) fn new(owner: Address, motion: Motion, deadline: Timestamp, now: Timestamp) -> Self {
+        Self {
+            owner,
+            motion,
+            deadline,
+            decided: None,
+            voted: false,
+            sent: None,
+            opened_at: now,
+            vote_at: None,
+        }
+    }
+
     pub(crate) fn kind(&self) -> ChangeKind {
         self.motion.kind(self.owner)
     }
@@ -60,6 +80,8 @@ pub(crate) struct EpochState {
     pub(crate) started_at: Timestamp,
     /// Valid commits seen for this epoch (the one applied among them).
     pub(crate) commits: Vec<SeenCommit>,
+    /// When this member last received an application message from each member in this epoch.
+    pub(crate) heard_at: BTreeMap<Address, Timestamp>,
 }
 
 impl EpochState {
@@ -98,6 +120,7 @@ impl EpochState {
             leaves,
             started_at: now,
             commits: Vec::new(),
+            heard_at: BTreeMap::new(),
         })
     }
 
@@ -321,13 +344,9 @@ impl EpochState {
         let outcome = self
             .consensus
             .receive_evidence(proposal, voters, now.into())?;
-        self.open.entry(outcome.id).or_insert(OpenProposal {
-            owner,
-            motion,
-            deadline,
-            decided: None,
-            voted: false,
-        });
+        self.open
+            .entry(outcome.id)
+            .or_insert(OpenProposal::new(owner, motion, deadline, now));
         self.record_decision(outcome.id, now);
         Ok(outcome.id)
     }

@@ -172,6 +172,12 @@ pub enum Event {
         /// The steward of the commit now followed.
         committer: Address,
     },
+    /// This member's branch of the group died out (the group lives on another
+    /// branch it holds no state for): it asks to join again.
+    Rejoining {
+        /// The group.
+        group: GroupId,
+    },
     /// This member asked the group for commits it is missing.
     SyncRequested {
         /// The group.

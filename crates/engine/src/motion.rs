@@ -245,6 +245,12 @@ impl Motion {
         }
     }
 
+    /// Whether voting waits to see if the accused shows itself alive (an
+    /// inactivity charge against someone else).
+    pub(crate) fn waits_for_silence(&self, me: Address) -> bool {
+        matches!(self, Self::Emergency(e) if e.evidence == Evidence::Inactivity && e.offender != Some(me))
+    }
+
     /// Whether two motions ask for the same thing (so one proposal of it is enough).
     pub(crate) fn same_as(&self, other: &Self) -> bool {
         match (self, other) {

@@ -61,10 +61,15 @@ pub(crate) struct GroupSession {
     /// (another branch): tried again at each new epoch.
     pub(crate) held: Vec<Held>,
     pub(crate) steward: Option<StewardDuty>,
+    /// Recent Welcomes of this group, with the key packages they admit.
+    pub(crate) welcomes: VecDeque<(Vec<Vec<u8>>, crate::wire::WelcomeBundle)>,
     pub(crate) reports: Vec<ScheduledReport>,
     pub(crate) sync: SyncState,
     /// Violations this member has seen: (offender, what, epoch).
     pub(crate) detected: std::collections::BTreeSet<(Option<Address>, crate::Violation, u64)>,
+    /// When this member was removed; it keeps its state for a while, in case
+    /// the removal loses to a better commit.
+    pub(crate) departed: Option<Timestamp>,
     /// After a failed commit, when to try again.
     pub(crate) commit_retry_at: Option<Timestamp>,
     #[cfg(feature = "byzantine")]
@@ -89,9 +94,11 @@ impl GroupSession {
             pending_commits: Vec::new(),
             held: Vec::new(),
             steward,
+            welcomes: VecDeque::new(),
             reports: Vec::new(),
             sync: SyncState::default(),
             detected: std::collections::BTreeSet::new(),
+            departed: None,
             commit_retry_at: None,
             #[cfg(feature = "byzantine")]
             byzantine: Byzantine::default(),
@@ -214,6 +221,9 @@ impl GroupSession {
         }
         match content_type {
             ContentType::Commit => self.handle_commit(epoch, bytes.to_vec(), ctx),
+            ContentType::Application if self.departed.is_some() => {
+                Err(EngineError::NotMember(self.me))
+            }
             ContentType::Application => self.handle_application(message, epoch, bytes, ctx),
             // Proposals travel inside commits, by value; a by-reference proposal would
             // block this member's sending until someone commits it.
@@ -286,6 +296,9 @@ impl GroupSession {
                     app.sender_index
                 ))
             })?;
+        if epoch == self.state.epoch() {
+            self.state.heard_at.insert(sender, ctx.now);
+        }
         let body = AppMessage::decode(app.data())?
             .body
             .ok_or_else(|| EngineError::Malformed("empty app message".into()))?;
@@ -340,6 +353,9 @@ impl GroupSession {
     /// until nothing more follows. Runs after each input rather than inside
     /// it, so that no epoch changes under a caller still using the old one.
     pub(crate) fn settle(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        if self.departed.is_some() {
+            return Ok(());
+        }
         loop {
             let epoch = self.state.epoch();
             self.retry_pending_commits(ctx)?;
@@ -356,10 +372,15 @@ impl GroupSession {
 
     /// Applies deadlines and periodic duties.
     pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        if self.departed.is_some() {
+            return Ok(());
+        }
         for (id, _) in self.state.consensus.handle_timeout(ctx.now.into()) {
             self.check_decision(id, ctx)?;
         }
         self.steward_on_timeout(ctx);
+        self.rebroadcast(ctx)?;
+        self.cast_scheduled_votes(ctx)?;
         self.sync_on_timeout(ctx)?;
         self.liveness_on_timeout(ctx)?;
         self.settle(ctx)
@@ -367,6 +388,9 @@ impl GroupSession {
 
     /// The next instant this session needs [`Self::handle_timeout`].
     pub(crate) fn poll_timeout(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
+        if let Some(departed) = self.departed {
+            return Some(departed.plus_ms(config.departed_grace_ms));
+        }
         let consensus = self.state.consensus.poll_timeout().map(Timestamp::from);
         let pending = self.pending_commits.iter().map(|p| p.give_up_at).min();
         let reports = self.reports.iter().map(|r| r.due).min();
@@ -378,6 +402,9 @@ impl GroupSession {
             self.commit_due(config),
             self.liveness_due(config),
             self.sync_due(config),
+            self.dead_branch_due(config),
+            self.rebroadcast_due(config),
+            self.scheduled_votes_due(),
         ]
         .into_iter()
         .flatten()

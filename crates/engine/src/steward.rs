@@ -210,6 +210,13 @@ impl GroupSession {
             .to_reference(&suite())
             .map_err(EngineError::from)?
             .to_vec();
+        if self.state.is_member(&joiner) {
+            // Admitted, but its Welcome was lost: send it again if this member kept it.
+            return self
+                .resend_welcome(&reference, ctx)
+                .then_some(())
+                .ok_or(EngineError::AlreadyMember(joiner));
+        }
         if duty.seen_key_packages.contains(&reference) {
             return if duty
                 .intake
@@ -220,9 +227,6 @@ impl GroupSession {
             } else {
                 Err(EngineError::ReplayedKeyPackage(joiner))
             };
-        }
-        if self.state.is_member(&joiner) {
-            return Err(EngineError::AlreadyMember(joiner));
         }
         if self
             .steward
@@ -249,6 +253,42 @@ impl GroupSession {
             joiner,
         });
         self.request(Motion::Change(change), ctx)
+    }
+
+    /// Keeps a Welcome seen for this group, to send again to a joiner that lost it.
+    pub(crate) fn keep_welcome(&mut self, bundle: WelcomeBundle) {
+        const KEPT: usize = 32;
+        let Ok(message) = mls_rs::MlsMessage::from_bytes(&bundle.welcome) else {
+            return;
+        };
+        let mls_rs::MlsMessageDescription::Welcome {
+            key_package_refs, ..
+        } = message.description()
+        else {
+            return;
+        };
+        let refs = key_package_refs.iter().map(|r| r.to_vec()).collect();
+        if self.welcomes.len() >= KEPT {
+            self.welcomes.pop_front();
+        }
+        self.welcomes.push_back((refs, bundle));
+    }
+
+    /// Publishes again the kept Welcome for key package `reference`; false if none is kept.
+    fn resend_welcome(&self, reference: &[u8], ctx: &mut Ctx<'_>) -> bool {
+        let kept = self
+            .welcomes
+            .iter()
+            .rev()
+            .find(|(refs, _)| refs.iter().any(|r| r == reference));
+        if let Some((_, bundle)) = kept {
+            ctx.send(
+                &self.id,
+                TopicKind::Welcome,
+                envelope::Body::Welcome(bundle.clone()),
+            );
+        }
+        kept.is_some()
     }
 
     /// Drops a joiner whose add was voted down.

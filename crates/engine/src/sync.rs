@@ -26,7 +26,13 @@ pub(crate) struct SyncState {
     /// Since when this member has suspected it is on another branch or behind.
     suspected_since: Option<Timestamp>,
     last_request: Option<Timestamp>,
+    /// Requests sent since the epoch last moved (each waits twice as long).
+    attempts: u32,
     answered: BTreeMap<Address, Timestamp>,
+    /// Since when stewards have announced the group on another branch.
+    foreign_since: Option<Timestamp>,
+    /// When a steward last announced the group on this member's branch.
+    own_seen_at: Option<Timestamp>,
 }
 
 impl SyncState {
@@ -38,6 +44,12 @@ impl SyncState {
     /// The group moved on here: old suspicions are void.
     pub(crate) fn epoch_advanced(&mut self) {
         self.suspected_since = None;
+        self.attempts = 0;
+        self.foreign_since = None;
+    }
+
+    fn retry_interval(&self, config: &crate::EngineConfig) -> u64 {
+        config.sync_retry_ms << self.attempts.min(5)
     }
 }
 
@@ -74,9 +86,26 @@ impl GroupSession {
     /// When this member should ask for what it is missing.
     pub(crate) fn sync_due(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
         let waiting = self.waiting_since()?.plus_ms(config.sync_retry_ms);
-        Some(self.sync.last_request.map_or(waiting, |last| {
-            waiting.max(last.plus_ms(config.sync_retry_ms))
-        }))
+        let interval = self.sync.retry_interval(config);
+        Some(
+            self.sync
+                .last_request
+                .map_or(waiting, |last| waiting.max(last.plus_ms(interval))),
+        )
+    }
+
+    /// Whether this member's branch looks dead: stewards have announced the
+    /// group only on another branch for a while, and it could not switch
+    /// (it has no state from where the branches part).
+    pub(crate) fn on_dead_branch(&self, now: Timestamp, config: &crate::EngineConfig) -> bool {
+        self.dead_branch_due(config).is_some_and(|due| due <= now)
+    }
+
+    /// When [`Self::on_dead_branch`] could next become true.
+    pub(crate) fn dead_branch_due(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
+        let since = self.sync.foreign_since?;
+        (self.departed.is_none() && self.sync.own_seen_at.is_none_or(|own| own < since))
+            .then(|| since.plus_ms(config.rejoin_after_ms))
     }
 
     /// Asks when it is time.
@@ -106,6 +135,7 @@ impl GroupSession {
             epoch: self.epoch(),
         });
         self.sync.last_request = Some(ctx.now);
+        self.sync.attempts += 1;
     }
 
     /// Another member asks for commits.
@@ -191,10 +221,16 @@ impl GroupSession {
 
     /// A steward's announcement told of an epoch and branch of this group.
     pub(crate) fn on_peer_mark(&mut self, epoch: u64, branch: &[u8], now: Timestamp) {
+        let mine = self.branch_at(epoch);
         let behind = epoch > self.state.epoch();
-        let forked = self.branch_at(epoch).is_some_and(|b| b != branch);
+        let forked = mine.as_deref().is_some_and(|b| b != branch);
         if behind || forked {
             self.sync.suspect(now);
+        }
+        if forked {
+            self.sync.foreign_since.get_or_insert(now);
+        } else if mine.is_some() {
+            self.sync.own_seen_at = Some(now);
         }
     }
 }

@@ -121,6 +121,7 @@ impl GroupSession {
             }
             Evidence::Inactivity => {
                 self.inactive(emergency.violation_epoch, emergency.offender, ctx)
+                    && self.silent_since_charged(emergency)
             }
             Evidence::Censorship { commit, omitted } => {
                 let id = demls_consensus::ProposalId(omitted.proposal_id);
@@ -158,6 +159,26 @@ impl GroupSession {
             Judgement::Yes
         } else {
             Judgement::No("the evidence does not hold".into())
+        }
+    }
+
+    /// Whether the accused has sent nothing since the inactivity charge was opened here.
+    fn silent_since_charged(&self, emergency: &Emergency) -> bool {
+        let motion = Motion::Emergency(emergency.clone());
+        let opened = self
+            .state
+            .open
+            .values()
+            .filter(|o| o.motion.same_as(&motion))
+            .map(|o| o.opened_at)
+            .min();
+        match (emergency.offender, opened) {
+            (Some(offender), Some(opened)) => self
+                .state
+                .heard_at
+                .get(&offender)
+                .is_none_or(|t| *t < opened),
+            _ => false,
         }
     }
 

@@ -89,13 +89,8 @@ impl GroupSession {
         let id = ProposalId(proposal.proposal_id);
         let me = ctx.wallet.address();
         *self.state.proposals_by_owner.entry(me).or_default() += 1;
-        let open = OpenProposal {
-            owner: me,
-            motion,
-            deadline,
-            decided: None,
-            voted: false,
-        };
+        let mut open = OpenProposal::new(me, motion, deadline, ctx.now);
+        open.sent = Some((ctx.now, 0));
         let kind = open.kind();
         self.state.open.insert(id, open);
         ctx.emit(Event::ProposalOpened {
@@ -147,6 +142,15 @@ impl GroupSession {
             });
         }
         let motion = Motion::decode(&proposal.name, &proposal.payload, self.epoch())?;
+        let id = ProposalId(proposal.proposal_id);
+        if self.state.open.contains_key(&id) {
+            // Sent again (the owner re-broadcasts while undecided): take in the votes it carries.
+            let voters = self.state.voters(&motion);
+            self.state
+                .consensus
+                .receive_proposal(proposal, voters, ctx.now.into())?;
+            return self.check_decision(id, ctx);
+        }
         if self
             .state
             .proposals_by_owner
@@ -170,13 +174,11 @@ impl GroupSession {
             .receive_proposal(proposal, voters, ctx.now.into())?;
         let id = outcome.id;
         *self.state.proposals_by_owner.entry(owner).or_default() += 1;
-        let open = OpenProposal {
-            owner,
-            motion,
-            deadline,
-            decided: None,
-            voted: false,
-        };
+        let mut open = OpenProposal::new(owner, motion, deadline, ctx.now);
+        if open.motion.waits_for_silence(ctx.wallet.address()) {
+            // An inactivity charge is judged after a steward timeout: an alive steward shows itself meanwhile.
+            open.vote_at = Some(ctx.now.plus_ms(ctx.config.steward_timeout_ms));
+        }
         let kind = open.kind();
         let is_membership = open.motion.as_change().is_some();
         self.state.open.insert(id, open);
@@ -195,27 +197,76 @@ impl GroupSession {
                 yes: true,
             });
         }
-        let me_voter = self
+        if self
             .state
-            .voters(&self.state.open[&id].motion)
-            .contains(&ctx.wallet.address());
-        if me_voter && !matches!(kind, ChangeKind::Leave(_)) {
-            // Protocol decisions (elections, emergencies) are checked by rule, never by hand;
-            // membership changes follow the vote policy, except that a NO is cast at once.
-            match self.judge(id, ctx) {
-                Judgement::Yes
-                    if !is_membership || ctx.config.vote_policy == VotePolicy::Automatic =>
-                {
-                    self.vote(id, true, ctx)?;
-                }
-                Judgement::No(reason) => {
-                    tracing::info!(group = %self.id, proposal = id.0, %reason, "voting NO");
-                    self.vote(id, false, ctx)?;
-                }
-                Judgement::Yes | Judgement::Abstain => {}
-            }
+            .open
+            .get(&id)
+            .is_some_and(|o| o.vote_at.is_none())
+        {
+            self.vote_as_judged(id, is_membership, ctx)?;
         }
         self.check_decision(id, ctx)
+    }
+
+    /// Votes on a proposal as this member judges it, if it is a voter.
+    fn vote_as_judged(
+        &mut self,
+        id: ProposalId,
+        is_membership: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let Some(open) = self.state.open.get(&id) else {
+            return Ok(());
+        };
+        let me = ctx.wallet.address();
+        if !self.state.voters(&open.motion).contains(&me)
+            || matches!(open.kind(), ChangeKind::Leave(_))
+        {
+            return Ok(());
+        }
+        // Protocol decisions (elections, emergencies) are checked by rule, never by hand;
+        // membership changes follow the vote policy, except that a NO is cast at once.
+        match self.judge(id, ctx) {
+            Judgement::Yes if !is_membership || ctx.config.vote_policy == VotePolicy::Automatic => {
+                self.vote(id, true, ctx)
+            }
+            Judgement::No(reason) => {
+                tracing::info!(group = %self.id, proposal = id.0, %reason, "voting NO");
+                self.vote(id, false, ctx)
+            }
+            Judgement::Yes | Judgement::Abstain => Ok(()),
+        }
+    }
+
+    /// Casts the votes that waited for their time.
+    pub(crate) fn cast_scheduled_votes(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        let due: Vec<ProposalId> = self
+            .state
+            .open
+            .iter()
+            .filter(|(_, o)| {
+                o.decided.is_none() && !o.voted && o.vote_at.is_some_and(|t| t <= ctx.now)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(open) = self.state.open.get_mut(&id) {
+                open.vote_at = None;
+            }
+            self.vote_as_judged(id, false, ctx)?;
+            self.check_decision(id, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// When the next waiting vote is due.
+    pub(crate) fn scheduled_votes_due(&self) -> Option<Timestamp> {
+        self.state
+            .open
+            .values()
+            .filter(|o| o.decided.is_none() && !o.voted)
+            .filter_map(|o| o.vote_at)
+            .min()
     }
 
     /// Checks a proposal's content.
@@ -343,6 +394,7 @@ impl GroupSession {
             .vote;
         if let Some(open) = self.state.open.get_mut(&id) {
             open.voted = true;
+            open.sent = Some((ctx.now, 0));
         }
         ctx.emit(Event::VoteRecorded {
             group: self.id.clone(),
@@ -412,6 +464,57 @@ impl GroupSession {
         Ok(())
     }
 
+    /// Sends again, while undecided, what this member contributed to each
+    /// proposal (as owner: the proposal with every vote it holds; as voter:
+    /// its vote), so that lost messages do not leave members undecided.
+    pub(crate) fn rebroadcast(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        let me = ctx.wallet.address();
+        let due: Vec<ProposalId> = self
+            .state
+            .open
+            .iter()
+            .filter(|(_, o)| {
+                o.decided.is_none() && resend_due(o, ctx.config).is_some_and(|t| t <= ctx.now)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(proposal) = self.state.consensus.proposal(id).cloned() else {
+                continue;
+            };
+            let owner = self.state.open.get(&id).is_some_and(|o| o.owner == me);
+            let body = if owner {
+                app_message::Body::Proposal(proposal)
+            } else {
+                match proposal
+                    .votes
+                    .into_iter()
+                    .find(|v| v.vote_owner == me.as_bytes())
+                {
+                    Some(vote) => app_message::Body::Vote(vote),
+                    None => continue,
+                }
+            };
+            self.send_app(body, ctx)?;
+            if let Some(open) = self.state.open.get_mut(&id) {
+                open.sent = open
+                    .sent
+                    .map(|(_, times)| (ctx.now, times.saturating_add(1)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next re-broadcast due.
+    pub(crate) fn rebroadcast_due(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
+        self.state
+            .open
+            .values()
+            .filter(|o| o.decided.is_none())
+            .filter_map(|o| resend_due(o, config))
+            .min()
+    }
+
     /// Own motions still wanted in the new epoch, each to be proposed again.
     pub(crate) fn carry_own_motions(&mut self) {
         let state = &self.state;
@@ -447,4 +550,13 @@ impl GroupSession {
             .max();
         Some(reelected.map_or(first, |t| t.max(first)))
     }
+}
+
+/// Most times this member sends its part of one proposal again.
+const MAX_RESENDS: u8 = 5;
+
+/// When this member should next send its part of `open` again, if at all.
+fn resend_due(open: &OpenProposal, config: &crate::EngineConfig) -> Option<Timestamp> {
+    let (last, times) = open.sent?;
+    (times < MAX_RESENDS).then(|| last.plus_ms(config.rebroadcast_ms))
 }

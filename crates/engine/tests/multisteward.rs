@@ -283,10 +283,8 @@ fn a_silent_steward_is_replaced_by_its_backup_and_removed() {
     let (mut sim, nodes, bad, honest) = group_with_bad_steward(127);
     let g = group();
     let backup = view(&sim, nodes[0]).committers[1];
-    sim.node_mut(bad)
-        .engine
-        .byzantine_set_silent(&g, true)
-        .unwrap();
+    // It goes silent: off the network.
+    sim.node_mut(bad).online = false;
     let (a, _, p, _) = two_plain_members(&sim, &honest);
     let a_address = address(&sim, a);
     sim.act(p, |e, now| e.propose_remove(&g, a_address, now))
@@ -330,4 +328,185 @@ fn a_steward_that_sends_two_different_commits_is_removed() {
         .filter(|id| *id != a && *id != b)
         .collect();
     assert_removed(&mut sim, bad, &rest, Violation::Equivocation, 7);
+}
+
+/// Members of `among` that are not stewards.
+fn plain(sim: &Sim, among: &[NodeId]) -> Vec<NodeId> {
+    let stewards = view(sim, among[0]).stewards;
+    among
+        .iter()
+        .copied()
+        .filter(|id| !stewards.contains(&address(sim, *id)))
+        .collect()
+}
+
+/// `proposer` proposes removing `target`; runs until every node of `rest` has applied it.
+fn remove_and_settle(
+    sim: &mut Sim,
+    proposer: NodeId,
+    target: NodeId,
+    rest: &[NodeId],
+    limit_ms: u64,
+) {
+    let g = group();
+    let target_address = address(sim, target);
+    sim.act(proposer, |e, now| e.propose_remove(&g, target_address, now))
+        .unwrap();
+    let ok = sim.run_until(limit_ms, |s| {
+        rest.iter().all(|id| {
+            s.node(*id)
+                .engine
+                .group(&g)
+                .is_some_and(|v| !v.members.contains(&target_address))
+        })
+    });
+    assert!(ok, "removal did not land: {}", describe(sim, rest));
+}
+
+#[test]
+fn a_member_offline_for_five_epochs_catches_up() {
+    let mut sim = Sim::new(noisy_net(137));
+    let nodes = form_group_with(
+        &mut sim,
+        12,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 5),
+    );
+    let mut plain_members = plain(&sim, &nodes);
+    let sleeper = plain_members.remove(0);
+    let before = view(&sim, sleeper).epoch;
+    sim.node_mut(sleeper).online = false;
+    let mut rest: Vec<NodeId> = nodes.iter().copied().filter(|id| *id != sleeper).collect();
+    for _ in 0..5 {
+        let target = plain_members.pop().unwrap();
+        rest.retain(|id| *id != target);
+        remove_and_settle(&mut sim, rest[0], target, &rest, 120_000);
+    }
+    assert!(view(&sim, rest[0]).epoch.0 >= before.0 + 5);
+    sim.node_mut(sleeper).online = true;
+    let mut all = rest.clone();
+    all.push(sleeper);
+    settle(&mut sim, &all, 7, 300_000);
+    assert!(
+        sim.node(sleeper)
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::SyncRequested { .. }))
+    );
+    // And it takes part again: a message from it reaches the others.
+    let g = group();
+    sim.act(sleeper, |e, now| e.send_message(&g, "back", now))
+        .unwrap();
+    sim.run_for(2_000);
+    assert!(texts(&sim, rest[0]).contains(&"back".to_owned()));
+}
+
+#[test]
+fn a_split_that_commits_on_both_sides_heals_to_one_group() {
+    let mut sim = Sim::new(noisy_net(139));
+    let nodes = form_group_with(
+        &mut sim,
+        50,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 5),
+    );
+    let (side_a, side_b) = nodes.split_at(30);
+    for id in side_b {
+        sim.node_mut(*id).partition = 1;
+    }
+    // Each side removes one of its plain members, and commits it.
+    let a_target = *plain(&sim, side_a).last().unwrap();
+    let b_target = *plain(&sim, side_b).last().unwrap();
+    let a_rest: Vec<_> = side_a
+        .iter()
+        .copied()
+        .filter(|id| *id != a_target)
+        .collect();
+    let b_rest: Vec<_> = side_b
+        .iter()
+        .copied()
+        .filter(|id| *id != b_target)
+        .collect();
+    remove_and_settle(&mut sim, a_rest[0], a_target, &a_rest, 600_000);
+    remove_and_settle(&mut sim, b_rest[0], b_target, &b_rest, 600_000);
+    assert_ne!(
+        view(&sim, a_rest[0]).authenticator,
+        view(&sim, b_rest[0]).authenticator
+    );
+
+    // The network heals.
+    for id in side_b {
+        sim.node_mut(*id).partition = 0;
+    }
+    let g = group();
+    let healed = sim.run_until(600_000, |s| {
+        let members: Vec<_> = nodes
+            .iter()
+            .filter_map(|id| s.node(*id).engine.group(&g))
+            .collect();
+        members.len() == 49
+            && members
+                .windows(2)
+                .all(|w| w[0].epoch == w[1].epoch && w[0].authenticator == w[1].authenticator)
+            && members[0].members.len() == 49
+    });
+    assert!(healed, "not healed: {}", describe(&sim, &nodes));
+    // Every node is in the one group, except the member the surviving branch removed.
+    let survivors: Vec<_> = nodes
+        .iter()
+        .copied()
+        .filter(|id| sim.node(*id).engine.group(&g).is_some())
+        .collect();
+    let removed: Vec<_> = nodes
+        .iter()
+        .copied()
+        .filter(|id| !survivors.contains(id))
+        .collect();
+    assert_eq!(removed.len(), 1);
+    assert!(removed[0] == a_target || removed[0] == b_target);
+    assert!(nodes.iter().any(|id| {
+        sim.node(*id)
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::BranchSwitched { .. }))
+    }));
+}
+
+#[test]
+fn twenty_changes_in_a_row_land_under_loss_and_reordering() {
+    let mut sim = Sim::new(noisy_net(149));
+    let mut nodes = form_group_with(
+        &mut sim,
+        12,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 5),
+    );
+    sim.set_faults(0.10, 0.05);
+    let g = group();
+    for round in 0..10 {
+        // A join...
+        let joiner = sim.add(engine(VotePolicy::Automatic));
+        sim.act(joiner, |e, now| e.request_join(g.clone(), None, now))
+            .unwrap();
+        nodes.push(joiner);
+        let n = nodes.len();
+        assert!(
+            sim.run_until(600_000, |s| converged(s, &nodes, n)),
+            "join {round}: {}",
+            describe(&sim, &nodes)
+        );
+        // ...and a removal.
+        let target = *plain(&sim, &nodes).first().unwrap();
+        nodes.retain(|id| *id != target);
+        let target_address = address(&sim, target);
+        sim.act(nodes[0], |e, now| e.propose_remove(&g, target_address, now))
+            .unwrap();
+        let n = nodes.len();
+        assert!(
+            sim.run_until(600_000, |s| converged(s, &nodes, n)),
+            "removal {round}: {}",
+            describe(&sim, &nodes)
+        );
+    }
+    assert_eq!(view(&sim, nodes[0]).members.len(), 12);
 }

@@ -16,6 +16,7 @@ pub fn config(policy: VotePolicy) -> EngineConfig {
         join_retry_ms: 3_000,
         commit_delay_ms: 2_000,
         steward_timeout_ms: 2_000,
+        rebroadcast_ms: 1_000,
         sync_retry_ms: 2_000,
         vote_policy: policy,
         ..EngineConfig::default()
