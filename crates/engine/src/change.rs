@@ -17,6 +17,9 @@ pub(crate) enum Change {
         address: Address,
         /// The MLS KeyPackage message.
         key_package: Box<MlsMessage>,
+        /// A re-add: the address is a member whose state is lost (or on a
+        /// dead branch), and this key package replaces its leaf.
+        replace: bool,
     },
     /// Remove a member (a leave when `target` is the proposal's owner).
     Remove {
@@ -28,12 +31,18 @@ pub(crate) enum Change {
 impl Change {
     /// Reads a key package message and checks its ciphersuite and wallet binding.
     pub(crate) fn add_from_bytes(bytes: &[u8]) -> Result<Self, EngineError> {
+        Self::key_package_change(bytes, false)
+    }
+
+    /// An add (or, with `replace`, a re-add) of a key package's owner.
+    pub(crate) fn key_package_change(bytes: &[u8], replace: bool) -> Result<Self, EngineError> {
         let key_package = MlsMessage::from_bytes(bytes)
             .map_err(|e| EngineError::Malformed(format!("key package: {e}")))?;
         let address = key_package_address(&key_package)?;
         Ok(Self::Add {
             address,
             key_package: Box::new(key_package),
+            replace,
         })
     }
 
@@ -56,7 +65,12 @@ impl Change {
 
     fn from_wire(change: GroupChange) -> Result<Self, EngineError> {
         match change.change {
-            Some(group_change::Change::AddKeyPackage(bytes)) => Self::add_from_bytes(&bytes),
+            Some(group_change::Change::AddKeyPackage(bytes)) => {
+                Self::key_package_change(&bytes, false)
+            }
+            Some(group_change::Change::ReaddKeyPackage(bytes)) => {
+                Self::key_package_change(&bytes, true)
+            }
             Some(group_change::Change::RemoveMember(bytes)) => Address::from_slice(&bytes)
                 .map(|target| Self::Remove { target })
                 .ok_or_else(|| EngineError::Malformed("remove target is not an address".into())),
@@ -67,9 +81,16 @@ impl Change {
     /// Encodes the change as a proposal payload for `epoch`.
     pub(crate) fn encode(&self, epoch: Epoch) -> Result<Vec<u8>, EngineError> {
         let change = match self {
-            Self::Add { key_package, .. } => {
-                group_change::Change::AddKeyPackage(key_package.to_bytes()?)
-            }
+            Self::Add {
+                key_package,
+                replace: false,
+                ..
+            } => group_change::Change::AddKeyPackage(key_package.to_bytes()?),
+            Self::Add {
+                key_package,
+                replace: true,
+                ..
+            } => group_change::Change::ReaddKeyPackage(key_package.to_bytes()?),
             Self::Remove { target } => {
                 group_change::Change::RemoveMember(target.as_bytes().to_vec())
             }
@@ -84,7 +105,16 @@ impl Change {
     /// The change as voters see it, given who proposed it.
     pub(crate) fn kind(&self, owner: Address) -> ChangeKind {
         match self {
-            Self::Add { address, .. } => ChangeKind::Add(*address),
+            Self::Add {
+                address,
+                replace: false,
+                ..
+            } => ChangeKind::Add(*address),
+            Self::Add {
+                address,
+                replace: true,
+                ..
+            } => ChangeKind::Readd(*address),
             Self::Remove { target } if *target == owner => ChangeKind::Leave(owner),
             Self::Remove { target } => ChangeKind::Remove(*target),
         }
@@ -93,7 +123,18 @@ impl Change {
     /// Whether two changes ask for the same thing.
     pub(crate) fn same_as(&self, other: &Self) -> bool {
         match (self, other) {
-            (Self::Add { address: a, .. }, Self::Add { address: b, .. }) => a == b,
+            (
+                Self::Add {
+                    address: a,
+                    replace: x,
+                    ..
+                },
+                Self::Add {
+                    address: b,
+                    replace: y,
+                    ..
+                },
+            ) => a == b && x == y,
             (Self::Remove { target: a }, Self::Remove { target: b }) => a == b,
             _ => false,
         }

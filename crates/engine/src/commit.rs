@@ -110,6 +110,13 @@ pub(crate) fn check_commit(
     let description = match candidate.process_incoming_message_with_time(message, now.mls_time()) {
         Ok(ReceivedMessage::Commit(description)) => description,
         Ok(_) => return Verdict::Unreadable(EngineError::Malformed("expected a commit".into())),
+        // This member's own commit, sent again by someone: nothing to weigh.
+        Err(mls_rs::error::MlsError::CantProcessMessageFromSelf) => {
+            return Verdict::Refused {
+                committer: None,
+                reason: "own commit".into(),
+            };
+        }
         Err(e) => return Verdict::Unreadable(e.into()),
     };
     let Some(committer) = state.address_at(description.committer) else {
@@ -196,8 +203,13 @@ fn expected_changes(state: &EpochState, named: &[demls_consensus::ProposalId]) -
     let mut election: Option<(u32, Vec<Address>)> = None;
     for open in named.iter().filter_map(|id| state.open.get(id)) {
         match &open.motion {
-            Motion::Change(Change::Add { address, .. }) => {
+            Motion::Change(Change::Add {
+                address, replace, ..
+            }) => {
                 changes.insert(ChangeKind::Add(*address));
+                if *replace {
+                    changes.insert(ChangeKind::Remove(*address));
+                }
             }
             Motion::Change(Change::Remove { target }) => {
                 changes.insert(ChangeKind::Remove(*target));
@@ -313,6 +325,7 @@ fn approved_key_package(
             Some(Change::Add {
                 address: a,
                 key_package: message,
+                ..
             }) => {
                 *a == address
                     && key_package_of(message)
@@ -401,7 +414,18 @@ impl GroupSession {
             return Err(EngineError::Duplicate);
         }
         let mut trial = self.history[index].before.clone();
-        match check_commit(&mut trial, &bytes, ctx.now, ctx.config) {
+        let verdict = check_commit(&mut trial, &bytes, ctx.now, ctx.config);
+        if std::env::var("DBG").is_ok() {
+            let v = match &verdict {
+                Verdict::Valid(v) => format!("valid better={}", v.rank > self.history[index].rank),
+                Verdict::Broken { reason, .. } => format!("broken {reason}"),
+                Verdict::Refused { reason, .. } => format!("refused {reason}"),
+                Verdict::Undecided(_) => "undecided".into(),
+                Verdict::Unreadable(e) => format!("unreadable {e}"),
+            };
+            eprintln!("DBG {} competitor for {epoch}: {v}", self.me.short());
+        }
+        match verdict {
             Verdict::Valid(valid) => {
                 self.note_equivocation(index, &valid.seen, ctx);
                 self.history[index].before.commits.push(valid.seen.clone());
@@ -605,7 +629,7 @@ fn censored(
     commit: &SeenCommit,
     config: &crate::EngineConfig,
 ) -> Vec<demls_consensus::wire::Proposal> {
-    let grace = config.steward_timeout_ms / 2;
+    let grace = censorship_grace(config);
     state
         .approved_motions()
         .filter(|(_, open)| crate::epoch::worth_a_commit(&open.motion))
@@ -618,10 +642,18 @@ fn censored(
         .collect()
 }
 
+/// How long before a commit an approved proposal must have been decided for
+/// its omission to count as censorship: two steward timeouts, so that a
+/// committer still missing votes on a lossy network is not taken for a censor.
+pub(crate) fn censorship_grace(config: &crate::EngineConfig) -> u64 {
+    2 * config.steward_timeout_ms
+}
+
 /// How an approved change shows in a commit (a leave is a removal; an emergency removes its offender).
 pub(crate) fn applied_form(kind: &ChangeKind) -> ChangeKind {
     match kind {
         ChangeKind::Leave(a) => ChangeKind::Remove(*a),
+        ChangeKind::Readd(a) => ChangeKind::Add(*a),
         ChangeKind::Emergency {
             offender: Some(o), ..
         } => ChangeKind::Remove(*o),

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use demls_consensus::{Consensus, ConsensusConfig, Decision, ProposalId};
+use demls_consensus::{Consensus, ConsensusConfig, Decision, ProposalId, rule};
 use demls_identity::{Address, WalletBinding};
 use sha2::{Digest, Sha256};
 
@@ -31,6 +31,8 @@ pub(crate) struct OpenProposal {
     pub(crate) opened_at: Timestamp,
     /// When this member will vote on it (a vote that waits for evidence to show).
     pub(crate) vote_at: Option<Timestamp>,
+    /// As owner: late traffic suggests someone lacks votes; send them all again.
+    pub(crate) nudged: bool,
 }
 
 impl OpenProposal {
@@ -44,6 +46,7 @@ impl OpenProposal {
             voted: false,
             sent: None,
             opened_at: now,
+            nudged: false,
             vote_at: None,
         }
     }
@@ -186,7 +189,19 @@ impl EpochState {
             });
             return Some(owner_yes);
         }
-        self.consensus.decision(id).map(|d| d == Decision::Yes)
+        // An early decision is final; one taken at the deadline is re-read on
+        // every vote received since (each dated within the proposal's life),
+        // so that members who lost votes come round to the decision on all of them.
+        let tally = self.consensus.tally(id)?;
+        tally.decision?;
+        let counts = rule::Counts {
+            yes: tally.yes,
+            no: tally.no,
+            expected: tally.expected,
+            liveness_criteria_yes: tally.liveness_criteria_yes,
+        };
+        let decision = rule::decide_early(counts).unwrap_or_else(|| rule::decide_final(counts));
+        Some(decision == Decision::Yes)
     }
 
     /// Approved motions of the epoch, in decision order.
@@ -226,7 +241,7 @@ impl EpochState {
     pub(crate) fn departing(&self) -> BTreeSet<Address> {
         self.approved_motions()
             .filter_map(|(_, o)| match o.kind() {
-                ChangeKind::Remove(a) | ChangeKind::Leave(a) => Some(a),
+                ChangeKind::Remove(a) | ChangeKind::Leave(a) | ChangeKind::Readd(a) => Some(a),
                 ChangeKind::Emergency { offender, .. } => offender,
                 ChangeKind::Add(_) | ChangeKind::Election { .. } => None,
             })
@@ -352,13 +367,16 @@ impl EpochState {
     }
 
     /// Records a proposal's decision the first time it is known; returns it then.
+    /// Records a proposal's decision when it is first known, or when late
+    /// votes turn a deadline decision round; returns it then.
     pub(crate) fn record_decision(&mut self, id: ProposalId, now: Timestamp) -> Option<bool> {
         let approved = self.approval(id)?;
         let open = self.open.get_mut(&id)?;
-        if open.decided.is_some() {
+        if open.decided.is_some_and(|(was, _)| was == approved) {
             return None;
         }
         open.decided = Some((approved, now));
+        self.approved.retain(|a| *a != id);
         if approved {
             self.approved.push(id);
         }

@@ -19,6 +19,8 @@ pub struct Transmit {
 pub enum ChangeKind {
     /// Admit this address.
     Add(Address),
+    /// Replace the leaf of this member, which lost its state.
+    Readd(Address),
     /// Remove this member.
     Remove(Address),
     /// This member leaves.

@@ -60,6 +60,8 @@ pub(crate) struct GroupSession {
     /// Messages of epochs this member has not reached, or could not read
     /// (another branch): tried again at each new epoch.
     pub(crate) held: Vec<Held>,
+    /// When this member last sent again its commit ending each epoch.
+    reminded: std::collections::BTreeMap<u64, Timestamp>,
     pub(crate) steward: Option<StewardDuty>,
     /// Recent Welcomes of this group, with the key packages they admit.
     pub(crate) welcomes: VecDeque<(Vec<Vec<u8>>, crate::wire::WelcomeBundle)>,
@@ -93,6 +95,7 @@ impl GroupSession {
             own: Vec::new(),
             pending_commits: Vec::new(),
             held: Vec::new(),
+            reminded: std::collections::BTreeMap::new(),
             steward,
             welcomes: VecDeque::new(),
             reports: Vec::new(),
@@ -219,6 +222,9 @@ impl GroupSession {
         if epoch > current {
             return self.hold(epoch, bytes, ctx);
         }
+        if epoch < current {
+            self.remind_laggard(epoch, ctx);
+        }
         match content_type {
             ContentType::Commit => self.handle_commit(epoch, bytes.to_vec(), ctx),
             ContentType::Application if self.departed.is_some() => {
@@ -230,6 +236,30 @@ impl GroupSession {
             ContentType::Proposal => Err(EngineError::InvalidProposal(
                 "MLS proposals by reference are not used".into(),
             )),
+        }
+    }
+
+    /// Someone still sends in an epoch this member left: if this member made
+    /// the commit that ended it, the sender likely lost that commit; send it again.
+    fn remind_laggard(&mut self, epoch: u64, ctx: &mut Ctx<'_>) {
+        let Some(checkpoint) = self.history.iter().find(|c| c.before.epoch() == epoch) else {
+            return;
+        };
+        if checkpoint.applied.committer != self.me {
+            return;
+        }
+        let recently = self
+            .reminded
+            .get(&epoch)
+            .is_some_and(|t| t.plus_ms(ctx.config.sync_retry_ms) > ctx.now);
+        if !recently {
+            let bytes = checkpoint.applied.bytes.clone();
+            ctx.send(
+                &self.id,
+                TopicKind::Application,
+                envelope::Body::MlsMessage(bytes),
+            );
+            self.reminded.insert(epoch, ctx.now);
         }
     }
 

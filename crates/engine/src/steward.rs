@@ -194,6 +194,7 @@ impl GroupSession {
         let Change::Add {
             address,
             key_package,
+            ..
         } = &change
         else {
             return Err(EngineError::Malformed(
@@ -210,12 +211,11 @@ impl GroupSession {
             .to_reference(&suite())
             .map_err(EngineError::from)?
             .to_vec();
-        if self.state.is_member(&joiner) {
-            // Admitted, but its Welcome was lost: send it again if this member kept it.
-            return self
-                .resend_welcome(&reference, ctx)
-                .then_some(())
-                .ok_or(EngineError::AlreadyMember(joiner));
+        // A member asking again: admitted but its Welcome was lost (send it again), or
+        // it lost its state or sits on a dead branch (re-add it, by vote).
+        let rejoin = self.state.is_member(&joiner);
+        if rejoin && self.resend_welcome(&reference, ctx) {
+            return Ok(());
         }
         if duty.seen_key_packages.contains(&reference) {
             return if duty
@@ -252,6 +252,11 @@ impl GroupSession {
             group: self.id.clone(),
             joiner,
         });
+        let change = if rejoin {
+            Change::key_package_change(&plaintext, true)?
+        } else {
+            change
+        };
         self.request(Motion::Change(change), ctx)
     }
 
@@ -309,12 +314,10 @@ impl GroupSession {
         if self.byzantine.silent {
             return None;
         }
-        let position = self.state.committers().iter().position(|c| *c == self.me)? as u64;
-        let start = self.turns_start()?;
+        let position = self.state.committers().iter().position(|c| *c == self.me)?;
         let due = match position {
-            0 if self.state.has_undecided() => start.plus_ms(config.commit_delay_ms),
-            0 => start,
-            _ => start.plus_ms(position * config.steward_timeout_ms),
+            0 if self.state.has_undecided() => self.turns_start()?.plus_ms(config.commit_delay_ms),
+            position => self.turn_due(position, config)?,
         };
         Some(self.commit_retry_at.map_or(due, |retry| due.max(retry)))
     }
@@ -346,7 +349,11 @@ impl GroupSession {
                 continue;
             };
             let change = match &open.motion {
-                Motion::Change(Change::Add { address, .. }) if self.state.is_member(address) => {
+                Motion::Change(Change::Add {
+                    address,
+                    replace: false,
+                    ..
+                }) if self.state.is_member(address) => {
                     continue;
                 }
                 Motion::Change(change) => Some(change.clone()),
@@ -431,7 +438,23 @@ impl GroupSession {
         let mut builder = candidate.commit_builder();
         for change in changes {
             builder = match &change {
-                Change::Add { key_package, .. } => builder.add_member((**key_package).clone())?,
+                Change::Add {
+                    key_package,
+                    replace: false,
+                    ..
+                } => builder.add_member((**key_package).clone())?,
+                Change::Add {
+                    address,
+                    key_package,
+                    replace: true,
+                } => builder
+                    .remove_member(
+                        self.state
+                            .mls
+                            .member_with_identity(address.as_bytes())?
+                            .index,
+                    )?
+                    .add_member((**key_package).clone())?,
                 Change::Remove { target } => builder.remove_member(
                     self.state
                         .mls

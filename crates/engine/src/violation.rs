@@ -137,7 +137,8 @@ impl GroupSession {
                 match (seen, approved_at) {
                     (Some(seen), Some(at)) => {
                         Some(seen.committer) == emergency.offender
-                            && at.plus_ms(ctx.config.steward_timeout_ms / 2) <= seen.seen_at
+                            && at.plus_ms(crate::commit::censorship_grace(ctx.config))
+                                <= seen.seen_at
                             && record.open.get(&id).is_some_and(|o| {
                                 !seen
                                     .applied

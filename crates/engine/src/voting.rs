@@ -80,7 +80,10 @@ impl GroupSession {
             payload: motion.encode(self.epoch())?,
             voters: self.state.voters(&motion),
             expiration: deadline.into(),
-            liveness_criteria_yes: self.state.params.liveness_yes,
+            // Removing a steward (or unblocking a list) takes explicit support:
+            // silence never counts for an emergency.
+            liveness_criteria_yes: self.state.params.liveness_yes
+                && !matches!(motion, Motion::Emergency(_)),
         };
         let proposal =
             self.state
@@ -144,11 +147,12 @@ impl GroupSession {
         let motion = Motion::decode(&proposal.name, &proposal.payload, self.epoch())?;
         let id = ProposalId(proposal.proposal_id);
         if self.state.open.contains_key(&id) {
-            // Sent again (the owner re-broadcasts while undecided): take in the votes it carries.
+            // Sent again (the owner re-broadcasts): take in the votes it carries,
+            // even past the deadline, as long as each was cast within the proposal's life.
             let voters = self.state.voters(&motion);
             self.state
                 .consensus
-                .receive_proposal(proposal, voters, ctx.now.into())?;
+                .receive_evidence(proposal, voters, ctx.now.into())?;
             return self.check_decision(id, ctx);
         }
         if self
@@ -177,7 +181,11 @@ impl GroupSession {
         let mut open = OpenProposal::new(owner, motion, deadline, ctx.now);
         if open.motion.waits_for_silence(ctx.wallet.address()) {
             // An inactivity charge is judged after a steward timeout: an alive steward shows itself meanwhile.
-            open.vote_at = Some(ctx.now.plus_ms(ctx.config.steward_timeout_ms));
+            // The window lets the accused's NO vote through a lossy network (it re-sends it).
+            open.vote_at = Some(
+                ctx.now
+                    .plus_ms(ctx.config.steward_timeout_ms + 2 * ctx.config.rebroadcast_ms),
+            );
         }
         let kind = open.kind();
         let is_membership = open.motion.as_change().is_some();
@@ -295,9 +303,18 @@ impl GroupSession {
             Change::Add {
                 address,
                 key_package,
+                replace,
             } => {
-                if self.state.is_member(&address) {
+                if replace && !self.state.is_member(&address) {
+                    return Err(EngineError::NotMember(address));
+                }
+                if !replace && self.state.is_member(&address) {
                     return Err(EngineError::AlreadyMember(address));
+                }
+                if replace && address == ctx.wallet.address() {
+                    return Err(EngineError::InvalidProposal(
+                        "this node has its state".into(),
+                    ));
                 }
                 key_package_of(&key_package)?;
                 match self
@@ -422,6 +439,15 @@ impl GroupSession {
         }
         let id = ProposalId(vote.proposal_id);
         let yes = vote.vote;
+        let me = ctx.wallet.address();
+        if let Some(open) = self.state.open.get_mut(&id)
+            && open.owner == me
+            && open.decided.is_some()
+        {
+            // Someone still votes on a proposal decided here: it may be missing
+            // votes; the owner sends the whole vote set again.
+            open.nudged = true;
+        }
         self.state.consensus.receive_vote(vote, ctx.now.into())?;
         if self.state.open.contains_key(&id) {
             ctx.emit(Event::VoteRecorded {
@@ -474,7 +500,8 @@ impl GroupSession {
             .open
             .iter()
             .filter(|(_, o)| {
-                o.decided.is_none() && resend_due(o, ctx.config).is_some_and(|t| t <= ctx.now)
+                (o.decided.is_none() || o.nudged)
+                    && resend_due(o, ctx.config).is_some_and(|t| t <= ctx.now)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -497,6 +524,7 @@ impl GroupSession {
             };
             self.send_app(body, ctx)?;
             if let Some(open) = self.state.open.get_mut(&id) {
+                open.nudged = false;
                 open.sent = open
                     .sent
                     .map(|(_, times)| (ctx.now, times.saturating_add(1)));
@@ -510,7 +538,7 @@ impl GroupSession {
         self.state
             .open
             .values()
-            .filter(|o| o.decided.is_none())
+            .filter(|o| o.decided.is_none() || o.nudged)
             .filter_map(|o| resend_due(o, config))
             .min()
     }
@@ -519,7 +547,13 @@ impl GroupSession {
     pub(crate) fn carry_own_motions(&mut self) {
         let state = &self.state;
         self.own.retain(|own| match &own.motion {
-            Motion::Change(Change::Add { address, .. }) => !state.is_member(address),
+            Motion::Change(Change::Add {
+                address,
+                replace: false,
+                ..
+            }) => !state.is_member(address),
+            // A re-add is asked for again by its joiner if it did not land.
+            Motion::Change(Change::Add { replace: true, .. }) => false,
             Motion::Change(Change::Remove { target }) => state.is_member(target),
             Motion::Emergency(e) => e.offender.is_some_and(|o| state.is_member(&o)),
             // An election is for the epoch it was held in.
@@ -533,9 +567,33 @@ impl GroupSession {
     /// Since when the group has been stalled: changes approved, no commit, and
     /// every committer in order past its turn. `None` while not stalled.
     pub(crate) fn stalled_since(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
+        self.turn_due(self.state.committers().len().max(1), config)
+    }
+
+    /// When the committer at `position` in commit order takes its turn: each
+    /// one before it gets a steward timeout, three if it has been heard from
+    /// since the turns began (alive, only slower: on a lossy network it may
+    /// still be missing votes, and a competing commit would split the group).
+    pub(crate) fn turn_due(
+        &self,
+        position: usize,
+        config: &crate::EngineConfig,
+    ) -> Option<Timestamp> {
         let start = self.turns_start()?;
-        let turns = self.state.committers().len().max(1) as u64;
-        Some(start.plus_ms(turns * config.steward_timeout_ms))
+        let waits: u64 = self
+            .state
+            .committers()
+            .iter()
+            .take(position)
+            .map(|c| {
+                if self.state.heard_at.get(c).is_some_and(|t| *t >= start) {
+                    3
+                } else {
+                    1
+                }
+            })
+            .sum();
+        Some(start.plus_ms(waits * config.steward_timeout_ms))
     }
 
     /// When the current committers' turns began: the first approval, or the

@@ -160,7 +160,7 @@ pub struct GroupChange {
     #[prost(uint64, tag = "1")]
     pub epoch: u64,
     /// The change.
-    #[prost(oneof = "group_change::Change", tags = "2, 3")]
+    #[prost(oneof = "group_change::Change", tags = "2, 3, 4")]
     pub change: Option<group_change::Change>,
 }
 
@@ -175,6 +175,9 @@ pub mod group_change {
         /// Remove this member (20-byte address); a leave when it is the proposal's owner.
         #[prost(bytes, tag = "3")]
         RemoveMember(Vec<u8>),
+        /// Replace the leaf of this key package's owner, a member that lost its state.
+        #[prost(bytes, tag = "4")]
+        ReaddKeyPackage(Vec<u8>),
     }
 }
 

@@ -17,6 +17,7 @@ pub fn config(policy: VotePolicy) -> EngineConfig {
         commit_delay_ms: 2_000,
         steward_timeout_ms: 2_000,
         rebroadcast_ms: 1_000,
+        rejoin_after_ms: 30_000,
         sync_retry_ms: 2_000,
         vote_policy: policy,
         ..EngineConfig::default()
