@@ -27,3 +27,4 @@ fi
 
 echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast
+./scripts/fuzz.sh # a bounded run of every fuzz target (docs/fuzzing.md)

@@ -1,0 +1,4 @@
+#![no_main]
+//! See docs/fuzzing.md and `demls_fuzz::targets::waku`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| demls_fuzz::targets::waku::metadata(data));
