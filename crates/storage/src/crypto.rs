@@ -49,8 +49,21 @@ impl KdfParams {
         let log_n = next()?.parse().map_err(|_| bad("log_n"))?;
         let r = next()?.parse().map_err(|_| bad("r"))?;
         let p = next()?.parse().map_err(|_| bad("p"))?;
+        // Read from disk: bounded, so that a damaged row is an error, not an allocation of
+        // petabytes or hours of scrypt (128 · r · 2^log_n bytes of memory, p passes).
+        let memory = 1u64
+            .checked_shl(u32::from(log_n))
+            .and_then(|n| n.checked_mul(128)?.checked_mul(u64::from(r)));
+        if r == 0 || p == 0 || p > Self::MAX_P || memory.is_none_or(|m| m > Self::MAX_MEMORY) {
+            return Err(bad("out of bounds"));
+        }
         Ok(Self { log_n, r, p })
     }
+
+    /// The most memory stored parameters may ask for: 1 GiB (the default asks for 32 MiB).
+    const MAX_MEMORY: u64 = 1 << 30;
+    /// The most passes stored parameters may ask for.
+    const MAX_P: u32 = 16;
 }
 
 /// The passphrase-derived key of one store.

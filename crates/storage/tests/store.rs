@@ -448,6 +448,36 @@ fn corrupt_rows_are_typed_errors() {
     corrupt("UPDATE proposals SET owner = x''", &proposals);
 }
 
+/// Found while writing the storage fuzz harness (docs/fuzzing.md): the scrypt parameters are
+/// read back from the database, and unbounded ones made opening a damaged store allocate 2^50
+/// bytes (an abort) or run scrypt for hours instead of reporting the row as corrupt.
+#[test]
+fn key_derivation_parameters_out_of_bounds_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    for kdf in [
+        "scrypt:40:8:1",
+        "scrypt:60:8:1",
+        "scrypt:255:8:1",
+        "scrypt:15:8:1000000",
+        "scrypt:15:100000:1",
+        "scrypt:15:0:1",
+    ] {
+        raw(dir.path())
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'kdf'",
+                [kdf.as_bytes()],
+            )
+            .unwrap();
+        let started = std::time::Instant::now();
+        match Store::open(dir.path(), PASS, Durability::Full) {
+            Err(StorageError::Corrupt { .. }) => {}
+            other => panic!("{kdf}: expected a corrupt-row error, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{kdf}");
+    }
+}
+
 #[test]
 fn a_newer_schema_is_refused_and_the_current_one_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
