@@ -75,6 +75,21 @@ impl Engine {
         )
     }
 
+    /// Proposes adding the owner of `key_package` without any admission check.
+    pub fn byzantine_propose_add(
+        &mut self,
+        group: &GroupId,
+        key_package: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        session.request(
+            Motion::Change(Change::add_from_bytes(&key_package)?),
+            &mut ctx,
+        )?;
+        session.settle(&mut ctx)
+    }
+
     /// Stops (or resumes) committing, as a steward that goes silent.
     pub fn byzantine_set_silent(
         &mut self,

@@ -45,6 +45,8 @@ pub struct EngineConfig {
     /// While a proposal is undecided, how often its owner sends it again (with
     /// the votes it holds) and voters their votes: lost messages heal.
     pub rebroadcast_ms: u64,
+    /// After an admission check could not be made (chain unreachable), when to ask again.
+    pub admission_retry_ms: u64,
     /// How long a removed member keeps its last state, in case the commit that
     /// removed it loses to a better one (a healed network split).
     pub departed_grace_ms: u64,
@@ -69,6 +71,7 @@ impl Default for EngineConfig {
             history_epochs: 16,
             sync_retry_ms: 5_000,
             rebroadcast_ms: 3_000,
+            admission_retry_ms: 10_000,
             departed_grace_ms: 10 * 60_000,
             rejoin_after_ms: 60_000,
         }
@@ -123,6 +126,8 @@ pub struct GroupParams {
     pub liveness_yes: bool,
     /// Most proposals one member may open per epoch (the RFC's rate limit).
     pub max_proposals_per_member: u16,
+    /// Who may join: anyone, or holders of a minimum ETH / token balance or an NFT.
+    pub admission: demls_policy::AdmissionPolicy,
 }
 
 impl Default for GroupParams {
@@ -134,6 +139,7 @@ impl Default for GroupParams {
             vote_timeout_secs: 30,
             liveness_yes: true,
             max_proposals_per_member: 8,
+            admission: demls_policy::AdmissionPolicy::Open,
         }
     }
 }

@@ -261,6 +261,7 @@ impl Engine {
         if self.groups.contains_key(&group) {
             return Err(EngineError::GroupExists(group));
         }
+        params.admission.validate()?;
         let ext = GroupParamsExt {
             version: 1,
             mode: params.mode.to_byte(),
@@ -272,6 +273,7 @@ impl Engine {
             vote_timeout_secs: params.vote_timeout_secs,
             liveness_yes: params.liveness_yes,
             max_proposals_per_member: params.max_proposals_per_member,
+            admission: params.admission.encode(),
         };
         let extensions: ExtensionList = vec![
             ext.into_extension()
@@ -356,6 +358,20 @@ impl Engine {
         session.settle(&mut ctx)
     }
 
+    /// The answer to an [`Event::AdmissionCheck`]: whether `subject` meets the
+    /// group's admission policy, as read from the chain.
+    pub fn admission_verdict(
+        &mut self,
+        group: &GroupId,
+        subject: Address,
+        verdict: demls_policy::Verdict,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        session.admission_verdict(subject, verdict, &mut ctx)?;
+        session.settle(&mut ctx)
+    }
+
     /// Votes on an open proposal.
     pub fn vote(
         &mut self,
@@ -414,6 +430,14 @@ impl Engine {
                 session.settle(&mut ctx)
             }
             envelope::Body::Welcome(bundle) => self.handle_welcome(group, bundle, now),
+            envelope::Body::JoinRefused(refusal) => {
+                let (mut ctx, _, joins, _) = self.split(now);
+                let attempt = joins.get_mut(&group).ok_or(EngineError::NotForUs)?;
+                attempt.refused(refusal, &mut ctx)?;
+                joins.remove(&group);
+                self.out.events.push_back(Event::Unsubscribe(group));
+                Ok(())
+            }
             envelope::Body::SyncRequest(request) => {
                 let (mut ctx, session) = self.session(&group, now)?;
                 session.handle_sync_request(request, &mut ctx)?;

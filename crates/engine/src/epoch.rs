@@ -72,6 +72,8 @@ pub(crate) struct EpochState {
     pub(crate) mls: MlsGroup,
     pub(crate) params: GroupParamsExt,
     pub(crate) mode: StewardMode,
+    /// Who may join.
+    pub(crate) policy: demls_policy::AdmissionPolicy,
     pub(crate) consensus: Consensus,
     pub(crate) open: BTreeMap<ProposalId, OpenProposal>,
     /// Approved proposals, in the order this member decided them.
@@ -96,6 +98,8 @@ impl EpochState {
             .get_as::<GroupParamsExt>()
             .map_err(|e| EngineError::Mls(e.to_string()))?
             .ok_or_else(|| EngineError::Mls("group has no demls parameters".into()))?;
+        let policy = demls_policy::AdmissionPolicy::decode(&params.admission)
+            .map_err(|e| EngineError::Mls(format!("admission policy: {e}")))?;
         let mode = StewardMode::from_byte(params.mode)
             .ok_or_else(|| EngineError::Mls(format!("unknown steward mode {}", params.mode)))?;
         let mut leaves = Vec::new();
@@ -116,6 +120,7 @@ impl EpochState {
             mls,
             params,
             mode,
+            policy,
             consensus: Consensus::new(ConsensusConfig::default()),
             open: BTreeMap::new(),
             approved: Vec::new(),

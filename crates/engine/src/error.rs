@@ -91,6 +91,9 @@ pub enum EngineError {
     /// A cryptographic operation failed.
     #[error("crypto: {0}")]
     Crypto(String),
+    /// An admission policy that is not well formed.
+    #[error("admission policy: {0}")]
+    InvalidPolicy(#[from] demls_policy::PolicyError),
     /// The buffer for future-epoch messages is full.
     #[error("buffer for future-epoch messages is full")]
     BufferFull,
@@ -123,6 +126,7 @@ impl EngineError {
             Self::Consensus(_) => "bad_consensus",
             Self::Mls(_) => "mls",
             Self::Crypto(_) => "crypto",
+            Self::InvalidPolicy(_) => "invalid_policy",
             Self::BufferFull => "buffer_full",
         }
     }

@@ -180,6 +180,27 @@ pub enum Event {
         /// The group.
         group: GroupId,
     },
+    /// The group admits only addresses that meet its policy: the shell must
+    /// check `subject` against the chain and answer with
+    /// [`crate::Engine::admission_verdict`]. Until then nobody votes YES on it,
+    /// and an unanswered or unavailable check never admits anyone.
+    AdmissionCheck {
+        /// The group.
+        group: GroupId,
+        /// The joiner to check.
+        subject: Address,
+        /// The group's policy.
+        policy: demls_policy::AdmissionPolicy,
+    },
+    /// A steward refused this node's join request.
+    JoinRefused {
+        /// The group.
+        group: GroupId,
+        /// The refusing steward.
+        steward: Address,
+        /// Why.
+        reason: String,
+    },
     /// This member asked the group for commits it is missing.
     SyncRequested {
         /// The group.

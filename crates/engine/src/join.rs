@@ -11,7 +11,9 @@ use crate::mls::{CIPHER_SUITE, MlsClient, TreeKeyExt, suite};
 use crate::session::GroupSession;
 use crate::snapshot::JoinSnapshot;
 use crate::steward::{TREE_NONCE, join_aad, join_info};
-use crate::wire::{GroupAnnouncement, JoinRequest, WelcomeBundle, envelope, signing_bytes};
+use crate::wire::{
+    GroupAnnouncement, JoinRefused, JoinRequest, WelcomeBundle, envelope, signing_bytes,
+};
 use crate::{EngineError, Epoch, Event, GroupId, Timestamp, TopicKind};
 
 /// A verified group announcement.
@@ -27,6 +29,8 @@ pub struct Announcement {
     pub member_count: u32,
     /// When it was issued (steward's clock).
     pub issued_at: Timestamp,
+    /// Who may join.
+    pub policy: demls_policy::AdmissionPolicy,
 }
 
 impl Announcement {
@@ -60,6 +64,7 @@ impl Announcement {
             epoch: Epoch(announcement.epoch),
             member_count: announcement.member_count,
             issued_at: Timestamp(announcement.issued_at_ms),
+            policy: demls_policy::AdmissionPolicy::decode(&announcement.admission_policy)?,
         })
     }
 }
@@ -86,6 +91,42 @@ impl JoinAttempt {
             next_send: None,
             early: Vec::new(),
         }
+    }
+
+    /// A steward refused this node: checks the refusal comes from the steward it asked.
+    pub(crate) fn refused(
+        &mut self,
+        refusal: JoinRefused,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let me = ctx.wallet.address();
+        let steward = Address::from_slice(&refusal.steward)
+            .ok_or_else(|| EngineError::Malformed("steward is not an address".into()))?;
+        if refusal.joiner.as_slice() != me.as_bytes()
+            || self
+                .announcement
+                .as_ref()
+                .is_none_or(|a| a.steward != steward)
+        {
+            return Err(EngineError::NotForUs);
+        }
+        let signature = EthSignature::from_slice(&refusal.signature)?;
+        let signer = recover_personal(
+            &signing_bytes(&refusal, |r| r.signature.clear()),
+            &signature,
+        )?;
+        if signer != steward {
+            return Err(EngineError::SenderMismatch {
+                sender: signer,
+                claimed: steward,
+            });
+        }
+        ctx.emit(Event::JoinRefused {
+            group: self.group.clone(),
+            steward,
+            reason: refusal.reason,
+        });
+        Ok(())
     }
 
     /// The group this attempt is for.

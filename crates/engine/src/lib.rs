@@ -11,6 +11,7 @@
 //! The engine never touches sockets, threads or the wall clock: bytes and a
 //! [`Timestamp`] go in, bytes ([`Transmit`]) and [`Event`]s come out.
 
+mod admission;
 #[cfg(feature = "byzantine")]
 mod byzantine;
 mod change;

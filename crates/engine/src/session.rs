@@ -63,6 +63,8 @@ pub(crate) struct GroupSession {
     /// When this member last sent again its commit ending each epoch.
     reminded: std::collections::BTreeMap<u64, Timestamp>,
     pub(crate) steward: Option<StewardDuty>,
+    /// This member's admission checks of joiners (gated groups).
+    pub(crate) checks: crate::admission::Checks,
     /// Recent Welcomes of this group, with the key packages they admit.
     pub(crate) welcomes: VecDeque<(Vec<Vec<u8>>, crate::wire::WelcomeBundle)>,
     pub(crate) reports: Vec<ScheduledReport>,
@@ -97,6 +99,7 @@ impl GroupSession {
             held: Vec::new(),
             reminded: std::collections::BTreeMap::new(),
             steward,
+            checks: crate::admission::Checks::new(),
             welcomes: VecDeque::new(),
             reports: Vec::new(),
             sync: SyncState::default(),
@@ -411,6 +414,7 @@ impl GroupSession {
         self.steward_on_timeout(ctx);
         self.rebroadcast(ctx)?;
         self.cast_scheduled_votes(ctx)?;
+        self.admission_on_timeout(ctx);
         self.sync_on_timeout(ctx)?;
         self.liveness_on_timeout(ctx)?;
         self.settle(ctx)
@@ -435,6 +439,7 @@ impl GroupSession {
             self.dead_branch_due(config),
             self.rebroadcast_due(config),
             self.scheduled_votes_due(),
+            self.admission_due(config),
         ]
         .into_iter()
         .flatten()

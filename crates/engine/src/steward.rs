@@ -55,6 +55,8 @@ pub(crate) struct StewardDuty {
     next_announce: Timestamp,
     intake: BTreeMap<Address, Intake>,
     seen_key_packages: HashSet<Vec<u8>>,
+    /// Joiners waiting for their admission check (gated groups).
+    pub(crate) waiting: BTreeMap<Address, Change>,
 }
 
 impl StewardDuty {
@@ -99,6 +101,7 @@ impl StewardDuty {
             next_announce: now,
             intake,
             seen_key_packages: snapshot.seen_key_packages.into_iter().collect(),
+            waiting: BTreeMap::new(),
         })
     }
 
@@ -113,6 +116,7 @@ impl StewardDuty {
             next_announce: now,
             intake: BTreeMap::new(),
             seen_key_packages: HashSet::new(),
+            waiting: BTreeMap::new(),
         })
     }
 }
@@ -127,6 +131,7 @@ impl GroupSession {
     fn announce(&mut self, ctx: &mut Ctx<'_>) {
         let member_count = u32::try_from(self.state.members().len()).unwrap_or(u32::MAX);
         let (epoch, branch) = (self.state.epoch(), self.state.branch());
+        let policy = self.state.policy.encode();
         let Some(duty) = self.steward.as_mut() else {
             return;
         };
@@ -138,6 +143,7 @@ impl GroupSession {
             issued_at_ms: ctx.now.0,
             member_count,
             branch,
+            admission_policy: policy,
             signature: Vec::new(),
         };
         let signed = signing_bytes(&announcement, |a| a.signature.clear());
@@ -252,11 +258,16 @@ impl GroupSession {
             group: self.id.clone(),
             joiner,
         });
-        let change = if rejoin {
-            Change::key_package_change(&plaintext, true)?
-        } else {
-            change
-        };
+        if rejoin {
+            // A member is re-added without a new admission check: it was admitted before.
+            return self.request(
+                Motion::Change(Change::key_package_change(&plaintext, true)?),
+                ctx,
+            );
+        }
+        if self.gated() {
+            return self.hold_for_admission(joiner, change, ctx);
+        }
         self.request(Motion::Change(change), ctx)
     }
 

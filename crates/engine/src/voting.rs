@@ -82,8 +82,11 @@ impl GroupSession {
             expiration: deadline.into(),
             // Removing a steward (or unblocking a list) takes explicit support:
             // silence never counts for an emergency.
+            // In a gated group, silence never admits anyone either.
             liveness_criteria_yes: self.state.params.liveness_yes
-                && !matches!(motion, Motion::Emergency(_)),
+                && !matches!(motion, Motion::Emergency(_))
+                && !(self.gated()
+                    && matches!(motion, Motion::Change(Change::Add { replace: false, .. }))),
         };
         let proposal =
             self.state
@@ -234,7 +237,31 @@ impl GroupSession {
         }
         // Protocol decisions (elections, emergencies) are checked by rule, never by hand;
         // membership changes follow the vote policy, except that a NO is cast at once.
-        match self.judge(id, ctx) {
+        let judgement = match self.judge(id, ctx) {
+            // In a gated group an add also needs this member's own chain check.
+            Judgement::Yes => match self
+                .state
+                .open
+                .get(&id)
+                .and_then(|o| o.motion.as_change())
+                .cloned()
+            {
+                Some(Change::Add {
+                    address,
+                    replace: false,
+                    ..
+                }) if self.gated() => match self.admission(address, ctx) {
+                    Some(true) => Judgement::Yes,
+                    Some(false) => {
+                        Judgement::No(format!("{address} does not meet the admission policy"))
+                    }
+                    None => Judgement::Abstain,
+                },
+                _ => Judgement::Yes,
+            },
+            other => other,
+        };
+        match judgement {
             Judgement::Yes if !is_membership || ctx.config.vote_policy == VotePolicy::Automatic => {
                 self.vote(id, true, ctx)
             }

@@ -21,7 +21,7 @@ pub struct Envelope {
     #[prost(string, tag = "2")]
     pub group_id: String,
     /// The message.
-    #[prost(oneof = "envelope::Body", tags = "10, 11, 12, 13, 14")]
+    #[prost(oneof = "envelope::Body", tags = "10, 11, 12, 13, 14, 15")]
     pub body: Option<envelope::Body>,
 }
 
@@ -45,6 +45,9 @@ pub mod envelope {
         /// A member asking for the commits it is missing (application topic).
         #[prost(message, tag = "14")]
         SyncRequest(super::SyncRequest),
+        /// A steward refusing a joiner, with the reason (welcome topic).
+        #[prost(message, tag = "15")]
+        JoinRefused(super::JoinRefused),
     }
 }
 
@@ -72,6 +75,9 @@ pub struct GroupAnnouncement {
     /// The steward's branch at `epoch` (see [`EpochMark`]).
     #[prost(bytes = "vec", tag = "7")]
     pub branch: Vec<u8>,
+    /// The group's admission policy (`demls.policy.v1` encoding), for joiners to see.
+    #[prost(bytes = "vec", tag = "8")]
+    pub admission_policy: Vec<u8>,
     /// EIP-191 signature by the steward over this message with `signature` empty.
     #[prost(bytes = "vec", tag = "15")]
     pub signature: Vec<u8>,
@@ -96,6 +102,26 @@ pub struct JoinRequest {
     #[prost(uint64, tag = "5")]
     pub sent_at_ms: u64,
     /// EIP-191 signature by the joiner over this message with `signature` empty.
+    #[prost(bytes = "vec", tag = "15")]
+    pub signature: Vec<u8>,
+}
+
+/// A steward's refusal of a joiner that does not meet the group's admission policy.
+#[derive(Clone, PartialEq, Message)]
+pub struct JoinRefused {
+    /// The refusing steward (20 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub steward: Vec<u8>,
+    /// The refused joiner (20 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub joiner: Vec<u8>,
+    /// Why, in words.
+    #[prost(string, tag = "3")]
+    pub reason: String,
+    /// When (Unix ms).
+    #[prost(uint64, tag = "4")]
+    pub sent_at_ms: u64,
+    /// EIP-191 signature by the steward over this message with `signature` empty.
     #[prost(bytes = "vec", tag = "15")]
     pub signature: Vec<u8>,
 }

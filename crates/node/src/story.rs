@@ -41,6 +41,7 @@ impl Names {
             ChangeKind::Add(a) => format!("add {}", self.of(a)),
             ChangeKind::Remove(a) => format!("remove {}", self.of(a)),
             ChangeKind::Leave(a) => format!("{} leaves", self.of(a)),
+            ChangeKind::Readd(a) => format!("re-add {} (it lost its state)", self.of(a)),
             ChangeKind::Election {
                 retry_round,
                 stewards,

@@ -27,6 +27,9 @@ pub struct GroupParamsExt {
     pub liveness_yes: bool,
     /// Most proposals one member may open in one epoch.
     pub max_proposals_per_member: u16,
+    /// The admission policy (`demls_policy::AdmissionPolicy` encoding).
+    #[mls_codec(with = "mls_rs_codec::byte_vec")]
+    pub admission: Vec<u8>,
 }
 
 impl GroupParamsExt {

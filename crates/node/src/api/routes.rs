@@ -132,6 +132,7 @@ pub(super) async fn create_group(
         max_proposals_per_member: body
             .max_proposals_per_member
             .unwrap_or(defaults.max_proposals_per_member),
+        admission: defaults.admission.clone(),
     };
     if params.sn_min > params.sn_max {
         return Err(ApiError::bad_request(format!(

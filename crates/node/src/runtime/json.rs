@@ -11,6 +11,7 @@ pub fn change_json(change: &ChangeKind) -> Value {
         ChangeKind::Add(a) => json!({"kind": "add", "member": a}),
         ChangeKind::Remove(a) => json!({"kind": "remove", "member": a}),
         ChangeKind::Leave(a) => json!({"kind": "leave", "member": a}),
+        ChangeKind::Readd(a) => json!({"kind": "readd", "member": a}),
         ChangeKind::Election {
             retry_round,
             stewards,
