@@ -1,7 +1,7 @@
 //! `demls demo --transport memory`: the group on the simulated network (deterministic for a seed).
 
 use demls_engine::{
-    Engine, EngineConfig, Event, GroupId, GroupParams, MlsSigner, MlsStore, Timestamp, TopicKind,
+    Engine, EngineConfig, Event, GroupId, MlsSigner, MlsStore, Timestamp, TopicKind,
 };
 use demls_identity::{Address, Wallet};
 use demls_sim::{NetConfig, NodeId, Sim};
@@ -146,7 +146,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     println!("== {n} nodes on a simulated network (latency 10-70 ms, messages reorder) ==");
 
     demo.sim.act(nodes[0], |e, now| {
-        e.create_group(group.clone(), GroupParams::default(), now)
+        e.create_group(group.clone(), args.group_params(), now)
     })?;
     for id in &nodes[1..] {
         demo.sim

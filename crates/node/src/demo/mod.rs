@@ -8,7 +8,7 @@ mod memory;
 mod network;
 
 use clap::{Args, ValueEnum};
-use demls_engine::{Event, GroupView};
+use demls_engine::{Event, GroupParams, GroupView, StewardMode};
 use demls_transport::{DEFAULT_CLUSTER_ID, Multiaddr};
 use serde::Serialize;
 
@@ -42,6 +42,43 @@ pub struct DemoArgs {
     /// Waku cluster id of the demo's nodes.
     #[arg(long, default_value_t = DEFAULT_CLUSTER_ID)]
     pub cluster_id: u16,
+    /// How the group chooses who commits: one steward, or an elected, rotating list (3 to 5).
+    #[arg(long, value_enum, default_value_t = Mode::Big)]
+    pub mode: Mode,
+}
+
+/// The demo group's steward arrangement.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Mode {
+    /// The creator commits every change.
+    Single,
+    /// Elected stewards take turns; everyone votes on everything.
+    Big,
+    /// Elected stewards take turns and vote on membership; everyone votes on elections.
+    Small,
+}
+
+impl DemoArgs {
+    /// The demo group's parameters.
+    fn group_params(&self) -> GroupParams {
+        let mode = match self.mode {
+            Mode::Single => StewardMode::Single,
+            Mode::Big => StewardMode::Big,
+            Mode::Small => StewardMode::Small,
+        };
+        let (sn_min, sn_max) = if mode == StewardMode::Single {
+            (1, 1)
+        } else {
+            (3, 5)
+        };
+        GroupParams {
+            mode,
+            sn_min,
+            sn_max,
+            vote_timeout_secs: 10,
+            ..GroupParams::default()
+        }
+    }
 }
 
 /// The summary line whose fields the README documents.

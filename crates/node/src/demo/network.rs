@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use demls_engine::{EngineConfig, Event, GroupId, GroupParams, Timestamp};
+use demls_engine::{EngineConfig, Event, GroupId, Timestamp};
 use demls_identity::Address;
 use demls_storage::Durability;
 use demls_transport::{TransportConfig, TransportEvent, WakuRelay};
@@ -266,10 +266,7 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
         return Err("the demo's nodes did not connect to each other".into());
     }
     let group = demo.group.clone();
-    let params = GroupParams {
-        vote_timeout_secs: 10,
-        ..GroupParams::default()
-    };
+    let params = args.group_params();
     let name = group.to_string();
     demo.nodes[0]
         .command(move |rt| rt.create_group(&name, params))
