@@ -41,6 +41,9 @@ pub enum ChainError {
     /// A retry policy with zero attempts would never read the chain.
     #[error("a retry policy needs at least one attempt")]
     NoAttempts,
+    /// [`ChainChecker::connect`] could not learn which chain the endpoint serves.
+    #[error("cannot read the RPC endpoint's chain id: {0}")]
+    ChainId(Unavailable),
 }
 
 /// Reads admission facts from one Ethereum JSON-RPC endpoint (HTTP or HTTPS) and decides
@@ -152,6 +155,26 @@ impl ChainChecker {
         })
     }
 
+    /// A checker for the endpoint at `rpc_url` and the chain it serves now: reads
+    /// `eth_chainId` once (with the retries of `retry`). Every check still compares the
+    /// endpoint's chain id with the one read here, so an endpoint that later serves another
+    /// chain admits nobody.
+    pub async fn connect(rpc_url: &str, retry: RetryPolicy) -> Result<Self, ChainError> {
+        let mut checker = Self::new(rpc_url, 0, retry)?;
+        let chain_id = checker
+            .retried(|| async { Ok(checker.provider.get_chain_id().await?) })
+            .await
+            .map_err(ChainError::ChainId)?;
+        if chain_id == 0 {
+            return Err(ChainError::ChainId(Unavailable::Rpc {
+                attempts: 1,
+                error: "the endpoint reports chain id 0".into(),
+            }));
+        }
+        checker.chain_id = chain_id;
+        Ok(checker)
+    }
+
     /// The chain this checker reads.
     pub fn chain_id(&self) -> u64 {
         self.chain_id
@@ -187,17 +210,23 @@ impl ChainChecker {
         gate: &Gate,
         subject: Address,
     ) -> Result<ChainFacts, Unavailable> {
+        self.retried(|| self.read(gate, subject)).await
+    }
+
+    /// Runs `read` until it succeeds, fails for good, or has been tried
+    /// [`RetryPolicy::attempts`] times, each bounded by the attempt timeout.
+    async fn retried<T, F>(&self, mut read: impl FnMut() -> F) -> Result<T, Unavailable>
+    where
+        F: Future<Output = Result<T, ReadError>>,
+    {
         let mut attempt = 1;
         loop {
-            let error =
-                match tokio::time::timeout(self.retry.attempt_timeout, self.read(gate, subject))
-                    .await
-                {
-                    Ok(Ok(facts)) => return Ok(facts),
-                    Ok(Err(ReadError::Final(unavailable))) => return Err(unavailable),
-                    Ok(Err(error)) => error,
-                    Err(_) => ReadError::Timeout(self.retry.attempt_timeout),
-                };
+            let error = match tokio::time::timeout(self.retry.attempt_timeout, read()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(ReadError::Final(unavailable))) => return Err(unavailable),
+                Ok(Err(error)) => error,
+                Err(_) => ReadError::Timeout(self.retry.attempt_timeout),
+            };
             let error = self.redact(&error.to_string());
             if attempt >= self.retry.attempts {
                 return Err(Unavailable::Rpc {

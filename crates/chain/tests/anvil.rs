@@ -365,6 +365,27 @@ async fn the_wrong_chain_admits_nobody() {
 }
 
 #[tokio::test]
+async fn connect_reads_the_chain_id_once_and_fails_on_a_dead_endpoint() {
+    let other = Anvil::with_chain_id(5);
+    let checker = ChainChecker::connect(&other.url(), FAST_RETRY)
+        .await
+        .expect("the chain id is read");
+    assert_eq!(checker.chain_id(), 5);
+    let rich = Chain::connect(&other).await.accounts[0];
+    let gate = policy(5, BlockRef::Latest, min_eth("1"));
+    assert_eq!(check(&checker, &gate, rich).await, Verdict::Admit);
+
+    let url = format!("http://user:secret@127.0.0.1:{}", closed_port());
+    match ChainChecker::connect(&url, FAST_RETRY).await {
+        Err(ChainError::ChainId(Unavailable::Rpc { attempts, error })) => {
+            assert_eq!(attempts, FAST_RETRY.attempts);
+            assert!(!error.contains("secret"), "the RPC URL leaked: {error}");
+        }
+        other => panic!("expected a chain id error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn the_endpoint_going_down_fails_closed_and_coming_back_admits_again() {
     let anvil = Anvil::start();
     let rich = Chain::connect(&anvil).await.accounts[0];

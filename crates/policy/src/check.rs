@@ -63,6 +63,9 @@ pub enum Unavailable {
         /// The endpoint's latest block.
         head: u64,
     },
+    /// The checking node has no chain reader at all (no RPC endpoint configured).
+    #[error("this node has no Ethereum RPC endpoint configured")]
+    NoEndpoint,
 }
 
 impl Verdict {

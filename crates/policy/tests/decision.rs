@@ -273,4 +273,10 @@ fn verdicts() {
         "check unavailable: the chain could not be read (3 attempts): connection refused"
     );
     assert_eq!(Verdict::Admit.to_string(), "admitted");
+    let unconfigured = Verdict::Unavailable(Unavailable::NoEndpoint);
+    assert!(!unconfigured.admits());
+    assert_eq!(
+        unconfigured.to_string(),
+        "check unavailable: this node has no Ethereum RPC endpoint configured"
+    );
 }
