@@ -5,7 +5,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# SECONDS per target: the argument, else $DEMLS_FUZZ_SECONDS, else 30 (10 targets: about five
+# SECONDS per target: the argument, else $DEMLS_FUZZ_SECONDS, else 60 (10 targets: about ten
 # minutes of fuzzing, plus the build). 0 skips fuzzing. TARGETs default to all of them.
 # cargo fuzz needs unstable compiler flags: the stable toolchain allows them with
 # RUSTC_BOOTSTRAP=1, which this script sets for its own cargo commands only.
@@ -19,7 +19,7 @@ CARGO_FUZZ_VERSION=0.13.2
 ALL_TARGETS=(waku_message waku_metadata engine_bytes engine_envelope engine_app key_package
     consensus engine_restore storage policy)
 
-seconds=${1:-${DEMLS_FUZZ_SECONDS:-30}}
+seconds=${1:-${DEMLS_FUZZ_SECONDS:-60}}
 if [ "$#" -gt 0 ]; then shift; fi
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then targets=("${ALL_TARGETS[@]}"); fi

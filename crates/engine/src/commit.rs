@@ -415,16 +415,6 @@ impl GroupSession {
         }
         let mut trial = self.history[index].before.clone();
         let verdict = check_commit(&mut trial, &bytes, ctx.now, ctx.config);
-        if std::env::var("DBG").is_ok() {
-            let v = match &verdict {
-                Verdict::Valid(v) => format!("valid better={}", v.rank > self.history[index].rank),
-                Verdict::Broken { reason, .. } => format!("broken {reason}"),
-                Verdict::Refused { reason, .. } => format!("refused {reason}"),
-                Verdict::Undecided(_) => "undecided".into(),
-                Verdict::Unreadable(e) => format!("unreadable {e}"),
-            };
-            eprintln!("DBG {} competitor for {epoch}: {v}", self.me.short());
-        }
         match verdict {
             Verdict::Valid(valid) => {
                 self.note_equivocation(index, &valid.seen, ctx);
@@ -432,7 +422,12 @@ impl GroupSession {
                 if valid.rank <= self.history[index].rank {
                     return Ok(());
                 }
-                // The better commit wins: back to that epoch, and on from there.
+                // The better commit wins: back to that epoch, and on from there. The
+                // epoch's record keeps the commit left behind: it competed.
+                let left_behind = self.history[index].applied.clone();
+                if !trial.commits.iter().any(|c| c.bytes == left_behind.bytes) {
+                    trial.commits.push(left_behind);
+                }
                 ctx.emit(Event::BranchSwitched {
                     group: self.id.clone(),
                     fork_epoch: Epoch(epoch),

@@ -25,19 +25,10 @@ pub(crate) struct ScheduledReport {
 impl GroupSession {
     /// A violation this member saw.
     pub(crate) fn report(&mut self, emergency: Emergency, ctx: &mut Ctx<'_>) {
-        let key = (
-            emergency.offender,
-            emergency.evidence.violation(),
-            emergency.violation_epoch,
-        );
-        if self.detected.insert(key) {
-            ctx.emit(Event::ViolationDetected {
-                group: self.id.clone(),
-                offender: emergency.offender,
-                violation: emergency.evidence.violation(),
-                epoch: Epoch(emergency.violation_epoch),
-            });
+        if self.excused(&emergency) {
+            return;
         }
+        self.detected(&emergency, ctx);
         if self
             .reports
             .iter()
@@ -64,6 +55,24 @@ impl GroupSession {
         self.reports.push(ScheduledReport { due, emergency });
     }
 
+    /// Says once that this member has seen the violation `emergency` names: by itself, or
+    /// by checking another member's evidence against its own record (whoever saw it first).
+    pub(crate) fn detected(&mut self, emergency: &Emergency, ctx: &mut Ctx<'_>) {
+        let key = (
+            emergency.offender,
+            emergency.evidence.violation(),
+            emergency.violation_epoch,
+        );
+        if self.detected.insert(key) {
+            ctx.emit(Event::ViolationDetected {
+                group: self.id.clone(),
+                offender: emergency.offender,
+                violation: emergency.evidence.violation(),
+                epoch: Epoch(emergency.violation_epoch),
+            });
+        }
+    }
+
     /// Whether an emergency like this one is already open or approved (here or in own motions).
     fn raised(&self, emergency: &Emergency) -> bool {
         let motion = Motion::Emergency(emergency.clone());
@@ -84,7 +93,7 @@ impl GroupSession {
                 .partition(|r| r.due <= ctx.now);
         self.reports = later;
         for report in due {
-            if !self.raised(&report.emergency) {
+            if !self.raised(&report.emergency) && !self.excused(&report.emergency) {
                 self.request(Motion::Emergency(report.emergency), ctx)?;
             }
         }
@@ -100,6 +109,9 @@ impl GroupSession {
             if offender == ctx.wallet.address() {
                 return Judgement::No("this node does not accuse itself".into());
             }
+        }
+        if self.excused(emergency) {
+            return Judgement::No("the epoch had competing commits: a partition, not a violation".into());
         }
         let Some(record) = self.state_of(emergency.violation_epoch) else {
             return Judgement::Abstain;
@@ -181,6 +193,28 @@ impl GroupSession {
                 .is_none_or(|t| *t < opened),
             _ => false,
         }
+    }
+
+    /// Whether a charge of silence (inactivity, censorship) falls because its epoch had
+    /// valid commits by different stewards: the network was split (or slow), each side
+    /// committed what it saw, and the commit filter already chose between them. A charge
+    /// of breaking the rules (broken commit, equivocation) is never excused.
+    pub(crate) fn excused(&self, emergency: &Emergency) -> bool {
+        if !matches!(
+            emergency.evidence,
+            Evidence::Inactivity | Evidence::Censorship { .. }
+        ) {
+            return false;
+        }
+        let epoch = emergency.violation_epoch;
+        let committers: std::collections::BTreeSet<Address> = self
+            .state_of(epoch)
+            .into_iter()
+            .flat_map(|record| &record.commits)
+            .chain(self.applied_in(epoch))
+            .map(|c| c.committer)
+            .collect();
+        committers.len() > 1
     }
 
     /// The commit applied to leave `epoch`, if it is in history.

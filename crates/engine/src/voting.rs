@@ -261,6 +261,12 @@ impl GroupSession {
             },
             other => other,
         };
+        if let (Judgement::Yes, Some(Motion::Emergency(emergency))) =
+            (&judgement, self.state.open.get(&id).map(|o| &o.motion))
+        {
+            let emergency = emergency.clone();
+            self.detected(&emergency, ctx);
+        }
         match judgement {
             Judgement::Yes if !is_membership || ctx.config.vote_policy == VotePolicy::Automatic => {
                 self.vote(id, true, ctx)
@@ -573,19 +579,27 @@ impl GroupSession {
     /// Own motions still wanted in the new epoch, each to be proposed again.
     pub(crate) fn carry_own_motions(&mut self) {
         let state = &self.state;
-        self.own.retain(|own| match &own.motion {
-            Motion::Change(Change::Add {
-                address,
-                replace: false,
-                ..
-            }) => !state.is_member(address),
-            // A re-add is asked for again by its joiner if it did not land.
-            Motion::Change(Change::Add { replace: true, .. }) => false,
-            Motion::Change(Change::Remove { target }) => state.is_member(target),
-            Motion::Emergency(e) => e.offender.is_some_and(|o| state.is_member(&o)),
-            // An election is for the epoch it was held in.
-            Motion::Election(_) => false,
-        });
+        let keep: Vec<bool> = self
+            .own
+            .iter()
+            .map(|own| match &own.motion {
+                Motion::Change(Change::Add {
+                    address,
+                    replace: false,
+                    ..
+                }) => !state.is_member(address),
+                // A re-add is asked for again by its joiner if it did not land.
+                Motion::Change(Change::Add { replace: true, .. }) => false,
+                Motion::Change(Change::Remove { target }) => state.is_member(target),
+                Motion::Emergency(e) => {
+                    e.offender.is_some_and(|o| state.is_member(&o)) && !self.excused(e)
+                }
+                // An election is for the epoch it was held in.
+                Motion::Election(_) => false,
+            })
+            .collect();
+        let mut keep = keep.into_iter();
+        self.own.retain(|_| keep.next().unwrap_or(false));
         for own in &mut self.own {
             own.proposal = None;
         }

@@ -24,10 +24,32 @@ pub fn config(policy: VotePolicy) -> EngineConfig {
     }
 }
 
-/// A fresh engine with a new wallet.
+thread_local! {
+    /// How many wallets this test (thread) has made.
+    static WALLETS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The next wallet of this test: derived from its position and `DEMLS_TEST_WALLETS` (default 0),
+/// so that who becomes a steward — and so a test's run — repeats; set the variable to try
+/// other wallets.
+pub fn next_wallet() -> Wallet {
+    let base: u64 = std::env::var("DEMLS_TEST_WALLETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let n = WALLETS.with(|c| {
+        let n = c.get();
+        c.set(n + 1);
+        n
+    });
+    let seed = [base.to_be_bytes(), n.to_be_bytes()].concat();
+    Wallet::from_bytes(&demls_identity::keccak256(&seed)).expect("a hash is a valid key")
+}
+
+/// A fresh engine with the test's next wallet.
 pub fn engine(policy: VotePolicy) -> Engine {
     Engine::new(
-        Wallet::generate(),
+        next_wallet(),
         &MlsSigner::generate().unwrap(),
         config(policy),
         MlsStore::new(4, false),
