@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use alloy::network::TransactionBuilder;
-use alloy::primitives::{Address, U256};
+pub use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol_types::SolCall;

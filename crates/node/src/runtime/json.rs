@@ -121,6 +121,23 @@ pub fn event_json(event: &Event) -> (Option<GroupId>, Value) {
             Some(group.clone()),
             json!({"type": "commit_rejected", "group": group.as_str(), "committer": committer, "reason": reason}),
         ),
+        Event::AdmissionCheck {
+            group,
+            subject,
+            policy,
+        } => (
+            Some(group.clone()),
+            json!({"type": "admission_check", "group": group.as_str(), "subject": subject,
+                   "policy": policy.to_string()}),
+        ),
+        Event::JoinRefused {
+            group,
+            steward,
+            reason,
+        } => (
+            Some(group.clone()),
+            json!({"type": "join_refused", "group": group.as_str(), "steward": steward, "reason": reason}),
+        ),
         Event::Removed { group, epoch, by } => (
             Some(group.clone()),
             json!({"type": "removed", "group": group.as_str(), "epoch": epoch.0, "by": by}),
@@ -279,7 +296,7 @@ pub struct NodeInfo {
 pub struct GroupSummary {
     /// The group's name.
     pub id: String,
-    /// `member` or `joining`.
+    /// `member`, `joining`, or `refused` (a steward refused this node's join request).
     pub state: &'static str,
     /// Current epoch (members only).
     pub epoch: Option<u64>,
@@ -287,6 +304,25 @@ pub struct GroupSummary {
     pub members: Option<usize>,
     /// Whether this node is a steward.
     pub is_steward: bool,
+    /// Who may join, in words (members only).
+    pub admission: Option<String>,
+    /// Who refused this node's join request and why (`refused` only).
+    pub refusal: Option<String>,
+}
+
+impl GroupSummary {
+    /// A group this node asked to join.
+    pub fn joining(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            state: "joining",
+            epoch: None,
+            members: None,
+            is_steward: false,
+            admission: None,
+            refusal: None,
+        }
+    }
 }
 
 /// A member and its roles.
@@ -332,6 +368,11 @@ pub struct GroupDetail {
     pub stewards: Vec<String>,
     /// Whether this node is a steward.
     pub is_steward: bool,
+    /// Who may join, in words: "open to anyone", "at least 1.5 ETH on chain 1 at the latest
+    /// block", …
+    pub admission: String,
+    /// Whether joiners are checked against a chain.
+    pub gated: bool,
     /// The MLS epoch authenticator (hex): equal on every member in the same epoch.
     pub authenticator: String,
     /// Health.
