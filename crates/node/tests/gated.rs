@@ -129,6 +129,24 @@ fn a_rich_account_joins_a_poor_one_is_refused_and_told_why_and_joins_once_it_qua
         !ok && err.contains("serves chain 31337, not chain 1"),
         "{err}"
     );
+    for (bad, says) in [
+        (
+            &[
+                "--min-eth",
+                "1",
+                "--erc721",
+                "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            ][..],
+            "cannot be used with",
+        ),
+        (&["--token-id", "7"], "--erc721"),
+        (&["--at-block", "7"], "--min-eth"),
+        (&["--min-eth", "0.0000000000000000001"], "ETH amount"),
+        (&["--min-erc20", "100"], "TOKEN:AMOUNT"),
+    ] {
+        let (ok, _, err) = alice.cli(&[&["create", "bad"][..], bad].concat());
+        assert!(!ok && err.contains(says), "{bad:?}: {err}");
+    }
     let created = alice.cli_json(&["create", "dao", "--min-eth", "1.5"]);
     let words = "at least 1.5 ETH on chain 31337 at the latest block";
     assert_eq!(
