@@ -325,6 +325,11 @@ fn with_the_endpoint_down_nobody_joins_and_the_group_keeps_chatting_until_it_is_
             .all(|v| v["admitted"] == false)
     );
     assert_eq!(carol.api_get("/api/groups/dao/join")["stage"], "requested");
+    let failed = metric(
+        &alice.metrics(),
+        "demls_admission_checks_total{verdict=\"unavailable\"}",
+    );
+    assert!(failed >= Some(1.0), "{failed:?}");
     assert!(adds_of(&alice, "dao", &carol.address).is_empty());
 
     // The group keeps talking meanwhile.

@@ -9,7 +9,7 @@ use demls_engine::{
     Engine, Event, GroupId, GroupParams, GroupView, ProposalId, Timestamp, TopicKind, VotePolicy,
 };
 use demls_identity::Address;
-use demls_policy::{AdmissionPolicy, CheckRequest};
+use demls_policy::{AdmissionPolicy, CheckRequest, Verdict};
 use demls_storage::{
     NewEvent, NewMessage, OutboxEntry, ProposalState, Step, StorageError, Store, StoredMessage,
 };
@@ -21,7 +21,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::admission::{Answer, ChainAccess};
 use super::json::{
     GroupDetail, GroupSummary, HealthView, MemberView, MessageView, NodeInfo, ProposalView,
-    event_json,
+    event_json, printable_reason,
 };
 use super::setup::Loaded;
 use super::track::Tracker;
@@ -435,7 +435,7 @@ impl Runtime {
                 reason,
             } => {
                 self.refused
-                    .insert(group.clone(), (*steward, reason.clone()));
+                    .insert(group.clone(), (*steward, printable_reason(reason)));
             }
             _ => {}
         }
@@ -475,6 +475,11 @@ impl Runtime {
         } = answer;
         self.checking.remove(&(group.clone(), subject));
         tracing::info!(%group, %subject, %verdict, "admission check");
+        self.metrics.admission_check(match verdict {
+            Verdict::Admit => "admit",
+            Verdict::Refuse(_) => "refuse",
+            Verdict::Unavailable(_) => "unavailable",
+        });
         self.notes.push((
             group.clone(),
             json!({"type": "admission_verdict", "group": group.as_str(), "subject": subject,

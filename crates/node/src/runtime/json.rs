@@ -35,6 +35,19 @@ fn violation_label(violation: Violation) -> &'static str {
     }
 }
 
+/// The most characters of a refusal reason shown.
+const MAX_REASON_CHARS: usize = 512;
+
+/// A refusal reason from a steward (another node) as it may be shown in a terminal: without
+/// control characters (no escape sequences), at most [`MAX_REASON_CHARS`] characters.
+pub fn printable_reason(reason: &str) -> String {
+    reason
+        .chars()
+        .take(MAX_REASON_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 /// An engine event as `{"type": ..., ...}` with the group it concerns. `Subscribe`,
 /// `Unsubscribe` and chat messages are handled by the runtime and never reach here; variants
 /// newer than this node are described by their debug form.
@@ -136,7 +149,8 @@ pub fn event_json(event: &Event) -> (Option<GroupId>, Value) {
             reason,
         } => (
             Some(group.clone()),
-            json!({"type": "join_refused", "group": group.as_str(), "steward": steward, "reason": reason}),
+            json!({"type": "join_refused", "group": group.as_str(), "steward": steward,
+                   "reason": printable_reason(reason)}),
         ),
         Event::Removed { group, epoch, by } => (
             Some(group.clone()),
@@ -384,6 +398,15 @@ mod tests {
     use demls_identity::Address;
 
     use super::*;
+
+    #[test]
+    fn refusal_reasons_are_printable_and_bounded() {
+        assert_eq!(
+            printable_reason("too poor\u{1b}[2J\n"),
+            "too poor\u{fffd}[2J\u{fffd}"
+        );
+        assert_eq!(printable_reason(&"é".repeat(2000)).chars().count(), 512);
+    }
 
     #[test]
     fn elections_and_emergencies_are_named() {
