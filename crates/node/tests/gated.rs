@@ -119,7 +119,7 @@ fn adds_of(node: &NodeProc, group: &str, member: &str) -> Vec<Value> {
 #[test]
 fn a_rich_account_joins_a_poor_one_is_refused_and_told_why_and_joins_once_it_qualifies() {
     let chain = Eth::start();
-    let (alice, bob, carol, _tmp) = trio(&chain);
+    let (alice, bob, carol, tmp) = trio(&chain);
 
     // A gated group needs an endpoint, on the chain it names.
     let (ok, _, err) = carol.cli(&["create", "dao", "--min-eth", "1"]);
@@ -223,6 +223,33 @@ fn a_rich_account_joins_a_poor_one_is_refused_and_told_why_and_joins_once_it_qua
         verdicts(&bob, &carol.address)
             .iter()
             .any(|v| v["admitted"] == true)
+    );
+
+    // Carol has no endpoint: she cannot check Dave and never votes YES on him; Alice's and
+    // Bob's YES are a majority of three, so he joins all the same.
+    let dave = node(&tmp.path().join("dave"), &[&alice.listen], None);
+    chain.fund(&dave, "2");
+    dave.cli_json(&["join", "dao"]);
+    wait_until("dave joins", LIMIT, || {
+        all_have(&[&alice, &bob, &carol, &dave], "dao", 4)
+    });
+    let unchecked = verdicts(&carol, &dave.address);
+    assert!(!unchecked.is_empty());
+    assert!(
+        unchecked.iter().all(|v| v["verdict"]
+            == "check unavailable: this node has no Ethereum RPC endpoint configured")
+    );
+    let add = &adds_of(&alice, "dao", &dave.address)[0];
+    let voters: Vec<&Value> = add["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["yes"] == true)
+        .map(|v| &v["voter"])
+        .collect();
+    assert!(
+        !voters.contains(&&Value::from(carol.address.as_str())),
+        "{add}"
     );
 }
 
