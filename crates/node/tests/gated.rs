@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use demls_testchain::{Anvil, Chain, eth};
+use demls_testchain::{Address, Anvil, Chain, U256, eth};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -39,17 +39,25 @@ impl Eth {
         self.anvil.url()
     }
 
+    /// Runs `f` (a transaction, a read) to its end.
+    fn run<T>(&self, f: impl Future<Output = T>) -> T {
+        self.runtime.block_on(f)
+    }
+
     /// Sets `node`'s balance to `amount` ETH.
     fn fund(&self, node: &NodeProc, amount: &str) {
-        let who = node.address.parse().unwrap();
-        self.runtime
-            .block_on(self.chain.set_balance(who, eth(amount)));
+        self.run(self.chain.set_balance(account(node), eth(amount)));
     }
 
     /// Stops anvil: the endpoint goes down. Returns its port.
     fn stop(self) -> u16 {
         self.anvil.stop()
     }
+}
+
+/// `node`'s address on the chain.
+fn account(node: &NodeProc) -> Address {
+    node.address.parse().unwrap()
 }
 
 /// A node on loopback, reading the chain at `rpc` if given.
@@ -250,6 +258,58 @@ fn a_rich_account_joins_a_poor_one_is_refused_and_told_why_and_joins_once_it_qua
     assert!(
         !voters.contains(&&Value::from(carol.address.as_str())),
         "{add}"
+    );
+}
+
+#[test]
+fn token_gates_read_the_erc20_balance_and_the_erc721_collection() {
+    let chain = Eth::start();
+    let (alice, bob, carol, _tmp) = trio(&chain);
+    let token = chain.run(chain.chain.deploy_token());
+    let nft = chain.run(chain.chain.deploy_nft());
+    chain.run(chain.chain.mint(token, account(&bob), eth("150")));
+    chain.run(chain.chain.mint(nft, account(&carol), U256::from(1)));
+    let dtt = format!("{token}:100");
+    alice.cli_json(&[
+        "create",
+        "dtt",
+        "--min-erc20",
+        &dtt,
+        "--token-symbol",
+        "DTT",
+    ]);
+    alice.cli_json(&["create", "club", "--erc721", &nft.to_string()]);
+
+    // Bob holds 150 DTT and no NFT; Carol holds NFT #1 and no DTT.
+    for (joiner, group) in [
+        (&bob, "dtt"),
+        (&bob, "club"),
+        (&carol, "dtt"),
+        (&carol, "club"),
+    ] {
+        joiner.cli_json(&["join", group]);
+    }
+    wait_until(
+        "each joins one group and is refused by the other",
+        LIMIT,
+        || {
+            members(&alice, "dtt") == 2
+                && members(&alice, "club") == 2
+                && refusal(&bob, "club").is_some()
+                && refusal(&carol, "dtt").is_some()
+        },
+    );
+    assert_eq!(members(&bob, "dtt"), 2);
+    assert_eq!(members(&carol, "club"), 2);
+    let no_nft = refusal(&bob, "club").unwrap();
+    assert!(
+        no_nft.contains("holds no token of the ERC-721 collection"),
+        "{no_nft}"
+    );
+    let no_dtt = refusal(&carol, "dtt").unwrap();
+    assert!(
+        no_dtt.contains("balance 0 DTT of token") && no_dtt.contains("below the required 100 DTT"),
+        "{no_dtt}"
     );
 }
 
