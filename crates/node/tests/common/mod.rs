@@ -50,6 +50,8 @@ impl NodeProc {
             .arg(dir)
             .args(["--listen", listen, "--api", "127.0.0.1:0", "--log", "info"])
             .env("DEMLS_PASSPHRASE", PASSPHRASE)
+            // Only `options` give a node a chain endpoint.
+            .env_remove("DEMLS_ETH_RPC")
             .stdout(Stdio::piped())
             .stderr(log);
         for peer in peers {
