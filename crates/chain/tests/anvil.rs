@@ -12,7 +12,7 @@ use demls_chain::{ChainChecker, ChainError, RetryPolicy};
 use demls_policy::{
     AdmissionPolicy, BlockRef, CheckRequest, Gate, Refusal, Requirement, Unavailable, Verdict,
 };
-use support::{ANVIL_CHAIN_ID, Anvil, Chain, FAST_RETRY, demls, eth};
+use support::{ANVIL_CHAIN_ID, Anvil, Chain, FAST_RETRY, FastChecker, demls, eth};
 
 fn policy(chain_id: u64, block: BlockRef, requirement: Requirement) -> AdmissionPolicy {
     AdmissionPolicy::Gated(Gate {

@@ -39,10 +39,16 @@ impl GroupSession {
         self.state.policy.gate().is_some()
     }
 
-    /// What this member's check says of `subject`, asking for it if not asked yet.
+    /// What this member's check says of `subject`, asking for it if not asked yet, or if
+    /// its answer is older than [`crate::EngineConfig::admission_retry_ms`] (balances at the
+    /// latest block change: a joiner refused once may qualify later).
     pub(crate) fn admission(&mut self, subject: Address, ctx: &mut Ctx<'_>) -> Option<bool> {
         if let Some(check) = self.checks.get(&subject) {
-            return check.admitted;
+            let stale = check.admitted.is_some()
+                && check.asked_at.plus_ms(ctx.config.admission_retry_ms) <= ctx.now;
+            if !stale {
+                return check.admitted;
+            }
         }
         self.ask_admission(subject, ctx);
         None
@@ -70,6 +76,8 @@ impl GroupSession {
         change: Change,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), EngineError> {
+        // Every request is checked anew and answered: a joiner refused before may qualify now.
+        self.checks.remove(&joiner);
         match self.admission(joiner, ctx) {
             Some(true) => self.request(Motion::Change(change), ctx),
             Some(false) => Ok(()),

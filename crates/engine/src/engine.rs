@@ -68,6 +68,8 @@ pub struct GroupView {
     pub authenticator: Vec<u8>,
     /// Open proposals: id, and whether decided.
     pub open_proposals: Vec<(ProposalId, Option<bool>)>,
+    /// Who may join: the group's admission policy.
+    pub admission: demls_policy::AdmissionPolicy,
 }
 
 /// The de-MLS protocol engine of one node.
@@ -619,6 +621,7 @@ impl Engine {
                 .iter()
                 .map(|(id, o)| (*id, o.decided.map(|d| d.0)))
                 .collect(),
+            admission: session.state.policy.clone(),
         })
     }
 }

@@ -238,3 +238,32 @@ fn with_the_chain_unreachable_nobody_is_admitted_and_the_group_keeps_working() {
         describe(&sim, &all)
     );
 }
+
+#[test]
+fn a_refused_joiner_that_qualifies_later_is_admitted_when_it_asks_again() {
+    let mut sim = Sim::new(noisy_net(207));
+    let mut chain = Chain::new();
+    let nodes = gated_group(&mut sim, &mut chain, 3);
+    let g = group();
+    let late = sim.add(engine(VotePolicy::Automatic));
+    sim.act(late, |e, now| e.request_join(g.clone(), None, now))
+        .unwrap();
+    assert!(chain.run(&mut sim, 60_000, |s| !refusals(s, late).is_empty()));
+    // It buys in, and asks again: the steward and the members check it anew.
+    let late_address = address(&sim, late);
+    chain
+        .balances
+        .as_mut()
+        .unwrap()
+        .insert(late_address, U256::parse_units("2", 18).unwrap());
+    sim.act(late, |e, now| e.request_join(g.clone(), None, now))
+        .unwrap();
+    let mut all = nodes.clone();
+    all.push(late);
+    assert!(
+        chain.run(&mut sim, 120_000, |s| converged(s, &all, 4)),
+        "{}",
+        describe(&sim, &all)
+    );
+    assert_eq!(refusals(&sim, late).len(), 1);
+}

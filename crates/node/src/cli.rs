@@ -36,6 +36,61 @@ pub struct Target {
     pub json: bool,
 }
 
+/// Who may join a new group: by default anyone; with one of `--min-eth`, `--min-erc20` or
+/// `--erc721`, only holders, checked against the chain of the node's `--eth-rpc`.
+/// The three are one group of exclusive options ("gate"); the others need one of them.
+#[derive(Args, Debug, Clone)]
+#[group(skip)]
+pub struct GateArgs {
+    /// Admit only addresses holding at least this much ETH, e.g. 1.5.
+    #[arg(long, value_name = "ETH", group = "gate")]
+    pub min_eth: Option<String>,
+    /// Admit only addresses holding at least AMOUNT (in whole tokens) of the ERC-20 TOKEN,
+    /// e.g. 0x6B17…1d0F:100.
+    #[arg(long, value_name = "TOKEN:AMOUNT", group = "gate")]
+    pub min_erc20: Option<String>,
+    /// Admit only addresses holding a token of this ERC-721 collection.
+    #[arg(long, value_name = "CONTRACT", group = "gate")]
+    pub erc721: Option<String>,
+    /// With --min-erc20: the token's decimals.
+    #[arg(long, value_name = "N", default_value_t = 18, requires = "min_erc20")]
+    pub token_decimals: u8,
+    /// With --min-erc20: the token's symbol, to show amounts.
+    #[arg(long, value_name = "SYMBOL", requires = "min_erc20")]
+    pub token_symbol: Option<String>,
+    /// With --erc721: only this very token (a decimal id) admits.
+    #[arg(long, value_name = "ID", requires = "erc721")]
+    pub token_id: Option<String>,
+    /// Read balances at this fixed block instead of the latest one.
+    #[arg(long, value_name = "N", requires = "gate")]
+    pub at_block: Option<u64>,
+    /// The chain the gate reads; the node's --eth-rpc must serve it (default: that chain).
+    #[arg(long, value_name = "ID", requires = "gate")]
+    pub chain_id: Option<u64>,
+}
+
+impl GateArgs {
+    /// The `admission` object of `POST /api/groups`, or `None` for an open group.
+    fn admission(&self) -> Result<Option<Value>, CliError> {
+        let mut admission = if let Some(amount) = &self.min_eth {
+            json!({"kind": "min_eth", "amount": amount})
+        } else if let Some(spec) = &self.min_erc20 {
+            let (token, amount) = spec.split_once(':').ok_or_else(|| {
+                CliError::Usage(format!("--min-erc20 {spec}: expected TOKEN:AMOUNT"))
+            })?;
+            json!({"kind": "min_erc20", "token": token, "amount": amount,
+                   "decimals": self.token_decimals, "symbol": self.token_symbol})
+        } else if let Some(token) = &self.erc721 {
+            json!({"kind": "erc721", "token": token, "token_id": self.token_id})
+        } else {
+            return Ok(None);
+        };
+        admission["block"] = self.at_block.into();
+        admission["chain_id"] = self.chain_id.into();
+        Ok(Some(admission))
+    }
+}
+
 /// A CLI subcommand.
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
@@ -65,6 +120,8 @@ pub enum ClientCommand {
         /// How long a vote stays open, in seconds.
         #[arg(long)]
         vote_timeout: Option<u32>,
+        #[command(flatten)]
+        gate: GateArgs,
         #[command(flatten)]
         target: Target,
     },
@@ -157,6 +214,9 @@ pub enum ClientCommand {
 /// Why a CLI command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The command line does not make sense.
+    #[error("{0}")]
+    Usage(String),
     /// Neither a data directory nor an API address.
     #[error("say which node: --data-dir DIR (or DEMLS_DATA_DIR), or --api URL with --token")]
     NoTarget,
@@ -311,6 +371,7 @@ fn print_message(m: &Value) {
 
 fn print_group(g: &Value) {
     say!("group {}  epoch {}", text(g, "id"), text(g, "epoch"));
+    say!("admission: {}", text(g, "admission"));
     say!("stewards: {}", g["stewards"].as_array().map_or(0, Vec::len));
     for s in g["stewards"].as_array().into_iter().flatten() {
         say!("  {}", s.as_str().unwrap_or("?"));
@@ -378,6 +439,7 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             sn_min,
             sn_max,
             vote_timeout,
+            gate,
             target,
         } => {
             let mut body = json!({"name": group});
@@ -386,6 +448,7 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
                 ("sn_min", sn_min.map(Value::from)),
                 ("sn_max", sn_max.map(Value::from)),
                 ("vote_timeout_secs", vote_timeout.map(Value::from)),
+                ("admission", gate.admission()?),
             ];
             for (key, value) in options {
                 if let Some(value) = value {
@@ -479,6 +542,8 @@ fn print_human(value: &Value) {
                     print_message(item);
                 } else if item.get("tally").is_some() {
                     print_proposal(item);
+                } else if item["state"] == "refused" {
+                    say!("{}  {}", text(item, "id"), text(item, "refusal"));
                 } else if item.get("state").is_some() {
                     say!(
                         "{}  {}  epoch {}  {} members{}",
@@ -589,6 +654,16 @@ fn follow(group: &str, target: &Target) -> Result<(), CliError> {
                     }
                 ),
                 Some("removed") => say!("-- this node is no longer a member"),
+                Some("join_refused") => say!(
+                    "-- the steward {} refused this node: {}",
+                    text(&event, "steward"),
+                    text(&event, "reason")
+                ),
+                Some("admission_verdict") => say!(
+                    "-- admission check of {}: {}",
+                    text(&event, "subject"),
+                    text(&event, "verdict")
+                ),
                 _ => {}
             }
         }

@@ -63,6 +63,8 @@ struct Counters {
     proposals_opened: u64,
     proposals_decided: BTreeMap<&'static str, u64>,
     chat: BTreeMap<&'static str, u64>,
+    /// outcome → admission checks answered.
+    admission_checks: BTreeMap<&'static str, u64>,
     commits_rejected: u64,
     commit_latency: Histogram,
     consensus_latency: Histogram,
@@ -177,6 +179,11 @@ impl Metrics {
     /// A chat message was written (`out`) or received (`in`).
     pub fn chat(&self, direction: &'static str) {
         *self.lock().chat.entry(direction).or_default() += 1;
+    }
+
+    /// An admission check was answered: `admit`, `refuse` or `unavailable`.
+    pub fn admission_check(&self, verdict: &'static str) {
+        *self.lock().admission_checks.entry(verdict).or_default() += 1;
     }
 
     /// Everything, in the Prometheus text format.
@@ -295,6 +302,18 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "demls_chat_messages_total{{direction=\"{direction}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "demls_admission_checks_total",
+            "Admission checks of joiners of gated groups answered from the chain, by verdict (admit, refuse, unavailable).",
+            "counter",
+        );
+        for (verdict, n) in &c.admission_checks {
+            let _ = writeln!(
+                out,
+                "demls_admission_checks_total{{verdict=\"{verdict}\"}} {n}"
             );
         }
         header(

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use demls_chain::RetryPolicy;
 use demls_engine::EngineConfig;
 use demls_storage::{DB_FILE, Durability};
 use demls_transport::{DEFAULT_CLUSTER_ID, Multiaddr, TransportConfig};
@@ -12,6 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::api::{self, ApiState};
 use crate::passphrase;
+use crate::runtime::admission::ChainAccess;
 use crate::runtime::{self, NodeConfig, NodeError, NodeHandle, setup};
 
 /// Options of `demls node`.
@@ -36,6 +38,16 @@ pub struct NodeArgs {
     /// Waku cluster id (peers of other clusters are disconnected).
     #[arg(long, default_value_t = DEFAULT_CLUSTER_ID)]
     pub cluster_id: u16,
+    /// Ethereum JSON-RPC endpoint (http:// or https://) that answers this node's admission
+    /// checks in gated groups: needed to create a gated group, and to vote YES on joiners of
+    /// one. Without it this node admits nobody to a gated group (open groups need none).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DEMLS_ETH_RPC",
+        hide_env_values = true
+    )]
+    pub eth_rpc: Option<String>,
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -52,6 +64,12 @@ pub fn run(args: NodeArgs) -> NodeResult {
 }
 
 async fn serve(args: NodeArgs) -> NodeResult {
+    let chain = match &args.eth_rpc {
+        // The URL may hold an API key: the error never repeats it.
+        Some(url) => ChainAccess::endpoint(url, RetryPolicy::default())
+            .map_err(|e| format!("--eth-rpc: {e}"))?,
+        None => ChainAccess::none(),
+    };
     let new = !args.data_dir.join(DB_FILE).exists();
     let passphrase = passphrase::obtain(new)?;
     let node = runtime::start(NodeConfig {
@@ -66,8 +84,18 @@ async fn serve(args: NodeArgs) -> NodeResult {
         },
         engine: EngineConfig::default(),
         durability: Durability::Full,
+        chain: chain.clone(),
     })
     .await?;
+    if chain.configured() {
+        // Connect now, so that the log says early whether the endpoint works; checks connect
+        // again later if it does not.
+        tokio::spawn(async move {
+            if let Err(error) = chain.checker().await {
+                tracing::warn!(%error, "the Ethereum RPC endpoint cannot be read yet; admission checks will try again");
+            }
+        });
+    }
     if !args.api.ip().is_loopback() {
         tracing::warn!(api = %args.api, "the control API is not on loopback: anyone who can reach it and has the token controls this node");
     }

@@ -53,10 +53,13 @@ pub struct JoinProgress {
     /// The group.
     pub group: String,
     /// `looking` (no steward announcement seen yet), `requested` (the key package went to
-    /// the steward, who opens a vote on it) or `member`.
+    /// the steward, who opens a vote on it), `member`, or `refused` (the steward refused it,
+    /// e.g. because the group's admission policy is not met).
     pub stage: &'static str,
-    /// The steward the request went to.
+    /// The steward the request went to (or that refused it).
     pub steward: Option<String>,
+    /// Why the steward refused (`refused` only).
+    pub reason: Option<String>,
     /// When the stage was reached (Unix ms), if known.
     pub since: Option<u64>,
     /// The epoch this node joined at (members only, if known).
@@ -176,10 +179,26 @@ pub fn join_progress(rt: &Runtime, name: &str) -> Result<JoinProgress, CommandEr
             group: name.to_owned(),
             stage: "member",
             steward: None,
+            reason: None,
             since: None,
             epoch: own_joined_epoch(&events),
         }),
         Err(CommandError::Joining(_)) => Ok(progress_of(name, &events)),
+        Err(CommandError::JoinRefused {
+            steward, reason, ..
+        }) => Ok(JoinProgress {
+            group: name.to_owned(),
+            stage: "refused",
+            steward: Some(steward.to_string()),
+            reason: Some(reason),
+            since: events
+                .iter()
+                .rev()
+                .find(|e| event_type(e) == Some("join_refused"))
+                .and_then(|e| e.get("at"))
+                .and_then(Value::as_u64),
+            epoch: None,
+        }),
         Err(e) => Err(e),
     }
 }
@@ -205,6 +224,7 @@ fn progress_of(name: &str, events: &[Value]) -> JoinProgress {
             .and_then(|e| e.get("steward"))
             .and_then(Value::as_str)
             .map(str::to_owned),
+        reason: None,
         since: request.and_then(|e| e.get("at")).and_then(Value::as_u64),
         epoch: None,
     }
@@ -243,6 +263,7 @@ mod tests {
     use zeroize::Zeroizing;
 
     use super::*;
+    use crate::runtime::admission::ChainAccess;
     use crate::runtime::{self, NodeConfig};
 
     /// Calls the API at `base` with the token `secret`: status and JSON body (or the text).
@@ -292,6 +313,7 @@ mod tests {
             },
             engine: EngineConfig::default(),
             durability: Durability::Relaxed,
+            chain: ChainAccess::none(),
         })
         .await
         .expect("the node starts");

@@ -5,6 +5,7 @@
 //! the data directory, mode 0600); the WebSocket also takes it as `?access_token=`, since
 //! browsers cannot set headers on WebSockets. `docs/openapi.yaml` describes every route.
 
+mod admission;
 mod membership;
 mod routes;
 mod web;
@@ -85,6 +86,7 @@ impl From<CommandError> for ApiError {
         let (status, code) = match &e {
             CommandError::UnknownGroup(_) => (StatusCode::NOT_FOUND, "unknown_group"),
             CommandError::Joining(_) => (StatusCode::CONFLICT, "joining"),
+            CommandError::JoinRefused { .. } => (StatusCode::FORBIDDEN, "join_refused"),
             CommandError::GroupExists(_) => (StatusCode::CONFLICT, "group_exists"),
             CommandError::UnknownProposal(_) => (StatusCode::NOT_FOUND, "unknown_proposal"),
             CommandError::ProposalClosed { .. } => (StatusCode::CONFLICT, "proposal_closed"),

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::admission::{self, NewAdmission};
 use super::{ApiError, ApiState, OPENAPI};
 use crate::runtime::{CommandError, NodeEvent, Runtime};
 
@@ -102,6 +103,7 @@ pub(super) struct NewGroup {
     vote_timeout_secs: Option<u32>,
     liveness_yes: Option<bool>,
     max_proposals_per_member: Option<u16>,
+    admission: Option<NewAdmission>,
 }
 
 fn steward_mode(text: &str) -> Result<StewardMode, ApiError> {
@@ -132,7 +134,7 @@ pub(super) async fn create_group(
         max_proposals_per_member: body
             .max_proposals_per_member
             .unwrap_or(defaults.max_proposals_per_member),
-        admission: defaults.admission.clone(),
+        admission: admission::policy(&state.node, body.admission).await?,
     };
     if params.sn_min > params.sn_max {
         return Err(ApiError::bad_request(format!(

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use super::{AFTER_REMOVAL, DemoArgs, DemoError, Outcome, Summary, after_removal, tell_lockout};
+use crate::runtime::admission::ChainAccess;
 use crate::runtime::{self, NodeConfig, NodeEvent, NodeHandle, now, setup};
 use crate::story::Names;
 use crate::topics;
@@ -69,6 +70,7 @@ impl Demo {
                 },
                 engine: engine_config(),
                 durability: Durability::Relaxed,
+                chain: ChainAccess::none(),
             })
             .await?;
             let mut rx = node.subscribe();

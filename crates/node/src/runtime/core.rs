@@ -1,6 +1,6 @@
 //! The task that owns the engine.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use demls_engine::{
     Engine, Event, GroupId, GroupParams, GroupView, ProposalId, Timestamp, TopicKind, VotePolicy,
 };
 use demls_identity::Address;
+use demls_policy::{AdmissionPolicy, CheckRequest, Verdict};
 use demls_storage::{
     NewEvent, NewMessage, OutboxEntry, ProposalState, Step, StorageError, Store, StoredMessage,
 };
@@ -17,9 +18,10 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::admission::{Answer, ChainAccess};
 use super::json::{
     GroupDetail, GroupSummary, HealthView, MemberView, MessageView, NodeInfo, ProposalView,
-    event_json,
+    event_json, printable_reason,
 };
 use super::setup::Loaded;
 use super::track::Tracker;
@@ -54,6 +56,17 @@ pub struct Runtime {
     last_snapshot: Vec<u8>,
     tracker: Tracker,
     outgoing: Vec<NodeEvent>,
+    /// Node events (not the engine's) for the next step's event log.
+    notes: Vec<(GroupId, Value)>,
+    /// Reads the chain for admission checks.
+    chain: ChainAccess,
+    /// Where admission verdicts come back to this task.
+    verdicts: mpsc::UnboundedSender<Answer>,
+    /// Admission checks being read from the chain, so that a check asked again before the
+    /// answer came is not read twice.
+    checking: BTreeSet<(GroupId, Address)>,
+    /// Groups whose steward refused this node's join request: the steward and why.
+    refused: BTreeMap<GroupId, (Address, String)>,
     stopping: bool,
     failed: Option<String>,
     _lock: File,
@@ -83,6 +96,7 @@ impl Runtime {
         relay: RelayHandle,
         metrics: Arc<Metrics>,
         events: broadcast::Sender<NodeEvent>,
+        (chain, verdicts): (ChainAccess, mpsc::UnboundedSender<Answer>),
     ) -> Result<Self, NodeError> {
         let Loaded {
             store,
@@ -116,6 +130,11 @@ impl Runtime {
             subscribed: BTreeSet::new(),
             tracker,
             outgoing: Vec::new(),
+            notes: Vec::new(),
+            chain,
+            verdicts,
+            checking: BTreeSet::new(),
+            refused: BTreeMap::new(),
             stopping: false,
             failed: None,
             _lock: lock,
@@ -147,6 +166,7 @@ impl Runtime {
         mut self,
         mut transport: mpsc::Receiver<TransportEvent>,
         mut jobs: mpsc::Receiver<Job>,
+        mut verdicts: mpsc::UnboundedReceiver<Answer>,
     ) -> Result<(), NodeError> {
         self.close_stale_proposals()?;
         self.settle().await?;
@@ -167,6 +187,10 @@ impl Runtime {
                     let reply = job(&mut self);
                     self.settle().await?;
                     reply();
+                }
+                Some(answer) = verdicts.recv() => {
+                    self.on_verdict(answer);
+                    self.settle().await?;
                 }
                 () = wait_until(deadline) => {
                     self.engine.handle_timeout(now());
@@ -213,6 +237,14 @@ impl Runtime {
             ..Step::default()
         };
         let mut logged = Vec::new();
+        for (group, body) in std::mem::take(&mut self.notes) {
+            step.events.push(NewEvent {
+                at: now,
+                group: Some(group),
+                body: body.to_string(),
+            });
+            logged.push((None, body));
+        }
         while let Some(event) = self.engine.poll_event() {
             if let Some((group, body)) = self.absorb(&event, now, &mut step) {
                 step.events.push(NewEvent {
@@ -220,7 +252,7 @@ impl Runtime {
                     group,
                     body: body.to_string(),
                 });
-                logged.push((event, body));
+                logged.push((Some(event), body));
             }
         }
         while let Some(transmit) = self.engine.poll_transmit() {
@@ -258,7 +290,7 @@ impl Runtime {
                 seq: Some(record.seq),
                 at: now,
                 body,
-                engine: Some(event),
+                engine: event,
             });
         }
         for stored in &receipt.messages {
@@ -330,6 +362,7 @@ impl Runtime {
                 epoch,
                 members,
             } => {
+                self.refused.remove(group);
                 self.tracker.set_epoch(group, *epoch);
                 self.metrics
                     .group_state(group.as_str(), epoch.0, members.len());
@@ -391,9 +424,73 @@ impl Runtime {
                 self.metrics.group_state(group.as_str(), 0, 0);
             }
             Event::CommitRejected { .. } => self.metrics.commit_rejected(),
+            Event::AdmissionCheck {
+                group,
+                subject,
+                policy,
+            } => self.ask_chain(group, *subject, policy),
+            Event::JoinRefused {
+                group,
+                steward,
+                reason,
+            } => {
+                self.refused
+                    .insert(group.clone(), (*steward, printable_reason(reason)));
+            }
             _ => {}
         }
         Some(event_json(event))
+    }
+
+    /// Reads the chain for an admission check on a task of its own; the verdict comes back
+    /// through `verdicts` (see [`Runtime::on_verdict`]).
+    fn ask_chain(&mut self, group: &GroupId, subject: Address, policy: &AdmissionPolicy) {
+        if !self.checking.insert((group.clone(), subject)) {
+            return;
+        }
+        let chain = self.chain.clone();
+        let verdicts = self.verdicts.clone();
+        let request = CheckRequest {
+            policy: policy.clone(),
+            subject,
+        };
+        let group = group.clone();
+        tokio::spawn(async move {
+            let verdict = chain.check(&request).await;
+            // The node may have stopped meanwhile.
+            let _ = verdicts.send(Answer {
+                group,
+                subject,
+                verdict,
+            });
+        });
+    }
+
+    /// An admission verdict came back from the chain: the engine takes it as an input.
+    fn on_verdict(&mut self, answer: Answer) {
+        let Answer {
+            group,
+            subject,
+            verdict,
+        } = answer;
+        self.checking.remove(&(group.clone(), subject));
+        tracing::info!(%group, %subject, %verdict, "admission check");
+        self.metrics.admission_check(match verdict {
+            Verdict::Admit => "admit",
+            Verdict::Refuse(_) => "refuse",
+            Verdict::Unavailable(_) => "unavailable",
+        });
+        self.notes.push((
+            group.clone(),
+            json!({"type": "admission_verdict", "group": group.as_str(), "subject": subject,
+                   "admitted": verdict.admits(), "verdict": verdict.to_string()}),
+        ));
+        if let Err(error) = self
+            .engine
+            .admission_verdict(&group, subject, verdict, now())
+        {
+            tracing::debug!(%group, %subject, %error, "admission verdict not taken");
+        }
     }
 
     async fn on_transport(&mut self, event: TransportEvent) -> Result<(), NodeError> {
@@ -550,15 +647,24 @@ impl Runtime {
                 epoch: Some(view.epoch.0),
                 members: Some(view.members.len()),
                 is_steward: view.is_steward,
+                admission: Some(view.admission.to_string()),
+                refusal: None,
             })
             .collect();
-        list.extend(self.engine.pending_joins().map(|g| GroupSummary {
-            id: g.to_string(),
-            state: "joining",
-            epoch: None,
-            members: None,
-            is_steward: false,
-        }));
+        list.extend(
+            self.engine
+                .pending_joins()
+                .map(|g| GroupSummary::joining(g.as_str())),
+        );
+        list.extend(
+            self.refused
+                .iter()
+                .map(|(g, (steward, reason))| GroupSummary {
+                    state: "refused",
+                    refusal: Some(format!("refused by its steward {steward}: {reason}")),
+                    ..GroupSummary::joining(g.as_str())
+                }),
+        );
         list
     }
 
@@ -569,6 +675,13 @@ impl Runtime {
         }
         if self.engine.pending_joins().any(|g| *g == group) {
             return Err(CommandError::Joining(name.to_owned()));
+        }
+        if let Some((steward, reason)) = self.refused.get(&group) {
+            return Err(CommandError::JoinRefused {
+                group: name.to_owned(),
+                steward: *steward,
+                reason: reason.clone(),
+            });
         }
         Err(CommandError::UnknownGroup(name.to_owned()))
     }
@@ -601,6 +714,8 @@ impl Runtime {
             members,
             stewards: stewards.clone(),
             is_steward: view.is_steward,
+            admission: view.admission.to_string(),
+            gated: view.admission.gate().is_some(),
             authenticator: hex::encode(&view.authenticator),
             health: HealthView {
                 epoch: view.epoch.0,
@@ -642,14 +757,9 @@ impl Runtime {
         if self.engine.pending_joins().any(|g| *g == group) {
             return Err(CommandError::Joining(name.to_owned()));
         }
-        self.engine.request_join(group, steward, now())?;
-        Ok(GroupSummary {
-            id: name.to_owned(),
-            state: "joining",
-            epoch: None,
-            members: None,
-            is_steward: false,
-        })
+        self.engine.request_join(group.clone(), steward, now())?;
+        self.refused.remove(&group);
+        Ok(GroupSummary::joining(name))
     }
 
     /// Proposes removing a member.

@@ -35,6 +35,19 @@ fn violation_label(violation: Violation) -> &'static str {
     }
 }
 
+/// The most characters of a refusal reason shown.
+const MAX_REASON_CHARS: usize = 512;
+
+/// A refusal reason from a steward (another node) as it may be shown in a terminal: without
+/// control characters (no escape sequences), at most [`MAX_REASON_CHARS`] characters.
+pub fn printable_reason(reason: &str) -> String {
+    reason
+        .chars()
+        .take(MAX_REASON_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 /// An engine event as `{"type": ..., ...}` with the group it concerns. `Subscribe`,
 /// `Unsubscribe` and chat messages are handled by the runtime and never reach here; variants
 /// newer than this node are described by their debug form.
@@ -120,6 +133,24 @@ pub fn event_json(event: &Event) -> (Option<GroupId>, Value) {
         } => (
             Some(group.clone()),
             json!({"type": "commit_rejected", "group": group.as_str(), "committer": committer, "reason": reason}),
+        ),
+        Event::AdmissionCheck {
+            group,
+            subject,
+            policy,
+        } => (
+            Some(group.clone()),
+            json!({"type": "admission_check", "group": group.as_str(), "subject": subject,
+                   "policy": policy.to_string()}),
+        ),
+        Event::JoinRefused {
+            group,
+            steward,
+            reason,
+        } => (
+            Some(group.clone()),
+            json!({"type": "join_refused", "group": group.as_str(), "steward": steward,
+                   "reason": printable_reason(reason)}),
         ),
         Event::Removed { group, epoch, by } => (
             Some(group.clone()),
@@ -279,7 +310,7 @@ pub struct NodeInfo {
 pub struct GroupSummary {
     /// The group's name.
     pub id: String,
-    /// `member` or `joining`.
+    /// `member`, `joining`, or `refused` (a steward refused this node's join request).
     pub state: &'static str,
     /// Current epoch (members only).
     pub epoch: Option<u64>,
@@ -287,6 +318,25 @@ pub struct GroupSummary {
     pub members: Option<usize>,
     /// Whether this node is a steward.
     pub is_steward: bool,
+    /// Who may join, in words (members only).
+    pub admission: Option<String>,
+    /// Who refused this node's join request and why (`refused` only).
+    pub refusal: Option<String>,
+}
+
+impl GroupSummary {
+    /// A group this node asked to join.
+    pub fn joining(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            state: "joining",
+            epoch: None,
+            members: None,
+            is_steward: false,
+            admission: None,
+            refusal: None,
+        }
+    }
 }
 
 /// A member and its roles.
@@ -332,6 +382,11 @@ pub struct GroupDetail {
     pub stewards: Vec<String>,
     /// Whether this node is a steward.
     pub is_steward: bool,
+    /// Who may join, in words: "open to anyone", "at least 1.5 ETH on chain 1 at the latest
+    /// block", …
+    pub admission: String,
+    /// Whether joiners are checked against a chain.
+    pub gated: bool,
     /// The MLS epoch authenticator (hex): equal on every member in the same epoch.
     pub authenticator: String,
     /// Health.
@@ -343,6 +398,15 @@ mod tests {
     use demls_identity::Address;
 
     use super::*;
+
+    #[test]
+    fn refusal_reasons_are_printable_and_bounded() {
+        assert_eq!(
+            printable_reason("too poor\u{1b}[2J\n"),
+            "too poor\u{fffd}[2J\u{fffd}"
+        );
+        assert_eq!(printable_reason(&"é".repeat(2000)).chars().count(), 512);
+    }
 
     #[test]
     fn elections_and_emergencies_are_named() {

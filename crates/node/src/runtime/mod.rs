@@ -2,6 +2,7 @@
 //! its timers. After every engine step it persists the step in one transaction, then publishes
 //! the step's messages, then tells subscribers what happened.
 
+pub mod admission;
 mod core;
 pub mod json;
 pub mod setup;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use zeroize::Zeroizing;
 
+use self::admission::ChainAccess;
 pub use self::core::Runtime;
 use crate::metrics::Metrics;
 
@@ -36,6 +38,8 @@ pub struct NodeConfig {
     pub engine: EngineConfig,
     /// How hard the store works to survive power loss.
     pub durability: Durability,
+    /// The Ethereum JSON-RPC endpoint that answers admission checks, if any.
+    pub chain: ChainAccess,
 }
 
 /// Why a node could not start or stopped.
@@ -73,6 +77,16 @@ pub enum CommandError {
     /// The group exists already.
     #[error("group '{0}' already exists on this node")]
     GroupExists(String),
+    /// A steward refused this node's request to join.
+    #[error("the request to join '{group}' was refused by its steward {steward}: {reason}")]
+    JoinRefused {
+        /// The group.
+        group: String,
+        /// The steward that refused.
+        steward: Address,
+        /// Why.
+        reason: String,
+    },
     /// No such proposal.
     #[error("no proposal {0} in this group's current epoch")]
     UnknownProposal(String),
@@ -156,6 +170,7 @@ pub struct NodeHandle {
     relay: RelayHandle,
     metrics: Arc<Metrics>,
     address: Address,
+    chain: ChainAccess,
     done: Arc<tokio::sync::Mutex<Option<Done>>>,
 }
 
@@ -206,6 +221,11 @@ impl NodeHandle {
         &self.metrics
     }
 
+    /// The node's way to the chain (for admission checks and gated groups).
+    pub fn chain(&self) -> &ChainAccess {
+        &self.chain
+    }
+
     /// Stops the node (after the step in progress) and waits until it has.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         // Ignored if the node already stopped: `wait` reports how it ended.
@@ -242,11 +262,18 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let metrics = Arc::new(Metrics::default());
     let (events, _) = broadcast::channel(4096);
     let (jobs, job_rx) = mpsc::channel(256);
+    let (verdicts, verdict_rx) = mpsc::unbounded_channel();
     let address = loaded.engine.address();
-    let runtime = Runtime::new(loaded, relay.clone(), metrics.clone(), events.clone())?;
+    let runtime = Runtime::new(
+        loaded,
+        relay.clone(),
+        metrics.clone(),
+        events.clone(),
+        (config.chain.clone(), verdicts),
+    )?;
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let result = runtime.run(transport_events, job_rx).await;
+        let result = runtime.run(transport_events, job_rx, verdict_rx).await;
         if let Err(error) = &result {
             tracing::error!(%error, "node stopped");
         }
@@ -259,6 +286,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         relay,
         metrics,
         address,
+        chain: config.chain,
         done: Arc::new(tokio::sync::Mutex::new(Some(done_rx))),
     })
 }

@@ -38,6 +38,11 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 impl NodeProc {
     /// Starts `demls node` on `dir`, listening on `listen` (a TCP multiaddr), dialling `peers`.
     pub fn start(dir: &Path, listen: &str, peers: &[&str]) -> NodeProc {
+        Self::start_with(dir, listen, peers, &[])
+    }
+
+    /// [`NodeProc::start`] with more `demls node` options.
+    pub fn start_with(dir: &Path, listen: &str, peers: &[&str], options: &[&str]) -> NodeProc {
         let log = File::create(dir.with_extension("log")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_demls"));
         command
@@ -45,11 +50,14 @@ impl NodeProc {
             .arg(dir)
             .args(["--listen", listen, "--api", "127.0.0.1:0", "--log", "info"])
             .env("DEMLS_PASSPHRASE", PASSPHRASE)
+            // Only `options` give a node a chain endpoint.
+            .env_remove("DEMLS_ETH_RPC")
             .stdout(Stdio::piped())
             .stderr(log);
         for peer in peers {
             command.args(["--peer", peer]);
         }
+        command.args(options);
         let mut child = command.spawn().expect("demls node starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
@@ -147,6 +155,30 @@ impl NodeProc {
             .iter()
             .map(|m| m["text"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// `GET <api><path>` with the node's token: the JSON answer, whatever its status.
+    pub fn api_get(&self, path: &str) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .get(format!("{}{path}", self.api))
+            .header("Authorization", format!("Bearer {}", self.token()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    }
+
+    /// The node's logged events.
+    pub fn events(&self) -> Vec<Value> {
+        self.api_get("/api/events/log?limit=5000")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The `/metrics` text.
