@@ -125,18 +125,28 @@ pub(crate) fn check_commit(
             reason: "committer is not a member".into(),
         };
     };
-    if !state.may_commit(&committer) {
-        return Verdict::Refused {
-            committer: Some(committer),
-            reason: format!("{committer} may not commit in this epoch"),
-        };
-    }
-    let broken = |reason: String| Verdict::Broken { committer, reason };
+    // Whether the committer may commit is judged after the manifest's evidence is merged:
+    // the commit may carry a re-election this member missed (the other side of a split)
+    // that made its committer a steward. Without that right, its faults are not a steward's.
+    let refused = || Verdict::Refused {
+        committer: Some(committer),
+        reason: format!("{committer} may not commit in this epoch"),
+    };
+    let broken = |state: &EpochState, reason: String| {
+        if state.may_commit(&committer) {
+            Verdict::Broken { committer, reason }
+        } else {
+            refused()
+        }
+    };
     let Ok(manifest) = CommitManifest::decode(description.authenticated_data.as_slice()) else {
-        return broken("its manifest does not decode".into());
+        return broken(state, "its manifest does not decode".into());
     };
     if manifest.epoch != state.epoch() {
-        return broken(format!("its manifest is for epoch {}", manifest.epoch));
+        return broken(
+            state,
+            format!("its manifest is for epoch {}", manifest.epoch),
+        );
     }
     let approved_count = manifest.approved.len();
     let mut undecided_until: Option<Timestamp> = None;
@@ -144,16 +154,19 @@ pub(crate) fn check_commit(
     for proposal in manifest.approved {
         let id = match state.merge_evidence(proposal, now) {
             Ok(id) => id,
-            Err(error) => return broken(format!("manifest evidence: {error}")),
+            Err(error) => return broken(state, format!("manifest evidence: {error}")),
         };
         match state.approval(id) {
             Some(true) => named.push(id),
-            Some(false) => return broken(format!("proposal {:08x} was voted down", id.0)),
+            Some(false) => return broken(state, format!("proposal {:08x} was voted down", id.0)),
             None => {
                 let deadline = state.open.get(&id).map_or(now, |o| o.deadline);
                 undecided_until = Some(undecided_until.map_or(deadline, |d| d.max(deadline)));
             }
         }
+    }
+    if !state.may_commit(&committer) {
+        return refused();
     }
     if let Some(deadline) = undecided_until {
         return Verdict::Undecided(deadline.plus_ms(config.commit_delay_ms));
@@ -161,25 +174,29 @@ pub(crate) fn check_commit(
     let expected = expected_changes(state, &named);
     let applied = match effects(state, &description) {
         Ok(applied) => applied,
-        Err(reason) => return broken(reason),
+        Err(reason) => return broken(state, reason),
     };
     if let Some((address, _)) = applied
         .added
         .iter()
         .find(|(a, kp)| !approved_key_package(state, kp, *a))
     {
-        return broken(format!(
-            "adds {address} with a key package nobody voted for"
-        ));
+        return broken(
+            state,
+            format!("adds {address} with a key package nobody voted for"),
+        );
     }
     if applied.changes != expected.changes {
-        return broken(format!(
-            "applies {:?} but the vote approved {:?}",
-            applied.changes, expected.changes
-        ));
+        return broken(
+            state,
+            format!(
+                "applies {:?} but the vote approved {:?}",
+                applied.changes, expected.changes
+            ),
+        );
     }
     if applied.params != expected.params {
-        return broken("its steward list is not the elected one".into());
+        return broken(state, "its steward list is not the elected one".into());
     }
     let acting = state.committers().first().copied();
     let rank = Rank::new(approved_count, acting == Some(committer), committer, bytes);
@@ -345,7 +362,13 @@ impl GroupSession {
         bytes: Vec<u8>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), EngineError> {
-        if epoch < self.state.epoch() {
+        // After its removal a member still hears its old epoch's commits: one that
+        // keeps it counts only if it beats the commit that removed it.
+        let removed_at = self
+            .departed
+            .and(self.history.back())
+            .map(|c| c.before.epoch());
+        if epoch < self.state.epoch() || removed_at == Some(epoch) {
             return self.consider_competitor(epoch, bytes, ctx);
         }
         match check_commit(&mut self.state, &bytes, ctx.now, ctx.config) {

@@ -111,7 +111,9 @@ impl GroupSession {
             }
         }
         if self.excused(emergency) {
-            return Judgement::No("the epoch had competing commits: a partition, not a violation".into());
+            return Judgement::No(
+                "the epoch had competing commits: a partition, not a violation".into(),
+            );
         }
         let Some(record) = self.state_of(emergency.violation_epoch) else {
             return Judgement::Abstain;

@@ -152,6 +152,18 @@ impl GroupSession {
         if self.state.open.contains_key(&id) {
             // Sent again (the owner re-broadcasts): take in the votes it carries,
             // even past the deadline, as long as each was cast within the proposal's life.
+            // If the owner lacks this member's vote, it is sent again: an owner still
+            // undecided after the others decided would otherwise wait for its deadline.
+            let me = ctx.wallet.address();
+            let owner_lacks_mine = !proposal.votes.iter().any(|v| v.vote_owner == me.as_bytes())
+                && self
+                    .state
+                    .consensus
+                    .proposal(id)
+                    .is_some_and(|p| p.votes.iter().any(|v| v.vote_owner == me.as_bytes()));
+            if owner_lacks_mine && let Some(open) = self.state.open.get_mut(&id) {
+                open.nudged = true;
+            }
             let voters = self.state.voters(&motion);
             self.state
                 .consensus

@@ -466,17 +466,6 @@ fn a_split_that_commits_on_both_sides_heals_to_one_group() {
         .copied()
         .filter(|id| !survivors.contains(id))
         .collect();
-    if std::env::var("DEBUG_EVENTS").is_ok() {
-        eprintln!("a_target {} b_target {} removed {:?}", a_target.0, b_target.0, removed.iter().map(|r| r.0).collect::<Vec<_>>());
-        for r in removed.iter().chain([&a_rest[0], &b_rest[0]]) {
-            eprintln!("node {} in side b {}", r.0, side_b.contains(r));
-            for (t, e) in &sim.node(*r).events {
-                if !matches!(e, Event::VoteRecorded { .. } | Event::Message { .. } | Event::ProposalOpened { .. }| Event::ProposalDecided { .. }) {
-                    eprintln!("{t:?} {e:?}");
-                }
-            }
-        }
-    }
     assert_eq!(removed.len(), 1);
     assert!(removed[0] == a_target || removed[0] == b_target);
     assert!(nodes.iter().any(|id| {
