@@ -12,6 +12,7 @@
 //! [`Timestamp`] go in, bytes ([`Transmit`]) and [`Event`]s come out.
 
 mod admission;
+pub mod bench_support;
 #[cfg(feature = "byzantine")]
 mod byzantine;
 mod change;

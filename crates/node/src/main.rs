@@ -1,6 +1,7 @@
 //! The `demls` command: a node, the CLI that drives it, and the demo.
 
 mod api;
+mod bench;
 mod cli;
 mod demo;
 mod metrics;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run a whole group in one process and show it working: joins, votes, commits, chat, a removal.
     Demo(demo::DemoArgs),
+    /// Measure: batch commits, application messages, admissions on the simulated network.
+    Bench(bench::BenchArgs),
     /// Run a node: a peer on the Waku network with its state on disk and a local control API.
     Node(node::NodeArgs),
     #[command(flatten)]
@@ -47,6 +50,10 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => {
             init_logs(EnvFilter::from_env("DEMLS_LOG"));
             demo::run(&args)
+        }
+        Command::Bench(args) => {
+            init_logs(EnvFilter::from_env("DEMLS_LOG"));
+            bench::run(&args)
         }
         Command::Node(args) => match EnvFilter::try_new(&args.log) {
             Ok(filter) => {

@@ -9,6 +9,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use demls_engine::{Engine, EngineError, Event, GroupId, Timestamp, Transmit};
 use rand::{RngExt, SeedableRng};
@@ -57,6 +59,8 @@ pub struct Traffic {
     pub bytes_sent: u64,
     /// Deliveries received.
     pub messages_received: u64,
+    /// Wall-clock time spent in the node's engine: inputs, timers and commands.
+    pub compute: Duration,
 }
 
 /// One simulated node: an engine, its subscriptions and what happened to it.
@@ -82,7 +86,8 @@ struct Delivery {
     seq: u64,
     to: NodeId,
     from: NodeId,
-    transmit: Transmit,
+    /// Shared by every delivery of one publish.
+    transmit: Arc<Transmit>,
 }
 
 impl PartialEq for Delivery {
@@ -115,6 +120,11 @@ pub struct Sim {
     tap: bool,
     /// Timer firings at the current instant, to catch an engine whose timer never advances.
     spins: (Timestamp, usize),
+    /// Each node's [`Engine::poll_timeout`], asked again only after the sim
+    /// touched the node (`None` inside: unknown): an engine's timers change
+    /// only through its inputs, and asking all of them at every step costs
+    /// O(nodes) engine calls per delivery.
+    timers: Vec<Option<Option<Timestamp>>>,
 }
 
 impl Sim {
@@ -130,6 +140,7 @@ impl Sim {
             wiretap: Vec::new(),
             tap: false,
             spins: (Timestamp::default(), 0),
+            timers: Vec::new(),
         }
     }
 
@@ -160,6 +171,7 @@ impl Sim {
             online: true,
             partition: 0,
         });
+        self.timers.push(None);
         NodeId(self.nodes.len() - 1)
     }
 
@@ -170,6 +182,7 @@ impl Sim {
 
     /// A node, mutably.
     pub fn node_mut(&mut self, id: NodeId) -> &mut SimNode {
+        self.timers[id.0] = None;
         &mut self.nodes[id.0]
     }
 
@@ -185,7 +198,10 @@ impl Sim {
         f: impl FnOnce(&mut Engine, Timestamp) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
         let now = self.now;
-        let result = f(&mut self.nodes[id.0].engine, now);
+        let node = &mut self.nodes[id.0];
+        let start = Instant::now();
+        let result = f(&mut node.engine, now);
+        node.traffic.compute += start.elapsed();
         self.pump(id);
         result
     }
@@ -198,6 +214,7 @@ impl Sim {
 
     /// Moves a node's transmits into the network and records its events.
     fn pump(&mut self, id: NodeId) {
+        self.timers[id.0] = None;
         let now = self.now;
         loop {
             let node = &mut self.nodes[id.0];
@@ -227,6 +244,7 @@ impl Sim {
         if self.tap {
             self.wiretap.push((from, transmit.clone()));
         }
+        let transmit = Arc::new(transmit);
         if !sender.online {
             return;
         }
@@ -256,7 +274,7 @@ impl Sim {
                     seq: self.seq,
                     to,
                     from,
-                    transmit: transmit.clone(),
+                    transmit: Arc::clone(&transmit),
                 }));
             }
         }
@@ -271,11 +289,16 @@ impl Sim {
     /// Processes the next delivery or timer, advancing the clock. False when nothing is pending before `until`.
     pub fn step(&mut self, until: Timestamp) -> bool {
         let next_delivery = self.queue.peek().map(|Reverse(d)| d.at);
+        for (timer, node) in self.timers.iter_mut().zip(&self.nodes) {
+            if timer.is_none() {
+                *timer = Some(node.engine.poll_timeout());
+            }
+        }
         let next_timer = self
-            .nodes
+            .timers
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| n.engine.poll_timeout().map(|t| (t, i)))
+            .filter_map(|(i, t)| t.flatten().map(|t| (t, i)))
             .min();
         let next = match (next_delivery, next_timer) {
             (None, None) => return false,
@@ -302,7 +325,10 @@ impl Sim {
                 self.spins.1 < 10_000,
                 "node {i} asks for its timer at {now:?} again and again without progress"
             );
-            self.nodes[i].engine.handle_timeout(now);
+            let node = &mut self.nodes[i];
+            let start = Instant::now();
+            node.engine.handle_timeout(now);
+            node.traffic.compute += start.elapsed();
             self.pump(NodeId(i));
         }
         true
@@ -318,7 +344,10 @@ impl Sim {
         }
         node.traffic.messages_received += 1;
         let now = self.now;
-        if let Err(error) = node.engine.handle_message(&delivery.transmit.payload, now) {
+        let start = Instant::now();
+        let result = node.engine.handle_message(&delivery.transmit.payload, now);
+        node.traffic.compute += start.elapsed();
+        if let Err(error) = result {
             node.drops.push((now, error.kind().to_owned()));
             tracing::trace!(node = to.0, %error, "drop");
         }

@@ -107,7 +107,7 @@ pub(crate) fn build_client(
         .group_state_storage(groups)
         .mls_rules(DemlsRules)
         .crypto_provider(RustCryptoProvider::new())
-        .identity_provider(WalletIdentityProvider)
+        .identity_provider(WalletIdentityProvider::default())
         .extension_types([GroupParamsExt::TYPE, TreeKeyExt::TYPE])
         .key_package_lifetime(key_package_lifetime)
         .signing_identity(signing_identity, signer.secret.clone(), CIPHER_SUITE)

@@ -1,0 +1,298 @@
+//! `demls bench commit`: one commit adding a batch of members.
+//!
+//! For each group size N, a steward and one member form a group; the steward
+//! commits adding N-2 members at once (its commit code: mls-rs with demls's
+//! rules, encrypted handshake, the ratchet tree sealed once beside the
+//! Welcome); the member processes and applies the commit; one of the added
+//! members joins from the Welcome (decrypting the tree). The key packages are
+//! made once and reused by every repeat, each in a freshly formed group.
+//! Before the commit the steward checks every key package as it does when it
+//! takes a join request in (not timed): its engine remembers the wallet
+//! bindings it verified then. The member and the joiner start cold. The vote
+//! is left out: see `demls_engine::bench_support`.
+
+use std::time::Instant;
+
+use clap::Args;
+use demls_engine::bench_support::{BatchAdds, Founder, form_group_at_once};
+use demls_engine::wire::{Envelope, envelope};
+use demls_engine::{Engine, EngineConfig, GroupParams, MlsStore, StorageWrite, Timestamp};
+use prost::Message;
+use serde_json::json;
+
+use super::{BenchResult, bench_config, bench_group, median, ms, rayon_threads, wall_now};
+
+/// Options of `demls bench commit`.
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Group sizes reached by the commit (each at least 3), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+    sizes: Vec<usize>,
+    /// Runs per size; medians are reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    repeats: u32,
+    /// One JSON object per size instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The joiner whose Welcome processing is timed: its keys, and its key
+/// package's private part as its store wrote it.
+struct Joiner {
+    founder_wallet: demls_identity::Wallet,
+    signer: demls_engine::MlsSigner,
+    key_package: Vec<u8>,
+    private: (Vec<u8>, Vec<u8>),
+}
+
+impl Joiner {
+    fn new(config: &EngineConfig, now: Timestamp) -> BenchResult<Self> {
+        let founder = Founder::generate(config)?;
+        let store = MlsStore::new(config.epoch_retention, true);
+        let mut engine = Engine::new(
+            founder.wallet.clone(),
+            &founder.signer,
+            config.clone(),
+            store,
+        );
+        let key_package = engine.key_package(now)?;
+        let private = engine
+            .take_storage_writes()
+            .into_iter()
+            .find_map(|write| match write {
+                StorageWrite::KeyPackage { id, data } => Some((id, data.to_vec())),
+                _ => None,
+            })
+            .ok_or("the key package's private part was not written")?;
+        Ok(Self {
+            founder_wallet: founder.wallet,
+            signer: founder.signer,
+            key_package,
+            private,
+        })
+    }
+
+    /// A fresh engine of this joiner, waiting for its Welcome.
+    fn engine(&self, config: &EngineConfig, now: Timestamp) -> BenchResult<Engine> {
+        let store = MlsStore::new(config.epoch_retention, false);
+        store.restore_key_package(self.private.0.clone(), &self.private.1)?;
+        Ok(Engine::awaiting_welcome(
+            self.founder_wallet.clone(),
+            &self.signer,
+            config.clone(),
+            store,
+            &bench_group(),
+            &self.key_package,
+            now,
+        )?)
+    }
+}
+
+/// `count` key packages of new identities, made on every core.
+fn key_packages(
+    count: usize,
+    config: &EngineConfig,
+    now: Timestamp,
+) -> Result<Vec<Vec<u8>>, String> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = count.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let n = per_thread.min(count.saturating_sub(t * per_thread));
+                scope.spawn(move || {
+                    (0..n)
+                        .map(|_| {
+                            let founder = Founder::generate(config).map_err(|e| e.to_string())?;
+                            let mut engine = Engine::new(
+                                founder.wallet,
+                                &founder.signer,
+                                config.clone(),
+                                founder.store,
+                            );
+                            engine.key_package(now).map_err(|e| e.to_string())
+                        })
+                        .collect::<Result<Vec<_>, String>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(count);
+        for worker in workers {
+            all.extend(
+                worker
+                    .join()
+                    .map_err(|_| "a key package thread panicked")??,
+            );
+        }
+        Ok(all)
+    })
+}
+
+/// Timings of one run, in milliseconds, and the sizes of what was sent.
+struct Run {
+    commit_welcome: f64,
+    steward_apply: f64,
+    member_process: f64,
+    joiner: f64,
+    commit_bytes: usize,
+    welcome_bytes: usize,
+    tree_bytes: usize,
+}
+
+fn one_run(
+    size: usize,
+    packages: &[Vec<u8>],
+    adds: &BatchAdds,
+    joiner: &Joiner,
+    config: &EngineConfig,
+    now: Timestamp,
+) -> BenchResult<Run> {
+    let group = bench_group();
+    let founders = vec![Founder::generate(config)?, Founder::generate(config)?];
+    let mut engines = form_group_at_once(&group, GroupParams::default(), founders, config, now)?;
+    let mut member = engines.pop().ok_or("no member")?;
+    let mut steward = engines.pop().ok_or("no steward")?;
+    let mut joiner = joiner.engine(config, now)?;
+    // The steward took each key package in (and checked it) with its join request.
+    for package in packages {
+        steward.check_key_package(&group, package, now)?;
+    }
+    let adds = adds.clone();
+
+    let start = Instant::now();
+    let batch = steward.batch_commit(&group, adds, now)?;
+    let commit_welcome = ms(start.elapsed());
+
+    let commit = batch.commit.payload.clone();
+    let welcome = batch
+        .welcomes
+        .first()
+        .ok_or("the commit has no Welcome")?
+        .payload
+        .clone();
+
+    let start = Instant::now();
+    member.apply_batch_commit(&group, &commit, now)?;
+    let member_process = ms(start.elapsed());
+
+    let start = Instant::now();
+    joiner.handle_message(&welcome, now)?;
+    let joiner_time = ms(start.elapsed());
+
+    let start = Instant::now();
+    steward.adopt_batch(&group, batch, now)?;
+    let steward_apply = ms(start.elapsed());
+
+    let views = [&steward, &member, &joiner].map(|e| e.group(&group));
+    let [Some(s), Some(m), Some(j)] = views else {
+        return Err("an engine is not in the group after the commit".into());
+    };
+    if s.members.len() != size
+        || m.members.len() != size
+        || j.members.len() != size
+        || s.authenticator != m.authenticator
+        || s.authenticator != j.authenticator
+    {
+        return Err(format!(
+            "the group did not converge: {} / {} / {} members",
+            s.members.len(),
+            m.members.len(),
+            j.members.len()
+        )
+        .into());
+    }
+    let (welcome_bytes, tree_bytes) = match Envelope::decode(welcome.as_slice())?.body {
+        Some(envelope::Body::Welcome(bundle)) => {
+            (bundle.welcome.len(), bundle.encrypted_tree.len())
+        }
+        _ => return Err("the Welcome envelope holds no Welcome".into()),
+    };
+    Ok(Run {
+        commit_welcome,
+        steward_apply,
+        member_process,
+        joiner: joiner_time,
+        commit_bytes: commit.len(),
+        welcome_bytes,
+        tree_bytes,
+    })
+}
+
+/// Runs `demls bench commit`.
+pub fn run(args: &CommitArgs) -> BenchResult<()> {
+    if let Some(size) = args.sizes.iter().find(|s| **s < 3) {
+        return Err(
+            format!("size {size}: a steward, a member and at least one joiner make 3").into(),
+        );
+    }
+    let config = bench_config();
+    let now = wall_now();
+    let largest = args.sizes.iter().copied().max().unwrap_or(3);
+    let joiner = Joiner::new(&config, now)?;
+    let mut packages = vec![joiner.key_package.clone()];
+    packages.extend(key_packages(largest - 3, &config, now)?);
+    if !args.json {
+        println!(
+            "{:>7} {:>7} {:>15} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10}",
+            "members",
+            "added",
+            "commit+Welcome",
+            "steward apply",
+            "member processes",
+            "joiner joins",
+            "commit",
+            "Welcome",
+            "tree"
+        );
+    }
+    for &size in &args.sizes {
+        let batch = &packages[..size - 2];
+        let adds = BatchAdds::decode(batch)?;
+        let runs = (0..args.repeats)
+            .map(|_| one_run(size, batch, &adds, &joiner, &config, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let samples = |f: fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+        let commit_welcome = samples(|r| r.commit_welcome);
+        let steward_apply = samples(|r| r.steward_apply);
+        let member_process = samples(|r| r.member_process);
+        let joiner_ms = samples(|r| r.joiner);
+        let last = runs.last().ok_or("no run")?;
+        if args.json {
+            let line = json!({
+                "bench": "commit",
+                "members": size,
+                "added": size - 2,
+                "repeats": args.repeats,
+                "rayon_threads": rayon_threads(),
+                "commit_welcome_ms": median(&commit_welcome),
+                "steward_apply_ms": median(&steward_apply),
+                "member_process_ms": median(&member_process),
+                "joiner_ms": median(&joiner_ms),
+                "commit_bytes": last.commit_bytes,
+                "welcome_bytes": last.welcome_bytes,
+                "tree_bytes": last.tree_bytes,
+                "samples": {
+                    "commit_welcome_ms": commit_welcome,
+                    "steward_apply_ms": steward_apply,
+                    "member_process_ms": member_process,
+                    "joiner_ms": joiner_ms,
+                },
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{:>7} {:>7} {:>12.1} ms {:>12.1} ms {:>14.1} ms {:>10.1} ms {:>7} KiB {:>6} KiB {:>6} KiB",
+                size,
+                size - 2,
+                median(&commit_welcome),
+                median(&steward_apply),
+                median(&member_process),
+                median(&joiner_ms),
+                last.commit_bytes / 1024,
+                last.welcome_bytes / 1024,
+                last.tree_bytes / 1024
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! `demls bench`: the performance measurements of `docs/performance.md`.
+//!
+//! - [`commit`]: one commit adding a batch of members — making it and its
+//!   Welcome, a member processing it, a joiner joining from the Welcome.
+//! - [`messages`]: application messages encrypted and decrypted per second,
+//!   with every engine step written to the node's SQLite store.
+//! - [`network`]: a member admitted into a group on the simulated network:
+//!   latency in one-way delays, and what every member sends.
+//!
+//! Each prints a table, or with `--json` one JSON object per line.
+
+mod commit;
+mod messages;
+mod network;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use demls_engine::{EngineConfig, GroupId, Timestamp};
+
+/// Options of `demls bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Commit + Welcome adding a batch of members, its processing by a member and by a joiner.
+    Commit(commit::CommitArgs),
+    /// Application messages encrypted and decrypted per second, persisted to SQLite.
+    Messages(messages::MessagesArgs),
+    /// One member admitted into a group on the simulated network: delays, messages, bytes.
+    Network(network::NetworkArgs),
+}
+
+/// Runs `demls bench`.
+pub fn run(args: &BenchArgs) -> BenchResult<()> {
+    match &args.command {
+        BenchCommand::Commit(args) => commit::run(args),
+        BenchCommand::Messages(args) => messages::run(args),
+        BenchCommand::Network(args) => network::run(args),
+    }
+}
+
+/// What a benchmark returns: its errors are reported and end the command.
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The group every benchmark uses.
+fn bench_group() -> GroupId {
+    GroupId::new("bench").expect("a valid group name")
+}
+
+/// Engine settings for benchmarks: the defaults, without the message size
+/// limit (a batch of thousands makes commits and Welcomes of megabytes).
+fn bench_config() -> EngineConfig {
+    EngineConfig {
+        max_message_size: usize::MAX,
+        ..EngineConfig::default()
+    }
+}
+
+/// The wall clock as an engine timestamp.
+fn wall_now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Milliseconds, with microsecond resolution.
+fn ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The median of some samples (the mean of the middle two for an even count).
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Threads mls-rs's parallel parts run on (rayon's global pool).
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+}

@@ -1,0 +1,498 @@
+//! `demls bench network`: members admitted into a group on the simulated network.
+//!
+//! A group of N members is formed at once (`form_group_at_once`: one batch
+//! commit installing the steward list the election rule gives, every member
+//! joining from its Welcome), put on the deterministic simulator
+//! (`demls_sim`) with per-delivery latency and loss, and left to run its
+//! timers for a moment. Then, one after the other, new nodes ask to join
+//! through the real protocol: join request sealed to a steward, the vote,
+//! the commit and its Welcome, applied by everyone. Each admission reports
+//! its latency from the join request, in milliseconds of virtual time and in
+//! one-way network delays (the configured mean latency), and what every
+//! node published meanwhile, by kind. Virtual time costs nothing; the
+//! computation is reported separately, as wall-clock time.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use demls_engine::bench_support::{Founder, form_group_at_once};
+use demls_engine::wire::{Envelope, envelope};
+use demls_engine::{Engine, EngineConfig, Epoch, Event, GroupParams, StewardMode, Timestamp};
+use demls_identity::Address;
+use demls_sim::{NetConfig, NodeId, Sim};
+use prost::Message;
+use serde_json::{Value, json};
+
+use super::{BenchResult, bench_group, median, ms, wall_now};
+
+/// Who votes on membership changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Consensus {
+    /// Every member votes on every change.
+    Big,
+    /// Only the stewards vote on membership changes.
+    Small,
+}
+
+/// Options of `demls bench network`.
+#[derive(Args, Debug)]
+pub struct NetworkArgs {
+    /// Members of the group before the admissions.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..))]
+    members: u32,
+    /// Who votes on membership changes.
+    #[arg(long, value_enum, default_value_t = Consensus::Small)]
+    consensus: Consensus,
+    /// Stewards in the list (the smallest and largest list size).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    stewards: u16,
+    /// Members admitted one after the other (each a membership change).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    joins: u32,
+    /// Mean one-way latency of a delivery, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Latency varies uniformly by up to this much either way.
+    #[arg(long, default_value_t = 20)]
+    jitter_ms: u64,
+    /// Probability that a delivery is lost.
+    #[arg(long, default_value_t = 0.01)]
+    loss: f64,
+    /// Seed of the network's randomness.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// One JSON object per admission instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What a published envelope is, for the traffic breakdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Announcement,
+    JoinRequest,
+    Welcome,
+    Commit,
+    /// MLS application messages: proposals and votes (and chat, none here).
+    Application,
+    Sync,
+    Other,
+}
+
+impl Kind {
+    fn of(payload: &[u8]) -> Self {
+        match Envelope::decode(payload).ok().and_then(|e| e.body) {
+            Some(envelope::Body::Announcement(_)) => Self::Announcement,
+            Some(envelope::Body::JoinRequest(_)) => Self::JoinRequest,
+            Some(envelope::Body::Welcome(_)) => Self::Welcome,
+            Some(envelope::Body::SyncRequest(_)) => Self::Sync,
+            Some(envelope::Body::MlsMessage(bytes)) => match private_content_type(&bytes) {
+                Some(3) => Self::Commit,
+                Some(1) => Self::Application,
+                _ => Self::Other,
+            },
+            _ => Self::Other,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Announcement => "announcement",
+            Self::JoinRequest => "join_request",
+            Self::Welcome => "welcome",
+            Self::Commit => "commit",
+            Self::Application => "proposal_or_vote",
+            Self::Sync => "sync_request",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The content type of an MLS PrivateMessage (1 application, 2 proposal, 3
+/// commit): it travels in the clear after the version, the wire format, the
+/// group id and the epoch (RFC 9420, section 6.3).
+fn private_content_type(message: &[u8]) -> Option<u8> {
+    const PRIVATE_MESSAGE: [u8; 2] = [0, 2];
+    if message.get(2..4)? != PRIVATE_MESSAGE {
+        return None;
+    }
+    let rest = message.get(4..)?;
+    let first = *rest.first()?;
+    let (prefix, len) = match first >> 6 {
+        0 => (1, usize::from(first & 0x3f)),
+        1 => (
+            2,
+            usize::from(u16::from_be_bytes([first & 0x3f, *rest.get(1)?])),
+        ),
+        2 => {
+            let b = rest.get(..4)?;
+            (
+                4,
+                u32::from_be_bytes([b[0] & 0x3f, b[1], b[2], b[3]]) as usize,
+            )
+        }
+        _ => return None,
+    };
+    rest.get(prefix + len + 8).copied()
+}
+
+/// The roles the traffic is broken down by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Joiner,
+    Steward,
+    Member,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Joiner => "joiner",
+            Self::Steward => "stewards",
+            Self::Member => "members",
+        }
+    }
+}
+
+/// The result of one admission.
+struct Admission {
+    members_before: usize,
+    /// Virtual milliseconds from the join request to the joiner's first epoch.
+    joiner_ms: u64,
+    /// Virtual milliseconds from the join request to each earlier member applying the commit.
+    member_ms: Vec<u64>,
+    wall_ms: f64,
+    /// Per role: nodes, messages and bytes published (announcements left out), compute in
+    /// ms (sums over the role's nodes).
+    roles: BTreeMap<Role, (usize, u64, u64, f64)>,
+    /// Per kind: messages and bytes published.
+    kinds: BTreeMap<Kind, (u64, u64)>,
+    /// Largest compute of one node, in ms.
+    max_compute_ms: f64,
+}
+
+struct Bench {
+    sim: Sim,
+    members: Vec<NodeId>,
+    stewards: Vec<Address>,
+    config: EngineConfig,
+    epoch: Epoch,
+    tap_seen: usize,
+}
+
+impl Bench {
+    fn setup(args: &NetworkArgs) -> BenchResult<(Self, f64)> {
+        let start = Instant::now();
+        let config = EngineConfig::default();
+        let now = wall_now();
+        let params = GroupParams {
+            mode: match args.consensus {
+                Consensus::Big => StewardMode::Big,
+                Consensus::Small => StewardMode::Small,
+            },
+            sn_min: args.stewards,
+            sn_max: args.stewards,
+            ..GroupParams::default()
+        };
+        let founders = (0..args.members)
+            .map(|_| Founder::generate(&config))
+            .collect::<Result<Vec<_>, _>>()?;
+        let engines = form_group_at_once(&bench_group(), params, founders, &config, now)?;
+        let mut sim = Sim::new(NetConfig {
+            seed: args.seed,
+            latency_ms: args.latency_ms,
+            jitter_ms: args.jitter_ms,
+            loss: args.loss,
+            duplicate: 0.0,
+            start: now,
+        });
+        let members: Vec<NodeId> = engines.into_iter().map(|e| sim.add(e)).collect();
+        for id in &members {
+            sim.act(*id, |_, _| Ok(()))?;
+        }
+        let view = sim
+            .node(members[0])
+            .engine
+            .group(&bench_group())
+            .ok_or("the creator is not in the group")?;
+        // Let the stewards announce the group and every timer of the new epoch settle.
+        sim.run_for(2_000);
+        sim.enable_wiretap();
+        Ok((
+            Self {
+                sim,
+                members,
+                stewards: view.stewards,
+                config,
+                epoch: view.epoch,
+                tap_seen: 0,
+            },
+            ms(start.elapsed()),
+        ))
+    }
+
+    /// Whether `id` reached `epoch`, and when (its first event there).
+    fn reached(&self, id: NodeId, epoch: Epoch, joiner: bool) -> Option<Timestamp> {
+        self.sim
+            .node(id)
+            .events
+            .iter()
+            .rev()
+            .find_map(|(at, event)| match event {
+                Event::EpochChanged { epoch: e, .. } if *e == epoch && !joiner => Some(*at),
+                Event::Joined { epoch: e, .. } if *e == epoch && joiner => Some(*at),
+                _ => None,
+            })
+    }
+
+    fn admit(&mut self) -> BenchResult<Admission> {
+        let group = bench_group();
+        let target = Epoch(self.epoch.0 + 1);
+        let before: Vec<_> = self.sim.ids().map(|id| self.sim.node(id).traffic).collect();
+        self.tap_seen = self.sim.wiretap.len();
+        let founder = Founder::generate(&self.config)?;
+        let engine = Engine::new(
+            founder.wallet,
+            &founder.signer,
+            self.config.clone(),
+            founder.store,
+        );
+        let joiner = self.sim.add(engine);
+        let wall = Instant::now();
+        self.sim
+            .act(joiner, |e, now| e.request_join(group.clone(), None, now))?;
+        // Virtual time runs in slices; events carry their own instants, so the
+        // slices only decide when the run stops, not what is measured.
+        let limit = self.sim.now().plus_ms(300_000);
+        loop {
+            self.sim.run_for(100);
+            let joined = self.reached(joiner, target, true).is_some();
+            if joined
+                && self
+                    .members
+                    .iter()
+                    .all(|id| self.reached(*id, target, false).is_some())
+            {
+                break;
+            }
+            if self.sim.now() > limit {
+                return Err(format!(
+                    "no admission within 300 s of virtual time (joined: {joined}); drops: {:?}",
+                    self.sim.drop_counts()
+                )
+                .into());
+            }
+        }
+        let wall_ms = ms(wall.elapsed());
+        let requested = self
+            .sim
+            .node(joiner)
+            .events
+            .iter()
+            .filter_map(|(at, e)| matches!(e, Event::JoinRequestSent { .. }).then_some(*at))
+            .next()
+            .ok_or("the joiner sent no join request")?;
+        let since = |t: Timestamp| t.0.saturating_sub(requested.0);
+        let joiner_ms = since(self.reached(joiner, target, true).ok_or("not joined")?);
+        let member_ms = self
+            .members
+            .iter()
+            .map(|id| self.reached(*id, target, false).map(since))
+            .collect::<Option<Vec<_>>>()
+            .ok_or("a member did not apply the commit")?;
+        let role_of = |id: NodeId| {
+            if id == joiner {
+                Role::Joiner
+            } else if self.stewards.contains(&self.sim.node(id).engine.address()) {
+                Role::Steward
+            } else {
+                Role::Member
+            }
+        };
+        let mut roles: BTreeMap<Role, (usize, u64, u64, f64)> = BTreeMap::new();
+        let mut max_compute_ms: f64 = 0.0;
+        for id in self.sim.ids() {
+            let compute = self.sim.node(id).traffic.compute;
+            let was = before.get(id.0).map(|t| t.compute).unwrap_or_default();
+            let compute = ms(compute.saturating_sub(was));
+            max_compute_ms = max_compute_ms.max(compute);
+            let entry = roles.entry(role_of(id)).or_default();
+            entry.0 += 1;
+            entry.3 += compute;
+        }
+        let mut kinds: BTreeMap<Kind, (u64, u64)> = BTreeMap::new();
+        for (from, transmit) in &self.sim.wiretap[self.tap_seen..] {
+            let kind = Kind::of(&transmit.payload);
+            let bytes = transmit.payload.len() as u64;
+            let entry = kinds.entry(kind).or_default();
+            entry.0 += 1;
+            entry.1 += bytes;
+            if kind != Kind::Announcement {
+                let entry = roles.entry(role_of(*from)).or_default();
+                entry.1 += 1;
+                entry.2 += bytes;
+            }
+        }
+        self.tap_seen = self.sim.wiretap.len();
+        let members_before = self.members.len();
+        self.members.push(joiner);
+        self.epoch = target;
+        Ok(Admission {
+            members_before,
+            joiner_ms,
+            member_ms,
+            wall_ms,
+            roles,
+            kinds,
+            max_compute_ms,
+        })
+    }
+}
+
+/// The `q`-quantile of some samples (nearest rank).
+fn quantile(samples: &[u64], q: f64) -> u64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+fn report(args: &NetworkArgs, index: u32, setup_ms: f64, a: &Admission) -> Value {
+    let delays = |t: u64| (t as f64 / args.latency_ms as f64 * 100.0).round() / 100.0;
+    let all_applied = a
+        .member_ms
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or_default()
+        .max(a.joiner_ms);
+    let member_median = quantile(&a.member_ms, 0.5);
+    let member_p99 = quantile(&a.member_ms, 0.99);
+    let late = a
+        .member_ms
+        .iter()
+        .filter(|t| **t > 5 * (args.latency_ms + args.jitter_ms))
+        .count();
+    let roles: serde_json::Map<String, Value> = a
+        .roles
+        .iter()
+        .map(|(role, (nodes, messages, bytes, compute))| {
+            let n = *nodes as f64;
+            (
+                role.name().to_owned(),
+                json!({
+                    "nodes": nodes,
+                    "messages_per_node": (*messages as f64 / n * 100.0).round() / 100.0,
+                    "bytes_per_node": (*bytes as f64 / n).round(),
+                    "compute_ms_per_node": (compute / n * 1000.0).round() / 1000.0,
+                }),
+            )
+        })
+        .collect();
+    let kinds: serde_json::Map<String, Value> = a
+        .kinds
+        .iter()
+        .map(|(kind, (messages, bytes))| {
+            (
+                kind.name().to_owned(),
+                json!({ "messages": messages, "bytes": bytes }),
+            )
+        })
+        .collect();
+    json!({
+        "bench": "network",
+        "consensus": match args.consensus { Consensus::Big => "big", Consensus::Small => "small" },
+        "members": a.members_before,
+        "stewards": args.stewards,
+        "admission": index,
+        "latency_ms": args.latency_ms,
+        "jitter_ms": args.jitter_ms,
+        "loss": args.loss,
+        "seed": args.seed,
+        "joiner_joined_ms": a.joiner_ms,
+        "joiner_joined_delays": delays(a.joiner_ms),
+        "members_applied_median_ms": member_median,
+        "members_applied_median_delays": delays(member_median),
+        "members_applied_p99_ms": member_p99,
+        "members_applied_p99_delays": delays(member_p99),
+        "all_applied_ms": all_applied,
+        "all_applied_delays": delays(all_applied),
+        "members_late": late,
+        "roles": roles,
+        "kinds": kinds,
+        "max_compute_ms_per_node": a.max_compute_ms,
+        "wall_ms": a.wall_ms,
+        "setup_wall_ms": setup_ms,
+    })
+}
+
+/// Runs `demls bench network`.
+pub fn run(args: &NetworkArgs) -> BenchResult<()> {
+    let (mut bench, setup_ms) = Bench::setup(args)?;
+    if !args.json {
+        println!(
+            "{} consensus, {} stewards, latency {} ± {} ms, loss {}; group of {} formed in {:.1} s (wall)",
+            match args.consensus {
+                Consensus::Big => "big",
+                Consensus::Small => "small",
+            },
+            args.stewards,
+            args.latency_ms,
+            args.jitter_ms,
+            args.loss,
+            args.members,
+            setup_ms / 1000.0
+        );
+        println!(
+            "{:>8} {:>14} {:>18} {:>16} {:>13} {:>22} {:>22} {:>10}",
+            "members",
+            "joiner joined",
+            "members (median)",
+            "all applied",
+            "late members",
+            "msgs/bytes per steward",
+            "msgs/bytes per member",
+            "wall"
+        );
+    }
+    let mut joined = Vec::new();
+    for index in 0..args.joins {
+        let admission = bench.admit()?;
+        let line = report(args, index, setup_ms, &admission);
+        if args.json {
+            println!("{line}");
+        } else {
+            let role = |name: &str| {
+                line["roles"].get(name).map_or("-".to_owned(), |r| {
+                    format!("{} / {} B", r["messages_per_node"], r["bytes_per_node"])
+                })
+            };
+            println!(
+                "{:>8} {:>8} ms {:>4.1}d {:>10} ms {:>4.1}d {:>8} ms {:>4.1}d {:>13} {:>22} {:>22} {:>8.1} s",
+                admission.members_before,
+                admission.joiner_ms,
+                line["joiner_joined_delays"].as_f64().unwrap_or_default(),
+                line["members_applied_median_ms"],
+                line["members_applied_median_delays"]
+                    .as_f64()
+                    .unwrap_or_default(),
+                line["all_applied_ms"],
+                line["all_applied_delays"].as_f64().unwrap_or_default(),
+                line["members_late"],
+                role("stewards"),
+                role("members"),
+                admission.wall_ms / 1000.0
+            );
+        }
+        joined.push(admission.joiner_ms as f64);
+    }
+    if !args.json {
+        println!(
+            "median join request → joined: {:.0} ms ({:.2} one-way delays)",
+            median(&joined),
+            median(&joined) / args.latency_ms as f64
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `demls bench` through the binary, at tiny sizes: each subcommand runs and
+//! prints the JSON lines `docs/performance.md` and `scripts/plot_bench.py` read.
+//! No timing is asserted.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs `demls bench ARGS --json` and returns its JSON lines.
+fn bench(args: &[&str]) -> Vec<Value> {
+    let output = Command::new(env!("CARGO_BIN_EXE_demls"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("demls runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+fn number(line: &Value, key: &str) -> f64 {
+    line[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {line}"))
+}
+
+#[test]
+fn commit_prints_one_object_per_size() {
+    let lines = bench(&["commit", "--sizes", "3,10", "--repeats", "2"]);
+    assert_eq!(lines.len(), 2);
+    for (line, size) in lines.iter().zip([3, 10]) {
+        assert_eq!(line["bench"], "commit");
+        assert_eq!(line["members"], size);
+        assert_eq!(line["added"], size - 2);
+        for key in [
+            "commit_welcome_ms",
+            "steward_apply_ms",
+            "member_process_ms",
+            "joiner_ms",
+            "commit_bytes",
+            "welcome_bytes",
+            "tree_bytes",
+        ] {
+            assert!(number(line, key) > 0.0, "{key} in {line}");
+        }
+        assert_eq!(
+            line["samples"]["joiner_ms"].as_array().map(Vec::len),
+            Some(2)
+        );
+    }
+}
+
+#[test]
+fn messages_prints_one_object_per_batch_size() {
+    let lines = bench(&[
+        "messages",
+        "--members",
+        "3",
+        "--messages",
+        "20",
+        "--batch",
+        "1,10",
+        "--durability",
+        "relaxed",
+    ]);
+    assert_eq!(lines.len(), 2);
+    for (line, batch) in lines.iter().zip([1, 10]) {
+        assert_eq!(line["bench"], "messages");
+        assert_eq!(line["batch"], batch);
+        for key in [
+            "encrypt_per_s",
+            "decrypt_per_s",
+            "engine_only_encrypt_per_s",
+            "engine_only_decrypt_per_s",
+            "mls_state_bytes_per_write",
+            "envelope_bytes",
+        ] {
+            assert!(number(line, key) > 0.0, "{key} in {line}");
+        }
+    }
+}
+
+#[test]
+fn network_admits_into_both_consensus_modes() {
+    for mode in ["small", "big"] {
+        let lines = bench(&[
+            "network",
+            "--members",
+            "10",
+            "--consensus",
+            mode,
+            "--joins",
+            "2",
+            "--loss",
+            "0",
+        ]);
+        assert_eq!(lines.len(), 2);
+        for (line, members) in lines.iter().zip([10, 11]) {
+            assert_eq!(line["bench"], "network");
+            assert_eq!(line["consensus"], mode);
+            assert_eq!(line["members"], members);
+            // Request, proposal, votes, commit and Welcome: at least four one-way delays.
+            assert!(number(line, "joiner_joined_delays") >= 3.0, "{line}");
+            assert!(number(line, "all_applied_ms") >= number(line, "members_applied_median_ms"));
+            assert!(
+                number(&line["kinds"]["commit"], "messages") >= 1.0,
+                "{line}"
+            );
+            assert!(
+                number(&line["kinds"]["welcome"], "messages") >= 1.0,
+                "{line}"
+            );
+            assert_eq!(line["roles"]["joiner"]["messages_per_node"], 1.0, "{line}");
+        }
+        // Only in big consensus do plain members vote on an admission.
+        let member_messages = number(&lines[0]["roles"]["members"], "messages_per_node");
+        assert_eq!(member_messages > 0.0, mode == "big", "{}", lines[0]);
+    }
+}
