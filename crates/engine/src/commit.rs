@@ -298,7 +298,10 @@ pub(crate) fn effects(
     for info in new_epoch.applied_proposals() {
         match &info.proposal {
             MlsProposal::Add(add) => {
-                let address = WalletIdentityProvider::address_of(add.signing_identity())
+                // mls-rs validated every added leaf through the identity
+                // provider (the wallet binding verified) before it described
+                // the commit: the claim is the verified address.
+                let address = WalletIdentityProvider::claimed_address(add.signing_identity())
                     .map_err(|e| format!("added credential: {e}"))?;
                 changes.insert(ChangeKind::Add(address));
                 added.push((address, add.key_package().clone()));
