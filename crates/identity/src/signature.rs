@@ -71,8 +71,8 @@ impl EthSignature {
         // Parsed and range-checked by k256 above; recovered by libsecp256k1,
         // several times faster, and every member recovers one key per member
         // added to its group and per vote it receives.
-        let recovery_id =
-            SecpRecoveryId::try_from(i32::from(v)).map_err(|_| IdentityError::MalformedSignature)?;
+        let recovery_id = SecpRecoveryId::try_from(i32::from(v))
+            .map_err(|_| IdentityError::MalformedSignature)?;
         let signature = RecoverableSignature::from_compact(&self.0[..64], recovery_id)
             .map_err(|_| IdentityError::MalformedSignature)?;
         let key = RECOVERY

@@ -1,6 +1,5 @@
 //! The MLS identity provider: a member is the Ethereum address its credential proves.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use mls_rs::ExtensionList;
@@ -10,7 +9,8 @@ use mls_rs_core::error::IntoAnyError;
 use mls_rs_core::identity::MemberValidationContext;
 
 use demls_identity::{Address, IdentityError, WalletBinding};
-use sha2::{Digest, Sha256};
+
+use super::verified::Remembered;
 
 /// Why a credential is not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -32,48 +32,13 @@ impl IntoAnyError for CredentialError {
     }
 }
 
-/// How many verified bindings an engine remembers.
-const VERIFIED_CAPACITY: usize = 16_384;
-
-/// Bindings an engine verified, oldest first: (credential identifier,
-/// signature key) pairs by SHA-256, so that a binding checked once (a key
-/// package taken in or judged for a vote) is not checked again when the same
-/// key package is committed. Verification is a pure function of those bytes,
-/// so remembering its successes is exact.
-#[derive(Debug, Default)]
-struct Verified {
-    set: HashSet<[u8; 32]>,
-    order: VecDeque<[u8; 32]>,
-}
-
-impl Verified {
-    fn key(identity: &SigningIdentity, basic_identifier: &[u8]) -> [u8; 32] {
-        let mut hasher = Sha256::new();
-        hasher.update((basic_identifier.len() as u64).to_be_bytes());
-        hasher.update(basic_identifier);
-        hasher.update(identity.signature_key.as_bytes());
-        hasher.finalize().into()
-    }
-
-    fn insert(&mut self, key: [u8; 32]) {
-        if self.set.insert(key) {
-            self.order.push_back(key);
-            if self.order.len() > VERIFIED_CAPACITY
-                && let Some(old) = self.order.pop_front()
-            {
-                self.set.remove(&old);
-            }
-        }
-    }
-}
-
 /// Checks that each credential's wallet signed the member's MLS signature key.
 ///
 /// One per engine: it remembers the bindings it verified (a secp256k1 key
 /// recovery each, the dearest step of accepting a member).
 #[derive(Clone, Debug, Default)]
 pub struct WalletIdentityProvider {
-    verified: Arc<Mutex<Verified>>,
+    verified: Arc<Mutex<Remembered>>,
 }
 
 impl WalletIdentityProvider {
@@ -111,14 +76,10 @@ impl WalletIdentityProvider {
             .credential
             .as_basic()
             .ok_or(CredentialError::NotBasic)?;
-        let key = Verified::key(identity, basic.identifier());
-        let lock = || self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if lock().set.contains(&key) {
-            return Ok(());
-        }
-        Self::address_of(identity)?;
-        lock().insert(key);
-        Ok(())
+        let key = Remembered::key(&[basic.identifier(), identity.signature_key.as_bytes()]);
+        Remembered::verify_once(&self.verified, key, || {
+            Self::address_of(identity).map(|_| ())
+        })
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod extensions;
 pub(crate) mod identity;
 pub(crate) mod rules;
 pub mod store;
+pub(crate) mod verified;
 
 use mls_rs::client_builder::{
     BaseConfig, WithCryptoProvider, WithGroupStateStorage, WithIdentityProvider,
@@ -27,6 +28,7 @@ pub(crate) use extensions::{GroupParamsExt, TreeKeyExt};
 pub(crate) use identity::WalletIdentityProvider;
 pub(crate) use rules::DemlsRules;
 use store::{GroupStore, KeyPackageStore};
+pub use verified::{VerifyingCrypto, VerifyingSuite};
 
 /// The only ciphersuite demls uses: MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (0x0001).
 pub const CIPHER_SUITE: CipherSuite = CipherSuite::CURVE25519_AES128;
@@ -35,7 +37,7 @@ pub const CIPHER_SUITE: CipherSuite = CipherSuite::CURVE25519_AES128;
 pub type MlsConfig = WithIdentityProvider<
     WalletIdentityProvider,
     WithCryptoProvider<
-        RustCryptoProvider,
+        VerifyingCrypto,
         WithMlsRules<
             DemlsRules,
             WithGroupStateStorage<GroupStore, WithKeyPackageRepo<KeyPackageStore, BaseConfig>>,
@@ -106,7 +108,7 @@ pub(crate) fn build_client(
         .key_package_repo(key_packages)
         .group_state_storage(groups)
         .mls_rules(DemlsRules)
-        .crypto_provider(RustCryptoProvider::new())
+        .crypto_provider(VerifyingCrypto::default())
         .identity_provider(WalletIdentityProvider::default())
         .extension_types([GroupParamsExt::TYPE, TreeKeyExt::TYPE])
         .key_package_lifetime(key_package_lifetime)
