@@ -109,7 +109,12 @@ def plot_network(directory):
         mine.sort(key=lambda r: r["members"])
         ns = [r["members"] for r in mine]
         left.plot(ns, [r["joiner_joined_delays"] for r in mine], color + "-o", label=f"{mode}: joiner joined")
-        left.plot(ns, [r["all_applied_delays"] for r in mine], color + "--s", label=f"{mode}: every member applied")
+        left.plot(
+            ns,
+            [r["members_applied_p99_delays"] for r in mine],
+            color + "--s",
+            label=f"{mode}: 99 % of members applied",
+        )
         for role, style in [("stewards", "-o"), ("members", "--s")]:
             right.plot(
                 ns,
@@ -118,6 +123,7 @@ def plot_network(directory):
                 label=f"{mode}: bytes per {role[:-1]}",
             )
     left.axhline(5, color="grey", lw=0.8)
+    left.set_ylim(0, 8)
     left.set_xscale("log")
     left.set_xlabel("members before the admission")
     left.set_ylabel("one-way delays (50 ms mean) from the join request")
@@ -126,6 +132,7 @@ def plot_network(directory):
     left.legend(fontsize=8)
     right.set_xscale("log")
     right.set_yscale("symlog", linthresh=10)
+    right.set_ylim(bottom=0)
     right.set_xlabel("members before the admission")
     right.set_ylabel("bytes published per node (announcements excluded)")
     right.set_title("What each node sends per membership change")
