@@ -1,6 +1,6 @@
 //! Joining a group: from its announcement, through a sealed key package, to its Welcome.
 
-use demls_identity::{Address, EthSignature, recover_personal};
+use demls_identity::Address;
 use mls_rs::crypto::HpkePublicKey;
 use mls_rs::group::ExportedTree;
 use mls_rs::{CipherSuiteProvider, ExtensionList, MlsMessage, MlsMessageDescription};
@@ -12,7 +12,8 @@ use crate::session::GroupSession;
 use crate::snapshot::JoinSnapshot;
 use crate::steward::{TREE_NONCE, join_aad, join_info};
 use crate::wire::{
-    GroupAnnouncement, JoinRefused, JoinRequest, WelcomeBundle, envelope, signing_bytes,
+    GroupAnnouncement, JoinRefused, JoinRequest, WelcomeBundle, check_signed_by, envelope,
+    signing_bytes,
 };
 use crate::{EngineError, Epoch, Event, GroupId, Timestamp, TopicKind};
 
@@ -43,17 +44,12 @@ impl Announcement {
         }
         let steward = Address::from_slice(&announcement.steward)
             .ok_or_else(|| EngineError::Malformed("steward is not an address".into()))?;
-        let signature = EthSignature::from_slice(&announcement.signature)?;
-        let signer = recover_personal(
-            &signing_bytes(announcement, |a| a.signature.clear()),
-            &signature,
+        check_signed_by(
+            announcement,
+            &announcement.signature,
+            |a| a.signature.clear(),
+            steward,
         )?;
-        if signer != steward {
-            return Err(EngineError::SenderMismatch {
-                sender: signer,
-                claimed: steward,
-            });
-        }
         let key = HpkePublicKey::from(announcement.steward_hpke_key.clone());
         suite()
             .kem_public_key_validate(&key)
@@ -110,17 +106,12 @@ impl JoinAttempt {
         {
             return Err(EngineError::NotForUs);
         }
-        let signature = EthSignature::from_slice(&refusal.signature)?;
-        let signer = recover_personal(
-            &signing_bytes(&refusal, |r| r.signature.clear()),
-            &signature,
+        check_signed_by(
+            &refusal,
+            &refusal.signature,
+            |r| r.signature.clear(),
+            steward,
         )?;
-        if signer != steward {
-            return Err(EngineError::SenderMismatch {
-                sender: signer,
-                claimed: steward,
-            });
-        }
         ctx.emit(Event::JoinRefused {
             group: self.group.clone(),
             steward,

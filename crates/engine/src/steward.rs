@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use demls_consensus::wire;
-use demls_identity::{Address, EthSignature, recover_personal};
+use demls_identity::Address;
 use mls_rs::CipherSuiteProvider;
 use mls_rs::crypto::{HpkeCiphertext, HpkePublicKey, HpkeSecretKey};
 use mls_rs::extension::MlsExtension;
@@ -19,7 +19,8 @@ use crate::motion::Motion;
 use crate::session::{GroupSession, suite_random};
 use crate::snapshot::{IntakeSnapshot, StewardSnapshot};
 use crate::wire::{
-    CommitManifest, GroupAnnouncement, JoinRequest, WelcomeBundle, envelope, signing_bytes,
+    CommitManifest, GroupAnnouncement, JoinRequest, WelcomeBundle, check_signed_by, envelope,
+    signing_bytes,
 };
 use crate::{EngineError, Event, GroupId, StewardMode, Timestamp, TopicKind};
 
@@ -172,17 +173,12 @@ impl GroupSession {
         }
         let joiner = Address::from_slice(&request.joiner)
             .ok_or_else(|| EngineError::Malformed("joiner is not an address".into()))?;
-        let signature = EthSignature::from_slice(&request.signature)?;
-        let signer = recover_personal(
-            &signing_bytes(&request, |r| r.signature.clear()),
-            &signature,
+        check_signed_by(
+            &request,
+            &request.signature,
+            |r| r.signature.clear(),
+            joiner,
         )?;
-        if signer != joiner {
-            return Err(EngineError::SenderMismatch {
-                sender: signer,
-                claimed: joiner,
-            });
-        }
         let sealed = HpkeCiphertext {
             kem_output: request.kem_output,
             ciphertext: request.ciphertext,

@@ -13,11 +13,11 @@
 
 use std::collections::BTreeMap;
 
-use demls_identity::{Address, EthSignature, recover_personal};
+use demls_identity::Address;
 
 use crate::context::Ctx;
 use crate::session::GroupSession;
-use crate::wire::{EpochMark, SyncRequest, envelope, signing_bytes};
+use crate::wire::{EpochMark, SyncRequest, check_signed_by, envelope, signing_bytes};
 use crate::{EngineError, Event, StewardMode, Timestamp, TopicKind};
 
 /// How this member stands with respect to the rest of the group.
@@ -146,17 +146,12 @@ impl GroupSession {
     ) -> Result<(), EngineError> {
         let requester = Address::from_slice(&request.requester)
             .ok_or_else(|| EngineError::Malformed("requester is not an address".into()))?;
-        let signature = EthSignature::from_slice(&request.signature)?;
-        let signer = recover_personal(
-            &signing_bytes(&request, |r| r.signature.clear()),
-            &signature,
+        check_signed_by(
+            &request,
+            &request.signature,
+            |r| r.signature.clear(),
+            requester,
         )?;
-        if signer != requester {
-            return Err(EngineError::SenderMismatch {
-                sender: signer,
-                claimed: requester,
-            });
-        }
         let known = self.state.is_member(&requester)
             || self.history.iter().any(|c| c.before.is_member(&requester));
         if !known {

@@ -590,11 +590,11 @@ impl GroupSession {
 
     /// Own motions still wanted in the new epoch, each to be proposed again.
     pub(crate) fn carry_own_motions(&mut self) {
+        let own = std::mem::take(&mut self.own);
         let state = &self.state;
-        let keep: Vec<bool> = self
-            .own
-            .iter()
-            .map(|own| match &own.motion {
+        self.own = own
+            .into_iter()
+            .filter(|own| match &own.motion {
                 Motion::Change(Change::Add {
                     address,
                     replace: false,
@@ -609,12 +609,11 @@ impl GroupSession {
                 // An election is for the epoch it was held in.
                 Motion::Election(_) => false,
             })
+            .map(|own| OwnMotion {
+                proposal: None,
+                ..own
+            })
             .collect();
-        let mut keep = keep.into_iter();
-        self.own.retain(|_| keep.next().unwrap_or(false));
-        for own in &mut self.own {
-            own.proposal = None;
-        }
     }
 
     /// Since when the group has been stalled: changes approved, no commit, and

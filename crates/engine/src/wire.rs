@@ -335,3 +335,22 @@ pub(crate) fn signing_bytes<M: Message + Clone>(
     clear(&mut unsigned);
     unsigned.encode_to_vec()
 }
+
+/// Checks that `signature` is `claimed`'s EIP-191 signature over `message` with its
+/// signature field cleared by `clear`.
+pub(crate) fn check_signed_by<M: Message + Clone>(
+    message: &M,
+    signature: &[u8],
+    clear: impl FnOnce(&mut M),
+    claimed: demls_identity::Address,
+) -> Result<(), crate::EngineError> {
+    let signature = demls_identity::EthSignature::from_slice(signature)?;
+    let signer = demls_identity::recover_personal(&signing_bytes(message, clear), &signature)?;
+    if signer != claimed {
+        return Err(crate::EngineError::SenderMismatch {
+            sender: signer,
+            claimed,
+        });
+    }
+    Ok(())
+}
