@@ -110,7 +110,7 @@ fn commits(c: &mut Criterion) {
 
 /// Drops what an engine queued for its shell.
 fn drain(engine: &mut Engine) {
-    engine.take_storage_writes();
+    engine.take_storage_writes().unwrap();
     while engine.poll_event().is_some() {}
     while engine.poll_transmit().is_some() {}
 }
@@ -138,7 +138,7 @@ fn app_messages(c: &mut Criterion) {
         b.iter_batched(
             || {
                 sender.send_message(&group(), &text, NOW).unwrap();
-                sender.take_storage_writes();
+                sender.take_storage_writes().unwrap();
                 while sender.poll_event().is_some() {}
                 sender.poll_transmit().unwrap().payload
             },

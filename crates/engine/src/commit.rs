@@ -560,7 +560,7 @@ impl GroupSession {
                 members: self.members(),
             });
         }
-        self.state.mls.write_to_storage()?;
+        self.save_mls()?;
         let after: BTreeSet<Address> = self.members().into_iter().collect();
         ctx.emit(Event::EpochChanged {
             group: self.id.clone(),

@@ -584,8 +584,18 @@ impl Engine {
     }
 
     /// MLS state written since the last call, to persist before publishing.
-    pub fn take_storage_writes(&self) -> Vec<crate::mls::store::StorageWrite> {
-        self.store.take_writes()
+    ///
+    /// Application messages move a group's key schedule on without writing it each time;
+    /// this call writes every such group once, so a shell that persists after many messages
+    /// writes each group's state once. An error means a group's state could not be encoded:
+    /// the transmits made since the last successful call must then not be published.
+    pub fn take_storage_writes(
+        &mut self,
+    ) -> Result<Vec<crate::mls::store::StorageWrite>, EngineError> {
+        for session in self.groups.values_mut() {
+            session.save_mls_if_moved()?;
+        }
+        Ok(self.store.take_writes())
     }
 
     // ----- views -----

@@ -76,6 +76,10 @@ pub(crate) struct GroupSession {
     pub(crate) departed: Option<Timestamp>,
     /// After a failed commit, when to try again.
     pub(crate) commit_retry_at: Option<Timestamp>,
+    /// The MLS state moved on (application keys used) since it was last written to the
+    /// store. Written once per [`crate::Engine::take_storage_writes`], not per message:
+    /// a group's state is its whole ratchet tree, hundreds of KiB in a large group.
+    unsaved: bool,
     #[cfg(feature = "byzantine")]
     pub(crate) byzantine: Byzantine,
 }
@@ -106,9 +110,25 @@ impl GroupSession {
             detected: std::collections::BTreeSet::new(),
             departed: None,
             commit_retry_at: None,
+            unsaved: false,
             #[cfg(feature = "byzantine")]
             byzantine: Byzantine::default(),
         })
+    }
+
+    /// Writes the MLS state to the store (and so to the journal a shell persists).
+    pub(crate) fn save_mls(&mut self) -> Result<(), EngineError> {
+        self.state.mls.write_to_storage()?;
+        self.unsaved = false;
+        Ok(())
+    }
+
+    /// Writes the MLS state if application messages moved it on since the last write.
+    pub(crate) fn save_mls_if_moved(&mut self) -> Result<(), EngineError> {
+        if self.unsaved {
+            self.save_mls()?;
+        }
+        Ok(())
     }
 
     /// The current epoch.
@@ -153,7 +173,7 @@ impl GroupSession {
             .state
             .mls
             .encrypt_application_message(&plaintext, Vec::new())?;
-        self.state.mls.write_to_storage()?;
+        self.unsaved = true;
         ctx.send(
             &self.id,
             TopicKind::Application,
@@ -314,7 +334,7 @@ impl GroupSession {
             }
             Err(error) => return Err(EngineError::from(error)),
         };
-        self.state.mls.write_to_storage()?;
+        self.unsaved = true;
         let ReceivedMessage::ApplicationMessage(app) = received else {
             return Err(EngineError::Malformed(
                 "expected an application message".into(),

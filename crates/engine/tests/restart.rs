@@ -98,7 +98,7 @@ fn a_member_restarts_from_its_journal_and_snapshot_and_carries_on() {
 
     // Crash: all that survives is what was persisted.
     let mut disk = Disk::default();
-    disk.apply(sim.node(fourth).engine.take_storage_writes());
+    disk.apply(sim.node_mut(fourth).engine.take_storage_writes().unwrap());
     let snapshot = sim.node(fourth).engine.snapshot().unwrap();
     let now = sim.now();
     let restored = Engine::restore(
@@ -159,7 +159,7 @@ fn a_steward_restarts_with_a_joiner_waiting_and_still_admits_it() {
         .unwrap();
     assert!(sim.run_until(10_000, |s| !opened(s, member).is_empty()));
     let mut disk = Disk::default();
-    disk.apply(sim.node(steward).engine.take_storage_writes());
+    disk.apply(sim.node_mut(steward).engine.take_storage_writes().unwrap());
     let snapshot = sim.node(steward).engine.snapshot().unwrap();
     let now = sim.now();
     sim.node_mut(steward).engine = Engine::restore(

@@ -72,8 +72,15 @@ CREATE TABLE events (
 ) STRICT;
 ";
 
+/// Version 2: indexes for marking messages published, so that a step costs the same
+/// however long the history is (without them every publish scanned all messages).
+const V2: &str = "
+CREATE INDEX messages_queued ON messages (outbox_seq) WHERE delivery = 'queued';
+CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+";
+
 /// Every migration, oldest first.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

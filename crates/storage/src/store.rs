@@ -43,6 +43,7 @@ pub struct Store {
     conn: Connection,
     cipher: Cipher,
     path: PathBuf,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for Store {
@@ -173,7 +174,12 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::migrate(&mut conn)?;
         let cipher = Self::unlock(&mut conn, passphrase)?;
-        Ok(Self { conn, cipher, path })
+        Ok(Self {
+            conn,
+            cipher,
+            path,
+            durability,
+        })
     }
 
     /// The database file.
@@ -337,22 +343,22 @@ impl Store {
         }
         if let Some(snapshot) = &step.snapshot {
             let blob = self.cipher.seal(&aad("engine", b"snapshot"), snapshot)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT OR REPLACE INTO engine (id, snapshot, updated_at) VALUES (1, ?1, ?2)",
-                params![blob, to_i64(step.now.0, "time")?],
-            )?;
+            )?
+            .execute(params![blob, to_i64(step.now.0, "time")?])?;
         }
         let mut receipt = StepReceipt::default();
         for transmit in &step.transmits {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO outbox (group_id, topic, payload, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    transmit.topic.group.as_str(),
-                    topic_label(transmit.topic.kind),
-                    transmit.payload,
-                    to_i64(step.now.0, "time")?
-                ],
-            )?;
+            )?
+            .execute(params![
+                transmit.topic.group.as_str(),
+                topic_label(transmit.topic.kind),
+                transmit.payload,
+                to_i64(step.now.0, "time")?
+            ])?;
             receipt
                 .outbox
                 .push(to_u64(tx.last_insert_rowid(), "outbox seq")?);
@@ -367,14 +373,12 @@ impl Store {
             upsert_proposal(&tx, proposal)?;
         }
         for event in &step.events {
-            tx.execute(
-                "INSERT INTO events (at, group_id, body) VALUES (?1, ?2, ?3)",
-                params![
+            tx.prepare_cached("INSERT INTO events (at, group_id, body) VALUES (?1, ?2, ?3)")?
+                .execute(params![
                     to_i64(event.at.0, "time")?,
                     event.group.as_ref().map(GroupId::as_str),
                     event.body
-                ],
-            )?;
+                ])?;
             receipt.events.push(EventRecord {
                 seq: to_u64(tx.last_insert_rowid(), "event seq")?,
                 event: event.clone(),
@@ -394,11 +398,29 @@ impl Store {
         at: Timestamp,
     ) -> Result<Vec<StoredMessage>, StorageError> {
         let seq = to_i64(seq, "outbox seq")?;
+        // Losing this mark to a power cut only publishes the messages again (peers drop
+        // duplicates by message id), so it is not synced on its own: the next step's synced
+        // commit carries it to disk. Half the fsyncs of a step that sends.
+        if self.durability == Durability::Full {
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        let sent = self.mark_published_unsynced(seq, at);
+        if self.durability == Durability::Full {
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        sent
+    }
+
+    fn mark_published_unsynced(
+        &mut self,
+        seq: i64,
+        at: Timestamp,
+    ) -> Result<Vec<StoredMessage>, StorageError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE outbox SET published_at = ?2 WHERE seq <= ?1 AND published_at IS NULL",
-            params![seq, to_i64(at.0, "time")?],
-        )?;
+        )?
+        .execute(params![seq, to_i64(at.0, "time")?])?;
         let sent = {
             let mut select = tx.prepare(&format!(
                 "{MESSAGE_COLUMNS} WHERE delivery = 'queued' AND outbox_seq <= ?1 ORDER BY seq"
@@ -412,10 +434,10 @@ impl Store {
             }
             sent
         };
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE messages SET delivery = 'sent' WHERE delivery = 'queued' AND outbox_seq <= ?1",
-            [seq],
-        )?;
+        )?
+        .execute([seq])?;
         tx.commit()?;
         Ok(sent)
     }
@@ -493,14 +515,12 @@ impl Store {
     /// newest `keep_events`.
     pub fn prune(&mut self, before: Timestamp, keep_events: u64) -> Result<(), StorageError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
+        tx.prepare_cached(
             "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?1",
-            [to_i64(before.0, "time")?],
-        )?;
-        tx.execute(
-            "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?1",
-            [to_i64(keep_events, "event count")?],
-        )?;
+        )?
+        .execute([to_i64(before.0, "time")?])?;
+        tx.prepare_cached("DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?1")?
+            .execute([to_i64(keep_events, "event count")?])?;
         tx.commit()?;
         Ok(())
     }
@@ -691,10 +711,12 @@ fn insert_message(
         &message_aad(&message.group, &message.id),
         message.text.as_bytes(),
     )?;
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO messages (group_id, message_id, sender, text, sent_at, epoch, \
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO messages (group_id, message_id, sender, text, sent_at, epoch, \
          received_at, own, delivery, outbox_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+        )?
+        .execute(params![
             message.group.as_str(),
             message.id,
             message.sender.as_bytes().to_vec(),
@@ -705,8 +727,7 @@ fn insert_message(
             i64::from(message.own),
             delivery.as_str(),
             outbox_seq
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         return Ok(None);
     }
@@ -718,26 +739,26 @@ fn insert_message(
 }
 
 fn upsert_proposal(tx: &Transaction<'_>, p: &ProposalRecord) -> Result<(), StorageError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR REPLACE INTO proposals (group_id, proposal_id, epoch, owner, change, \
          opened_at, deadline, state, decided_at, committed_epoch, votes) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            p.group.as_str(),
-            i64::from(p.id.0),
-            to_i64(p.epoch.0, "epoch")?,
-            p.owner.as_bytes().to_vec(),
-            p.change,
-            to_i64(p.opened_at.0, "time")?,
-            to_i64(p.deadline.0, "time")?,
-            p.state.as_str(),
-            p.decided_at.map(|t| to_i64(t.0, "time")).transpose()?,
-            p.committed_epoch
-                .map(|e| to_i64(e.0, "epoch"))
-                .transpose()?,
-            encode_votes(&p.votes)
-        ],
-    )?;
+    )?
+    .execute(params![
+        p.group.as_str(),
+        i64::from(p.id.0),
+        to_i64(p.epoch.0, "epoch")?,
+        p.owner.as_bytes().to_vec(),
+        p.change,
+        to_i64(p.opened_at.0, "time")?,
+        to_i64(p.deadline.0, "time")?,
+        p.state.as_str(),
+        p.decided_at.map(|t| to_i64(t.0, "time")).transpose()?,
+        p.committed_epoch
+            .map(|e| to_i64(e.0, "epoch"))
+            .transpose()?,
+        encode_votes(&p.votes)
+    ])?;
     Ok(())
 }
 
@@ -754,37 +775,40 @@ fn apply_write(
             oldest_retained_epoch,
         } => {
             let state = cipher.seal(&aad("mls_groups", group_id), snapshot)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT OR REPLACE INTO mls_groups (group_id, state) VALUES (?1, ?2)",
-                params![group_id, state],
-            )?;
+            )?
+            .execute(params![group_id, state])?;
             for (epoch, data) in epochs {
                 let sealed = cipher.seal(&epoch_aad(group_id, *epoch), data)?;
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR REPLACE INTO mls_epochs (group_id, epoch, data) VALUES (?1, ?2, ?3)",
-                    params![group_id, to_i64(*epoch, "epoch id")?, sealed],
-                )?;
+                )?
+                .execute(params![
+                    group_id,
+                    to_i64(*epoch, "epoch id")?,
+                    sealed
+                ])?;
             }
             if let Some(oldest) = oldest_retained_epoch {
-                tx.execute(
-                    "DELETE FROM mls_epochs WHERE group_id = ?1 AND epoch < ?2",
-                    params![group_id, to_i64(*oldest, "epoch id")?],
-                )?;
+                tx.prepare_cached("DELETE FROM mls_epochs WHERE group_id = ?1 AND epoch < ?2")?
+                    .execute(params![group_id, to_i64(*oldest, "epoch id")?])?;
             }
         }
         StorageWrite::GroupDeleted { group_id } => {
-            tx.execute("DELETE FROM mls_groups WHERE group_id = ?1", [group_id])?;
-            tx.execute("DELETE FROM mls_epochs WHERE group_id = ?1", [group_id])?;
+            tx.prepare_cached("DELETE FROM mls_groups WHERE group_id = ?1")?
+                .execute([group_id])?;
+            tx.prepare_cached("DELETE FROM mls_epochs WHERE group_id = ?1")?
+                .execute([group_id])?;
         }
         StorageWrite::KeyPackage { id, data } => {
             let sealed = cipher.seal(&aad("key_packages", id), data)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO key_packages (id, data) VALUES (?1, ?2)",
-                params![id, sealed],
-            )?;
+            tx.prepare_cached("INSERT OR REPLACE INTO key_packages (id, data) VALUES (?1, ?2)")?
+                .execute(params![id, sealed])?;
         }
         StorageWrite::KeyPackageDeleted { id } => {
-            tx.execute("DELETE FROM key_packages WHERE id = ?1", [id])?;
+            tx.prepare_cached("DELETE FROM key_packages WHERE id = ?1")?
+                .execute([id])?;
         }
     }
     Ok(())

@@ -82,7 +82,7 @@ fn an_engine_resumes_from_the_store() {
             .unwrap();
         let step = Step {
             now: Timestamp(10_001),
-            storage: engine.take_storage_writes(),
+            storage: engine.take_storage_writes().unwrap(),
             snapshot: Some(engine.snapshot().unwrap()),
             ..Step::default()
         };

@@ -57,7 +57,7 @@ impl Joiner {
         );
         let key_package = engine.key_package(now)?;
         let private = engine
-            .take_storage_writes()
+            .take_storage_writes()?
             .into_iter()
             .find_map(|write| match write {
                 StorageWrite::KeyPackage { id, data } => Some((id, data.to_vec())),

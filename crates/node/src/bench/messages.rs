@@ -7,10 +7,11 @@
 //! `--durability relaxed`) before its output is released: the MLS state the
 //! engine journaled, the engine snapshot if it changed, the history rows, the
 //! outbox rows; a sender then marks its outbox entries published. A step here
-//! is `--batch` messages: 1 is what a node does today (one step per API call
-//! or per received message); larger batches show what persisting once per
-//! drained queue would give. For reference the same loops also run without
-//! persistence (engine only).
+//! is `--batch` messages: 1 is a node sending through its API (one step per
+//! call) or receiving one message at a time; a node that receives faster than
+//! it persists puts up to 256 waiting messages in one step. The MLS state of a
+//! group is written once per step, whatever the batch. For reference the same
+//! loops also run without persistence (engine only).
 
 use std::time::Instant;
 
@@ -40,7 +41,8 @@ pub struct MessagesArgs {
     /// Messages sent and received per measurement.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     messages: u32,
-    /// Messages per persisted engine step, comma-separated (1: as a node does today).
+    /// Messages per persisted engine step, comma-separated (1: one API send or one received
+    /// message at a time; a node receiving under load persists up to 256 per step).
     #[arg(long, value_delimiter = ',', default_value = "1,100")]
     batch: Vec<usize>,
     /// Bytes of chat text per message.
@@ -67,7 +69,7 @@ struct Persisted {
 impl Persisted {
     /// Writes the engine's step as a node does; returns the step's transmits.
     fn step(&mut self, now: Timestamp) -> BenchResult<Vec<Vec<u8>>> {
-        let storage = self.engine.take_storage_writes();
+        let storage = self.engine.take_storage_writes()?;
         for write in &storage {
             if let StorageWrite::Group { snapshot, .. } = write {
                 self.state_bytes += snapshot.len() as u64;

@@ -38,6 +38,8 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 const CATCH_UP_WINDOW_MS: u64 = 10 * 60 * 1000;
 /// At most this many messages are sent again per connecting peer.
 const CATCH_UP_LIMIT: usize = 512;
+/// At most this many received network events are handled before their step is persisted.
+const STEP_MESSAGES: usize = 256;
 /// Event log entries kept.
 const EVENTS_KEPT: u64 = 10_000;
 /// Setting that holds the vote policy.
@@ -180,6 +182,12 @@ impl Runtime {
                 event = transport.recv() => {
                     let event = event.ok_or(NodeError::Transport(TransportError::Closed))?;
                     self.on_transport(event).await?;
+                    // What already waits goes into the same step: under load, one transaction
+                    // (one fsync, each group's MLS state written once) holds many messages.
+                    for _ in 1..STEP_MESSAGES {
+                        let Ok(event) = transport.try_recv() else { break };
+                        self.on_transport(event).await?;
+                    }
                     self.settle().await?;
                 }
                 job = jobs.recv() => {
@@ -231,9 +239,13 @@ impl Runtime {
             return Err(CommandError::Stopped);
         }
         let now = now();
+        let storage = match self.engine.take_storage_writes() {
+            Ok(storage) => storage,
+            Err(error) => return Err(self.fail("engine MLS state", error)),
+        };
         let mut step = Step {
             now,
-            storage: self.engine.take_storage_writes(),
+            storage,
             ..Step::default()
         };
         let mut logged = Vec::new();
@@ -260,10 +272,7 @@ impl Runtime {
         }
         let snapshot = match self.engine.snapshot() {
             Ok(snapshot) => snapshot,
-            Err(error) => {
-                self.failed = Some(format!("engine snapshot: {error}"));
-                return Err(CommandError::Refused(error));
-            }
+            Err(error) => return Err(self.fail("engine snapshot", error)),
         };
         if snapshot != self.last_snapshot {
             step.snapshot = Some(snapshot);
@@ -310,6 +319,12 @@ impl Runtime {
             });
         }
         Ok(receipt.messages)
+    }
+
+    /// Stops the node on an engine step it cannot persist: its transmits must not leave.
+    fn fail(&mut self, what: &str, error: demls_engine::EngineError) -> CommandError {
+        self.failed = Some(format!("{what}: {error}"));
+        CommandError::Refused(error)
     }
 
     /// Updates the node's view from one engine event; what to log, if anything.
@@ -565,8 +580,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// Publishes the outbox in order; stops at the first message that cannot go yet.
+    /// Publishes the outbox in order; stops at the first message that cannot go yet. Marks
+    /// what went out as published in one transaction.
     async fn publish_pending(&mut self) -> Result<(), NodeError> {
+        let mut last_out = None;
         while let Some(entry) = self.pending.front() {
             let seq = entry.seq;
             let published = match topics::content_topic(&entry.transmit.topic) {
@@ -579,10 +596,10 @@ impl Runtime {
             };
             match published {
                 Ok(_) | Err(PublishError::Duplicate) => self.metrics.published(false),
-                Err(PublishError::NoPeers) => return Ok(()),
+                Err(PublishError::NoPeers) => break,
                 Err(PublishError::QueuesFull) => {
                     self.metrics.publish_failed("queues_full");
-                    return Ok(());
+                    break;
                 }
                 Err(PublishError::Closed) => return Err(TransportError::Closed.into()),
                 Err(error) => {
@@ -591,18 +608,21 @@ impl Runtime {
                     self.metrics.publish_failed("unpublishable");
                 }
             }
-            let sent = self.store.mark_published(seq, now())?;
+            last_out = Some(seq);
             self.pending.pop_front();
-            for stored in &sent {
-                self.outgoing.push(NodeEvent {
-                    seq: None,
-                    at: now(),
-                    body: json!({"type": "delivery", "group": stored.message.group.as_str(),
-                                 "seq": stored.seq, "id": hex::encode(&stored.message.id),
-                                 "delivery": stored.delivery.as_str()}),
-                    engine: None,
-                });
-            }
+        }
+        let Some(seq) = last_out else {
+            return Ok(());
+        };
+        for stored in self.store.mark_published(seq, now())? {
+            self.outgoing.push(NodeEvent {
+                seq: None,
+                at: now(),
+                body: json!({"type": "delivery", "group": stored.message.group.as_str(),
+                             "seq": stored.seq, "id": hex::encode(&stored.message.id),
+                             "delivery": stored.delivery.as_str()}),
+                engine: None,
+            });
         }
         Ok(())
     }
