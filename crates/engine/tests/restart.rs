@@ -92,13 +92,26 @@ fn a_member_restarts_from_its_journal_and_snapshot_and_carries_on() {
         "{}",
         describe(&sim, &all)
     );
-    sim.act(fourth, |e, now| e.send_message(&g, "before the crash", now))
-        .unwrap();
-    sim.run_for(1_000);
-
-    // Crash: all that survives is what was persisted.
     let mut disk = Disk::default();
     disk.apply(sim.node_mut(fourth).engine.take_storage_writes().unwrap());
+    for text in ["before the crash", "one more", "and another"] {
+        sim.act(fourth, |e, now| e.send_message(&g, text, now))
+            .unwrap();
+    }
+    sim.act(nodes[1], |e, now| e.send_message(&g, "seen before", now))
+        .unwrap();
+    sim.run_for(1_000);
+    assert!(texts(&sim, fourth).contains(&"seen before".to_owned()));
+
+    // Crash: all that survives is what was persisted. Four messages moved the group's
+    // key schedule on; its state is written once.
+    let writes = sim.node_mut(fourth).engine.take_storage_writes().unwrap();
+    let group_writes = writes
+        .iter()
+        .filter(|w| matches!(w, StorageWrite::Group { .. }))
+        .count();
+    assert_eq!(group_writes, 1, "one write of the group state per step");
+    disk.apply(writes);
     let snapshot = sim.node(fourth).engine.snapshot().unwrap();
     let now = sim.now();
     let restored = Engine::restore(
