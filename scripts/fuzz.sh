@@ -57,13 +57,26 @@ for target in "${targets[@]}"; do
         echo
     else
         failed+=("$target")
-        tail -n 60 "$log"
+        tail -n 25 "$log"
         echo "!! $target failed; its input is in fuzz/artifacts/$target/ (full log: $log)"
     fi
 done
 
 elapsed=$(($(date +%s) - start))
 if [ "${#failed[@]}" -gt 0 ]; then
+    # Enough to reproduce from a CI log alone: what went wrong (the panic message or sanitizer
+    # report sits above long backtraces), each crashing input, and the fixture group the
+    # inputs were run against (formed afresh on a new machine), all base64.
+    for target in "${failed[@]}"; do
+        echo "== $target"
+        grep -m 20 -E "panicked at|==ERROR|SUMMARY:|libFuzzer: (deadly|out-of|timeout)" \
+            "fuzz/target/fuzz-$target.log" || true
+        for artifact in fuzz/artifacts/"$target"/*; do
+            [ -f "$artifact" ] || continue
+            echo "input $artifact, base64: $(head -c 65536 "$artifact" | base64 -w 0)"
+        done
+    done
+    echo "fixture (DEMLS_FUZZ_FIXTURE), gzip + base64: $(gzip -c fuzz/corpus/fixture.pb | base64 -w 0)"
     echo "== fuzz: ${#failed[@]} of ${#targets[@]} targets found a crash: ${failed[*]} (${elapsed} s)"
     echo "   Reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --debug-assertions TARGET fuzz/artifacts/TARGET/FILE"
     exit 1

@@ -266,7 +266,7 @@ pub(crate) fn elected_params(
 ) -> GroupParamsExt {
     GroupParamsExt {
         stewards: stewards.iter().map(|a| *a.as_bytes()).collect(),
-        election_epoch: epoch + 1,
+        election_epoch: epoch.saturating_add(1),
         retry_round,
         ..params.clone()
     }

@@ -30,7 +30,7 @@ impl GroupSession {
     fn next_liveness_step(&self, config: &crate::EngineConfig) -> Option<(Timestamp, Motion)> {
         let stalled = self.stalled_since(config);
         if let Some(since) = stalled {
-            let next = self.state.reelections() + 1;
+            let next = self.state.reelections().saturating_add(1);
             let motion = if next <= config.max_retry_rounds {
                 let stewards = self.state.expected_list(next, self.id.as_bytes());
                 Motion::Election(crate::motion::Election {

@@ -68,7 +68,8 @@ pub(crate) fn commit_order(
 
 /// Whether `epoch` is the last one the list covers (or later): an election is due.
 pub(crate) fn list_used_up(stewards: &[Address], election_epoch: u64, epoch: u64) -> bool {
-    epoch.saturating_sub(election_epoch) + 1 >= stewards.len() as u64
+    // Epochs come from stored MLS state: no arithmetic on them may overflow.
+    epoch.saturating_sub(election_epoch).saturating_add(1) >= stewards.len() as u64
 }
 
 #[cfg(test)]
@@ -131,5 +132,7 @@ mod tests {
         );
         assert!(!list_used_up(&list, 10, 11));
         assert!(list_used_up(&list, 10, 12));
+        // Epochs from a stored state at the edge of the range do not overflow.
+        assert!(list_used_up(&list, 0, u64::MAX));
     }
 }

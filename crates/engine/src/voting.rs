@@ -411,7 +411,7 @@ impl GroupSession {
                 Judgement::No("no election is due".into())
             };
         }
-        if election.retry_round != self.state.reelections() + 1
+        if election.retry_round != self.state.reelections().saturating_add(1)
             || election.retry_round > ctx.config.max_retry_rounds
         {
             return Judgement::No(format!(
