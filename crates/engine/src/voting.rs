@@ -156,11 +156,7 @@ impl GroupSession {
             // undecided after the others decided would otherwise wait for its deadline.
             let me = ctx.wallet.address();
             let owner_lacks_mine = !proposal.votes.iter().any(|v| v.vote_owner == me.as_bytes())
-                && self
-                    .state
-                    .consensus
-                    .proposal(id)
-                    .is_some_and(|p| p.votes.iter().any(|v| v.vote_owner == me.as_bytes()));
+                && self.has_voted(id, me);
             if owner_lacks_mine && let Some(open) = self.state.open.get_mut(&id) {
                 open.nudged = true;
             }
@@ -231,6 +227,14 @@ impl GroupSession {
         self.check_decision(id, ctx)
     }
 
+    /// Whether the vote of `voter` on proposal `id` has been taken in.
+    fn has_voted(&self, id: ProposalId, voter: Address) -> bool {
+        self.state
+            .consensus
+            .proposal(id)
+            .is_some_and(|p| p.votes.iter().any(|v| v.vote_owner == voter.as_bytes()))
+    }
+
     /// Votes on a proposal as this member judges it, if it is a voter.
     fn vote_as_judged(
         &mut self,
@@ -242,8 +246,11 @@ impl GroupSession {
             return Ok(());
         };
         let me = ctx.wallet.address();
+        // A proposal can arrive carrying this member's vote already: re-sent by its owner
+        // after this member restarted (votes in flight are not kept across a restart).
         if !self.state.voters(&open.motion).contains(&me)
             || matches!(open.kind(), ChangeKind::Leave(_))
+            || self.has_voted(id, me)
         {
             return Ok(());
         }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use common::*;
 use demls_engine::{Engine, MlsSigner, MlsStore, StorageWrite, VotePolicy};
 use demls_identity::Wallet;
-use demls_sim::Sim;
+use demls_sim::{NodeId, Sim};
 
 /// A group's current snapshot and its retained past epochs.
 type GroupRecord = (Vec<u8>, BTreeMap<u64, Vec<u8>>);
@@ -68,32 +68,99 @@ impl Disk {
     }
 }
 
+/// A node with its keys, whose state a test persists.
+struct Persisted {
+    id: NodeId,
+    wallet: Wallet,
+    signer: MlsSigner,
+}
+
+impl Persisted {
+    fn add(sim: &mut Sim, policy: VotePolicy) -> Self {
+        let wallet = Wallet::generate();
+        let signer = MlsSigner::generate().unwrap();
+        let id = sim.add(Engine::new(
+            wallet.clone(),
+            &signer,
+            config(policy),
+            MlsStore::new(4, true),
+        ));
+        Self { id, wallet, signer }
+    }
+
+    /// Crashes the node and starts it again from what it persisted: `disk` and its snapshot.
+    fn restart(&self, sim: &mut Sim, disk: &mut Disk, policy: VotePolicy) {
+        disk.apply(sim.node_mut(self.id).engine.take_storage_writes().unwrap());
+        let snapshot = sim.node(self.id).engine.snapshot().unwrap();
+        let now = sim.now();
+        sim.node_mut(self.id).engine = Engine::restore(
+            self.wallet.clone(),
+            &self.signer,
+            config(policy),
+            disk.load(),
+            &snapshot,
+            now,
+        )
+        .unwrap();
+    }
+}
+
+/// Runs until every node of `all` is in the group with `all.len()` members; fails if not.
+fn assert_converges(sim: &mut Sim, all: &[NodeId]) {
+    assert!(
+        sim.run_until(60_000, |s| converged(s, all, all.len())),
+        "{}",
+        describe(sim, all)
+    );
+}
+
+/// A group of three on a noisy network, and a fourth member whose state is persisted,
+/// admitted.
+struct Setup {
+    sim: Sim,
+    /// Every node, the fourth last.
+    all: Vec<NodeId>,
+    fourth: Persisted,
+    /// What the fourth has persisted so far.
+    disk: Disk,
+}
+
+impl Setup {
+    fn new(seed: u64) -> Self {
+        let mut sim = Sim::new(noisy_net(seed));
+        let mut all = form_group(&mut sim, 3, VotePolicy::Automatic);
+        let fourth = Persisted::add(&mut sim, VotePolicy::Automatic);
+        sim.act(fourth.id, |e, now| e.request_join(group(), None, now))
+            .unwrap();
+        all.push(fourth.id);
+        assert_converges(&mut sim, &all);
+        let mut disk = Disk::default();
+        disk.apply(
+            sim.node_mut(fourth.id)
+                .engine
+                .take_storage_writes()
+                .unwrap(),
+        );
+        Self {
+            sim,
+            all,
+            fourth,
+            disk,
+        }
+    }
+}
+
 #[test]
 fn a_member_restarts_from_its_journal_and_snapshot_and_carries_on() {
-    let mut sim = Sim::new(noisy_net(41));
-    let nodes = form_group(&mut sim, 3, VotePolicy::Automatic);
+    let Setup {
+        mut sim,
+        mut all,
+        fourth: persisted,
+        mut disk,
+    } = Setup::new(41);
     let g = group();
-
-    // A fourth member whose state is persisted.
-    let wallet = Wallet::generate();
-    let signer = MlsSigner::generate().unwrap();
-    let fourth = sim.add(Engine::new(
-        wallet.clone(),
-        &signer,
-        config(VotePolicy::Automatic),
-        MlsStore::new(4, true),
-    ));
-    sim.act(fourth, |e, now| e.request_join(g.clone(), None, now))
-        .unwrap();
-    let mut all = nodes.clone();
-    all.push(fourth);
-    assert!(
-        sim.run_until(60_000, |s| converged(s, &all, 4)),
-        "{}",
-        describe(&sim, &all)
-    );
-    let mut disk = Disk::default();
-    disk.apply(sim.node_mut(fourth).engine.take_storage_writes().unwrap());
+    let nodes = all[..3].to_vec();
+    let fourth = persisted.id;
     for text in ["before the crash", "one more", "and another"] {
         sim.act(fourth, |e, now| e.send_message(&g, text, now))
             .unwrap();
@@ -112,18 +179,7 @@ fn a_member_restarts_from_its_journal_and_snapshot_and_carries_on() {
         .count();
     assert_eq!(group_writes, 1, "one write of the group state per step");
     disk.apply(writes);
-    let snapshot = sim.node(fourth).engine.snapshot().unwrap();
-    let now = sim.now();
-    let restored = Engine::restore(
-        wallet,
-        &signer,
-        config(VotePolicy::Automatic),
-        disk.load(),
-        &snapshot,
-        now,
-    )
-    .unwrap();
-    sim.node_mut(fourth).engine = restored;
+    persisted.restart(&mut sim, &mut disk, VotePolicy::Automatic);
 
     // It reads and writes in its group, and follows the next commit.
     sim.act(fourth, |e, now| {
@@ -140,25 +196,15 @@ fn a_member_restarts_from_its_journal_and_snapshot_and_carries_on() {
     sim.act(fifth, |e, now| e.request_join(g.clone(), None, now))
         .unwrap();
     all.push(fifth);
-    assert!(
-        sim.run_until(60_000, |s| converged(s, &all, 5)),
-        "{}",
-        describe(&sim, &all)
-    );
+    assert_converges(&mut sim, &all);
 }
 
 #[test]
 fn a_steward_restarts_with_a_joiner_waiting_and_still_admits_it() {
     let mut sim = Sim::new(noisy_net(43));
     let g = group();
-    let wallet = Wallet::generate();
-    let signer = MlsSigner::generate().unwrap();
-    let steward = sim.add(Engine::new(
-        wallet.clone(),
-        &signer,
-        config(VotePolicy::Automatic),
-        MlsStore::new(4, true),
-    ));
+    let persisted = Persisted::add(&mut sim, VotePolicy::Automatic);
+    let steward = persisted.id;
     sim.act(steward, |e, now| e.create_group(g.clone(), params(), now))
         .unwrap();
     let member = sim.add(engine(VotePolicy::Manual));
@@ -171,19 +217,7 @@ fn a_steward_restarts_with_a_joiner_waiting_and_still_admits_it() {
     sim.act(joiner, |e, now| e.request_join(g.clone(), None, now))
         .unwrap();
     assert!(sim.run_until(10_000, |s| !opened(s, member).is_empty()));
-    let mut disk = Disk::default();
-    disk.apply(sim.node_mut(steward).engine.take_storage_writes().unwrap());
-    let snapshot = sim.node(steward).engine.snapshot().unwrap();
-    let now = sim.now();
-    sim.node_mut(steward).engine = Engine::restore(
-        wallet,
-        &signer,
-        config(VotePolicy::Automatic),
-        disk.load(),
-        &snapshot,
-        now,
-    )
-    .unwrap();
+    persisted.restart(&mut sim, &mut Disk::default(), VotePolicy::Automatic);
     // The steward proposes the waiting joiner again; the member approves.
     sim.node_mut(member)
         .engine
@@ -193,4 +227,58 @@ fn a_steward_restarts_with_a_joiner_waiting_and_still_admits_it() {
         "{}",
         describe(&sim, &[steward, member, joiner])
     );
+}
+
+#[test]
+fn a_member_restarted_mid_vote_takes_its_own_vote_back_without_voting_again() {
+    let Setup {
+        mut sim,
+        mut all,
+        fourth: persisted,
+        mut disk,
+    } = Setup::new(47);
+    let g = group();
+    let nodes = &all[..3];
+    let fourth = persisted.id;
+
+    // Two members vote by hand and wait: the next join stays open with the steward's and the
+    // fourth member's YES (two of four).
+    for &member in &nodes[1..] {
+        sim.node_mut(member)
+            .engine
+            .set_vote_policy(VotePolicy::Manual);
+    }
+    let fifth = sim.add(engine(VotePolicy::Automatic));
+    sim.act(fifth, |e, now| e.request_join(g.clone(), None, now))
+        .unwrap();
+    let voted = |s: &Sim| {
+        s.node(fourth).events.iter().any(|(_, e)| {
+            matches!(e, demls_engine::Event::VoteRecorded { voter, .. }
+                if *voter == address(s, fourth))
+        })
+    };
+    assert!(sim.run_until(10_000, voted));
+
+    // It restarts and forgets the vote; the owner sends the proposal again, carrying that vote.
+    persisted.restart(&mut sim, &mut disk, VotePolicy::Automatic);
+    let drops_before = sim.node(fourth).drops.len();
+    assert!(sim.run_until(10_000, |s| !opened(s, fourth).is_empty()));
+    sim.run_for(3_000);
+    let drops: Vec<_> = sim.node(fourth).drops[drops_before..]
+        .iter()
+        .map(|(_, reason)| reason.clone())
+        .collect();
+    assert!(
+        !drops.iter().any(|r| r == "bad_consensus"),
+        "the restarted member refused its own vote: {drops:?}"
+    );
+
+    // The others vote; everyone, the restarted member included, takes the fifth in.
+    let (proposal, _, _) = opened(&sim, nodes[1]).last().cloned().unwrap();
+    for &member in &nodes[1..] {
+        sim.act(member, |e, now| e.vote(&g, proposal, true, now))
+            .unwrap();
+    }
+    all.push(fifth);
+    assert_converges(&mut sim, &all);
 }
