@@ -260,9 +260,10 @@ fn a_member_restarted_mid_vote_takes_its_own_vote_back_without_voting_again() {
     assert!(sim.run_until(10_000, voted));
 
     // It restarts and forgets the vote; the owner sends the proposal again, carrying that vote.
+    let opened_before = opened(&sim, fourth).len();
     persisted.restart(&mut sim, &mut disk, VotePolicy::Automatic);
     let drops_before = sim.node(fourth).drops.len();
-    assert!(sim.run_until(10_000, |s| !opened(s, fourth).is_empty()));
+    assert!(sim.run_until(10_000, |s| opened(s, fourth).len() > opened_before));
     sim.run_for(3_000);
     let drops: Vec<_> = sim.node(fourth).drops[drops_before..]
         .iter()

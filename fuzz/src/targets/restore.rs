@@ -68,7 +68,7 @@ pub fn run(data: &[u8]) {
     ) else {
         return;
     };
-    if PARTS[part] != "group" && PARTS[part] != "epoch" {
+    if !matches!(PARTS[part], "group" | "epoch") {
         exercise(&mut engine, fx);
     }
 }
