@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use demls_engine::wire::{Envelope, envelope};
 use demls_engine::{
-    Engine, EngineConfig, EngineError, Event, GroupId, GroupParams, MlsSigner, MlsStore,
+    Engine, EngineConfig, EngineError, Event, GroupId, GroupParams, JoinRule, MlsSigner, MlsStore,
     StorageWrite, Timestamp, TopicKind, VotePolicy,
 };
 use demls_identity::Wallet;
@@ -383,8 +383,11 @@ pub fn build() -> Fixture {
     });
     sim.enable_wiretap();
     let g = group();
+    // A public group: the fixture's joiners ask without invitations.
     let params = GroupParams {
         vote_timeout_secs: 20,
+        membership_vote_timeout_secs: 20,
+        join_rule: JoinRule::Open,
         ..GroupParams::default()
     };
     let mut s = add(&mut sim, S);

@@ -215,6 +215,7 @@ fn engine_app(fx: &Fixture) -> Vec<Vec<u8>> {
                 change: Some(group_change::Change::RemoveMember(
                     fixture::wallet(B).address().as_bytes().to_vec(),
                 )),
+                invitation: None,
             }
             .encode_to_vec(),
         ),
@@ -225,6 +226,7 @@ fn engine_app(fx: &Fixture) -> Vec<Vec<u8>> {
                 change: Some(group_change::Change::RemoveMember(
                     fixture::wallet(A).address().as_bytes().to_vec(),
                 )),
+                invitation: None,
             }
             .encode_to_vec(),
         ),
@@ -281,6 +283,8 @@ fn engine_app(fx: &Fixture) -> Vec<Vec<u8>> {
         let mut p = add.clone();
         p.name = name.into();
         p.payload = payload;
+        // As members require: silence counts as YES only on elections (the fixture's default).
+        p.liveness_criteria_yes = name == "demls/steward-election/v1";
         set_epoch(&mut p, epoch);
         p.proposal_id = demls_consensus::signing::proposal_id(&p).0;
         p.votes = vec![crate::sign::owner_vote(&p, &fixture::wallet(A))];

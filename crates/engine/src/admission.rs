@@ -20,7 +20,7 @@ use crate::context::Ctx;
 use crate::motion::Motion;
 use crate::session::GroupSession;
 use crate::wire::{JoinRefused, envelope, signing_bytes};
-use crate::{EngineError, Event, Timestamp, TopicKind, VotePolicy};
+use crate::{EngineError, Event, Timestamp, TopicKind};
 
 /// Where this member's check of one joiner stands.
 #[derive(Clone, Debug)]
@@ -127,28 +127,11 @@ impl GroupSession {
             }
         }
         // Votes waiting on this joiner.
-        let waiting_votes: Vec<_> = self
-            .state
-            .open
-            .iter()
-            .filter(|(_, o)| o.decided.is_none() && !o.voted)
-            .filter(|(_, o)| matches!(o.motion.as_change(), Some(Change::Add { address, replace: false, .. }) if *address == subject))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting_votes {
-            match admitted {
-                Some(true) if ctx.config.vote_policy == VotePolicy::Automatic => {
-                    self.vote(id, true, ctx)?
-                }
-                Some(false) => self.vote(id, false, ctx)?,
-                Some(true) | None => {}
-            }
-        }
-        Ok(())
+        self.reconsider(&crate::ChangeKind::Add(subject), ctx)
     }
 
     /// Tells a refused joiner why, signed, on the welcome topic.
-    fn refuse_joiner(&self, joiner: Address, reason: &str, ctx: &mut Ctx<'_>) {
+    pub(crate) fn refuse_joiner(&self, joiner: Address, reason: &str, ctx: &mut Ctx<'_>) {
         let mut refusal = JoinRefused {
             steward: ctx.wallet.address().as_bytes().to_vec(),
             joiner: joiner.as_bytes().to_vec(),

@@ -218,6 +218,7 @@ impl Engine {
                 group_id: group.as_str().to_owned(),
                 steward_filter: Vec::new(),
                 key_package: key_package.to_vec(),
+                invitation: None,
             }],
         };
         Self::restore(

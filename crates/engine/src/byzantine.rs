@@ -54,7 +54,25 @@ impl Engine {
             .ok_or(EngineError::NotForUs)?;
         let message = MlsMessage::from_bytes(&key_package)?;
         let (mut ctx, _, _, _) = self.split(now);
-        send_join_request(group, &message, &announcement, &mut ctx)
+        send_join_request(group, &message, None, &announcement, &mut ctx)
+    }
+
+    /// Asks to join presenting any invitation, unchecked.
+    pub fn byzantine_join_invited(
+        &mut self,
+        group: &GroupId,
+        invitation: crate::wire::Invitation,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let announcement = self
+            .announcements
+            .get(group)
+            .cloned()
+            .ok_or(EngineError::NotForUs)?;
+        let key_package = self.key_package(now)?;
+        let message = MlsMessage::from_bytes(&key_package)?;
+        let (mut ctx, _, _, _) = self.split(now);
+        send_join_request(group, &message, Some(invitation), &announcement, &mut ctx)
     }
 
     /// Proposes a steward election with any list, bypassing the checks.
@@ -162,7 +180,7 @@ impl Engine {
                     payload: payload.clone(),
                     voters: voters.clone(),
                     expiration: now.plus_ms(60_000).into(),
-                    liveness_criteria_yes: true,
+                    liveness_criteria_yes: false,
                 };
                 Ok(scratch.create_proposal(ctx.wallet, spec, now.plus_ms(i * 1000).into())?)
             })

@@ -5,7 +5,7 @@ use mls_rs::{KeyPackage, MlsMessage};
 use prost::Message;
 
 use crate::mls::{CIPHER_SUITE, WalletIdentityProvider};
-use crate::wire::{GroupChange, group_change};
+use crate::wire::{GroupChange, Invitation, group_change};
 use crate::{ChangeKind, EngineError, Epoch};
 
 /// A decoded membership change.
@@ -20,6 +20,8 @@ pub(crate) enum Change {
         /// A re-add: the address is a member whose state is lost (or on a
         /// dead branch), and this key package replaces its leaf.
         replace: bool,
+        /// A member's invitation of the joiner, carried for every voter to check.
+        invitation: Option<Box<Invitation>>,
     },
     /// Remove a member (a leave when `target` is the proposal's owner).
     Remove {
@@ -43,6 +45,7 @@ impl Change {
             address,
             key_package: Box::new(key_package),
             replace,
+            invitation: None,
         })
     }
 
@@ -64,7 +67,7 @@ impl Change {
     }
 
     fn from_wire(change: GroupChange) -> Result<Self, EngineError> {
-        match change.change {
+        let decoded = match change.change {
             Some(group_change::Change::AddKeyPackage(bytes)) => {
                 Self::key_package_change(&bytes, false)
             }
@@ -75,11 +78,34 @@ impl Change {
                 .map(|target| Self::Remove { target })
                 .ok_or_else(|| EngineError::Malformed("remove target is not an address".into())),
             None => Err(EngineError::Malformed("empty group change".into())),
+        }?;
+        Ok(decoded.with_invitation(change.invitation))
+    }
+
+    /// The same change carrying `invitation` (an add only; other changes take none).
+    pub(crate) fn with_invitation(self, invitation: Option<Invitation>) -> Self {
+        match self {
+            Self::Add {
+                address,
+                key_package,
+                replace: false,
+                ..
+            } => Self::Add {
+                address,
+                key_package,
+                replace: false,
+                invitation: invitation.map(Box::new),
+            },
+            other => other,
         }
     }
 
     /// Encodes the change as a proposal payload for `epoch`.
     pub(crate) fn encode(&self, epoch: Epoch) -> Result<Vec<u8>, EngineError> {
+        let invitation = match self {
+            Self::Add { invitation, .. } => invitation.as_deref().cloned(),
+            Self::Remove { .. } => None,
+        };
         let change = match self {
             Self::Add {
                 key_package,
@@ -98,6 +124,7 @@ impl Change {
         Ok(GroupChange {
             epoch: epoch.0,
             change: Some(change),
+            invitation,
         }
         .encode_to_vec())
     }

@@ -27,7 +27,7 @@ use crate::mls::{GroupParamsExt, MlsGroup, WalletIdentityProvider, suite};
 use crate::motion::{Emergency, Evidence, Motion};
 use crate::session::{GroupSession, PendingCommit};
 use crate::wire::CommitManifest;
-use crate::{ChangeKind, EngineError, Epoch, Event, Timestamp};
+use crate::{ChangeKind, EngineError, Epoch, Event, Removal, Timestamp};
 
 /// A commit's place in the filtering rule; the greatest wins.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -317,6 +317,15 @@ pub(crate) fn effects(
                     .get_as::<GroupParamsExt>()
                     .map_err(|e| format!("parameters: {e}"))?
                     .ok_or("changes the context without parameters")?;
+                // Only the parameters may change (an election): the rules and anything
+                // else in the context stay as the group was created.
+                let mut kept = extensions.clone();
+                kept.remove(GroupParamsExt::TYPE);
+                let mut before = state.mls.context().extensions.clone();
+                before.remove(GroupParamsExt::TYPE);
+                if kept != before {
+                    return Err("changes the group context beyond its parameters".into());
+                }
                 params = Some(new);
             }
             other => return Err(format!("carries a {:?} proposal", other.proposal_type())),
@@ -535,6 +544,7 @@ impl GroupSession {
                 .first_approval()
                 .is_some_and(|t| t.plus_ms(ctx.config.steward_timeout_ms) <= ctx.now);
         let omissions = censored(&old, &seen, ctx.config);
+        let removal = removal_of(&old, self.me);
         self.history.push_back(Checkpoint {
             before: old,
             applied: seen,
@@ -548,6 +558,7 @@ impl GroupSession {
                 group: self.id.clone(),
                 epoch: Epoch(new_epoch.epoch()),
                 by: committer,
+                reason: removal,
             });
             self.departed = Some(ctx.now);
             return Ok(());
@@ -609,6 +620,14 @@ impl GroupSession {
         self.pending_commits.clear();
         self.commit_retry_at = None;
         self.carry_own_motions();
+        let state = &self.state;
+        self.invitations.forget_members(|a| state.is_member(a));
+        // A person's vote stands while its change is still to be made.
+        self.standing.retain(|kind, _| match kind {
+            ChangeKind::Add(a) => !state.is_member(a),
+            ChangeKind::Remove(a) => state.is_member(a),
+            _ => false,
+        });
         self.reports.retain(|r| {
             r.emergency
                 .offender
@@ -641,6 +660,37 @@ impl GroupSession {
         }
         Ok(())
     }
+}
+
+/// Why the commit leaving `state` removes `me`, from the approved proposal that asked for it.
+fn removal_of(state: &EpochState, me: Address) -> Removal {
+    let approved = state
+        .approved_motions()
+        .find_map(|(id, open)| match open.kind() {
+            ChangeKind::Leave(a) if a == me => Some(Removal::Left),
+            ChangeKind::Readd(a) if a == me => Some(Removal::Replaced),
+            ChangeKind::Remove(a) if a == me => {
+                let tally = state.consensus.tally(id);
+                Some(Removal::Voted {
+                    proposal: id,
+                    owner: open.owner,
+                    yes: tally.as_ref().map_or(0, |t| t.yes),
+                    no: tally.as_ref().map_or(0, |t| t.no),
+                    voters: tally.as_ref().map_or(0, |t| t.expected),
+                })
+            }
+            ChangeKind::Emergency {
+                offender: Some(a),
+                violation,
+            } if a == me => Some(Removal::Emergency {
+                proposal: id,
+                violation,
+            }),
+            _ => None,
+        });
+    // A commit removes a member only for an approved reason (it was checked so); a
+    // member that took part in no vote was replaced by a fresh key package of its own.
+    approved.unwrap_or(Removal::Replaced)
 }
 
 /// Approved proposals that a commit left out although they were approved well

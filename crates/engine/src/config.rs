@@ -110,6 +110,35 @@ impl StewardMode {
     }
 }
 
+/// How a group admits people, fixed when the group is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum JoinRule {
+    /// Joining needs the group's consent: a member's invitation (that member's YES,
+    /// signed ahead) or YES votes. Silence never admits. Automatic voters vote YES
+    /// only on joiners a member invited or, in a gated group, that meet its policy.
+    #[default]
+    Invite,
+    /// A public group: automatic voters vote YES on every well-formed request.
+    Open,
+}
+
+impl JoinRule {
+    pub(crate) fn to_wire(self) -> u32 {
+        match self {
+            Self::Invite => 0,
+            Self::Open => 1,
+        }
+    }
+
+    pub(crate) fn from_wire(value: u32) -> Option<Self> {
+        match value {
+            0 => Some(Self::Invite),
+            1 => Some(Self::Open),
+            _ => None,
+        }
+    }
+}
+
 /// Parameters of a new group. They become part of the MLS group context, so
 /// every member agrees on them.
 #[derive(Clone, Debug)]
@@ -120,10 +149,16 @@ pub struct GroupParams {
     pub sn_min: u16,
     /// Largest steward list.
     pub sn_max: u16,
-    /// How long a vote stays open.
+    /// How long a vote on an election, an emergency or a re-add stays open.
     pub vote_timeout_secs: u32,
-    /// Whether silent voters count as YES at the deadline.
+    /// How long a vote on adding or removing someone stays open: long enough for people
+    /// to decide (silence counts as NO at its end).
+    pub membership_vote_timeout_secs: u32,
+    /// Whether silent voters count as YES at the deadline of an election or a re-add.
+    /// Silence never counts as YES on adding or removing someone, nor on an emergency.
     pub liveness_yes: bool,
+    /// Who may join without a member's invitation.
+    pub join_rule: JoinRule,
     /// Most proposals one member may open per epoch (the RFC's rate limit).
     pub max_proposals_per_member: u16,
     /// Who may join: anyone, or holders of a minimum ETH / token balance or an NFT.
@@ -137,7 +172,9 @@ impl Default for GroupParams {
             sn_min: 1,
             sn_max: 1,
             vote_timeout_secs: 30,
+            membership_vote_timeout_secs: 3600,
             liveness_yes: true,
+            join_rule: JoinRule::Invite,
             max_proposals_per_member: 8,
             admission: demls_policy::AdmissionPolicy::Open,
         }

@@ -1,6 +1,6 @@
 //! The engine: every group of one node, driven by bytes and time.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use demls_consensus::ProposalId;
@@ -10,42 +10,23 @@ use mls_rs::extension::MlsExtension;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::bounded::BoundedSet;
 use crate::change::Change;
 use crate::context::{Ctx, Outbox};
+use crate::invitation::{InvitationError, Invited};
 use crate::join::{Announcement, JoinAttempt};
 use crate::mls::{GroupParamsExt, MlsClient, MlsSigner, build_client, store::MlsStore};
 use crate::motion::Motion;
 use crate::session::{GroupSession, OwnMotion};
-use crate::snapshot::{EngineSnapshot, GroupSnapshot, SNAPSHOT_VERSION};
+use crate::snapshot::{EngineSnapshot, GroupSnapshot, SNAPSHOT_VERSION, StandingVote};
 use crate::steward::StewardDuty;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
-use crate::{EngineConfig, EngineError, Epoch, Event, GroupId, GroupParams, Timestamp, Transmit};
+use crate::{
+    ChangeKind, EngineConfig, EngineError, Epoch, Event, GroupId, GroupParams, Timestamp, Transmit,
+};
 
 /// How many message hashes are remembered to drop exact duplicates.
 const RECENT_CAPACITY: usize = 16_384;
-
-/// Hashes of recently handled messages.
-#[derive(Default)]
-struct Recent {
-    order: VecDeque<[u8; 32]>,
-    set: HashSet<[u8; 32]>,
-}
-
-impl Recent {
-    /// Records `hash`; false if it was already there.
-    fn insert(&mut self, hash: [u8; 32]) -> bool {
-        if !self.set.insert(hash) {
-            return false;
-        }
-        self.order.push_back(hash);
-        if self.order.len() > RECENT_CAPACITY
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        true
-    }
-}
 
 /// A read-only view of one group, for shells and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +37,7 @@ pub struct GroupView {
     pub epoch: Epoch,
     /// Members.
     pub members: Vec<Address>,
-    /// Stewards, in rotation order.
+    /// Stewards in office (members of the elected list), in rotation order.
     pub stewards: Vec<Address>,
     /// Whether this node is a steward.
     pub is_steward: bool,
@@ -70,6 +51,12 @@ pub struct GroupView {
     pub open_proposals: Vec<(ProposalId, Option<bool>)>,
     /// Who may join: the group's admission policy.
     pub admission: demls_policy::AdmissionPolicy,
+    /// Who may join without an invitation.
+    pub join_rule: crate::JoinRule,
+    /// How long a vote on adding or removing someone stays open, in seconds.
+    pub membership_vote_timeout_secs: u32,
+    /// Invitations this member knows that are still valid: invitee, inviter, expiry.
+    pub invitations: Vec<(Address, Address, Timestamp)>,
 }
 
 /// The de-MLS protocol engine of one node.
@@ -88,7 +75,8 @@ pub struct Engine {
     pub(crate) groups: BTreeMap<GroupId, GroupSession>,
     joins: BTreeMap<GroupId, JoinAttempt>,
     pub(crate) announcements: BTreeMap<GroupId, Announcement>,
-    recent: Recent,
+    /// Hashes of recently handled messages, to drop exact duplicates.
+    recent: BoundedSet<[u8; 32]>,
     out: Outbox,
 }
 
@@ -106,7 +94,7 @@ impl Engine {
             groups: BTreeMap::new(),
             joins: BTreeMap::new(),
             announcements: BTreeMap::new(),
-            recent: Recent::default(),
+            recent: BoundedSet::new(RECENT_CAPACITY),
             out: Outbox::default(),
         }
     }
@@ -127,6 +115,23 @@ impl Engine {
                         .filter_map(|own| own.motion.as_change())
                         .map(|change| change.encode(Epoch::default()))
                         .collect::<Result<_, _>>()?,
+                    invitations: session.invitations.all().map(|i| i.wire.clone()).collect(),
+                    standing: session
+                        .standing
+                        .iter()
+                        .filter_map(|(kind, yes)| {
+                            let (add, member) = match kind {
+                                ChangeKind::Add(a) => (true, a),
+                                ChangeKind::Remove(a) => (false, a),
+                                _ => return None,
+                            };
+                            Some(StandingVote {
+                                add,
+                                member: member.as_bytes().to_vec(),
+                                yes: *yes,
+                            })
+                        })
+                        .collect(),
                 })
             })
             .collect::<Result<_, EngineError>>()?;
@@ -172,6 +177,22 @@ impl Engine {
                     proposal: None,
                 });
             }
+            // Invitations that expired while the node was down are simply not kept.
+            for invitation in group.invitations {
+                if let Ok(invited) = Invited::check(invitation, &id, now) {
+                    session.invitations.keep(invited, now);
+                }
+            }
+            for vote in group.standing {
+                let member = Address::from_slice(&vote.member)
+                    .ok_or_else(|| EngineError::Malformed("snapshot: standing vote".into()))?;
+                let kind = if vote.add {
+                    ChangeKind::Add(member)
+                } else {
+                    ChangeKind::Remove(member)
+                };
+                session.standing.insert(kind, vote.yes);
+            }
             engine.groups.insert(id.clone(), session);
             engine.out.events.push_back(Event::Subscribe(id));
         }
@@ -200,9 +221,22 @@ impl Engine {
         &self.config
     }
 
-    /// Changes how this node votes from now on.
-    pub fn set_vote_policy(&mut self, policy: crate::VotePolicy) {
+    /// Changes how this node votes from now on. Turned automatic, it votes at once on the
+    /// open proposals it has not voted on, as it would have when they arrived.
+    pub fn set_vote_policy(&mut self, policy: crate::VotePolicy, now: Timestamp) {
         self.config.vote_policy = policy;
+        if policy != crate::VotePolicy::Automatic {
+            return;
+        }
+        let (mut ctx, groups, _, _) = self.split(now);
+        for (id, session) in groups.iter_mut().filter(|(_, s)| s.departed.is_none()) {
+            if let Err(error) = session
+                .vote_on_unvoted(&mut ctx)
+                .and_then(|()| session.settle(&mut ctx))
+            {
+                tracing::warn!(group = %id, %error, "votes after turning automatic failed");
+            }
+        }
     }
 
     /// A fresh key package of this node (an MLS KeyPackage message), e.g. to hand
@@ -280,6 +314,7 @@ impl Engine {
         let extensions: ExtensionList = vec![
             ext.into_extension()
                 .map_err(|e| EngineError::Mls(e.to_string()))?,
+            crate::rules::Rules::of(&params).to_extension()?,
         ]
         .into();
         let mut mls = self.client.create_group_with_id(
@@ -311,10 +346,35 @@ impl Engine {
         steward: Option<Address>,
         now: Timestamp,
     ) -> Result<(), EngineError> {
-        if self.groups.contains_key(&group) {
+        self.start_join(JoinAttempt::new(group, steward), now)
+    }
+
+    /// Asks to join the group an invitation (as made by [`Engine::invite`]) is for,
+    /// presenting it to the steward: the inviter's YES, signed ahead.
+    pub fn request_join_invited(
+        &mut self,
+        group: GroupId,
+        invitation: &[u8],
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let invited = Invited::decode(invitation, &group, now)?;
+        if invited.invitee != self.address() {
+            return Err(InvitationError::OtherInvitee(invited.invitee).into());
+        }
+        let attempt = JoinAttempt::new(group, None).with_invitation(Some(invited.wire));
+        self.start_join(attempt, now)
+    }
+
+    fn start_join(&mut self, mut attempt: JoinAttempt, now: Timestamp) -> Result<(), EngineError> {
+        let group = attempt.group().clone();
+        if self.active(&group).is_some() {
             return Err(EngineError::GroupExists(group));
         }
-        let mut attempt = JoinAttempt::new(group.clone(), steward);
+        // A member that was removed asks again: its old state goes (its history stays
+        // with the shell).
+        if self.groups.remove(&group).is_some() {
+            self.store.delete_group(group.as_bytes());
+        }
         self.out.events.push_back(Event::Subscribe(group.clone()));
         if let Some(announcement) = self.announcements.get(&group).cloned() {
             let (mut ctx, _, _, client) = self.split(now);
@@ -345,6 +405,22 @@ impl Engine {
         }
         session.request(Motion::Change(Change::Remove { target: member }), &mut ctx)?;
         session.settle(&mut ctx)
+    }
+
+    /// Invites `invitee` to `group` until `expires_at`: this member's YES on admitting it,
+    /// signed ahead and told to the group. Returns the invitation, for the invitee to
+    /// present with [`Engine::request_join_invited`].
+    pub fn invite(
+        &mut self,
+        group: &GroupId,
+        invitee: Address,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let invited = session.invite(invitee, expires_at, &mut ctx)?;
+        session.settle(&mut ctx)?;
+        Ok(invited.to_bytes())
     }
 
     /// Leaves `group`: proposes this node's own removal, which needs no vote.
@@ -384,6 +460,35 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let (mut ctx, session) = self.session(group, now)?;
         session.vote(proposal, yes, &mut ctx)?;
+        // A person's vote on adding or removing someone stands until the change is made
+        // or dropped, also when the change is proposed again in a later epoch.
+        if let Some(open) = session.state.open.get(&proposal)
+            && matches!(open.kind(), ChangeKind::Add(_) | ChangeKind::Remove(_))
+        {
+            session.standing.insert(open.kind(), yes);
+        }
+        session.settle(&mut ctx)
+    }
+
+    /// Records this member's person's decision on adding or removing someone, ahead of
+    /// its vote or during it: cast on the open proposal for it now, and on every later
+    /// proposal for it until the change is made. Only [`ChangeKind::Add`] and
+    /// [`ChangeKind::Remove`] are decided so.
+    pub fn decide(
+        &mut self,
+        group: &GroupId,
+        change: ChangeKind,
+        yes: bool,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        if !matches!(change, ChangeKind::Add(_) | ChangeKind::Remove(_)) {
+            return Err(EngineError::InvalidProposal(
+                "a person decides only on adding or removing someone".into(),
+            ));
+        }
+        let (mut ctx, session) = self.session(group, now)?;
+        session.standing.insert(change.clone(), yes);
+        session.reconsider(&change, &mut ctx)?;
         session.settle(&mut ctx)
     }
 
@@ -620,8 +725,11 @@ impl Engine {
             id: group.clone(),
             epoch: session.epoch(),
             members: session.members(),
-            stewards: session.stewards(),
-            is_steward: session.stewards().contains(&self.wallet.address()),
+            stewards: session.state.stewards_in_office(),
+            is_steward: session
+                .state
+                .stewards_in_office()
+                .contains(&self.wallet.address()),
             mode: session.state.mode,
             committers: session.state.committers(),
             authenticator: session.authenticator(),
@@ -632,6 +740,13 @@ impl Engine {
                 .map(|(id, o)| (*id, o.decided.map(|d| d.0)))
                 .collect(),
             admission: session.state.policy.clone(),
+            join_rule: session.state.rules.join_rule,
+            membership_vote_timeout_secs: session.state.rules.membership_vote_timeout_secs,
+            invitations: session
+                .invitations
+                .all()
+                .map(|i| (i.invitee, i.inviter, i.expires_at))
+                .collect(),
         })
     }
 }

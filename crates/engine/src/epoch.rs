@@ -12,6 +12,7 @@ use demls_consensus::{Consensus, ConsensusConfig, Decision, ProposalId, rule};
 use demls_identity::{Address, WalletBinding};
 use sha2::{Digest, Sha256};
 
+use crate::change::Change;
 use crate::mls::{GroupParamsExt, MlsGroup};
 use crate::motion::{Evidence, Motion};
 use crate::{ChangeKind, EngineError, Epoch, StewardMode, Timestamp, roles};
@@ -74,6 +75,8 @@ pub(crate) struct EpochState {
     pub(crate) mode: StewardMode,
     /// Who may join.
     pub(crate) policy: demls_policy::AdmissionPolicy,
+    /// Who may join without an invitation, and how long membership votes last.
+    pub(crate) rules: crate::rules::Rules,
     pub(crate) consensus: Consensus,
     pub(crate) open: BTreeMap<ProposalId, OpenProposal>,
     /// Approved proposals, in the order this member decided them.
@@ -100,6 +103,7 @@ impl EpochState {
             .ok_or_else(|| EngineError::Mls("group has no demls parameters".into()))?;
         let policy = demls_policy::AdmissionPolicy::decode(&params.admission)
             .map_err(|e| EngineError::Mls(format!("admission policy: {e}")))?;
+        let rules = crate::rules::Rules::read(&mls.context().extensions)?;
         let mode = StewardMode::from_byte(params.mode)
             .ok_or_else(|| EngineError::Mls(format!("unknown steward mode {}", params.mode)))?;
         let mut leaves = Vec::new();
@@ -121,6 +125,7 @@ impl EpochState {
             params,
             mode,
             policy,
+            rules,
             consensus: Consensus::new(ConsensusConfig::default()),
             open: BTreeMap::new(),
             approved: Vec::new(),
@@ -312,11 +317,55 @@ impl EpochState {
                 .is_some_and(|(_, list)| list.contains(committer))
     }
 
-    /// The voters of a motion: everyone, except for membership changes in small-consensus groups.
-    pub(crate) fn voters(&self, motion: &Motion) -> BTreeSet<Address> {
+    /// How long a vote on `motion` opened at `now` lasts, and whether silent voters count
+    /// as YES at its end.
+    pub(crate) fn terms(&self, motion: &Motion, now: Timestamp) -> (Timestamp, bool) {
+        let protocol_deadline = now.plus_ms(u64::from(self.params.vote_timeout_secs) * 1000);
+        match motion {
+            // Adding or removing someone is the members' decision: they get time to
+            // make it, and silence never decides it.
+            Motion::Change(Change::Add { replace: false, .. } | Change::Remove { .. }) => {
+                (self.rules.membership_deadline(now), false)
+            }
+            // Removing a steward (or unblocking a list) takes explicit support.
+            Motion::Emergency(_) => (protocol_deadline, false),
+            // Re-adding a member that lost its state, and electing the list every member
+            // computes, keep the group live: the group's liveness default applies.
+            Motion::Change(Change::Add { replace: true, .. }) | Motion::Election(_) => {
+                (protocol_deadline, self.params.liveness_yes)
+            }
+        }
+    }
+
+    /// Checks that a received proposal counts silence as the group's rules say for its kind
+    /// (its owner sets the flag; a flipped one would let silence decide).
+    pub(crate) fn check_terms(
+        &self,
+        motion: &Motion,
+        proposal: &demls_consensus::wire::Proposal,
+    ) -> Result<(), EngineError> {
+        let (_, liveness) = self.terms(motion, Timestamp::default());
+        if proposal.liveness_criteria_yes == liveness {
+            Ok(())
+        } else {
+            Err(EngineError::InvalidProposal(format!(
+                "silence must count as {} on this proposal",
+                if liveness { "YES" } else { "NO" }
+            )))
+        }
+    }
+
+    /// The voters of a motion by `owner`: everyone, except for membership changes in
+    /// small-consensus groups (the stewards in office), where a member leaving is a voter
+    /// too (its own signed YES is the approval of its leave).
+    pub(crate) fn voters(&self, motion: &Motion, owner: Address) -> BTreeSet<Address> {
         match (self.mode, motion) {
-            (StewardMode::Small, Motion::Change(_)) => {
-                self.stewards_in_office().into_iter().collect()
+            (StewardMode::Small, Motion::Change(change)) => {
+                let mut voters: BTreeSet<Address> = self.stewards_in_office().into_iter().collect();
+                if matches!(change, Change::Remove { target } if *target == owner) {
+                    voters.insert(owner);
+                }
+                voters
             }
             _ => self.members().into_iter().collect(),
         }
@@ -358,9 +407,10 @@ impl EpochState {
         let owner = Address::from_slice(&proposal.proposal_owner)
             .ok_or_else(|| EngineError::Malformed("proposal owner is not an address".into()))?;
         let motion = Motion::decode(&proposal.name, &proposal.payload, self.typed_epoch())?;
+        self.check_terms(&motion, &proposal)?;
         let deadline =
             demls_consensus::Timestamp::from_wire_secs(proposal.expiration_timestamp).into();
-        let voters = self.voters(&motion);
+        let voters = self.voters(&motion, owner);
         let outcome = self
             .consensus
             .receive_evidence(proposal, voters, now.into())?;

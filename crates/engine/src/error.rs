@@ -94,6 +94,12 @@ pub enum EngineError {
     /// An admission policy that is not well formed.
     #[error("admission policy: {0}")]
     InvalidPolicy(#[from] demls_policy::PolicyError),
+    /// A bounded queue is full; the input is dropped.
+    #[error("the queue of {0} is full")]
+    QueueFull(&'static str),
+    /// An invitation that cannot be used.
+    #[error("invitation: {0}")]
+    Invitation(#[from] crate::InvitationError),
     /// The buffer for future-epoch messages is full.
     #[error("buffer for future-epoch messages is full")]
     BufferFull,
@@ -127,6 +133,8 @@ impl EngineError {
             Self::Mls(_) => "mls",
             Self::Crypto(_) => "crypto",
             Self::InvalidPolicy(_) => "invalid_policy",
+            Self::QueueFull(_) => "queue_full",
+            Self::Invitation(_) => "invalid_invitation",
             Self::BufferFull => "buffer_full",
         }
     }

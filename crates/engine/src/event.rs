@@ -56,6 +56,36 @@ pub enum Violation {
     Deadlock,
 }
 
+/// Why a member is no longer in a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// It asked to leave.
+    Left,
+    /// The members voted it out.
+    Voted {
+        /// The proposal that removed it.
+        proposal: ProposalId,
+        /// Who proposed it.
+        owner: Address,
+        /// YES votes.
+        yes: u32,
+        /// NO votes.
+        no: u32,
+        /// Voters.
+        voters: u32,
+    },
+    /// An emergency found it breaking the rules as a steward.
+    Emergency {
+        /// The proposal that removed it.
+        proposal: ProposalId,
+        /// What it was found doing.
+        violation: Violation,
+    },
+    /// Its leaf was replaced by a fresh key package of its own address (it asked to join
+    /// again from another state); this state is no longer a member.
+    Replaced,
+}
+
 /// Something that happened, for the shell and the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -240,5 +270,18 @@ pub enum Event {
         epoch: Epoch,
         /// Who committed the removal.
         by: Address,
+        /// Why.
+        reason: Removal,
+    },
+    /// A member invited an address: its YES on admitting it, signed ahead.
+    Invited {
+        /// The group.
+        group: GroupId,
+        /// Who is invited.
+        invitee: Address,
+        /// The inviting member.
+        inviter: Address,
+        /// When the invitation ends.
+        expires_at: Timestamp,
     },
 }

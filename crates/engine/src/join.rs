@@ -4,6 +4,7 @@ use demls_identity::Address;
 use mls_rs::crypto::HpkePublicKey;
 use mls_rs::group::ExportedTree;
 use mls_rs::{CipherSuiteProvider, ExtensionList, MlsMessage, MlsMessageDescription};
+use prost::Message;
 
 use crate::change::key_package_of;
 use crate::context::Ctx;
@@ -12,8 +13,8 @@ use crate::session::GroupSession;
 use crate::snapshot::JoinSnapshot;
 use crate::steward::{TREE_NONCE, join_aad, join_info};
 use crate::wire::{
-    GroupAnnouncement, JoinRefused, JoinRequest, WelcomeBundle, check_signed_by, envelope,
-    signing_bytes,
+    GroupAnnouncement, Invitation, JoinRefused, JoinRequest, SealedJoin, WelcomeBundle,
+    check_signed_by, envelope, signing_bytes,
 };
 use crate::{EngineError, Epoch, Event, GroupId, Timestamp, TopicKind};
 
@@ -72,6 +73,8 @@ pub(crate) struct JoinAttempt {
     announcement: Option<Announcement>,
     key_package: Option<(MlsMessage, Vec<u8>)>,
     next_send: Option<Timestamp>,
+    /// The invitation this node was given, sealed into its request.
+    invitation: Option<Invitation>,
     /// Application-topic messages that arrived before the Welcome, replayed after it.
     early: Vec<Vec<u8>>,
 }
@@ -85,8 +88,14 @@ impl JoinAttempt {
             announcement: None,
             key_package: None,
             next_send: None,
+            invitation: None,
             early: Vec::new(),
         }
+    }
+
+    /// The same attempt, presenting `invitation` to the steward.
+    pub(crate) fn with_invitation(self, invitation: Option<Invitation>) -> Self {
+        Self { invitation, ..self }
     }
 
     /// A steward refused this node: checks the refusal comes from the steward it asked.
@@ -137,6 +146,7 @@ impl JoinAttempt {
                 Some((message, _)) => message.to_bytes()?,
                 None => Vec::new(),
             },
+            invitation: self.invitation.clone(),
         })
     }
 
@@ -150,7 +160,7 @@ impl JoinAttempt {
                     .ok_or_else(|| EngineError::Malformed("snapshot: steward".into()))?,
             ),
         };
-        let mut attempt = Self::new(group, steward);
+        let mut attempt = Self::new(group, steward).with_invitation(snapshot.invitation);
         if !snapshot.key_package.is_empty() {
             let message = MlsMessage::from_bytes(&snapshot.key_package)?;
             let reference = key_package_of(&message)?.to_reference(&suite())?.to_vec();
@@ -222,7 +232,13 @@ impl JoinAttempt {
         let Some((key_package, _)) = &self.key_package else {
             return Ok(());
         };
-        send_join_request(&self.group, key_package, &announcement, ctx)
+        send_join_request(
+            &self.group,
+            key_package,
+            self.invitation.clone(),
+            &announcement,
+            ctx,
+        )
     }
 
     /// Re-sends the request when its retry time has come.
@@ -302,16 +318,22 @@ impl JoinAttempt {
 pub(crate) fn send_join_request(
     group: &GroupId,
     key_package: &MlsMessage,
+    invitation: Option<Invitation>,
     announcement: &Announcement,
     ctx: &mut Ctx<'_>,
 ) -> Result<(), EngineError> {
     let me = ctx.wallet.address();
+    let plaintext = SealedJoin {
+        key_package: key_package.to_bytes()?,
+        invitation,
+    }
+    .encode_to_vec();
     let sealed = suite()
         .hpke_seal(
             &HpkePublicKey::from(announcement.hpke_key.clone()),
             &join_info(group),
             Some(&join_aad(me, announcement.steward)),
-            &key_package.to_bytes()?,
+            &plaintext,
         )
         .map_err(|e| EngineError::Crypto(format!("hpke seal: {e:?}")))?;
     let mut request = JoinRequest {

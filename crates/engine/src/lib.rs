@@ -13,6 +13,7 @@
 
 mod admission;
 pub mod bench_support;
+mod bounded;
 #[cfg(feature = "byzantine")]
 mod byzantine;
 mod change;
@@ -24,11 +25,13 @@ mod epoch;
 mod error;
 mod event;
 mod ids;
+mod invitation;
 mod join;
 mod liveness;
 pub mod mls;
 mod motion;
 mod roles;
+mod rules;
 mod session;
 mod snapshot;
 mod steward;
@@ -37,12 +40,13 @@ mod violation;
 mod voting;
 pub mod wire;
 
-pub use config::{EngineConfig, GroupParams, StewardMode, VotePolicy};
+pub use config::{EngineConfig, GroupParams, JoinRule, StewardMode, VotePolicy};
 pub use demls_consensus::ProposalId;
 pub use engine::{Engine, GroupView};
 pub use error::EngineError;
-pub use event::{ChangeKind, Event, Transmit, Violation};
+pub use event::{ChangeKind, Event, Removal, Transmit, Violation};
 pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
+pub use invitation::InvitationError;
 pub use join::Announcement;
 pub use mls::MlsSigner;
 pub use mls::store::{MlsStore, StorageWrite};

@@ -69,6 +69,11 @@ pub(crate) struct GroupSession {
     pub(crate) welcomes: VecDeque<(Vec<Vec<u8>>, crate::wire::WelcomeBundle)>,
     pub(crate) reports: Vec<ScheduledReport>,
     pub(crate) sync: SyncState,
+    /// Invitations this member knows (its own and those told to the group), by invitee.
+    pub(crate) invitations: crate::invitation::Invitations,
+    /// This member's person's votes on membership changes, cast again on the same change
+    /// when it is proposed again in a later epoch (votes are per epoch, decisions are not).
+    pub(crate) standing: std::collections::BTreeMap<crate::ChangeKind, bool>,
     /// Violations this member has seen: (offender, what, epoch).
     pub(crate) detected: std::collections::BTreeSet<(Option<Address>, crate::Violation, u64)>,
     /// When this member was removed; it keeps its state for a while, in case
@@ -107,6 +112,8 @@ impl GroupSession {
             welcomes: VecDeque::new(),
             reports: Vec::new(),
             sync: SyncState::default(),
+            invitations: crate::invitation::Invitations::default(),
+            standing: std::collections::BTreeMap::new(),
             detected: std::collections::BTreeSet::new(),
             departed: None,
             commit_retry_at: None,
@@ -372,6 +379,9 @@ impl GroupSession {
             }
             app_message::Body::Vote(vote) if epoch == self.state.epoch() => {
                 self.receive_vote(sender, vote, ctx)
+            }
+            app_message::Body::Invitation(invitation) => {
+                self.receive_invitation(sender, invitation, ctx)
             }
             app_message::Body::Proposal(_) | app_message::Body::Vote(_) => {
                 Err(EngineError::WrongEpoch {

@@ -38,6 +38,27 @@ pub struct GroupSnapshot {
     /// Changes this member still asks for (`GroupChange` encodings, epoch ignored).
     #[prost(bytes = "vec", repeated, tag = "3")]
     pub own_changes: Vec<Vec<u8>>,
+    /// Invitations this member knows.
+    #[prost(message, repeated, tag = "4")]
+    pub invitations: Vec<crate::wire::Invitation>,
+    /// This member's person's votes that stand for changes still to be made.
+    #[prost(message, repeated, tag = "5")]
+    pub standing: Vec<StandingVote>,
+}
+
+/// A person's vote on adding or removing someone, cast again when the change is
+/// proposed again.
+#[derive(Clone, PartialEq, Message)]
+pub struct StandingVote {
+    /// True: on adding `member`; false: on removing it.
+    #[prost(bool, tag = "1")]
+    pub add: bool,
+    /// The member (20 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub member: Vec<u8>,
+    /// YES or NO.
+    #[prost(bool, tag = "3")]
+    pub yes: bool,
 }
 
 /// A steward's keys and intake.
@@ -80,6 +101,9 @@ pub struct JoinSnapshot {
     /// The key package sent, if any (its private keys are in MLS storage).
     #[prost(bytes = "vec", tag = "3")]
     pub key_package: Vec<u8>,
+    /// The invitation presented, if any.
+    #[prost(message, optional, tag = "4")]
+    pub invitation: Option<crate::wire::Invitation>,
 }
 
 impl EngineSnapshot {

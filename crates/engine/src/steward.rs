@@ -1,6 +1,6 @@
 //! The steward's duties: announcing the group, taking in key packages, committing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use demls_consensus::wire;
 use demls_identity::Address;
@@ -10,17 +10,19 @@ use mls_rs::extension::MlsExtension;
 use mls_rs::group::ReceivedMessage;
 use prost::Message;
 
+use crate::bounded::BoundedSet;
 use crate::change::{Change, key_package_of};
 use crate::commit::{Rank, ValidCommit, effects, elected_params};
 use crate::context::Ctx;
 use crate::epoch::SeenCommit;
+use crate::invitation::{InvitationError, Invited};
 use crate::mls::{CIPHER_SUITE, GroupParamsExt, TreeKeyExt, suite};
 use crate::motion::Motion;
 use crate::session::{GroupSession, suite_random};
 use crate::snapshot::{IntakeSnapshot, StewardSnapshot};
 use crate::wire::{
-    CommitManifest, GroupAnnouncement, JoinRequest, WelcomeBundle, check_signed_by, envelope,
-    signing_bytes,
+    CommitManifest, GroupAnnouncement, JoinRequest, SealedJoin, WelcomeBundle, check_signed_by,
+    envelope, signing_bytes,
 };
 use crate::{EngineError, Event, GroupId, StewardMode, Timestamp, TopicKind};
 
@@ -36,6 +38,16 @@ pub(crate) fn join_aad(joiner: Address, steward: Address) -> Vec<u8> {
 
 /// The AEAD nonce of an encrypted ratchet tree: zero, because each key seals one tree.
 pub(crate) const TREE_NONCE: [u8; 12] = [0; 12];
+
+/// Most joiners a steward keeps waiting (for their vote and commit, or their check).
+const MAX_INTAKE: usize = 1024;
+/// Most key package references a steward remembers, to refuse replays.
+const SEEN_KEY_PACKAGES: usize = 65_536;
+/// A joiner's requests are taken in at most once per this many milliseconds; honest joiners
+/// retry every few seconds, a flood from one address costs one HPKE open per interval.
+const JOIN_REQUEST_SPACING_MS: u64 = 1_000;
+/// Most joiners whose last request time is remembered for pacing.
+const PACED: usize = 4096;
 
 /// A key package waiting for its vote and commit.
 struct Intake {
@@ -55,9 +67,11 @@ pub(crate) struct StewardDuty {
     hpke_public: HpkePublicKey,
     next_announce: Timestamp,
     intake: BTreeMap<Address, Intake>,
-    seen_key_packages: HashSet<Vec<u8>>,
+    seen_key_packages: BoundedSet<Vec<u8>>,
     /// Joiners waiting for their admission check (gated groups).
     pub(crate) waiting: BTreeMap<Address, Change>,
+    /// When each joiner's last request was taken in.
+    last_request: BTreeMap<Address, Timestamp>,
 }
 
 impl StewardDuty {
@@ -101,8 +115,9 @@ impl StewardDuty {
             hpke_public: HpkePublicKey::from(snapshot.hpke_public),
             next_announce: now,
             intake,
-            seen_key_packages: snapshot.seen_key_packages.into_iter().collect(),
+            seen_key_packages: seen_set(snapshot.seen_key_packages),
             waiting: BTreeMap::new(),
+            last_request: BTreeMap::new(),
         })
     }
 
@@ -116,10 +131,41 @@ impl StewardDuty {
             hpke_public,
             next_announce: now,
             intake: BTreeMap::new(),
-            seen_key_packages: HashSet::new(),
+            seen_key_packages: seen_set(Vec::new()),
             waiting: BTreeMap::new(),
+            last_request: BTreeMap::new(),
         })
     }
+}
+
+impl StewardDuty {
+    /// Takes a request of `joiner` in only if its last one is old enough.
+    fn pace(&mut self, joiner: Address, now: Timestamp) -> Result<(), EngineError> {
+        if self
+            .last_request
+            .get(&joiner)
+            .is_some_and(|last| last.plus_ms(JOIN_REQUEST_SPACING_MS) > now)
+        {
+            return Err(EngineError::RateLimited(joiner));
+        }
+        if self.last_request.len() >= PACED {
+            self.last_request
+                .retain(|_, last| last.plus_ms(JOIN_REQUEST_SPACING_MS) > now);
+        }
+        if self.last_request.len() < PACED {
+            self.last_request.insert(joiner, now);
+        }
+        Ok(())
+    }
+}
+
+/// The replay set, from the references a snapshot kept (oldest first).
+fn seen_set(references: Vec<Vec<u8>>) -> BoundedSet<Vec<u8>> {
+    let mut set = BoundedSet::new(SEEN_KEY_PACKAGES);
+    for reference in references {
+        set.insert(reference);
+    }
+    set
 }
 
 impl GroupSession {
@@ -165,10 +211,7 @@ impl GroupSession {
     ) -> Result<(), EngineError> {
         let me = ctx.wallet.address();
         // Every member hears the welcome topic; requests are for stewards only.
-        let Some(duty) = self.steward.as_ref() else {
-            return Err(EngineError::NotForUs);
-        };
-        if request.steward.as_slice() != me.as_bytes() {
+        if self.steward.is_none() || request.steward.as_slice() != me.as_bytes() {
             return Err(EngineError::NotForUs);
         }
         let joiner = Address::from_slice(&request.joiner)
@@ -179,6 +222,10 @@ impl GroupSession {
             |r| r.signature.clear(),
             joiner,
         )?;
+        let Some(duty) = self.steward.as_mut() else {
+            return Err(EngineError::NotForUs);
+        };
+        duty.pace(joiner, ctx.now)?;
         let sealed = HpkeCiphertext {
             kem_output: request.kem_output,
             ciphertext: request.ciphertext,
@@ -192,7 +239,8 @@ impl GroupSession {
                 Some(&join_aad(joiner, me)),
             )
             .map_err(|e| EngineError::Crypto(format!("join request does not open: {e:?}")))?;
-        let change = Change::add_from_bytes(&plaintext)?;
+        let sealed = SealedJoin::decode(plaintext.as_slice())?;
+        let change = Change::add_from_bytes(&sealed.key_package)?;
         let Change::Add {
             address,
             key_package,
@@ -219,25 +267,7 @@ impl GroupSession {
         if rejoin && self.resend_welcome(&reference, ctx) {
             return Ok(());
         }
-        if duty.seen_key_packages.contains(&reference) {
-            return if duty
-                .intake
-                .get(&joiner)
-                .is_some_and(|i| i.reference == reference)
-            {
-                Err(EngineError::Duplicate)
-            } else {
-                Err(EngineError::ReplayedKeyPackage(joiner))
-            };
-        }
-        if self
-            .steward
-            .as_ref()
-            .is_some_and(|d| d.intake.contains_key(&joiner))
-        {
-            // One pending key package per joiner: a second one would be a second vote on the same person.
-            return Err(EngineError::Duplicate);
-        }
+        self.check_intake(joiner, &reference)?;
         match self
             .state
             .mls
@@ -245,6 +275,9 @@ impl GroupSession {
         {
             ReceivedMessage::KeyPackage(_) => {}
             _ => return Err(EngineError::Malformed("not a key package".into())),
+        }
+        if let Some(invitation) = sealed.invitation {
+            self.take_presented_invitation(joiner, invitation, ctx)?;
         }
         if let Some(duty) = self.steward.as_mut() {
             duty.seen_key_packages.insert(reference.clone());
@@ -257,14 +290,82 @@ impl GroupSession {
         if rejoin {
             // A member is re-added without a new admission check: it was admitted before.
             return self.request(
-                Motion::Change(Change::key_package_change(&plaintext, true)?),
+                Motion::Change(Change::key_package_change(&sealed.key_package, true)?),
                 ctx,
             );
         }
+        let invitation = self
+            .invitations
+            .of(&joiner, ctx.now)
+            .map(|invited| invited.wire.clone());
+        let change = change.with_invitation(invitation);
         if self.gated() {
             return self.hold_for_admission(joiner, change, ctx);
         }
         self.request(Motion::Change(change), ctx)
+    }
+
+    /// Whether a key package (by `reference`) of `joiner` may enter the intake: never seen
+    /// (key packages are single-use), the joiner not already waiting, and room left.
+    fn check_intake(&self, joiner: Address, reference: &Vec<u8>) -> Result<(), EngineError> {
+        let Some(duty) = self.steward.as_ref() else {
+            return Err(EngineError::NotForUs);
+        };
+        if duty.seen_key_packages.contains(reference) {
+            return if duty
+                .intake
+                .get(&joiner)
+                .is_some_and(|i| i.reference == *reference)
+            {
+                Err(EngineError::Duplicate)
+            } else {
+                Err(EngineError::ReplayedKeyPackage(joiner))
+            };
+        }
+        if duty.intake.contains_key(&joiner) {
+            // One pending key package per joiner: a second one would be a second vote on the same person.
+            return Err(EngineError::Duplicate);
+        }
+        if duty.intake.len() + duty.waiting.len() >= MAX_INTAKE {
+            return Err(EngineError::QueueFull("join requests"));
+        }
+        Ok(())
+    }
+
+    /// The invitation a joiner sealed into its request: kept if it holds; a joiner whose
+    /// invitation is for another group, expired, or from a non-member hears why; a forged
+    /// one is dropped without an answer.
+    fn take_presented_invitation(
+        &mut self,
+        joiner: Address,
+        invitation: crate::wire::Invitation,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let refusal = match Invited::check(invitation, &self.id, ctx.now) {
+            Ok(invited) if invited.invitee != joiner => {
+                return Err(InvitationError::OtherInvitee(invited.invitee).into());
+            }
+            Ok(invited) if !self.state.is_member(&invited.inviter) => {
+                InvitationError::InviterNotMember(invited.inviter)
+            }
+            Ok(invited) => {
+                self.invitations.keep(invited, ctx.now);
+                return Ok(());
+            }
+            Err(EngineError::Invitation(
+                error @ (InvitationError::OtherGroup | InvitationError::Expired),
+            )) => error,
+            Err(error) => return Err(error),
+        };
+        self.refuse_joiner(joiner, &format!("its invitation: {refusal}"), ctx);
+        Err(refusal.into())
+    }
+
+    /// Whether this steward holds a join request of `joiner`.
+    pub(crate) fn steward_holds(&self, joiner: Address) -> bool {
+        self.steward
+            .as_ref()
+            .is_some_and(|d| d.intake.contains_key(&joiner))
     }
 
     /// Keeps a Welcome seen for this group, to send again to a joiner that lost it.
@@ -454,6 +555,7 @@ impl GroupSession {
                     address,
                     key_package,
                     replace: true,
+                    ..
                 } => builder
                     .remove_member(
                         self.state

@@ -10,7 +10,7 @@ use crate::epoch::OpenProposal;
 use crate::motion::{Election, Motion};
 use crate::session::{GroupSession, OwnMotion};
 use crate::wire::app_message;
-use crate::{ChangeKind, EngineError, Event, StewardMode, Timestamp, VotePolicy};
+use crate::{ChangeKind, EngineError, Event, JoinRule, StewardMode, Timestamp, VotePolicy};
 
 /// What this member thinks of a proposal.
 pub(crate) enum Judgement {
@@ -72,21 +72,13 @@ impl GroupSession {
         motion: Motion,
         ctx: &mut Ctx<'_>,
     ) -> Result<ProposalId, EngineError> {
-        let deadline = ctx
-            .now
-            .plus_ms(u64::from(self.state.params.vote_timeout_secs) * 1000);
+        let (deadline, liveness_criteria_yes) = self.state.terms(&motion, ctx.now);
         let spec = ProposalSpec {
             name: motion.name().to_owned(),
             payload: motion.encode(self.epoch())?,
-            voters: self.state.voters(&motion),
+            voters: self.state.voters(&motion, ctx.wallet.address()),
             expiration: deadline.into(),
-            // Removing a steward (or unblocking a list) takes explicit support:
-            // silence never counts for an emergency.
-            // In a gated group, silence never admits anyone either.
-            liveness_criteria_yes: self.state.params.liveness_yes
-                && !matches!(motion, Motion::Emergency(_))
-                && !(self.gated()
-                    && matches!(motion, Motion::Change(Change::Add { replace: false, .. }))),
+            liveness_criteria_yes,
         };
         let proposal =
             self.state
@@ -106,8 +98,16 @@ impl GroupSession {
             change: kind,
             deadline,
         });
-        // The owner votes YES on its own proposal if it is a voter, and the vote travels inside it.
-        if spec.voters.contains(&me) {
+        // The owner votes YES on what it asks for if it is a voter, and the vote travels
+        // inside the proposal. Opening a join request is not a YES: the owner (the steward
+        // that took the request in) consents as any member would.
+        let owner_yes = match self.state.open.get(&id).map(|o| &o.motion) {
+            Some(Motion::Change(Change::Add { replace: false, .. })) => {
+                matches!(self.consent(id, ctx), Judgement::Yes)
+            }
+            _ => true,
+        };
+        if spec.voters.contains(&me) && owner_yes {
             self.state
                 .consensus
                 .cast_vote(id, ctx.wallet, true, ctx.now.into())?;
@@ -148,6 +148,7 @@ impl GroupSession {
             });
         }
         let motion = Motion::decode(&proposal.name, &proposal.payload, self.epoch())?;
+        self.state.check_terms(&motion, &proposal)?;
         let id = ProposalId(proposal.proposal_id);
         if self.state.open.contains_key(&id) {
             // Sent again (the owner re-broadcasts): take in the votes it carries,
@@ -160,7 +161,7 @@ impl GroupSession {
             if owner_lacks_mine && let Some(open) = self.state.open.get_mut(&id) {
                 open.nudged = true;
             }
-            let voters = self.state.voters(&motion);
+            let voters = self.state.voters(&motion, owner);
             self.state
                 .consensus
                 .receive_evidence(proposal, voters, ctx.now.into())?;
@@ -178,7 +179,7 @@ impl GroupSession {
         }
         let deadline =
             demls_consensus::Timestamp::from_wire_secs(proposal.expiration_timestamp).into();
-        let voters = self.state.voters(&motion);
+        let voters = self.state.voters(&motion, owner);
         let owner_votes = proposal
             .votes
             .iter()
@@ -199,7 +200,6 @@ impl GroupSession {
             );
         }
         let kind = open.kind();
-        let is_membership = open.motion.as_change().is_some();
         self.state.open.insert(id, open);
         ctx.emit(Event::ProposalOpened {
             group: self.id.clone(),
@@ -222,7 +222,7 @@ impl GroupSession {
             .get(&id)
             .is_some_and(|o| o.vote_at.is_none())
         {
-            self.vote_as_judged(id, is_membership, ctx)?;
+            self.vote_as_judged(id, ctx)?;
         }
         self.check_decision(id, ctx)
     }
@@ -235,11 +235,12 @@ impl GroupSession {
             .is_some_and(|p| p.votes.iter().any(|v| v.vote_owner == voter.as_bytes()))
     }
 
-    /// Votes on a proposal as this member judges it, if it is a voter.
-    fn vote_as_judged(
+    /// Votes on a proposal as this member judges it, if it is a voter: NO at once on
+    /// content that does not check out, YES where this member consents
+    /// ([`Self::consent`]), nothing where the decision is left to the person.
+    pub(crate) fn vote_as_judged(
         &mut self,
         id: ProposalId,
-        is_membership: bool,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), EngineError> {
         let Some(open) = self.state.open.get(&id) else {
@@ -248,36 +249,16 @@ impl GroupSession {
         let me = ctx.wallet.address();
         // A proposal can arrive carrying this member's vote already: re-sent by its owner
         // after this member restarted (votes in flight are not kept across a restart).
-        if !self.state.voters(&open.motion).contains(&me)
+        if open.decided.is_some()
+            || open.voted
+            || !self.state.voters(&open.motion, open.owner).contains(&me)
             || matches!(open.kind(), ChangeKind::Leave(_))
             || self.has_voted(id, me)
         {
             return Ok(());
         }
-        // Protocol decisions (elections, emergencies) are checked by rule, never by hand;
-        // membership changes follow the vote policy, except that a NO is cast at once.
         let judgement = match self.judge(id, ctx) {
-            // In a gated group an add also needs this member's own chain check.
-            Judgement::Yes => match self
-                .state
-                .open
-                .get(&id)
-                .and_then(|o| o.motion.as_change())
-                .cloned()
-            {
-                Some(Change::Add {
-                    address,
-                    replace: false,
-                    ..
-                }) if self.gated() => match self.admission(address, ctx) {
-                    Some(true) => Judgement::Yes,
-                    Some(false) => {
-                        Judgement::No(format!("{address} does not meet the admission policy"))
-                    }
-                    None => Judgement::Abstain,
-                },
-                _ => Judgement::Yes,
-            },
+            Judgement::Yes => self.consent(id, ctx),
             other => other,
         };
         if let (Judgement::Yes, Some(Motion::Emergency(emergency))) =
@@ -287,15 +268,106 @@ impl GroupSession {
             self.detected(&emergency, ctx);
         }
         match judgement {
-            Judgement::Yes if !is_membership || ctx.config.vote_policy == VotePolicy::Automatic => {
-                self.vote(id, true, ctx)
-            }
+            Judgement::Yes => self.vote(id, true, ctx),
             Judgement::No(reason) => {
                 tracing::info!(group = %self.id, proposal = id.0, %reason, "voting NO");
                 self.vote(id, false, ctx)
             }
-            Judgement::Yes | Judgement::Abstain => Ok(()),
+            Judgement::Abstain => Ok(()),
         }
+    }
+
+    /// Whether this member says YES, ahead of its person, to a proposal whose content
+    /// checks out. Protocol decisions (elections, emergencies) are checked by rule and
+    /// always are. A joiner is, when a member invited it (the inviter's own node even on
+    /// manual voting: the invitation is that person's YES), in a public group, or in a
+    /// gated group when it meets the policy; automatic voting never says YES on removing
+    /// someone else. A person's own earlier vote on the same change stands.
+    pub(crate) fn consent(&mut self, id: ProposalId, ctx: &mut Ctx<'_>) -> Judgement {
+        let Some(open) = self.state.open.get(&id) else {
+            return Judgement::Abstain;
+        };
+        let automatic = ctx.config.vote_policy == VotePolicy::Automatic;
+        let standing = self.standing.get(&open.kind()).copied().map(|yes| {
+            if yes {
+                Judgement::Yes
+            } else {
+                Judgement::No("this member voted NO on it earlier".into())
+            }
+        });
+        match open.motion.clone() {
+            Motion::Election(_) | Motion::Emergency(_) => Judgement::Yes,
+            Motion::Change(Change::Add { replace: true, .. }) if automatic => Judgement::Yes,
+            Motion::Change(Change::Add { replace: true, .. } | Change::Remove { .. }) => {
+                standing.unwrap_or(Judgement::Abstain)
+            }
+            Motion::Change(Change::Add {
+                address,
+                invitation,
+                ..
+            }) => {
+                if self.gated() {
+                    match self.admission(address, ctx) {
+                        Some(false) => {
+                            return Judgement::No(format!(
+                                "{address} does not meet the admission policy"
+                            ));
+                        }
+                        None => return Judgement::Abstain,
+                        Some(true) if automatic => return Judgement::Yes,
+                        Some(true) => {}
+                    }
+                }
+                if let Some(standing) = standing {
+                    return standing;
+                }
+                match self.invited_by(address, invitation.as_deref(), ctx.now) {
+                    Some(inviter) if inviter == ctx.wallet.address() => Judgement::Yes,
+                    Some(_) if automatic => Judgement::Yes,
+                    _ if automatic && self.state.rules.join_rule == JoinRule::Open => {
+                        Judgement::Yes
+                    }
+                    _ => Judgement::Abstain,
+                }
+            }
+        }
+    }
+
+    /// Votes, as judged, on every open proposal this member has not voted on.
+    pub(crate) fn vote_on_unvoted(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        let unvoted: Vec<ProposalId> = self
+            .state
+            .open
+            .iter()
+            .filter(|(_, o)| o.decided.is_none() && !o.voted && o.vote_at.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unvoted {
+            self.vote_as_judged(id, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Votes, as judged, on the open proposals for `change` that this member has not
+    /// voted on (something changed: an invitation arrived, a check was answered, the
+    /// person decided).
+    pub(crate) fn reconsider(
+        &mut self,
+        change: &ChangeKind,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let waiting: Vec<ProposalId> = self
+            .state
+            .open
+            .iter()
+            .filter(|(_, o)| o.decided.is_none() && !o.voted)
+            .filter(|(_, o)| o.kind() == *change)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.vote_as_judged(id, ctx)?;
+        }
+        Ok(())
     }
 
     /// Casts the votes that waited for their time.
@@ -313,7 +385,7 @@ impl GroupSession {
             if let Some(open) = self.state.open.get_mut(&id) {
                 open.vote_at = None;
             }
-            self.vote_as_judged(id, false, ctx)?;
+            self.vote_as_judged(id, ctx)?;
             self.check_decision(id, ctx)?;
         }
         Ok(())
@@ -356,7 +428,11 @@ impl GroupSession {
                 address,
                 key_package,
                 replace,
+                invitation,
             } => {
+                if let Some(invitation) = invitation {
+                    self.check_carried_invitation(address, *invitation, ctx.now)?;
+                }
                 if replace && !self.state.is_member(&address) {
                     return Err(EngineError::NotMember(address));
                 }
@@ -532,9 +608,25 @@ impl GroupSession {
             approved,
         });
         if !approved {
-            // Voted down: this member stops asking for it.
-            if let Some(Change::Add { address, .. }) = open.motion.as_change() {
+            // Voted down: this member stops asking for it, and a joiner it asked for
+            // hears why (it may ask again).
+            if let Some(Change::Add {
+                address,
+                replace: false,
+                ..
+            }) = open.motion.as_change()
+            {
                 let address = *address;
+                if open.owner == ctx.wallet.address() && self.steward_holds(address) {
+                    let tally = self.state.consensus.tally(id);
+                    let reason = format!(
+                        "the members did not agree to admit it (YES {}, NO {} of {} voters)",
+                        tally.as_ref().map_or(0, |t| t.yes),
+                        tally.as_ref().map_or(0, |t| t.no),
+                        tally.as_ref().map_or(0, |t| t.expected),
+                    );
+                    self.refuse_joiner(address, &reason, ctx);
+                }
                 self.steward_forget(address);
             }
             self.own.retain(|own| own.proposal != Some(id));

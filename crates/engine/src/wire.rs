@@ -95,7 +95,7 @@ pub struct JoinRequest {
     /// HPKE encapsulated key.
     #[prost(bytes = "vec", tag = "3")]
     pub kem_output: Vec<u8>,
-    /// HPKE ciphertext of the MLS KeyPackage message.
+    /// HPKE ciphertext of a [`SealedJoin`].
     #[prost(bytes = "vec", tag = "4")]
     pub ciphertext: Vec<u8>,
     /// When the joiner sent it (Unix ms).
@@ -104,6 +104,51 @@ pub struct JoinRequest {
     /// EIP-191 signature by the joiner over this message with `signature` empty.
     #[prost(bytes = "vec", tag = "15")]
     pub signature: Vec<u8>,
+}
+
+/// What a join request seals to the steward.
+#[derive(Clone, PartialEq, Message)]
+pub struct SealedJoin {
+    /// The joiner's MLS KeyPackage message.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key_package: Vec<u8>,
+    /// The invitation the joiner was given, if any.
+    #[prost(message, optional, tag = "2")]
+    pub invitation: Option<Invitation>,
+}
+
+/// A member's invitation of an address: that member's YES on admitting it, signed ahead.
+#[derive(Clone, PartialEq, Message)]
+pub struct Invitation {
+    /// The group (its id).
+    #[prost(string, tag = "1")]
+    pub group_id: String,
+    /// Who is invited (20 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub invitee: Vec<u8>,
+    /// The inviting member (20 bytes).
+    #[prost(bytes = "vec", tag = "3")]
+    pub inviter: Vec<u8>,
+    /// When it was issued (Unix ms).
+    #[prost(uint64, tag = "4")]
+    pub issued_at_ms: u64,
+    /// When it stops being valid (Unix ms).
+    #[prost(uint64, tag = "5")]
+    pub expires_at_ms: u64,
+    /// EIP-191 signature by `inviter` over this message with `signature` empty.
+    #[prost(bytes = "vec", tag = "15")]
+    pub signature: Vec<u8>,
+}
+
+/// The group's membership rules (group context extension `demls_group_rules`).
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupRules {
+    /// Who may join: 0 by invitation or vote, 1 anyone (a public group).
+    #[prost(uint32, tag = "1")]
+    pub join_rule: u32,
+    /// Seconds a vote on adding or removing someone stays open.
+    #[prost(uint32, tag = "2")]
+    pub membership_vote_timeout_secs: u32,
 }
 
 /// A steward's refusal of a joiner that does not meet the group's admission policy.
@@ -144,7 +189,7 @@ pub struct WelcomeBundle {
 #[derive(Clone, PartialEq, Message)]
 pub struct AppMessage {
     /// The message.
-    #[prost(oneof = "app_message::Body", tags = "1, 2, 3")]
+    #[prost(oneof = "app_message::Body", tags = "1, 2, 3, 4")]
     pub body: Option<app_message::Body>,
 }
 
@@ -162,6 +207,9 @@ pub mod app_message {
         /// A vote.
         #[prost(message, tag = "3")]
         Vote(demls_consensus::wire::Vote),
+        /// A member's invitation, told to the group so that every member knows it.
+        #[prost(message, tag = "4")]
+        Invitation(super::Invitation),
     }
 }
 
@@ -188,6 +236,9 @@ pub struct GroupChange {
     /// The change.
     #[prost(oneof = "group_change::Change", tags = "2, 3, 4")]
     pub change: Option<group_change::Change>,
+    /// For an add: a member's invitation of the joiner, if one is known.
+    #[prost(message, optional, tag = "5")]
+    pub invitation: Option<Invitation>,
 }
 
 /// [`GroupChange`]'s change.

@@ -225,6 +225,12 @@ fn with_the_chain_unreachable_nobody_is_admitted_and_the_group_keeps_working() {
     let target = address(&sim, nodes[3]);
     sim.act(nodes[1], |e, now| e.propose_remove(&g, target, now))
         .unwrap();
+    assert!(people_vote(
+        &mut sim,
+        &[nodes[0], nodes[2]],
+        &ChangeKind::Remove(target),
+        true
+    ));
     let rest = nodes[..3].to_vec();
     assert!(chain.run(&mut sim, 120_000, |s| converged(s, &rest, 3)));
     assert!(texts(&sim, nodes[2]).contains(&"still here".to_owned()));

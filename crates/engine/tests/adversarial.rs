@@ -105,7 +105,9 @@ fn forged_and_misattributed_votes_are_refused() {
     let nodes = form_group(&mut sim, 4, VotePolicy::Automatic);
     let g = group();
     for id in &nodes {
-        sim.node_mut(*id).engine.set_vote_policy(VotePolicy::Manual);
+        sim.node_mut(*id)
+            .engine
+            .set_vote_policy(VotePolicy::Manual, Default::default());
     }
     let target = address(&sim, nodes[3]);
     sim.act(nodes[0], |e, now| e.propose_remove(&g, target, now))
@@ -208,6 +210,7 @@ fn replayed_and_foreign_key_packages_are_dropped() {
     assert_eq!(sim.inject(steward, &bytes).unwrap_err().kind(), "duplicate");
     let mut reencoded = bytes.clone();
     reencoded.extend_from_slice(&[0xa0, 0x06, 0x01]); // unknown field 100 = 1
+    sim.run_for(2_000); // past the pacing of one joiner's requests
     assert_eq!(
         sim.inject(steward, &reencoded).unwrap_err().kind(),
         "replayed_key_package"
@@ -265,7 +268,9 @@ fn proposals_over_the_rate_limit_are_dropped_by_members_and_queued_by_honest_own
     let nodes = form_group(&mut sim, 3, VotePolicy::Automatic);
     let g = group();
     for id in &nodes {
-        sim.node_mut(*id).engine.set_vote_policy(VotePolicy::Manual);
+        sim.node_mut(*id)
+            .engine
+            .set_vote_policy(VotePolicy::Manual, Default::default());
     }
     // A flood: the same member sends many proposals in one epoch.
     let spam = sim

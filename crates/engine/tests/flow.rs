@@ -94,6 +94,7 @@ fn removed_member_with_its_old_state_cannot_read_what_follows() {
     // The victim keeps its full pre-removal state: it goes offline before the removal commit.
     sim.node_mut(victim).online = false;
     sim.enable_wiretap();
+    members_decide(&mut sim, &ChangeKind::Remove(victim_address), true);
     sim.act(nodes[1], |e, now| e.propose_remove(&g, victim_address, now))
         .unwrap();
     let rest: Vec<_> = nodes[..4].to_vec();
@@ -138,7 +139,9 @@ fn a_no_majority_blocks_the_change() {
     let nodes = form_group(&mut sim, 4, VotePolicy::Automatic);
     let g = group();
     for id in &nodes[1..] {
-        sim.node_mut(*id).engine.set_vote_policy(VotePolicy::Manual);
+        sim.node_mut(*id)
+            .engine
+            .set_vote_policy(VotePolicy::Manual, Default::default());
     }
     // Members now vote by hand.
     let before = sim.node(nodes[0]).engine.group(&g).unwrap();

@@ -219,9 +219,11 @@ fn a_steward_restarts_with_a_joiner_waiting_and_still_admits_it() {
     assert!(sim.run_until(10_000, |s| !opened(s, member).is_empty()));
     persisted.restart(&mut sim, &mut Disk::default(), VotePolicy::Automatic);
     // The steward proposes the waiting joiner again; the member approves.
-    sim.node_mut(member)
-        .engine
-        .set_vote_policy(VotePolicy::Automatic);
+    sim.act(member, |e, now| {
+        e.set_vote_policy(VotePolicy::Automatic, now);
+        Ok(())
+    })
+    .unwrap();
     assert!(
         sim.run_until(120_000, |s| converged(s, &[steward, member, joiner], 3)),
         "{}",
@@ -246,7 +248,7 @@ fn a_member_restarted_mid_vote_takes_its_own_vote_back_without_voting_again() {
     for &member in &nodes[1..] {
         sim.node_mut(member)
             .engine
-            .set_vote_policy(VotePolicy::Manual);
+            .set_vote_policy(VotePolicy::Manual, Default::default());
     }
     let fifth = sim.add(engine(VotePolicy::Automatic));
     sim.act(fifth, |e, now| e.request_join(g.clone(), None, now))

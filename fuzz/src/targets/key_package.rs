@@ -87,6 +87,7 @@ pub fn add_proposal(key_package: &[u8], epoch: u64, now_secs: u64) -> Proposal {
         payload: GroupChange {
             epoch,
             change: Some(group_change::Change::AddKeyPackage(key_package.to_vec())),
+            invitation: None,
         }
         .encode_to_vec(),
         proposal_id: 0,
@@ -96,7 +97,8 @@ pub fn add_proposal(key_package: &[u8], epoch: u64, now_secs: u64) -> Proposal {
         round: 1,
         timestamp: now_secs,
         expiration_timestamp: now_secs + 20,
-        liveness_criteria_yes: true,
+        // Silence never admits (docs/protocol.md): members refuse an add that says otherwise.
+        liveness_criteria_yes: false,
     };
     proposal.proposal_id = signing::proposal_id(&proposal).0;
     proposal.votes = vec![sign::owner_vote(&proposal, &fixture::wallet(A))];

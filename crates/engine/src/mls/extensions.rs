@@ -62,3 +62,24 @@ impl MlsCodecExtension for TreeKeyExt {
         Self::TYPE
     }
 }
+
+/// Group context extension: the group's membership rules, a `demls.v1.GroupRules`
+/// protobuf (so that later rules are new fields, not a new format). Commits must
+/// leave it as it is.
+#[derive(Clone, Debug, PartialEq, Eq, MlsSize, MlsEncode, MlsDecode)]
+pub struct GroupRulesExt {
+    /// The encoded `GroupRules`.
+    #[mls_codec(with = "mls_rs_codec::byte_vec")]
+    pub rules: Vec<u8>,
+}
+
+impl GroupRulesExt {
+    /// The extension type.
+    pub const TYPE: ExtensionType = ExtensionType::new(0xF0D3);
+}
+
+impl MlsCodecExtension for GroupRulesExt {
+    fn extension_type() -> ExtensionType {
+        Self::TYPE
+    }
+}

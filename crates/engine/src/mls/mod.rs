@@ -24,7 +24,7 @@ use mls_rs_crypto_rustcrypto::RustCryptoProvider;
 use demls_identity::{Wallet, WalletBinding};
 
 use crate::EngineError;
-pub(crate) use extensions::{GroupParamsExt, TreeKeyExt};
+pub(crate) use extensions::{GroupParamsExt, GroupRulesExt, TreeKeyExt};
 pub(crate) use identity::WalletIdentityProvider;
 pub(crate) use rules::DemlsRules;
 use store::{GroupStore, KeyPackageStore};
@@ -110,7 +110,7 @@ pub(crate) fn build_client(
         .mls_rules(DemlsRules)
         .crypto_provider(VerifyingCrypto::default())
         .identity_provider(WalletIdentityProvider::default())
-        .extension_types([GroupParamsExt::TYPE, TreeKeyExt::TYPE])
+        .extension_types([GroupParamsExt::TYPE, GroupRulesExt::TYPE, TreeKeyExt::TYPE])
         .key_package_lifetime(key_package_lifetime)
         .signing_identity(signing_identity, signer.secret.clone(), CIPHER_SUITE)
         .build()

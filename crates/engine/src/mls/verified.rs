@@ -8,7 +8,6 @@
 //! successes (by SHA-256 of those bytes) is exact; failures are not
 //! remembered.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use mls_rs::crypto::{
@@ -18,16 +17,21 @@ use mls_rs::{CipherSuite, CipherSuiteProvider, CryptoProvider};
 use mls_rs_core::crypto::HpkePsk;
 use mls_rs_crypto_rustcrypto::RustCryptoProvider;
 use sha2::{Digest, Sha256};
+
+use crate::bounded::BoundedSet;
 use zeroize::Zeroizing;
 
 /// How many verifications a [`Remembered`] set holds.
 const CAPACITY: usize = 65_536;
 
 /// A bounded set of verified inputs, by SHA-256; the oldest leave first.
-#[derive(Debug, Default)]
-pub(crate) struct Remembered {
-    set: HashSet<[u8; 32]>,
-    order: VecDeque<[u8; 32]>,
+#[derive(Debug)]
+pub(crate) struct Remembered(BoundedSet<[u8; 32]>);
+
+impl Default for Remembered {
+    fn default() -> Self {
+        Self(BoundedSet::new(CAPACITY))
+    }
 }
 
 impl Remembered {
@@ -48,19 +52,11 @@ impl Remembered {
         verify: impl FnOnce() -> Result<(), E>,
     ) -> Result<(), E> {
         let lock = || this.lock().unwrap_or_else(|p| p.into_inner());
-        if lock().set.contains(&key) {
+        if lock().0.contains(&key) {
             return Ok(());
         }
         verify()?;
-        let mut remembered = lock();
-        if remembered.set.insert(key) {
-            remembered.order.push_back(key);
-            if remembered.order.len() > CAPACITY
-                && let Some(old) = remembered.order.pop_front()
-            {
-                remembered.set.remove(&old);
-            }
-        }
+        lock().0.insert(key);
         Ok(())
     }
 }

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use demls_engine::{
-    ChangeKind, Engine, EngineConfig, Event, GroupId, GroupParams, MlsSigner, MlsStore, ProposalId,
-    StewardMode, Violation, VotePolicy,
+    ChangeKind, Engine, EngineConfig, Event, GroupId, GroupParams, JoinRule, MlsSigner, MlsStore,
+    ProposalId, StewardMode, Violation, VotePolicy,
 };
 use demls_identity::{Address, Wallet};
 use demls_sim::{NetConfig, NodeId, Sim};
@@ -56,10 +56,13 @@ pub fn engine(policy: VotePolicy) -> Engine {
     )
 }
 
-/// Group parameters for tests.
+/// Group parameters for tests: a public group (joiners need no invitation), so that the
+/// tests of other rules form their groups quickly; `consent.rs` tests the default rules.
 pub fn params() -> GroupParams {
     GroupParams {
         vote_timeout_secs: 20,
+        membership_vote_timeout_secs: 20,
+        join_rule: JoinRule::Open,
         ..GroupParams::default()
     }
 }
@@ -236,4 +239,56 @@ pub fn rejected_commits(sim: &Sim, id: NodeId) -> usize {
         .iter()
         .filter(|(_, e)| matches!(e, Event::CommitRejected { .. }))
         .count()
+}
+
+/// The undecided proposal for `change` open at a node, if any.
+pub fn open_proposal_for(sim: &Sim, id: NodeId, change: &ChangeKind) -> Option<ProposalId> {
+    let view = sim.node(id).engine.group(&group())?;
+    let opened = opened(sim, id);
+    view.open_proposals
+        .iter()
+        .filter(|(_, decided)| decided.is_none())
+        .map(|(p, _)| *p)
+        .find(|p| opened.iter().any(|(q, _, c)| q == p && c == change))
+}
+
+/// People at `voters` vote `yes` on the proposal for `change` as soon as their node has it
+/// (removing someone is never voted YES automatically). False if some never saw it.
+pub fn people_vote(sim: &mut Sim, voters: &[NodeId], change: &ChangeKind, yes: bool) -> bool {
+    let mut left = voters.to_vec();
+    let give_up = sim.now().plus_ms(120_000);
+    while !left.is_empty() && sim.now() < give_up {
+        sim.run_until(120_000, |s| {
+            left.iter()
+                .any(|id| open_proposal_for(s, *id, change).is_some())
+        });
+        let mut still = Vec::new();
+        for id in left {
+            match open_proposal_for(sim, id, change) {
+                // A vote refused here (already cast) is as good as done.
+                Some(p) => drop(sim.act(id, |e, now| e.vote(&group(), p, yes, now))),
+                None => still.push(id),
+            }
+        }
+        left = still;
+    }
+    left.is_empty()
+}
+
+/// The people at `nodes` decide `yes` on `change` ahead of its vote (removing someone is
+/// never voted YES automatically).
+pub fn decide_everywhere(sim: &mut Sim, nodes: &[NodeId], change: &ChangeKind, yes: bool) {
+    for id in nodes {
+        sim.act(*id, |e, now| e.decide(&group(), change.clone(), yes, now))
+            .unwrap();
+    }
+}
+
+/// Every member's person decides `yes` on `change` ahead of its vote.
+pub fn members_decide(sim: &mut Sim, change: &ChangeKind, yes: bool) {
+    let members: Vec<NodeId> = sim
+        .ids()
+        .filter(|id| sim.node(*id).engine.group(&group()).is_some())
+        .collect();
+    decide_everywhere(sim, &members, change, yes);
 }

@@ -131,6 +131,8 @@ pub(super) async fn create_group(
         sn_max: body.sn_max.unwrap_or(defaults.sn_max),
         vote_timeout_secs: body.vote_timeout_secs.unwrap_or(defaults.vote_timeout_secs),
         liveness_yes: body.liveness_yes.unwrap_or(defaults.liveness_yes),
+        membership_vote_timeout_secs: defaults.membership_vote_timeout_secs,
+        join_rule: defaults.join_rule,
         max_proposals_per_member: body
             .max_proposals_per_member
             .unwrap_or(defaults.max_proposals_per_member),

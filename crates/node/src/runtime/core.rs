@@ -107,7 +107,7 @@ impl Runtime {
             ..
         } = loaded;
         if store.setting(VOTE_POLICY)?.as_deref() == Some("manual") {
-            engine.set_vote_policy(VotePolicy::Manual);
+            engine.set_vote_policy(VotePolicy::Manual, now());
         }
         let mut tracker = Tracker::default();
         let groups: Vec<GroupId> = engine.groups().cloned().collect();
@@ -881,7 +881,7 @@ impl Runtime {
             VotePolicy::Automatic
         };
         self.store.put_setting(VOTE_POLICY, policy_label(policy))?;
-        self.engine.set_vote_policy(policy);
+        self.engine.set_vote_policy(policy, now());
         Ok(self.info())
     }
 

@@ -152,7 +152,9 @@ pub fn event_json(event: &Event) -> (Option<GroupId>, Value) {
             json!({"type": "join_refused", "group": group.as_str(), "steward": steward,
                    "reason": printable_reason(reason)}),
         ),
-        Event::Removed { group, epoch, by } => (
+        Event::Removed {
+            group, epoch, by, ..
+        } => (
             Some(group.clone()),
             json!({"type": "removed", "group": group.as_str(), "epoch": epoch.0, "by": by}),
         ),

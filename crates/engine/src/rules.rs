@@ -1,0 +1,72 @@
+//! A group's membership rules, fixed at creation and agreed by every member
+//! because they are part of the MLS group context (extension `demls_group_rules`).
+
+use mls_rs::ExtensionList;
+use mls_rs::extension::MlsExtension;
+use prost::Message;
+
+use crate::mls::GroupRulesExt;
+use crate::wire::GroupRules;
+use crate::{EngineError, GroupParams, JoinRule, Timestamp};
+
+/// Seconds a vote on adding or removing someone stays open in a group created
+/// before the rules existed (the extension is absent there).
+const DEFAULT_MEMBERSHIP_VOTE_SECS: u32 = 3600;
+
+/// Who may join, and how long people have to decide on membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rules {
+    pub(crate) join_rule: JoinRule,
+    pub(crate) membership_vote_timeout_secs: u32,
+}
+
+impl Rules {
+    /// The rules of a new group.
+    pub(crate) fn of(params: &GroupParams) -> Self {
+        Self {
+            join_rule: params.join_rule,
+            membership_vote_timeout_secs: params.membership_vote_timeout_secs.max(1),
+        }
+    }
+
+    /// The rules in a group context; a group made before rules existed gets the defaults.
+    pub(crate) fn read(context: &ExtensionList) -> Result<Self, EngineError> {
+        let Some(ext) = context
+            .get_as::<GroupRulesExt>()
+            .map_err(|e| EngineError::Mls(format!("group rules: {e}")))?
+        else {
+            return Ok(Self {
+                join_rule: JoinRule::Invite,
+                membership_vote_timeout_secs: DEFAULT_MEMBERSHIP_VOTE_SECS,
+            });
+        };
+        let rules = GroupRules::decode(ext.rules.as_slice())?;
+        let join_rule = JoinRule::from_wire(rules.join_rule)
+            .ok_or_else(|| EngineError::Mls(format!("unknown join rule {}", rules.join_rule)))?;
+        Ok(Self {
+            join_rule,
+            membership_vote_timeout_secs: match rules.membership_vote_timeout_secs {
+                0 => DEFAULT_MEMBERSHIP_VOTE_SECS,
+                secs => secs,
+            },
+        })
+    }
+
+    /// The group context extension that carries these rules.
+    pub(crate) fn to_extension(self) -> Result<mls_rs::Extension, EngineError> {
+        GroupRulesExt {
+            rules: GroupRules {
+                join_rule: self.join_rule.to_wire(),
+                membership_vote_timeout_secs: self.membership_vote_timeout_secs,
+            }
+            .encode_to_vec(),
+        }
+        .into_extension()
+        .map_err(|e| EngineError::Mls(e.to_string()))
+    }
+
+    /// When a vote on adding or removing someone, opened at `now`, closes.
+    pub(crate) fn membership_deadline(self, now: Timestamp) -> Timestamp {
+        now.plus_ms(u64::from(self.membership_vote_timeout_secs) * 1000)
+    }
+}
