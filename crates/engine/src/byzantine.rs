@@ -47,14 +47,7 @@ impl Engine {
         key_package: Vec<u8>,
         now: Timestamp,
     ) -> Result<(), EngineError> {
-        let announcement = self
-            .announcements
-            .get(group)
-            .cloned()
-            .ok_or(EngineError::NotForUs)?;
-        let message = MlsMessage::from_bytes(&key_package)?;
-        let (mut ctx, _, _, _) = self.split(now);
-        send_join_request(group, &message, None, &announcement, &mut ctx)
+        self.byzantine_seal(group, key_package, None, now)
     }
 
     /// Asks to join presenting any invitation, unchecked.
@@ -64,15 +57,25 @@ impl Engine {
         invitation: crate::wire::Invitation,
         now: Timestamp,
     ) -> Result<(), EngineError> {
+        let key_package = self.key_package(now)?;
+        self.byzantine_seal(group, key_package, Some(invitation), now)
+    }
+
+    fn byzantine_seal(
+        &mut self,
+        group: &GroupId,
+        key_package: Vec<u8>,
+        invitation: Option<crate::wire::Invitation>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
         let announcement = self
             .announcements
             .get(group)
             .cloned()
             .ok_or(EngineError::NotForUs)?;
-        let key_package = self.key_package(now)?;
         let message = MlsMessage::from_bytes(&key_package)?;
         let (mut ctx, _, _, _) = self.split(now);
-        send_join_request(group, &message, Some(invitation), &announcement, &mut ctx)
+        send_join_request(group, &message, invitation, &announcement, &mut ctx)
     }
 
     /// Proposes a steward election with any list, bypassing the checks.

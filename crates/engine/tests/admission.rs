@@ -131,17 +131,6 @@ fn gated_group(sim: &mut Sim, chain: &mut Chain, members: usize) -> Vec<NodeId> 
     nodes
 }
 
-fn refusals(sim: &Sim, id: NodeId) -> Vec<String> {
-    sim.node(id)
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::JoinRefused { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn a_rich_account_joins_and_a_poor_one_is_refused_with_its_reason() {
     let mut sim = Sim::new(noisy_net(201));

@@ -59,17 +59,6 @@ fn invite_and_join(sim: &mut Sim, member: NodeId, joiner: NodeId) {
     .unwrap();
 }
 
-fn refusals(sim: &Sim, id: NodeId) -> Vec<String> {
-    sim.node(id)
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::JoinRefused { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn is_member(sim: &Sim, id: NodeId) -> bool {
     sim.node(id).engine.group(&group()).is_some()
 }

@@ -292,3 +292,15 @@ pub fn members_decide(sim: &mut Sim, change: &ChangeKind, yes: bool) {
         .collect();
     decide_everywhere(sim, &members, change, yes);
 }
+
+/// The reasons a node was given for refusing its join requests.
+pub fn refusals(sim: &Sim, id: NodeId) -> Vec<String> {
+    sim.node(id)
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::JoinRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
