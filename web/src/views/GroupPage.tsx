@@ -109,7 +109,7 @@ function Joining({ name }: { name: string }) {
               <Address address={data.steward} />
             </>
           )}{" "}
-          refused your request to join{data.since !== null && <> at {clock(data.since)}</>}:{" "}
+          refused your request{data.since !== null && <> at {clock(data.since)}</>}:{" "}
           <span class="reason">{data.reason ?? "no reason given"}</span>
         </p>
         <p>
