@@ -1,4 +1,4 @@
-// Generated from crates/api (the node's API types) by `DEMLS_REGENERATE=1 cargo test -p demls-api`: do not edit.
+// Generated from the node's API types (crates/api): do not edit. See docs/web.md.
 
 /**
  * Who may join a new group. A gate is checked against the chain of this node's

@@ -6,7 +6,9 @@ use super::*;
 
 #[test]
 fn the_generated_typescript_is_current() {
-    check_generated("web/src/api-types.ts", &typescript()).unwrap();
+    if let Err(stale) = check_generated("web/src/api-types.ts", &typescript()) {
+        panic!("{stale}");
+    }
 }
 
 fn chat() -> ChatMessage {

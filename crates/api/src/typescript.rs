@@ -64,8 +64,7 @@ pub fn typescript() -> String {
     all.visit::<NewMessage>();
     all.visit::<NodeEvent>();
     let mut out = String::from(
-        "// Generated from crates/api (the node's API types) by `DEMLS_REGENERATE=1 cargo test \
-         -p demls-api`: do not edit.\n",
+        "// Generated from the node's API types (crates/api): do not edit. See docs/web.md.\n",
     );
     for decl in all.found.values() {
         out.push('\n');
@@ -94,6 +93,6 @@ pub fn check_generated(path: &str, generated: &str) -> Result<(), String> {
     Err(format!(
         "{path} is stale: it is generated from the API's types (crates/api) and the node's \
          routes. Regenerate it with `{REGENERATE}=1 cargo test -p demls-api -p demls \
-         generated` and commit it"
+         --lib --bins generated` and commit it"
     ))
 }
