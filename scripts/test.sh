@@ -25,6 +25,11 @@ if ! command -v chromium >/dev/null; then
     apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
+# First, and on its own so that its message is the first failure: docs/openapi.yaml and
+# web/src/api-types.ts are generated from the API's types (docs/web.md) and must be current.
+echo "== generated API files are current"
+cargo test -q -p demls-api -p demls --lib --bins generated
+
 echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast
 ./scripts/fuzz.sh # a bounded run of every fuzz target (docs/fuzzing.md)

@@ -2,9 +2,12 @@
 // Alice creates a group, Bob asks to join from his page and is admitted, a third node (Carol,
 // driven over the HTTP API) asks to join and Bob votes YES on his page while Alice watches the
 // tally; both see Carol appear, chat both ways live, reload and see the history, and Bob's
-// page tells him when his node is gone and catches up when it is back; at last Bob leaves.
+// page tells him when his node is gone and catches up when it is back; Bob leaves. At last
+// Alice creates a group gated on a balance of 1 ETH that Bob (0 ETH) is refused from: his page
+// says who refused him and why, and offers to ask again.
 //
-// DEMLS_BIN: the demls binary (required). DEMLS_SCREENSHOTS: where to save a screenshot of each
+// DEMLS_BIN: the demls binary (required). DEMLS_ETH_RPC: an Ethereum JSON-RPC endpoint for
+// Alice's --eth-rpc, e.g. anvil (required). DEMLS_SCREENSHOTS: where to save a screenshot of each
 // view (default: a temporary directory). CHROMIUM: the browser (default /usr/bin/chromium).
 
 import { spawn } from "node:child_process";
@@ -16,6 +19,8 @@ import { chromium } from "playwright-core";
 
 const BIN = process.env.DEMLS_BIN;
 if (!BIN) throw new Error("set DEMLS_BIN to the demls binary");
+const ETH_RPC = process.env.DEMLS_ETH_RPC;
+if (!ETH_RPC) throw new Error("set DEMLS_ETH_RPC to an Ethereum JSON-RPC endpoint (e.g. anvil's)");
 const work = mkdtempSync(join(tmpdir(), "demls-e2e-"));
 const shots = process.env.DEMLS_SCREENSHOTS ?? join(work, "screenshots");
 mkdirSync(shots, { recursive: true });
@@ -36,10 +41,11 @@ const freePort = () =>
 const nodes = [];
 
 /** Starts (or restarts) a node; resolves with what its banner says. */
-async function startNode(name, { apiPort, p2pPort, peers = [] }) {
+async function startNode(name, { apiPort, p2pPort, peers = [], options = [] }) {
   const dir = join(work, name);
   const args = ["node", "--data-dir", dir, "--listen", `/ip4/127.0.0.1/tcp/${p2pPort}`, "--api", `127.0.0.1:${apiPort}`];
   for (const peer of peers) args.push("--peer", peer);
+  args.push(...options);
   const child = spawn(BIN, args, {
     env: { ...process.env, DEMLS_PASSPHRASE: `${name} passphrase`, RUST_LOG: undefined },
     stdio: ["ignore", "pipe", "pipe"],
@@ -105,7 +111,7 @@ const pages = [];
 const pageErrors = [];
 try {
   const [aApi, aP2p, bApi, bP2p, cApi, cP2p] = await Promise.all(Array.from({ length: 6 }, freePort));
-  const alice = await startNode("alice", { apiPort: aApi, p2pPort: aP2p });
+  const alice = await startNode("alice", { apiPort: aApi, p2pPort: aP2p, options: ["--eth-rpc", ETH_RPC] });
   const bob = await startNode("bob", { apiPort: bApi, p2pPort: bP2p, peers: [alice.listen] });
 
   browser = await chromium.launch({
@@ -235,6 +241,27 @@ try {
   await tab(a, "lab", "Members");
   await see(a, "2 members in epoch 3", "main");
   log("bob left; his page keeps the history");
+
+  // A steward refuses Bob: his page says who and why, without a member's view, and he may ask again.
+  await api(alice, "POST", "/api/groups", { name: "dao", admission: { kind: "min_eth", amount: "1" } });
+  const back = b.getByRole("link", { name: "← All groups" });
+  if (await back.isVisible()) await back.click();
+  await b.getByText("Join a group").click();
+  await b.getByLabel("Group name").fill("dao");
+  await b.getByRole("button", { name: "Ask to join" }).click();
+  await see(b, "Request refused", "main");
+  await see(b, "is below the required 1 ETH", "main");
+  const aliceShort = `${alice.address.slice(0, 6)}…${alice.address.slice(-4)}`;
+  await see(b, aliceShort, "main");
+  if ((await b.locator('nav[aria-label="dao views"]').count()) !== 0) throw new Error("a refused group shows a member's tabs");
+  if ((await b.locator("body").innerText()).includes("null")) throw new Error("the page shows a null");
+  await shot(b, "join-refused");
+  await b.getByRole("link", { name: "← All groups" }).click();
+  await see(b, "request refused", ".groups");
+  await openGroup(b, "dao");
+  await b.getByRole("button", { name: "Ask again" }).click();
+  await see(b, "Asked to join dao again");
+  log("bob was refused from the gated group, told why, and asked again");
 
   if (pageErrors.length > 0) throw new Error(`script errors:\n${pageErrors.join("\n")}`);
   passed = true;

@@ -1,104 +1,28 @@
-// The node's HTTP API (docs/openapi.yaml), typed, and its WebSocket event stream.
+// The node's HTTP API (docs/openapi.yaml) and its WebSocket event stream. The types are
+// generated from the node's (crates/api) into api-types.ts; see docs/web.md.
 
-export interface NodeInfo {
-  address: string;
-  peer_id: string;
-  listen_addrs: string[];
-  pubsub_topic: string;
-  peers: string[];
-  vote_policy: "automatic" | "manual";
-  version: string;
-}
+import type {
+  Ballot,
+  GroupDetail,
+  GroupSummary,
+  Health,
+  JoinProgress,
+  JoinRequest,
+  Message,
+  NewGroup,
+  NewMessage,
+  NewProposal,
+  NodeInfo,
+  Proposal,
+  Roster,
+  SignedIn,
+  SignIn,
+  StatusBody,
+  VotePolicy,
+  VotePolicyChange,
+} from "./api-types";
 
-export interface GroupSummary {
-  id: string;
-  state: "member" | "joining";
-  epoch: number | null;
-  members: number | null;
-  is_steward: boolean;
-}
-
-export interface Health {
-  epoch: number;
-  stewards: string[];
-  peers: number;
-  dropped: Record<string, number>;
-  open_proposals: number;
-  last_commit_at: number | null;
-  queued: number;
-}
-
-export type Role = "epoch_steward" | "backup" | "steward" | "member";
-
-export interface Roster {
-  group: string;
-  epoch: number;
-  mode: Mode;
-  stewards: string[];
-  committers: string[];
-  members: { address: string; roles: Role[]; is_self: boolean; joined_epoch: number | null }[];
-}
-
-export type Mode = "single" | "big" | "small";
-
-export interface JoinProgress {
-  group: string;
-  stage: "looking" | "requested" | "member";
-  steward: string | null;
-  since: number | null;
-  epoch: number | null;
-}
-
-export type Change =
-  | { kind: "add" | "remove" | "leave"; member: string }
-  | { kind: "election"; retry_round: number; stewards: string[] }
-  | { kind: "emergency"; offender: string | null; violation: Violation };
-
-export type Violation = "broken_commit" | "equivocation" | "inactivity" | "censorship" | "deadlock";
-
-export interface Proposal {
-  id: string;
-  group: string;
-  epoch: number;
-  owner: string;
-  change: Change;
-  opened_at: number;
-  deadline: number;
-  state: "open" | "approved" | "rejected" | "closed";
-  decided_at: number | null;
-  committed_epoch: number | null;
-  votes: { voter: string; yes: boolean }[];
-  tally: { yes: number; no: number; voters: number | null };
-}
-
-export interface Message {
-  seq: number;
-  group: string;
-  id: string;
-  sender: string;
-  text: string;
-  sent_at: number;
-  epoch: number;
-  received_at: number;
-  direction: "own" | "incoming";
-  delivery: "queued" | "sent" | "received";
-}
-
-export interface NewGroup {
-  name: string;
-  mode: Mode;
-  sn_min: number;
-  sn_max: number;
-  vote_timeout_secs: number;
-  liveness_yes: boolean;
-}
-
-/** An event of the stream: `type`, `at`, `seq` and the type's fields. */
-export type NodeEvent =
-  | ({ type: "message" } & Message)
-  | { type: "delivery"; group: string; seq: number; id: string; delivery: Message["delivery"] }
-  | { type: "removed"; group: string; epoch: number; by: string }
-  | { type: string; group?: string; [field: string]: unknown };
+export type * from "./api-types";
 
 /** A refusal from the node, or the node out of reach (`code` "unreachable"). */
 export class ApiError extends Error {
@@ -136,7 +60,7 @@ async function request<T>(token: string | null, method: string, path: string, bo
 }
 
 /** Exchanges the one-time code of the printed sign-in link for the token. */
-export const signIn = (code: string) => request<{ token: string }>(null, "POST", "/api/signin", { code });
+export const signIn = (code: string) => request<SignedIn>(null, "POST", "/api/signin", { code } satisfies SignIn);
 
 const group = (name: string, rest = "") => `/api/groups/${encodeURIComponent(name)}${rest}`;
 
@@ -145,22 +69,24 @@ export function client(token: string) {
   const call = <T>(method: string, path: string, body?: unknown) => request<T>(token, method, path, body);
   return {
     node: () => call<NodeInfo>("GET", "/api/node"),
-    setVotePolicy: (policy: NodeInfo["vote_policy"]) => call<NodeInfo>("PUT", "/api/node/vote-policy", { policy }),
+    setVotePolicy: (policy: VotePolicy) =>
+      call<NodeInfo>("PUT", "/api/node/vote-policy", { policy } satisfies VotePolicyChange),
     groups: () => call<GroupSummary[]>("GET", "/api/groups"),
-    createGroup: (params: NewGroup) => call<unknown>("POST", "/api/groups", params),
-    join: (name: string, steward?: string) => call<GroupSummary>("POST", group(name, "/join"), { steward }),
+    createGroup: (params: NewGroup) => call<GroupDetail>("POST", "/api/groups", params),
+    join: (name: string, steward?: string) =>
+      call<GroupSummary>("POST", group(name, "/join"), { steward } satisfies JoinRequest),
     joinProgress: (name: string) => call<JoinProgress>("GET", group(name, "/join")),
-    leave: (name: string) => call<unknown>("POST", group(name, "/leave")),
+    leave: (name: string) => call<StatusBody>("POST", group(name, "/leave")),
     roster: (name: string) => call<Roster>("GET", group(name, "/roster")),
     health: (name: string) => call<Health>("GET", group(name, "/health")),
     proposals: (name: string) => call<Proposal[]>("GET", group(name, "/proposals")),
     proposeRemoval: (name: string, member: string) =>
-      call<unknown>("POST", group(name, "/proposals"), { kind: "remove", member }),
+      call<StatusBody>("POST", group(name, "/proposals"), { kind: "remove", member } satisfies NewProposal),
     vote: (name: string, id: string, yes: boolean) =>
-      call<Proposal>("POST", group(name, `/proposals/${id}/votes`), { yes }),
+      call<Proposal>("POST", group(name, `/proposals/${id}/votes`), { yes } satisfies Ballot),
     messages: (name: string, after: number, limit: number) =>
       call<Message[]>("GET", group(name, `/messages?after=${after}&limit=${limit}`)),
-    send: (name: string, text: string) => call<Message>("POST", group(name, "/messages"), { text }),
+    send: (name: string, text: string) => call<Message>("POST", group(name, "/messages"), { text } satisfies NewMessage),
     /** The event stream's address (browsers cannot set headers on WebSockets). */
     eventsUrl: () => {
       const url = new URL("/api/events", location.href);

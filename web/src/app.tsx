@@ -124,6 +124,18 @@ function App({ token, initialNode, onSignOut }: { token: string; initialNode: No
   );
 }
 
+/** Where this node stands in a group, in a few words for the list. */
+function standing(g: GroupSummary): string {
+  switch (g.state) {
+    case "joining":
+      return "asking to join…";
+    case "refused":
+      return "request refused";
+    case "member":
+      return `epoch ${g.epoch ?? "?"} · ${g.members ?? "?"} ${g.members === 1 ? "member" : "members"}${g.is_steward ? " · steward" : ""}`;
+  }
+}
+
 const KNOWN_KEY = (address: string) => `demls.groups.${address}`;
 
 /** Groups this browser saw this node in, so that left groups keep their history in the list. */
@@ -146,7 +158,7 @@ function Shell({
   const { api, node, notify } = useSession();
   const route = useRoute();
   const groups = useLoad("groups", api.groups, (e) =>
-    ["group_created", "joined", "removed", "epoch_changed", "join_request_sent"].includes(e.type),
+    ["group_created", "joined", "removed", "epoch_changed", "join_request_sent", "join_refused"].includes(e.type),
   );
   useLoad(
     "node",
@@ -154,10 +166,12 @@ function Shell({
     (e) => e.type === "peer_connected" || e.type === "peer_disconnected",
   );
   useEvents((event) => {
-    if (event.type === "removed" && typeof event.group === "string") {
-      notify(`You are no longer a member of ${event.group}: the commit of epoch ${String(event.epoch)} removed you.`);
-    } else if (event.type === "joined" && typeof event.group === "string") {
-      notify(`You were admitted to ${event.group} at epoch ${String(event.epoch)}.`);
+    if (event.type === "removed") {
+      notify(`You are no longer a member of ${event.group}: the commit of epoch ${event.epoch} removed you.`);
+    } else if (event.type === "joined") {
+      notify(`You were admitted to ${event.group} at epoch ${event.epoch}.`);
+    } else if (event.type === "join_refused") {
+      notify(`The steward refused your request to join ${event.group}: ${event.reason}`, "error");
     }
   });
   const listed = groups.data ?? [];
@@ -197,11 +211,7 @@ function Shell({
               <li key={g.id}>
                 <a href={`#/g/${encodeURIComponent(g.id)}`} aria-current={g.id === selected ? "page" : undefined}>
                   <span class="name">{g.id}</span>
-                  <span class="meta">
-                    {g.state === "joining"
-                      ? "asking to join…"
-                      : `epoch ${g.epoch} · ${g.members} ${g.members === 1 ? "member" : "members"}${g.is_steward ? " · steward" : ""}`}
-                  </span>
+                  <span class="meta">{standing(g)}</span>
                 </a>
               </li>
             ))}

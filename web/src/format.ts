@@ -51,6 +51,8 @@ export function describe(change: Change, name: (address: string) => string): str
       return `Remove ${name(change.member)}`;
     case "leave":
       return `${name(change.member)} leaves`;
+    case "readd":
+      return `Re-admit ${name(change.member)}, who lost its group state`;
     case "election":
       return `Elect the stewards ${change.stewards.map(name).join(", ")}`;
     case "emergency":
@@ -64,6 +66,7 @@ const MESSAGES: Record<string, string> = {
   unknown_proposal: "This proposal is no longer open in the current epoch.",
   unknown_group: "This node is not in that group (it was left, or never joined).",
   joining: "This node is still waiting to be admitted to that group.",
+  join_refused: "A steward refused this node's request to join that group.",
   group_exists: "A group with that name exists on this node already.",
   bad_token: "The node refused the token. Sign in again with the token in its data directory.",
   no_token: "Sign in first.",

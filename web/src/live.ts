@@ -7,7 +7,13 @@ import { explain } from "./format";
 
 export type LinkState = "connecting" | "live" | "down";
 
-type Listener = (event: NodeEvent) => void;
+/** An event of the node, or `resync`: the stream reopened and events may have been missed. */
+export type HubEvent = NodeEvent | { type: "resync" };
+
+/** The group an event concerns, if any. */
+export const groupOf = (event: HubEvent): string | undefined => ("group" in event ? event.group : undefined);
+
+type Listener = (event: HubEvent) => void;
 
 /** One WebSocket to the node, reopened with back-off; after a reopen listeners get `resync`. */
 export class EventHub {
@@ -50,7 +56,7 @@ export class EventHub {
     };
   }
 
-  private emit(event: NodeEvent) {
+  private emit(event: HubEvent) {
     for (const listener of this.listeners) listener(event);
   }
 
@@ -103,7 +109,7 @@ export interface Loaded<T> {
 export function useLoad<T>(
   key: string,
   load: () => Promise<T>,
-  wanted: (event: NodeEvent) => boolean,
+  wanted: (event: HubEvent) => boolean,
   everyMs?: number,
 ): Loaded<T> {
   const [state, setState] = useState<{ key: string; data: T | null; error: string | null }>({

@@ -3,8 +3,14 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use clap::{Args, Subcommand, ValueEnum};
+use demls_api::{
+    Admission, AdmissionRule, Ballot, ChatMessage, Delivery, Direction, ErrorBody, EventBody,
+    GroupDetail, GroupState, GroupSummary, JoinRequest, Message, Mode, NewGroup, NewMessage,
+    NewProposal, NodeEvent, NodeInfo, Proposal, StatusBody, VotePolicy, VotePolicyChange,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tungstenite::client::IntoClientRequest;
 
 use crate::runtime::setup::{API_URL_FILE, TOKEN_FILE};
@@ -71,23 +77,73 @@ pub struct GateArgs {
 
 impl GateArgs {
     /// The `admission` object of `POST /api/groups`, or `None` for an open group.
-    fn admission(&self) -> Result<Option<Value>, CliError> {
-        let mut admission = if let Some(amount) = &self.min_eth {
-            json!({"kind": "min_eth", "amount": amount})
+    fn admission(&self) -> Result<Option<Admission>, CliError> {
+        let rule = if let Some(amount) = &self.min_eth {
+            AdmissionRule::MinEth {
+                amount: amount.clone(),
+            }
         } else if let Some(spec) = &self.min_erc20 {
             let (token, amount) = spec.split_once(':').ok_or_else(|| {
                 CliError::Usage(format!("--min-erc20 {spec}: expected TOKEN:AMOUNT"))
             })?;
-            json!({"kind": "min_erc20", "token": token, "amount": amount,
-                   "decimals": self.token_decimals, "symbol": self.token_symbol})
+            AdmissionRule::MinErc20 {
+                token: token.to_owned(),
+                amount: amount.to_owned(),
+                decimals: Some(self.token_decimals),
+                symbol: self.token_symbol.clone(),
+            }
         } else if let Some(token) = &self.erc721 {
-            json!({"kind": "erc721", "token": token, "token_id": self.token_id})
+            AdmissionRule::Erc721 {
+                token: token.clone(),
+                token_id: self.token_id.clone(),
+            }
         } else {
             return Ok(None);
         };
-        admission["block"] = self.at_block.into();
-        admission["chain_id"] = self.chain_id.into();
-        Ok(Some(admission))
+        Ok(Some(Admission {
+            rule,
+            block: self.at_block,
+            chain_id: self.chain_id,
+        }))
+    }
+}
+
+/// Who votes and commits in a new group (`demls_api::Mode`).
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum ModeArg {
+    /// One steward.
+    Single,
+    /// A steward list; every member votes.
+    Big,
+    /// A steward list; stewards vote on membership changes.
+    Small,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Single => Mode::Single,
+            ModeArg::Big => Mode::Big,
+            ModeArg::Small => Mode::Small,
+        }
+    }
+}
+
+/// How the node votes (`demls_api::VotePolicy`).
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum PolicyArg {
+    /// By itself.
+    Automatic,
+    /// Only when told with `vote`.
+    Manual,
+}
+
+impl From<PolicyArg> for VotePolicy {
+    fn from(policy: PolicyArg) -> Self {
+        match policy {
+            PolicyArg::Automatic => VotePolicy::Automatic,
+            PolicyArg::Manual => VotePolicy::Manual,
+        }
     }
 }
 
@@ -109,8 +165,8 @@ pub enum ClientCommand {
         /// The group's name: 1 to 64 characters from a-z, 0-9, '.', '_', '-'.
         group: String,
         /// Who votes and commits: single (one steward), big or small (a steward list).
-        #[arg(long, value_parser = ["single", "big", "small"])]
-        mode: Option<String>,
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
         /// Fewest stewards in the list (big and small modes).
         #[arg(long)]
         sn_min: Option<u16>,
@@ -173,8 +229,8 @@ pub enum ClientCommand {
     /// Choose whether this node votes by itself (automatic) or waits for `vote` (manual).
     Policy {
         /// automatic or manual.
-        #[arg(value_parser = ["automatic", "manual"])]
-        policy: String,
+        #[arg(value_enum)]
+        policy: PolicyArg,
         #[command(flatten)]
         target: Target,
     },
@@ -247,6 +303,9 @@ pub enum CliError {
     /// The event stream failed.
     #[error("event stream: {0}")]
     Stream(String),
+    /// The node's answer is not what this CLI expects (a node of another version?).
+    #[error("the node's answer cannot be read: {0}")]
+    Answer(String),
 }
 
 /// A connection to a node's API.
@@ -282,30 +341,30 @@ impl Client {
         Ok(Self { base, token, agent })
     }
 
-    fn answer(
+    fn answer<T: DeserializeOwned>(
         &self,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Value, CliError> {
+    ) -> Result<T, CliError> {
         let mut response = result.map_err(|e| CliError::NotRunning {
             url: self.base.clone(),
             reason: e.to_string(),
         })?;
         let status = response.status();
-        let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+        let body = response.body_mut().read_to_string().unwrap_or_default();
         if status.is_success() {
-            return Ok(body);
+            return serde_json::from_str(&body).map_err(|e| CliError::Answer(e.to_string()));
         }
-        let code = body["error"]["code"].as_str().unwrap_or("error").to_owned();
-        let message = body["error"]["message"]
-            .as_str()
-            .map_or_else(|| format!("the node answered {status}"), str::to_owned);
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&body) {
+            Ok(ErrorBody { error }) => (error.code, error.message),
+            Err(_) => ("error".to_owned(), format!("the node answered {status}")),
+        };
         if status.as_u16() == 401 {
             return Err(CliError::BadToken(message));
         }
         Err(CliError::Api { code, message })
     }
 
-    fn get(&self, path: &str) -> Result<Value, CliError> {
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         let request = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -313,7 +372,7 @@ impl Client {
         self.answer(request.call())
     }
 
-    fn post(&self, path: &str, body: Value) -> Result<Value, CliError> {
+    fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, CliError> {
         let request = self
             .agent
             .post(format!("{}{path}", self.base))
@@ -321,7 +380,7 @@ impl Client {
         self.answer(request.send_json(body))
     }
 
-    fn put(&self, path: &str, body: Value) -> Result<Value, CliError> {
+    fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, CliError> {
         let request = self
             .agent
             .put(format!("{}{path}", self.base))
@@ -342,96 +401,159 @@ fn clock(ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-fn text(value: &Value, key: &str) -> String {
-    match &value[key] {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
+/// The API's name of an enum value (`"steward"`, `"joining"`, …).
+fn name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "?".to_owned(),
     }
 }
 
-fn print_message(m: &Value) {
-    let own = if m["direction"] == "own" {
+/// A number that may be unknown.
+fn maybe(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn print_message(m: &ChatMessage) {
+    let own = if m.direction == Direction::Own {
         " (you)"
     } else {
         ""
     };
-    let delivery = if m["delivery"] == "queued" {
+    let delivery = if m.delivery == Delivery::Queued {
         " [queued]"
     } else {
         ""
     };
     say!(
         "[{}] {}{own}: {}{delivery}",
-        clock(m["sent_at"].as_u64().unwrap_or(0)),
-        text(m, "sender"),
-        text(m, "text")
+        clock(m.sent_at),
+        m.sender,
+        m.text
     );
 }
 
-fn print_group(g: &Value) {
-    say!("group {}  epoch {}", text(g, "id"), text(g, "epoch"));
-    say!("admission: {}", text(g, "admission"));
-    say!("stewards: {}", g["stewards"].as_array().map_or(0, Vec::len));
-    for s in g["stewards"].as_array().into_iter().flatten() {
-        say!("  {}", s.as_str().unwrap_or("?"));
+fn print_messages(list: &[Message]) {
+    if list.is_empty() {
+        say!("(none)");
     }
-    let members = g["members"].as_array().cloned().unwrap_or_default();
-    say!("members: {}", members.len());
-    for m in &members {
-        let roles: Vec<&str> = m["roles"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let me = if m["is_self"] == true {
-            " (this node)"
+    for m in list {
+        print_message(&m.message);
+    }
+}
+
+fn print_node(node: &NodeInfo) {
+    say!("address: {}", node.address);
+    say!("peer id: {}", node.peer_id);
+    for a in &node.listen_addrs {
+        say!("listening: {a}");
+    }
+    say!("pubsub:  {}", node.pubsub_topic);
+    say!("peers:   {}", node.peers.len());
+    say!("voting:  {}", name(&node.vote_policy));
+}
+
+fn print_groups(list: &[GroupSummary]) {
+    if list.is_empty() {
+        say!("(none)");
+    }
+    for g in list {
+        if g.state == GroupState::Refused {
+            say!("{}  {}", g.id, maybe(g.refusal.as_ref()));
         } else {
-            ""
-        };
-        say!("  {}  {}{me}", text(m, "address"), roles.join(", "));
+            say!(
+                "{}  {}  epoch {}  {} members{}",
+                g.id,
+                name(&g.state),
+                maybe(g.epoch),
+                maybe(g.members),
+                if g.is_steward { "  (steward)" } else { "" }
+            );
+        }
     }
-    let h = &g["health"];
+}
+
+fn print_group(g: &GroupDetail) {
+    say!("group {}  epoch {}", g.id, g.epoch);
+    say!("admission: {}", g.admission);
+    say!("stewards: {}", g.stewards.len());
+    for s in &g.stewards {
+        say!("  {s}");
+    }
+    say!("members: {}", g.members.len());
+    for m in &g.members {
+        let roles: Vec<String> = m.roles.iter().map(name).collect();
+        let me = if m.is_self { " (this node)" } else { "" };
+        say!("  {}  {}{me}", m.address, roles.join(", "));
+    }
+    let h = &g.health;
     say!(
         "health: {} peers, {} open proposals, {} queued, dropped {}",
-        text(h, "peers"),
-        text(h, "open_proposals"),
-        text(h, "queued"),
-        h["dropped"]
+        h.peers,
+        h.open_proposals,
+        h.queued,
+        serde_json::to_string(&h.dropped).unwrap_or_default()
     );
 }
 
-fn print_proposal(p: &Value) {
-    let change = &p["change"];
-    let t = &p["tally"];
+/// What a change is and whom it concerns (`-` for changes of no single member).
+fn change_words(change: &demls_api::Change) -> (String, String) {
+    use demls_api::Change as C;
+    let member = match change {
+        C::Add { member } | C::Remove { member } | C::Leave { member } | C::Readd { member } => {
+            member.clone()
+        }
+        C::Election { .. } | C::Emergency { .. } => "-".to_owned(),
+    };
+    let kind = serde_json::to_value(change)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    (kind, member)
+}
+
+fn print_proposal(p: &Proposal) {
+    let (kind, member) = change_words(&p.change);
+    let t = &p.tally;
     say!(
-        "{}  {} {}  by {}  {}  yes {} / no {}{}  (epoch {})",
-        text(p, "id"),
-        text(change, "kind"),
-        text(change, "member"),
-        text(p, "owner"),
-        text(p, "state"),
-        text(t, "yes"),
-        text(t, "no"),
-        t["voters"]
-            .as_u64()
-            .map_or(String::new(), |n| format!(" of {n}")),
-        text(p, "epoch"),
+        "{}  {kind} {member}  by {}  {}  yes {} / no {}{}  (epoch {})",
+        p.id,
+        p.owner,
+        name(&p.state),
+        t.yes,
+        t.no,
+        t.voters.map_or(String::new(), |n| format!(" of {n}")),
+        p.epoch,
     );
+}
+
+fn print_proposals(list: &[Proposal]) {
+    if list.is_empty() {
+        say!("(none)");
+    }
+    list.iter().for_each(print_proposal);
+}
+
+/// Prints an answer: as JSON with `--json`, else with `human`.
+fn show<T: Serialize>(target: &Target, answer: &T, human: impl FnOnce(&T)) {
+    if target.json {
+        say!("{}", serde_json::to_string(answer).unwrap_or_default());
+    } else {
+        human(answer);
+    }
 }
 
 /// Runs a CLI subcommand.
 pub fn run(command: ClientCommand) -> Result<(), CliError> {
     use ClientCommand as C;
-    let (target, result) = match command {
+    match command {
         C::Status { target } => {
-            let value = Client::new(&target)?.get("/api/node")?;
-            (target, value)
+            let node: NodeInfo = Client::new(&target)?.get("/api/node")?;
+            show(&target, &node, print_node);
         }
         C::Groups { target } => {
-            let value = Client::new(&target)?.get("/api/groups")?;
-            (target, value)
+            let list: Vec<GroupSummary> = Client::new(&target)?.get("/api/groups")?;
+            show(&target, &list, |l| print_groups(l));
         }
         C::Create {
             group,
@@ -442,49 +564,52 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             gate,
             target,
         } => {
-            let mut body = json!({"name": group});
-            let options = [
-                ("mode", mode.map(Value::from)),
-                ("sn_min", sn_min.map(Value::from)),
-                ("sn_max", sn_max.map(Value::from)),
-                ("vote_timeout_secs", vote_timeout.map(Value::from)),
-                ("admission", gate.admission()?),
-            ];
-            for (key, value) in options {
-                if let Some(value) = value {
-                    body[key] = value;
-                }
-            }
-            let value = Client::new(&target)?.post("/api/groups", body)?;
-            (target, value)
+            let body = NewGroup {
+                name: group,
+                mode: mode.map(Mode::from),
+                sn_min,
+                sn_max,
+                vote_timeout_secs: vote_timeout,
+                liveness_yes: None,
+                max_proposals_per_member: None,
+                admission: gate.admission()?,
+            };
+            let created: GroupDetail = Client::new(&target)?.post("/api/groups", &body)?;
+            show(&target, &created, print_group);
         }
         C::Show { group, target } => {
-            let value = Client::new(&target)?.get(&group_path(&group, ""))?;
-            (target, value)
+            let detail: GroupDetail = Client::new(&target)?.get(&group_path(&group, ""))?;
+            show(&target, &detail, print_group);
         }
         C::Join {
             group,
             steward,
             target,
         } => {
-            let value = Client::new(&target)?
-                .post(&group_path(&group, "/join"), json!({"steward": steward}))?;
-            (target, value)
+            let summary: GroupSummary = Client::new(&target)?
+                .post(&group_path(&group, "/join"), &JoinRequest { steward })?;
+            show(&target, &summary, |g| {
+                say!(
+                    "asked to join '{}': waiting for its steward's announcement and the members' vote",
+                    g.id
+                );
+            });
         }
         C::Remove {
             group,
             member,
             target,
         } => {
-            let value = Client::new(&target)?.post(
+            let status: StatusBody = Client::new(&target)?.post(
                 &group_path(&group, "/proposals"),
-                json!({"kind": "remove", "member": member}),
+                &NewProposal::Remove { member },
             )?;
-            (target, value)
+            show(&target, &status, |s| say!("{}", name(&s.status)));
         }
         C::Proposals { group, target } => {
-            let value = Client::new(&target)?.get(&group_path(&group, "/proposals"))?;
-            (target, value)
+            let list: Vec<Proposal> =
+                Client::new(&target)?.get(&group_path(&group, "/proposals"))?;
+            show(&target, &list, |l| print_proposals(l));
         }
         C::Vote {
             group,
@@ -492,95 +617,87 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             choice,
             target,
         } => {
-            let value = Client::new(&target)?.post(
+            let voted: Proposal = Client::new(&target)?.post(
                 &group_path(&group, &format!("/proposals/{proposal}/votes")),
-                json!({"yes": choice == "yes"}),
+                &Ballot {
+                    yes: choice == "yes",
+                },
             )?;
-            (target, value)
+            show(&target, &voted, print_proposal);
         }
         C::Policy { policy, target } => {
-            let value =
-                Client::new(&target)?.put("/api/node/vote-policy", json!({"policy": policy}))?;
-            (target, value)
+            let node: NodeInfo = Client::new(&target)?.put(
+                "/api/node/vote-policy",
+                &VotePolicyChange {
+                    policy: policy.into(),
+                },
+            )?;
+            show(&target, &node, print_node);
         }
         C::Send {
             group,
             text,
             target,
         } => {
-            let value = Client::new(&target)?.post(
+            let sent: Message = Client::new(&target)?.post(
                 &group_path(&group, "/messages"),
-                json!({"text": text.join(" ")}),
+                &NewMessage {
+                    text: text.join(" "),
+                },
             )?;
-            (target, value)
+            show(&target, &sent, |m| print_message(&m.message));
         }
         C::Messages { group, target } => {
-            let value = Client::new(&target)?.get(&group_path(&group, "/messages"))?;
-            (target, value)
+            let list: Vec<Message> = Client::new(&target)?.get(&group_path(&group, "/messages"))?;
+            show(&target, &list, |l| print_messages(l));
         }
         C::Follow { group, target } => return follow(&group, &target),
         C::Leave { group, target } => {
-            let value = Client::new(&target)?.post(&group_path(&group, "/leave"), json!({}))?;
-            (target, value)
+            let status: StatusBody = Client::new(&target)?
+                .post(&group_path(&group, "/leave"), &serde_json::Map::new())?;
+            show(&target, &status, |s| say!("{}", name(&s.status)));
         }
-    };
-    if target.json {
-        say!("{result}");
-        return Ok(());
     }
-    print_human(&result);
     Ok(())
 }
 
-/// Prints an API answer for a person.
-fn print_human(value: &Value) {
-    match value {
-        Value::Array(items) if items.is_empty() => say!("(none)"),
-        Value::Array(items) => {
-            for item in items {
-                if item.get("text").is_some() {
-                    print_message(item);
-                } else if item.get("tally").is_some() {
-                    print_proposal(item);
-                } else if item["state"] == "refused" {
-                    say!("{}  {}", text(item, "id"), text(item, "refusal"));
-                } else if item.get("state").is_some() {
-                    say!(
-                        "{}  {}  epoch {}  {} members{}",
-                        text(item, "id"),
-                        text(item, "state"),
-                        text(item, "epoch"),
-                        text(item, "members"),
-                        if item["is_steward"] == true {
-                            "  (steward)"
-                        } else {
-                            ""
-                        }
-                    );
-                } else {
-                    say!("{item}");
-                }
-            }
-        }
-        v if v.get("members").is_some_and(Value::is_array) => print_group(v),
-        v if v["state"] == "joining" => say!(
-            "asked to join '{}': waiting for its steward's announcement and the members' vote",
-            text(v, "id")
+/// Prints an event of the stream for a person; events of no interest here print nothing.
+fn print_event(event: &NodeEvent, last_seq: u64) {
+    match &event.body {
+        EventBody::Message(m) if event.seq.unwrap_or(0) > last_seq => print_message(m),
+        EventBody::EpochChanged {
+            epoch,
+            committer,
+            members,
+            ..
+        } => say!(
+            "-- epoch {epoch}: {} members (committed by {committer})",
+            members.len()
         ),
-        v if v.get("status").is_some() => say!("{}", text(v, "status")),
-        v if v.get("tally").is_some() => print_proposal(v),
-        v if v.get("text").is_some() => print_message(v),
-        v if v.get("peer_id").is_some() => {
-            say!("address: {}", text(v, "address"));
-            say!("peer id: {}", text(v, "peer_id"));
-            for a in v["listen_addrs"].as_array().into_iter().flatten() {
-                say!("listening: {}", a.as_str().unwrap_or("?"));
-            }
-            say!("pubsub:  {}", text(v, "pubsub_topic"));
-            say!("peers:   {}", v["peers"].as_array().map_or(0, Vec::len));
-            say!("voting:  {}", text(v, "vote_policy"));
+        EventBody::Joined { epoch, .. } => say!("-- joined at epoch {epoch}"),
+        EventBody::ProposalOpened {
+            proposal,
+            owner,
+            change,
+            ..
+        } => {
+            let (kind, member) = change_words(change);
+            say!("-- proposal {proposal}: {kind} {member} (by {owner})");
         }
-        other => say!("{other}"),
+        EventBody::ProposalDecided {
+            proposal, approved, ..
+        } => say!(
+            "-- proposal {proposal} {}",
+            if *approved { "approved" } else { "rejected" }
+        ),
+        EventBody::Removed { .. } => say!("-- this node is no longer a member"),
+        EventBody::JoinRefused {
+            steward, reason, ..
+        } => say!("-- the steward {steward} refused this node: {reason}"),
+        EventBody::AdmissionVerdict {
+            subject, verdict, ..
+        } => say!("-- admission check of {subject}: {verdict}"),
+        _ => {}
     }
 }
 
@@ -605,68 +722,22 @@ fn follow(group: &str, target: &Target) -> Result<(), CliError> {
             reason: other.to_string(),
         },
     })?;
-    let history = client.get(&group_path(group, "/messages"))?;
+    let history: Vec<Message> = client.get(&group_path(group, "/messages"))?;
     let mut last_seq = 0;
-    for m in history.as_array().into_iter().flatten() {
-        last_seq = last_seq.max(m["seq"].as_u64().unwrap_or(0));
-        if target.json {
-            say!("{m}");
-        } else {
-            print_message(m);
-        }
+    for m in &history {
+        last_seq = last_seq.max(m.seq);
+        show(target, m, |m| print_message(&m.message));
     }
     loop {
         let message = socket.read().map_err(|e| CliError::Stream(e.to_string()))?;
         let tungstenite::Message::Text(body) = message else {
             continue;
         };
-        let Ok(event) = serde_json::from_str::<Value>(body.as_str()) else {
+        // An event this CLI does not know (a newer node) is skipped.
+        let Ok(event) = serde_json::from_str::<NodeEvent>(body.as_str()) else {
             continue;
         };
-        if target.json {
-            say!("{event}");
-        } else {
-            match event["type"].as_str() {
-                Some("message") if event["seq"].as_u64().unwrap_or(0) > last_seq => {
-                    print_message(&event);
-                }
-                Some("epoch_changed") => say!(
-                    "-- epoch {}: {} members (committed by {})",
-                    text(&event, "epoch"),
-                    event["members"].as_array().map_or(0, Vec::len),
-                    text(&event, "committer")
-                ),
-                Some("joined") => say!("-- joined at epoch {}", text(&event, "epoch")),
-                Some("proposal_opened") => say!(
-                    "-- proposal {}: {} {} (by {})",
-                    text(&event, "proposal"),
-                    text(&event["change"], "kind"),
-                    text(&event["change"], "member"),
-                    text(&event, "owner")
-                ),
-                Some("proposal_decided") => say!(
-                    "-- proposal {} {}",
-                    text(&event, "proposal"),
-                    if event["approved"] == true {
-                        "approved"
-                    } else {
-                        "rejected"
-                    }
-                ),
-                Some("removed") => say!("-- this node is no longer a member"),
-                Some("join_refused") => say!(
-                    "-- the steward {} refused this node: {}",
-                    text(&event, "steward"),
-                    text(&event, "reason")
-                ),
-                Some("admission_verdict") => say!(
-                    "-- admission check of {}: {}",
-                    text(&event, "subject"),
-                    text(&event, "verdict")
-                ),
-                _ => {}
-            }
-        }
+        show(target, &event, |e| print_event(e, last_seq));
         // A closed stdout (e.g. piped into head) ends the command.
         if std::io::stdout().flush().is_err() {
             return Ok(());

@@ -1,7 +1,8 @@
 //! The web client (`web/`): the committed bundle is what its sources build to, and it works end
 //! to end in headless Chromium against two `demls node` processes (`web/e2e/e2e.mjs`). Needs
-//! Node.js 20+, `npm ci --prefix web` and Debian's `chromium` (`scripts/test.sh` installs
-//! them); fails (never skips) without them.
+//! Node.js 20+, `npm ci --prefix web`, `npm ci --prefix interop/anvil` (a chain for the gated
+//! group that refuses Bob) and Debian's `chromium` (`scripts/test.sh` installs them); fails
+//! (never skips) without them.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -83,13 +84,16 @@ fn the_committed_bundle_is_what_the_sources_build_to() {
 }
 
 #[test]
-fn two_nodes_two_pages_join_vote_chat_reload_and_restart() {
+fn two_nodes_two_pages_join_vote_chat_reload_restart_and_refusal() {
     let web = web_dir();
     require_node_modules(&web);
+    // Alice's node reads this chain for the group gated on a balance (Bob is refused).
+    let chain = demls_testchain::Anvil::start();
     let status = Command::new("node")
         .arg("e2e/e2e.mjs")
         .current_dir(&web)
         .env("DEMLS_BIN", env!("CARGO_BIN_EXE_demls"))
+        .env("DEMLS_ETH_RPC", chain.url())
         .status()
         .expect("`node` runs (Node.js 20+ must be installed)");
     assert!(status.success(), "the web client's end-to-end test failed");

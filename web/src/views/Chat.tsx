@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Message } from "../api";
 import { dateTime, explain, when } from "../format";
-import { useEvents, useSession } from "../live";
+import { groupOf, useEvents, useSession } from "../live";
 import { Address } from "./Address";
 
 const PAGE = 500;
@@ -46,10 +46,13 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
   useEffect(() => void loadFrom(0), [name]);
   useEvents((event) => {
     if (event.type === "resync") void loadFrom(0);
-    if (event.group !== name) return;
-    if (event.type === "message") setMessages((list) => merge(list, [event as Message]));
+    if (groupOf(event) !== name) return;
+    if (event.type === "message" && event.seq !== null) {
+      const message: Message = { ...event, seq: event.seq };
+      setMessages((list) => merge(list, [message]));
+    }
     if (event.type === "delivery") {
-      const { seq, delivery } = event as { seq: number; delivery: Message["delivery"] };
+      const { seq, delivery } = event;
       setMessages((list) => list.map((m) => (m.seq === seq ? { ...m, delivery } : m)));
     }
   });

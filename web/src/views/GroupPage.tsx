@@ -1,6 +1,6 @@
 import type { GroupSummary } from "../api";
 import { clock, explain } from "../format";
-import { useLoad, useSession } from "../live";
+import { groupOf, useLoad, useSession } from "../live";
 import { Address } from "./Address";
 import { Chat } from "./Chat";
 import { HealthView } from "./Health";
@@ -16,7 +16,10 @@ const TABS: [Tab, string][] = [
   ["health", "Health"],
 ];
 
-/** One group: its tabs when a member, the join's progress while joining, its history once left. */
+/**
+ * One group: its tabs when a member, the join's progress while joining (or the refusal), its
+ * history once left.
+ */
 export function GroupPage({
   name,
   tab,
@@ -39,7 +42,7 @@ export function GroupPage({
       </section>
     );
   }
-  if (summary.state === "joining") return <Joining name={name} />;
+  if (summary.state !== "member") return <Joining name={name} />;
   const leave = async () => {
     if (!window.confirm(`Leave ${name}? You will not read what the group says after you leave.`)) return;
     try {
@@ -79,11 +82,47 @@ export function GroupPage({
 
 const STAGES = ["looking", "requested", "member"] as const;
 
+/** The steps of a join, or the steward's refusal with a way to ask again. */
 function Joining({ name }: { name: string }) {
-  const { api } = useSession();
-  const progress = useLoad(`join:${name}`, () => api.joinProgress(name), (e) => e.group === name);
-  const stage = progress.data?.stage ?? "looking";
-  const reached = STAGES.indexOf(stage);
+  const { api, notify } = useSession();
+  const progress = useLoad(`join:${name}`, () => api.joinProgress(name), (e) => groupOf(e) === name);
+  const data = progress.data;
+  const askAgain = async () => {
+    try {
+      await api.join(name);
+      notify(`Asked to join ${name} again.`);
+      progress.reload();
+    } catch (error) {
+      notify(explain(error), "error");
+    }
+  };
+  if (data?.stage === "refused") {
+    return (
+      <section aria-labelledby="group-title">
+        <h1 id="group-title">{name}</h1>
+        <h2>Request refused</h2>
+        <p class="notice error" role="alert">
+          The steward
+          {data.steward && (
+            <>
+              {" "}
+              <Address address={data.steward} />
+            </>
+          )}{" "}
+          refused your request{data.since !== null && <> at {clock(data.since)}</>}:{" "}
+          <span class="reason">{data.reason ?? "no reason given"}</span>
+        </p>
+        <p>
+          Nothing of the group is shared with you. If what it asks for has changed (for example your balance), ask
+          again: the steward checks the request anew.
+        </p>
+        <button type="button" onClick={() => void askAgain()}>
+          Ask again
+        </button>
+      </section>
+    );
+  }
+  const reached = data ? STAGES.indexOf(data.stage) : 0;
   const step = (index: number) => ({
     class: index < reached ? "done" : index === reached ? "now" : "later",
     "aria-current": index === reached ? ("step" as const) : undefined,
@@ -99,14 +138,14 @@ function Joining({ name }: { name: string }) {
         </li>
         <li {...step(1)}>
           <strong>Voting.</strong> Your key package went, sealed, to the steward
-          {progress.data?.steward && (
+          {data?.steward && (
             <>
               {" "}
-              <Address address={progress.data.steward} />
+              <Address address={data.steward} />
             </>
           )}
-          {progress.data?.since && <> at {clock(progress.data.since)}</>}. The steward puts your request to a vote
-          of the members; you are admitted when they approve and the steward commits.
+          {data?.since && <> at {clock(data.since)}</>}. The steward puts your request to a vote of the members; you
+          are admitted when they approve and the steward commits.
         </li>
         <li {...step(2)}>
           <strong>Admitted.</strong> You read the group from the epoch you join at on.

@@ -1,5 +1,5 @@
 import { dateTime, MODES } from "../format";
-import { useLoad, useSession } from "../live";
+import { groupOf, type HubEvent, useLoad, useSession } from "../live";
 import { Address } from "./Address";
 
 const WATCHED = ["epoch_changed", "joined", "proposal_opened", "proposal_decided", "commit_rejected"];
@@ -7,8 +7,8 @@ const WATCHED = ["epoch_changed", "joined", "proposal_opened", "proposal_decided
 /** Epoch, consensus mode, stewards and whose turn it is, peers, dropped messages. */
 export function HealthView({ name }: { name: string }) {
   const { api } = useSession();
-  const wanted = (e: { type: string; group?: string }) =>
-    (e.group === name && WATCHED.includes(e.type)) || e.type === "peer_connected" || e.type === "peer_disconnected";
+  const wanted = (e: HubEvent) =>
+    (groupOf(e) === name && WATCHED.includes(e.type)) || e.type === "peer_connected" || e.type === "peer_disconnected";
   const health = useLoad(`health:${name}`, () => api.health(name), wanted, 5000);
   const roster = useLoad(`roster:${name}`, () => api.roster(name), wanted);
   const problem = health.error ?? roster.error;

@@ -1,5 +1,5 @@
 import { explain, ROLES } from "../format";
-import { useLoad, useSession } from "../live";
+import { groupOf, useLoad, useSession } from "../live";
 import { Address } from "./Address";
 
 const MEMBERSHIP = ["epoch_changed", "joined", "removed", "group_created"];
@@ -7,7 +7,7 @@ const MEMBERSHIP = ["epoch_changed", "joined", "removed", "group_created"];
 /** Members with their roles this epoch and the epoch they joined at. */
 export function Members({ name }: { name: string }) {
   const { api, notify } = useSession();
-  const roster = useLoad(`roster:${name}`, () => api.roster(name), (e) => e.group === name && MEMBERSHIP.includes(e.type));
+  const roster = useLoad(`roster:${name}`, () => api.roster(name), (e) => groupOf(e) === name && MEMBERSHIP.includes(e.type));
   const propose = async (member: string) => {
     if (!window.confirm(`Propose removing ${member} from ${name}? The members vote on it.`)) return;
     try {

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import type { Proposal } from "../api";
 import { dateTime, describe, explain, shortAddress, until, VIOLATIONS } from "../format";
-import { useLoad, useSession } from "../live";
+import { groupOf, useLoad, useSession } from "../live";
 import { Address } from "./Address";
 
 const WATCHED = ["proposal_opened", "vote_recorded", "proposal_decided", "epoch_changed"];
@@ -16,7 +16,7 @@ const RESULT: Record<Proposal["state"], string> = {
 /** Open proposals with their live tally and YES/NO buttons; decided ones with their result. */
 export function Proposals({ name }: { name: string }) {
   const { api } = useSession();
-  const list = useLoad(`proposals:${name}`, () => api.proposals(name), (e) => e.group === name && WATCHED.includes(e.type));
+  const list = useLoad(`proposals:${name}`, () => api.proposals(name), (e) => groupOf(e) === name && WATCHED.includes(e.type));
   const now = useNow();
   if (list.error) return <p class="notice error">{list.error}</p>;
   if (!list.data) return <p aria-busy="true">Loading…</p>;

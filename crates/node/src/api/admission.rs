@@ -1,46 +1,12 @@
 //! The `admission` object of `POST /api/groups`: who may join a new group.
 
 use axum::http::StatusCode;
+use demls_api::{Admission, AdmissionRule};
 use demls_identity::Address;
 use demls_policy::{AdmissionPolicy, BlockRef, Gate, Requirement, U256, Unavailable};
-use serde::Deserialize;
 
 use super::ApiError;
 use crate::runtime::NodeHandle;
-
-/// `{"kind": "min_eth", "amount": "1.5"}`, `{"kind": "min_erc20", "token": "0x…", "amount":
-/// "100", "decimals": 18, "symbol": "DAI"}`, `{"kind": "erc721", "token": "0x…", "token_id":
-/// "7"}` or `{"kind": "open"}`; each gate may add `"block": N` (default: the latest block) and
-/// `"chain_id": N` (default: the chain of this node's `--eth-rpc`, which must serve it).
-#[derive(Deserialize, Debug)]
-pub(super) struct NewAdmission {
-    #[serde(flatten)]
-    rule: Rule,
-    block: Option<u64>,
-    chain_id: Option<u64>,
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Rule {
-    Open,
-    MinEth {
-        /// In ETH, e.g. "1.5".
-        amount: String,
-    },
-    MinErc20 {
-        token: String,
-        /// In whole tokens (scaled by `decimals`), e.g. "100".
-        amount: String,
-        decimals: Option<u8>,
-        symbol: Option<String>,
-    },
-    Erc721 {
-        token: String,
-        /// A decimal token id: that very token; absent: any token of the collection.
-        token_id: Option<String>,
-    },
-}
 
 fn amount(text: &str, decimals: u8, what: &str) -> Result<U256, ApiError> {
     U256::parse_units(text.trim(), decimals)
@@ -53,46 +19,44 @@ fn contract(text: &str) -> Result<Address, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("bad token address {text:?}: {e}")))
 }
 
-impl Rule {
-    /// The requirement; `None` for an open group.
-    fn requirement(self) -> Result<Option<Requirement>, ApiError> {
-        Ok(Some(match self {
-            Rule::Open => return Ok(None),
-            Rule::MinEth { amount: text } => Requirement::MinEth {
-                min_wei: amount(&text, 18, "ETH amount")?,
-            },
-            Rule::MinErc20 {
-                token,
-                amount: text,
-                decimals,
-                symbol,
-            } => {
-                let decimals = decimals.unwrap_or(18);
-                Requirement::MinErc20 {
-                    token: contract(&token)?,
-                    min_amount: amount(&text, decimals, "token amount")?,
-                    decimals,
-                    symbol: symbol.unwrap_or_default(),
-                }
-            }
-            Rule::Erc721 { token, token_id } => Requirement::Erc721 {
+/// The requirement of `rule`; `None` for an open group.
+fn requirement(rule: AdmissionRule) -> Result<Option<Requirement>, ApiError> {
+    Ok(Some(match rule {
+        AdmissionRule::Open => return Ok(None),
+        AdmissionRule::MinEth { amount: text } => Requirement::MinEth {
+            min_wei: amount(&text, 18, "ETH amount")?,
+        },
+        AdmissionRule::MinErc20 {
+            token,
+            amount: text,
+            decimals,
+            symbol,
+        } => {
+            let decimals = decimals.unwrap_or(18);
+            Requirement::MinErc20 {
                 token: contract(&token)?,
-                token_id: token_id.map(|id| amount(&id, 0, "token id")).transpose()?,
-            },
-        }))
-    }
+                min_amount: amount(&text, decimals, "token amount")?,
+                decimals,
+                symbol: symbol.unwrap_or_default(),
+            }
+        }
+        AdmissionRule::Erc721 { token, token_id } => Requirement::Erc721 {
+            token: contract(&token)?,
+            token_id: token_id.map(|id| amount(&id, 0, "token id")).transpose()?,
+        },
+    }))
 }
 
 /// The policy of a new group. A gate needs this node's chain endpoint: the creator is the
 /// group's first steward and checks every joiner, and the policy names the endpoint's chain.
 pub(super) async fn policy(
     node: &NodeHandle,
-    admission: Option<NewAdmission>,
+    admission: Option<Admission>,
 ) -> Result<AdmissionPolicy, ApiError> {
     let Some(admission) = admission else {
         return Ok(AdmissionPolicy::Open);
     };
-    let Some(requirement) = admission.rule.requirement()? else {
+    let Some(requirement) = requirement(admission.rule)? else {
         if admission.block.is_some() || admission.chain_id.is_some() {
             return Err(ApiError::bad_request(
                 "an open group reads no chain: block and chain_id are for gates",

@@ -6,86 +6,40 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use demls_api::{
+    Change, ErrorBody, EventBody, JoinProgress, JoinStage, Mode, NodeEvent, Role, Roster,
+    RosterMember,
+};
 use demls_engine::{GroupView, StewardMode};
 use demls_identity::Address;
-use serde::Serialize;
-use serde_json::Value;
 
+use super::routes::GroupName;
 use super::{ApiError, ApiState};
 use crate::runtime::{CommandError, Runtime, group_id};
 
 /// Event log entries read per page while looking for a group's join events.
 const EVENT_PAGE: usize = 1000;
 
-/// A group's members with their roles.
-#[derive(Serialize, Debug)]
-pub struct Roster {
-    /// The group.
-    pub group: String,
-    /// Current epoch.
-    pub epoch: u64,
-    /// `single`, `big` or `small` (who commits and who votes).
-    pub mode: &'static str,
-    /// Stewards, in rotation order.
-    pub stewards: Vec<String>,
-    /// Who commits in this epoch, in order: the epoch steward, then its backups.
-    pub committers: Vec<String>,
-    /// The members.
-    pub members: Vec<RosterMember>,
-}
-
-/// One member in the roster.
-#[derive(Serialize, Debug)]
-pub struct RosterMember {
-    /// The member's address.
-    pub address: String,
-    /// Any of `epoch_steward`, `backup`, `steward`, then `member`.
-    pub roles: Vec<&'static str>,
-    /// Whether this is the node itself.
-    pub is_self: bool,
-    /// The epoch of the commit that added the member, when this node saw it.
-    pub joined_epoch: Option<u64>,
-}
-
-/// How far this node's request to join a group has come.
-#[derive(Serialize, Debug, PartialEq, Eq)]
-pub struct JoinProgress {
-    /// The group.
-    pub group: String,
-    /// `looking` (no steward announcement seen yet), `requested` (the key package went to
-    /// the steward, who opens a vote on it), `member`, or `refused` (the steward refused it,
-    /// e.g. because the group's admission policy is not met).
-    pub stage: &'static str,
-    /// The steward the request went to (or that refused it).
-    pub steward: Option<String>,
-    /// Why the steward refused (`refused` only).
-    pub reason: Option<String>,
-    /// When the stage was reached (Unix ms), if known.
-    pub since: Option<u64>,
-    /// The epoch this node joined at (members only, if known).
-    pub epoch: Option<u64>,
-}
-
-fn mode_label(mode: StewardMode) -> &'static str {
+fn mode(mode: StewardMode) -> Mode {
     match mode {
-        StewardMode::Single => "single",
-        StewardMode::Big => "big",
-        StewardMode::Small => "small",
+        StewardMode::Single => Mode::Single,
+        StewardMode::Big => Mode::Big,
+        StewardMode::Small => Mode::Small,
     }
 }
 
 /// The roles of `member` in `view`, most specific first.
-fn roles(view: &GroupView, member: &Address) -> Vec<&'static str> {
+fn roles(view: &GroupView, member: &Address) -> Vec<Role> {
     let mut roles = Vec::new();
     match view.committers.iter().position(|c| c == member) {
-        Some(0) => roles.push("epoch_steward"),
-        Some(_) => roles.push("backup"),
+        Some(0) => roles.push(Role::EpochSteward),
+        Some(_) => roles.push(Role::Backup),
         None => {}
     }
     if view.stewards.contains(member) {
-        roles.push("steward");
+        roles.push(Role::Steward);
     }
-    roles.push("member");
+    roles.push(Role::Member);
     roles
 }
 
@@ -101,7 +55,7 @@ fn member_view(rt: &Runtime, name: &str) -> Result<GroupView, CommandError> {
 }
 
 /// The logged events of `name`, oldest first (as far back as the log keeps).
-fn group_events(rt: &Runtime, name: &str) -> Result<Vec<Value>, CommandError> {
+fn group_events(rt: &Runtime, name: &str) -> Result<Vec<NodeEvent>, CommandError> {
     let mut found = Vec::new();
     let mut after = 0;
     loop {
@@ -109,24 +63,17 @@ fn group_events(rt: &Runtime, name: &str) -> Result<Vec<Value>, CommandError> {
         let Some(last) = page.last() else {
             return Ok(found);
         };
-        after = last.get("seq").and_then(Value::as_u64).unwrap_or(u64::MAX);
-        found.extend(
-            page.into_iter()
-                .filter(|e| e.get("group").and_then(Value::as_str) == Some(name)),
-        );
+        after = last.seq.unwrap_or(u64::MAX);
+        found.extend(page.into_iter().filter(|e| e.body.group() == Some(name)));
     }
-}
-
-fn event_type(event: &Value) -> Option<&str> {
-    event.get("type").and_then(Value::as_str)
 }
 
 /// The epoch this node joined `name` at: from its last `joined` event, or 0 if it created
 /// the group.
-fn own_joined_epoch(events: &[Value]) -> Option<u64> {
-    events.iter().rev().find_map(|e| match event_type(e) {
-        Some("joined") => e.get("epoch").and_then(Value::as_u64),
-        Some("group_created") => Some(0),
+fn own_joined_epoch(events: &[NodeEvent]) -> Option<u64> {
+    events.iter().rev().find_map(|e| match e.body {
+        EventBody::Joined { epoch, .. } => Some(epoch),
+        EventBody::GroupCreated { .. } => Some(0),
         _ => None,
     })
 }
@@ -136,10 +83,10 @@ pub fn roster(rt: &Runtime, name: &str, me: Address) -> Result<Roster, CommandEr
     let view = member_view(rt, name)?;
     let mut joined: BTreeMap<Address, u64> = BTreeMap::new();
     for proposal in rt.proposals(name)? {
-        let added = (proposal.change.get("kind").and_then(Value::as_str) == Some("add"))
-            .then(|| proposal.change.get("member").and_then(Value::as_str))
-            .flatten()
-            .and_then(|a| a.parse().ok());
+        let added = match &proposal.change {
+            Change::Add { member } => member.parse().ok(),
+            _ => None,
+        };
         if let (Some(member), Some(epoch)) = (added, proposal.committed_epoch) {
             joined.insert(member, epoch);
         }
@@ -164,7 +111,7 @@ pub fn roster(rt: &Runtime, name: &str, me: Address) -> Result<Roster, CommandEr
     Ok(Roster {
         group: name.to_owned(),
         epoch: view.epoch.0,
-        mode: mode_label(view.mode),
+        mode: mode(view.mode),
         stewards: view.stewards.iter().map(ToString::to_string).collect(),
         committers: view.committers.iter().map(ToString::to_string).collect(),
         members,
@@ -177,7 +124,7 @@ pub fn join_progress(rt: &Runtime, name: &str) -> Result<JoinProgress, CommandEr
     match rt.group(name) {
         Ok(_) => Ok(JoinProgress {
             group: name.to_owned(),
-            stage: "member",
+            stage: JoinStage::Member,
             steward: None,
             reason: None,
             since: None,
@@ -188,15 +135,14 @@ pub fn join_progress(rt: &Runtime, name: &str) -> Result<JoinProgress, CommandEr
             steward, reason, ..
         }) => Ok(JoinProgress {
             group: name.to_owned(),
-            stage: "refused",
+            stage: JoinStage::Refused,
             steward: Some(steward.to_string()),
             reason: Some(reason),
             since: events
                 .iter()
                 .rev()
-                .find(|e| event_type(e) == Some("join_refused"))
-                .and_then(|e| e.get("at"))
-                .and_then(Value::as_u64),
+                .find(|e| matches!(e.body, EventBody::JoinRefused { .. }))
+                .map(|e| e.at),
             epoch: None,
         }),
         Err(e) => Err(e),
@@ -204,36 +150,38 @@ pub fn join_progress(rt: &Runtime, name: &str) -> Result<JoinProgress, CommandEr
 }
 
 /// The stage of a pending join, from the group's events since this node last left it.
-fn progress_of(name: &str, events: &[Value]) -> JoinProgress {
+fn progress_of(name: &str, events: &[NodeEvent]) -> JoinProgress {
     let current = events
         .iter()
-        .rposition(|e| matches!(event_type(e), Some("removed" | "joined")))
+        .rposition(|e| matches!(e.body, EventBody::Removed { .. } | EventBody::Joined { .. }))
         .map_or(events, |last| &events[last + 1..]);
-    let request = current
-        .iter()
-        .rev()
-        .find(|e| event_type(e) == Some("join_request_sent"));
+    let request = current.iter().rev().find_map(|e| match &e.body {
+        EventBody::JoinRequestSent { steward, .. } => Some((steward, e.at)),
+        _ => None,
+    });
     JoinProgress {
         group: name.to_owned(),
         stage: if request.is_some() {
-            "requested"
+            JoinStage::Requested
         } else {
-            "looking"
+            JoinStage::Looking
         },
-        steward: request
-            .and_then(|e| e.get("steward"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        steward: request.map(|(steward, _)| steward.clone()),
         reason: None,
-        since: request.and_then(|e| e.get("at")).and_then(Value::as_u64),
+        since: request.map(|(_, at)| at),
         epoch: None,
     }
 }
 
-/// `GET /api/groups/{group}/roster`.
+/// Members with their roles this epoch (epoch steward, backup, steward, member) and joined epoch
+#[utoipa::path(get, path = "/api/groups/{group}/roster", params(GroupName),
+    responses(
+        (status = 200, description = "The roster.", body = Roster),
+        (status = 404, description = "`unknown_group`.", body = ErrorBody),
+        (status = 409, description = "`joining`: this node is not a member yet.", body = ErrorBody)))]
 pub(super) async fn roster_route(
     State(state): State<Arc<ApiState>>,
-    Path(group): Path<String>,
+    Path(GroupName(group)): Path<GroupName>,
 ) -> Result<Json<Roster>, ApiError> {
     let me = state.node.address();
     Ok(Json(
@@ -241,10 +189,14 @@ pub(super) async fn roster_route(
     ))
 }
 
-/// `GET /api/groups/{group}/join`.
+/// How far this node's request to join has come
+#[utoipa::path(get, path = "/api/groups/{group}/join", params(GroupName),
+    responses(
+        (status = 200, description = "The stage of the join (`member` once admitted).", body = JoinProgress),
+        (status = 404, description = "`unknown_group`.", body = ErrorBody)))]
 pub(super) async fn join_route(
     State(state): State<Arc<ApiState>>,
-    Path(group): Path<String>,
+    Path(GroupName(group)): Path<GroupName>,
 ) -> Result<Json<JoinProgress>, ApiError> {
     Ok(Json(
         state
@@ -259,7 +211,7 @@ mod tests {
     use demls_engine::EngineConfig;
     use demls_storage::Durability;
     use demls_transport::TransportConfig;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use zeroize::Zeroizing;
 
     use super::*;
@@ -380,23 +332,45 @@ mod tests {
         node.shutdown().await.expect("the node stops");
     }
 
+    /// A logged event of `lab` at `at`.
+    fn logged(at: u64, body: EventBody) -> NodeEvent {
+        NodeEvent {
+            seq: Some(at),
+            at,
+            body,
+        }
+    }
+
     #[test]
     fn a_join_is_requested_once_its_key_package_went_out() {
-        let looking = progress_of(
-            "lab",
-            &[json!({"type": "announcement_seen", "group": "lab", "at": 5})],
-        );
-        assert_eq!(looking.stage, "looking");
+        let seen = || {
+            logged(
+                5,
+                EventBody::AnnouncementSeen {
+                    group: "lab".into(),
+                    steward: "0x1".into(),
+                    epoch: 0,
+                },
+            )
+        };
+        let looking = progress_of("lab", &[seen()]);
+        assert_eq!(looking.stage, JoinStage::Looking);
         assert_eq!(looking.steward, None);
         let steward = "0x00000000000000000000000000000000000000aa";
         let requested = progress_of(
             "lab",
             &[
-                json!({"type": "announcement_seen", "group": "lab", "at": 5}),
-                json!({"type": "join_request_sent", "group": "lab", "steward": steward, "at": 7}),
+                seen(),
+                logged(
+                    7,
+                    EventBody::JoinRequestSent {
+                        group: "lab".into(),
+                        steward: steward.into(),
+                    },
+                ),
             ],
         );
-        assert_eq!(requested.stage, "requested");
+        assert_eq!(requested.stage, JoinStage::Requested);
         assert_eq!(requested.steward.as_deref(), Some(steward));
         assert_eq!(requested.since, Some(7));
     }
@@ -404,14 +378,39 @@ mod tests {
     #[test]
     fn an_earlier_membership_does_not_count_for_a_new_join() {
         let events = [
-            json!({"type": "join_request_sent", "group": "lab", "steward": "0x1", "at": 1}),
-            json!({"type": "joined", "group": "lab", "epoch": 2, "at": 2}),
-            json!({"type": "removed", "group": "lab", "epoch": 3, "at": 3}),
+            logged(
+                1,
+                EventBody::JoinRequestSent {
+                    group: "lab".into(),
+                    steward: "0x1".into(),
+                },
+            ),
+            logged(
+                2,
+                EventBody::Joined {
+                    group: "lab".into(),
+                    epoch: 2,
+                    members: Vec::new(),
+                },
+            ),
+            logged(
+                3,
+                EventBody::Removed {
+                    group: "lab".into(),
+                    epoch: 3,
+                    by: "0x1".into(),
+                },
+            ),
         ];
-        assert_eq!(progress_of("lab", &events).stage, "looking");
+        assert_eq!(progress_of("lab", &events).stage, JoinStage::Looking);
         assert_eq!(own_joined_epoch(&events[..2]), Some(2));
         assert_eq!(
-            own_joined_epoch(&[json!({"type": "group_created"})]),
+            own_joined_epoch(&[logged(
+                1,
+                EventBody::GroupCreated {
+                    group: "lab".into()
+                }
+            )]),
             Some(0)
         );
     }

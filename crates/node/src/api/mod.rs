@@ -7,6 +7,8 @@
 
 mod admission;
 mod membership;
+#[cfg(test)]
+mod openapi;
 mod routes;
 mod web;
 
@@ -16,9 +18,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde_json::json;
+use demls_api::{ErrorBody, ErrorDetail};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::runtime::{CommandError, NodeHandle};
 
@@ -101,7 +104,12 @@ impl From<CommandError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -142,48 +150,40 @@ async fn require_token(
     }
 }
 
+/// The routes open to anyone, and those that need the token.
+fn routes() -> (OpenApiRouter<Arc<ApiState>>, OpenApiRouter<Arc<ApiState>>) {
+    let open = OpenApiRouter::new()
+        .routes(routes!(web::index))
+        .routes(routes!(web::asset))
+        .routes(routes!(routes::health_check))
+        .routes(routes!(routes::signin));
+    let protected = OpenApiRouter::new()
+        .routes(routes!(routes::openapi))
+        .routes(routes!(routes::node))
+        .routes(routes!(routes::vote_policy))
+        .routes(routes!(routes::groups, routes::create_group))
+        .routes(routes!(routes::group))
+        .routes(routes!(membership::join_route, routes::join))
+        .routes(routes!(membership::roster_route))
+        .routes(routes!(routes::leave))
+        .routes(routes!(routes::members))
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::proposals, routes::propose))
+        .routes(routes!(routes::vote))
+        .routes(routes!(routes::messages, routes::send))
+        .routes(routes!(routes::events_socket))
+        .routes(routes!(routes::event_log))
+        .routes(routes!(routes::metrics));
+    (open, protected)
+}
+
 /// Every route.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let protected = Router::new()
-        .route("/api/openapi.yaml", get(routes::openapi))
-        .route("/api/node", get(routes::node))
-        .route("/api/node/vote-policy", put(routes::vote_policy))
-        .route(
-            "/api/groups",
-            get(routes::groups).post(routes::create_group),
-        )
-        .route("/api/groups/{group}", get(routes::group))
-        .route(
-            "/api/groups/{group}/join",
-            get(membership::join_route).post(routes::join),
-        )
-        .route("/api/groups/{group}/roster", get(membership::roster_route))
-        .route("/api/groups/{group}/leave", post(routes::leave))
-        .route("/api/groups/{group}/members", get(routes::members))
-        .route("/api/groups/{group}/health", get(routes::health))
-        .route(
-            "/api/groups/{group}/proposals",
-            get(routes::proposals).post(routes::propose),
-        )
-        .route(
-            "/api/groups/{group}/proposals/{proposal}/votes",
-            post(routes::vote),
-        )
-        .route(
-            "/api/groups/{group}/messages",
-            get(routes::messages).post(routes::send),
-        )
-        .route("/api/events", get(routes::events_socket))
-        .route("/api/events/log", get(routes::event_log))
-        .route("/metrics", get(routes::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/", get(web::index))
-        .route("/assets/{file}", get(web::asset))
-        .route("/api/health", get(routes::health_check))
-        .route("/api/signin", post(routes::signin))
-        .merge(protected)
-        .with_state(state)
+    let (open, protected) = routes();
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let (router, _) = open.merge(protected).split_for_parts();
+    router.with_state(state)
 }
 
 #[cfg(test)]

@@ -43,12 +43,19 @@ fn serve(content_type: &'static str, body: &'static [u8]) -> Response {
         .into_response()
 }
 
-/// `GET /`: the web client.
+/// The web client (no token needed; it signs in through the API)
+#[utoipa::path(get, path = "/", security(()),
+    responses((status = 200, description = "Its page, embedded in the binary.", content_type = "text/html")))]
 pub(super) async fn index() -> Response {
     serve("text/html; charset=utf-8", INDEX)
 }
 
-/// `GET /assets/{file}`: its script and style sheet.
+/// The web client's script and style sheet
+#[utoipa::path(get, path = "/assets/{file}", security(()),
+    params(("file" = String, Path, description = "`app.js` or `app.css`.")),
+    responses(
+        (status = 200, description = "The file.", content_type = "text/javascript"),
+        (status = 404, description = "`not_found`.", body = demls_api::ErrorBody)))]
 pub(super) async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, ..)| *name == file) {
         Some((_, content_type, body)) => serve(content_type, body),

@@ -136,7 +136,7 @@ impl Demo {
         }
         let decided_elsewhere = matches!(engine, Event::ProposalDecided { .. }) && i != 0;
         if let Some(line) = self.names.tell(&who, engine).filter(|_| !decided_elsewhere) {
-            let at = event.at.0.saturating_sub(self.start.0) as f64 / 1000.0;
+            let at = event.api.at.saturating_sub(self.start.0) as f64 / 1000.0;
             println!("[{at:>7.3}s] {line}");
         }
     }
@@ -155,7 +155,7 @@ impl Demo {
                     while let Ok(next) = self.events.try_recv() {
                         batch.push(next);
                     }
-                    batch.sort_by_key(|(_, event)| event.at);
+                    batch.sort_by_key(|(_, event)| event.api.at);
                     for (i, event) in batch {
                         self.absorb(i, &event);
                     }

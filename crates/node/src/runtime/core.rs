@@ -14,20 +14,20 @@ use demls_storage::{
     NewEvent, NewMessage, OutboxEntry, ProposalState, Step, StorageError, Store, StoredMessage,
 };
 use demls_transport::{PublishError, RelayHandle, TransportError, TransportEvent};
-use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::admission::{Answer, ChainAccess};
-use super::json::{
-    GroupDetail, GroupSummary, HealthView, MemberView, MessageView, NodeInfo, ProposalView,
-    event_json, printable_reason,
-};
+use super::json::{self, printable_reason, to_text};
 use super::setup::Loaded;
 use super::track::Tracker;
 use super::{CommandError, Job, NodeError, NodeEvent, addrs, group_id, now};
 use crate::metrics::Metrics;
 use crate::topics;
+use demls_api::{
+    EventBody, GroupDetail, GroupState, GroupSummary, Health, Member, Message, NodeInfo, Proposal,
+    Role,
+};
 
 /// How often unpublished messages are retried (e.g. while no peer is connected).
 const RETRY_INTERVAL: Duration = Duration::from_secs(2);
@@ -59,7 +59,7 @@ pub struct Runtime {
     tracker: Tracker,
     outgoing: Vec<NodeEvent>,
     /// Node events (not the engine's) for the next step's event log.
-    notes: Vec<(GroupId, Value)>,
+    notes: Vec<(GroupId, EventBody)>,
     /// Reads the chain for admission checks.
     chain: ChainAccess,
     /// Where admission verdicts come back to this task.
@@ -78,17 +78,18 @@ fn instant_of(at: Timestamp) -> Instant {
     Instant::now() + Duration::from_millis(at.0.saturating_sub(now().0))
 }
 
+/// How the vote policy is kept in the store's settings.
+fn policy_setting(policy: VotePolicy) -> &'static str {
+    match policy {
+        VotePolicy::Automatic => "automatic",
+        VotePolicy::Manual => "manual",
+    }
+}
+
 async fn wait_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn policy_label(policy: VotePolicy) -> &'static str {
-    match policy {
-        VotePolicy::Automatic => "automatic",
-        VotePolicy::Manual => "manual",
     }
 }
 
@@ -253,16 +254,16 @@ impl Runtime {
             step.events.push(NewEvent {
                 at: now,
                 group: Some(group),
-                body: body.to_string(),
+                body: to_text(&body),
             });
             logged.push((None, body));
         }
         while let Some(event) = self.engine.poll_event() {
-            if let Some((group, body)) = self.absorb(&event, now, &mut step) {
+            if let Some(body) = self.absorb(&event, now, &mut step) {
                 step.events.push(NewEvent {
                     at: now,
-                    group,
-                    body: body.to_string(),
+                    group: json::event_group(&body),
+                    body: to_text(&body),
                 });
                 logged.push((Some(event), body));
             }
@@ -295,20 +296,16 @@ impl Runtime {
             });
         }
         for (record, (event, body)) in receipt.events.iter().zip(logged) {
-            self.outgoing.push(NodeEvent {
-                seq: Some(record.seq),
-                at: now,
-                body,
-                engine: event,
-            });
+            self.outgoing
+                .push(NodeEvent::new(Some(record.seq), now, body, event));
         }
         for stored in &receipt.messages {
             let m = &stored.message;
-            self.outgoing.push(NodeEvent {
-                seq: None,
-                at: now,
-                body: message_event(stored),
-                engine: Some(Event::Message {
+            self.outgoing.push(NodeEvent::new(
+                Some(stored.seq),
+                now,
+                EventBody::Message(json::chat_message(stored)),
+                Some(Event::Message {
                     group: m.group.clone(),
                     sender: m.sender,
                     text: m.text.clone(),
@@ -316,7 +313,7 @@ impl Runtime {
                     sent_at: m.sent_at,
                     epoch: m.epoch,
                 }),
-            });
+            ));
         }
         Ok(receipt.messages)
     }
@@ -328,12 +325,7 @@ impl Runtime {
     }
 
     /// Updates the node's view from one engine event; what to log, if anything.
-    fn absorb(
-        &mut self,
-        event: &Event,
-        now: Timestamp,
-        step: &mut Step,
-    ) -> Option<(Option<GroupId>, Value)> {
+    fn absorb(&mut self, event: &Event, now: Timestamp, step: &mut Step) -> Option<EventBody> {
         match event {
             Event::Subscribe(group) => {
                 self.subscribed.insert(group.clone());
@@ -454,7 +446,7 @@ impl Runtime {
             }
             _ => {}
         }
-        Some(event_json(event))
+        Some(json::event_body(event))
     }
 
     /// Reads the chain for an admission check on a task of its own; the verdict comes back
@@ -497,8 +489,12 @@ impl Runtime {
         });
         self.notes.push((
             group.clone(),
-            json!({"type": "admission_verdict", "group": group.as_str(), "subject": subject,
-                   "admitted": verdict.admits(), "verdict": verdict.to_string()}),
+            EventBody::AdmissionVerdict {
+                group: group.to_string(),
+                subject: subject.to_string(),
+                admitted: verdict.admits(),
+                verdict: verdict.to_string(),
+            },
         ));
         if let Err(error) = self
             .engine
@@ -516,22 +512,26 @@ impl Runtime {
             }
             TransportEvent::PeerConnected(peer) => {
                 tracing::info!(%peer, "peer connected");
-                self.outgoing.push(NodeEvent {
-                    seq: None,
+                self.outgoing.push(NodeEvent::new(
+                    None,
                     at,
-                    body: json!({"type": "peer_connected", "peer": peer.to_string()}),
-                    engine: None,
-                });
+                    EventBody::PeerConnected {
+                        peer: peer.to_string(),
+                    },
+                    None,
+                ));
                 self.catch_up_peer().await?;
             }
             TransportEvent::PeerDisconnected(peer) => {
                 tracing::info!(%peer, "peer disconnected");
-                self.outgoing.push(NodeEvent {
-                    seq: None,
+                self.outgoing.push(NodeEvent::new(
+                    None,
                     at,
-                    body: json!({"type": "peer_disconnected", "peer": peer.to_string()}),
-                    engine: None,
-                });
+                    EventBody::PeerDisconnected {
+                        peer: peer.to_string(),
+                    },
+                    None,
+                ));
             }
             TransportEvent::Listening(addr) => tracing::info!(%addr, "listening"),
         }
@@ -615,14 +615,16 @@ impl Runtime {
             return Ok(());
         };
         for stored in self.store.mark_published(seq, now())? {
-            self.outgoing.push(NodeEvent {
-                seq: None,
-                at: now(),
-                body: json!({"type": "delivery", "group": stored.message.group.as_str(),
-                             "seq": stored.seq, "id": hex::encode(&stored.message.id),
-                             "delivery": stored.delivery.as_str()}),
-                engine: None,
-            });
+            self.outgoing.push(NodeEvent::new(
+                Some(stored.seq),
+                now(),
+                EventBody::Delivery {
+                    group: stored.message.group.to_string(),
+                    id: hex::encode(&stored.message.id),
+                    delivery: json::delivery(stored.delivery),
+                },
+                None,
+            ));
         }
         Ok(())
     }
@@ -647,8 +649,8 @@ impl Runtime {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            vote_policy: policy_label(self.engine.config().vote_policy),
-            version: env!("CARGO_PKG_VERSION"),
+            vote_policy: json::vote_policy(self.engine.config().vote_policy),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
 
@@ -663,7 +665,7 @@ impl Runtime {
         let mut list: Vec<GroupSummary> = members
             .map(|view| GroupSummary {
                 id: view.id.to_string(),
-                state: "member",
+                state: GroupState::Member,
                 epoch: Some(view.epoch.0),
                 members: Some(view.members.len()),
                 is_steward: view.is_steward,
@@ -674,15 +676,15 @@ impl Runtime {
         list.extend(
             self.engine
                 .pending_joins()
-                .map(|g| GroupSummary::joining(g.as_str())),
+                .map(|g| json::joining(g.as_str())),
         );
         list.extend(
             self.refused
                 .iter()
                 .map(|(g, (steward, reason))| GroupSummary {
-                    state: "refused",
+                    state: GroupState::Refused,
                     refusal: Some(format!("refused by its steward {steward}: {reason}")),
-                    ..GroupSummary::joining(g.as_str())
+                    ..json::joining(g.as_str())
                 }),
         );
         list
@@ -713,12 +715,12 @@ impl Runtime {
         let members = view
             .members
             .iter()
-            .map(|m| MemberView {
+            .map(|m| Member {
                 address: m.to_string(),
                 roles: if view.stewards.contains(m) {
-                    vec!["steward", "member"]
+                    vec![Role::Steward, Role::Member]
                 } else {
-                    vec!["member"]
+                    vec![Role::Member]
                 },
                 is_self: *m == self.address,
             })
@@ -737,7 +739,7 @@ impl Runtime {
             admission: view.admission.to_string(),
             gated: view.admission.gate().is_some(),
             authenticator: hex::encode(&view.authenticator),
-            health: HealthView {
+            health: Health {
                 epoch: view.epoch.0,
                 stewards,
                 peers: self.relay.connected_peers().len(),
@@ -779,7 +781,7 @@ impl Runtime {
         }
         self.engine.request_join(group.clone(), steward, now())?;
         self.refused.remove(&group);
-        Ok(GroupSummary::joining(name))
+        Ok(json::joining(name))
     }
 
     /// Proposes removing a member.
@@ -790,13 +792,15 @@ impl Runtime {
     }
 
     /// Proposals of a group, oldest first.
-    pub fn proposals(&self, name: &str) -> Result<Vec<ProposalView>, CommandError> {
+    pub fn proposals(&self, name: &str) -> Result<Vec<Proposal>, CommandError> {
         let view = self.member_view(name)?;
         Ok(self
             .store
             .proposals(&view.id)?
             .iter()
-            .map(|p| ProposalView::new(p, (p.epoch == view.epoch).then_some(view.members.len())))
+            .filter_map(|p| {
+                json::proposal(p, (p.epoch == view.epoch).then_some(view.members.len()))
+            })
             .collect())
     }
 
@@ -806,7 +810,7 @@ impl Runtime {
         name: &str,
         id: ProposalId,
         yes: bool,
-    ) -> Result<ProposalView, CommandError> {
+    ) -> Result<Proposal, CommandError> {
         let view = self.member_view(name)?;
         match self.tracker.get(&view.id, id) {
             None => {
@@ -832,12 +836,12 @@ impl Runtime {
         let voters = self.engine.group(&view.id).map(|v| v.members.len());
         self.tracker
             .get(&view.id, id)
-            .map(|p| ProposalView::new(p, voters))
+            .and_then(|p| json::proposal(p, voters))
             .ok_or_else(|| CommandError::UnknownProposal(id.to_string()))
     }
 
     /// Sends a chat message; returns it as stored.
-    pub fn send(&mut self, name: &str, text: &str) -> Result<MessageView, CommandError> {
+    pub fn send(&mut self, name: &str, text: &str) -> Result<Message, CommandError> {
         let view = self.member_view(name)?;
         if text.is_empty() {
             return Err(CommandError::Invalid("empty message".into()));
@@ -847,7 +851,7 @@ impl Runtime {
         stored
             .iter()
             .find(|m| m.message.own && m.message.group == view.id)
-            .map(MessageView::from)
+            .map(json::message)
             .ok_or_else(|| CommandError::Invalid("the engine sent no message".into()))
     }
 
@@ -857,13 +861,13 @@ impl Runtime {
         name: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<MessageView>, CommandError> {
+    ) -> Result<Vec<Message>, CommandError> {
         let group = group_id(name)?;
         let list = self.store.messages(&group, after, limit)?;
         if list.is_empty() && after == 0 && self.engine.group(&group).is_none() {
             self.member_view(name)?;
         }
-        Ok(list.iter().map(MessageView::from).collect())
+        Ok(list.iter().map(json::message).collect())
     }
 
     /// Leaves a group (a self-removal that needs no vote).
@@ -880,32 +884,35 @@ impl Runtime {
         } else {
             VotePolicy::Automatic
         };
-        self.store.put_setting(VOTE_POLICY, policy_label(policy))?;
+        self.store
+            .put_setting(VOTE_POLICY, policy_setting(policy))?;
         self.engine.set_vote_policy(policy, now());
         Ok(self.info())
     }
 
-    /// Event log entries after `after`.
-    pub fn recent_events(&self, after: u64, limit: usize) -> Result<Vec<Value>, CommandError> {
+    /// Event log entries after `after`. An entry the store cannot give back as an event (a
+    /// damaged store) is left out.
+    pub fn recent_events(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<demls_api::NodeEvent>, CommandError> {
         Ok(self
             .store
             .events(after, limit)?
             .into_iter()
-            .map(|record| NodeEvent {
-                seq: Some(record.seq),
-                at: record.event.at,
-                body: serde_json::from_str(&record.event.body).unwrap_or(Value::Null),
-                engine: None,
+            .filter_map(|record| {
+                let body = serde_json::from_str(&record.event.body)
+                    .inspect_err(|error| {
+                        tracing::warn!(seq = record.seq, %error, "unreadable event log entry");
+                    })
+                    .ok()?;
+                Some(demls_api::NodeEvent {
+                    seq: Some(record.seq),
+                    at: record.event.at.0,
+                    body,
+                })
             })
-            .map(|e| e.to_json())
             .collect())
     }
-}
-
-fn message_event(stored: &StoredMessage) -> Value {
-    let mut value = serde_json::to_value(MessageView::from(stored)).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.insert("type".into(), "message".into());
-    }
-    value
 }

@@ -1,37 +1,79 @@
-//! Engine events and node records as JSON, for the API, the WebSocket stream and the event log.
+//! Engine events and node records as the API's types (`demls-api`), for the API, the
+//! WebSocket stream and the event log.
 
-use demls_engine::{ChangeKind, Event, GroupId, Violation};
+use demls_api::{
+    Change, ChatMessage, Delivery, Direction, EventBody, GroupState, GroupSummary, Message,
+    Proposal, ProposalState, Tally, Violation, Vote, VotePolicy,
+};
+use demls_engine::{ChangeKind, Event, GroupId};
 use demls_storage::{ProposalRecord, StoredMessage};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 /// What a proposal changes.
-pub fn change_json(change: &ChangeKind) -> Value {
+pub fn change(change: &ChangeKind) -> Change {
+    let member = |a: &demls_identity::Address| a.to_string();
     match change {
-        ChangeKind::Add(a) => json!({"kind": "add", "member": a}),
-        ChangeKind::Remove(a) => json!({"kind": "remove", "member": a}),
-        ChangeKind::Leave(a) => json!({"kind": "leave", "member": a}),
-        ChangeKind::Readd(a) => json!({"kind": "readd", "member": a}),
+        ChangeKind::Add(a) => Change::Add { member: member(a) },
+        ChangeKind::Remove(a) => Change::Remove { member: member(a) },
+        ChangeKind::Leave(a) => Change::Leave { member: member(a) },
+        ChangeKind::Readd(a) => Change::Readd { member: member(a) },
         ChangeKind::Election {
             retry_round,
             stewards,
-        } => json!({"kind": "election", "retry_round": retry_round, "stewards": stewards}),
+        } => Change::Election {
+            retry_round: *retry_round,
+            stewards: addresses(stewards),
+        },
         ChangeKind::Emergency {
             offender,
             violation,
-        } => json!({"kind": "emergency", "offender": offender,
-                    "violation": violation_label(*violation)}),
+        } => Change::Emergency {
+            offender: offender.as_ref().map(member),
+            violation: violation_kind(*violation),
+        },
     }
 }
 
-/// The evidence kind of an emergency, as the API names it.
-fn violation_label(violation: Violation) -> &'static str {
+/// The evidence kind of an emergency.
+fn violation_kind(violation: demls_engine::Violation) -> Violation {
+    use demls_engine::Violation as V;
     match violation {
-        Violation::BrokenCommit => "broken_commit",
-        Violation::Equivocation => "equivocation",
-        Violation::Inactivity => "inactivity",
-        Violation::Censorship => "censorship",
-        Violation::Deadlock => "deadlock",
+        V::BrokenCommit => Violation::BrokenCommit,
+        V::Equivocation => Violation::Equivocation,
+        V::Inactivity => Violation::Inactivity,
+        V::Censorship => Violation::Censorship,
+        V::Deadlock => Violation::Deadlock,
+    }
+}
+
+fn addresses(list: &[demls_identity::Address]) -> Vec<String> {
+    list.iter().map(ToString::to_string).collect()
+}
+
+/// A vote policy as the API names it.
+pub fn vote_policy(policy: demls_engine::VotePolicy) -> VotePolicy {
+    match policy {
+        demls_engine::VotePolicy::Automatic => VotePolicy::Automatic,
+        demls_engine::VotePolicy::Manual => VotePolicy::Manual,
+    }
+}
+
+/// JSON text of an API value, for the store. Serializing these types cannot fail (they hold
+/// only strings, numbers and string-keyed maps).
+pub fn to_text(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A group this node asked to join.
+pub fn joining(id: &str) -> GroupSummary {
+    GroupSummary {
+        id: id.to_owned(),
+        state: GroupState::Joining,
+        epoch: None,
+        members: None,
+        is_steward: false,
+        admission: None,
+        refusal: None,
     }
 }
 
@@ -48,70 +90,75 @@ pub fn printable_reason(reason: &str) -> String {
         .collect()
 }
 
-/// An engine event as `{"type": ..., ...}` with the group it concerns. `Subscribe`,
-/// `Unsubscribe` and chat messages are handled by the runtime and never reach here; variants
-/// newer than this node are described by their debug form.
-pub fn event_json(event: &Event) -> (Option<GroupId>, Value) {
+/// An engine event as the API shows it. `Subscribe`, `Unsubscribe` and chat messages are
+/// handled by the runtime and never reach here; events the API does not name are described by
+/// their debug form.
+pub fn event_body(event: &Event) -> EventBody {
     match event {
-        Event::GroupCreated { group } => (
-            Some(group.clone()),
-            json!({"type": "group_created", "group": group.as_str()}),
-        ),
+        Event::GroupCreated { group } => EventBody::GroupCreated {
+            group: group.to_string(),
+        },
         Event::AnnouncementSeen {
             group,
             steward,
             epoch,
-        } => (
-            Some(group.clone()),
-            json!({"type": "announcement_seen", "group": group.as_str(), "steward": steward, "epoch": epoch.0}),
-        ),
-        Event::JoinRequestSent { group, steward } => (
-            Some(group.clone()),
-            json!({"type": "join_request_sent", "group": group.as_str(), "steward": steward}),
-        ),
-        Event::JoinRequestAccepted { group, joiner } => (
-            Some(group.clone()),
-            json!({"type": "join_request_accepted", "group": group.as_str(), "joiner": joiner}),
-        ),
+        } => EventBody::AnnouncementSeen {
+            group: group.to_string(),
+            steward: steward.to_string(),
+            epoch: epoch.0,
+        },
+        Event::JoinRequestSent { group, steward } => EventBody::JoinRequestSent {
+            group: group.to_string(),
+            steward: steward.to_string(),
+        },
+        Event::JoinRequestAccepted { group, joiner } => EventBody::JoinRequestAccepted {
+            group: group.to_string(),
+            joiner: joiner.to_string(),
+        },
         Event::Joined {
             group,
             epoch,
             members,
-        } => (
-            Some(group.clone()),
-            json!({"type": "joined", "group": group.as_str(), "epoch": epoch.0, "members": members}),
-        ),
+        } => EventBody::Joined {
+            group: group.to_string(),
+            epoch: epoch.0,
+            members: addresses(members),
+        },
         Event::ProposalOpened {
             group,
             proposal,
             owner,
-            change,
+            change: kind,
             deadline,
-        } => (
-            Some(group.clone()),
-            json!({"type": "proposal_opened", "group": group.as_str(), "proposal": proposal.to_string(),
-                   "owner": owner, "change": change_json(change), "deadline": deadline.0}),
-        ),
+        } => EventBody::ProposalOpened {
+            group: group.to_string(),
+            proposal: proposal.to_string(),
+            owner: owner.to_string(),
+            change: change(kind),
+            deadline: deadline.0,
+        },
         Event::VoteRecorded {
             group,
             proposal,
             voter,
             yes,
-        } => (
-            Some(group.clone()),
-            json!({"type": "vote_recorded", "group": group.as_str(), "proposal": proposal.to_string(),
-                   "voter": voter, "yes": yes}),
-        ),
+        } => EventBody::VoteRecorded {
+            group: group.to_string(),
+            proposal: proposal.to_string(),
+            voter: voter.to_string(),
+            yes: *yes,
+        },
         Event::ProposalDecided {
             group,
             proposal,
-            change,
+            change: kind,
             approved,
-        } => (
-            Some(group.clone()),
-            json!({"type": "proposal_decided", "group": group.as_str(), "proposal": proposal.to_string(),
-                   "change": change_json(change), "approved": approved}),
-        ),
+        } => EventBody::ProposalDecided {
+            group: group.to_string(),
+            proposal: proposal.to_string(),
+            change: change(kind),
+            approved: *approved,
+        },
         Event::EpochChanged {
             group,
             epoch,
@@ -120,284 +167,145 @@ pub fn event_json(event: &Event) -> (Option<GroupId>, Value) {
             removed,
             members,
             authenticator,
-        } => (
-            Some(group.clone()),
-            json!({"type": "epoch_changed", "group": group.as_str(), "epoch": epoch.0,
-                   "committer": committer, "added": added, "removed": removed, "members": members,
-                   "authenticator": hex::encode(authenticator)}),
-        ),
+        } => EventBody::EpochChanged {
+            group: group.to_string(),
+            epoch: epoch.0,
+            committer: committer.to_string(),
+            added: addresses(added),
+            removed: addresses(removed),
+            members: addresses(members),
+            authenticator: hex::encode(authenticator),
+        },
         Event::CommitRejected {
             group,
             committer,
             reason,
-        } => (
-            Some(group.clone()),
-            json!({"type": "commit_rejected", "group": group.as_str(), "committer": committer, "reason": reason}),
-        ),
+        } => EventBody::CommitRejected {
+            group: group.to_string(),
+            committer: committer.to_string(),
+            reason: reason.clone(),
+        },
         Event::AdmissionCheck {
             group,
             subject,
             policy,
-        } => (
-            Some(group.clone()),
-            json!({"type": "admission_check", "group": group.as_str(), "subject": subject,
-                   "policy": policy.to_string()}),
-        ),
+        } => EventBody::AdmissionCheck {
+            group: group.to_string(),
+            subject: subject.to_string(),
+            policy: policy.to_string(),
+        },
         Event::JoinRefused {
             group,
             steward,
             reason,
-        } => (
-            Some(group.clone()),
-            json!({"type": "join_refused", "group": group.as_str(), "steward": steward,
-                   "reason": printable_reason(reason)}),
-        ),
+        } => EventBody::JoinRefused {
+            group: group.to_string(),
+            steward: steward.to_string(),
+            reason: printable_reason(reason),
+        },
         Event::Removed {
             group, epoch, by, ..
-        } => (
-            Some(group.clone()),
-            json!({"type": "removed", "group": group.as_str(), "epoch": epoch.0, "by": by}),
-        ),
-        other => (
-            None,
-            json!({"type": "engine", "detail": format!("{other:?}")}),
-        ),
+        } => EventBody::Removed {
+            group: group.to_string(),
+            epoch: epoch.0,
+            by: by.to_string(),
+        },
+        other => EventBody::Engine {
+            detail: format!("{other:?}"),
+        },
     }
 }
 
-/// A chat message as the API shows it.
-#[derive(Serialize, Debug, Clone)]
-pub struct MessageView {
-    /// Position in this node's history.
-    pub seq: u64,
-    /// The group.
-    pub group: String,
-    /// The message id (hex).
-    pub id: String,
-    /// The author.
-    pub sender: String,
-    /// The text.
-    pub text: String,
-    /// The author's clock when sending (Unix ms).
-    pub sent_at: u64,
-    /// The epoch it was encrypted in.
-    pub epoch: u64,
-    /// When this node stored it (Unix ms).
-    pub received_at: u64,
-    /// `own` or `incoming`.
-    pub direction: &'static str,
-    /// `queued`, `sent` or `received`.
-    pub delivery: &'static str,
+/// The group an event concerns, for the event log.
+pub fn event_group(body: &EventBody) -> Option<GroupId> {
+    body.group().and_then(|name| GroupId::new(name).ok())
 }
 
-impl From<&StoredMessage> for MessageView {
-    fn from(m: &StoredMessage) -> Self {
-        Self {
-            seq: m.seq,
-            group: m.message.group.to_string(),
-            id: hex::encode(&m.message.id),
-            sender: m.message.sender.to_string(),
-            text: m.message.text.clone(),
-            sent_at: m.message.sent_at.0,
-            epoch: m.message.epoch.0,
-            received_at: m.message.received_at.0,
-            direction: if m.message.own { "own" } else { "incoming" },
-            delivery: m.delivery.as_str(),
-        }
+/// A stored chat message, without its place in the history.
+pub fn chat_message(m: &StoredMessage) -> ChatMessage {
+    ChatMessage {
+        group: m.message.group.to_string(),
+        id: hex::encode(&m.message.id),
+        sender: m.message.sender.to_string(),
+        text: m.message.text.clone(),
+        sent_at: m.message.sent_at.0,
+        epoch: m.message.epoch.0,
+        received_at: m.message.received_at.0,
+        direction: if m.message.own {
+            Direction::Own
+        } else {
+            Direction::Incoming
+        },
+        delivery: delivery(m.delivery),
     }
 }
 
-/// A proposal with its tally, as the API shows it.
-#[derive(Serialize, Debug, Clone)]
-pub struct ProposalView {
-    /// The proposal id (`0x` and 8 hex digits).
-    pub id: String,
-    /// The group.
-    pub group: String,
-    /// The epoch it was opened in.
-    pub epoch: u64,
-    /// Who opened it.
-    pub owner: String,
-    /// What it changes.
-    pub change: Value,
-    /// When this node saw it opened (Unix ms).
-    pub opened_at: u64,
-    /// When silent voters are counted (Unix ms).
-    pub deadline: u64,
-    /// `open`, `approved`, `rejected` or `closed`.
-    pub state: &'static str,
-    /// When it was decided here (Unix ms).
-    pub decided_at: Option<u64>,
-    /// The epoch whose commit applied it.
-    pub committed_epoch: Option<u64>,
-    /// Votes received.
-    pub votes: Vec<VoteView>,
-    /// Counts.
-    pub tally: Tally,
-}
-
-/// One vote.
-#[derive(Serialize, Debug, Clone)]
-pub struct VoteView {
-    /// The voter.
-    pub voter: String,
-    /// YES or NO.
-    pub yes: bool,
-}
-
-/// A proposal's counts.
-#[derive(Serialize, Debug, Clone)]
-pub struct Tally {
-    /// YES votes received.
-    pub yes: usize,
-    /// NO votes received.
-    pub no: usize,
-    /// Members expected to vote (known while the proposal's epoch is current).
-    pub voters: Option<usize>,
-}
-
-impl ProposalView {
-    /// The view of `record`; `voters` is the member count if its epoch is current.
-    pub fn new(record: &ProposalRecord, voters: Option<usize>) -> Self {
-        let yes = record.votes.iter().filter(|(_, y)| *y).count();
-        Self {
-            id: record.id.to_string(),
-            group: record.group.to_string(),
-            epoch: record.epoch.0,
-            owner: record.owner.to_string(),
-            change: serde_json::from_str(&record.change).unwrap_or(Value::Null),
-            opened_at: record.opened_at.0,
-            deadline: record.deadline.0,
-            state: record.state.as_str(),
-            decided_at: record.decided_at.map(|t| t.0),
-            committed_epoch: record.committed_epoch.map(|e| e.0),
-            votes: record
-                .votes
-                .iter()
-                .map(|(voter, yes)| VoteView {
-                    voter: voter.to_string(),
-                    yes: *yes,
-                })
-                .collect(),
-            tally: Tally {
-                yes,
-                no: record.votes.len() - yes,
-                voters,
-            },
-        }
+/// A stored chat message as the API shows it.
+pub fn message(m: &StoredMessage) -> Message {
+    Message {
+        seq: m.seq,
+        message: chat_message(m),
     }
 }
 
-/// The node, as the API shows it.
-#[derive(Serialize, Debug, Clone)]
-pub struct NodeInfo {
-    /// This node's Ethereum address.
-    pub address: String,
-    /// Its libp2p peer id.
-    pub peer_id: String,
-    /// Where it listens (multiaddrs ending in `/p2p/<peer id>`).
-    pub listen_addrs: Vec<String>,
-    /// The Waku pubsub topic it relays on.
-    pub pubsub_topic: String,
-    /// Connected peers.
-    pub peers: Vec<String>,
-    /// `automatic` or `manual`.
-    pub vote_policy: &'static str,
-    /// The demls version.
-    pub version: &'static str,
-}
-
-/// One group in the list.
-#[derive(Serialize, Debug, Clone)]
-pub struct GroupSummary {
-    /// The group's name.
-    pub id: String,
-    /// `member`, `joining`, or `refused` (a steward refused this node's join request).
-    pub state: &'static str,
-    /// Current epoch (members only).
-    pub epoch: Option<u64>,
-    /// Member count (members only).
-    pub members: Option<usize>,
-    /// Whether this node is a steward.
-    pub is_steward: bool,
-    /// Who may join, in words (members only).
-    pub admission: Option<String>,
-    /// Who refused this node's join request and why (`refused` only).
-    pub refusal: Option<String>,
-}
-
-impl GroupSummary {
-    /// A group this node asked to join.
-    pub fn joining(id: &str) -> Self {
-        Self {
-            id: id.to_owned(),
-            state: "joining",
-            epoch: None,
-            members: None,
-            is_steward: false,
-            admission: None,
-            refusal: None,
-        }
+/// How far a message got.
+pub fn delivery(delivery: demls_storage::Delivery) -> Delivery {
+    match delivery {
+        demls_storage::Delivery::Queued => Delivery::Queued,
+        demls_storage::Delivery::Sent => Delivery::Sent,
+        demls_storage::Delivery::Received => Delivery::Received,
     }
 }
 
-/// A member and its roles.
-#[derive(Serialize, Debug, Clone)]
-pub struct MemberView {
-    /// The member's address.
-    pub address: String,
-    /// `steward` and/or `member`.
-    pub roles: Vec<&'static str>,
-    /// Whether this is the node itself.
-    pub is_self: bool,
+fn proposal_state(state: demls_storage::ProposalState) -> ProposalState {
+    match state {
+        demls_storage::ProposalState::Open => ProposalState::Open,
+        demls_storage::ProposalState::Approved => ProposalState::Approved,
+        demls_storage::ProposalState::Rejected => ProposalState::Rejected,
+        demls_storage::ProposalState::Closed => ProposalState::Closed,
+    }
 }
 
-/// How a group is doing.
-#[derive(Serialize, Debug, Clone)]
-pub struct HealthView {
-    /// Current epoch.
-    pub epoch: u64,
-    /// Stewards, in rotation order.
-    pub stewards: Vec<String>,
-    /// Connected relay peers (all groups share the relay).
-    pub peers: usize,
-    /// Messages of this group the engine dropped, by reason.
-    pub dropped: std::collections::BTreeMap<String, u64>,
-    /// Open proposals.
-    pub open_proposals: usize,
-    /// When this node last saw the epoch change (Unix ms).
-    pub last_commit_at: Option<u64>,
-    /// Outgoing messages waiting for a peer.
-    pub queued: usize,
-}
-
-/// One group in detail.
-#[derive(Serialize, Debug, Clone)]
-pub struct GroupDetail {
-    /// The group's name.
-    pub id: String,
-    /// Current epoch.
-    pub epoch: u64,
-    /// Members with their roles.
-    pub members: Vec<MemberView>,
-    /// Stewards, in rotation order.
-    pub stewards: Vec<String>,
-    /// Whether this node is a steward.
-    pub is_steward: bool,
-    /// Who may join, in words: "open to anyone", "at least 1.5 ETH on chain 1 at the latest
-    /// block", …
-    pub admission: String,
-    /// Whether joiners are checked against a chain.
-    pub gated: bool,
-    /// The MLS epoch authenticator (hex): equal on every member in the same epoch.
-    pub authenticator: String,
-    /// Health.
-    pub health: HealthView,
+/// A proposal with its tally; `voters` is the member count if its epoch is current. `None`
+/// if the stored change cannot be read (the store is damaged).
+pub fn proposal(record: &ProposalRecord, voters: Option<usize>) -> Option<Proposal> {
+    let change = serde_json::from_str(&record.change)
+        .inspect_err(|error| {
+            tracing::warn!(group = %record.group, id = %record.id, %error, "unreadable proposal change");
+        })
+        .ok()?;
+    let yes = record.votes.iter().filter(|(_, y)| *y).count();
+    Some(Proposal {
+        id: record.id.to_string(),
+        group: record.group.to_string(),
+        epoch: record.epoch.0,
+        owner: record.owner.to_string(),
+        change,
+        opened_at: record.opened_at.0,
+        deadline: record.deadline.0,
+        state: proposal_state(record.state),
+        decided_at: record.decided_at.map(|t| t.0),
+        committed_epoch: record.committed_epoch.map(|e| e.0),
+        votes: record
+            .votes
+            .iter()
+            .map(|(voter, yes)| Vote {
+                voter: voter.to_string(),
+                yes: *yes,
+            })
+            .collect(),
+        tally: Tally {
+            yes,
+            no: record.votes.len() - yes,
+            voters,
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use demls_identity::Address;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -408,6 +316,10 @@ mod tests {
             "too poor\u{fffd}[2J\u{fffd}"
         );
         assert_eq!(printable_reason(&"é".repeat(2000)).chars().count(), 512);
+    }
+
+    fn change_json(kind: &ChangeKind) -> Value {
+        serde_json::to_value(change(kind)).unwrap()
     }
 
     #[test]
@@ -423,7 +335,7 @@ mod tests {
         );
         let emergency = change_json(&ChangeKind::Emergency {
             offender: Some(steward),
-            violation: Violation::Censorship,
+            violation: demls_engine::Violation::Censorship,
         });
         assert_eq!(
             emergency,
@@ -431,8 +343,12 @@ mod tests {
         );
         let deadlock = change_json(&ChangeKind::Emergency {
             offender: None,
-            violation: Violation::Deadlock,
+            violation: demls_engine::Violation::Deadlock,
         });
         assert_eq!(deadlock["offender"], Value::Null);
+        assert_eq!(
+            change_json(&ChangeKind::Readd(steward)),
+            json!({"kind": "readd", "member": steward})
+        );
     }
 }

@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use demls_api::EventBody;
 use demls_engine::{EngineConfig, EngineError, Event, GroupId, Timestamp};
 use demls_identity::{Address, IdentityError};
 use demls_storage::{Durability, StorageError};
 use demls_transport::{Multiaddr, RelayHandle, TransportConfig, TransportError, WakuRelay};
-use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use zeroize::Zeroizing;
 
@@ -126,26 +126,24 @@ impl From<EngineError> for CommandError {
 /// Something that happened on the node, for the WebSocket stream and the demo.
 #[derive(Clone, Debug)]
 pub struct NodeEvent {
-    /// Position in the node's event log (events that are not logged have none).
-    pub seq: Option<u64>,
-    /// When (Unix ms).
-    pub at: Timestamp,
-    /// `{"type": ..., ...}`.
-    pub body: Value,
+    /// The event as the API shows it.
+    pub api: demls_api::NodeEvent,
     /// The engine event behind it, if any.
     pub engine: Option<Event>,
 }
 
 impl NodeEvent {
-    /// The event as one JSON object: the body's fields, `at`, and `seq` (the event log
-    /// position; a `message` event keeps its own `seq`, the history position).
-    pub fn to_json(&self) -> Value {
-        let mut value = self.body.clone();
-        if let Value::Object(map) = &mut value {
-            map.entry("seq").or_insert(self.seq.into());
-            map.insert("at".into(), self.at.0.into());
+    /// The event `body` at `at`: `seq` is its event log position, or for `message` and
+    /// `delivery` the message's history position.
+    pub fn new(seq: Option<u64>, at: Timestamp, body: EventBody, engine: Option<Event>) -> Self {
+        Self {
+            api: demls_api::NodeEvent {
+                seq,
+                at: at.0,
+                body,
+            },
+            engine,
         }
-        value
     }
 }
 

@@ -7,7 +7,7 @@ use demls_engine::{ChangeKind, Epoch, GroupId, ProposalId, Timestamp};
 use demls_identity::Address;
 use demls_storage::{ProposalRecord, ProposalState};
 
-use super::json::change_json;
+use super::json::{self, to_text};
 
 /// A proposal of a group's current epoch.
 struct Tracked {
@@ -88,7 +88,7 @@ impl Tracker {
             id,
             epoch: self.epoch(group).unwrap_or_default(),
             owner,
-            change: change_json(&change).to_string(),
+            change: to_text(&json::change(&change)),
             opened_at: now,
             deadline,
             state: ProposalState::Open,

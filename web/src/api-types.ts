@@ -1,0 +1,912 @@
+// Generated from the node's API types (crates/api): do not edit. See docs/web.md.
+
+/**
+ * Who may join a new group. A gate is checked against the chain of this node's
+ * `--eth-rpc`: by the steward before it proposes a joiner, and by every member before it
+ * votes YES. The policy travels in the group's announcement and MLS group context.
+ * Examples: `{"kind": "min_eth", "amount": "1.5"}`, `{"kind": "min_erc20", "token":
+ * "0x6B17…1d0F", "amount": "100", "decimals": 18, "symbol": "DAI", "block": 19000000}`,
+ * `{"kind": "erc721", "token": "0xBC4C…f13D", "token_id": "7"}`.
+ */
+export type Admission = { 
+/**
+ * Read the state at this block (every member reads the same state; old blocks need an
+ * archive node). Absent: the latest block at each check.
+ */
+block?: number | null, 
+/**
+ * The chain to read; the node's endpoint must serve it. Absent: the endpoint's chain.
+ */
+chain_id?: number | null, } & ({ "kind": "open" } | { "kind": "min_eth", 
+/**
+ * In ETH, e.g. "1.5" (more decimal places than the unit has is an error).
+ */
+amount: string, } | { "kind": "min_erc20", 
+/**
+ * The token contract's address.
+ */
+token: string, 
+/**
+ * In whole tokens, scaled by `decimals`, e.g. "100".
+ */
+amount: string, 
+/**
+ * The token's decimals (default 18).
+ */
+decimals?: number | null, 
+/**
+ * The token's symbol, to show amounts (at most 32 bytes).
+ */
+symbol?: string | null, } | { "kind": "erc721", 
+/**
+ * The collection's contract address.
+ */
+token: string, 
+/**
+ * A decimal token id: only that token admits. Absent: any token of the collection.
+ */
+token_id?: string | null, });
+
+/**
+ * The body of `POST /api/groups/{group}/proposals/{proposal}/votes`.
+ */
+export type Ballot = { 
+/**
+ * YES or NO.
+ */
+yes: boolean, };
+
+/**
+ * What a proposal changes.
+ */
+export type Change = { "kind": "add", 
+/**
+ * The joiner.
+ */
+member: string, } | { "kind": "remove", 
+/**
+ * The member.
+ */
+member: string, } | { "kind": "leave", 
+/**
+ * The member.
+ */
+member: string, } | { "kind": "readd", 
+/**
+ * The member.
+ */
+member: string, } | { "kind": "election", 
+/**
+ * The retry round (above the group's current one after a silent list).
+ */
+retry_round: number, 
+/**
+ * The steward list, in rotation order.
+ */
+stewards: Array<string>, } | { "kind": "emergency", 
+/**
+ * The steward to remove (null for a deadlock).
+ */
+offender: string | null, 
+/**
+ * The evidence kind.
+ */
+violation: Violation, };
+
+/**
+ * A chat message, without its place in the history (which a `message` event carries as
+ * its `seq`).
+ */
+export type ChatMessage = { 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The message id (hex).
+ */
+id: string, 
+/**
+ * The author.
+ */
+sender: string, 
+/**
+ * The text.
+ */
+text: string, 
+/**
+ * The author's clock when sending.
+ */
+sent_at: number, 
+/**
+ * The epoch it was encrypted in.
+ */
+epoch: number, 
+/**
+ * When this node stored it.
+ */
+received_at: number, 
+/**
+ * Whether this node wrote it.
+ */
+direction: Direction, 
+/**
+ * How far it got.
+ */
+delivery: Delivery, };
+
+/**
+ * How far a message got.
+ */
+export type Delivery = "queued" | "sent" | "received";
+
+/**
+ * Who wrote a message.
+ */
+export type Direction = "own" | "incoming";
+
+/**
+ * An error response: `{"error": {"code": ..., "message": ...}}`.
+ */
+export type ErrorBody = { 
+/**
+ * What went wrong.
+ */
+error: ErrorDetail, };
+
+/**
+ * What went wrong, for programs (`code`) and people (`message`).
+ */
+export type ErrorDetail = { 
+/**
+ * `no_token`, `bad_token`, `bad_code` (401); `invalid` (400); `unknown_group`,
+ * `unknown_proposal` (404); `group_exists`, `joining`, `proposal_closed`, `no_eth_rpc`
+ * (409); `join_refused` (403); an engine refusal such as `not_member` or `vote_refused`
+ * (422); `storage` (500); `stopped`, `eth_rpc_unavailable` (503).
+ */
+code: string, 
+/**
+ * The reason in words.
+ */
+message: string, };
+
+/**
+ * One group in detail: `GET /api/groups/{group}`.
+ */
+export type GroupDetail = { 
+/**
+ * The group's name.
+ */
+id: string, 
+/**
+ * Current epoch.
+ */
+epoch: number, 
+/**
+ * Members with their roles.
+ */
+members: Array<Member>, 
+/**
+ * Stewards, in rotation order.
+ */
+stewards: Array<string>, 
+/**
+ * Whether this node is a steward.
+ */
+is_steward: boolean, 
+/**
+ * Who may join, in words, e.g. "at least 1.5 ETH on chain 1 at the latest block".
+ */
+admission: string, 
+/**
+ * Whether joiners are checked against a chain.
+ */
+gated: boolean, 
+/**
+ * The MLS epoch authenticator (hex): equal on every member in the same epoch.
+ */
+authenticator: string, 
+/**
+ * How the group is doing.
+ */
+health: Health, };
+
+/**
+ * Where this node stands in a group.
+ */
+export type GroupState = "member" | "joining" | "refused";
+
+/**
+ * One group in the list of `GET /api/groups`.
+ */
+export type GroupSummary = { 
+/**
+ * The group's name.
+ */
+id: string, 
+/**
+ * Where this node stands.
+ */
+state: GroupState, 
+/**
+ * Current epoch (`member` only).
+ */
+epoch: number | null, 
+/**
+ * Member count (`member` only).
+ */
+members: number | null, 
+/**
+ * Whether this node is a steward.
+ */
+is_steward: boolean, 
+/**
+ * Who may join, in words (`member` only).
+ */
+admission: string | null, 
+/**
+ * Who refused this node's join request and why (`refused` only), e.g. "refused by its
+ * steward 0x9aF3…: balance 0 ETH at block 12 is below the required 1.5 ETH".
+ */
+refusal: string | null, };
+
+/**
+ * How a group is doing: `GET /api/groups/{group}/health`.
+ */
+export type Health = { 
+/**
+ * Current epoch.
+ */
+epoch: number, 
+/**
+ * Stewards, in rotation order.
+ */
+stewards: Array<string>, 
+/**
+ * Connected relay peers (all groups share the relay).
+ */
+peers: number, 
+/**
+ * This group's messages the engine dropped, by reason.
+ */
+dropped: { [key in string]: number }, 
+/**
+ * Open proposals.
+ */
+open_proposals: number, 
+/**
+ * When this node last saw the epoch change.
+ */
+last_commit_at: number | null, 
+/**
+ * Outgoing messages waiting for a peer.
+ */
+queued: number, };
+
+/**
+ * How far this node's request to join a group has come: `GET /api/groups/{group}/join`.
+ */
+export type JoinProgress = { 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The stage reached.
+ */
+stage: JoinStage, 
+/**
+ * The steward the request went to (or that refused it).
+ */
+steward: string | null, 
+/**
+ * Why the steward refused (`refused` only), e.g. the admission policy is not met.
+ */
+reason: string | null, 
+/**
+ * When the stage was reached, if known.
+ */
+since: number | null, 
+/**
+ * The epoch this node joined at (`member` only, if known).
+ */
+epoch: number | null, };
+
+/**
+ * The body of `POST /api/groups/{group}/join` (optional).
+ */
+export type JoinRequest = { 
+/**
+ * Only trust this steward's announcements.
+ */
+steward?: string | null, };
+
+/**
+ * The stage of a join.
+ */
+export type JoinStage = "looking" | "requested" | "member" | "refused";
+
+/**
+ * A member and its roles.
+ */
+export type Member = { 
+/**
+ * The member's address.
+ */
+address: string, 
+/**
+ * `steward` (if it is one), then `member`.
+ */
+roles: Array<Role>, 
+/**
+ * Whether this is the node itself.
+ */
+is_self: boolean, };
+
+/**
+ * A chat message in this node's history: `GET /api/groups/{group}/messages`.
+ */
+export type Message = { 
+/**
+ * Position in this node's history.
+ */
+seq: number, 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The message id (hex).
+ */
+id: string, 
+/**
+ * The author.
+ */
+sender: string, 
+/**
+ * The text.
+ */
+text: string, 
+/**
+ * The author's clock when sending.
+ */
+sent_at: number, 
+/**
+ * The epoch it was encrypted in.
+ */
+epoch: number, 
+/**
+ * When this node stored it.
+ */
+received_at: number, 
+/**
+ * Whether this node wrote it.
+ */
+direction: Direction, 
+/**
+ * How far it got.
+ */
+delivery: Delivery, };
+
+/**
+ * Who commits and who votes.
+ */
+export type Mode = "single" | "big" | "small";
+
+/**
+ * The body of `POST /api/groups`: a new group with this node as its steward. Absent
+ * settings take the defaults shown.
+ */
+export type NewGroup = { 
+/**
+ * The group's name: 1 to 64 characters from `a-z 0-9 . _ -`.
+ */
+name: string, 
+/**
+ * Who commits and who votes (default `single`).
+ */
+mode?: Mode | null, 
+/**
+ * Smallest steward list, when the group has that many members (default 1).
+ */
+sn_min?: number | null, 
+/**
+ * Largest steward list, not below `sn_min` (default 1).
+ */
+sn_max?: number | null, 
+/**
+ * How long a vote stays open, in seconds (default 30).
+ */
+vote_timeout_secs?: number | null, 
+/**
+ * Whether silent voters count as YES at the deadline (default true).
+ */
+liveness_yes?: boolean | null, 
+/**
+ * Open proposals per member at most (default 8).
+ */
+max_proposals_per_member?: number | null, 
+/**
+ * Who may join (default: anyone).
+ */
+admission?: Admission | null, };
+
+/**
+ * The body of `POST /api/groups/{group}/messages`.
+ */
+export type NewMessage = { 
+/**
+ * The text.
+ */
+text: string, };
+
+/**
+ * The body of `POST /api/groups/{group}/proposals`: only removals are proposed by hand
+ * (joiners ask to join and stewards propose them).
+ */
+export type NewProposal = { "kind": "remove", 
+/**
+ * The member's address.
+ */
+member: string, };
+
+/**
+ * Something that happened on the node: one JSON object with `type`, `seq`, `at` and the
+ * fields of its type.
+ */
+export type NodeEvent = { 
+/**
+ * The event log position; for `message` and `delivery`, the message's position in the
+ * history; null for events that are not logged (`peer_connected`, `peer_disconnected`,
+ * `lagged`).
+ */
+seq: number | null, 
+/**
+ * When it happened.
+ */
+at: number, } & ({ "type": "group_created", 
+/**
+ * The group.
+ */
+group: string, } | { "type": "announcement_seen", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The announcing steward.
+ */
+steward: string, 
+/**
+ * The group's epoch.
+ */
+epoch: number, } | { "type": "join_request_sent", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The steward it was sealed to.
+ */
+steward: string, } | { "type": "join_request_accepted", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The joiner.
+ */
+joiner: string, } | { "type": "joined", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The epoch it joined in.
+ */
+epoch: number, 
+/**
+ * The members, this node included.
+ */
+members: Array<string>, } | { "type": "proposal_opened", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The proposal id.
+ */
+proposal: string, 
+/**
+ * Who opened it.
+ */
+owner: string, 
+/**
+ * What it changes.
+ */
+change: Change, 
+/**
+ * When silent voters are counted.
+ */
+deadline: number, } | { "type": "vote_recorded", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The proposal id.
+ */
+proposal: string, 
+/**
+ * The voter.
+ */
+voter: string, 
+/**
+ * YES or NO.
+ */
+yes: boolean, } | { "type": "proposal_decided", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The proposal id.
+ */
+proposal: string, 
+/**
+ * What it changes.
+ */
+change: Change, 
+/**
+ * YES or NO.
+ */
+approved: boolean, } | { "type": "epoch_changed", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The new epoch.
+ */
+epoch: number, 
+/**
+ * Who committed.
+ */
+committer: string, 
+/**
+ * Members added by the commit.
+ */
+added: Array<string>, 
+/**
+ * Members removed by the commit.
+ */
+removed: Array<string>, 
+/**
+ * The members now.
+ */
+members: Array<string>, 
+/**
+ * The MLS epoch authenticator (hex): equal on every member in the same epoch.
+ */
+authenticator: string, } | { "type": "commit_rejected", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * Who sent it.
+ */
+committer: string, 
+/**
+ * Why.
+ */
+reason: string, } | { "type": "admission_check", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The joiner to check.
+ */
+subject: string, 
+/**
+ * The group's policy, in words.
+ */
+policy: string, } | { "type": "admission_verdict", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The joiner checked.
+ */
+subject: string, 
+/**
+ * Whether it may join.
+ */
+admitted: boolean, 
+/**
+ * The verdict in words, e.g. "refused: balance 0 ETH at block 12 is below the
+ * required 1.5 ETH" or "check unavailable: …".
+ */
+verdict: string, } | { "type": "join_refused", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The refusing steward.
+ */
+steward: string, 
+/**
+ * Why (without control characters, at most 512 characters).
+ */
+reason: string, } | { "type": "removed", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The epoch of the commit that removed it.
+ */
+epoch: number, 
+/**
+ * Who committed the removal.
+ */
+by: string, } | { "type": "message" } & ChatMessage | { "type": "delivery", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The message id (hex).
+ */
+id: string, 
+/**
+ * How far it got.
+ */
+delivery: Delivery, } | { "type": "peer_connected", 
+/**
+ * Its peer id.
+ */
+peer: string, } | { "type": "peer_disconnected", 
+/**
+ * Its peer id.
+ */
+peer: string, } | { "type": "lagged", 
+/**
+ * How many.
+ */
+missed: number, } | { "type": "engine", 
+/**
+ * Its debug form.
+ */
+detail: string, });
+
+/**
+ * The node: `GET /api/node`.
+ */
+export type NodeInfo = { 
+/**
+ * This node's Ethereum address.
+ */
+address: string, 
+/**
+ * Its libp2p peer id.
+ */
+peer_id: string, 
+/**
+ * Where it listens: multiaddrs ending in `/p2p/<peer id>`, what others pass as `--peer`.
+ */
+listen_addrs: Array<string>, 
+/**
+ * The Waku pubsub topic it relays on, e.g. `/waku/2/rs/4242/0`.
+ */
+pubsub_topic: string, 
+/**
+ * Connected peers.
+ */
+peers: Array<string>, 
+/**
+ * How it votes.
+ */
+vote_policy: VotePolicy, 
+/**
+ * The demls version.
+ */
+version: string, };
+
+/**
+ * A proposal with its tally: `GET /api/groups/{group}/proposals`.
+ */
+export type Proposal = { 
+/**
+ * The proposal id (`0x` and 8 hex digits).
+ */
+id: string, 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The epoch it was opened in.
+ */
+epoch: number, 
+/**
+ * Who opened it.
+ */
+owner: string, 
+/**
+ * What it changes.
+ */
+change: Change, 
+/**
+ * When this node saw it opened.
+ */
+opened_at: number, 
+/**
+ * When silent voters are counted.
+ */
+deadline: number, 
+/**
+ * Where it stands.
+ */
+state: ProposalState, 
+/**
+ * When it was decided here.
+ */
+decided_at: number | null, 
+/**
+ * The epoch whose commit applied it.
+ */
+committed_epoch: number | null, 
+/**
+ * Votes received.
+ */
+votes: Array<Vote>, 
+/**
+ * Counts.
+ */
+tally: Tally, };
+
+/**
+ * Where a proposal stands.
+ */
+export type ProposalState = "open" | "approved" | "rejected" | "closed";
+
+/**
+ * A role of a member.
+ */
+export type Role = "epoch_steward" | "backup" | "steward" | "member";
+
+/**
+ * A group's members with their roles this epoch: `GET /api/groups/{group}/roster`.
+ */
+export type Roster = { 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * Current epoch.
+ */
+epoch: number, 
+/**
+ * Who commits and who votes.
+ */
+mode: Mode, 
+/**
+ * Stewards, in rotation order.
+ */
+stewards: Array<string>, 
+/**
+ * Who commits this epoch, in order: the epoch steward, then its backups.
+ */
+committers: Array<string>, 
+/**
+ * The members.
+ */
+members: Array<RosterMember>, };
+
+/**
+ * One member in the roster.
+ */
+export type RosterMember = { 
+/**
+ * The member's address.
+ */
+address: string, 
+/**
+ * Any of `epoch_steward`, `backup`, `steward`, then `member`.
+ */
+roles: Array<Role>, 
+/**
+ * Whether this is the node itself.
+ */
+is_self: boolean, 
+/**
+ * The epoch of the commit that added the member, if this node saw it (its own: from its
+ * event log).
+ */
+joined_epoch: number | null, };
+
+/**
+ * The body of `POST /api/signin`.
+ */
+export type SignIn = { 
+/**
+ * The one-time code of the sign-in link the node printed (`…/#signin=CODE`).
+ */
+code: string, };
+
+/**
+ * The answer of `POST /api/signin`.
+ */
+export type SignedIn = { 
+/**
+ * The bearer token (the code is used up).
+ */
+token: string, };
+
+/**
+ * What a command did.
+ */
+export type Status = "ok" | "leaving" | "proposed";
+
+/**
+ * An answer that only says what happened.
+ */
+export type StatusBody = { 
+/**
+ * What happened.
+ */
+status: Status, };
+
+/**
+ * A proposal's counts.
+ */
+export type Tally = { 
+/**
+ * YES votes received.
+ */
+yes: number, 
+/**
+ * NO votes received.
+ */
+no: number, 
+/**
+ * Members expected to vote, while the proposal's epoch is current.
+ */
+voters: number | null, };
+
+/**
+ * Steward misbehaviour that members detect and vote on.
+ */
+export type Violation = "broken_commit" | "equivocation" | "inactivity" | "censorship" | "deadlock";
+
+/**
+ * One vote.
+ */
+export type Vote = { 
+/**
+ * The voter.
+ */
+voter: string, 
+/**
+ * YES or NO.
+ */
+yes: boolean, };
+
+/**
+ * How a node votes.
+ */
+export type VotePolicy = "automatic" | "manual";
+
+/**
+ * The body of `PUT /api/node/vote-policy`.
+ */
+export type VotePolicyChange = { 
+/**
+ * The new policy (kept across restarts).
+ */
+policy: VotePolicy, };
