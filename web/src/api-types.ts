@@ -203,6 +203,19 @@ admission: string,
  */
 gated: boolean, 
 /**
+ * Who may join without an invitation.
+ */
+join_rule: JoinRule, 
+/**
+ * How long a vote on adding or removing someone stays open, in seconds (silence counts
+ * as NO at its end).
+ */
+membership_vote_timeout_secs: number, 
+/**
+ * Live invitations this node knows of.
+ */
+invitations: Array<KnownInvitation>, 
+/**
  * The MLS epoch authenticator (hex): equal on every member in the same epoch.
  */
 authenticator: string, 
@@ -214,7 +227,7 @@ health: Health, };
 /**
  * Where this node stands in a group.
  */
-export type GroupState = "member" | "joining" | "refused";
+export type GroupState = "member" | "joining" | "refused" | "removed";
 
 /**
  * One group in the list of `GET /api/groups`.
@@ -248,7 +261,11 @@ admission: string | null,
  * Who refused this node's join request and why (`refused` only), e.g. "refused by its
  * steward 0x9aF3…: balance 0 ETH at block 12 is below the required 1.5 ETH".
  */
-refusal: string | null, };
+refusal: string | null, 
+/**
+ * Why this node is no longer a member (`removed` only).
+ */
+removal: Removal | null, };
 
 /**
  * How a group is doing: `GET /api/groups/{group}/health`.
@@ -282,6 +299,24 @@ last_commit_at: number | null,
  * Outgoing messages waiting for a peer.
  */
 queued: number, };
+
+/**
+ * An invitation this node made: `POST /api/groups/{group}/invitations`.
+ */
+export type Invitation = { 
+/**
+ * The ticket to hand to the invitee (`demls join <ticket>`): the group, its name and
+ * the signed invitation. It is this member's YES on admitting the invitee, signed ahead.
+ */
+ticket: string, 
+/**
+ * Who is invited.
+ */
+invitee: string, 
+/**
+ * When it ends.
+ */
+expires_at: number, };
 
 /**
  * How far this node's request to join a group has come: `GET /api/groups/{group}/join`.
@@ -322,9 +357,40 @@ export type JoinRequest = {
 steward?: string | null, };
 
 /**
+ * How a group admits people, chosen by its creator and shown to everyone.
+ */
+export type JoinRule = "invite" | "open";
+
+/**
  * The stage of a join.
  */
 export type JoinStage = "looking" | "requested" | "member" | "refused";
+
+/**
+ * The body of `POST /api/join`: join by a ticket from `invitations` (or a group's address).
+ */
+export type JoinTicket = { 
+/**
+ * The ticket, `demls:…`.
+ */
+ticket: string, };
+
+/**
+ * An invitation a member of the group made (in `GroupDetail`).
+ */
+export type KnownInvitation = { 
+/**
+ * Who is invited.
+ */
+invitee: string, 
+/**
+ * The member that invited.
+ */
+inviter: string, 
+/**
+ * When it ends.
+ */
+expires_at: number, };
 
 /**
  * A member and its roles.
@@ -415,13 +481,23 @@ sn_min?: number | null,
  */
 sn_max?: number | null, 
 /**
- * How long a vote stays open, in seconds (default 30).
+ * How long a vote on an election or emergency stays open, in seconds (default 30).
  */
 vote_timeout_secs?: number | null, 
 /**
- * Whether silent voters count as YES at the deadline (default true).
+ * How long a vote on adding or removing someone stays open, in seconds (default 3600);
+ * silence counts as NO at its end.
+ */
+membership_vote_timeout_secs?: number | null, 
+/**
+ * Whether silent voters count as YES at the deadline of an election (default true).
+ * Silence never admits, removes or condemns anyone.
  */
 liveness_yes?: boolean | null, 
+/**
+ * Who may join without an invitation (default `invite`: nobody).
+ */
+join_rule?: JoinRule | null, 
 /**
  * Open proposals per member at most (default 8).
  */
@@ -430,6 +506,19 @@ max_proposals_per_member?: number | null,
  * Who may join (default: anyone).
  */
 admission?: Admission | null, };
+
+/**
+ * The body of `POST /api/groups/{group}/invitations`.
+ */
+export type NewInvitation = { 
+/**
+ * Who is invited (an Ethereum address).
+ */
+address: string, 
+/**
+ * For how long, in seconds (default 7 days, at most 365 days).
+ */
+expires_in_secs?: number | null, };
 
 /**
  * The body of `POST /api/groups/{group}/messages`.
@@ -653,7 +742,27 @@ epoch: number,
 /**
  * Who committed the removal.
  */
-by: string, } | { "type": "message" } & ChatMessage | { "type": "delivery", 
+by: string, 
+/**
+ * Why.
+ */
+reason: RemovalReason, } | { "type": "invited", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * Who is invited.
+ */
+invitee: string, 
+/**
+ * The member that invited.
+ */
+inviter: string, 
+/**
+ * When the invitation ends.
+ */
+expires_at: number, } | { "type": "message" } & ChatMessage | { "type": "delivery", 
 /**
  * The group.
  */
@@ -717,6 +826,47 @@ vote_policy: VotePolicy,
 version: string, };
 
 /**
+ * Someone asking to join, waiting for the members: `GET /api/groups/{group}/requests`.
+ */
+export type PendingRequest = { 
+/**
+ * Who asks.
+ */
+address: string, 
+/**
+ * The vote on it.
+ */
+proposal: string, 
+/**
+ * Since when it waits (when this node first saw the vote).
+ */
+since: number, 
+/**
+ * When the vote closes; silence counts as NO then.
+ */
+deadline: number, 
+/**
+ * The member that invited it, if one did.
+ */
+invited_by: string | null, 
+/**
+ * Who said YES so far.
+ */
+yes: Array<string>, 
+/**
+ * Who said NO so far.
+ */
+no: Array<string>, 
+/**
+ * Voters.
+ */
+voters: number, 
+/**
+ * This node's own vote, if cast.
+ */
+own_vote: boolean | null, };
+
+/**
  * A proposal with its tally: `GET /api/groups/{group}/proposals`.
  */
 export type Proposal = { 
@@ -773,6 +923,69 @@ tally: Tally, };
  * Where a proposal stands.
  */
 export type ProposalState = "open" | "approved" | "rejected" | "closed";
+
+/**
+ * Why this node is no longer a member of a group.
+ */
+export type Removal = { 
+/**
+ * The epoch the commit that removed it started.
+ */
+epoch: number, 
+/**
+ * The steward that committed it.
+ */
+by: string, 
+/**
+ * When this node learned it.
+ */
+at: number, 
+/**
+ * Why.
+ */
+reason: RemovalReason, };
+
+/**
+ * Why a member was removed, by `kind`.
+ */
+export type RemovalReason = { "kind": "left" } | { "kind": "voted", 
+/**
+ * The proposal.
+ */
+proposal: string, 
+/**
+ * Who proposed it.
+ */
+owner: string, 
+/**
+ * YES votes.
+ */
+yes: number, 
+/**
+ * NO votes.
+ */
+no: number, 
+/**
+ * Voters.
+ */
+voters: number, } | { "kind": "emergency", 
+/**
+ * The proposal.
+ */
+proposal: string, 
+/**
+ * What it was found doing.
+ */
+violation: Violation, } | { "kind": "replaced" };
+
+/**
+ * The body of `POST /api/groups/{group}/requests/{address}`.
+ */
+export type RequestDecision = { 
+/**
+ * YES (approve) or NO (deny).
+ */
+approve: boolean, };
 
 /**
  * A role of a member.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::membership::RemovalReason;
 use crate::message::{ChatMessage, Delivery};
 use crate::proposal::Change;
 
@@ -162,6 +163,19 @@ pub enum EventBody {
         epoch: u64,
         /// Who committed the removal.
         by: String,
+        /// Why.
+        reason: RemovalReason,
+    },
+    /// A member invited an address: its YES on admitting it, signed ahead.
+    Invited {
+        /// The group.
+        group: String,
+        /// Who is invited.
+        invitee: String,
+        /// The member that invited.
+        inviter: String,
+        /// When the invitation ends.
+        expires_at: u64,
     },
     /// A chat message arrived or was sent (its `seq` is its place in the history).
     Message(ChatMessage),
@@ -214,6 +228,7 @@ impl EventBody {
             | Self::AdmissionVerdict { group, .. }
             | Self::JoinRefused { group, .. }
             | Self::Removed { group, .. }
+            | Self::Invited { group, .. }
             | Self::Message(ChatMessage { group, .. })
             | Self::Delivery { group, .. } => Some(group),
             Self::PeerConnected { .. }

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use utoipa::ToSchema;
 
+use crate::membership::{JoinRule, KnownInvitation, Removal};
+
 /// One group in the list of `GET /api/groups`.
 #[derive(Serialize, Deserialize, ToSchema, TS, Debug, Clone, PartialEq, Eq)]
 pub struct GroupSummary {
@@ -24,6 +26,8 @@ pub struct GroupSummary {
     /// Who refused this node's join request and why (`refused` only), e.g. "refused by its
     /// steward 0x9aF3…: balance 0 ETH at block 12 is below the required 1.5 ETH".
     pub refusal: Option<String>,
+    /// Why this node is no longer a member (`removed` only).
+    pub removal: Option<Removal>,
 }
 
 /// Where this node stands in a group.
@@ -36,6 +40,9 @@ pub enum GroupState {
     Joining,
     /// A steward refused this node's join request (until it asks again).
     Refused,
+    /// This node was a member and is no more (`removal` says why); its history stays
+    /// readable, and it may ask to join again.
+    Removed,
 }
 
 /// One group in detail: `GET /api/groups/{group}`.
@@ -55,6 +62,13 @@ pub struct GroupDetail {
     pub admission: String,
     /// Whether joiners are checked against a chain.
     pub gated: bool,
+    /// Who may join without an invitation.
+    pub join_rule: JoinRule,
+    /// How long a vote on adding or removing someone stays open, in seconds (silence counts
+    /// as NO at its end).
+    pub membership_vote_timeout_secs: u32,
+    /// Live invitations this node knows of.
+    pub invitations: Vec<KnownInvitation>,
     /// The MLS epoch authenticator (hex): equal on every member in the same epoch.
     pub authenticator: String,
     /// How the group is doing.
@@ -204,10 +218,16 @@ pub struct NewGroup {
     pub sn_min: Option<u16>,
     /// Largest steward list, not below `sn_min` (default 1).
     pub sn_max: Option<u16>,
-    /// How long a vote stays open, in seconds (default 30).
+    /// How long a vote on an election or emergency stays open, in seconds (default 30).
     pub vote_timeout_secs: Option<u32>,
-    /// Whether silent voters count as YES at the deadline (default true).
+    /// How long a vote on adding or removing someone stays open, in seconds (default 3600);
+    /// silence counts as NO at its end.
+    pub membership_vote_timeout_secs: Option<u32>,
+    /// Whether silent voters count as YES at the deadline of an election (default true).
+    /// Silence never admits, removes or condemns anyone.
     pub liveness_yes: Option<bool>,
+    /// Who may join without an invitation (default `invite`: nobody).
+    pub join_rule: Option<JoinRule>,
     /// Open proposals per member at most (default 8).
     pub max_proposals_per_member: Option<u16>,
     /// Who may join (default: anyone).

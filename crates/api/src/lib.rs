@@ -23,6 +23,7 @@
 mod error;
 mod event;
 mod group;
+mod membership;
 mod message;
 mod node;
 mod proposal;
@@ -33,6 +34,10 @@ pub use event::{EventBody, EventFilter, NodeEvent};
 pub use group::{
     Admission, AdmissionRule, GroupDetail, GroupState, GroupSummary, Health, JoinProgress,
     JoinRequest, JoinStage, Member, Mode, NewGroup, Role, Roster, RosterMember,
+};
+pub use membership::{
+    Invitation, JoinRule, JoinTicket, KnownInvitation, NewInvitation, PendingRequest, Removal,
+    RemovalReason, RequestDecision,
 };
 pub use message::{ChatMessage, Delivery, Direction, Message, NewMessage, Page};
 pub use node::{NodeInfo, SignIn, SignedIn, Status, StatusBody, VotePolicy, VotePolicyChange};

@@ -8,9 +8,10 @@ use std::path::Path;
 use ts_rs::{Config, TS, TypeVisitor};
 
 use crate::{
-    Admission, Ballot, ErrorBody, GroupDetail, GroupSummary, Health, JoinProgress, JoinRequest,
-    Message, NewGroup, NewMessage, NewProposal, NodeEvent, NodeInfo, Proposal, Roster, SignIn,
-    SignedIn, StatusBody, VotePolicyChange,
+    Admission, Ballot, ErrorBody, GroupDetail, GroupSummary, Health, Invitation, JoinProgress,
+    JoinRequest, JoinTicket, Message, NewGroup, NewInvitation, NewMessage, NewProposal, NodeEvent,
+    NodeInfo, PendingRequest, Proposal, RequestDecision, Roster, SignIn, SignedIn, StatusBody,
+    VotePolicyChange,
 };
 
 /// Collects the declarations of the visited types and, recursively, of the types they use.
@@ -56,6 +57,11 @@ pub fn typescript() -> String {
     all.visit::<JoinProgress>();
     all.visit::<JoinRequest>();
     all.visit::<NewGroup>();
+    all.visit::<NewInvitation>();
+    all.visit::<Invitation>();
+    all.visit::<JoinTicket>();
+    all.visit::<PendingRequest>();
+    all.visit::<RequestDecision>();
     all.visit::<Admission>();
     all.visit::<Proposal>();
     all.visit::<NewProposal>();

@@ -6,14 +6,17 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use demls_api::{
     Admission, AdmissionRule, Ballot, ChatMessage, Delivery, Direction, ErrorBody, EventBody,
-    GroupDetail, GroupState, GroupSummary, JoinRequest, Message, Mode, NewGroup, NewMessage,
-    NewProposal, NodeEvent, NodeInfo, Proposal, StatusBody, VotePolicy, VotePolicyChange,
+    GroupDetail, GroupState, GroupSummary, Invitation, JoinRequest, JoinRule, JoinTicket, Message,
+    Mode, NewGroup, NewInvitation, NewMessage, NewProposal, NodeEvent, NodeInfo, PendingRequest,
+    Proposal, RequestDecision, StatusBody, VotePolicy, VotePolicyChange,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tungstenite::client::IntoClientRequest;
 
+use crate::runtime::describe_removal;
 use crate::runtime::setup::{API_URL_FILE, TOKEN_FILE};
+use crate::ticket::Ticket;
 
 /// Prints a line to stdout; when stdout is closed (e.g. piped into `head`), the command ends
 /// quietly instead of panicking.
@@ -173,9 +176,17 @@ pub enum ClientCommand {
         /// Most stewards in the list (big and small modes).
         #[arg(long)]
         sn_max: Option<u16>,
-        /// How long a vote stays open, in seconds.
+        /// How long a vote on an election or emergency stays open, in seconds.
         #[arg(long)]
         vote_timeout: Option<u32>,
+        /// How long a vote on adding or removing someone stays open, in seconds (silence
+        /// counts as NO at its end; default an hour).
+        #[arg(long, value_name = "SECS")]
+        membership_timeout: Option<u32>,
+        /// A public group: anyone who asks is admitted by automatic voters. By default only
+        /// invited addresses (`demls invite`) or those the members vote in get in.
+        #[arg(long)]
+        open: bool,
         #[command(flatten)]
         gate: GateArgs,
         #[command(flatten)]
@@ -188,13 +199,51 @@ pub enum ClientCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Ask to join a group (its steward must be reachable on the network).
-    Join {
+    /// Invite an address to a group: your YES on admitting it, signed ahead. Prints the
+    /// ticket to give to the invitee (`demls join <ticket>`).
+    Invite {
         /// The group.
+        group: String,
+        /// Who is invited.
+        address: String,
+        /// For how many hours (default a week).
+        #[arg(long, value_name = "HOURS")]
+        expires_in: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Ask to join a group, with a ticket from a member's `invite` (or by the group's name).
+    Join {
+        /// A ticket (`demls:…`), or the group's name.
         group: String,
         /// Only trust announcements from this steward address.
         #[arg(long)]
         steward: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the join requests waiting for the members' votes.
+    Requests {
+        /// The group.
+        group: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Approve a waiting join request (your YES, kept until it is decided).
+    Approve {
+        /// The group.
+        group: String,
+        /// Who asks.
+        address: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Deny a waiting join request (your NO).
+    Deny {
+        /// The group.
+        group: String,
+        /// Who asks.
+        address: String,
         #[command(flatten)]
         target: Target,
     },
@@ -460,6 +509,8 @@ fn print_groups(list: &[GroupSummary]) {
     for g in list {
         if g.state == GroupState::Refused {
             say!("{}  {}", g.id, maybe(g.refusal.as_ref()));
+        } else if let Some(removal) = &g.removal {
+            say!("{}  removed: {}", g.id, describe_removal(removal));
         } else {
             say!(
                 "{}  {}  epoch {}  {} members{}",
@@ -475,6 +526,14 @@ fn print_groups(list: &[GroupSummary]) {
 
 fn print_group(g: &GroupDetail) {
     say!("group {}  epoch {}", g.id, g.epoch);
+    let joining = match g.join_rule {
+        JoinRule::Invite => "by invitation or the members' vote",
+        JoinRule::Open => "open to anyone who asks",
+    };
+    say!(
+        "joining: {joining}; votes on people last {} s, silence counts as NO",
+        g.membership_vote_timeout_secs
+    );
     say!("admission: {}", g.admission);
     say!("stewards: {}", g.stewards.len());
     for s in &g.stewards {
@@ -486,6 +545,14 @@ fn print_group(g: &GroupDetail) {
         let me = if m.is_self { " (this node)" } else { "" };
         say!("  {}  {}{me}", m.address, roles.join(", "));
     }
+    for i in &g.invitations {
+        say!(
+            "invited: {} by {} (until {} UTC)",
+            i.invitee,
+            i.inviter,
+            clock(i.expires_at)
+        );
+    }
     let h = &g.health;
     say!(
         "health: {} peers, {} open proposals, {} queued, dropped {}",
@@ -494,6 +561,42 @@ fn print_group(g: &GroupDetail) {
         h.queued,
         serde_json::to_string(&h.dropped).unwrap_or_default()
     );
+}
+
+fn print_requests(list: &[PendingRequest]) {
+    if list.is_empty() {
+        say!("(no requests waiting)");
+    }
+    for r in list {
+        let invited = r
+            .invited_by
+            .as_ref()
+            .map_or(String::new(), |i| format!("  invited by {i}"));
+        let mine = match r.own_vote {
+            Some(true) => "  you: YES",
+            Some(false) => "  you: NO",
+            None => "  you: not voted",
+        };
+        say!(
+            "{}  since {}  yes {} / no {} of {}  closes {} UTC{invited}{mine}",
+            r.address,
+            clock(r.since),
+            r.yes.len(),
+            r.no.len(),
+            r.voters,
+            clock(r.deadline)
+        );
+    }
+}
+
+/// Approves or denies a waiting join request.
+fn decide(group: &str, address: &str, approve: bool, target: &Target) -> Result<(), CliError> {
+    let proposal: Proposal = Client::new(target)?.post(
+        &group_path(group, &format!("/requests/{address}")),
+        &RequestDecision { approve },
+    )?;
+    show(target, &proposal, print_proposal);
+    Ok(())
 }
 
 /// What a change is and whom it concerns (`-` for changes of no single member).
@@ -561,6 +664,8 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             sn_min,
             sn_max,
             vote_timeout,
+            membership_timeout,
+            open,
             gate,
             target,
         } => {
@@ -570,6 +675,8 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
                 sn_min,
                 sn_max,
                 vote_timeout_secs: vote_timeout,
+                membership_vote_timeout_secs: membership_timeout,
+                join_rule: open.then_some(JoinRule::Open),
                 liveness_yes: None,
                 max_proposals_per_member: None,
                 admission: gate.admission()?,
@@ -581,13 +688,53 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             let detail: GroupDetail = Client::new(&target)?.get(&group_path(&group, ""))?;
             show(&target, &detail, print_group);
         }
+        C::Invite {
+            group,
+            address,
+            expires_in,
+            target,
+        } => {
+            let body = NewInvitation {
+                address,
+                expires_in_secs: expires_in.map(|hours| hours.saturating_mul(3600)),
+            };
+            let invitation: Invitation =
+                Client::new(&target)?.post(&group_path(&group, "/invitations"), &body)?;
+            show(&target, &invitation, |i| {
+                say!("{}", i.ticket);
+                eprintln!(
+                    "give this ticket to {}: `demls join <ticket>` (valid until {} UTC)",
+                    i.invitee,
+                    clock(i.expires_at)
+                );
+            });
+        }
+        C::Requests { group, target } => {
+            let list: Vec<PendingRequest> =
+                Client::new(&target)?.get(&group_path(&group, "/requests"))?;
+            show(&target, &list, |l| print_requests(l));
+        }
+        C::Approve {
+            group,
+            address,
+            target,
+        } => decide(&group, &address, true, &target)?,
+        C::Deny {
+            group,
+            address,
+            target,
+        } => decide(&group, &address, false, &target)?,
         C::Join {
             group,
             steward,
             target,
         } => {
-            let summary: GroupSummary = Client::new(&target)?
-                .post(&group_path(&group, "/join"), &JoinRequest { steward })?;
+            let client = Client::new(&target)?;
+            let summary: GroupSummary = if Ticket::looks_like(&group) {
+                client.post("/api/join", &JoinTicket { ticket: group })?
+            } else {
+                client.post(&group_path(&group, "/join"), &JoinRequest { steward })?
+            };
             show(&target, &summary, |g| {
                 say!(
                     "asked to join '{}': waiting for its steward's announcement and the members' vote",
@@ -690,7 +837,20 @@ fn print_event(event: &NodeEvent, last_seq: u64) {
             "-- proposal {proposal} {}",
             if *approved { "approved" } else { "rejected" }
         ),
-        EventBody::Removed { .. } => say!("-- this node is no longer a member"),
+        EventBody::Removed {
+            epoch, by, reason, ..
+        } => say!(
+            "-- this node is no longer a member: {}",
+            describe_removal(&demls_api::Removal {
+                epoch: *epoch,
+                by: by.clone(),
+                at: event.at,
+                reason: reason.clone(),
+            })
+        ),
+        EventBody::Invited {
+            invitee, inviter, ..
+        } => say!("-- {inviter} invited {invitee}"),
         EventBody::JoinRefused {
             steward, reason, ..
         } => say!("-- the steward {steward} refused this node: {reason}"),
@@ -701,8 +861,41 @@ fn print_event(event: &NodeEvent, last_seq: u64) {
     }
 }
 
-/// Prints the history, then follows the event stream.
+/// How long `follow` waits before trying again to reach a node that went away.
+const RECONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Prints the history, then follows the event stream. When the node goes away (a restart)
+/// it says so, reconnects once the node is back, and prints what it missed.
 fn follow(group: &str, target: &Target) -> Result<(), CliError> {
+    let mut last_seq = 0;
+    let mut ever = false;
+    loop {
+        let mut live = false;
+        match follow_once(group, target, &mut last_seq, ever, &mut live) {
+            // A closed stdout (e.g. piped into head) ends the command.
+            Ok(()) => return Ok(()),
+            // The first connection's failure is the command's (no node, bad token, no group).
+            Err(error) if !ever && !live => return Err(error),
+            Err(error) => {
+                if live {
+                    eprintln!("-- lost the node ({error}); reconnecting");
+                }
+                ever = true;
+                std::thread::sleep(RECONNECT_WAIT);
+            }
+        }
+    }
+}
+
+/// One connection of `follow`: subscribes, prints the history after `last_seq`, then the
+/// stream, until the stream fails (an error) or stdout closes (`Ok`).
+fn follow_once(
+    group: &str,
+    target: &Target,
+    last_seq: &mut u64,
+    again: bool,
+    live: &mut bool,
+) -> Result<(), CliError> {
     let client = Client::new(target)?;
     let ws_base = client.base.replacen("http://", "ws://", 1);
     let mut request = format!("{ws_base}/api/events?group={group}")
@@ -722,12 +915,18 @@ fn follow(group: &str, target: &Target) -> Result<(), CliError> {
             reason: other.to_string(),
         },
     })?;
-    let history: Vec<Message> = client.get(&group_path(group, "/messages"))?;
-    let mut last_seq = 0;
+    let history: Vec<Message> =
+        client.get(&group_path(group, &format!("/messages?after={last_seq}")))?;
+    if again {
+        eprintln!("-- reconnected");
+    }
+    *live = true;
+    let seen = *last_seq;
     for m in &history {
-        last_seq = last_seq.max(m.seq);
+        *last_seq = (*last_seq).max(m.seq);
         show(target, m, |m| print_message(&m.message));
     }
+    let shown = *last_seq;
     loop {
         let message = socket.read().map_err(|e| CliError::Stream(e.to_string()))?;
         let tungstenite::Message::Text(body) = message else {
@@ -737,8 +936,10 @@ fn follow(group: &str, target: &Target) -> Result<(), CliError> {
         let Ok(event) = serde_json::from_str::<NodeEvent>(body.as_str()) else {
             continue;
         };
-        show(target, &event, |e| print_event(e, last_seq));
-        // A closed stdout (e.g. piped into head) ends the command.
+        if let (EventBody::Message(_), Some(seq)) = (&event.body, event.seq) {
+            *last_seq = (*last_seq).max(seq);
+        }
+        show(target, &event, |e| print_event(e, shown.max(seen)));
         if std::io::stdout().flush().is_err() {
             return Ok(());
         }

@@ -9,6 +9,7 @@ mod node;
 mod passphrase;
 mod runtime;
 mod story;
+mod ticket;
 mod topics;
 
 use std::io::IsTerminal as _;

@@ -399,6 +399,7 @@ mod tests {
                     group: "lab".into(),
                     epoch: 3,
                     by: "0x1".into(),
+                    reason: demls_api::RemovalReason::Left,
                 },
             ),
         ];

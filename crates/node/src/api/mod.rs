@@ -6,6 +6,7 @@
 //! browsers cannot set headers on WebSockets. `docs/openapi.yaml` describes every route.
 
 mod admission;
+mod consent;
 mod membership;
 #[cfg(test)]
 mod openapi;
@@ -92,6 +93,8 @@ impl From<CommandError> for ApiError {
             CommandError::JoinRefused { .. } => (StatusCode::FORBIDDEN, "join_refused"),
             CommandError::GroupExists(_) => (StatusCode::CONFLICT, "group_exists"),
             CommandError::UnknownProposal(_) => (StatusCode::NOT_FOUND, "unknown_proposal"),
+            CommandError::Removed { .. } => (StatusCode::GONE, "removed"),
+            CommandError::NoSuchRequest { .. } => (StatusCode::NOT_FOUND, "no_such_request"),
             CommandError::ProposalClosed { .. } => (StatusCode::CONFLICT, "proposal_closed"),
             CommandError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             CommandError::Refused(engine) => (StatusCode::UNPROCESSABLE_ENTITY, engine.kind()),
@@ -165,6 +168,10 @@ fn routes() -> (OpenApiRouter<Arc<ApiState>>, OpenApiRouter<Arc<ApiState>>) {
         .routes(routes!(routes::group))
         .routes(routes!(membership::join_route, routes::join))
         .routes(routes!(membership::roster_route))
+        .routes(routes!(consent::invite))
+        .routes(routes!(consent::join_ticket))
+        .routes(routes!(consent::requests))
+        .routes(routes!(consent::decide))
         .routes(routes!(routes::leave))
         .routes(routes!(routes::members))
         .routes(routes!(routes::health))

@@ -62,7 +62,7 @@ pub(super) struct ProposalPath {
 }
 
 /// Runs `f` on the node and answers with its result.
-async fn on_node<T: Send + 'static>(
+pub(super) async fn on_node<T: Send + 'static>(
     state: &ApiState,
     f: impl FnOnce(&mut Runtime) -> Result<T, CommandError> + Send + 'static,
 ) -> ApiResult<T> {
@@ -158,8 +158,13 @@ pub(super) async fn create_group(
         sn_max: body.sn_max.unwrap_or(defaults.sn_max),
         vote_timeout_secs: body.vote_timeout_secs.unwrap_or(defaults.vote_timeout_secs),
         liveness_yes: body.liveness_yes.unwrap_or(defaults.liveness_yes),
-        membership_vote_timeout_secs: defaults.membership_vote_timeout_secs,
-        join_rule: defaults.join_rule,
+        membership_vote_timeout_secs: body
+            .membership_vote_timeout_secs
+            .unwrap_or(defaults.membership_vote_timeout_secs),
+        join_rule: match body.join_rule.unwrap_or_default() {
+            demls_api::JoinRule::Invite => demls_engine::JoinRule::Invite,
+            demls_api::JoinRule::Open => demls_engine::JoinRule::Open,
+        },
         max_proposals_per_member: body
             .max_proposals_per_member
             .unwrap_or(defaults.max_proposals_per_member),
@@ -213,7 +218,7 @@ pub(super) async fn health(
     on_node(&state, move |rt| rt.group(&group).map(|d| d.health)).await
 }
 
-fn address(text: &str) -> Result<Address, ApiError> {
+pub(super) fn address(text: &str) -> Result<Address, ApiError> {
     text.parse()
         .map_err(|e| ApiError::bad_request(format!("bad address {text:?}: {e}")))
 }

@@ -18,15 +18,16 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::admission::{Answer, ChainAccess};
-use super::json::{self, printable_reason, to_text};
+use super::consent::{Outside, load_outside};
+use super::json::{self, to_text};
 use super::setup::Loaded;
 use super::track::Tracker;
 use super::{CommandError, Job, NodeError, NodeEvent, addrs, group_id, now};
 use crate::metrics::Metrics;
 use crate::topics;
 use demls_api::{
-    EventBody, GroupDetail, GroupState, GroupSummary, Health, Member, Message, NodeInfo, Proposal,
-    Role,
+    EventBody, GroupDetail, GroupState, GroupSummary, Health, KnownInvitation, Member, Message,
+    NodeInfo, Proposal, Role,
 };
 
 /// How often unpublished messages are retried (e.g. while no peer is connected).
@@ -47,16 +48,16 @@ const VOTE_POLICY: &str = "vote_policy";
 
 /// The node's state; only the node's task touches it (through [`super::NodeHandle::call`]).
 pub struct Runtime {
-    engine: Engine,
-    store: Store,
+    pub(super) engine: Engine,
+    pub(super) store: Store,
     relay: RelayHandle,
     metrics: Arc<Metrics>,
     events: broadcast::Sender<NodeEvent>,
-    address: Address,
+    pub(super) address: Address,
     subscribed: BTreeSet<GroupId>,
     pending: VecDeque<OutboxEntry>,
     last_snapshot: Vec<u8>,
-    tracker: Tracker,
+    pub(super) tracker: Tracker,
     outgoing: Vec<NodeEvent>,
     /// Node events (not the engine's) for the next step's event log.
     notes: Vec<(GroupId, EventBody)>,
@@ -67,8 +68,8 @@ pub struct Runtime {
     /// Admission checks being read from the chain, so that a check asked again before the
     /// answer came is not read twice.
     checking: BTreeSet<(GroupId, Address)>,
-    /// Groups whose steward refused this node's join request: the steward and why.
-    refused: BTreeMap<GroupId, (Address, String)>,
+    /// Groups this node stands outside of (refused, removed), kept across restarts.
+    pub(super) outside: BTreeMap<GroupId, Outside>,
     stopping: bool,
     failed: Option<String>,
     _lock: File,
@@ -110,6 +111,7 @@ impl Runtime {
         if store.setting(VOTE_POLICY)?.as_deref() == Some("manual") {
             engine.set_vote_policy(VotePolicy::Manual, now());
         }
+        let outside = load_outside(&store)?;
         let mut tracker = Tracker::default();
         let groups: Vec<GroupId> = engine.groups().cloned().collect();
         for group in &groups {
@@ -137,7 +139,7 @@ impl Runtime {
             chain,
             verdicts,
             checking: BTreeSet::new(),
-            refused: BTreeMap::new(),
+            outside,
             stopping: false,
             failed: None,
             _lock: lock,
@@ -369,7 +371,7 @@ impl Runtime {
                 epoch,
                 members,
             } => {
-                self.refused.remove(group);
+                self.stand_outside(group, None);
                 self.tracker.set_epoch(group, *epoch);
                 self.metrics
                     .group_state(group.as_str(), epoch.0, members.len());
@@ -426,10 +428,6 @@ impl Runtime {
                 self.metrics
                     .group_state(group.as_str(), epoch.0, members.len());
             }
-            Event::Removed { group, .. } => {
-                step.proposals.extend(self.tracker.left(group));
-                self.metrics.group_state(group.as_str(), 0, 0);
-            }
             Event::CommitRejected { .. } => self.metrics.commit_rejected(),
             Event::AdmissionCheck {
                 group,
@@ -440,9 +438,22 @@ impl Runtime {
                 group,
                 steward,
                 reason,
+            } => self.note_refused(group, *steward, reason),
+            Event::Removed {
+                group,
+                epoch,
+                by,
+                reason,
             } => {
-                self.refused
-                    .insert(group.clone(), (*steward, printable_reason(reason)));
+                step.proposals.extend(self.tracker.left(group));
+                self.metrics.group_state(group.as_str(), 0, 0);
+                let removal = demls_api::Removal {
+                    epoch: epoch.0,
+                    by: by.to_string(),
+                    at: now.0,
+                    reason: json::removal_reason(reason),
+                };
+                self.stand_outside(group, Some(Outside::Removed(removal)));
             }
             _ => {}
         }
@@ -671,6 +682,7 @@ impl Runtime {
                 is_steward: view.is_steward,
                 admission: Some(view.admission.to_string()),
                 refusal: None,
+                removal: None,
             })
             .collect();
         list.extend(
@@ -678,19 +690,11 @@ impl Runtime {
                 .pending_joins()
                 .map(|g| json::joining(g.as_str())),
         );
-        list.extend(
-            self.refused
-                .iter()
-                .map(|(g, (steward, reason))| GroupSummary {
-                    state: GroupState::Refused,
-                    refusal: Some(format!("refused by its steward {steward}: {reason}")),
-                    ..json::joining(g.as_str())
-                }),
-        );
+        list.extend(self.outside.iter().map(|(g, o)| o.summary(g)));
         list
     }
 
-    fn member_view(&self, name: &str) -> Result<GroupView, CommandError> {
+    pub(super) fn member_view(&self, name: &str) -> Result<GroupView, CommandError> {
         let group = group_id(name)?;
         if let Some(view) = self.engine.group(&group) {
             return Ok(view);
@@ -698,12 +702,8 @@ impl Runtime {
         if self.engine.pending_joins().any(|g| *g == group) {
             return Err(CommandError::Joining(name.to_owned()));
         }
-        if let Some((steward, reason)) = self.refused.get(&group) {
-            return Err(CommandError::JoinRefused {
-                group: name.to_owned(),
-                steward: *steward,
-                reason: reason.clone(),
-            });
+        if let Some(outside) = self.outside.get(&group) {
+            return Err(outside.error(&group));
         }
         Err(CommandError::UnknownGroup(name.to_owned()))
     }
@@ -738,6 +738,17 @@ impl Runtime {
             is_steward: view.is_steward,
             admission: view.admission.to_string(),
             gated: view.admission.gate().is_some(),
+            join_rule: json::join_rule(view.join_rule),
+            membership_vote_timeout_secs: view.membership_vote_timeout_secs,
+            invitations: view
+                .invitations
+                .iter()
+                .map(|(invitee, inviter, expires_at)| KnownInvitation {
+                    invitee: invitee.to_string(),
+                    inviter: inviter.to_string(),
+                    expires_at: expires_at.0,
+                })
+                .collect(),
             authenticator: hex::encode(&view.authenticator),
             health: Health {
                 epoch: view.epoch.0,
@@ -776,11 +787,9 @@ impl Runtime {
         steward: Option<Address>,
     ) -> Result<GroupSummary, CommandError> {
         let group = group_id(name)?;
-        if self.engine.pending_joins().any(|g| *g == group) {
-            return Err(CommandError::Joining(name.to_owned()));
-        }
+        self.ensure_not_joining(&group)?;
         self.engine.request_join(group.clone(), steward, now())?;
-        self.refused.remove(&group);
+        self.stand_outside(&group, None);
         Ok(json::joining(name))
     }
 

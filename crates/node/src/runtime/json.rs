@@ -2,8 +2,8 @@
 //! WebSocket stream and the event log.
 
 use demls_api::{
-    Change, ChatMessage, Delivery, Direction, EventBody, GroupState, GroupSummary, Message,
-    Proposal, ProposalState, Tally, Violation, Vote, VotePolicy,
+    Change, ChatMessage, Delivery, Direction, EventBody, GroupState, GroupSummary, JoinRule,
+    Message, Proposal, ProposalState, RemovalReason, Tally, Violation, Vote, VotePolicy,
 };
 use demls_engine::{ChangeKind, Event, GroupId};
 use demls_storage::{ProposalRecord, StoredMessage};
@@ -74,6 +74,44 @@ pub fn joining(id: &str) -> GroupSummary {
         is_steward: false,
         admission: None,
         refusal: None,
+        removal: None,
+    }
+}
+
+/// Why a member was removed, as the API names it.
+pub fn removal_reason(reason: &demls_engine::Removal) -> RemovalReason {
+    use demls_engine::Removal as R;
+    match reason {
+        R::Left => RemovalReason::Left,
+        R::Voted {
+            proposal,
+            owner,
+            yes,
+            no,
+            voters,
+        } => RemovalReason::Voted {
+            proposal: proposal.to_string(),
+            owner: owner.to_string(),
+            yes: *yes,
+            no: *no,
+            voters: *voters,
+        },
+        R::Emergency {
+            proposal,
+            violation,
+        } => RemovalReason::Emergency {
+            proposal: proposal.to_string(),
+            violation: violation_kind(*violation),
+        },
+        R::Replaced => RemovalReason::Replaced,
+    }
+}
+
+/// How a group admits people, as the API names it.
+pub fn join_rule(rule: demls_engine::JoinRule) -> JoinRule {
+    match rule {
+        demls_engine::JoinRule::Invite => JoinRule::Invite,
+        demls_engine::JoinRule::Open => JoinRule::Open,
     }
 }
 
@@ -204,11 +242,26 @@ pub fn event_body(event: &Event) -> EventBody {
             reason: printable_reason(reason),
         },
         Event::Removed {
-            group, epoch, by, ..
+            group,
+            epoch,
+            by,
+            reason,
         } => EventBody::Removed {
             group: group.to_string(),
             epoch: epoch.0,
             by: by.to_string(),
+            reason: removal_reason(reason),
+        },
+        Event::Invited {
+            group,
+            invitee,
+            inviter,
+            expires_at,
+        } => EventBody::Invited {
+            group: group.to_string(),
+            invitee: invitee.to_string(),
+            inviter: inviter.to_string(),
+            expires_at: expires_at.0,
         },
         other => EventBody::Engine {
             detail: format!("{other:?}"),

@@ -3,6 +3,7 @@
 //! the step's messages, then tells subscribers what happened.
 
 pub mod admission;
+pub mod consent;
 mod core;
 pub mod json;
 pub mod setup;
@@ -83,9 +84,28 @@ pub enum CommandError {
         /// The group.
         group: String,
         /// The steward that refused.
-        steward: Address,
+        steward: String,
         /// Why.
         reason: String,
+    },
+    /// This node was a member and is no more.
+    #[error(
+        "this node is no longer a member of '{group}': {}",
+        describe_removal(removal)
+    )]
+    Removed {
+        /// The group.
+        group: String,
+        /// Why.
+        removal: Box<demls_api::Removal>,
+    },
+    /// No join request of this address waits in the group.
+    #[error("no request of {joiner} to join '{group}' is waiting")]
+    NoSuchRequest {
+        /// The group.
+        group: String,
+        /// The address.
+        joiner: String,
     },
     /// No such proposal.
     #[error("no proposal {0} in this group's current epoch")]
@@ -121,6 +141,32 @@ impl From<EngineError> for CommandError {
             other => Self::Refused(other),
         }
     }
+}
+
+/// Why a member is no longer one, in words.
+pub fn describe_removal(removal: &demls_api::Removal) -> String {
+    use demls_api::RemovalReason as R;
+    let why = match &removal.reason {
+        R::Left => "it left".to_owned(),
+        R::Voted {
+            proposal,
+            owner,
+            yes,
+            no,
+            voters,
+        } => format!(
+            "the members voted it out (proposal {proposal} by {owner}: YES {yes}, NO {no} of {voters} voters)"
+        ),
+        R::Emergency {
+            proposal,
+            violation,
+        } => format!("an emergency ({proposal}) found it breaking the rules ({violation:?})"),
+        R::Replaced => "its place was taken by a new key package of its own address".to_owned(),
+    };
+    format!(
+        "{why}; removed in epoch {} by {}",
+        removal.epoch, removal.by
+    )
 }
 
 /// Something that happened on the node, for the WebSocket stream and the demo.

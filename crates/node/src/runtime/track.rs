@@ -60,6 +60,21 @@ impl Tracker {
         self.current.get(&(group.clone(), id)).map(|t| &t.record)
     }
 
+    /// The open votes of `group` on adding someone, oldest first, with who asks.
+    pub fn open_adds(&self, group: &GroupId) -> Vec<(ProposalRecord, Address)> {
+        let mut adds: Vec<_> = self
+            .current
+            .iter()
+            .filter(|((g, _), t)| g == group && t.record.state == ProposalState::Open)
+            .filter_map(|(_, t)| match t.change {
+                ChangeKind::Add(joiner) => Some((t.record.clone(), joiner)),
+                _ => None,
+            })
+            .collect();
+        adds.sort_by_key(|(record, _)| record.opened_at);
+        adds
+    }
+
     /// Removes and returns the proposals of `group`.
     fn take(&mut self, group: &GroupId) -> Vec<Tracked> {
         let keys: Vec<_> = self
