@@ -10,9 +10,13 @@
 //    "timestamp":"<ns>","version":n|null,"from":"…"}   a gossipsub message on our pubsub topic
 //   {"event":"decoded","contentTopic":…,"payload":hex}  js-waku's relay decoder accepted one
 //   {"event":"published","msgId":hex,"hash":hex,"recipients":n,"timestamp":"<ns>"}
+//   {"event":"flooded","sent":n,"failed":n,"elapsedMs":n,"hashes":[hex,…]}
 //   {"event":"error","message":"…"}
 // On stdin:
 //   {"cmd":"publish","payload":hex,"meta":hex|null}
+//   {"cmd":"flood","count":n,"durationMs":n,"size":n}   publish `count` messages of `size`
+//        payload bytes, evenly spread over `durationMs` (as fast as possible when behind),
+//        then report the hashes of those sent
 //   {"cmd":"stop"}
 //
 // msgId is computed by js-waku's own gossipsub message-id function; hash by
@@ -144,6 +148,32 @@ async function publish(payloadHex, metaHex) {
   });
 }
 
+async function flood(count, durationMs, size) {
+  const encoder = createEncoder({ contentTopic, pubsubTopicShardInfo: shardInfo });
+  const start = Date.now();
+  const hashes = [];
+  let failed = 0;
+  for (let i = 0; i < count; i++) {
+    const due = start + (i * durationMs) / count;
+    const wait = due - Date.now();
+    if (wait > 0) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+    const label = new TextEncoder().encode(`flood ${i} `);
+    const payload = new Uint8Array(Math.max(size, label.length));
+    payload.set(label);
+    const message = { payload, timestamp: new Date() };
+    const proto = proto_message.WakuMessage.decode(await encoder.toWire(message));
+    const result = await waku.relay.send(encoder, message);
+    if (result.failures.length > 0 || result.successes.length === 0) {
+      failed++;
+    } else {
+      hashes.push(hex(messageHash(pubsubTopic, proto)));
+    }
+  }
+  emit({ event: "flooded", sent: hashes.length, failed, elapsedMs: Date.now() - start, hashes });
+}
+
 async function stop() {
   await waku.stop();
   process.exit(0);
@@ -161,6 +191,10 @@ lines.on("line", (line) => {
   if (command.cmd === "publish") {
     publish(command.payload, command.meta).catch((e) =>
       emit({ event: "error", message: `publish: ${e}` })
+    );
+  } else if (command.cmd === "flood") {
+    flood(command.count, command.durationMs, command.size).catch((e) =>
+      emit({ event: "error", message: `flood: ${e}` })
     );
   } else if (command.cmd === "stop") {
     void stop();

@@ -1,5 +1,7 @@
 //! Configuration of a relay node.
 
+use std::time::Duration;
+
 use libp2p::Multiaddr;
 
 use crate::topics::{DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic};
@@ -11,9 +13,13 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// The smallest maximum message size accepted: nwaku's 150 KiB default.
 pub const MIN_MAX_MESSAGE_SIZE: usize = 150 * 1024;
 
+/// How often a node sends its liveness probe to its demls peers, by default; see
+/// [`TransportConfig::probe_interval`].
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], shard
-/// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages
-/// and a fresh random identity.
+/// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages,
+/// a fresh random identity and liveness probes every [`DEFAULT_PROBE_INTERVAL`].
 #[derive(Clone)]
 pub struct TransportConfig {
     /// The cluster to join; peers whose metadata states another cluster are disconnected.
@@ -33,6 +39,10 @@ pub struct TransportConfig {
     /// Capacity of the event channel returned by [`crate::WakuRelay::start`]. While it is
     /// full the node stops reading from the network (commands are still served).
     pub event_capacity: usize,
+    /// How often the node sends a liveness probe to its directly connected demls peers. A
+    /// demls peer from which nothing arrives for six intervals is disconnected and redialled
+    /// ([`crate::ReconnectReason::Silent`]). Must not be zero.
+    pub probe_interval: Duration,
 }
 
 impl TransportConfig {
@@ -55,6 +65,7 @@ impl Default for TransportConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             node_key: None,
             event_capacity: 1024,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
         }
     }
 }
@@ -69,6 +80,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("max_message_size", &self.max_message_size)
             .field("node_key", &self.node_key.map(|_| "<secret>"))
             .field("event_capacity", &self.event_capacity)
+            .field("probe_interval", &self.probe_interval)
             .finish()
     }
 }

@@ -36,14 +36,19 @@
 
 mod config;
 mod error;
+mod framing;
+mod liveness;
 mod message;
 mod metadata;
 mod relay;
 mod topics;
 
-pub use config::{DEFAULT_MAX_MESSAGE_SIZE, MIN_MAX_MESSAGE_SIZE, TransportConfig};
+pub use config::{
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PROBE_INTERVAL, MIN_MAX_MESSAGE_SIZE, TransportConfig,
+};
 pub use error::{PublishError, TransportError};
 pub use libp2p::{Multiaddr, PeerId};
+pub use liveness::ReconnectReason;
 pub use message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
 pub use relay::{
     Published, REDIAL_INTERVAL, RELAY_PROTOCOL, RelayHandle, TransportEvent, TransportMetrics,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
@@ -18,8 +18,9 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, ping, tcp, yamux};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{MIN_MAX_MESSAGE_SIZE, TransportConfig};
+use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, MIN_MAX_MESSAGE_SIZE, TransportConfig};
 use crate::error::{PublishError, TransportError};
+use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
 use crate::message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
 use crate::metadata::{self, Metadata};
 use crate::topics::{ContentTopic, PubsubTopic};
@@ -38,6 +39,22 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections no protocol keeps alive are closed after this long.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Gossipsub RPC frames up to this size are always read, whatever `max_message_size`: a
+/// message up to js-waku's 1 MiB limit then reaches the validator (and is counted) instead of
+/// failing the stream, and so does an RPC carrying full IHAVE, IWANT and IDONTWANT lists
+/// ([`MAX_GOSSIP_IDS`] ids of 34 bytes each, about 510 KB).
+const MIN_FRAME_LIMIT: usize = 2 * DEFAULT_MAX_MESSAGE_SIZE;
+
+/// The most message ids in one IHAVE or IWANT, sent or asked for per heartbeat: js-waku's
+/// and nwaku's `maxIHaveLength`.
+const MAX_GOSSIP_IDS: usize = 5000;
+
+/// The most IHAVE messages handled from one peer per heartbeat (js-waku and nwaku).
+const MAX_IHAVE_MESSAGES: usize = 10;
+
+/// A peer's listen addresses (from identify) kept for redialling it.
+const MAX_PEER_ADDRS: usize = 8;
 
 /// Something that happened on the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +101,11 @@ pub struct TransportMetrics {
     pub peers: usize,
     /// Peers disconnected for another cluster id or a failed metadata exchange.
     pub peers_rejected: u64,
+    /// Gossipsub messages to peers that were dropped because the peer's send queue was full
+    /// or they waited in it too long (gossipsub's slow-peer reports).
+    pub send_failures: u64,
     dropped: [u64; DropReason::ALL.len()],
+    reconnects: [u64; ReconnectReason::ALL.len()],
 }
 
 impl TransportMetrics {
@@ -96,6 +117,18 @@ impl TransportMetrics {
     /// Messages refused by the relay validator, all reasons.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().sum()
+    }
+
+    /// Connected peers disconnected and redialled because gossipsub stopped flowing, for
+    /// `reason`.
+    pub fn reconnects(&self, reason: ReconnectReason) -> u64 {
+        self.reconnects[reason.index()]
+    }
+
+    /// Connected peers disconnected and redialled because gossipsub stopped flowing, all
+    /// reasons.
+    pub fn reconnects_total(&self) -> u64 {
+        self.reconnects.iter().sum()
     }
 }
 
@@ -123,17 +156,25 @@ impl WakuRelay {
         let pubsub_topic = config.pubsub_topic();
         let mut swarm = build_swarm(keypair, config.max_message_size)?;
         let topic = IdentTopic::new(pubsub_topic.to_string());
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&topic)
-            .map_err(|e| TransportError::Setup(e.to_string()))?;
+        let probe_topic = IdentTopic::new(PROBE_TOPIC);
+        for t in [&topic, &probe_topic] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(t)
+                .map_err(|e| TransportError::Setup(e.to_string()))?;
+        }
 
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
         let shared = Arc::new(Shared::default());
         let mut node = Node {
             swarm,
             topic,
+            probe_topic,
+            probes_sent: 0,
+            probe_interval: config.probe_interval,
+            liveness: Liveness::new(config.probe_interval),
+            redial_on_close: HashMap::new(),
             pubsub_topic,
             max_message_size: config.max_message_size,
             peers: HashMap::new(),
@@ -251,16 +292,14 @@ impl RelayHandle {
     /// A snapshot of the counters.
     pub fn metrics(&self) -> TransportMetrics {
         let c = &self.shared.counters;
-        let mut dropped = [0; DropReason::ALL.len()];
-        for (slot, counter) in dropped.iter_mut().zip(&c.dropped) {
-            *slot = counter.load(Ordering::Relaxed);
-        }
         TransportMetrics {
             messages_in: c.messages_in.load(Ordering::Relaxed),
             messages_out: c.messages_out.load(Ordering::Relaxed),
             peers: self.shared.state().connected.len(),
             peers_rejected: c.peers_rejected.load(Ordering::Relaxed),
-            dropped,
+            send_failures: c.send_failures.load(Ordering::Relaxed),
+            dropped: load_all(&c.dropped),
+            reconnects: load_all(&c.reconnects),
         }
     }
 
@@ -312,7 +351,13 @@ struct Counters {
     messages_in: AtomicU64,
     messages_out: AtomicU64,
     peers_rejected: AtomicU64,
+    send_failures: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    reconnects: [AtomicU64; ReconnectReason::ALL.len()],
+}
+
+fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
+    std::array::from_fn(|i| counters[i].load(Ordering::Relaxed))
 }
 
 #[derive(NetworkBehaviour)]
@@ -329,14 +374,19 @@ fn build_swarm(
 ) -> Result<Swarm<Behaviour>, TransportError> {
     let setup = |e: &dyn std::fmt::Display| TransportError::Setup(e.to_string());
     // Frames up to twice the message limit are read, so that oversize messages reach the
-    // validator and are counted; larger frames are refused by the gossipsub codec.
-    let frame_limit = max_message_size.saturating_mul(2);
+    // validator and are counted; larger frames are refused by the gossipsub codec. Control
+    // messages may fill a whole frame: the codec's 16 KiB default fails the inbound stream on
+    // the first IHAVE of ~500 ids, and Waku peers send up to 5000.
+    let frame_limit = max_message_size.saturating_mul(2).max(MIN_FRAME_LIMIT);
     let gossipsub_config = gossipsub::ConfigBuilder::default()
         .protocol_id(RELAY_PROTOCOL, gossipsub::Version::V1_1)
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(|message| gossipsub::MessageId::new(&MessageId::of(&message.data).0))
         .max_transmit_size(frame_limit)
+        .max_control_message_size(frame_limit)
+        .max_control_messages_sent(MAX_GOSSIP_IDS)
+        .max_ihave_messages_heartbeat(MAX_IHAVE_MESSAGES)
         // nwaku's mesh parameters.
         .mesh_n(6)
         .mesh_n_low(4)
@@ -387,6 +437,9 @@ fn check_config(config: &TransportConfig) -> Result<(), TransportError> {
     }
     if config.event_capacity == 0 {
         return Err(TransportError::Config("event_capacity is 0".into()));
+    }
+    if config.probe_interval.is_zero() {
+        return Err(TransportError::Config("probe_interval is 0".into()));
     }
     config.peers.iter().try_for_each(check_dialable)
 }
@@ -458,11 +511,27 @@ struct PeerState {
     subscribed: bool,
     reported: bool,
     rejected: bool,
+    /// Where the peer can be redialled: the address we dialled, or those it listens on.
+    addrs: Vec<Multiaddr>,
+}
+
+impl PeerState {
+    fn add_addr(&mut self, addr: Multiaddr) {
+        if self.addrs.len() < MAX_PEER_ADDRS && !self.addrs.contains(&addr) {
+            self.addrs.push(addr);
+        }
+    }
 }
 
 struct Node {
     swarm: Swarm<Behaviour>,
     topic: IdentTopic,
+    probe_topic: IdentTopic,
+    probes_sent: u64,
+    probe_interval: Duration,
+    liveness: Liveness,
+    /// Peers being reconnected, with the addresses to redial once their connections closed.
+    redial_on_close: HashMap<PeerId, Vec<Multiaddr>>,
     pubsub_topic: PubsubTopic,
     max_message_size: usize,
     peers: HashMap<PeerId, PeerState>,
@@ -537,6 +606,8 @@ impl Node {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(self.probe_interval);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let events = self.events.clone();
         let done = loop {
             tokio::select! {
@@ -563,6 +634,7 @@ impl Node {
                     self.on_swarm_event(event);
                 }
                 _ = redial.tick() => self.redial(),
+                _ = probe.tick() => self.probe(),
             }
         };
         {
@@ -641,6 +713,39 @@ impl Node {
         }
     }
 
+    /// Sends this node's liveness probe and reconnects the probing peers it no longer hears.
+    fn probe(&mut self) {
+        self.probes_sent += 1;
+        let mut data = self.probes_sent.to_be_bytes().to_vec();
+        data.extend_from_slice(&self.swarm.local_peer_id().to_bytes());
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.probe_topic.clone(), data)
+        {
+            // No demls peer is connected, or every queue is full: nothing to probe.
+            tracing::trace!(error = %e, "liveness probe not sent");
+        }
+        for peer in self.liveness.silent(Instant::now()) {
+            self.reconnect(peer, ReconnectReason::Silent);
+        }
+    }
+
+    /// Disconnects `peer` and redials it once its connections have closed.
+    fn reconnect(&mut self, peer: PeerId, reason: ReconnectReason) {
+        let addrs = self
+            .peers
+            .get(&peer)
+            .map(|p| p.addrs.clone())
+            .unwrap_or_default();
+        tracing::warn!(%peer, %reason, ?addrs, "gossipsub stopped flowing; reconnecting peer");
+        self.shared.counters.reconnects[reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.redial_on_close.insert(peer, addrs);
+        // An error means the peer is already gone; the redial follows its close either way.
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -672,12 +777,18 @@ impl Node {
                 }
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected; requesting metadata");
+                    self.liveness.connected(peer_id, Instant::now());
                     self.peers.insert(peer_id, PeerState::default());
                     let request = self.own_metadata();
                     self.swarm
                         .behaviour_mut()
                         .metadata
                         .send_request(&peer_id, request);
+                }
+                if let (ConnectedPoint::Dialer { address, .. }, Some(state)) =
+                    (&endpoint, self.peers.get_mut(&peer_id))
+                {
+                    state.add_addr(address.clone());
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -690,14 +801,37 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
             SwarmEvent::Behaviour(BehaviourEvent::Metadata(event)) => self.on_metadata(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if let Some(state) = self.peers.get_mut(&peer_id) {
+                    for addr in info.listen_addrs {
+                        if check_dialable(&addr).is_ok() {
+                            state.add_addr(addr);
+                        }
+                    }
+                }
+            }
             _ => {}
         }
     }
 
     fn on_disconnected(&mut self, peer_id: PeerId) {
+        self.liveness.disconnected(&peer_id);
         if self.peers.remove(&peer_id).is_some_and(|p| p.reported) {
             self.shared.state().connected.remove(&peer_id);
             self.emit(TransportEvent::PeerDisconnected(peer_id));
+        }
+        if let Some(addrs) = self.redial_on_close.remove(&peer_id) {
+            let opts = DialOpts::peer_id(peer_id)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer_id, error = %e, "redial after reconnect not started");
+            }
         }
     }
 
@@ -708,6 +842,19 @@ impl Node {
                 message_id,
                 message,
             } => {
+                self.liveness.heard(&propagation_source, Instant::now());
+                if message.topic == self.probe_topic.hash() {
+                    // Probes are for the direct peer only: never delivered nor forwarded.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Ignore,
+                        );
+                    return;
+                }
                 let verdict = WakuMessage::decode_relay(&message.data, self.max_message_size);
                 let acceptance = match &verdict {
                     Ok(_) => MessageAcceptance::Accept,
@@ -736,11 +883,31 @@ impl Node {
                     }
                 }
             }
-            gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
-                if let Some(state) = self.peers.get_mut(&peer_id) {
-                    state.subscribed = true;
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                let now = Instant::now();
+                self.liveness.heard(&peer_id, now);
+                if topic == self.probe_topic.hash() {
+                    self.liveness.probing(&peer_id, now);
+                } else if topic == self.topic.hash() {
+                    if let Some(state) = self.peers.get_mut(&peer_id) {
+                        state.subscribed = true;
+                    }
+                    self.report_if_ready(peer_id);
                 }
-                self.report_if_ready(peer_id);
+            }
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => {
+                let failed = failed_messages.priority + failed_messages.non_priority;
+                self.shared
+                    .counters
+                    .send_failures
+                    .fetch_add(failed as u64, Ordering::Relaxed);
+                tracing::debug!(%peer_id, failed, "gossipsub could not send to a slow peer");
+                if let Some(reason) = self.liveness.slow(&peer_id, Instant::now()) {
+                    self.reconnect(peer_id, reason);
+                }
             }
             gossipsub::Event::GossipsubNotSupported { peer_id } => {
                 tracing::debug!(%peer_id, "peer does not speak {RELAY_PROTOCOL}");

@@ -3,122 +3,16 @@
 //! without them.
 
 mod common;
-
-use std::path::PathBuf;
-use std::process::Stdio;
+mod js;
 
 use common::{Node, TIMEOUT, config};
-use demls_transport::{ContentTopic, DEFAULT_CLUSTER_ID, Multiaddr, PeerId};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-
-const CONTENT_TOPIC: &str = "/demls/1/interop/proto";
-
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop/js-waku")
-}
-
-/// The js-waku node, driven over JSON lines on its stdin and stdout.
-struct JsPeer {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    peer_id: PeerId,
-    addr: Multiaddr,
-}
-
-impl JsPeer {
-    async fn start(cluster_id: u16) -> JsPeer {
-        let dir = js_dir();
-        assert!(
-            dir.join("node_modules").is_dir(),
-            "{} is missing: run `npm ci --prefix interop/js-waku` (from the repository root) \
-             before the interop test",
-            dir.join("node_modules").display()
-        );
-        let mut child = Command::new("node")
-            .arg("relay-peer.mjs")
-            .args(["--cluster", &cluster_id.to_string()])
-            .args(["--shard", "0"])
-            .args(["--content-topic", CONTENT_TOPIC])
-            .current_dir(&dir)
-            .env("NODE_ENV", "test")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("`node` runs (Node.js 20+ must be installed)");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let mut peer = JsPeer {
-            _child: child,
-            stdin,
-            stdout,
-            peer_id: PeerId::random(),
-            addr: Multiaddr::empty(),
-        };
-        let ready = peer.next("ready").await;
-        peer.peer_id = ready["peerId"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("ready carries a peer id");
-        peer.addr = ready["addrs"][0]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("ready carries a listen address");
-        assert_eq!(
-            ready["pubsubTopic"],
-            format!("/waku/2/rs/{cluster_id}/0").as_str()
-        );
-        peer
-    }
-
-    /// The next event named `event`, skipping other events; fails on an `error` event.
-    async fn next(&mut self, event: &str) -> Value {
-        let wait = async {
-            loop {
-                let line = self
-                    .stdout
-                    .next_line()
-                    .await
-                    .expect("read js-waku stdout")
-                    .expect("js-waku node exited");
-                let Ok(value) = serde_json::from_str::<Value>(&line) else {
-                    eprintln!("js-waku (not JSON): {line}");
-                    continue;
-                };
-                assert_ne!(value["event"], "error", "js-waku reported {value}");
-                if value["event"] == event {
-                    return value;
-                }
-            }
-        };
-        tokio::time::timeout(TIMEOUT, wait)
-            .await
-            .unwrap_or_else(|_| panic!("js-waku sent no {event:?} event in time"))
-    }
-
-    async fn send(&mut self, command: Value) {
-        let mut line = command.to_string();
-        line.push('\n');
-        self.stdin
-            .write_all(line.as_bytes())
-            .await
-            .expect("write to js-waku");
-    }
-}
-
-fn field<'a>(value: &'a Value, name: &str) -> &'a str {
-    value[name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{name} missing in {value}"))
-}
+use demls_transport::{ContentTopic, DEFAULT_CLUSTER_ID};
+use js::{CONTENT_TOPIC, JsPeer, field, hex};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_both_ways_with_js_waku() {
-    let mut js = JsPeer::start(DEFAULT_CLUSTER_ID).await;
+    let mut js = JsPeer::relay(DEFAULT_CLUSTER_ID).await;
     let mut demls = Node::start(config(DEFAULT_CLUSTER_ID, vec![js.addr.clone()])).await;
     let demls_peer = demls.handle.peer_id().to_string();
 
@@ -195,7 +89,7 @@ async fn messages_cross_both_ways_with_js_waku() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_waku_of_another_cluster_is_disconnected() {
-    let js = JsPeer::start(DEFAULT_CLUSTER_ID + 1).await;
+    let js = JsPeer::relay(DEFAULT_CLUSTER_ID + 1).await;
     let demls = Node::start(config(DEFAULT_CLUSTER_ID, vec![js.addr.clone()])).await;
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while demls.handle.metrics().peers_rejected == 0 {
@@ -206,8 +100,4 @@ async fn js_waku_of_another_cluster_is_disconnected() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(demls.handle.connected_peers().is_empty());
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -7,11 +7,11 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use common::{Node, TIMEOUT, config};
+use common::{Node, TIMEOUT, config, peers_reach};
 use demls_transport::{
-    ContentTopic, DEFAULT_CLUSTER_ID, DropReason, MIN_MAX_MESSAGE_SIZE, MessageId, Multiaddr,
-    PeerId, PublishError, RelayHandle, TransportConfig, TransportError, TransportEvent,
-    TransportMetrics, WakuMessage, WakuRelay,
+    ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_MAX_MESSAGE_SIZE, DropReason, MIN_MAX_MESSAGE_SIZE,
+    MessageId, Multiaddr, PeerId, PublishError, ReconnectReason, RelayHandle, TransportConfig,
+    TransportError, TransportEvent, TransportMetrics, WakuMessage, WakuRelay,
 };
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
@@ -48,22 +48,6 @@ async fn metrics_reach(handle: &RelayHandle, what: &str, pred: impl Fn(&Transpor
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}: {:?}",
             handle.metrics()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until `handle` lists every peer in `peers` as connected.
-async fn peers_reach(handle: &RelayHandle, peers: &[PeerId]) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let connected = handle.connected_peers();
-        if peers.iter().all(|p| connected.contains(p)) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "peers {peers:?} not connected; have {connected:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -192,6 +176,75 @@ async fn malformed_traffic_is_dropped_counted_and_not_forwarded() {
     let got = raw.run_while(c.next_message()).await;
     assert_eq!(got.id, sent.id);
     assert_eq!(c.handle.metrics().messages_in, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_stream_died_is_reconnected() {
+    // a accepts messages of 4 MiB; b reads gossipsub frames of at most 2 MiB, so a 3 MiB
+    // message from a fails b's inbound gossipsub stream from a. Gossipsub never reopens it by
+    // itself: b stops hearing a (even its liveness probes) and must reconnect it.
+    let probe_interval = Duration::from_millis(200);
+    let mut a = Node::start(TransportConfig {
+        max_message_size: 4 * DEFAULT_MAX_MESSAGE_SIZE,
+        probe_interval,
+        ..config(DEFAULT_CLUSTER_ID, vec![])
+    })
+    .await;
+    let mut b = Node::start(TransportConfig {
+        probe_interval,
+        ..config(DEFAULT_CLUSTER_ID, vec![addr(&a)])
+    })
+    .await;
+    let (pa, pb) = (a.handle.peer_id(), b.handle.peer_id());
+    b.connected_to(pa).await;
+    a.connected_to(pb).await;
+    let app = topic("app");
+    let sent = a
+        .handle
+        .publish(&app, b"before".to_vec(), None)
+        .await
+        .expect("a publishes");
+    assert_eq!(b.next_message().await.id, sent.id);
+
+    a.handle
+        .publish(&app, vec![7; 3 * DEFAULT_MAX_MESSAGE_SIZE], None)
+        .await
+        .expect("a publishes a 3 MiB message");
+    metrics_reach(&b.handle, "b reconnects the silent a", |m| {
+        m.reconnects(ReconnectReason::Silent) >= 1
+    })
+    .await;
+    // Once reconnected, b hears a again (while it reconnects, a may have no peer at all).
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(sent) = a.handle.publish(&app, b"after".to_vec(), None).await {
+            let heard = tokio::time::timeout(
+                Duration::from_secs(1),
+                b.next_matching(|e| match e {
+                    TransportEvent::Message { id, .. } if *id == sent.id => Some(()),
+                    _ => None,
+                }),
+            )
+            .await;
+            if heard.is_ok() {
+                break;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never heard a again: {:?}",
+            b.handle.metrics()
+        );
+    }
+    let m = b.handle.metrics();
+    assert_eq!(m.reconnects(ReconnectReason::Stalled), 0);
+    assert_eq!(
+        m.dropped_total(),
+        0,
+        "the 3 MiB frame never reached the validator"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests: starting nodes on loopback and waiting for events.
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use demls_transport::{
@@ -79,5 +82,21 @@ pub fn config(cluster_id: u16, peers: Vec<Multiaddr>) -> TransportConfig {
         cluster_id,
         peers,
         ..TransportConfig::default()
+    }
+}
+
+/// Waits until `handle` lists every peer in `peers` as connected.
+pub async fn peers_reach(handle: &RelayHandle, peers: &[PeerId]) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let connected = handle.connected_peers();
+        if peers.iter().all(|p| connected.contains(p)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "peers {peers:?} not connected; have {connected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
