@@ -1,9 +1,11 @@
 //! Configuration of a relay node.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
 
+use crate::store::StoreBackend;
 use crate::topics::{DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic};
 
 /// The default maximum size of an encoded WakuMessage: 1 MiB, js-waku's limit
@@ -17,9 +19,13 @@ pub const MIN_MAX_MESSAGE_SIZE: usize = 150 * 1024;
 /// [`TransportConfig::probe_interval`].
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a Store query may take, by default; see [`TransportConfig::store_timeout`].
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], shard
 /// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages,
-/// a fresh random identity and liveness probes every [`DEFAULT_PROBE_INTERVAL`].
+/// a fresh random identity, liveness probes every [`DEFAULT_PROBE_INTERVAL`] and no store
+/// (Store queries of peers are answered `503`; querying peers works).
 #[derive(Clone)]
 pub struct TransportConfig {
     /// The cluster to join; peers whose metadata states another cluster are disconnected.
@@ -43,6 +49,13 @@ pub struct TransportConfig {
     /// demls peer from which nothing arrives for six intervals is disconnected and redialled
     /// ([`crate::ReconnectReason::Silent`]). Must not be zero.
     pub probe_interval: Duration,
+    /// Where the messages served to peers' Store queries come from; `None` answers every
+    /// query `503` and does not advertise the Store protocol.
+    pub store: Option<Arc<dyn StoreBackend>>,
+    /// How long a Store query may take, both ways: a query of ours without an answer by then
+    /// fails with [`crate::StoreError::Timeout`], and a peer's query not answered by then is
+    /// dropped. Must not be zero.
+    pub store_timeout: Duration,
 }
 
 impl TransportConfig {
@@ -66,6 +79,8 @@ impl Default for TransportConfig {
             node_key: None,
             event_capacity: 1024,
             probe_interval: DEFAULT_PROBE_INTERVAL,
+            store: None,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
         }
     }
 }
@@ -81,6 +96,8 @@ impl std::fmt::Debug for TransportConfig {
             .field("node_key", &self.node_key.map(|_| "<secret>"))
             .field("event_capacity", &self.event_capacity)
             .field("probe_interval", &self.probe_interval)
+            .field("store", &self.store.as_ref().map(|_| "<backend>"))
+            .field("store_timeout", &self.store_timeout)
             .finish()
     }
 }

@@ -31,20 +31,27 @@
 //!
 //! A node never receives its own publishes: gossipsub does not deliver them back. Use the
 //! [`Published`] value returned by [`RelayHandle::publish`] to record what was sent.
+//!
+//! A node also speaks Waku Store v3 ([`store`]): it answers peers' queries from the
+//! [`store::StoreBackend`] in [`TransportConfig::store`], and queries peers with
+//! [`RelayHandle::store_query`] and [`RelayHandle::store_query_all`].
 
 #![warn(missing_docs)]
 
 mod config;
 mod error;
 mod framing;
+mod labels;
 mod liveness;
 mod message;
 mod metadata;
 mod relay;
+pub mod store;
 mod topics;
 
 pub use config::{
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PROBE_INTERVAL, MIN_MAX_MESSAGE_SIZE, TransportConfig,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT, MIN_MAX_MESSAGE_SIZE,
+    TransportConfig,
 };
 pub use error::{PublishError, TransportError};
 pub use libp2p::{Multiaddr, PeerId};

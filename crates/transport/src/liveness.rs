@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
+use crate::labels::labelled_enum;
+
 /// The gossipsub topic of the liveness probes (not a Waku pubsub topic: other Waku nodes
 /// ignore it).
 pub(crate) const PROBE_TOPIC: &str = "/demls/liveness/1";
@@ -36,40 +38,15 @@ pub(crate) const STALL_STRIKES: u32 = 10;
 /// one-second heartbeat).
 const STRIKE_GAP: Duration = Duration::from_secs(2);
 
-/// Why a connected peer was disconnected and redialled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReconnectReason {
-    /// A demls peer from which nothing arrived (not even its liveness probes) for
-    /// [`SILENT_AFTER_PROBES`] probe intervals: our inbound gossipsub stream from it died.
-    Silent,
-    /// A peer whose send queue overflowed or timed out at [`STALL_STRIKES`] consecutive
-    /// heartbeats: it no longer reads what we send.
-    Stalled,
-}
-
-impl ReconnectReason {
-    /// Every reason, in a fixed order (handy for exporting metrics).
-    pub const ALL: [ReconnectReason; 2] = [ReconnectReason::Silent, ReconnectReason::Stalled];
-
-    /// A stable snake_case label, e.g. for a Prometheus `reason` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReconnectReason::Silent => "silent",
-            ReconnectReason::Stalled => "stalled",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            ReconnectReason::Silent => 0,
-            ReconnectReason::Stalled => 1,
-        }
-    }
-}
-
-impl std::fmt::Display for ReconnectReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+labelled_enum! {
+    /// Why a connected peer was disconnected and redialled.
+    pub enum ReconnectReason {
+        /// A demls peer from which nothing arrived (not even its liveness probes) for
+        /// [`SILENT_AFTER_PROBES`] probe intervals: our inbound gossipsub stream from it died.
+        Silent => "silent",
+        /// A peer whose send queue overflowed or timed out at [`STALL_STRIKES`] consecutive
+        /// heartbeats: it no longer reads what we send.
+        Stalled => "stalled",
     }
 }
 
@@ -210,12 +187,5 @@ mod tests {
             Some(ReconnectReason::Stalled)
         );
         assert_eq!(l.slow(&peer, resumed + beat * STALL_STRIKES), None);
-    }
-
-    #[test]
-    fn reason_indices_are_distinct() {
-        for (i, reason) in ReconnectReason::ALL.iter().enumerate() {
-            assert_eq!(reason.index(), i);
-        }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
@@ -14,15 +14,19 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, MIN_MAX_MESSAGE_SIZE, TransportConfig};
 use crate::error::{PublishError, TransportError};
 use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
-use crate::message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
+use crate::message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage, unix_nanos};
 use crate::metadata::{self, Metadata};
+use crate::store::{
+    self, MAX_REQUEST_SIZE, MAX_RESPONSE_SIZE, STORE_PROTOCOL, StoreDropReason, StoreError,
+    StoreOutcome, StoreQuery, StoreQueryRequest, StoreQueryResponse, StoreServer,
+};
 use crate::topics::{ContentTopic, PubsubTopic};
 
 /// The gossipsub protocol id of Waku Relay (11/WAKU2-RELAY).
@@ -52,6 +56,10 @@ const MAX_GOSSIP_IDS: usize = 5000;
 
 /// The most IHAVE messages handled from one peer per heartbeat (js-waku and nwaku).
 const MAX_IHAVE_MESSAGES: usize = 10;
+
+/// Store streams a connection may have open at once; a peer's queries beyond
+/// [`store::MAX_QUERIES_PER_PEER`] are still answered (`429`) up to this many.
+const STORE_STREAMS_PER_CONNECTION: usize = 32;
 
 /// A peer's listen addresses (from identify) kept for redialling it.
 const MAX_PEER_ADDRS: usize = 8;
@@ -104,8 +112,14 @@ pub struct TransportMetrics {
     /// Gossipsub messages to peers that were dropped because the peer's send queue was full
     /// or they waited in it too long (gossipsub's slow-peer reports).
     pub send_failures: u64,
+    /// Store queries this node sent (one per page).
+    pub store_queries_out: u64,
+    /// Store queries this node sent that failed (error status, bad response, no answer).
+    pub store_queries_failed: u64,
     dropped: [u64; DropReason::ALL.len()],
     reconnects: [u64; ReconnectReason::ALL.len()],
+    store_answered: [u64; StoreOutcome::ALL.len()],
+    store_dropped: [u64; StoreDropReason::ALL.len()],
 }
 
 impl TransportMetrics {
@@ -129,6 +143,16 @@ impl TransportMetrics {
     /// reasons.
     pub fn reconnects_total(&self) -> u64 {
         self.reconnects.iter().sum()
+    }
+
+    /// Store queries of peers this node answered with `outcome`.
+    pub fn store_answered(&self, outcome: StoreOutcome) -> u64 {
+        self.store_answered[outcome.index()]
+    }
+
+    /// Messages dropped from peers' Store responses for `reason`.
+    pub fn store_dropped(&self, reason: StoreDropReason) -> u64 {
+        self.store_dropped[reason.index()]
     }
 }
 
@@ -154,7 +178,7 @@ impl WakuRelay {
             None => Keypair::generate_ed25519(),
         };
         let pubsub_topic = config.pubsub_topic();
-        let mut swarm = build_swarm(keypair, config.max_message_size)?;
+        let mut swarm = build_swarm(keypair, &config)?;
         let topic = IdentTopic::new(pubsub_topic.to_string());
         let probe_topic = IdentTopic::new(PROBE_TOPIC);
         for t in [&topic, &probe_topic] {
@@ -175,6 +199,8 @@ impl WakuRelay {
             probe_interval: config.probe_interval,
             liveness: Liveness::new(config.probe_interval),
             redial_on_close: HashMap::new(),
+            store_server: StoreServer::new(config.store.clone()),
+            store_queries: HashMap::new(),
             pubsub_topic,
             max_message_size: config.max_message_size,
             peers: HashMap::new(),
@@ -203,6 +229,7 @@ impl WakuRelay {
             local_peer_id,
             pubsub_topic,
             max_message_size: config.max_message_size,
+            store_queries_sent: Arc::new(AtomicU64::new(0)),
         };
         Ok((handle, event_rx))
     }
@@ -216,6 +243,8 @@ pub struct RelayHandle {
     local_peer_id: PeerId,
     pubsub_topic: PubsubTopic,
     max_message_size: usize,
+    /// Numbers the request ids of this handle's Store queries.
+    store_queries_sent: Arc<AtomicU64>,
 }
 
 impl RelayHandle {
@@ -298,9 +327,124 @@ impl RelayHandle {
             peers: self.shared.state().connected.len(),
             peers_rejected: c.peers_rejected.load(Ordering::Relaxed),
             send_failures: c.send_failures.load(Ordering::Relaxed),
+            store_queries_out: c.store_queries_out.load(Ordering::Relaxed),
+            store_queries_failed: c.store_queries_failed.load(Ordering::Relaxed),
             dropped: load_all(&c.dropped),
             reconnects: load_all(&c.reconnects),
+            store_answered: load_all(&c.store_answered),
+            store_dropped: load_all(&c.store_dropped),
         }
+    }
+
+    /// Sends the Store query `request` to `peer` (dialling it if needed and its address is
+    /// known) and returns its verified answer: a `2xx` status, the request's id, and only the
+    /// messages whose hash is that of the message, that match the query, and that do not
+    /// repeat; the others are dropped and counted ([`TransportMetrics::store_dropped`]).
+    /// An empty `request_id` is filled in. Fails after [`TransportConfig::store_timeout`].
+    pub async fn store_query(
+        &self,
+        peer: PeerId,
+        request: StoreQueryRequest,
+    ) -> Result<StoreQueryResponse, StoreError> {
+        self.store_page(peer, request, &mut HashSet::new()).await
+    }
+
+    /// Pages through every message matching `request`, starting at its cursor, and returns
+    /// them in one response (in the order the pages came). Stops once `max_messages` are
+    /// collected: the response's `pagination_cursor` is then where to continue; it is `None`
+    /// when every page was fetched. A message repeated across pages is dropped and counted.
+    pub async fn store_query_all(
+        &self,
+        peer: PeerId,
+        mut request: StoreQueryRequest,
+        max_messages: usize,
+    ) -> Result<StoreQueryResponse, StoreError> {
+        let mut seen = HashSet::new();
+        let mut all: Option<StoreQueryResponse> = None;
+        let mut cursors = HashSet::new();
+        loop {
+            request.request_id.clear();
+            let page = self.store_page(peer, request.clone(), &mut seen).await?;
+            let cursor = page.pagination_cursor.clone();
+            let done = match &cursor {
+                None => true,
+                Some(c) if !cursors.insert(c.clone()) => {
+                    self.count_store_failure();
+                    return Err(StoreError::BadResponse("the cursor repeats".into()));
+                }
+                // A page without messages would let a peer page forever.
+                Some(_) => page.messages.is_empty(),
+            };
+            let all = all.get_or_insert_with(|| StoreQueryResponse {
+                request_id: page.request_id.clone(),
+                status_code: page.status_code,
+                status_desc: page.status_desc.clone(),
+                ..StoreQueryResponse::default()
+            });
+            all.messages.extend(page.messages);
+            all.pagination_cursor = if done { None } else { cursor.clone() };
+            if done || all.messages.len() >= max_messages {
+                return Ok(std::mem::take(all));
+            }
+            request.pagination_cursor = cursor;
+        }
+    }
+
+    async fn store_page(
+        &self,
+        peer: PeerId,
+        mut request: StoreQueryRequest,
+        seen: &mut HashSet<MessageHash>,
+    ) -> Result<StoreQueryResponse, StoreError> {
+        let query = StoreQuery::from_request(&request)?;
+        if request.request_id.is_empty() {
+            let n = self.store_queries_sent.fetch_add(1, Ordering::Relaxed);
+            request.request_id = format!("{}-{n}", self.local_peer_id);
+        }
+        let raw = request.encode_to_vec();
+        if raw.len() > MAX_REQUEST_SIZE {
+            return Err(StoreError::InvalidRequest(store::InvalidQuery::TooLarge(
+                raw.len(),
+            )));
+        }
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::StoreQuery {
+                peer,
+                request: raw,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let counters = &self.shared.counters;
+        counters.store_queries_out.fetch_add(1, Ordering::Relaxed);
+        let verified = response
+            .await
+            .map_err(|_| StoreError::Closed)
+            .and_then(|raw| raw)
+            .and_then(|raw| {
+                let own = self.pubsub_topic.to_string();
+                store::verify_response(&raw, &request.request_id, &query, &own, seen)
+            });
+        match verified {
+            Ok(verified) => {
+                for (counter, n) in counters.store_dropped.iter().zip(verified.dropped) {
+                    counter.fetch_add(n, Ordering::Relaxed);
+                }
+                Ok(verified.response)
+            }
+            Err(e) => {
+                self.count_store_failure();
+                Err(e)
+            }
+        }
+    }
+
+    fn count_store_failure(&self) {
+        self.shared
+            .counters
+            .store_queries_failed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Stops the node: closes its listeners and connections, then returns. Every handle then
@@ -322,6 +466,11 @@ enum Command {
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), TransportError>>,
+    },
+    StoreQuery {
+        peer: PeerId,
+        request: Vec<u8>,
+        reply: StoreReply,
     },
     Shutdown(oneshot::Sender<()>),
 }
@@ -346,14 +495,21 @@ struct SharedState {
     connected: BTreeSet<PeerId>,
 }
 
+/// Where the raw response to a Store query of ours goes.
+type StoreReply = oneshot::Sender<Result<Vec<u8>, StoreError>>;
+
 #[derive(Debug, Default)]
 struct Counters {
     messages_in: AtomicU64,
     messages_out: AtomicU64,
     peers_rejected: AtomicU64,
     send_failures: AtomicU64,
+    store_queries_out: AtomicU64,
+    store_queries_failed: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     reconnects: [AtomicU64; ReconnectReason::ALL.len()],
+    store_answered: [AtomicU64; StoreOutcome::ALL.len()],
+    store_dropped: [AtomicU64; StoreDropReason::ALL.len()],
 }
 
 fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
@@ -364,15 +520,17 @@ fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
 struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     metadata: request_response::Behaviour<metadata::Codec>,
+    store: request_response::Behaviour<store::Codec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
 
 fn build_swarm(
     keypair: Keypair,
-    max_message_size: usize,
+    config: &TransportConfig,
 ) -> Result<Swarm<Behaviour>, TransportError> {
     let setup = |e: &dyn std::fmt::Display| TransportError::Setup(e.to_string());
+    let max_message_size = config.max_message_size;
     // Frames up to twice the message limit are read, so that oversize messages reach the
     // validator and are counted; larger frames are refused by the gossipsub codec. Control
     // messages may fill a whole frame: the codec's 16 KiB default fails the inbound stream on
@@ -404,6 +562,22 @@ fn build_swarm(
         [(metadata::PROTOCOL, ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(METADATA_TIMEOUT),
     );
+    // Only a node with a store advertises the protocol; any node can query.
+    let store_support = if config.store.is_some() {
+        ProtocolSupport::Full
+    } else {
+        ProtocolSupport::Outbound
+    };
+    let store = request_response::Behaviour::with_codec(
+        store::Codec {
+            // A page always holds one message, however large.
+            max_response: MAX_RESPONSE_SIZE.max(max_message_size.saturating_mul(2)),
+        },
+        [(StreamProtocol::new(STORE_PROTOCOL), store_support)],
+        request_response::Config::default()
+            .with_request_timeout(config.store_timeout)
+            .with_max_concurrent_streams(STORE_STREAMS_PER_CONNECTION),
+    );
     let identify = identify::Behaviour::new(
         identify::Config::new("/ipfs/0.1.0".to_owned(), keypair.public())
             .with_agent_version(format!("demls-transport/{}", env!("CARGO_PKG_VERSION"))),
@@ -411,6 +585,7 @@ fn build_swarm(
     let behaviour = Behaviour {
         gossipsub,
         metadata,
+        store,
         identify,
         ping: ping::Behaviour::default(),
     };
@@ -440,6 +615,9 @@ fn check_config(config: &TransportConfig) -> Result<(), TransportError> {
     }
     if config.probe_interval.is_zero() {
         return Err(TransportError::Config("probe_interval is 0".into()));
+    }
+    if config.store_timeout.is_zero() {
+        return Err(TransportError::Config("store_timeout is 0".into()));
     }
     config.peers.iter().try_for_each(check_dialable)
 }
@@ -491,14 +669,6 @@ fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
     })
 }
 
-fn unix_nanos() -> i64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    i64::try_from(nanos).unwrap_or(i64::MAX)
-}
-
 /// A configured peer, with its peer id once known.
 struct Bootstrap {
     addr: Multiaddr,
@@ -532,6 +702,9 @@ struct Node {
     liveness: Liveness,
     /// Peers being reconnected, with the addresses to redial once their connections closed.
     redial_on_close: HashMap<PeerId, Vec<Multiaddr>>,
+    store_server: StoreServer,
+    /// Our Store queries waiting for their answer.
+    store_queries: HashMap<request_response::OutboundRequestId, StoreReply>,
     pubsub_topic: PubsubTopic,
     max_message_size: usize,
     peers: HashMap<PeerId, PeerState>,
@@ -619,6 +792,10 @@ impl Node {
                     Some(Command::Dial { addr, reply }) => {
                         let _ = reply.send(self.dial(addr));
                     }
+                    Some(Command::StoreQuery { peer, request, reply }) => {
+                        let id = self.swarm.behaviour_mut().store.send_request(&peer, request);
+                        self.store_queries.insert(id, reply);
+                    }
                     Some(Command::Shutdown(reply)) => break Some(reply),
                     None => break None,
                 },
@@ -632,6 +809,9 @@ impl Node {
                 },
                 event = self.swarm.select_next_some(), if self.backlog.len() < self.backlog_limit => {
                     self.on_swarm_event(event);
+                }
+                answer = self.store_server.next_answer(), if self.store_server.is_busy() => {
+                    self.send_store_answer(answer);
                 }
                 _ = redial.tick() => self.redial(),
                 _ = probe.tick() => self.probe(),
@@ -801,6 +981,7 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
             SwarmEvent::Behaviour(BehaviourEvent::Metadata(event)) => self.on_metadata(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Store(event)) => self.on_store(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -953,6 +1134,71 @@ impl Node {
                 tracing::debug!(%peer, %error, "inbound metadata request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_store(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if let Some(answer) = self.store_server.on_request(peer, &request, channel) {
+                        self.send_store_answer(answer);
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.store_queries.remove(&request_id) {
+                        // The caller may have given up waiting.
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "store query failed");
+                let error = match error {
+                    request_response::OutboundFailure::DialFailure => StoreError::Unreachable,
+                    request_response::OutboundFailure::Timeout => StoreError::Timeout,
+                    request_response::OutboundFailure::UnsupportedProtocols => {
+                        StoreError::Unsupported
+                    }
+                    request_response::OutboundFailure::ConnectionClosed => {
+                        StoreError::Connection("connection closed".into())
+                    }
+                    request_response::OutboundFailure::Io(e) => {
+                        StoreError::Connection(e.to_string())
+                    }
+                };
+                if let Some(reply) = self.store_queries.remove(&request_id) {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                // An oversize or truncated query, a timeout, or the peer left: no answer.
+                tracing::debug!(%peer, %error, "inbound store query failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn send_store_answer(&mut self, answer: store::Answer) {
+        self.shared.counters.store_answered[answer.outcome.index()].fetch_add(1, Ordering::Relaxed);
+        if self
+            .swarm
+            .behaviour_mut()
+            .store
+            .send_response(answer.channel, answer.response)
+            .is_err()
+        {
+            tracing::debug!("store answer not sent: the query timed out or the peer left");
         }
     }
 
