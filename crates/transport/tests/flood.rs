@@ -10,10 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Node, TIMEOUT, config, peers_reach};
+use common::{Node, TIMEOUT, config, first_addr, peers_reach};
 use demls_transport::{
-    ContentTopic, DEFAULT_CLUSTER_ID, Multiaddr, PeerId, RelayHandle, TransportEvent,
-    TransportMetrics,
+    ContentTopic, DEFAULT_CLUSTER_ID, PeerId, RelayHandle, TransportEvent, TransportMetrics,
 };
 use js::{CONTENT_TOPIC, JsPeer};
 use serde_json::json;
@@ -57,14 +56,6 @@ fn received(inbox: &Inbox, topic: &str) -> HashSet<String> {
         .get(topic)
         .cloned()
         .unwrap_or_default()
-}
-
-fn first_addr(handle: &RelayHandle) -> Multiaddr {
-    handle
-        .listen_addrs()
-        .into_iter()
-        .next()
-        .expect("node listens")
 }
 
 /// Waits until every inbox holds every hash of `expected` under `topic`, or until `patience`

@@ -100,3 +100,12 @@ pub async fn peers_reach(handle: &RelayHandle, peers: &[PeerId]) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The node's first listen address.
+pub fn first_addr(handle: &RelayHandle) -> Multiaddr {
+    handle
+        .listen_addrs()
+        .into_iter()
+        .next()
+        .expect("node listens")
+}
