@@ -22,21 +22,7 @@
 // msgId is computed by js-waku's own gossipsub message-id function; hash by
 // @waku/message-hash. Neither is reimplemented here.
 
-// Node 20 lacks Promise.withResolvers, which the libp2p stack uses: polyfill it before
-// the libraries load.
-if (typeof Promise.withResolvers !== "function") {
-  Promise.withResolvers = function withResolvers() {
-    let resolve;
-    let reject;
-    const promise = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
-// Lets @waku/sdk's websocket filter accept non-wss addresses and keeps it quiet.
-process.env.NODE_ENV = process.env.NODE_ENV || "test";
+import { emit, hex, networkArgs, serveCommands, unhex } from "./common.mjs";
 
 const { createRelayNode } = await import("@waku/sdk/relay");
 const { createEncoder, createDecoder } = await import("@waku/core");
@@ -44,26 +30,8 @@ const { proto_message } = await import("@waku/proto");
 const { messageHash } = await import("@waku/message-hash");
 const { tcp } = await import("@libp2p/tcp");
 const { yamux } = await import("@chainsafe/libp2p-yamux");
-const readline = await import("node:readline");
 
-function emit(object) {
-  process.stdout.write(
-    JSON.stringify(object, (_, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n"
-  );
-}
-
-const hex = (bytes) => Buffer.from(bytes).toString("hex");
-const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
-
-const clusterId = Number(arg("cluster", "4242"));
-const shard = Number(arg("shard", "0"));
-const contentTopic = arg("content-topic", "/demls/1/interop/proto");
-const shardInfo = { clusterId, shard };
+const { clusterId, shard, contentTopic, shardInfo, pubsubTopic } = networkArgs();
 
 const waku = await createRelayNode({
   networkConfig: { clusterId, shards: [shard] },
@@ -76,7 +44,6 @@ const waku = await createRelayNode({
 await waku.start();
 
 const gossipSub = waku.relay.gossipSub;
-const pubsubTopic = `/waku/2/rs/${clusterId}/${shard}`;
 
 waku.libp2p.addEventListener("peer:connect", (event) => {
   emit({ event: "connected", peerId: event.detail.toString() });
@@ -179,31 +146,13 @@ async function stop() {
   process.exit(0);
 }
 
-const lines = readline.createInterface({ input: process.stdin });
-lines.on("line", (line) => {
-  let command;
-  try {
-    command = JSON.parse(line);
-  } catch {
-    emit({ event: "error", message: `not JSON: ${line}` });
-    return;
-  }
-  if (command.cmd === "publish") {
-    publish(command.payload, command.meta).catch((e) =>
-      emit({ event: "error", message: `publish: ${e}` })
-    );
-  } else if (command.cmd === "flood") {
-    flood(command.count, command.durationMs, command.size).catch((e) =>
-      emit({ event: "error", message: `flood: ${e}` })
-    );
-  } else if (command.cmd === "stop") {
-    void stop();
-  } else {
-    emit({ event: "error", message: `unknown command: ${line}` });
-  }
-});
-// The test closing our stdin (or dying) ends the node.
-lines.on("close", () => void stop());
+serveCommands(
+  {
+    publish: (c) => publish(c.payload, c.meta),
+    flood: (c) => flood(c.count, c.durationMs, c.size)
+  },
+  stop
+);
 
 emit({
   event: "ready",

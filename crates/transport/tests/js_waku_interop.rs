@@ -1,14 +1,18 @@
-//! Interop with an independent implementation: a js-waku relay node (interop/js-waku) on
-//! 127.0.0.1. Needs Node.js 20+ and `npm ci --prefix interop/js-waku`; fails (never skips)
-//! without them.
+//! Interop with an independent implementation: a js-waku relay node and a js-waku Store client
+//! (interop/js-waku) on 127.0.0.1. Needs Node.js 20+ and `npm ci --prefix interop/js-waku`;
+//! fails (never skips) without them.
 
 mod common;
 mod js;
 
-use common::{Node, TIMEOUT, config};
-use demls_transport::{ContentTopic, DEFAULT_CLUSTER_ID};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Node, TIMEOUT, config, first_addr, peers_reach, store_node};
+use demls_transport::store::{MemoryStore, MemoryStoreLimits};
+use demls_transport::{ContentTopic, DEFAULT_CLUSTER_ID, Published};
 use js::{CONTENT_TOPIC, JsPeer, field, hex};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_both_ways_with_js_waku() {
@@ -100,4 +104,123 @@ async fn js_waku_of_another_cluster_is_disconnected() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(demls.handle.connected_peers().is_empty());
+}
+
+/// The messages of a `pages` event, page by page, as (hash, payload hex) pairs.
+fn pages(event: &Value) -> Vec<Vec<(String, String)>> {
+    event["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .map(|page| {
+            page.as_array()
+                .expect("a page")
+                .iter()
+                .map(|m| (field(m, "hash").to_owned(), field(m, "payload").to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+fn expected(sent: &[Published]) -> Vec<(String, String)> {
+    sent.iter()
+        .map(|p| (p.hash.to_string(), hex(&p.message.payload)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_waku_store_client_reads_demls_history() {
+    // A demls store node keeps what it relays; another demls node publishes 25 messages.
+    let store = Arc::new(MemoryStore::new(MemoryStoreLimits::default()));
+    let server = store_node(store.clone(), store.clone()).await;
+    let publisher = Node::start(config(DEFAULT_CLUSTER_ID, vec![first_addr(&server)])).await;
+    peers_reach(&publisher.handle, &[server.peer_id()]).await;
+    let topic: ContentTopic = CONTENT_TOPIC.parse().expect("topic");
+    let mut sent = Vec::new();
+    for i in 0..25 {
+        let published = publisher
+            .handle
+            .publish(&topic, format!("history {i}").into_bytes(), None)
+            .await
+            .expect("publish");
+        sent.push(published);
+    }
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while store.len() < sent.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store node got {}",
+            store.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let server_addr = first_addr(&server).to_string();
+    let (mut js, _) = JsPeer::start(
+        "store-client.mjs",
+        &[
+            "--cluster",
+            &DEFAULT_CLUSTER_ID.to_string(),
+            "--shard",
+            "0",
+            "--content-topic",
+            CONTENT_TOPIC,
+            "--peer",
+            &server_addr,
+        ],
+    )
+    .await;
+
+    // Forward, pages of 10: js-waku pages with the hash of the last message as cursor.
+    js.send(json!({"cmd": "query", "pageSize": 10, "forward": true, "cursor": null}))
+        .await;
+    let got = js.next("pages").await;
+    let all = expected(&sent);
+    assert_eq!(
+        pages(&got),
+        [all[..10].to_vec(), all[10..20].to_vec(), all[20..].to_vec()]
+    );
+    for m in got["pages"][0].as_array().expect("page") {
+        assert_eq!(field(m, "pubsubTopic"), "/waku/2/rs/4242/0");
+        assert_eq!(field(m, "contentTopic"), CONTENT_TOPIC);
+    }
+
+    // Backward: the newest page first, each page oldest first.
+    js.send(json!({"cmd": "query", "pageSize": 10, "forward": false, "cursor": null}))
+        .await;
+    let got = js.next("pages").await;
+    assert_eq!(
+        pages(&got),
+        [all[15..].to_vec(), all[5..15].to_vec(), all[..5].to_vec()]
+    );
+
+    // From a cursor (the hash of message 9), pages of 5.
+    js.send(json!({"cmd": "query", "pageSize": 5, "forward": true, "cursor": all[9].0}))
+        .await;
+    let got = js.next("pages").await;
+    assert_eq!(
+        pages(&got),
+        [
+            all[10..15].to_vec(),
+            all[15..20].to_vec(),
+            all[20..].to_vec()
+        ]
+    );
+
+    // The sdk's createCursor hashes the timestamp rounded to milliseconds (the decoded
+    // message's `timestamp` is a Date), so it is the message hash only for timestamps in
+    // whole milliseconds; demls timestamps carry nanoseconds.
+    for (m, published) in got["pages"][0]
+        .as_array()
+        .expect("page")
+        .iter()
+        .zip(&sent[10..])
+    {
+        let whole_ms = published
+            .message
+            .timestamp
+            .is_some_and(|t| t % 1_000_000 == 0);
+        assert_eq!(field(m, "sdkCursor") == field(m, "hash"), whole_ms);
+    }
+    js.send(json!({"cmd": "stop"})).await;
 }

@@ -8,7 +8,7 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Node, TIMEOUT, config, first_addr, peers_reach};
+use common::{Node, TIMEOUT, config, first_addr, peers_reach, store_node};
 use demls_transport::store::{
     BackendError, MAX_PAGE_SIZE, MAX_QUERIES_PER_PEER, MAX_REQUEST_SIZE, MemoryStore,
     MemoryStoreLimits, StatusCode, StoreBackend, StoreDropReason, StoreError, StoreOutcome,
@@ -16,36 +16,13 @@ use demls_transport::store::{
 };
 use demls_transport::{
     ContentTopic, DEFAULT_CLUSTER_ID, MessageHash, Published, RelayHandle, TransportConfig,
-    TransportEvent, WakuMessage,
+    WakuMessage,
 };
 use prost::Message as _;
 use raw::{RawNode, RawStore, frame};
 
 fn topic(name: &str) -> ContentTopic {
     ContentTopic::new("demls", "1", name, "proto").expect("valid topic")
-}
-
-/// A node serving `store`, which keeps every message the node receives.
-async fn store_node(store: Arc<dyn StoreBackend>, keep: Arc<MemoryStore>) -> RelayHandle {
-    let Node { handle, mut events } = Node::start(TransportConfig {
-        store: Some(store),
-        ..config(DEFAULT_CLUSTER_ID, vec![])
-    })
-    .await;
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if let TransportEvent::Message {
-                pubsub_topic,
-                message,
-                ..
-            } = event
-            {
-                // Duplicates cannot happen here; anything else is a test failure below.
-                let _ = keep.insert(&pubsub_topic, message);
-            }
-        }
-    });
-    handle
 }
 
 /// A plain node connected to `peer`, with its events drained.

@@ -3,11 +3,13 @@
 // Each test binary that includes this module uses a part of it.
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use demls_transport::store::{MemoryStore, StoreBackend};
 use demls_transport::{
-    MessageHash, MessageId, Multiaddr, PeerId, RelayHandle, TransportConfig, TransportEvent,
-    WakuMessage, WakuRelay,
+    DEFAULT_CLUSTER_ID, MessageHash, MessageId, Multiaddr, PeerId, RelayHandle, TransportConfig,
+    TransportEvent, WakuMessage, WakuRelay,
 };
 use tokio::sync::mpsc;
 
@@ -108,4 +110,27 @@ pub fn first_addr(handle: &RelayHandle) -> Multiaddr {
         .into_iter()
         .next()
         .expect("node listens")
+}
+
+/// A node serving `store`, which keeps every message the node receives.
+pub async fn store_node(store: Arc<dyn StoreBackend>, keep: Arc<MemoryStore>) -> RelayHandle {
+    let Node { handle, mut events } = Node::start(TransportConfig {
+        store: Some(store),
+        ..config(DEFAULT_CLUSTER_ID, vec![])
+    })
+    .await;
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let TransportEvent::Message {
+                pubsub_topic,
+                message,
+                ..
+            } = event
+            {
+                // Duplicates cannot happen here; anything else is a test failure below.
+                let _ = keep.insert(&pubsub_topic, message);
+            }
+        }
+    });
+    handle
 }
