@@ -53,7 +53,7 @@ pub struct TransportConfig {
     /// query `503` and does not advertise the Store protocol.
     pub store: Option<Arc<dyn StoreBackend>>,
     /// How long a Store query may take, both ways: a query of ours without an answer by then
-    /// fails with [`crate::StoreError::Timeout`], and a peer's query not answered by then is
+    /// fails with [`crate::store::StoreError::Timeout`], and a peer's query not answered by then is
     /// dropped. Must not be zero.
     pub store_timeout: Duration,
 }

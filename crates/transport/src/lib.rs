@@ -3,8 +3,9 @@
 //! A demls node is a peer on a Waku network: it relays [`WakuMessage`]s with gossipsub under
 //! the protocol id `/vac/waku/relay/2.0.0` (StrictNoSign, message id `sha256(data)`), on the
 //! pubsub topic `/waku/2/rs/<cluster>/<shard>`, speaks the metadata protocol
-//! `/vac/waku/metadata/1.0.0` (disconnecting peers of other clusters), identify and ping, over
-//! TCP + noise + yamux. It interoperates with nwaku and js-waku relay nodes.
+//! `/vac/waku/metadata/1.0.0` (disconnecting peers of other clusters), Store v3
+//! `/vac/waku/store-query/3.0.0`, identify and ping, over TCP + noise + yamux. It interoperates
+//! with nwaku and js-waku nodes.
 //!
 //! The transport is generic over content topics: it relays every valid message on its pubsub
 //! topic and hands each to the node above with its content topic; the node maps groups to

@@ -41,11 +41,11 @@ const STRIKE_GAP: Duration = Duration::from_secs(2);
 labelled_enum! {
     /// Why a connected peer was disconnected and redialled.
     pub enum ReconnectReason {
-        /// A demls peer from which nothing arrived (not even its liveness probes) for
-        /// [`SILENT_AFTER_PROBES`] probe intervals: our inbound gossipsub stream from it died.
+        /// A demls peer from which nothing arrived (not even its liveness probes) for six
+        /// probe intervals: our inbound gossipsub stream from it died.
         Silent => "silent",
-        /// A peer whose send queue overflowed or timed out at [`STALL_STRIKES`] consecutive
-        /// heartbeats: it no longer reads what we send.
+        /// A peer whose send queue overflowed or timed out at ten consecutive heartbeats: it
+        /// no longer reads what we send.
         Stalled => "stalled",
     }
 }
@@ -122,6 +122,14 @@ impl Liveness {
         None
     }
 
+    /// The node was not listening until `now` (it did not read the network, or did not run):
+    /// silence so far counts for no peer.
+    pub(crate) fn excuse(&mut self, now: Instant) {
+        for p in self.peers.values_mut() {
+            p.last_heard = p.last_heard.max(now);
+        }
+    }
+
     /// Probing peers unheard for too long. Each is reported once per silent period: its clock
     /// restarts, so a peer that stays connected is not reported again at once.
     pub(crate) fn silent(&mut self, now: Instant) -> Vec<PeerId> {
@@ -164,6 +172,19 @@ mod tests {
         assert_eq!(l.silent(later + silent_after), vec![prober]);
         l.disconnected(&prober);
         assert!(l.silent(later + 10 * silent_after).is_empty());
+    }
+
+    #[test]
+    fn our_own_deafness_is_excused() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(INTERVAL);
+        let peer = PeerId::random();
+        l.connected(peer, t0);
+        l.probing(&peer, t0);
+        let silent_after = INTERVAL * SILENT_AFTER_PROBES;
+        l.excuse(t0 + silent_after);
+        assert!(l.silent(t0 + silent_after + INTERVAL).is_empty());
+        assert_eq!(l.silent(t0 + 2 * silent_after), vec![peer]);
     }
 
     #[test]

@@ -197,6 +197,7 @@ impl WakuRelay {
             probe_topic,
             probes_sent: 0,
             probe_interval: config.probe_interval,
+            last_probe: Instant::now(),
             liveness: Liveness::new(config.probe_interval),
             redial_on_close: HashMap::new(),
             store_server: StoreServer::new(config.store.clone()),
@@ -699,6 +700,7 @@ struct Node {
     probe_topic: IdentTopic,
     probes_sent: u64,
     probe_interval: Duration,
+    last_probe: Instant,
     liveness: Liveness,
     /// Peers being reconnected, with the addresses to redial once their connections closed.
     redial_on_close: HashMap<PeerId, Vec<Multiaddr>>,
@@ -801,8 +803,13 @@ impl Node {
                 },
                 permit = events.reserve(), if !self.backlog.is_empty() => match permit {
                     Ok(permit) => {
+                        let was_full = self.backlog.len() >= self.backlog_limit;
                         if let Some(event) = self.backlog.pop_front() {
                             permit.send(event);
+                        }
+                        if was_full {
+                            // We did not read the network meanwhile: that silence was ours.
+                            self.liveness.excuse(Instant::now());
                         }
                     }
                     Err(_) => self.backlog.clear(),
@@ -895,6 +902,15 @@ impl Node {
 
     /// Sends this node's liveness probe and reconnects the probing peers it no longer hears.
     fn probe(&mut self) {
+        let now = Instant::now();
+        // A tick far behind schedule means this process did not run (stopped, starved): peers
+        // were not silent, we were not listening.
+        let late = now.saturating_duration_since(self.last_probe) > 2 * self.probe_interval;
+        let reading = self.backlog.len() < self.backlog_limit;
+        self.last_probe = now;
+        if late || !reading {
+            self.liveness.excuse(now);
+        }
         self.probes_sent += 1;
         let mut data = self.probes_sent.to_be_bytes().to_vec();
         data.extend_from_slice(&self.swarm.local_peer_id().to_bytes());
@@ -907,7 +923,7 @@ impl Node {
             // No demls peer is connected, or every queue is full: nothing to probe.
             tracing::trace!(error = %e, "liveness probe not sent");
         }
-        for peer in self.liveness.silent(Instant::now()) {
+        for peer in self.liveness.silent(now) {
             self.reconnect(peer, ReconnectReason::Silent);
         }
     }

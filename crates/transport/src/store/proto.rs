@@ -95,7 +95,7 @@ pub struct StoreQueryResponse {
     /// The `request_id` of the request.
     #[prost(string, tag = "1")]
     pub request_id: String,
-    /// The outcome; see [`crate::StatusCode`].
+    /// The outcome; see [`crate::store::StatusCode`].
     #[prost(uint32, optional, tag = "10")]
     pub status_code: Option<u32>,
     /// A human-readable description of the outcome.
