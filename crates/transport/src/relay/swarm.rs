@@ -30,9 +30,23 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
 /// ([`MAX_GOSSIP_IDS`] ids of 34 bytes each, about 510 KB).
 const MIN_FRAME_LIMIT: usize = 2 * DEFAULT_MAX_MESSAGE_SIZE;
 
-/// The most message ids in one IHAVE or IWANT, sent or asked for per heartbeat: js-waku's
-/// and nwaku's `maxIHaveLength`.
+/// The most message ids Waku peers put in one IHAVE or IWANT (js-waku's and nwaku's
+/// `maxIHaveLength`); what we accept is sized for it.
 const MAX_GOSSIP_IDS: usize = 5000;
+
+/// The bytes one message id takes in an IHAVE, IWANT or IDONTWANT (32 bytes, tag and length).
+const GOSSIP_ID_BYTES: usize = 34;
+
+// A frame holds full IHAVE, IWANT and IDONTWANT lists of Waku peers together.
+const _: () = assert!(3 * MAX_GOSSIP_IDS * GOSSIP_ID_BYTES < MIN_FRAME_LIMIT);
+
+// What we send fits nwaku's default frame limit (150 KiB).
+const _: () = assert!(MAX_GOSSIP_IDS_SENT * GOSSIP_ID_BYTES + 1024 < MIN_MAX_MESSAGE_SIZE);
+
+/// The most message ids this node puts in one IHAVE, or asks for per heartbeat: fewer than
+/// [`MAX_GOSSIP_IDS`], so that one such RPC (34 bytes per id, about 136 KB) stays under
+/// nwaku's default 150 KiB frame limit.
+const MAX_GOSSIP_IDS_SENT: usize = 4000;
 
 /// The most IHAVE messages handled from one peer per heartbeat (js-waku and nwaku).
 const MAX_IHAVE_MESSAGES: usize = 10;
@@ -68,7 +82,7 @@ pub(super) fn build_swarm(
         .message_id_fn(|message| gossipsub::MessageId::new(&MessageId::of(&message.data).0))
         .max_transmit_size(frame_limit)
         .max_control_message_size(frame_limit)
-        .max_control_messages_sent(MAX_GOSSIP_IDS)
+        .max_control_messages_sent(MAX_GOSSIP_IDS_SENT)
         .max_ihave_messages_heartbeat(MAX_IHAVE_MESSAGES)
         // nwaku's mesh parameters.
         .mesh_n(6)
