@@ -10,29 +10,19 @@
 //    "timestamp":"<ns>","version":n|null,"from":"…"}   a gossipsub message on our pubsub topic
 //   {"event":"decoded","contentTopic":…,"payload":hex}  js-waku's relay decoder accepted one
 //   {"event":"published","msgId":hex,"hash":hex,"recipients":n,"timestamp":"<ns>"}
+//   {"event":"flooded","sent":n,"failed":n,"elapsedMs":n,"hashes":[hex,…]}
 //   {"event":"error","message":"…"}
 // On stdin:
 //   {"cmd":"publish","payload":hex,"meta":hex|null}
+//   {"cmd":"flood","count":n,"durationMs":n,"size":n}   publish `count` messages of `size`
+//        payload bytes, evenly spread over `durationMs` (as fast as possible when behind),
+//        then report the hashes of those sent
 //   {"cmd":"stop"}
 //
 // msgId is computed by js-waku's own gossipsub message-id function; hash by
 // @waku/message-hash. Neither is reimplemented here.
 
-// Node 20 lacks Promise.withResolvers, which the libp2p stack uses: polyfill it before
-// the libraries load.
-if (typeof Promise.withResolvers !== "function") {
-  Promise.withResolvers = function withResolvers() {
-    let resolve;
-    let reject;
-    const promise = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
-// Lets @waku/sdk's websocket filter accept non-wss addresses and keeps it quiet.
-process.env.NODE_ENV = process.env.NODE_ENV || "test";
+import { emit, hex, networkArgs, serveCommands, unhex } from "./common.mjs";
 
 const { createRelayNode } = await import("@waku/sdk/relay");
 const { createEncoder, createDecoder } = await import("@waku/core");
@@ -40,26 +30,8 @@ const { proto_message } = await import("@waku/proto");
 const { messageHash } = await import("@waku/message-hash");
 const { tcp } = await import("@libp2p/tcp");
 const { yamux } = await import("@chainsafe/libp2p-yamux");
-const readline = await import("node:readline");
 
-function emit(object) {
-  process.stdout.write(
-    JSON.stringify(object, (_, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n"
-  );
-}
-
-const hex = (bytes) => Buffer.from(bytes).toString("hex");
-const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
-
-const clusterId = Number(arg("cluster", "4242"));
-const shard = Number(arg("shard", "0"));
-const contentTopic = arg("content-topic", "/demls/1/interop/proto");
-const shardInfo = { clusterId, shard };
+const { clusterId, shard, contentTopic, shardInfo, pubsubTopic } = networkArgs();
 
 const waku = await createRelayNode({
   networkConfig: { clusterId, shards: [shard] },
@@ -72,7 +44,6 @@ const waku = await createRelayNode({
 await waku.start();
 
 const gossipSub = waku.relay.gossipSub;
-const pubsubTopic = `/waku/2/rs/${clusterId}/${shard}`;
 
 waku.libp2p.addEventListener("peer:connect", (event) => {
   emit({ event: "connected", peerId: event.detail.toString() });
@@ -144,32 +115,44 @@ async function publish(payloadHex, metaHex) {
   });
 }
 
+async function flood(count, durationMs, size) {
+  const encoder = createEncoder({ contentTopic, pubsubTopicShardInfo: shardInfo });
+  const start = Date.now();
+  const hashes = [];
+  let failed = 0;
+  for (let i = 0; i < count; i++) {
+    const due = start + (i * durationMs) / count;
+    const wait = due - Date.now();
+    if (wait > 0) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+    const label = new TextEncoder().encode(`flood ${i} `);
+    const payload = new Uint8Array(Math.max(size, label.length));
+    payload.set(label);
+    const message = { payload, timestamp: new Date() };
+    const proto = proto_message.WakuMessage.decode(await encoder.toWire(message));
+    const result = await waku.relay.send(encoder, message);
+    if (result.failures.length > 0 || result.successes.length === 0) {
+      failed++;
+    } else {
+      hashes.push(hex(messageHash(pubsubTopic, proto)));
+    }
+  }
+  emit({ event: "flooded", sent: hashes.length, failed, elapsedMs: Date.now() - start, hashes });
+}
+
 async function stop() {
   await waku.stop();
   process.exit(0);
 }
 
-const lines = readline.createInterface({ input: process.stdin });
-lines.on("line", (line) => {
-  let command;
-  try {
-    command = JSON.parse(line);
-  } catch {
-    emit({ event: "error", message: `not JSON: ${line}` });
-    return;
-  }
-  if (command.cmd === "publish") {
-    publish(command.payload, command.meta).catch((e) =>
-      emit({ event: "error", message: `publish: ${e}` })
-    );
-  } else if (command.cmd === "stop") {
-    void stop();
-  } else {
-    emit({ event: "error", message: `unknown command: ${line}` });
-  }
-});
-// The test closing our stdin (or dying) ends the node.
-lines.on("close", () => void stop());
+serveCommands(
+  {
+    publish: (c) => publish(c.payload, c.meta),
+    flood: (c) => flood(c.count, c.durationMs, c.size)
+  },
+  stop
+);
 
 emit({
   event: "ready",

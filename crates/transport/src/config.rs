@@ -1,7 +1,11 @@
 //! Configuration of a relay node.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use libp2p::Multiaddr;
 
+use crate::store::StoreBackend;
 use crate::topics::{DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic};
 
 /// The default maximum size of an encoded WakuMessage: 1 MiB, js-waku's limit
@@ -11,9 +15,17 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// The smallest maximum message size accepted: nwaku's 150 KiB default.
 pub const MIN_MAX_MESSAGE_SIZE: usize = 150 * 1024;
 
+/// How often a node sends its liveness probe to its demls peers, by default; see
+/// [`TransportConfig::probe_interval`].
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a Store query may take, by default; see [`TransportConfig::store_timeout`].
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], shard
-/// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages
-/// and a fresh random identity.
+/// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages,
+/// a fresh random identity, liveness probes every [`DEFAULT_PROBE_INTERVAL`] and no store
+/// (Store queries of peers are answered `503`; querying peers works).
 #[derive(Clone)]
 pub struct TransportConfig {
     /// The cluster to join; peers whose metadata states another cluster are disconnected.
@@ -33,6 +45,17 @@ pub struct TransportConfig {
     /// Capacity of the event channel returned by [`crate::WakuRelay::start`]. While it is
     /// full the node stops reading from the network (commands are still served).
     pub event_capacity: usize,
+    /// How often the node sends a liveness probe to its directly connected demls peers. A
+    /// demls peer from which nothing arrives for six intervals is disconnected and redialled
+    /// ([`crate::ReconnectReason::Silent`]). Must not be zero.
+    pub probe_interval: Duration,
+    /// Where the messages served to peers' Store queries come from; `None` answers every
+    /// query `503` and does not advertise the Store protocol.
+    pub store: Option<Arc<dyn StoreBackend>>,
+    /// How long a Store query may take, both ways: a query of ours without an answer by then
+    /// fails with [`crate::store::StoreError::Timeout`], and a peer's query not answered by then is
+    /// dropped. Must not be zero.
+    pub store_timeout: Duration,
 }
 
 impl TransportConfig {
@@ -55,6 +78,9 @@ impl Default for TransportConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             node_key: None,
             event_capacity: 1024,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            store: None,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
         }
     }
 }
@@ -69,6 +95,9 @@ impl std::fmt::Debug for TransportConfig {
             .field("max_message_size", &self.max_message_size)
             .field("node_key", &self.node_key.map(|_| "<secret>"))
             .field("event_capacity", &self.event_capacity)
+            .field("probe_interval", &self.probe_interval)
+            .field("store", &self.store.as_ref().map(|_| "<backend>"))
+            .field("store_timeout", &self.store_timeout)
             .finish()
     }
 }

@@ -3,8 +3,9 @@
 //! A demls node is a peer on a Waku network: it relays [`WakuMessage`]s with gossipsub under
 //! the protocol id `/vac/waku/relay/2.0.0` (StrictNoSign, message id `sha256(data)`), on the
 //! pubsub topic `/waku/2/rs/<cluster>/<shard>`, speaks the metadata protocol
-//! `/vac/waku/metadata/1.0.0` (disconnecting peers of other clusters), identify and ping, over
-//! TCP + noise + yamux. It interoperates with nwaku and js-waku relay nodes.
+//! `/vac/waku/metadata/1.0.0` (disconnecting peers of other clusters), Store v3
+//! `/vac/waku/store-query/3.0.0`, identify and ping, over TCP + noise + yamux. It interoperates
+//! with nwaku and js-waku nodes.
 //!
 //! The transport is generic over content topics: it relays every valid message on its pubsub
 //! topic and hands each to the node above with its content topic; the node maps groups to
@@ -31,19 +32,31 @@
 //!
 //! A node never receives its own publishes: gossipsub does not deliver them back. Use the
 //! [`Published`] value returned by [`RelayHandle::publish`] to record what was sent.
+//!
+//! A node also speaks Waku Store v3 ([`store`]): it answers peers' queries from the
+//! [`store::StoreBackend`] in [`TransportConfig::store`], and queries peers with
+//! [`RelayHandle::store_query`] and [`RelayHandle::store_query_all`].
 
 #![warn(missing_docs)]
 
 mod config;
 mod error;
+mod framing;
+mod labels;
+mod liveness;
 mod message;
 mod metadata;
 mod relay;
+pub mod store;
 mod topics;
 
-pub use config::{DEFAULT_MAX_MESSAGE_SIZE, MIN_MAX_MESSAGE_SIZE, TransportConfig};
+pub use config::{
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT, MIN_MAX_MESSAGE_SIZE,
+    TransportConfig,
+};
 pub use error::{PublishError, TransportError};
 pub use libp2p::{Multiaddr, PeerId};
+pub use liveness::ReconnectReason;
 pub use message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
 pub use relay::{
     Published, REDIAL_INTERVAL, RELAY_PROTOCOL, RelayHandle, TransportEvent, TransportMetrics,

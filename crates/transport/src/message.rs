@@ -5,6 +5,8 @@ use std::fmt;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
+use crate::labels::labelled_enum;
+
 /// The largest `meta` attribute a WakuMessage may carry (14/WAKU2-MESSAGE).
 pub const MAX_META_LEN: usize = 64;
 
@@ -35,57 +37,20 @@ pub struct WakuMessage {
     pub ephemeral: Option<bool>,
 }
 
-/// Why the relay validator refused a gossipsub message. Refused messages are neither
-/// delivered nor forwarded, and are counted per reason in [`crate::TransportMetrics`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DropReason {
-    /// The encoded message is larger than the configured maximum message size.
-    Oversize,
-    /// The bytes are not a protobuf `WakuMessage`.
-    Undecodable,
-    /// The `payload` is empty.
-    EmptyPayload,
-    /// The `content_topic` is empty.
-    EmptyContentTopic,
-    /// The `meta` attribute is longer than [`MAX_META_LEN`].
-    MetaTooLong,
-}
-
-impl DropReason {
-    /// Every reason, in a fixed order (handy for exporting metrics).
-    pub const ALL: [DropReason; 5] = [
-        DropReason::Oversize,
-        DropReason::Undecodable,
-        DropReason::EmptyPayload,
-        DropReason::EmptyContentTopic,
-        DropReason::MetaTooLong,
-    ];
-
-    /// A stable snake_case label, e.g. for a Prometheus `reason` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Oversize => "oversize",
-            DropReason::Undecodable => "undecodable",
-            DropReason::EmptyPayload => "empty_payload",
-            DropReason::EmptyContentTopic => "empty_content_topic",
-            DropReason::MetaTooLong => "meta_too_long",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            DropReason::Oversize => 0,
-            DropReason::Undecodable => 1,
-            DropReason::EmptyPayload => 2,
-            DropReason::EmptyContentTopic => 3,
-            DropReason::MetaTooLong => 4,
-        }
-    }
-}
-
-impl fmt::Display for DropReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+labelled_enum! {
+    /// Why the relay validator refused a gossipsub message. Refused messages are neither
+    /// delivered nor forwarded, and are counted per reason in [`crate::TransportMetrics`].
+    pub enum DropReason {
+        /// The encoded message is larger than the configured maximum message size.
+        Oversize => "oversize",
+        /// The bytes are not a protobuf `WakuMessage`.
+        Undecodable => "undecodable",
+        /// The `payload` is empty.
+        EmptyPayload => "empty_payload",
+        /// The `content_topic` is empty.
+        EmptyContentTopic => "empty_content_topic",
+        /// The `meta` attribute is longer than [`MAX_META_LEN`].
+        MetaTooLong => "meta_too_long",
     }
 }
 
@@ -131,6 +96,15 @@ impl WakuMessage {
         hasher.update(self.timestamp.unwrap_or(0).to_be_bytes());
         MessageHash(hasher.finalize().into())
     }
+}
+
+/// The current time in Unix nanoseconds (saturating; 0 before 1970).
+pub(crate) fn unix_nanos() -> i64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    i64::try_from(nanos).unwrap_or(i64::MAX)
 }
 
 /// The gossipsub message id of Waku Relay: `sha256` of the encoded WakuMessage
@@ -309,13 +283,6 @@ mod tests {
             WakuMessage::decode_relay(&[0x0a, 1, 1, 0x12, 1, 0xff], 1024),
             Err(DropReason::Undecodable)
         );
-    }
-
-    #[test]
-    fn drop_reason_indices_are_distinct() {
-        for (i, reason) in DropReason::ALL.iter().enumerate() {
-            assert_eq!(reason.index(), i);
-        }
     }
 
     proptest! {

@@ -1,124 +1,22 @@
-//! Interop with an independent implementation: a js-waku relay node (interop/js-waku) on
-//! 127.0.0.1. Needs Node.js 20+ and `npm ci --prefix interop/js-waku`; fails (never skips)
-//! without them.
+//! Interop with an independent implementation: a js-waku relay node and a js-waku Store client
+//! (interop/js-waku) on 127.0.0.1. Needs Node.js 20+ and `npm ci --prefix interop/js-waku`;
+//! fails (never skips) without them.
 
 mod common;
+mod js;
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
 
-use common::{Node, TIMEOUT, config};
-use demls_transport::{ContentTopic, DEFAULT_CLUSTER_ID, Multiaddr, PeerId};
+use common::{Node, TIMEOUT, config, first_addr, peers_reach, store_node};
+use demls_transport::store::{MemoryStore, MemoryStoreLimits};
+use demls_transport::{ContentTopic, DEFAULT_CLUSTER_ID, Published};
+use js::{CONTENT_TOPIC, JsPeer, field, hex};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-
-const CONTENT_TOPIC: &str = "/demls/1/interop/proto";
-
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop/js-waku")
-}
-
-/// The js-waku node, driven over JSON lines on its stdin and stdout.
-struct JsPeer {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    peer_id: PeerId,
-    addr: Multiaddr,
-}
-
-impl JsPeer {
-    async fn start(cluster_id: u16) -> JsPeer {
-        let dir = js_dir();
-        assert!(
-            dir.join("node_modules").is_dir(),
-            "{} is missing: run `npm ci --prefix interop/js-waku` (from the repository root) \
-             before the interop test",
-            dir.join("node_modules").display()
-        );
-        let mut child = Command::new("node")
-            .arg("relay-peer.mjs")
-            .args(["--cluster", &cluster_id.to_string()])
-            .args(["--shard", "0"])
-            .args(["--content-topic", CONTENT_TOPIC])
-            .current_dir(&dir)
-            .env("NODE_ENV", "test")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("`node` runs (Node.js 20+ must be installed)");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let mut peer = JsPeer {
-            _child: child,
-            stdin,
-            stdout,
-            peer_id: PeerId::random(),
-            addr: Multiaddr::empty(),
-        };
-        let ready = peer.next("ready").await;
-        peer.peer_id = ready["peerId"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("ready carries a peer id");
-        peer.addr = ready["addrs"][0]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("ready carries a listen address");
-        assert_eq!(
-            ready["pubsubTopic"],
-            format!("/waku/2/rs/{cluster_id}/0").as_str()
-        );
-        peer
-    }
-
-    /// The next event named `event`, skipping other events; fails on an `error` event.
-    async fn next(&mut self, event: &str) -> Value {
-        let wait = async {
-            loop {
-                let line = self
-                    .stdout
-                    .next_line()
-                    .await
-                    .expect("read js-waku stdout")
-                    .expect("js-waku node exited");
-                let Ok(value) = serde_json::from_str::<Value>(&line) else {
-                    eprintln!("js-waku (not JSON): {line}");
-                    continue;
-                };
-                assert_ne!(value["event"], "error", "js-waku reported {value}");
-                if value["event"] == event {
-                    return value;
-                }
-            }
-        };
-        tokio::time::timeout(TIMEOUT, wait)
-            .await
-            .unwrap_or_else(|_| panic!("js-waku sent no {event:?} event in time"))
-    }
-
-    async fn send(&mut self, command: Value) {
-        let mut line = command.to_string();
-        line.push('\n');
-        self.stdin
-            .write_all(line.as_bytes())
-            .await
-            .expect("write to js-waku");
-    }
-}
-
-fn field<'a>(value: &'a Value, name: &str) -> &'a str {
-    value[name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{name} missing in {value}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_both_ways_with_js_waku() {
-    let mut js = JsPeer::start(DEFAULT_CLUSTER_ID).await;
+    let mut js = JsPeer::relay(DEFAULT_CLUSTER_ID).await;
     let mut demls = Node::start(config(DEFAULT_CLUSTER_ID, vec![js.addr.clone()])).await;
     let demls_peer = demls.handle.peer_id().to_string();
 
@@ -195,7 +93,7 @@ async fn messages_cross_both_ways_with_js_waku() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_waku_of_another_cluster_is_disconnected() {
-    let js = JsPeer::start(DEFAULT_CLUSTER_ID + 1).await;
+    let js = JsPeer::relay(DEFAULT_CLUSTER_ID + 1).await;
     let demls = Node::start(config(DEFAULT_CLUSTER_ID, vec![js.addr.clone()])).await;
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while demls.handle.metrics().peers_rejected == 0 {
@@ -208,6 +106,121 @@ async fn js_waku_of_another_cluster_is_disconnected() {
     assert!(demls.handle.connected_peers().is_empty());
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The messages of a `pages` event, page by page, as (hash, payload hex) pairs.
+fn pages(event: &Value) -> Vec<Vec<(String, String)>> {
+    event["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .map(|page| {
+            page.as_array()
+                .expect("a page")
+                .iter()
+                .map(|m| (field(m, "hash").to_owned(), field(m, "payload").to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+fn expected(sent: &[Published]) -> Vec<(String, String)> {
+    sent.iter()
+        .map(|p| (p.hash.to_string(), hex(&p.message.payload)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_waku_store_client_reads_demls_history() {
+    // A demls store node keeps what it relays; another demls node publishes 25 messages.
+    let store = Arc::new(MemoryStore::new(MemoryStoreLimits::default()));
+    let server = store_node(store.clone(), store.clone()).await;
+    let publisher = Node::start(config(DEFAULT_CLUSTER_ID, vec![first_addr(&server)])).await;
+    peers_reach(&publisher.handle, &[server.peer_id()]).await;
+    let topic: ContentTopic = CONTENT_TOPIC.parse().expect("topic");
+    let mut sent = Vec::new();
+    for i in 0..25 {
+        let published = publisher
+            .handle
+            .publish(&topic, format!("history {i}").into_bytes(), None)
+            .await
+            .expect("publish");
+        sent.push(published);
+    }
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while store.len() < sent.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store node got {}",
+            store.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let server_addr = first_addr(&server).to_string();
+    let (mut js, _) = JsPeer::start(
+        "store-client.mjs",
+        &[
+            "--cluster",
+            &DEFAULT_CLUSTER_ID.to_string(),
+            "--shard",
+            "0",
+            "--content-topic",
+            CONTENT_TOPIC,
+            "--peer",
+            &server_addr,
+        ],
+    )
+    .await;
+
+    // Forward, pages of 10: js-waku pages with the hash of the last message as cursor.
+    js.send(json!({"cmd": "query", "pageSize": 10, "forward": true, "cursor": null}))
+        .await;
+    let got = js.next("pages").await;
+    let all = expected(&sent);
+    assert_eq!(
+        pages(&got),
+        [all[..10].to_vec(), all[10..20].to_vec(), all[20..].to_vec()]
+    );
+    for m in got["pages"][0].as_array().expect("page") {
+        assert_eq!(field(m, "pubsubTopic"), "/waku/2/rs/4242/0");
+        assert_eq!(field(m, "contentTopic"), CONTENT_TOPIC);
+    }
+
+    // Backward: the newest page first, each page oldest first.
+    js.send(json!({"cmd": "query", "pageSize": 10, "forward": false, "cursor": null}))
+        .await;
+    let got = js.next("pages").await;
+    assert_eq!(
+        pages(&got),
+        [all[15..].to_vec(), all[5..15].to_vec(), all[..5].to_vec()]
+    );
+
+    // From a cursor (the hash of message 9), pages of 5.
+    js.send(json!({"cmd": "query", "pageSize": 5, "forward": true, "cursor": all[9].0}))
+        .await;
+    let got = js.next("pages").await;
+    assert_eq!(
+        pages(&got),
+        [
+            all[10..15].to_vec(),
+            all[15..20].to_vec(),
+            all[20..].to_vec()
+        ]
+    );
+
+    // The sdk's createCursor hashes the timestamp rounded to milliseconds (the decoded
+    // message's `timestamp` is a Date), so it is the message hash only for timestamps in
+    // whole milliseconds; demls timestamps carry nanoseconds.
+    for (m, published) in got["pages"][0]
+        .as_array()
+        .expect("page")
+        .iter()
+        .zip(&sent[10..])
+    {
+        let whole_ms = published
+            .message
+            .timestamp
+            .is_some_and(|t| t % 1_000_000 == 0);
+        assert_eq!(field(m, "sdkCursor") == field(m, "hash"), whole_ms);
+    }
+    js.send(json!({"cmd": "stop"})).await;
 }

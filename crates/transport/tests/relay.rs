@@ -2,24 +2,18 @@
 //! cluster checks, redialling, and publish/start errors.
 
 mod common;
+mod raw;
 
-use std::future::Future;
-use std::io;
 use std::time::Duration;
 
-use common::{Node, TIMEOUT, config};
+use common::{Node, TIMEOUT, config, peers_reach};
 use demls_transport::{
-    ContentTopic, DEFAULT_CLUSTER_ID, DropReason, MIN_MAX_MESSAGE_SIZE, MessageId, Multiaddr,
-    PeerId, PublishError, RelayHandle, TransportConfig, TransportError, TransportEvent,
-    TransportMetrics, WakuMessage, WakuRelay,
+    ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_MAX_MESSAGE_SIZE, DropReason, MIN_MAX_MESSAGE_SIZE,
+    MessageId, Multiaddr, PublishError, ReconnectReason, RelayHandle, TransportConfig,
+    TransportError, TransportEvent, TransportMetrics, WakuMessage, WakuRelay,
 };
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{StreamProtocol, Swarm, noise, tcp, yamux};
 use prost::Message as _;
+use raw::{RawMetadata, RawNode};
 
 /// The node's first listen address, checked to end with `/p2p/<its peer id>`.
 fn addr(node: &Node) -> Multiaddr {
@@ -48,22 +42,6 @@ async fn metrics_reach(handle: &RelayHandle, what: &str, pred: impl Fn(&Transpor
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}: {:?}",
             handle.metrics()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until `handle` lists every peer in `peers` as connected.
-async fn peers_reach(handle: &RelayHandle, peers: &[PeerId]) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let connected = handle.connected_peers();
-        if peers.iter().all(|p| connected.contains(p)) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "peers {peers:?} not connected; have {connected:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -192,6 +170,75 @@ async fn malformed_traffic_is_dropped_counted_and_not_forwarded() {
     let got = raw.run_while(c.next_message()).await;
     assert_eq!(got.id, sent.id);
     assert_eq!(c.handle.metrics().messages_in, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_stream_died_is_reconnected() {
+    // a accepts messages of 4 MiB; b reads gossipsub frames of at most 2 MiB, so a 3 MiB
+    // message from a fails b's inbound gossipsub stream from a. Gossipsub never reopens it by
+    // itself: b stops hearing a (even its liveness probes) and must reconnect it.
+    let probe_interval = Duration::from_millis(200);
+    let mut a = Node::start(TransportConfig {
+        max_message_size: 4 * DEFAULT_MAX_MESSAGE_SIZE,
+        probe_interval,
+        ..config(DEFAULT_CLUSTER_ID, vec![])
+    })
+    .await;
+    let mut b = Node::start(TransportConfig {
+        probe_interval,
+        ..config(DEFAULT_CLUSTER_ID, vec![addr(&a)])
+    })
+    .await;
+    let (pa, pb) = (a.handle.peer_id(), b.handle.peer_id());
+    b.connected_to(pa).await;
+    a.connected_to(pb).await;
+    let app = topic("app");
+    let sent = a
+        .handle
+        .publish(&app, b"before".to_vec(), None)
+        .await
+        .expect("a publishes");
+    assert_eq!(b.next_message().await.id, sent.id);
+
+    a.handle
+        .publish(&app, vec![7; 3 * DEFAULT_MAX_MESSAGE_SIZE], None)
+        .await
+        .expect("a publishes a 3 MiB message");
+    metrics_reach(&b.handle, "b reconnects the silent a", |m| {
+        m.reconnects(ReconnectReason::Silent) >= 1
+    })
+    .await;
+    // Once reconnected, b hears a again (while it reconnects, a may have no peer at all).
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(sent) = a.handle.publish(&app, b"after".to_vec(), None).await {
+            let heard = tokio::time::timeout(
+                Duration::from_secs(1),
+                b.next_matching(|e| match e {
+                    TransportEvent::Message { id, .. } if *id == sent.id => Some(()),
+                    _ => None,
+                }),
+            )
+            .await;
+            if heard.is_ok() {
+                break;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never heard a again: {:?}",
+            b.handle.metrics()
+        );
+    }
+    let m = b.handle.metrics();
+    assert_eq!(m.reconnects(ReconnectReason::Stalled), 0);
+    assert_eq!(
+        m.dropped_total(),
+        0,
+        "the 3 MiB frame never reached the validator"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,229 +404,4 @@ async fn start_errors() {
     .await
     .err();
     assert!(matches!(err, Some(TransportError::Config(_))), "{err:?}");
-}
-
-// A raw relay node: gossipsub on the Waku protocol id without any validation, and a metadata
-// responder written independently of the crate's (hand-encoded frames).
-
-#[derive(NetworkBehaviour)]
-struct RawBehaviour {
-    gossipsub: gossipsub::Behaviour,
-    metadata: Toggle<request_response::Behaviour<RawMetadataCodec>>,
-}
-
-/// What the raw node says in the metadata protocol.
-#[derive(Clone, Copy)]
-enum RawMetadata {
-    /// Does not support the protocol.
-    Unsupported,
-    /// Answers `{}`: no cluster id.
-    Empty,
-    /// Answers `{cluster_id}`.
-    Cluster(u16),
-}
-
-/// Answers every metadata request with a fixed frame and ignores what it is told.
-#[derive(Clone, Copy)]
-struct RawMetadataCodec {
-    cluster_id: Option<u16>,
-}
-
-impl RawMetadataCodec {
-    fn frame(&self) -> Vec<u8> {
-        let mut body = Vec::new();
-        if let Some(cluster_id) = self.cluster_id {
-            // field 1 (varint): tag 0x08, then the cluster id as a varint.
-            body.push(0x08);
-            let mut v = u32::from(cluster_id);
-            loop {
-                let byte = (v & 0x7f) as u8;
-                v >>= 7;
-                if v == 0 {
-                    body.push(byte);
-                    break;
-                }
-                body.push(byte | 0x80);
-            }
-        }
-        let mut frame = vec![body.len() as u8];
-        frame.extend(body);
-        frame
-    }
-}
-
-async fn skip_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<()> {
-    let mut len = 0usize;
-    for shift in (0..21).step_by(7) {
-        let mut b = [0u8];
-        io.read_exact(&mut b).await?;
-        len |= usize::from(b[0] & 0x7f) << shift;
-        if b[0] & 0x80 == 0 {
-            break;
-        }
-    }
-    let mut body = vec![0u8; len.min(1024)];
-    io.read_exact(&mut body).await
-}
-
-impl request_response::Codec for RawMetadataCodec {
-    type Protocol = StreamProtocol;
-    type Request = ();
-    type Response = ();
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<()> {
-        skip_frame(io).await
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<()> {
-        skip_frame(io).await
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        _: (),
-    ) -> io::Result<()> {
-        io.write_all(&self.frame()).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        _: (),
-    ) -> io::Result<()> {
-        io.write_all(&self.frame()).await
-    }
-}
-
-/// A peer that publishes whatever bytes it is given on a pubsub topic.
-struct RawNode {
-    swarm: Swarm<RawBehaviour>,
-    topic: IdentTopic,
-}
-
-impl RawNode {
-    fn peer_id(&self) -> PeerId {
-        *self.swarm.local_peer_id()
-    }
-
-    /// A raw node subscribed to `pubsub_topic` that has started dialling `peer`.
-    fn dial(metadata: RawMetadata, pubsub_topic: &str, peer: Multiaddr) -> RawNode {
-        let config = gossipsub::ConfigBuilder::default()
-            .protocol_id(demls_transport::RELAY_PROTOCOL, gossipsub::Version::V1_1)
-            .validation_mode(ValidationMode::None)
-            .max_transmit_size(8 * 1024 * 1024)
-            .message_id_fn(|m| {
-                gossipsub::MessageId::new(&demls_transport::MessageId::of(&m.data).0)
-            })
-            .build()
-            .expect("gossipsub config");
-        let gossipsub =
-            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).expect("gossipsub");
-        let codec = match metadata {
-            RawMetadata::Unsupported => None,
-            RawMetadata::Empty => Some(RawMetadataCodec { cluster_id: None }),
-            RawMetadata::Cluster(id) => Some(RawMetadataCodec {
-                cluster_id: Some(id),
-            }),
-        };
-        let metadata = Toggle::from(codec.map(|codec| {
-            request_response::Behaviour::with_codec(
-                codec,
-                [(
-                    StreamProtocol::new("/vac/waku/metadata/1.0.0"),
-                    ProtocolSupport::Inbound,
-                )],
-                request_response::Config::default(),
-            )
-        }));
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp")
-            .with_behaviour(|_| RawBehaviour {
-                gossipsub,
-                metadata,
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
-        let topic = IdentTopic::new(pubsub_topic);
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&topic)
-            .expect("subscribe");
-        swarm.dial(peer).expect("dial");
-        RawNode { swarm, topic }
-    }
-
-    /// Drives the swarm until the peer has subscribed, so that publishing reaches it.
-    async fn wait_subscribed(&mut self) {
-        let subscribed = self.drive_until(|event| {
-            matches!(
-                event,
-                SwarmEvent::Behaviour(RawBehaviourEvent::Gossipsub(
-                    gossipsub::Event::Subscribed { .. }
-                ))
-            )
-        });
-        tokio::time::timeout(TIMEOUT, subscribed)
-            .await
-            .expect("raw node sees the peer subscribe");
-    }
-
-    /// Polls the swarm (answering metadata requests) until `done` accepts an event.
-    async fn drive_until(&mut self, mut done: impl FnMut(&SwarmEvent<RawBehaviourEvent>) -> bool) {
-        loop {
-            let event = self.swarm.select_next_some().await;
-            if let SwarmEvent::Behaviour(RawBehaviourEvent::Metadata(
-                request_response::Event::Message {
-                    message: request_response::Message::Request { channel, .. },
-                    ..
-                },
-            )) = event
-            {
-                if let Some(metadata) = self.swarm.behaviour_mut().metadata.as_mut() {
-                    // The requester may be gone; nothing to do then.
-                    let _ = metadata.send_response(channel, ());
-                }
-                continue;
-            }
-            if done(&event) {
-                return;
-            }
-        }
-    }
-
-    /// Publishes `data` as is (sent while the swarm is driven).
-    fn publish(&mut self, data: Vec<u8>) {
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(self.topic.clone(), data)
-            .expect("raw publish");
-    }
-
-    /// Drives the swarm until `until` completes.
-    async fn run_while<T>(&mut self, until: impl Future<Output = T>) -> T {
-        tokio::select! {
-            output = until => output,
-            () = self.drive_until(|_| false) => unreachable!("drive_until(false) never returns"),
-        }
-    }
 }

@@ -1,10 +1,15 @@
 //! Helpers shared by the integration tests: starting nodes on loopback and waiting for events.
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use demls_transport::store::{MemoryStore, StoreBackend};
 use demls_transport::{
-    MessageHash, MessageId, Multiaddr, PeerId, RelayHandle, TransportConfig, TransportEvent,
-    WakuMessage, WakuRelay,
+    DEFAULT_CLUSTER_ID, MessageHash, MessageId, Multiaddr, PeerId, RelayHandle, TransportConfig,
+    TransportEvent, WakuMessage, WakuRelay,
 };
 use tokio::sync::mpsc;
 
@@ -80,4 +85,52 @@ pub fn config(cluster_id: u16, peers: Vec<Multiaddr>) -> TransportConfig {
         peers,
         ..TransportConfig::default()
     }
+}
+
+/// Waits until `handle` lists every peer in `peers` as connected.
+pub async fn peers_reach(handle: &RelayHandle, peers: &[PeerId]) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let connected = handle.connected_peers();
+        if peers.iter().all(|p| connected.contains(p)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "peers {peers:?} not connected; have {connected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The node's first listen address.
+pub fn first_addr(handle: &RelayHandle) -> Multiaddr {
+    handle
+        .listen_addrs()
+        .into_iter()
+        .next()
+        .expect("node listens")
+}
+
+/// A node serving `store`, which keeps every message the node receives.
+pub async fn store_node(store: Arc<dyn StoreBackend>, keep: Arc<MemoryStore>) -> RelayHandle {
+    let Node { handle, mut events } = Node::start(TransportConfig {
+        store: Some(store),
+        ..config(DEFAULT_CLUSTER_ID, vec![])
+    })
+    .await;
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let TransportEvent::Message {
+                pubsub_topic,
+                message,
+                ..
+            } = event
+            {
+                // Duplicates cannot happen here; anything else is a test failure below.
+                let _ = keep.insert(&pubsub_topic, message);
+            }
+        }
+    });
+    handle
 }

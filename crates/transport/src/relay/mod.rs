@@ -1,0 +1,457 @@
+//! The relay node: a libp2p swarm (TCP + noise + yamux; gossipsub as Waku Relay, the
+//! metadata protocol, Store v3, identify, ping) driven by a tokio task, and the handle to talk
+//! to it.
+
+mod node;
+mod swarm;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use libp2p::identity::{Keypair, ed25519};
+use libp2p::{Multiaddr, PeerId};
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::TransportConfig;
+use crate::error::{PublishError, TransportError};
+use crate::liveness::ReconnectReason;
+use crate::message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage, unix_nanos};
+use crate::store::{
+    self, MAX_REQUEST_SIZE, StoreDropReason, StoreError, StoreOutcome, StoreQuery,
+    StoreQueryRequest, StoreQueryResponse,
+};
+use crate::topics::{ContentTopic, PubsubTopic};
+use node::Node;
+use swarm::{build_swarm, check_config, check_dialable};
+
+/// The gossipsub protocol id of Waku Relay (11/WAKU2-RELAY).
+pub const RELAY_PROTOCOL: &str = "/vac/waku/relay/2.0.0";
+
+/// How often peers from [`TransportConfig::peers`] that are not connected are redialled.
+pub const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How much longer than `store_timeout` a handle waits for a Store query, so that libp2p's own
+/// timeout (a more precise error) usually comes first.
+const STORE_TIMEOUT_SLACK: Duration = Duration::from_secs(1);
+
+/// Something that happened on the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// A valid message arrived from another node. A node's own publishes are never
+    /// delivered back to it (gossipsub does not echo them).
+    Message {
+        /// The pubsub topic it arrived on, e.g. `/waku/2/rs/4242/0`.
+        pubsub_topic: String,
+        /// The message; its `content_topic` says which demls stream it belongs to.
+        message: WakuMessage,
+        /// Its gossipsub message id.
+        id: MessageId,
+        /// Its deterministic hash on `pubsub_topic`.
+        hash: MessageHash,
+    },
+    /// A peer passed the cluster check and subscribed to our pubsub topic.
+    PeerConnected(PeerId),
+    /// The last connection to a peer reported by [`TransportEvent::PeerConnected`] closed.
+    PeerDisconnected(PeerId),
+    /// The node listens on this address (it ends with `/p2p/<peer id>`).
+    Listening(Multiaddr),
+}
+
+/// What [`RelayHandle::publish`] sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The message as sent, with its timestamp.
+    pub message: WakuMessage,
+    /// Its gossipsub message id.
+    pub id: MessageId,
+    /// Its deterministic hash on the node's pubsub topic.
+    pub hash: MessageHash,
+}
+
+/// A snapshot of the node's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransportMetrics {
+    /// Valid messages received from peers.
+    pub messages_in: u64,
+    /// Messages this node published.
+    pub messages_out: u64,
+    /// Peers currently connected (as in [`RelayHandle::connected_peers`]).
+    pub peers: usize,
+    /// Peers disconnected for another cluster id or a failed metadata exchange.
+    pub peers_rejected: u64,
+    /// Gossipsub messages to peers that were dropped because the peer's send queue was full
+    /// or they waited in it too long (gossipsub's slow-peer reports).
+    pub send_failures: u64,
+    /// Store queries this node sent (one per page).
+    pub store_queries_out: u64,
+    /// Store queries this node sent that failed (error status, bad response, no answer).
+    pub store_queries_failed: u64,
+    dropped: [u64; DropReason::ALL.len()],
+    reconnects: [u64; ReconnectReason::ALL.len()],
+    store_answered: [u64; StoreOutcome::ALL.len()],
+    store_dropped: [u64; StoreDropReason::ALL.len()],
+}
+
+impl TransportMetrics {
+    /// Messages refused by the relay validator for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()]
+    }
+
+    /// Messages refused by the relay validator, all reasons.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    /// Connected peers disconnected and redialled because gossipsub stopped flowing, for
+    /// `reason`.
+    pub fn reconnects(&self, reason: ReconnectReason) -> u64 {
+        self.reconnects[reason.index()]
+    }
+
+    /// Connected peers disconnected and redialled because gossipsub stopped flowing, all
+    /// reasons.
+    pub fn reconnects_total(&self) -> u64 {
+        self.reconnects.iter().sum()
+    }
+
+    /// Store queries of peers this node answered with `outcome`.
+    pub fn store_answered(&self, outcome: StoreOutcome) -> u64 {
+        self.store_answered[outcome.index()]
+    }
+
+    /// Messages dropped from peers' Store responses for `reason`.
+    pub fn store_dropped(&self, reason: StoreDropReason) -> u64 {
+        self.store_dropped[reason.index()]
+    }
+}
+
+/// Starts relay nodes; see [`WakuRelay::start`].
+#[derive(Debug)]
+pub struct WakuRelay;
+
+impl WakuRelay {
+    /// Builds the libp2p stack, binds the listeners (returning once each has an address), and
+    /// spawns the node on the current tokio runtime. Peers in `config.peers` are dialled at once
+    /// and redialled every [`REDIAL_INTERVAL`] while disconnected.
+    ///
+    /// The node runs until [`RelayHandle::shutdown`] or until every handle is dropped. Read the
+    /// returned receiver promptly: while it is full the node stops reading from the network.
+    pub async fn start(
+        config: TransportConfig,
+    ) -> Result<(RelayHandle, mpsc::Receiver<TransportEvent>), TransportError> {
+        check_config(&config)?;
+        let keypair = match config.node_key {
+            Some(mut secret) => ed25519::SecretKey::try_from_bytes(&mut secret)
+                .map(|secret| Keypair::from(ed25519::Keypair::from(secret)))
+                .map_err(|e| TransportError::NodeKey(e.to_string()))?,
+            None => Keypair::generate_ed25519(),
+        };
+        let swarm = build_swarm(keypair, &config)?;
+        let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
+        let shared = Arc::new(Shared::default());
+        let mut node = Node::new(&config, swarm, shared.clone(), event_tx)?;
+        node.listen(&config.listen).await?;
+
+        let local_peer_id = node.local_peer_id();
+        let (command_tx, command_rx) = mpsc::channel(64);
+        tokio::spawn(node.run(command_rx));
+        let handle = RelayHandle {
+            commands: command_tx,
+            shared,
+            local_peer_id,
+            pubsub_topic: config.pubsub_topic(),
+            max_message_size: config.max_message_size,
+            store_timeout: config.store_timeout,
+            store_queries_sent: Arc::new(AtomicU64::new(0)),
+        };
+        Ok((handle, event_rx))
+    }
+}
+
+/// A cheap, cloneable handle to a running relay node.
+#[derive(Debug, Clone)]
+pub struct RelayHandle {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    local_peer_id: PeerId,
+    pubsub_topic: PubsubTopic,
+    max_message_size: usize,
+    store_timeout: Duration,
+    /// Numbers the request ids of this handle's Store queries.
+    store_queries_sent: Arc<AtomicU64>,
+}
+
+impl RelayHandle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// The pubsub topic this node relays on.
+    pub fn pubsub_topic(&self) -> PubsubTopic {
+        self.pubsub_topic
+    }
+
+    /// Publishes `payload` on `content_topic` with the current time as timestamp. Returns once
+    /// the message is queued to the connected subscribers (flood publishing); it is not
+    /// delivered back to this node.
+    pub async fn publish(
+        &self,
+        content_topic: &ContentTopic,
+        payload: Vec<u8>,
+        meta: Option<Vec<u8>>,
+    ) -> Result<Published, PublishError> {
+        if payload.is_empty() {
+            return Err(PublishError::EmptyPayload);
+        }
+        if let Some(len) = meta.as_ref().map(Vec::len).filter(|&l| l > MAX_META_LEN) {
+            return Err(PublishError::MetaTooLong(len));
+        }
+        let message = WakuMessage {
+            payload,
+            content_topic: content_topic.to_string(),
+            timestamp: Some(unix_nanos()),
+            meta,
+            ..WakuMessage::default()
+        };
+        let size = message.encoded_len();
+        if size > self.max_message_size {
+            return Err(PublishError::TooLarge {
+                size,
+                max: self.max_message_size,
+            });
+        }
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::Publish { message, reply })
+            .await
+            .map_err(|_| PublishError::Closed)?;
+        response.await.map_err(|_| PublishError::Closed)?
+    }
+
+    /// Starts dialling `addr` (TCP, optionally ending in `/p2p/<peer id>`). Returns once the
+    /// dial has started; [`TransportEvent::PeerConnected`] follows if it succeeds. Unlike
+    /// [`TransportConfig::peers`], the address is not redialled.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), TransportError> {
+        check_dialable(&addr)?;
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::Dial { addr, reply })
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        response.await.map_err(|_| TransportError::Closed)?
+    }
+
+    /// The addresses the node listens on, each ending with `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.shared.state().listen_addrs.clone()
+    }
+
+    /// Peers that passed the cluster check and are subscribed to our pubsub topic.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.shared.state().connected.iter().copied().collect()
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> TransportMetrics {
+        let c = &self.shared.counters;
+        TransportMetrics {
+            messages_in: c.messages_in.load(Ordering::Relaxed),
+            messages_out: c.messages_out.load(Ordering::Relaxed),
+            peers: self.shared.state().connected.len(),
+            peers_rejected: c.peers_rejected.load(Ordering::Relaxed),
+            send_failures: c.send_failures.load(Ordering::Relaxed),
+            store_queries_out: c.store_queries_out.load(Ordering::Relaxed),
+            store_queries_failed: c.store_queries_failed.load(Ordering::Relaxed),
+            dropped: load_all(&c.dropped),
+            reconnects: load_all(&c.reconnects),
+            store_answered: load_all(&c.store_answered),
+            store_dropped: load_all(&c.store_dropped),
+        }
+    }
+
+    /// Sends the Store query `request` to `peer` (dialling it if needed and its address is
+    /// known) and returns its verified answer: a `2xx` status, the request's id, and only the
+    /// messages whose hash is that of the message, that match the query, and that do not
+    /// repeat; the others are dropped and counted ([`TransportMetrics::store_dropped`]).
+    /// An empty `request_id` is filled in. Fails after [`TransportConfig::store_timeout`].
+    pub async fn store_query(
+        &self,
+        peer: PeerId,
+        request: StoreQueryRequest,
+    ) -> Result<StoreQueryResponse, StoreError> {
+        self.store_page(peer, request, &mut HashSet::new()).await
+    }
+
+    /// Pages through every message matching `request`, starting at its cursor, and returns
+    /// them in one response (in the order the pages came). Stops once `max_messages` are
+    /// collected: the response's `pagination_cursor` is then where to continue; it is `None`
+    /// when every page was fetched. A message repeated across pages is dropped and counted.
+    pub async fn store_query_all(
+        &self,
+        peer: PeerId,
+        mut request: StoreQueryRequest,
+        max_messages: usize,
+    ) -> Result<StoreQueryResponse, StoreError> {
+        let mut seen = HashSet::new();
+        let mut all: Option<StoreQueryResponse> = None;
+        let mut cursors = HashSet::new();
+        loop {
+            request.request_id.clear();
+            let page = self.store_page(peer, request.clone(), &mut seen).await?;
+            let cursor = page.pagination_cursor.clone();
+            let done = match &cursor {
+                None => true,
+                Some(c) if !cursors.insert(c.clone()) => {
+                    self.count_store_failure();
+                    return Err(StoreError::BadResponse("the cursor repeats".into()));
+                }
+                // A page without messages would let a peer page forever.
+                Some(_) => page.messages.is_empty(),
+            };
+            let all = all.get_or_insert_with(|| StoreQueryResponse {
+                request_id: page.request_id.clone(),
+                status_code: page.status_code,
+                status_desc: page.status_desc.clone(),
+                ..StoreQueryResponse::default()
+            });
+            all.messages.extend(page.messages);
+            all.pagination_cursor = if done { None } else { cursor.clone() };
+            if done || all.messages.len() >= max_messages {
+                return Ok(std::mem::take(all));
+            }
+            request.pagination_cursor = cursor;
+        }
+    }
+
+    async fn store_page(
+        &self,
+        peer: PeerId,
+        mut request: StoreQueryRequest,
+        seen: &mut HashSet<MessageHash>,
+    ) -> Result<StoreQueryResponse, StoreError> {
+        let query = StoreQuery::from_request(&request)?;
+        if request.request_id.is_empty() {
+            let n = self.store_queries_sent.fetch_add(1, Ordering::Relaxed);
+            request.request_id = format!("{}-{n}", self.local_peer_id);
+        }
+        let raw = request.encode_to_vec();
+        if raw.len() > MAX_REQUEST_SIZE {
+            return Err(StoreError::InvalidRequest(store::InvalidQuery::TooLarge(
+                raw.len(),
+            )));
+        }
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::StoreQuery {
+                peer,
+                request: raw,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let counters = &self.shared.counters;
+        counters.store_queries_out.fetch_add(1, Ordering::Relaxed);
+        // libp2p's request timeout does not cover dialling; this one covers everything.
+        let verified = tokio::time::timeout(self.store_timeout + STORE_TIMEOUT_SLACK, response)
+            .await
+            .map_err(|_| StoreError::Timeout)
+            .and_then(|reply| reply.map_err(|_| StoreError::Closed))
+            .and_then(|raw| raw)
+            .and_then(|raw| {
+                let own = self.pubsub_topic.to_string();
+                store::verify_response(&raw, &request.request_id, &query, &own, seen)
+            });
+        match verified {
+            Ok(verified) => {
+                for (counter, n) in counters.store_dropped.iter().zip(verified.dropped) {
+                    counter.fetch_add(n, Ordering::Relaxed);
+                }
+                Ok(verified.response)
+            }
+            Err(e) => {
+                self.count_store_failure();
+                Err(e)
+            }
+        }
+    }
+
+    fn count_store_failure(&self) {
+        self.shared
+            .counters
+            .store_queries_failed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stops the node: closes its listeners and connections, then returns. Every handle then
+    /// reports [`TransportError::Closed`]; stopping a stopped node does nothing.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(reply)).await.is_ok() {
+            // An error means the node stopped on its own, which is as good.
+            let _ = done.await;
+        }
+    }
+}
+
+pub(super) enum Command {
+    Publish {
+        message: WakuMessage,
+        reply: oneshot::Sender<Result<Published, PublishError>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), TransportError>>,
+    },
+    StoreQuery {
+        peer: PeerId,
+        request: Vec<u8>,
+        reply: StoreReply,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// State shared between the node task and its handles.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    counters: Counters,
+    state: Mutex<SharedState>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, SharedState> {
+        // The state stays consistent even if a holder panicked: every update is one statement.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Default)]
+struct SharedState {
+    listen_addrs: Vec<Multiaddr>,
+    connected: BTreeSet<PeerId>,
+}
+
+/// Where the raw response to a Store query of ours goes.
+pub(super) type StoreReply = oneshot::Sender<Result<Vec<u8>, StoreError>>;
+
+#[derive(Debug, Default)]
+struct Counters {
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    peers_rejected: AtomicU64,
+    send_failures: AtomicU64,
+    store_queries_out: AtomicU64,
+    store_queries_failed: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    reconnects: [AtomicU64; ReconnectReason::ALL.len()],
+    store_answered: [AtomicU64; StoreOutcome::ALL.len()],
+    store_dropped: [AtomicU64; StoreDropReason::ALL.len()],
+}
+
+fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
+    std::array::from_fn(|i| counters[i].load(Ordering::Relaxed))
+}

@@ -1,0 +1,690 @@
+//! The task that drives a relay node: the swarm, its peers, liveness, Store queries both
+//! ways, and the commands of its handles.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::request_response;
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use prost::Message as _;
+use tokio::sync::mpsc;
+
+use crate::config::TransportConfig;
+use crate::error::{PublishError, TransportError};
+use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
+use crate::message::{MessageId, WakuMessage};
+use crate::metadata::Metadata;
+use crate::store::{self, StoreError, StoreServer};
+use crate::topics::PubsubTopic;
+
+use super::swarm::{Behaviour, BehaviourEvent, check_dialable, ensure_port_free, peer_id_of};
+use super::{
+    Command, Published, REDIAL_INTERVAL, RELAY_PROTOCOL, Shared, StoreReply, TransportEvent,
+};
+
+/// How long [`super::WakuRelay::start`] waits for its listeners to come up.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A peer's listen addresses (from identify) kept for redialling it.
+const MAX_PEER_ADDRS: usize = 8;
+
+/// A configured peer, with its peer id once known.
+struct Bootstrap {
+    addr: Multiaddr,
+    peer: Option<PeerId>,
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    cluster_ok: bool,
+    subscribed: bool,
+    reported: bool,
+    rejected: bool,
+    /// Where the peer can be redialled: the address we dialled, or those it listens on.
+    addrs: Vec<Multiaddr>,
+}
+
+impl PeerState {
+    fn add_addr(&mut self, addr: Multiaddr) {
+        if self.addrs.len() < MAX_PEER_ADDRS && !self.addrs.contains(&addr) {
+            self.addrs.push(addr);
+        }
+    }
+}
+
+pub(super) struct Node {
+    swarm: Swarm<Behaviour>,
+    topic: IdentTopic,
+    probe_topic: IdentTopic,
+    probes_sent: u64,
+    probe_interval: Duration,
+    last_probe: Instant,
+    liveness: Liveness,
+    /// Peers being reconnected, with the addresses to redial once their connections closed.
+    redial_on_close: HashMap<PeerId, Vec<Multiaddr>>,
+    store_server: StoreServer,
+    /// Our Store queries waiting for their answer.
+    store_queries: HashMap<request_response::OutboundRequestId, StoreReply>,
+    pubsub_topic: PubsubTopic,
+    max_message_size: usize,
+    peers: HashMap<PeerId, PeerState>,
+    bootstrap: Vec<Bootstrap>,
+    /// Peers that stated another cluster: never redialled.
+    rejected: HashSet<PeerId>,
+    /// Events waiting for room in the channel.
+    backlog: VecDeque<TransportEvent>,
+    backlog_limit: usize,
+    events: mpsc::Sender<TransportEvent>,
+    shared: Arc<Shared>,
+}
+
+impl Node {
+    /// A node for `config` driving `swarm`, subscribed to the pubsub topic and the probe topic,
+    /// sending its events to `events`.
+    pub(super) fn new(
+        config: &TransportConfig,
+        mut swarm: Swarm<Behaviour>,
+        shared: Arc<Shared>,
+        events: mpsc::Sender<TransportEvent>,
+    ) -> Result<Node, TransportError> {
+        let pubsub_topic = config.pubsub_topic();
+        let topic = IdentTopic::new(pubsub_topic.to_string());
+        let probe_topic = IdentTopic::new(PROBE_TOPIC);
+        for t in [&topic, &probe_topic] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(t)
+                .map_err(|e| TransportError::Setup(e.to_string()))?;
+        }
+        Ok(Node {
+            swarm,
+            topic,
+            probe_topic,
+            probes_sent: 0,
+            probe_interval: config.probe_interval,
+            last_probe: Instant::now(),
+            liveness: Liveness::new(config.probe_interval),
+            redial_on_close: HashMap::new(),
+            store_server: StoreServer::new(config.store.clone()),
+            store_queries: HashMap::new(),
+            pubsub_topic,
+            max_message_size: config.max_message_size,
+            peers: HashMap::new(),
+            bootstrap: config
+                .peers
+                .iter()
+                .map(|addr| Bootstrap {
+                    addr: addr.clone(),
+                    peer: peer_id_of(addr),
+                })
+                .collect(),
+            rejected: HashSet::new(),
+            backlog: VecDeque::new(),
+            backlog_limit: config.event_capacity,
+            events,
+            shared,
+        })
+    }
+
+    pub(super) fn local_peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Binds every listen address and waits until each has reported an address.
+    pub(super) async fn listen(&mut self, addrs: &[Multiaddr]) -> Result<(), TransportError> {
+        let mut pending = HashMap::new();
+        for addr in addrs {
+            ensure_port_free(addr)?;
+            let id = self
+                .swarm
+                .listen_on(addr.clone())
+                .map_err(|e| TransportError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            pending.insert(id, addr.clone());
+        }
+        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+        while !pending.is_empty() {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| TransportError::Listen {
+                    addr: pending
+                        .values()
+                        .next()
+                        .cloned()
+                        .unwrap_or_else(Multiaddr::empty),
+                    reason: "timed out waiting for the listener".into(),
+                })?;
+            match &event {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    pending.remove(listener_id);
+                }
+                SwarmEvent::ListenerError { listener_id, error } => {
+                    if let Some(addr) = pending.remove(listener_id) {
+                        return Err(TransportError::Listen {
+                            addr,
+                            reason: error.to_string(),
+                        });
+                    }
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } => {
+                    if let Some(addr) = pending.remove(listener_id) {
+                        return Err(TransportError::Listen {
+                            addr,
+                            reason: format!("listener closed: {reason:?}"),
+                        });
+                    }
+                }
+                _ => {}
+            }
+            self.on_swarm_event(event);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(self.probe_interval);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let events = self.events.clone();
+        let done = loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Publish { message, reply }) => {
+                        // The caller may have given up waiting; the message went out either way.
+                        let _ = reply.send(self.publish(message));
+                    }
+                    Some(Command::Dial { addr, reply }) => {
+                        let _ = reply.send(self.dial(addr));
+                    }
+                    Some(Command::StoreQuery { peer, request, reply }) => {
+                        let id = self.swarm.behaviour_mut().store.send_request(&peer, request);
+                        self.store_queries.insert(id, reply);
+                    }
+                    Some(Command::Shutdown(reply)) => break Some(reply),
+                    None => break None,
+                },
+                permit = events.reserve(), if !self.backlog.is_empty() => match permit {
+                    Ok(permit) => {
+                        let was_full = self.backlog.len() >= self.backlog_limit;
+                        if let Some(event) = self.backlog.pop_front() {
+                            permit.send(event);
+                        }
+                        if was_full {
+                            // We did not read the network meanwhile: that silence was ours.
+                            self.liveness.excuse(Instant::now());
+                        }
+                    }
+                    Err(_) => self.backlog.clear(),
+                },
+                event = self.swarm.select_next_some(), if self.backlog.len() < self.backlog_limit => {
+                    self.on_swarm_event(event);
+                }
+                answer = self.store_server.next_answer(), if self.store_server.is_busy() => {
+                    self.send_store_answer(answer);
+                }
+                _ = redial.tick() => self.redial(),
+                _ = probe.tick() => self.probe(),
+            }
+        };
+        {
+            let mut state = self.shared.state();
+            state.listen_addrs.clear();
+            state.connected.clear();
+        }
+        drop(self);
+        if let Some(reply) = done {
+            // The caller may have stopped waiting; nothing to do then.
+            let _ = reply.send(());
+        }
+    }
+
+    fn emit(&mut self, event: TransportEvent) {
+        if !self.events.is_closed() {
+            self.backlog.push_back(event);
+        }
+    }
+
+    fn dial(&mut self, addr: Multiaddr) -> Result<(), TransportError> {
+        self.swarm
+            .dial(addr.clone())
+            .map_err(|e| TransportError::Dial {
+                addr,
+                reason: e.to_string(),
+            })
+    }
+
+    fn publish(&mut self, message: WakuMessage) -> Result<Published, PublishError> {
+        let data = message.encode_to_vec();
+        let id = MessageId::of(&data);
+        let hash = message.hash(&self.pubsub_topic.to_string());
+        let size = data.len();
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), data)
+        {
+            Ok(_) => {
+                self.shared
+                    .counters
+                    .messages_out
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Published { message, id, hash })
+            }
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(PublishError::NoPeers),
+            Err(gossipsub::PublishError::Duplicate) => Err(PublishError::Duplicate),
+            Err(gossipsub::PublishError::AllQueuesFull(_)) => Err(PublishError::QueuesFull),
+            Err(gossipsub::PublishError::MessageTooLarge) => Err(PublishError::TooLarge {
+                size,
+                max: self.max_message_size,
+            }),
+            Err(e) => Err(PublishError::Gossipsub(e.to_string())),
+        }
+    }
+
+    fn redial(&mut self) {
+        for target in &self.bootstrap {
+            let opts = match target.peer {
+                Some(peer) if self.swarm.is_connected(&peer) || self.rejected.contains(&peer) => {
+                    continue;
+                }
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![target.addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None => DialOpts::unknown_peer_id()
+                    .address(target.addr.clone())
+                    .build(),
+            };
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(addr = %target.addr, error = %e, "redial not started");
+            }
+        }
+    }
+
+    /// Sends this node's liveness probe and reconnects the probing peers it no longer hears.
+    fn probe(&mut self) {
+        let now = Instant::now();
+        // A tick far behind schedule means this process did not run (stopped, starved): peers
+        // were not silent, we were not listening.
+        let late = now.saturating_duration_since(self.last_probe) > 2 * self.probe_interval;
+        let reading = self.backlog.len() < self.backlog_limit;
+        self.last_probe = now;
+        if late || !reading {
+            self.liveness.excuse(now);
+        }
+        self.probes_sent += 1;
+        let mut data = self.probes_sent.to_be_bytes().to_vec();
+        data.extend_from_slice(&self.swarm.local_peer_id().to_bytes());
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.probe_topic.clone(), data)
+        {
+            // No demls peer is connected, or every queue is full: nothing to probe.
+            tracing::trace!(error = %e, "liveness probe not sent");
+        }
+        for peer in self.liveness.silent(now) {
+            self.reconnect(peer, ReconnectReason::Silent);
+        }
+    }
+
+    /// Disconnects `peer` and redials it once its connections have closed.
+    fn reconnect(&mut self, peer: PeerId, reason: ReconnectReason) {
+        let addrs = self
+            .peers
+            .get(&peer)
+            .map(|p| p.addrs.clone())
+            .unwrap_or_default();
+        tracing::warn!(%peer, %reason, ?addrs, "gossipsub stopped flowing; reconnecting peer");
+        self.shared.counters.reconnects[reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.redial_on_close.insert(peer, addrs);
+        // An error means the peer is already gone; the redial follows its close either way.
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let address = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                tracing::info!(%address, "listening");
+                self.shared.state().listen_addrs.push(address.clone());
+                self.emit(TransportEvent::Listening(address));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let address = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                self.shared.state().listen_addrs.retain(|a| *a != address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    for target in &mut self.bootstrap {
+                        if target.peer.is_none() && target.addr == *address {
+                            target.peer = Some(peer_id);
+                        }
+                    }
+                }
+                if num_established.get() == 1 {
+                    tracing::debug!(%peer_id, "connected; requesting metadata");
+                    self.liveness.connected(peer_id, Instant::now());
+                    self.peers.insert(peer_id, PeerState::default());
+                    let request = self.own_metadata();
+                    self.swarm
+                        .behaviour_mut()
+                        .metadata
+                        .send_request(&peer_id, request);
+                }
+                if let (ConnectedPoint::Dialer { address, .. }, Some(state)) =
+                    (&endpoint, self.peers.get_mut(&peer_id))
+                {
+                    state.add_addr(address.clone());
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => self.on_disconnected(peer_id),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Metadata(event)) => self.on_metadata(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Store(event)) => self.on_store(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if let Some(state) = self.peers.get_mut(&peer_id) {
+                    for addr in info.listen_addrs {
+                        if check_dialable(&addr).is_ok() {
+                            state.add_addr(addr);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_disconnected(&mut self, peer_id: PeerId) {
+        self.liveness.disconnected(&peer_id);
+        if self.peers.remove(&peer_id).is_some_and(|p| p.reported) {
+            self.shared.state().connected.remove(&peer_id);
+            self.emit(TransportEvent::PeerDisconnected(peer_id));
+        }
+        if let Some(addrs) = self.redial_on_close.remove(&peer_id) {
+            let opts = DialOpts::peer_id(peer_id)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer_id, error = %e, "redial after reconnect not started");
+            }
+        }
+    }
+
+    fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                self.liveness.heard(&propagation_source, Instant::now());
+                if message.topic == self.probe_topic.hash() {
+                    // Probes are for the direct peer only: never delivered nor forwarded.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Ignore,
+                        );
+                    return;
+                }
+                let verdict = WakuMessage::decode_relay(&message.data, self.max_message_size);
+                let acceptance = match &verdict {
+                    Ok(_) => MessageAcceptance::Accept,
+                    Err(_) => MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                let counters = &self.shared.counters;
+                match verdict {
+                    Ok(waku) => {
+                        counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                        let pubsub_topic = message.topic.into_string();
+                        let hash = waku.hash(&pubsub_topic);
+                        self.emit(TransportEvent::Message {
+                            pubsub_topic,
+                            message: waku,
+                            id: MessageId::of(&message.data),
+                            hash,
+                        });
+                    }
+                    Err(reason) => {
+                        counters.dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%propagation_source, %reason, "dropped relay message");
+                    }
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                let now = Instant::now();
+                self.liveness.heard(&peer_id, now);
+                if topic == self.probe_topic.hash() {
+                    self.liveness.probing(&peer_id, now);
+                } else if topic == self.topic.hash() {
+                    if let Some(state) = self.peers.get_mut(&peer_id) {
+                        state.subscribed = true;
+                    }
+                    self.report_if_ready(peer_id);
+                }
+            }
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => {
+                let failed = failed_messages.priority + failed_messages.non_priority;
+                self.shared
+                    .counters
+                    .send_failures
+                    .fetch_add(failed as u64, Ordering::Relaxed);
+                tracing::debug!(%peer_id, failed, "gossipsub could not send to a slow peer");
+                if let Some(reason) = self.liveness.slow(&peer_id, Instant::now()) {
+                    self.reconnect(peer_id, reason);
+                }
+            }
+            gossipsub::Event::GossipsubNotSupported { peer_id } => {
+                tracing::debug!(%peer_id, "peer does not speak {RELAY_PROTOCOL}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_metadata(&mut self, event: request_response::Event<Metadata, Metadata>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let response = self.own_metadata();
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .metadata
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        tracing::debug!(%peer, "metadata response not sent: stream gone");
+                    }
+                    self.check_cluster(peer, &request);
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.check_cluster(peer, &response);
+                }
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                let closed = matches!(
+                    error,
+                    request_response::OutboundFailure::ConnectionClosed
+                        | request_response::OutboundFailure::DialFailure
+                );
+                let unconfirmed = self.peers.get(&peer).is_some_and(|p| !p.cluster_ok);
+                if !closed && unconfirmed {
+                    self.reject(peer, &format!("metadata exchange failed: {error}"));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound metadata request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_store(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if let Some(answer) = self.store_server.on_request(peer, &request, channel) {
+                        self.send_store_answer(answer);
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.store_queries.remove(&request_id) {
+                        // The caller may have given up waiting.
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "store query failed");
+                let error = match error {
+                    request_response::OutboundFailure::DialFailure => StoreError::Unreachable,
+                    request_response::OutboundFailure::Timeout => StoreError::Timeout,
+                    request_response::OutboundFailure::UnsupportedProtocols => {
+                        StoreError::Unsupported
+                    }
+                    request_response::OutboundFailure::ConnectionClosed => {
+                        StoreError::Connection("connection closed".into())
+                    }
+                    request_response::OutboundFailure::Io(e) => {
+                        StoreError::Connection(e.to_string())
+                    }
+                };
+                if let Some(reply) = self.store_queries.remove(&request_id) {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                // An oversize or truncated query, a timeout, or the peer left: no answer.
+                tracing::debug!(%peer, %error, "inbound store query failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn send_store_answer(&mut self, answer: store::Answer) {
+        self.shared.counters.store_answered[answer.outcome.index()].fetch_add(1, Ordering::Relaxed);
+        if self
+            .swarm
+            .behaviour_mut()
+            .store
+            .send_response(answer.channel, answer.response)
+            .is_err()
+        {
+            tracing::debug!("store answer not sent: the query timed out or the peer left");
+        }
+    }
+
+    fn own_metadata(&self) -> Metadata {
+        Metadata {
+            cluster_id: Some(u32::from(self.pubsub_topic.cluster_id)),
+            shards: vec![u32::from(self.pubsub_topic.shard)],
+        }
+    }
+
+    fn check_cluster(&mut self, peer: PeerId, remote: &Metadata) {
+        if remote.cluster_id == Some(u32::from(self.pubsub_topic.cluster_id)) {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.cluster_ok = true;
+            }
+            self.report_if_ready(peer);
+        } else {
+            self.rejected.insert(peer);
+            let reason = match remote.cluster_id {
+                Some(id) => format!("cluster id {id}, ours is {}", self.pubsub_topic.cluster_id),
+                None => "no cluster id".to_owned(),
+            };
+            self.reject(peer, &reason);
+        }
+    }
+
+    /// Disconnects `peer` (once per connection) and counts it.
+    fn reject(&mut self, peer: PeerId, reason: &str) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.rejected {
+            return;
+        }
+        state.rejected = true;
+        tracing::warn!(%peer, reason, "disconnecting peer");
+        self.shared
+            .counters
+            .peers_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        // An error means the peer is already gone.
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn report_if_ready(&mut self, peer: PeerId) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.cluster_ok && state.subscribed && !state.reported && !state.rejected {
+            state.reported = true;
+            tracing::info!(%peer, "peer connected");
+            self.shared.state().connected.insert(peer);
+            self.emit(TransportEvent::PeerConnected(peer));
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The libp2p stack of a relay node: its behaviours, their limits, and the checks of its
+//! configuration.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, MessageAuthenticity, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+
+use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, MIN_MAX_MESSAGE_SIZE, TransportConfig};
+use crate::error::TransportError;
+use crate::message::MessageId;
+use crate::metadata;
+use crate::store::{self, MAX_RESPONSE_SIZE, STORE_PROTOCOL};
+
+use super::RELAY_PROTOCOL;
+
+/// How long a metadata request may take before the peer is disconnected.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections no protocol keeps alive are closed after this long.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Gossipsub RPC frames up to this size are always read, whatever `max_message_size`: a
+/// message up to js-waku's 1 MiB limit then reaches the validator (and is counted) instead of
+/// failing the stream, and so does an RPC carrying full IHAVE, IWANT and IDONTWANT lists
+/// ([`MAX_GOSSIP_IDS`] ids of 34 bytes each, about 510 KB).
+const MIN_FRAME_LIMIT: usize = 2 * DEFAULT_MAX_MESSAGE_SIZE;
+
+/// The most message ids Waku peers put in one IHAVE or IWANT (js-waku's and nwaku's
+/// `maxIHaveLength`); what we accept is sized for it.
+const MAX_GOSSIP_IDS: usize = 5000;
+
+/// The bytes one message id takes in an IHAVE, IWANT or IDONTWANT (32 bytes, tag and length).
+const GOSSIP_ID_BYTES: usize = 34;
+
+// A frame holds full IHAVE, IWANT and IDONTWANT lists of Waku peers together.
+const _: () = assert!(3 * MAX_GOSSIP_IDS * GOSSIP_ID_BYTES < MIN_FRAME_LIMIT);
+
+// What we send fits nwaku's default frame limit (150 KiB).
+const _: () = assert!(MAX_GOSSIP_IDS_SENT * GOSSIP_ID_BYTES + 1024 < MIN_MAX_MESSAGE_SIZE);
+
+/// The most message ids this node puts in one IHAVE, or asks for per heartbeat: fewer than
+/// [`MAX_GOSSIP_IDS`], so that one such RPC (34 bytes per id, about 136 KB) stays under
+/// nwaku's default 150 KiB frame limit.
+const MAX_GOSSIP_IDS_SENT: usize = 4000;
+
+/// The most IHAVE messages handled from one peer per heartbeat (js-waku and nwaku).
+const MAX_IHAVE_MESSAGES: usize = 10;
+
+/// Store streams a connection may have open at once; a peer's queries beyond
+/// [`store::MAX_QUERIES_PER_PEER`] are still answered (`429`) up to this many.
+const STORE_STREAMS_PER_CONNECTION: usize = 32;
+
+#[derive(NetworkBehaviour)]
+pub(super) struct Behaviour {
+    pub(super) gossipsub: gossipsub::Behaviour,
+    pub(super) metadata: request_response::Behaviour<metadata::Codec>,
+    pub(super) store: request_response::Behaviour<store::Codec>,
+    pub(super) identify: identify::Behaviour,
+    pub(super) ping: ping::Behaviour,
+}
+
+pub(super) fn build_swarm(
+    keypair: Keypair,
+    config: &TransportConfig,
+) -> Result<Swarm<Behaviour>, TransportError> {
+    let setup = |e: &dyn std::fmt::Display| TransportError::Setup(e.to_string());
+    let max_message_size = config.max_message_size;
+    // Frames up to twice the message limit are read, so that oversize messages reach the
+    // validator and are counted; larger frames are refused by the gossipsub codec. Control
+    // messages may fill a whole frame: the codec's 16 KiB default fails the inbound stream on
+    // the first IHAVE of ~500 ids, and Waku peers send up to 5000.
+    let frame_limit = max_message_size.saturating_mul(2).max(MIN_FRAME_LIMIT);
+    let gossipsub_config = gossipsub::ConfigBuilder::default()
+        .protocol_id(RELAY_PROTOCOL, gossipsub::Version::V1_1)
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|message| gossipsub::MessageId::new(&MessageId::of(&message.data).0))
+        .max_transmit_size(frame_limit)
+        .max_control_message_size(frame_limit)
+        .max_control_messages_sent(MAX_GOSSIP_IDS_SENT)
+        .max_ihave_messages_heartbeat(MAX_IHAVE_MESSAGES)
+        // nwaku's mesh parameters.
+        .mesh_n(6)
+        .mesh_n_low(4)
+        .mesh_n_high(8)
+        .history_length(6)
+        .history_gossip(3)
+        .heartbeat_initial_delay(Duration::from_millis(500))
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| setup(&e))?;
+    let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config)
+        .map_err(|e| setup(&e))?;
+    let metadata = request_response::Behaviour::with_codec(
+        metadata::Codec,
+        [(metadata::PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(METADATA_TIMEOUT),
+    );
+    // Only a node with a store advertises the protocol; any node can query.
+    let store_support = if config.store.is_some() {
+        ProtocolSupport::Full
+    } else {
+        ProtocolSupport::Outbound
+    };
+    let store = request_response::Behaviour::with_codec(
+        store::Codec {
+            // A page always holds one message, however large.
+            max_response: MAX_RESPONSE_SIZE.max(max_message_size.saturating_mul(2)),
+        },
+        [(StreamProtocol::new(STORE_PROTOCOL), store_support)],
+        request_response::Config::default()
+            .with_request_timeout(config.store_timeout)
+            .with_max_concurrent_streams(STORE_STREAMS_PER_CONNECTION),
+    );
+    let identify = identify::Behaviour::new(
+        identify::Config::new("/ipfs/0.1.0".to_owned(), keypair.public())
+            .with_agent_version(format!("demls-transport/{}", env!("CARGO_PKG_VERSION"))),
+    );
+    let behaviour = Behaviour {
+        gossipsub,
+        metadata,
+        store,
+        identify,
+        ping: ping::Behaviour::default(),
+    };
+    Ok(libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build())
+}
+
+pub(super) fn check_config(config: &TransportConfig) -> Result<(), TransportError> {
+    if config.max_message_size < MIN_MAX_MESSAGE_SIZE {
+        return Err(TransportError::Config(format!(
+            "max_message_size {} is below {MIN_MAX_MESSAGE_SIZE}",
+            config.max_message_size
+        )));
+    }
+    if config.event_capacity == 0 {
+        return Err(TransportError::Config("event_capacity is 0".into()));
+    }
+    if config.probe_interval.is_zero() {
+        return Err(TransportError::Config("probe_interval is 0".into()));
+    }
+    if config.store_timeout.is_zero() {
+        return Err(TransportError::Config("store_timeout is 0".into()));
+    }
+    config.peers.iter().try_for_each(check_dialable)
+}
+
+/// Accepts `/ip4|ip6/<host>/tcp/<port>` optionally followed by `/p2p/<peer id>`.
+pub(super) fn check_dialable(addr: &Multiaddr) -> Result<(), TransportError> {
+    let mut parts = addr.iter();
+    let ip = matches!(parts.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
+    let tcp = matches!(parts.next(), Some(Protocol::Tcp(_)));
+    let rest_ok = match parts.next() {
+        None => true,
+        Some(Protocol::P2p(_)) => parts.next().is_none(),
+        Some(_) => false,
+    };
+    if ip && tcp && rest_ok {
+        Ok(())
+    } else {
+        Err(TransportError::Dial {
+            addr: addr.clone(),
+            reason: "expected /ip4|ip6/<address>/tcp/<port>[/p2p/<peer id>]".into(),
+        })
+    }
+}
+
+/// libp2p binds listeners with `SO_REUSEPORT`, so a second node on a taken port would
+/// silently share it; a plain bind first turns that into an error.
+pub(super) fn ensure_port_free(addr: &Multiaddr) -> Result<(), TransportError> {
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    match parts.next() {
+        Some(Protocol::Tcp(port)) if port != 0 => std::net::TcpListener::bind((ip, port))
+            .map(drop)
+            .map_err(|e| TransportError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            }),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
