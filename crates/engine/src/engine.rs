@@ -306,7 +306,7 @@ impl Engine {
             stewards: vec![*self.wallet.address().as_bytes()],
             election_epoch: 0,
             retry_round: 0,
-            vote_timeout_secs: params.vote_timeout_secs,
+            vote_timeout_secs: params.vote_timeout_secs.min(crate::rules::MAX_VOTE_SECS),
             liveness_yes: params.liveness_yes,
             max_proposals_per_member: params.max_proposals_per_member,
             admission: params.admission.encode(),

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use demls_consensus::{Consensus, ConsensusConfig, Decision, ProposalId, rule};
+use demls_consensus::{Consensus, Decision, ProposalId, rule};
 use demls_identity::{Address, WalletBinding};
 use sha2::{Digest, Sha256};
 
@@ -126,7 +126,7 @@ impl EpochState {
             mode,
             policy,
             rules,
-            consensus: Consensus::new(ConsensusConfig::default()),
+            consensus: Consensus::new(crate::rules::consensus_config()),
             open: BTreeMap::new(),
             approved: Vec::new(),
             proposals_by_owner: BTreeMap::new(),

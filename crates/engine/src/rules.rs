@@ -13,6 +13,19 @@ use crate::{EngineError, GroupParams, JoinRule, Timestamp};
 /// before the rules existed (the extension is absent there).
 const DEFAULT_MEMBERSHIP_VOTE_SECS: u32 = 3600;
 
+/// The longest a vote may stay open: a day (longer settings are cut to it). Votes on
+/// people wait for people; every open vote is bounded by the proposal rate limit.
+pub(crate) const MAX_VOTE_SECS: u32 = 24 * 3600;
+
+/// The consensus settings of a group's votes: proposals may live as long as a vote may stay
+/// open, with a minute for clock rounding.
+pub(crate) fn consensus_config() -> demls_consensus::ConsensusConfig {
+    demls_consensus::ConsensusConfig {
+        max_proposal_lifetime: std::time::Duration::from_secs(u64::from(MAX_VOTE_SECS) + 60),
+        ..demls_consensus::ConsensusConfig::default()
+    }
+}
+
 /// Who may join, and how long people have to decide on membership.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Rules {
@@ -25,7 +38,9 @@ impl Rules {
     pub(crate) fn of(params: &GroupParams) -> Self {
         Self {
             join_rule: params.join_rule,
-            membership_vote_timeout_secs: params.membership_vote_timeout_secs.max(1),
+            membership_vote_timeout_secs: params
+                .membership_vote_timeout_secs
+                .clamp(1, MAX_VOTE_SECS),
         }
     }
 
@@ -47,7 +62,7 @@ impl Rules {
             join_rule,
             membership_vote_timeout_secs: match rules.membership_vote_timeout_secs {
                 0 => DEFAULT_MEMBERSHIP_VOTE_SECS,
-                secs => secs,
+                secs => secs.min(MAX_VOTE_SECS),
             },
         })
     }

@@ -386,3 +386,22 @@ fn a_flood_of_join_requests_from_one_address_is_paced() {
         .count();
     assert!(votes_on_it <= 1, "{votes_on_it}");
 }
+
+#[test]
+fn an_invited_joiner_is_admitted_with_a_new_groups_real_defaults() {
+    // The defaults as a node uses them: an hour for votes on people.
+    let mut sim = Sim::new(noisy_net(319));
+    let g = group();
+    let creator = sim.add(engine(VotePolicy::Automatic));
+    sim.act(creator, |e, now| {
+        e.create_group(g.clone(), GroupParams::default(), now)
+    })
+    .unwrap();
+    let joiner = sim.add(engine(VotePolicy::Automatic));
+    invite_and_join(&mut sim, creator, joiner);
+    assert!(
+        sim.run_until(60_000, |s| converged(s, &[creator, joiner], 2)),
+        "{:?}",
+        sim.drop_counts()
+    );
+}

@@ -1,6 +1,6 @@
-//! Three `demls node` processes on loopback form a group through the CLI, chat, survive a
-//! SIGKILL and restart of a member, vote a member out, and survive a SIGKILL and restart of
-//! the steward.
+//! Three `demls node` processes on loopback form a group through the CLI (by invitation),
+//! chat, survive a SIGKILL and restart of a member, vote a member out (the removed member
+//! sees why and keeps its history), and survive a SIGKILL and restart of the steward.
 
 mod common;
 
@@ -25,11 +25,13 @@ fn three_nodes_form_a_group_chat_survive_a_kill_and_remove_a_member() {
         &[&alice.listen],
     );
 
-    // Alice creates the group; Bob and Carol ask to join; everyone votes automatically.
+    // Alice creates the group and invites Bob and Carol, who join with their tickets; the
+    // members' nodes vote YES on invited joiners by themselves.
     let created = alice.cli_json(&["create", "lab"]);
     assert_eq!(created["members"][0]["roles"][0], "steward");
-    assert_eq!(bob.cli_json(&["join", "lab"])["state"], "joining");
-    assert_eq!(carol.cli_json(&["join", "lab"])["state"], "joining");
+    assert_eq!(created["join_rule"], "invite");
+    alice.invite("lab", &bob);
+    alice.invite("lab", &carol);
     wait_until("three members on every node", LIMIT, || {
         let views: Vec<_> = [&alice, &bob, &carol]
             .iter()
@@ -71,8 +73,10 @@ fn three_nodes_form_a_group_chat_survive_a_kill_and_remove_a_member() {
         (epoch_before, 3)
     );
 
-    // Alice proposes removing Bob; the members vote; the steward commits.
+    // Alice proposes removing Bob; Carol agrees (Bob's node votes NO on its own removal);
+    // the steward commits.
     alice.cli_json(&["remove", "lab", &bob.address]);
+    carol.vote_on("lab", "remove", &bob.address, true);
     wait_until("bob removed everywhere", LIMIT, || {
         let views: Vec<_> = [&alice, &carol]
             .iter()
@@ -83,7 +87,15 @@ fn three_nodes_form_a_group_chat_survive_a_kill_and_remove_a_member() {
     });
     wait_until("bob learns it is out", LIMIT, || bob.group("lab").is_none());
     let (ok, _, err) = bob.cli(&["show", "lab"]);
-    assert!(!ok && err.contains("does not exist"), "{err}");
+    assert!(
+        !ok && err.contains("no longer a member") && err.contains("voted it out"),
+        "{err}"
+    );
+    let listed = bob.cli_json(&["groups"]);
+    assert_eq!(listed[0]["state"], "removed");
+    assert_eq!(listed[0]["removal"]["reason"]["kind"], "voted");
+    // Bob keeps his history, read-only.
+    assert!(bob.texts("lab").contains(&"hello from alice".into()));
 
     // The restarted member talks on, with its whole history.
     carol.cli_json(&["send", "lab", "after the removal"]);

@@ -215,3 +215,34 @@ pub fn epoch_and_size(group: &Value) -> (u64, usize) {
         group["members"].as_array().unwrap().len(),
     )
 }
+
+impl NodeProc {
+    /// This node invites `joiner` to `group`, and `joiner` joins with the ticket.
+    pub fn invite(&self, group: &str, joiner: &NodeProc) {
+        let invitation = self.cli_json(&["invite", group, &joiner.address]);
+        let ticket = invitation["ticket"].as_str().expect("a ticket");
+        assert_eq!(joiner.cli_json(&["join", ticket])["state"], "joining");
+    }
+
+    /// Waits until this node sees an open proposal of `kind` about `member`, and votes on it.
+    pub fn vote_on(&self, group: &str, kind: &str, member: &str, yes: bool) {
+        let mut id = String::new();
+        wait_until(
+            &format!("the {kind} proposal of {member}"),
+            Duration::from_secs(60),
+            || {
+                let proposals = self.cli_json(&["proposals", group]);
+                let open = proposals.as_array().into_iter().flatten().find(|p| {
+                    p["state"] == "open"
+                        && p["change"]["kind"] == kind
+                        && p["change"]["member"] == member
+                });
+                if let Some(p) = open {
+                    id = p["id"].as_str().unwrap_or_default().to_owned();
+                }
+                !id.is_empty()
+            },
+        );
+        self.cli_json(&["vote", group, &id, if yes { "yes" } else { "no" }]);
+    }
+}
