@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use demls_engine::{ChangeKind, Event};
+use demls_engine::{ChangeKind, Event, Removal};
 use demls_identity::Address;
 
 /// Names people by a short label ("alice (0x1234…abcd)").
@@ -136,8 +136,23 @@ impl Names {
             }
             Event::Joined { epoch, .. } => format!("🎉 {me} joins at epoch {epoch}"),
             Event::Message { sender, text, .. } if sender == who => format!("💬 {me}: {text}"),
-            Event::Removed { epoch, .. } => {
-                format!("🚪 {me} is out of the group from epoch {epoch}")
+            Event::Removed { epoch, reason, .. } => {
+                let why = match reason {
+                    Removal::Left => "it left".to_owned(),
+                    Removal::Voted { yes, voters, .. } => {
+                        format!("voted out, YES {yes} of {voters}")
+                    }
+                    Removal::Emergency { violation, .. } => {
+                        format!("removed by an emergency ({violation:?})")
+                    }
+                    Removal::Replaced => "replaced by a new key package".to_owned(),
+                };
+                format!("🚪 {me} is out of the group from epoch {epoch} ({why})")
+            }
+            Event::Invited {
+                inviter, invitee, ..
+            } if inviter == who => {
+                format!("✉️  {me} invites {} (a YES signed ahead)", self.of(invitee))
             }
             Event::CommitRejected { reason, .. } => format!("⛔ {me} rejects a commit: {reason}"),
             _ => return None,

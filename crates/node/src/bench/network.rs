@@ -259,9 +259,16 @@ impl Bench {
             founder.store,
         );
         let joiner = self.sim.add(engine);
+        // A member invites the joiner (with a new group's defaults nobody else gets in);
+        // the invitation travels inside the join request and the proposal.
+        let invitee = self.sim.node(joiner).engine.address();
+        let invitation = self.sim.act(self.members[0], |e, now| {
+            e.invite(&group, invitee, now.plus_ms(3_600_000), now)
+        })?;
         let wall = Instant::now();
-        self.sim
-            .act(joiner, |e, now| e.request_join(group.clone(), None, now))?;
+        self.sim.act(joiner, |e, now| {
+            e.request_join_invited(group.clone(), &invitation, now)
+        })?;
         // Virtual time runs in slices; events carry their own instants, so the
         // slices only decide when the run stops, not what is measured.
         let limit = self.sim.now().plus_ms(300_000);

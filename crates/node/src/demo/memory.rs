@@ -1,12 +1,15 @@
 //! `demls demo --transport memory`: the group on the simulated network (deterministic for a seed).
 
 use demls_engine::{
-    Engine, EngineConfig, Event, GroupId, MlsSigner, MlsStore, Timestamp, TopicKind,
+    ChangeKind, Engine, EngineConfig, Event, GroupId, MlsSigner, MlsStore, Timestamp, TopicKind,
 };
 use demls_identity::{Address, Wallet};
 use demls_sim::{NetConfig, NodeId, Sim};
 
-use super::{AFTER_REMOVAL, DemoArgs, DemoError, Outcome, Summary, after_removal, tell_lockout};
+use super::{
+    AFTER_REMOVAL, DemoArgs, DemoError, INVITATION_MS, Outcome, Summary, after_removal,
+    tell_lockout,
+};
 use crate::story::Names;
 
 /// A scenario on the simulated network, narrating as it goes.
@@ -148,9 +151,15 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     demo.sim.act(nodes[0], |e, now| {
         e.create_group(group.clone(), args.group_params(), now)
     })?;
+    // The creator invites each member-to-be (its YES, signed ahead); each joins with it.
     for id in &nodes[1..] {
-        demo.sim
-            .act(*id, |e, now| e.request_join(group.clone(), None, now))?;
+        let invitee = demo.sim.node(*id).engine.address();
+        let invitation = demo.sim.act(nodes[0], |e, now| {
+            e.invite(&group, invitee, now.plus_ms(INVITATION_MS), now)
+        })?;
+        demo.sim.act(*id, |e, now| {
+            e.request_join_invited(group.clone(), &invitation, now)
+        })?;
     }
     demo.run_until_members(n, 600_000);
     let joined = (0..n).filter(|i| demo.in_group(*i)).count();
@@ -169,6 +178,12 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     // the network just before the commit and stays in its old epoch.
     demo.sim.node_mut(nodes[victim]).online = false;
     demo.sim.enable_wiretap();
+    // Removing someone takes a majority of people: the others agree ahead of the vote.
+    for id in nodes[..victim].iter().filter(|id| **id != nodes[1]) {
+        demo.sim.act(*id, |e, now| {
+            e.decide(&group, ChangeKind::Remove(victim_address), true, now)
+        })?;
+    }
     demo.sim.act(nodes[1], |e, now| {
         e.propose_remove(&group, victim_address, now)
     })?;

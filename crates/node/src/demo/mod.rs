@@ -145,6 +145,9 @@ impl Summary {
 
 type DemoError = Box<dyn std::error::Error>;
 
+/// How long the demo's invitations last.
+const INVITATION_MS: u64 = 3_600_000;
+
 /// What the group says after the removal.
 const AFTER_REMOVAL: &str = "after the removal";
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use demls_engine::{EngineConfig, Event, GroupId, Timestamp};
+use demls_engine::{ChangeKind, EngineConfig, Event, GroupId, Timestamp};
 use demls_identity::Address;
 use demls_storage::Durability;
 use demls_transport::{TransportConfig, TransportEvent, WakuRelay};
@@ -13,7 +13,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::{AFTER_REMOVAL, DemoArgs, DemoError, Outcome, Summary, after_removal, tell_lockout};
+use super::{
+    AFTER_REMOVAL, DemoArgs, DemoError, INVITATION_MS, Outcome, Summary, after_removal,
+    tell_lockout,
+};
 use crate::runtime::admission::ChainAccess;
 use crate::runtime::{self, NodeConfig, NodeEvent, NodeHandle, now, setup};
 use crate::story::Names;
@@ -273,9 +276,14 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
     demo.nodes[0]
         .command(move |rt| rt.create_group(&name, params))
         .await?;
-    for node in &demo.nodes[1..] {
-        let name = group.to_string();
-        node.command(move |rt| rt.join(&name, None)).await?;
+    // The creator invites each member-to-be (its YES, signed ahead); each joins with the ticket.
+    for (i, node) in demo.nodes.iter().enumerate().skip(1) {
+        let (name, invitee) = (group.to_string(), demo.addresses[i]);
+        let invitation = demo.nodes[0]
+            .command(move |rt| rt.invite(&name, invitee, INVITATION_MS / 1000))
+            .await?;
+        node.command(move |rt| rt.join_ticket(&invitation.ticket))
+            .await?;
     }
     let everyone = group_of(n);
     demo.run_until(Duration::from_secs(120), everyone).await;
@@ -297,6 +305,16 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
     // before the vote, and its state stays on disk.
     let captured = wiretap(&demo.nodes[0], args.cluster_id, &group).await?;
     demo.nodes[victim].shutdown().await?;
+    // Removing someone takes a majority of people: the others agree ahead of the vote.
+    for (_, node) in demo.nodes[..victim]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+    {
+        let name = group.to_string();
+        node.command(move |rt| rt.decide_change(&name, ChangeKind::Remove(victim_address), true))
+            .await?;
+    }
     let name = group.to_string();
     demo.nodes[1]
         .command(move |rt| rt.propose_remove(&name, victim_address))

@@ -115,6 +115,19 @@ impl Runtime {
         self.stand_outside(group, Some(outside));
     }
 
+    /// This node's person decides on adding or removing someone, ahead of the vote or
+    /// during it (kept for the change's later votes).
+    pub fn decide_change(
+        &mut self,
+        name: &str,
+        change: ChangeKind,
+        yes: bool,
+    ) -> Result<(), CommandError> {
+        let view = self.member_view(name)?;
+        self.engine.decide(&view.id, change, yes, now())?;
+        Ok(())
+    }
+
     /// Invites `invitee` to a group for `ttl_secs`: the ticket to hand over.
     pub fn invite(
         &mut self,
