@@ -545,6 +545,7 @@ impl GroupSession {
                 .is_some_and(|t| t.plus_ms(ctx.config.steward_timeout_ms) <= ctx.now);
         let omissions = censored(&old, &seen, ctx.config);
         let removal = removal_of(&old, self.me);
+        self.note_added(&description);
         self.history.push_back(Checkpoint {
             before: old,
             applied: seen,
@@ -622,6 +623,7 @@ impl GroupSession {
         self.carry_own_motions();
         let state = &self.state;
         self.invitations.forget_members(|a| state.is_member(a));
+        self.added_with.retain(|member, _| state.is_member(member));
         // A person's vote stands while its change is still to be made.
         self.standing.retain(|kind, _| match kind {
             ChangeKind::Add(a) => !state.is_member(a),
@@ -659,6 +661,27 @@ impl GroupSession {
             }
         }
         Ok(())
+    }
+}
+
+impl GroupSession {
+    /// Remembers the key package each member was last added with (a joiner whose Welcome
+    /// is still on its way may ask again with the same one: that is no lost state).
+    fn note_added(&mut self, description: &CommitMessageDescription) {
+        let (CommitEffect::NewEpoch(new_epoch) | CommitEffect::Removed { new_epoch, .. }) =
+            &description.effect
+        else {
+            return;
+        };
+        let suite = suite();
+        for info in new_epoch.applied_proposals() {
+            if let MlsProposal::Add(add) = &info.proposal
+                && let Ok(address) = WalletIdentityProvider::claimed_address(add.signing_identity())
+                && let Ok(reference) = add.key_package().to_reference(&suite)
+            {
+                self.added_with.insert(address, reference.to_vec());
+            }
+        }
     }
 }
 

@@ -74,6 +74,8 @@ pub(crate) struct GroupSession {
     /// This member's person's votes on membership changes, cast again on the same change
     /// when it is proposed again in a later epoch (votes are per epoch, decisions are not).
     pub(crate) standing: std::collections::BTreeMap<crate::ChangeKind, bool>,
+    /// The key package (reference) each member was last added with, while it is a member.
+    pub(crate) added_with: std::collections::BTreeMap<Address, Vec<u8>>,
     /// Violations this member has seen: (offender, what, epoch).
     pub(crate) detected: std::collections::BTreeSet<(Option<Address>, crate::Violation, u64)>,
     /// When this member was removed; it keeps its state for a while, in case
@@ -114,6 +116,7 @@ impl GroupSession {
             sync: SyncState::default(),
             invitations: crate::invitation::Invitations::default(),
             standing: std::collections::BTreeMap::new(),
+            added_with: std::collections::BTreeMap::new(),
             detected: std::collections::BTreeSet::new(),
             departed: None,
             commit_retry_at: None,

@@ -267,6 +267,11 @@ impl GroupSession {
         if rejoin && self.resend_welcome(&reference, ctx) {
             return Ok(());
         }
+        if rejoin && self.added_with.get(&joiner) == Some(&reference) {
+            // Added with this very key package: its Welcome is on its way (slower than its
+            // retry), not lost state. Re-adding it would throw out the state it is about to have.
+            return Err(EngineError::Duplicate);
+        }
         self.check_intake(joiner, &reference)?;
         match self
             .state
@@ -520,6 +525,10 @@ impl GroupSession {
     ) -> Result<(), EngineError> {
         let prepared = self.prepare_commit(changes, params, evidence, ctx)?;
         self.publish(&prepared, ctx);
+        // The committer keeps its Welcomes too, to send again to a joiner that lost its.
+        for bundle in &prepared.welcomes {
+            self.keep_welcome(bundle.clone());
+        }
         self.adopt(prepared.commit, ctx)
     }
 

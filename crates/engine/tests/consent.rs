@@ -405,3 +405,46 @@ fn an_invited_joiner_is_admitted_with_a_new_groups_real_defaults() {
         sim.drop_counts()
     );
 }
+
+#[test]
+fn a_joiner_whose_welcome_is_slow_is_not_re_added_when_it_asks_again() {
+    // Seen in 50-member demos: a joiner's retry reached a steward after the commit that
+    // added it and before its Welcome arrived; the steward took it for lost state and
+    // re-added it, throwing out the state it was about to have.
+    let mut sim = Sim::new(noisy_net(321));
+    let nodes = invited_group(&mut sim, 3, VotePolicy::Automatic);
+    let g = group();
+    let joiner = sim.add(engine(VotePolicy::Automatic));
+    let joiner_address = address(&sim, joiner);
+    invite_and_join(&mut sim, nodes[0], joiner);
+    // It hears nothing of the group (no Welcome) until the group has added it.
+    sim.run_until(10_000, |s| {
+        s.node(joiner)
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::JoinRequestSent { .. }))
+    });
+    sim.node_mut(joiner).subscriptions.remove(&g);
+    assert!(sim.run_until(60_000, |s| {
+        view(s, nodes[0]).members.contains(&joiner_address)
+    }));
+    // Its retries (every few seconds) reach the stewards meanwhile; then it hears again.
+    sim.run_for(10_000);
+    sim.node_mut(joiner).subscriptions.insert(g.clone());
+    let mut all = nodes.clone();
+    all.push(joiner);
+    assert!(
+        sim.run_until(60_000, |s| converged(s, &all, 4)),
+        "{}",
+        describe(&sim, &all)
+    );
+    for id in &nodes {
+        assert!(
+            !opened(&sim, *id)
+                .iter()
+                .any(|(_, _, c)| *c == ChangeKind::Readd(joiner_address)),
+            "node {} saw a re-add",
+            id.0
+        );
+    }
+}
