@@ -10,6 +10,12 @@ pub mod sign;
 pub mod targets;
 pub mod world;
 
+/// The transport's length-prefixed frames, which the metadata codec below reads with
+/// (`crate::framing` in the transport crate's source).
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../crates/transport/src/framing.rs"]
+mod framing;
+
 /// The Waku metadata protocol's frame reader, compiled from the transport crate's own source
 /// (the reader is private to that crate; this fuzzes the very same code).
 #[allow(dead_code, unreachable_pub)]

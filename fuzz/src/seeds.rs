@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use demls_engine::wire::{
-    AppMessage, Chat, CommitPair, Emergency, Envelope, EpochMark, GroupChange, JoinRequest,
-    StewardElection, SyncRequest, WIRE_VERSION, app_message, emergency, envelope, group_change,
+    AppMessage, Chat, ChatSync, CommitPair, Emergency, Envelope, EpochMark, GroupChange,
+    HistoryEntry, JoinRequest, RepairRequest, StewardElection, SyncRequest, WIRE_VERSION,
+    app_message, emergency, envelope, group_change,
 };
 use demls_engine::{EngineSnapshot, Topic, TopicKind};
 use demls_policy::{AdmissionPolicy, BlockRef, Gate, Requirement, U256};
@@ -193,6 +194,30 @@ fn engine_app(fx: &Fixture) -> Vec<Vec<u8>> {
             id: vec![7; 16],
             text: "hello".into(),
             sent_at_ms: fx.now,
+            lamport: 3,
+            history: vec![HistoryEntry {
+                id: vec![6; 16],
+                epoch,
+            }],
+        })),
+    ));
+    // A sync (with a Bloom filter) and a repair request.
+    seeds.push(with_control(
+        0,
+        &app(app_message::Body::Sync(ChatSync {
+            lamport: 4,
+            history: vec![HistoryEntry {
+                id: vec![7; 16],
+                epoch,
+            }],
+            bloom: vec![0xa5; 1024],
+            joined_epoch: 0,
+        })),
+    ));
+    seeds.push(with_control(
+        0,
+        &app(app_message::Body::Repair(RepairRequest {
+            ids: vec![vec![7; 16], vec![6; 16]],
         })),
     ));
     // An add of K: A's proposal with its YES, then B's vote on it.

@@ -123,6 +123,11 @@ sent_at: number,
  */
 epoch: number, 
 /**
+ * The author's Lamport clock. The history is in causal order: a message comes after
+ * every message its author had seen when writing it.
+ */
+lamport: number, 
+/**
  * When this node stored it.
  */
 received_at: number, 
@@ -138,7 +143,7 @@ delivery: Delivery, };
 /**
  * How far a message got.
  */
-export type Delivery = "queued" | "sent" | "received";
+export type Delivery = "queued" | "sent" | "received" | "delivered";
 
 /**
  * Who wrote a message.
@@ -298,7 +303,11 @@ last_commit_at: number | null,
 /**
  * Outgoing messages waiting for a peer.
  */
-queued: number, };
+queued: number, 
+/**
+ * Chat messages this node knows it misses, being fetched (0: its history has no gap).
+ */
+missing_messages: number, };
 
 /**
  * An invitation this node made: `POST /api/groups/{group}/invitations`.
@@ -441,6 +450,11 @@ sent_at: number,
  * The epoch it was encrypted in.
  */
 epoch: number, 
+/**
+ * The author's Lamport clock. The history is in causal order: a message comes after
+ * every message its author had seen when writing it.
+ */
+lamport: number, 
 /**
  * When this node stored it.
  */
@@ -746,7 +760,15 @@ by: string,
 /**
  * Why.
  */
-reason: RemovalReason, } | { "type": "invited", 
+reason: RemovalReason, } | { "type": "syncing", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * Messages missing.
+ */
+missing: number, } | { "type": "invited", 
 /**
  * The group.
  */

@@ -166,6 +166,15 @@ pub enum EventBody {
         /// Why.
         reason: RemovalReason,
     },
+    /// How many messages of the group this node knows it misses (0: none). Messages after
+    /// a gap wait for it (the group is asked to send it again); after two minutes a gap is
+    /// given up and what waited is shown after it.
+    Syncing {
+        /// The group.
+        group: String,
+        /// Messages missing.
+        missing: usize,
+    },
     /// A member invited an address: its YES on admitting it, signed ahead.
     Invited {
         /// The group.
@@ -229,6 +238,7 @@ impl EventBody {
             | Self::JoinRefused { group, .. }
             | Self::Removed { group, .. }
             | Self::Invited { group, .. }
+            | Self::Syncing { group, .. }
             | Self::Message(ChatMessage { group, .. })
             | Self::Delivery { group, .. } => Some(group),
             Self::PeerConnected { .. }

@@ -117,6 +117,8 @@ pub struct Health {
     pub last_commit_at: Option<u64>,
     /// Outgoing messages waiting for a peer.
     pub queued: usize,
+    /// Chat messages this node knows it misses, being fetched (0: its history has no gap).
+    pub missing_messages: usize,
 }
 
 /// Who commits and who votes.

@@ -30,6 +30,9 @@ pub struct ChatMessage {
     pub sent_at: u64,
     /// The epoch it was encrypted in.
     pub epoch: u64,
+    /// The author's Lamport clock. The history is in causal order: a message comes after
+    /// every message its author had seen when writing it.
+    pub lamport: u64,
     /// When this node stored it.
     pub received_at: u64,
     /// Whether this node wrote it.
@@ -58,6 +61,8 @@ pub enum Delivery {
     Sent,
     /// Received from another member.
     Received,
+    /// Sent, and another member has it (it named it in its causal history).
+    Delivered,
 }
 
 /// The body of `POST /api/groups/{group}/messages`.

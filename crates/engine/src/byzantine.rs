@@ -20,7 +20,7 @@ impl Engine {
         now: Timestamp,
     ) -> Result<(), EngineError> {
         let (mut ctx, session) = self.session(group, now)?;
-        session.send_app(body, &mut ctx)
+        session.send_app(body, &mut ctx).map(drop)
     }
 
     /// Commits these adds and removes with an empty manifest, as if they had been voted.

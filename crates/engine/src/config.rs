@@ -50,6 +50,18 @@ pub struct EngineConfig {
     /// How long a removed member keeps its last state, in case the commit that
     /// removed it loses to a better one (a healed network split).
     pub departed_grace_ms: u64,
+    /// How long after chat activity a member sends a sync (its delivered state), plus a
+    /// spread of as much again; skipped when another member's covered it.
+    pub chat_sync_ms: u64,
+    /// How often a member that has chatted sends a sync while the group is quiet (plus a
+    /// spread of as much again; skipped when another member's covered it), so that members
+    /// notice after a partition or a loss what they miss.
+    pub chat_sync_idle_ms: u64,
+    /// When an own chat message nobody acknowledged is sent again (twice at most).
+    pub chat_resend_ms: u64,
+    /// How long a member waits for a missing chat message before giving it up (the
+    /// messages that waited for it are then shown after the gap).
+    pub gap_give_up_ms: u64,
     /// How long a member may see the group announced only on another branch,
     /// with none of its own, before it gives its branch up and asks to join again.
     pub rejoin_after_ms: u64,
@@ -74,6 +86,10 @@ impl Default for EngineConfig {
             admission_retry_ms: 10_000,
             departed_grace_ms: 10 * 60_000,
             rejoin_after_ms: 60_000,
+            chat_sync_ms: 10_000,
+            chat_sync_idle_ms: 120_000,
+            chat_resend_ms: 30_000,
+            gap_give_up_ms: 120_000,
         }
     }
 }

@@ -116,6 +116,8 @@ impl Engine {
                         .map(|change| change.encode(Epoch::default()))
                         .collect::<Result<_, _>>()?,
                     invitations: session.invitations.all().map(|i| i.wire.clone()).collect(),
+                    joined_epoch: session.chat.joined_epoch(),
+                    lamport: session.chat.lamport(),
                     standing: session
                         .standing
                         .iter()
@@ -170,6 +172,11 @@ impl Engine {
                 .transpose()?;
             let mut session =
                 GroupSession::new(id.clone(), engine.wallet.address(), mls, steward, now)?;
+            session.chat = crate::causal::ChatLog::new(
+                engine.wallet.address(),
+                group.joined_epoch,
+                group.lamport,
+            );
             for change in &group.own_changes {
                 let motion = Motion::Change(Change::decode_any_epoch(change)?);
                 session.own.push(OwnMotion {
@@ -407,6 +414,20 @@ impl Engine {
         session.settle(&mut ctx)
     }
 
+    /// Chat messages of `group` this node delivered before a restart (the shell's history,
+    /// newest last): they count as delivered, so histories that name them show no gap.
+    pub fn remember_chat(
+        &mut self,
+        group: &GroupId,
+        delivered: impl IntoIterator<Item = (Vec<u8>, Epoch)>,
+    ) {
+        if let Some(session) = self.groups.get_mut(group) {
+            for (id, epoch) in delivered {
+                session.chat.remember(id, epoch);
+            }
+        }
+    }
+
     /// Invites `invitee` to `group` until `expires_at`: this member's YES on admitting it,
     /// signed ahead and told to the group. Returns the invitation, for the invitee to
     /// present with [`Engine::request_join_invited`].
@@ -525,6 +546,12 @@ impl Engine {
             .body
             .ok_or_else(|| EngineError::Malformed("empty envelope".into()))?;
         if !self.recent.insert(Sha256::digest(bytes).into()) {
+            // A chat message sent again in answer to a repair request: others need not answer.
+            if let (envelope::Body::MlsMessage(mls), Some(session)) =
+                (&body, self.groups.get_mut(&group))
+            {
+                session.chat.heard_again(mls);
+            }
             return Err(EngineError::Duplicate);
         }
         match body {

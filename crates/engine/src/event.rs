@@ -261,6 +261,25 @@ pub enum Event {
         sent_at: Timestamp,
         /// The epoch it was encrypted in.
         epoch: Epoch,
+        /// The sender's Lamport clock: messages are delivered in causal order.
+        lamport: u64,
+    },
+    /// Another member has this node's chat message `id` (it was in its causal history).
+    Acknowledged {
+        /// The group.
+        group: GroupId,
+        /// The message id.
+        id: Vec<u8>,
+        /// The member that has it.
+        by: Address,
+    },
+    /// How many chat messages this member knows it misses (0: none). While some are missing,
+    /// the messages that follow them wait, and the member asks the group for them.
+    Syncing {
+        /// The group.
+        group: GroupId,
+        /// Messages missing.
+        missing: usize,
     },
     /// This node is no longer a member (removed, or its leave was committed).
     Removed {

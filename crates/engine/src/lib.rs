@@ -16,6 +16,7 @@ pub mod bench_support;
 mod bounded;
 #[cfg(feature = "byzantine")]
 mod byzantine;
+mod causal;
 mod change;
 mod commit;
 mod config;

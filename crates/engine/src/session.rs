@@ -74,6 +74,10 @@ pub(crate) struct GroupSession {
     /// This member's person's votes on membership changes, cast again on the same change
     /// when it is proposed again in a later epoch (votes are per epoch, decisions are not).
     pub(crate) standing: std::collections::BTreeMap<crate::ChangeKind, bool>,
+    /// Chat in causal order, with repair and acknowledgements.
+    pub(crate) chat: crate::causal::ChatLog,
+    /// The missing chat messages last reported to the shell.
+    reported_missing: usize,
     /// The key package (reference) each member was last added with, while it is a member.
     pub(crate) added_with: std::collections::BTreeMap<Address, Vec<u8>>,
     /// Violations this member has seen: (offender, what, epoch).
@@ -100,10 +104,13 @@ impl GroupSession {
         steward: Option<StewardDuty>,
         now: Timestamp,
     ) -> Result<Self, EngineError> {
+        let state = EpochState::new(mls, now)?;
         Ok(Self {
+            chat: crate::causal::ChatLog::new(me, state.epoch(), 0),
+            reported_missing: 0,
             id,
             me,
-            state: EpochState::new(mls, now)?,
+            state,
             history: VecDeque::new(),
             own: Vec::new(),
             pending_commits: Vec::new(),
@@ -177,30 +184,36 @@ impl GroupSession {
         &mut self,
         body: app_message::Body,
         ctx: &mut Ctx<'_>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Vec<u8>, EngineError> {
         let plaintext = AppMessage { body: Some(body) }.encode_to_vec();
         let message = self
             .state
             .mls
             .encrypt_application_message(&plaintext, Vec::new())?;
         self.unsaved = true;
+        let bytes = message.to_bytes()?;
         ctx.send(
             &self.id,
             TopicKind::Application,
-            envelope::Body::MlsMessage(message.to_bytes()?),
+            envelope::Body::MlsMessage(bytes.clone()),
         );
-        Ok(())
+        Ok(bytes)
     }
 
-    /// Sends a chat message.
+    /// Sends a chat message, with this member's clock and causal history.
     pub(crate) fn send_chat(&mut self, text: &str, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
         let id = suite_random(16)?;
+        let (lamport, history) = self.chat.stamp();
         let chat = Chat {
             id: id.clone(),
             text: text.to_owned(),
             sent_at_ms: ctx.now.0,
+            lamport,
+            history,
         };
-        self.send_app(app_message::Body::Chat(chat), ctx)?;
+        let bytes = self.send_app(app_message::Body::Chat(chat), ctx)?;
+        self.chat
+            .sent(id.clone(), self.epoch(), bytes, ctx.config, ctx.now);
         ctx.emit(Event::Message {
             group: self.id.clone(),
             sender: ctx.wallet.address(),
@@ -208,8 +221,74 @@ impl GroupSession {
             id,
             sent_at: ctx.now,
             epoch: self.epoch(),
+            lamport,
         });
         Ok(())
+    }
+
+    /// Tells the shell the chat messages now delivered, and the acknowledgements received.
+    fn tell_chat(&self, received: crate::causal::Received, by: Address, ctx: &mut Ctx<'_>) {
+        for delivery in received.delivered {
+            self.tell_delivery(delivery, ctx);
+        }
+        for id in received.acknowledged {
+            ctx.emit(Event::Acknowledged {
+                group: self.id.clone(),
+                id,
+                by,
+            });
+        }
+    }
+
+    fn tell_delivery(&self, d: crate::causal::Delivery, ctx: &mut Ctx<'_>) {
+        ctx.emit(Event::Message {
+            group: self.id.clone(),
+            sender: d.sender,
+            text: d.text,
+            id: d.id,
+            sent_at: d.sent_at,
+            epoch: d.epoch,
+            lamport: d.lamport,
+        });
+    }
+
+    /// Chat timers: repair answers, requests, syncs, resends, gaps given up.
+    fn chat_on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        let alone = self.state.members().len() <= 1;
+        let due = self.chat.on_timeout(ctx.config, alone, ctx.now);
+        for bytes in due.resend {
+            ctx.send(
+                &self.id,
+                TopicKind::Application,
+                envelope::Body::MlsMessage(bytes),
+            );
+        }
+        if !due.ask.is_empty() {
+            self.send_app(
+                app_message::Body::Repair(crate::wire::RepairRequest { ids: due.ask }),
+                ctx,
+            )?;
+        }
+        if due.sync && !alone {
+            self.send_app(app_message::Body::Sync(self.chat.sync()), ctx)?;
+            self.chat.synced(ctx.config, ctx.now);
+        }
+        for delivery in due.delivered {
+            self.tell_delivery(delivery, ctx);
+        }
+        Ok(())
+    }
+
+    /// Tells the shell when the number of missing chat messages changed.
+    fn report_missing(&mut self, ctx: &mut Ctx<'_>) {
+        let missing = self.chat.missing();
+        if missing != self.reported_missing {
+            self.reported_missing = missing;
+            ctx.emit(Event::Syncing {
+                group: self.id.clone(),
+                missing,
+            });
+        }
     }
 
     // ----- incoming MLS messages -----
@@ -222,6 +301,7 @@ impl GroupSession {
     ) -> Result<(), EngineError> {
         let result = self.handle_mls(bytes, ctx);
         self.settle(ctx)?;
+        self.report_missing(ctx);
         result
     }
 
@@ -367,14 +447,27 @@ impl GroupSession {
             .ok_or_else(|| EngineError::Malformed("empty app message".into()))?;
         match body {
             app_message::Body::Chat(chat) => {
-                ctx.emit(Event::Message {
-                    group: self.id.clone(),
+                let delivery = crate::causal::Delivery {
                     sender,
                     text: chat.text,
                     id: chat.id,
                     sent_at: Timestamp(chat.sent_at_ms),
                     epoch: Epoch(epoch),
-                });
+                    lamport: chat.lamport,
+                };
+                let received =
+                    self.chat
+                        .on_chat(delivery, &chat.history, bytes.to_vec(), ctx.config, ctx.now);
+                self.tell_chat(received, sender, ctx);
+                Ok(())
+            }
+            app_message::Body::Sync(sync) => {
+                let received = self.chat.on_sync(&sync, ctx.now);
+                self.tell_chat(received, sender, ctx);
+                Ok(())
+            }
+            app_message::Body::Repair(request) => {
+                self.chat.on_repair(&request.ids, ctx.now);
                 Ok(())
             }
             app_message::Body::Proposal(proposal) if epoch == self.state.epoch() => {
@@ -450,7 +543,10 @@ impl GroupSession {
         self.admission_on_timeout(ctx);
         self.sync_on_timeout(ctx)?;
         self.liveness_on_timeout(ctx)?;
-        self.settle(ctx)
+        self.chat_on_timeout(ctx)?;
+        self.settle(ctx)?;
+        self.report_missing(ctx);
+        Ok(())
     }
 
     /// The next instant this session needs [`Self::handle_timeout`].
@@ -470,6 +566,8 @@ impl GroupSession {
             self.liveness_due(config),
             self.sync_due(config),
             self.dead_branch_due(config),
+            self.chat
+                .poll_timeout(config, self.state.members().len() <= 1),
             self.rebroadcast_due(config),
             self.scheduled_votes_due(),
             self.admission_due(config),

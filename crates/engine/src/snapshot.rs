@@ -44,6 +44,12 @@ pub struct GroupSnapshot {
     /// This member's person's votes that stand for changes still to be made.
     #[prost(message, repeated, tag = "5")]
     pub standing: Vec<StandingVote>,
+    /// The epoch this node joined the group in (chat history before it is not waited for).
+    #[prost(uint64, tag = "6")]
+    pub joined_epoch: u64,
+    /// The chat Lamport clock.
+    #[prost(uint64, tag = "7")]
+    pub lamport: u64,
 }
 
 /// A person's vote on adding or removing someone, cast again when the change is

@@ -189,7 +189,7 @@ pub struct WelcomeBundle {
 #[derive(Clone, PartialEq, Message)]
 pub struct AppMessage {
     /// The message.
-    #[prost(oneof = "app_message::Body", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "app_message::Body", tags = "1, 2, 3, 4, 6, 7")]
     pub body: Option<app_message::Body>,
 }
 
@@ -210,6 +210,13 @@ pub mod app_message {
         /// A member's invitation, told to the group so that every member knows it.
         #[prost(message, tag = "4")]
         Invitation(super::Invitation),
+        /// What a member has delivered (its Lamport clock and causal history): others learn
+        /// what they miss, and senders that their messages arrived.
+        #[prost(message, tag = "6")]
+        Sync(super::ChatSync),
+        /// A member asking the group to send again chat messages it misses.
+        #[prost(message, tag = "7")]
+        Repair(super::RepairRequest),
     }
 }
 
@@ -225,6 +232,49 @@ pub struct Chat {
     /// When the sender sent it (Unix ms).
     #[prost(uint64, tag = "3")]
     pub sent_at_ms: u64,
+    /// The sender's Lamport clock when sending.
+    #[prost(uint64, tag = "4")]
+    pub lamport: u64,
+    /// The sender's causal history: the messages it delivered last, oldest first.
+    #[prost(message, repeated, tag = "5")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// A message in a causal history.
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoryEntry {
+    /// The chat message's id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    /// The epoch it was sent in (members that joined later do not wait for it).
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+}
+
+/// A member's delivered state, sent now and then while the group talks.
+#[derive(Clone, PartialEq, Message)]
+pub struct ChatSync {
+    /// Its Lamport clock.
+    #[prost(uint64, tag = "1")]
+    pub lamport: u64,
+    /// Its causal history.
+    #[prost(message, repeated, tag = "2")]
+    pub history: Vec<HistoryEntry>,
+    /// A Bloom filter of the messages it delivered lately (8192 bits, 4 SHA-256 probes):
+    /// others send again what it lacks.
+    #[prost(bytes = "vec", tag = "3")]
+    pub bloom: Vec<u8>,
+    /// The epoch it joined in (it lacks, and cannot read, what came before).
+    #[prost(uint64, tag = "4")]
+    pub joined_epoch: u64,
+}
+
+/// Chat messages a member misses, by id.
+#[derive(Clone, PartialEq, Message)]
+pub struct RepairRequest {
+    /// The ids (16 bytes each).
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub ids: Vec<Vec<u8>>,
 }
 
 /// The payload of a membership voting proposal.

@@ -448,3 +448,37 @@ fn a_joiner_whose_welcome_is_slow_is_not_re_added_when_it_asks_again() {
         );
     }
 }
+
+#[test]
+fn a_key_package_the_group_turned_down_cannot_be_replayed() {
+    let mut sim = Sim::new(noisy_net(323));
+    let nodes = invited_group(&mut sim, 2, VotePolicy::Automatic);
+    let g = group();
+    sim.enable_wiretap();
+    let stranger = sim.add(engine(VotePolicy::Automatic));
+    sim.act(stranger, |e, now| e.request_join(g.clone(), None, now))
+        .unwrap();
+    // Nobody agrees: turned down at the deadline, the stranger told.
+    assert!(sim.run_until(60_000, |s| !refusals(s, stranger).is_empty()));
+    let request = sim
+        .wiretap
+        .iter()
+        .find_map(|(from, t)| {
+            let env = demls_engine::wire::Envelope::decode(t.payload.as_slice()).ok()?;
+            (*from == stranger
+                && matches!(
+                    env.body,
+                    Some(demls_engine::wire::envelope::Body::JoinRequest(_))
+                ))
+            .then_some(env)
+        })
+        .unwrap();
+    // Sent again in a new envelope (past the duplicate filter), after the pacing: a replay.
+    sim.run_for(2_000);
+    let mut bytes = request.encode_to_vec();
+    bytes.extend_from_slice(&[0xa0, 0x06, 0x01]);
+    assert_eq!(
+        sim.inject(nodes[0], &bytes).unwrap_err().kind(),
+        "replayed_key_package"
+    );
+}

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::*;
-use demls_engine::{Engine, MlsSigner, MlsStore, StorageWrite, VotePolicy};
+use demls_engine::{Engine, Event, MlsSigner, MlsStore, StorageWrite, VotePolicy};
 use demls_identity::Wallet;
 use demls_sim::{NodeId, Sim};
 
@@ -102,6 +102,19 @@ impl Persisted {
             now,
         )
         .unwrap();
+        // The shell's history holds what the node delivered before: it tells the engine.
+        let delivered: Vec<_> = sim
+            .node(self.id)
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Message { id, epoch, .. } => Some((id.clone(), *epoch)),
+                _ => None,
+            })
+            .collect();
+        sim.node_mut(self.id)
+            .engine
+            .remember_chat(&group(), delivered);
     }
 }
 

@@ -12,6 +12,8 @@ pub enum Delivery {
     Sent,
     /// Written by another member and received here.
     Received,
+    /// Written by this node, and another member has it (it named it in its causal history).
+    Delivered,
 }
 
 impl Delivery {
@@ -21,11 +23,12 @@ impl Delivery {
             Self::Queued => "queued",
             Self::Sent => "sent",
             Self::Received => "received",
+            Self::Delivered => "delivered",
         }
     }
 
     pub(crate) fn parse(label: &str) -> Option<Self> {
-        [Self::Queued, Self::Sent, Self::Received]
+        [Self::Queued, Self::Sent, Self::Received, Self::Delivered]
             .into_iter()
             .find(|d| d.as_str() == label)
     }
@@ -46,6 +49,8 @@ pub struct NewMessage {
     pub sent_at: Timestamp,
     /// The epoch it was encrypted in.
     pub epoch: Epoch,
+    /// The author's Lamport clock (history is shown in causal order).
+    pub lamport: u64,
     /// When this node stored it.
     pub received_at: Timestamp,
     /// Whether this node wrote it.
@@ -171,6 +176,8 @@ pub struct Step {
     pub proposals: Vec<ProposalRecord>,
     /// Event log entries.
     pub events: Vec<NewEvent>,
+    /// Own messages another member now has: (group, message id).
+    pub acknowledged: Vec<(GroupId, Vec<u8>)>,
 }
 
 impl Step {
@@ -182,6 +189,7 @@ impl Step {
             && self.transmits.is_empty()
             && self.proposals.is_empty()
             && self.events.is_empty()
+            && self.acknowledged.is_empty()
     }
 }
 
@@ -194,4 +202,6 @@ pub struct StepReceipt {
     pub messages: Vec<StoredMessage>,
     /// Event log entries added.
     pub events: Vec<EventRecord>,
+    /// Own messages that became [`Delivery::Delivered`] in this step.
+    pub delivered: Vec<StoredMessage>,
 }

@@ -79,8 +79,13 @@ CREATE INDEX messages_queued ON messages (outbox_seq) WHERE delivery = 'queued';
 CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
 ";
 
+/// Version 3: each message's Lamport clock (its place in causal order).
+const V3: &str = "
+ALTER TABLE messages ADD COLUMN lamport INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Every migration, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

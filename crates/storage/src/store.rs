@@ -372,6 +372,11 @@ impl Store {
         for proposal in &step.proposals {
             upsert_proposal(&tx, proposal)?;
         }
+        for (group, id) in &step.acknowledged {
+            receipt
+                .delivered
+                .extend(mark_delivered(&tx, &self.cipher, group, id)?);
+        }
         for event in &step.events {
             tx.prepare_cached("INSERT INTO events (at, group_id, body) VALUES (?1, ?2, ?3)")?
                 .execute(params![
@@ -548,6 +553,30 @@ impl Store {
         rows.map(|row| decode_message(&self.cipher, row?)).collect()
     }
 
+    /// The ids and epochs of the last `limit` messages of `group` in the history, oldest
+    /// first (for the engine's causal histories after a restart).
+    pub fn recent_message_ids(
+        &self,
+        group: &GroupId,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Epoch)>, StorageError> {
+        let mut select = self.conn.prepare_cached(
+            "SELECT message_id, epoch FROM messages WHERE group_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = select.query_map(
+            params![group.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)),
+        )?;
+        let mut ids = rows
+            .map(|row| {
+                let (id, epoch) = row?;
+                Ok((id, Epoch(to_u64(epoch, "message epoch")?)))
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        ids.reverse();
+        Ok(ids)
+    }
+
     /// Proposals of `group`, oldest first.
     pub fn proposals(&self, group: &GroupId) -> Result<Vec<ProposalRecord>, StorageError> {
         self.proposals_where("group_id = ?1", group.as_str())
@@ -654,23 +683,31 @@ impl Store {
 }
 
 const MESSAGE_COLUMNS: &str = "SELECT seq, group_id, message_id, sender, text, sent_at, epoch, \
-                               received_at, own, delivery FROM messages";
+                               received_at, own, delivery, lamport FROM messages";
 
 /// A messages row as SQLite returns it.
 type RawMessage = (
     (i64, String, Vec<u8>, Vec<u8>, Vec<u8>),
-    (i64, i64, i64, i64, String),
+    (i64, i64, i64, i64, String, i64),
 );
 
 fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
     Ok((
         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
-        (r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?),
+        (
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+        ),
     ))
 }
 
 fn decode_message(cipher: &Cipher, raw: RawMessage) -> Result<StoredMessage, StorageError> {
-    let ((seq, group, id, sender, text), (sent_at, epoch, received_at, own, delivery)) = raw;
+    let ((seq, group, id, sender, text), (sent_at, epoch, received_at, own, delivery, lamport)) =
+        raw;
     let group = group_of(&group, "message group")?;
     let plain = cipher.open("message text", &message_aad(&group, &id), &text)?;
     let text =
@@ -684,6 +721,7 @@ fn decode_message(cipher: &Cipher, raw: RawMessage) -> Result<StoredMessage, Sto
             text,
             sent_at: Timestamp(to_u64(sent_at, "message time")?),
             epoch: Epoch(to_u64(epoch, "message epoch")?),
+            lamport: to_u64(lamport, "message clock")?,
             received_at: Timestamp(to_u64(received_at, "message time")?),
             own: match own {
                 0 => false,
@@ -714,7 +752,8 @@ fn insert_message(
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO messages (group_id, message_id, sender, text, sent_at, epoch, \
-         received_at, own, delivery, outbox_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         received_at, own, delivery, outbox_seq, lamport) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             message.group.as_str(),
@@ -726,7 +765,8 @@ fn insert_message(
             to_i64(message.received_at.0, "message time")?,
             i64::from(message.own),
             delivery.as_str(),
-            outbox_seq
+            outbox_seq,
+            to_i64(message.lamport, "message clock")?
         ])?;
     if inserted == 0 {
         return Ok(None);
@@ -736,6 +776,31 @@ fn insert_message(
         message: message.clone(),
         delivery,
     }))
+}
+
+/// Marks an own message as delivered (another member has it); the message if it changed.
+fn mark_delivered(
+    tx: &Transaction<'_>,
+    cipher: &Cipher,
+    group: &GroupId,
+    id: &[u8],
+) -> Result<Option<StoredMessage>, StorageError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE messages SET delivery = 'delivered' \
+             WHERE group_id = ?1 AND message_id = ?2 AND own = 1 AND delivery != 'delivered'",
+        )?
+        .execute(params![group.as_str(), id])?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    let raw = tx
+        .prepare_cached(&format!(
+            "{MESSAGE_COLUMNS} WHERE group_id = ?1 AND message_id = ?2"
+        ))?
+        .query_row(params![group.as_str(), id], raw_message)
+        .optional()?;
+    raw.map(|raw| decode_message(cipher, raw)).transpose()
 }
 
 fn upsert_proposal(tx: &Transaction<'_>, p: &ProposalRecord) -> Result<(), StorageError> {

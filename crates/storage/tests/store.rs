@@ -40,6 +40,7 @@ fn message(id: u8, text: &str, own: bool) -> NewMessage {
         text: text.to_owned(),
         sent_at: Timestamp(1_000 + u64::from(id)),
         epoch: Epoch(1),
+        lamport: u64::from(id),
         received_at: Timestamp(2_000 + u64::from(id)),
         own,
     }

@@ -370,6 +370,7 @@ fn insert(db: &mut Db, row: &Row, now: Timestamp) {
                         text: text.clone(),
                         sent_at: Timestamp(*sent_at),
                         epoch: demls_engine::Epoch(1),
+                        lamport: *sent_at,
                         received_at: now,
                         own: *own,
                     }],

@@ -86,6 +86,7 @@ impl Persisted {
                 id,
                 sent_at,
                 epoch,
+                lamport,
             } = event
             {
                 messages.push(NewMessage {
@@ -96,6 +97,7 @@ impl Persisted {
                     text,
                     sent_at,
                     epoch,
+                    lamport,
                     received_at: now,
                 });
             }

@@ -43,6 +43,8 @@ const CATCH_UP_LIMIT: usize = 512;
 const STEP_MESSAGES: usize = 256;
 /// Event log entries kept.
 const EVENTS_KEPT: u64 = 10_000;
+/// Messages of each group whose ids the engine is told after a restart (its causal window).
+const CHAT_REMEMBERED: usize = 512;
 /// Setting that holds the vote policy.
 const VOTE_POLICY: &str = "vote_policy";
 
@@ -68,6 +70,8 @@ pub struct Runtime {
     /// Admission checks being read from the chain, so that a check asked again before the
     /// answer came is not read twice.
     checking: BTreeSet<(GroupId, Address)>,
+    /// Chat messages each group knows it misses (the engine's last `Syncing`).
+    missing: BTreeMap<GroupId, usize>,
     /// Groups this node stands outside of (refused, removed), kept across restarts.
     pub(super) outside: BTreeMap<GroupId, Outside>,
     stopping: bool,
@@ -119,6 +123,8 @@ impl Runtime {
                 tracker.set_epoch(group, view.epoch);
                 metrics.group_state(group.as_str(), view.epoch.0, view.members.len());
             }
+            // What this node delivered before it stopped counts as delivered again.
+            engine.remember_chat(group, store.recent_message_ids(group, CHAT_REMEMBERED)?);
         }
         Ok(Self {
             address: engine.address(),
@@ -140,6 +146,7 @@ impl Runtime {
             verdicts,
             checking: BTreeSet::new(),
             outside,
+            missing: BTreeMap::new(),
             stopping: false,
             failed: None,
             _lock: lock,
@@ -301,6 +308,18 @@ impl Runtime {
             self.outgoing
                 .push(NodeEvent::new(Some(record.seq), now, body, event));
         }
+        for stored in &receipt.delivered {
+            self.outgoing.push(NodeEvent::new(
+                Some(stored.seq),
+                now,
+                EventBody::Delivery {
+                    group: stored.message.group.to_string(),
+                    id: hex::encode(&stored.message.id),
+                    delivery: json::delivery(stored.delivery),
+                },
+                None,
+            ));
+        }
         for stored in &receipt.messages {
             let m = &stored.message;
             self.outgoing.push(NodeEvent::new(
@@ -314,6 +333,7 @@ impl Runtime {
                     id: m.id.clone(),
                     sent_at: m.sent_at,
                     epoch: m.epoch,
+                    lamport: m.lamport,
                 }),
             ));
         }
@@ -344,6 +364,7 @@ impl Runtime {
                 id,
                 sent_at,
                 epoch,
+                lamport,
             } => {
                 let own = *sender == self.address;
                 self.metrics.chat(if own { "out" } else { "in" });
@@ -354,10 +375,18 @@ impl Runtime {
                     text: text.clone(),
                     sent_at: *sent_at,
                     epoch: *epoch,
+                    lamport: *lamport,
                     received_at: now,
                     own,
                 });
                 return None;
+            }
+            Event::Acknowledged { group, id, .. } => {
+                step.acknowledged.push((group.clone(), id.clone()));
+                return None;
+            }
+            Event::Syncing { group, missing } => {
+                self.missing.insert(group.clone(), *missing);
             }
             Event::GroupCreated { group } => {
                 if let Some(view) = self.engine.group(group) {
@@ -762,6 +791,7 @@ impl Runtime {
                     .iter()
                     .filter(|e| e.transmit.topic.group == view.id)
                     .count(),
+                missing_messages: self.missing.get(&view.id).copied().unwrap_or(0),
             },
         })
     }

@@ -252,6 +252,10 @@ pub fn event_body(event: &Event) -> EventBody {
             by: by.to_string(),
             reason: removal_reason(reason),
         },
+        Event::Syncing { group, missing } => EventBody::Syncing {
+            group: group.to_string(),
+            missing: *missing,
+        },
         Event::Invited {
             group,
             invitee,
@@ -283,6 +287,7 @@ pub fn chat_message(m: &StoredMessage) -> ChatMessage {
         text: m.message.text.clone(),
         sent_at: m.message.sent_at.0,
         epoch: m.message.epoch.0,
+        lamport: m.message.lamport,
         received_at: m.message.received_at.0,
         direction: if m.message.own {
             Direction::Own
@@ -307,6 +312,7 @@ pub fn delivery(delivery: demls_storage::Delivery) -> Delivery {
         demls_storage::Delivery::Queued => Delivery::Queued,
         demls_storage::Delivery::Sent => Delivery::Sent,
         demls_storage::Delivery::Received => Delivery::Received,
+        demls_storage::Delivery::Delivered => Delivery::Delivered,
     }
 }
 
