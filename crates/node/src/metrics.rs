@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use demls_transport::{DropReason, TransportMetrics};
+use demls_transport::store::{StoreDropReason, StoreOutcome};
+use demls_transport::{DropReason, ReconnectReason, TransportMetrics};
 
 /// Upper bounds of the latency histograms, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -56,7 +57,11 @@ struct Counters {
     /// topic kind → messages the engine accepted.
     handled: BTreeMap<&'static str, u64>,
     published: u64,
-    republished: u64,
+    /// Messages peers' archives gave back, and of those the ones this node did not hold.
+    history_fetched: u64,
+    history_new: u64,
+    /// The archive's size: messages and bytes.
+    archive: (u64, u64),
     publish_failed: BTreeMap<&'static str, u64>,
     epochs: BTreeMap<String, u64>,
     members: BTreeMap<String, usize>,
@@ -73,6 +78,68 @@ struct Counters {
 /// The node's counters, shared by the runtime (writer) and the API (reader).
 #[derive(Default)]
 pub struct Metrics(Mutex<Counters>);
+
+/// The transport's Store and liveness counters.
+fn render_store(out: &mut String, transport: &TransportMetrics) {
+    header(
+        out,
+        "demls_store_queries_answered_total",
+        "Store queries of peers this node answered, by outcome.",
+        "counter",
+    );
+    for outcome in StoreOutcome::ALL {
+        let _ = writeln!(
+            out,
+            "demls_store_queries_answered_total{{outcome=\"{}\"}} {}",
+            outcome.as_str(),
+            transport.store_answered(outcome)
+        );
+    }
+    header(
+        out,
+        "demls_store_queries_sent_total",
+        "Store queries this node sent to peers, and those that failed.",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "demls_store_queries_sent_total{{result=\"all\"}} {}",
+        transport.store_queries_out
+    );
+    let _ = writeln!(
+        out,
+        "demls_store_queries_sent_total{{result=\"failed\"}} {}",
+        transport.store_queries_failed
+    );
+    header(
+        out,
+        "demls_store_messages_dropped_total",
+        "Messages of peers' Store answers dropped, by reason.",
+        "counter",
+    );
+    for reason in StoreDropReason::ALL {
+        let _ = writeln!(
+            out,
+            "demls_store_messages_dropped_total{{reason=\"{}\"}} {}",
+            reason.as_str(),
+            transport.store_dropped(reason)
+        );
+    }
+    header(
+        out,
+        "demls_peer_reconnects_total",
+        "Peers this node reconnected to because it heard nothing from them, by reason.",
+        "counter",
+    );
+    for reason in ReconnectReason::ALL {
+        let _ = writeln!(
+            out,
+            "demls_peer_reconnects_total{{reason=\"{}\"}} {}",
+            reason.as_str(),
+            transport.reconnects(reason)
+        );
+    }
+}
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -122,14 +189,21 @@ impl Metrics {
         *self.lock().handled.entry(kind).or_default() += 1;
     }
 
-    /// A message was published (`republish`: again, for peers catching up).
-    pub fn published(&self, republish: bool) {
+    /// A message was published.
+    pub fn published(&self) {
+        self.lock().published += 1;
+    }
+
+    /// A history fetch from a peer brought `total` messages, `new` of them not held before.
+    pub fn history_fetched(&self, total: usize, new: usize) {
         let mut c = self.lock();
-        if republish {
-            c.republished += 1;
-        } else {
-            c.published += 1;
-        }
+        c.history_fetched += total as u64;
+        c.history_new += new as u64;
+    }
+
+    /// The archive holds `messages` taking `bytes`.
+    pub fn archive_size(&self, messages: u64, bytes: u64) {
+        self.lock().archive = (messages, bytes);
     }
 
     /// Publishing failed for `reason`.
@@ -267,19 +341,41 @@ impl Metrics {
         header(
             &mut out,
             "demls_published_total",
-            "Messages published (first time) and republished for peers catching up.",
+            "Messages published.",
+            "counter",
+        );
+        let _ = writeln!(out, "demls_published_total {}", c.published);
+        header(
+            &mut out,
+            "demls_history_fetched_total",
+            "Messages peers' archives gave back (all), and those this node did not hold (new).",
             "counter",
         );
         let _ = writeln!(
             out,
-            "demls_published_total{{kind=\"first\"}} {}",
-            c.published
+            "demls_history_fetched_total{{kind=\"all\"}} {}",
+            c.history_fetched
         );
         let _ = writeln!(
             out,
-            "demls_published_total{{kind=\"republish\"}} {}",
-            c.republished
+            "demls_history_fetched_total{{kind=\"new\"}} {}",
+            c.history_new
         );
+        header(
+            &mut out,
+            "demls_archive_messages",
+            "Network messages the node's archive keeps for its groups' history.",
+            "gauge",
+        );
+        let _ = writeln!(out, "demls_archive_messages {}", c.archive.0);
+        header(
+            &mut out,
+            "demls_archive_bytes",
+            "Bytes of the archived messages.",
+            "gauge",
+        );
+        let _ = writeln!(out, "demls_archive_bytes {}", c.archive.1);
+        render_store(&mut out, transport);
         header(
             &mut out,
             "demls_publish_failures_total",

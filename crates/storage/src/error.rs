@@ -42,6 +42,9 @@ pub enum StorageError {
     /// The operating system's random source failed.
     #[error("random source: {0}")]
     Random(String),
+    /// An archive query continues after a message the archive does not hold.
+    #[error("the cursor is not a message of the archive")]
+    UnknownCursor,
 }
 
 impl StorageError {

@@ -4,7 +4,8 @@
 //! the MLS state (group snapshots, retained past epochs, key packages) from the engine's
 //! storage journal, the engine's protocol snapshot, the MLS signer and other secrets, the
 //! message history, the outbox of messages to publish, voting proposals with their tally, and
-//! an event log for user interfaces.
+//! an event log for user interfaces. An [`Archive`] beside it keeps the network messages of
+//! the node's groups, which it serves to peers' history queries.
 //!
 //! **One transaction per engine step** ([`Store::commit_step`]): the journal, the snapshot and
 //! the step's history rows and outgoing messages are written together, and the node publishes
@@ -18,12 +19,17 @@
 
 #![warn(missing_docs)]
 
+mod archive;
 mod crypto;
 mod error;
 mod records;
 mod schema;
 mod store;
 
+pub use archive::{
+    ARCHIVE_FILE, Archive, ArchiveLimits, ArchivePage, ArchiveQuery, ArchivedMessage, Selection,
+    Walk,
+};
 pub use error::StorageError;
 pub use records::{
     Delivery, EventRecord, NewEvent, NewMessage, OutboxEntry, ProposalRecord, ProposalState, Step,

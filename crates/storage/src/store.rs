@@ -59,6 +59,32 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     }
 }
 
+/// Opens (or creates) the SQLite database `path` in write-ahead-log mode, readable by this user
+/// only: its directory is created with mode 0700, the file with 0600.
+pub(crate) fn open_private_wal(path: &Path) -> Result<Connection, StorageError> {
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error(dir))?;
+    }
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error(path))?;
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let journal: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(StorageError::corrupt("journal mode", journal));
+    }
+    Ok(conn)
+}
+
 fn to_i64(value: u64, what: &'static str) -> Result<i64, StorageError> {
     i64::try_from(value).map_err(|_| StorageError::OutOfRange(what))
 }
@@ -147,25 +173,8 @@ impl Store {
         passphrase: &str,
         durability: Durability,
     ) -> Result<Self, StorageError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_error(dir))?;
         let path = dir.join(DB_FILE);
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_error(&path))?;
-        let mut conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let journal: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !journal.eq_ignore_ascii_case("wal") {
-            return Err(StorageError::corrupt("journal mode", journal));
-        }
+        let mut conn = open_private_wal(&path)?;
         let synchronous = match durability {
             Durability::Full => "FULL",
             Durability::Relaxed => "OFF",
@@ -450,24 +459,6 @@ impl Store {
     /// Outbox entries not yet published, oldest first.
     pub fn unpublished(&self) -> Result<Vec<OutboxEntry>, StorageError> {
         self.outbox_query("published_at IS NULL ORDER BY seq", [])
-    }
-
-    /// The newest `limit` entries published at or after `since`, oldest first, for peers that
-    /// were away to catch up.
-    pub fn published_since(
-        &self,
-        since: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StorageError> {
-        let mut entries = self.outbox_query(
-            "published_at >= ?1 ORDER BY seq DESC LIMIT ?2",
-            params![
-                to_i64(since.0, "time")?,
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            ],
-        )?;
-        entries.reverse();
-        Ok(entries)
     }
 
     fn outbox_query(

@@ -19,6 +19,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::admission::{Answer, ChainAccess};
 use super::consent::{Outside, load_outside};
+use super::history::{Fetched, History, WAKE_JUMP_NS};
 use super::json::{self, to_text};
 use super::setup::Loaded;
 use super::track::Tracker;
@@ -34,11 +35,9 @@ use demls_api::{
 const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 /// How often old outbox entries and event log entries are pruned.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
-/// Published messages are sent again to peers that connect within this window, so that a node
-/// that was down for a moment catches up (until Waku store is used).
-const CATCH_UP_WINDOW_MS: u64 = 10 * 60 * 1000;
-/// At most this many messages are sent again per connecting peer.
-const CATCH_UP_LIMIT: usize = 512;
+/// Published outbox entries are kept this long (for the history of what left, not to resend:
+/// peers fetch what they missed from the archives of the group's nodes).
+const OUTBOX_KEPT_MS: u64 = 10 * 60 * 1000;
 /// At most this many received network events are handled before their step is persisted.
 const STEP_MESSAGES: usize = 256;
 /// Event log entries kept.
@@ -72,11 +71,24 @@ pub struct Runtime {
     checking: BTreeSet<(GroupId, Address)>,
     /// Chat messages each group knows it misses (the engine's last `Syncing`).
     missing: BTreeMap<GroupId, usize>,
+    /// The archive of the groups' network messages, and fetches of what this node missed.
+    history: History,
+    /// Groups whose history is to be fetched from every connected peer after this step.
+    fetch_due: BTreeSet<GroupId>,
+    /// The wall clock at the last retry tick, to notice a sleep.
+    last_tick_ns: i64,
     /// Groups this node stands outside of (refused, removed), kept across restarts.
     pub(super) outside: BTreeMap<GroupId, Outside>,
     stopping: bool,
     failed: Option<String>,
     _lock: File,
+}
+
+/// A time as Unix nanoseconds, as WakuMessages carry it.
+fn unix_ns(at: Timestamp) -> i64 {
+    i64::try_from(at.0)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000)
 }
 
 fn instant_of(at: Timestamp) -> Instant {
@@ -105,6 +117,7 @@ impl Runtime {
         metrics: Arc<Metrics>,
         events: broadcast::Sender<NodeEvent>,
         (chain, verdicts): (ChainAccess, mpsc::UnboundedSender<Answer>),
+        history: History,
     ) -> Result<Self, NodeError> {
         let Loaded {
             store,
@@ -147,6 +160,9 @@ impl Runtime {
             checking: BTreeSet::new(),
             outside,
             missing: BTreeMap::new(),
+            history,
+            fetch_due: BTreeSet::new(),
+            last_tick_ns: unix_ns(now()),
             stopping: false,
             failed: None,
             _lock: lock,
@@ -179,6 +195,7 @@ impl Runtime {
         mut transport: mpsc::Receiver<TransportEvent>,
         mut jobs: mpsc::Receiver<Job>,
         mut verdicts: mpsc::UnboundedReceiver<Answer>,
+        mut fetched: mpsc::UnboundedReceiver<Fetched>,
     ) -> Result<(), NodeError> {
         self.close_stale_proposals()?;
         self.settle().await?;
@@ -210,14 +227,25 @@ impl Runtime {
                     self.on_verdict(answer);
                     self.settle().await?;
                 }
+                Some(fetched) = fetched.recv() => {
+                    self.on_fetched(fetched);
+                    self.settle().await?;
+                }
                 () = wait_until(deadline) => {
                     self.engine.handle_timeout(now());
                     self.settle().await?;
                 }
-                _ = retry.tick() => self.publish_pending().await?,
+                _ = retry.tick() => {
+                    self.notice_sleep();
+                    self.publish_pending().await?;
+                    self.fetch_due_history();
+                }
                 _ = housekeeping.tick() => {
-                    let before = Timestamp(now().0.saturating_sub(CATCH_UP_WINDOW_MS));
+                    let before = Timestamp(now().0.saturating_sub(OUTBOX_KEPT_MS));
                     self.store.prune(before, EVENTS_KEPT)?;
+                    self.history.prune(unix_ns(now()));
+                    let (messages, bytes) = self.history.size();
+                    self.metrics.archive_size(messages, bytes);
                 }
             }
         }
@@ -233,7 +261,9 @@ impl Runtime {
         if let Some(reason) = &self.failed {
             return Err(NodeError::DataDir(format!("storage failed: {reason}")));
         }
+        self.history.flush();
         self.publish_pending().await?;
+        self.fetch_due_history();
         for event in self.outgoing.drain(..) {
             // No subscriber is fine.
             let _ = self.events.send(event);
@@ -351,6 +381,8 @@ impl Runtime {
         match event {
             Event::Subscribe(group) => {
                 self.subscribed.insert(group.clone());
+                // A joiner finds the latest announcement, a returning member what it missed.
+                self.fetch_due.insert(group.clone());
                 return None;
             }
             Event::Unsubscribe(group) => {
@@ -387,6 +419,9 @@ impl Runtime {
             }
             Event::Syncing { group, missing } => {
                 self.missing.insert(group.clone(), *missing);
+                if *missing > 0 && self.history.gap_due(group) {
+                    self.fetch_due.insert(group.clone());
+                }
             }
             Event::GroupCreated { group } => {
                 if let Some(view) = self.engine.group(group) {
@@ -547,8 +582,15 @@ impl Runtime {
     async fn on_transport(&mut self, event: TransportEvent) -> Result<(), NodeError> {
         let at = now();
         match event {
-            TransportEvent::Message { message, .. } => {
-                self.on_message(&message.content_topic, &message.payload);
+            TransportEvent::Message {
+                pubsub_topic,
+                message,
+                hash,
+                ..
+            } => {
+                if self.on_message(&message.content_topic, &message.payload) {
+                    self.history.heard(&pubsub_topic, hash, &message);
+                }
             }
             TransportEvent::PeerConnected(peer) => {
                 tracing::info!(%peer, "peer connected");
@@ -560,7 +602,10 @@ impl Runtime {
                     },
                     None,
                 ));
-                self.catch_up_peer().await?;
+                let groups: Vec<GroupId> = self.subscribed.iter().cloned().collect();
+                for group in &groups {
+                    self.history.fetch(&self.relay, group, &[peer], unix_ns(at));
+                }
             }
             TransportEvent::PeerDisconnected(peer) => {
                 tracing::info!(%peer, "peer disconnected");
@@ -578,46 +623,85 @@ impl Runtime {
         Ok(())
     }
 
-    fn on_message(&mut self, content_topic: &str, payload: &[u8]) {
+    /// Hands a network message to the engine; returns whether the engine took it.
+    fn on_message(&mut self, content_topic: &str, payload: &[u8]) -> bool {
         let Some(topic) = topics::engine_topic(content_topic) else {
             self.metrics.ignored("foreign_topic");
-            return;
+            return false;
         };
         if !self.subscribed.contains(&topic.group) {
             self.metrics.ignored("other_group");
-            return;
+            return false;
         }
         match self.engine.handle_message(payload, now()) {
-            Ok(()) => self.metrics.handled(match topic.kind {
-                TopicKind::Welcome => "welcome",
-                TopicKind::Application => "application",
-            }),
+            Ok(()) => {
+                self.metrics.handled(match topic.kind {
+                    TopicKind::Welcome => "welcome",
+                    TopicKind::Application => "application",
+                });
+                true
+            }
             Err(error) => {
                 tracing::debug!(group = %topic.group, reason = error.kind(), %error, "message dropped");
                 self.metrics
                     .engine_dropped(topic.group.as_str(), error.kind());
+                false
             }
         }
     }
 
-    /// A peer connected: send it what this node published lately, in case it was away.
-    async fn catch_up_peer(&mut self) -> Result<(), NodeError> {
-        let since = Timestamp(now().0.saturating_sub(CATCH_UP_WINDOW_MS));
-        for entry in self.store.published_since(since, CATCH_UP_LIMIT)? {
-            let Ok(topic) = topics::content_topic(&entry.transmit.topic) else {
+    /// Messages a peer's archive gave back: those this node does not hold go to the engine,
+    /// oldest first, as if they came from the relay.
+    fn on_fetched(&mut self, fetched: Fetched) {
+        self.history.fetched(&fetched);
+        let mut new = 0;
+        for stored in &fetched.messages {
+            if self.history.holds(&stored.hash) {
                 continue;
-            };
-            match self
-                .relay
-                .publish(&topic, entry.transmit.payload, None)
-                .await
-            {
-                Ok(_) => self.metrics.published(true),
-                Err(PublishError::Closed) => return Err(TransportError::Closed.into()),
-                Err(error) => tracing::debug!(%error, "catch-up publish failed"),
+            }
+            new += 1;
+            if self.on_message(&stored.message.content_topic, &stored.message.payload) {
+                self.history
+                    .heard(&stored.pubsub_topic, stored.hash, &stored.message);
             }
         }
-        Ok(())
+        self.metrics.history_fetched(fetched.messages.len(), new);
+        if new > 0 {
+            tracing::info!(group = %fetched.group, peer = %fetched.peer, new, "history fetched");
+        }
+    }
+
+    /// Fetches the history of the groups due from every connected peer.
+    fn fetch_due_history(&mut self) {
+        if self.fetch_due.is_empty() {
+            return;
+        }
+        let peers = self.relay.connected_peers();
+        if peers.is_empty() {
+            // Kept due: the first peer to connect is asked anyway.
+            return;
+        }
+        let at = unix_ns(now());
+        for group in std::mem::take(&mut self.fetch_due) {
+            if self.subscribed.contains(&group) {
+                self.history.fetch(&self.relay, &group, &peers, at);
+            }
+        }
+    }
+
+    /// A clock that jumped since the last tick means the node slept or was stopped: what the
+    /// groups said meanwhile is fetched.
+    fn notice_sleep(&mut self) {
+        let at = unix_ns(now());
+        let gap = at.saturating_sub(self.last_tick_ns);
+        self.last_tick_ns = at;
+        if gap > WAKE_JUMP_NS {
+            tracing::info!(
+                slept_secs = gap / 1_000_000_000,
+                "woke up; fetching what the groups said"
+            );
+            self.fetch_due.extend(self.subscribed.iter().cloned());
+        }
     }
 
     /// Publishes the outbox in order; stops at the first message that cannot go yet. Marks
@@ -635,7 +719,15 @@ impl Runtime {
                 Err(error) => Err(PublishError::Gossipsub(error.to_string())),
             };
             match published {
-                Ok(_) | Err(PublishError::Duplicate) => self.metrics.published(false),
+                Ok(published) => {
+                    self.history.heard(
+                        &self.relay.pubsub_topic().to_string(),
+                        published.hash,
+                        &published.message,
+                    );
+                    self.metrics.published();
+                }
+                Err(PublishError::Duplicate) => self.metrics.published(),
                 Err(PublishError::NoPeers) => break,
                 Err(PublishError::QueuesFull) => {
                     self.metrics.publish_failed("queues_full");

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod consent;
 mod core;
+mod history;
 pub mod json;
 pub mod setup;
 mod track;
@@ -298,8 +299,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         config.engine,
         now(),
     )?;
+    let (fetched, fetched_rx) = mpsc::unbounded_channel();
+    let history = history::History::open(&config.data_dir, fetched)?;
     let transport = TransportConfig {
         node_key: Some(loaded.node_key),
+        store: Some(Arc::new(history.backend())),
         ..config.transport
     };
     let (relay, transport_events) = WakuRelay::start(transport).await?;
@@ -314,10 +318,13 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         metrics.clone(),
         events.clone(),
         (config.chain.clone(), verdicts),
+        history,
     )?;
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let result = runtime.run(transport_events, job_rx, verdict_rx).await;
+        let result = runtime
+            .run(transport_events, job_rx, verdict_rx, fetched_rx)
+            .await;
         if let Err(error) = &result {
             tracing::error!(%error, "node stopped");
         }
