@@ -561,6 +561,12 @@ fn print_group(g: &GroupDetail) {
         h.queued,
         serde_json::to_string(&h.dropped).unwrap_or_default()
     );
+    if h.missing_messages > 0 {
+        say!(
+            "syncing: {} messages known to be missing are being fetched from peers",
+            h.missing_messages
+        );
+    }
 }
 
 fn print_requests(list: &[PendingRequest]) {
