@@ -60,6 +60,7 @@ struct Counters {
     /// Messages peers' archives gave back, and of those the ones this node did not hold.
     history_fetched: u64,
     history_new: u64,
+    history_bytes: u64,
     /// The archive's size: messages and bytes.
     archive: (u64, u64),
     publish_failed: BTreeMap<&'static str, u64>,
@@ -194,11 +195,20 @@ impl Metrics {
         self.lock().published += 1;
     }
 
-    /// A history fetch from a peer brought `total` messages, `new` of them not held before.
-    pub fn history_fetched(&self, total: usize, new: usize) {
+    /// A history fetch from a peer brought `total` messages of `bytes` (as encoded), `new` of
+    /// them not held before.
+    pub fn history_fetched(&self, total: usize, new: usize, bytes: usize) {
         let mut c = self.lock();
         c.history_fetched += total as u64;
         c.history_new += new as u64;
+        c.history_bytes += bytes as u64;
+    }
+
+    /// Messages fetched from peers' archives that this node did not hold, and the bytes of
+    /// all fetched messages.
+    pub fn history(&self) -> (u64, u64) {
+        let c = self.lock();
+        (c.history_new, c.history_bytes)
     }
 
     /// The archive holds `messages` taking `bytes`.
@@ -361,6 +371,13 @@ impl Metrics {
             "demls_history_fetched_total{{kind=\"new\"}} {}",
             c.history_new
         );
+        header(
+            &mut out,
+            "demls_history_fetched_bytes_total",
+            "Bytes of the messages peers' archives gave back.",
+            "counter",
+        );
+        let _ = writeln!(out, "demls_history_fetched_bytes_total {}", c.history_bytes);
         header(
             &mut out,
             "demls_archive_messages",

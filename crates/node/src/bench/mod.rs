@@ -4,12 +4,15 @@
 //!   Welcome, a member processing it, a joiner joining from the Welcome.
 //! - [`messages`]: application messages encrypted and decrypted per second,
 //!   with every engine step written to the node's SQLite store.
+//! - [`history`]: a member back after N messages gets them from a peer's archive (Waku
+//!   Store) through the whole node; and the Store query throughput of one node.
 //! - [`network`]: a member admitted into a group on the simulated network:
 //!   latency in one-way delays, and what every member sends.
 //!
 //! Each prints a table, or with `--json` one JSON object per line.
 
 mod commit;
+mod history;
 mod messages;
 mod network;
 
@@ -31,6 +34,8 @@ enum BenchCommand {
     Commit(commit::CommitArgs),
     /// Application messages encrypted and decrypted per second, persisted to SQLite.
     Messages(messages::MessagesArgs),
+    /// A member back after N messages fetches them from a peer's archive; Store throughput.
+    History(history::HistoryArgs),
     /// One member admitted into a group on the simulated network: delays, messages, bytes.
     Network(network::NetworkArgs),
 }
@@ -40,6 +45,7 @@ pub fn run(args: &BenchArgs) -> BenchResult<()> {
     match &args.command {
         BenchCommand::Commit(args) => commit::run(args),
         BenchCommand::Messages(args) => messages::run(args),
+        BenchCommand::History(args) => history::run(args),
         BenchCommand::Network(args) => network::run(args),
     }
 }

@@ -665,7 +665,13 @@ impl Runtime {
                     .heard(&stored.pubsub_topic, stored.hash, &stored.message);
             }
         }
-        self.metrics.history_fetched(fetched.messages.len(), new);
+        let bytes = fetched
+            .messages
+            .iter()
+            .map(|m| prost::Message::encoded_len(&m.message))
+            .sum();
+        self.metrics
+            .history_fetched(fetched.messages.len(), new, bytes);
         if new > 0 {
             tracing::info!(group = %fetched.group, peer = %fetched.peer, new, "history fetched");
         }
