@@ -195,3 +195,74 @@ fn a_js_waku_store_client_reads_a_groups_history_from_a_demls_node() {
     assert!(paged.len() >= 3, "{} pages", paged.len());
     assert_eq!(paged.into_iter().flatten().collect::<Vec<_>>(), whole);
 }
+
+#[test]
+fn a_member_offline_across_five_epochs_gets_every_message_of_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, bob, mut carol) = line(tmp.path());
+    let (start_epoch, _) = epoch_and_size(&alice.group("lab").unwrap());
+    bob.cli_json(&["send", "lab", "epoch talk 0"]);
+    wait_until("carol reads the first", LIMIT, || {
+        with_prefix(&carol, "epoch talk").len() == 1
+    });
+    let carol_socket = carol.listen_socket();
+    let carol_dir = carol.dir.clone();
+    carol.kill();
+
+    // While Carol is away: three join (by invitation; Carol's silence does not block them)
+    // and two of them leave again, a message in each epoch.
+    let newcomers: Vec<NodeProc> = ["dave", "erin", "frank"]
+        .iter()
+        .map(|name| {
+            NodeProc::start(
+                &tmp.path().join(name),
+                "/ip4/127.0.0.1/tcp/0",
+                &[&alice.listen],
+            )
+        })
+        .collect();
+    let mut expected = vec!["epoch talk 0".to_owned()];
+    let mut epoch = start_epoch;
+    let mut says = |text: String, epoch: u64| {
+        wait_until(&format!("alice at epoch {epoch}"), LIMIT, || {
+            epoch_and_size(&alice.group("lab").unwrap()).0 == epoch
+        });
+        wait_until(&format!("bob at epoch {epoch}"), LIMIT, || {
+            epoch_and_size(&bob.group("lab").unwrap()).0 == epoch
+        });
+        bob.cli_json(&["send", "lab", &text]);
+        expected.push(text);
+    };
+    for newcomer in &newcomers {
+        alice.invite("lab", newcomer);
+        epoch += 1;
+        says(format!("epoch talk {}", epoch - start_epoch), epoch);
+    }
+    for leaver in &newcomers[..2] {
+        leaver.cli_json(&["leave", "lab"]);
+        epoch += 1;
+        says(format!("epoch talk {}", epoch - start_epoch), epoch);
+    }
+    assert_eq!(epoch, start_epoch + 5);
+    wait_until("alice has every message", LIMIT, || {
+        with_prefix(&alice, "epoch talk").len() == expected.len()
+    });
+    drop(carol);
+
+    let carol = NodeProc::start(&carol_dir, &carol_socket, &[&alice.listen]);
+    wait_until("carol gets every message of the five epochs", LIMIT, || {
+        with_prefix(&carol, "epoch talk").len() == expected.len()
+    });
+    assert_eq!(with_prefix(&carol, "epoch talk"), expected);
+    assert_eq!(
+        epoch_and_size(&carol.group("lab").unwrap()),
+        epoch_and_size(&alice.group("lab").unwrap())
+    );
+    // Frank, who joined in the third of those epochs, has nothing from before he joined.
+    let frank = with_prefix(&newcomers[2], "epoch talk");
+    assert_eq!(
+        frank,
+        expected[3..].to_vec(),
+        "frank's history starts at his join"
+    );
+}
