@@ -249,7 +249,7 @@ try {
   await api(carol, "POST", "/api/groups/lab/messages", { text: "Hi both, Carol here (from the command line)." });
   await see(a, "Carol here", ".messages");
   await see(b, "Carol here", ".messages");
-  await see(a, "sent", ".messages li.own");
+  await see(a, /^(sent|delivered)$/, ".messages li.own .delivery");
   log("messages crossed both ways, live");
   await shot(a, "chat");
   await shot(b, "chat-phone");
@@ -326,7 +326,7 @@ try {
   await see(b, "The members voted you out", "main");
   await see(b, `by ${aliceShort}, YES 2`, "main");
   await see(b, "Hello Bob, welcome to the lab.", ".messages");
-  await see(b, "removed · history only", "body");
+  await see(b, "removed · history only", "main");
   await shot(b, "removed-member");
   await see(a, "2 members in epoch 3", "main");
   await tab(a, "lab", "Chat");
@@ -351,7 +351,7 @@ try {
   await b.getByRole("button", { name: "Leave group" }).click();
   await see(b, "You are no longer a member of lab");
   await see(b, "You left this group", "main");
-  await see(b, "left · history only", "body");
+  await see(b, "left · history only", "main");
   await shot(b, "left-group");
   await tab(a, "lab", "Members");
   await see(a, "2 members in epoch 5", "main");

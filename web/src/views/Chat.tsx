@@ -47,6 +47,7 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
   const [text, setText] = useState("");
   const list = useRef<HTMLOListElement>(null);
   const following = useRef(true);
+  const autoScrolledTo = useRef(0);
   const membership = useMembershipEvents(name);
 
   const loadFrom = async (after: number) => {
@@ -80,11 +81,17 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
   // Stay at the newest message while the reader is there; leave them where they are when they scrolled up.
   useEffect(() => {
     const box = list.current;
-    if (box && following.current) box.scrollTop = box.scrollHeight;
+    if (box && following.current) {
+      box.scrollTop = box.scrollHeight;
+      autoScrolledTo.current = box.scrollTop;
+    }
   }, [messages.length, membership.length]);
+  // Only the reader scrolls up: the history growing under an automatic scroll does not stop following.
   const onScroll = () => {
     const box = list.current;
-    if (box) following.current = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+    if (!box) return;
+    following.current =
+      box.scrollTop >= autoScrolledTo.current - 1 || box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   };
 
   const send = async (e: Event) => {
