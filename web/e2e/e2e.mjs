@@ -221,6 +221,10 @@ try {
   await see(b, aliceShort, ".requests");
   await see(b, "YES 1 · NO 0 · 2 voters", ".requests");
   await shot(b, "pending-request");
+  await tab(b, "lab", "Proposals");
+  await see(b, `Admit ${carolShort}`, "main");
+  await shot(b, "proposals-vote-phone");
+  await tab(b, "lab", "Members");
   await b.locator(".requests").getByRole("button", { name: "Approve" }).click();
   await a.locator("article.approved", { hasText: `Admit ${carolShort}` }).waitFor({ timeout: WAIT });
   log("carol's join was approved by alice's and bob's YES");

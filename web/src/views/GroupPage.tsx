@@ -141,7 +141,7 @@ function Removed({ name, removal }: { name: string; removal: Removal | null }) {
   const askAgain = useAskAgain(name);
   const left = removal?.reason.kind === "left";
   return (
-    <section aria-labelledby="group-title" class="outside">
+    <section aria-labelledby="group-title" class="outside chat-page">
       <div class="group-head">
         <h1 id="group-title">{name}</h1>
         <p class="meta">{left ? "left · history only" : "removed · history only"}</p>
@@ -151,8 +151,8 @@ function Removed({ name, removal }: { name: string; removal: Removal | null }) {
         <p class="reason">{removal ? removalReason(removal, shortAddress) : "This node is no longer a member."}</p>
         {removal && <p class="meta">This node learned it at {dateTime(removal.at)}.</p>}
         <p>
-          You no longer read what the group says. Its history up to then stays here. To come back, ask again: the
-          members decide (an invitation from a member counts as that member's YES; join with its ticket).
+          You no longer read what the group says; its history up to then stays here. To come back, ask again (the
+          members decide) or join with a member's ticket.
         </p>
         <button type="button" onClick={() => void askAgain()}>
           Ask to join again

@@ -79,8 +79,8 @@ export function Members({ name, requests }: { name: string; requests: Loaded<Pen
           <h2>How {name} admits people</h2>
           <p>
             {JOIN_RULES[rules.join_rule]}. Votes on admitting or removing someone stay open{" "}
-            {duration(rules.membership_vote_timeout_secs)}; members who stay silent count as NO. Who may join:{" "}
-            {rules.admission}.
+            {duration(rules.membership_vote_timeout_secs)}; members who stay silent count as NO.
+            {rules.gated && <> Joiners must also meet the group's gate: {rules.admission}.</>}
           </p>
           {rules.invitations.length > 0 && (
             <>
