@@ -331,6 +331,8 @@ try {
   await see(b, `by ${aliceShort}, YES 2`, "main");
   await see(b, "Hello Bob, welcome to the lab.", ".messages");
   await see(b, "removed · history only", "main");
+  await see(b, "The members voted you out", ".messages li.event");
+  await b.waitForFunction(() => document.querySelectorAll(".notices .notice").length === 0, null, { timeout: WAIT });
   await shot(b, "removed-member");
   await see(a, "2 members in epoch 3", "main");
   await tab(a, "lab", "Chat");
