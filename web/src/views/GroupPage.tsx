@@ -66,7 +66,8 @@ function MemberPage({ name, tab, summary }: { name: string; tab: Tab; summary: G
     () => api.requests(name),
     (e: HubEvent) => groupOf(e) === name && REQUESTS_CHANGE.includes(e.type),
   );
-  const waiting = requests.data?.length ?? 0;
+  // Requests this person has not decided yet: the ones the page asks them to look at.
+  const waiting = requests.data?.filter((r) => r.own_vote === null).length ?? 0;
   const leave = async () => {
     if (!window.confirm(`Leave ${name}? You will not read what the group says after you leave.`)) return;
     try {
