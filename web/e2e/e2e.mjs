@@ -1,10 +1,14 @@
 // The web client end to end: two `demls node` processes on loopback, one browser page each.
-// Alice creates a group, Bob asks to join from his page and is admitted, a third node (Carol,
-// driven over the HTTP API) asks to join and Bob votes YES on his page while Alice watches the
-// tally; both see Carol appear, chat both ways live, reload and see the history, and Bob's
-// page tells him when his node is gone and catches up when it is back; Bob leaves. At last
-// Alice creates a group gated on a balance of 1 ETH that Bob (0 ETH) is refused from: his page
-// says who refused him and why, and offers to ask again.
+// Alice creates a group and invites Bob from her page; Bob joins with the ticket on his page and
+// is admitted (the invitation is Alice's YES). A third node (Carol, driven over the HTTP API) asks
+// to join as a stranger: nobody's silence admits her; Alice approves on her page (one YES of two
+// is not enough) and Bob, seeing who asks and who approved, approves on his. All three chat (a
+// long history scrolls under a header and a composer that stay in place), with joins in the
+// timeline; pages reload, and Bob's page tells him when his node is gone and catches up when it
+// is back. Alice proposes removing Bob and Carol agrees: Bob's page says he was removed, by which
+// vote, keeps the history, and lets him ask again; Alice and Carol approve him; then he leaves. At
+// last Alice creates a group gated on a balance of 1 ETH that Bob (0 ETH) is refused from: his
+// page says who refused him and why, and offers to ask again.
 //
 // DEMLS_BIN: the demls binary (required). DEMLS_ETH_RPC: an Ethereum JSON-RPC endpoint for
 // Alice's --eth-rpc, e.g. anvil (required). DEMLS_SCREENSHOTS: where to save a screenshot of each
@@ -103,6 +107,21 @@ async function openGroup(page, name) {
   if (await back.isVisible()) await back.click();
   await page.locator(".groups").getByText(name).click();
 }
+const short = (address) => `${address.slice(0, 6)}…${address.slice(-4)}`;
+/** Calls `probe` until it returns something, for up to WAIT. */
+async function eventually(what, probe) {
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    try {
+      const found = await probe();
+      if (found) return found;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
 const tab = (page, group, name) => page.locator(`nav[aria-label="${group} views"]`).getByRole("link", { name }).click();
 
 let browser;
@@ -145,53 +164,86 @@ try {
   await see(b, "Welcome");
   log("both signed in");
 
-  // Alice creates "lab"; Bob asks to join and is admitted.
+  // Alice creates "lab" (by invitation, the default) and invites Bob from her page.
   await a.getByText("New group").click();
   await a.getByLabel("Name", { exact: true }).fill("lab");
-  await a.getByLabel("Votes stay open for (seconds)").fill("300");
+  await a.getByLabel("Votes on elections and emergencies stay open for (seconds)").fill("300");
   await a.getByRole("button", { name: "Create" }).click();
   await see(a, "epoch 0 · 1 member", "main");
-  await b.getByText("Join a group").click();
-  await b.getByLabel("Group name").fill("lab");
-  await b.getByRole("button", { name: "Ask to join" }).click();
+  await a.getByRole("button", { name: "Invite", exact: true }).click();
+  await see(a, "By invitation and the members' vote", ".invite");
+  await a.getByLabel("Their address").fill(bob.address);
+  await a.getByRole("button", { name: "Create invitation" }).click();
+  const ticketBox = a.locator("textarea#invite-ticket");
+  await ticketBox.waitFor({ timeout: WAIT });
+  const ticket = await ticketBox.inputValue();
+  if (!ticket.startsWith("demls:")) throw new Error(`not a ticket: ${ticket}`);
+  await shot(a, "invite");
+  await a.getByRole("button", { name: "Close", exact: true }).click();
+
+  // Bob joins with the ticket on his page and is admitted: the invitation is Alice's YES.
+  await b.getByText("Join with a ticket").click();
+  await b.getByLabel("Ticket", { exact: true }).fill(ticket);
+  await b.getByRole("button", { name: "Join", exact: true }).click();
   await see(b, "Asking to join", "main");
   await shot(b, "joining");
   await see(b, "epoch 1 · 2 members", "main");
-  log("bob was admitted");
+  log("bob joined with alice's invitation");
   await shot(a, "groups");
 
-  // Bob votes by hand; Carol asks to join; Alice watches the live tally while Bob votes YES.
+  // Bob votes by hand. Carol asks to join as a stranger: Alice sees her request and approves it,
+  // which is one YES of two voters, not yet a majority.
   await b.getByRole("link", { name: "This node" }).click();
   await b.getByLabel(/By hand/).check();
   await see(b, "You vote by hand");
   const carol = await startNode("carol", { apiPort: cApi, p2pPort: cP2p, peers: [alice.listen] });
   await api(carol, "POST", "/api/groups/lab/join", {});
-  await openGroup(a, "lab");
+  const carolShort = short(carol.address);
+  const aliceShort = short(alice.address);
+  const bobShort = short(bob.address);
+  await see(a, "1 person asks to join", "main");
+  await tab(a, "lab", "Members");
+  await see(a, carolShort, ".requests");
+  await see(a, "Not invited by anyone", ".requests");
+  await a.locator(".requests").getByRole("button", { name: "Approve" }).click();
+  await see(a, "You approved this request", ".requests");
   await tab(a, "lab", "Proposals");
-  const short = `${carol.address.slice(0, 6)}…${carol.address.slice(-4)}`;
-  await see(a, `Admit ${short}`, "main");
+  await see(a, `Admit ${carolShort}`, "main");
   await see(a, "YES 1 · NO 0 · 2 voters", "main");
   await shot(a, "proposals");
+
+  // Bob sees on his phone who asks, since when and who approved, and approves: she is in.
   await openGroup(b, "lab");
+  await see(b, "1 person asks to join", "main");
+  await tab(b, "lab", "Members");
+  await see(b, carolShort, ".requests");
+  await see(b, "Approved by", ".requests");
+  await see(b, aliceShort, ".requests");
+  await see(b, "YES 1 · NO 0 · 2 voters", ".requests");
+  await shot(b, "pending-request");
   await tab(b, "lab", "Proposals");
-  await see(b, `Admit ${short}`, "main");
+  await see(b, `Admit ${carolShort}`, "main");
   await shot(b, "proposals-vote-phone");
-  await b.getByRole("button", { name: "Vote YES" }).click();
-  await a.locator("article.approved", { hasText: `Admit ${short}` }).waitFor({ timeout: WAIT });
-  log("carol's join was approved by bob's vote");
+  await tab(b, "lab", "Members");
+  await b.locator(".requests").getByRole("button", { name: "Approve" }).click();
+  await a.locator("article.approved", { hasText: `Admit ${carolShort}` }).waitFor({ timeout: WAIT });
+  log("carol's join was approved by alice's and bob's YES");
   await shot(a, "proposals-decided");
 
   // Both see Carol appear.
   await tab(a, "lab", "Members");
   await see(a, "3 members in epoch 2", "main");
-  await tab(b, "lab", "Members");
   await see(b, "3 members in epoch 2", "main");
-  await see(b, short, "main");
+  await see(b, carolShort, "main");
+  await see(b, "Nobody is waiting", ".requests");
   await shot(a, "members");
 
-  // Chat both ways, live.
+  // Chat both ways, live, with the joins in the timeline.
   await tab(a, "lab", "Chat");
   await tab(b, "lab", "Chat");
+  await see(a, "You invited", ".messages li.event");
+  await see(a, `${carolShort} joined (epoch 2)`, ".messages li.event");
+  await see(b, `${carolShort} joined (epoch 2)`, ".messages li.event");
   await a.getByLabel("Message to lab").fill("Hello Bob, welcome to the lab.");
   await a.getByRole("button", { name: "Send" }).click();
   await see(b, "Hello Bob, welcome to the lab.", ".messages");
@@ -201,10 +253,42 @@ try {
   await api(carol, "POST", "/api/groups/lab/messages", { text: "Hi both, Carol here (from the command line)." });
   await see(a, "Carol here", ".messages");
   await see(b, "Carol here", ".messages");
-  await see(a, "sent", ".messages li.own");
+  await see(a, /^(sent|delivered)$/, ".messages li.own .delivery");
   log("messages crossed both ways, live");
   await shot(a, "chat");
   await shot(b, "chat-phone");
+
+  // A long history scrolls on its own: the group's header and the composer stay on screen.
+  const LINES = 30;
+  for (let i = 1; i <= LINES; i++) {
+    await api(carol, "POST", "/api/groups/lab/messages", {
+      text: `Line ${i} of a long talk: the history scrolls while the header and the box to write in stay.`,
+    });
+  }
+  await see(b, `Line ${LINES} of a long talk`, ".messages");
+  await see(a, `Line ${LINES} of a long talk`, ".messages");
+  await b.waitForTimeout(300);
+  const layout = await b.evaluate(() => {
+    const box = document.querySelector(".messages");
+    const inView = (selector) => {
+      const r = document.querySelector(selector).getBoundingClientRect();
+      return r.top >= 0 && r.bottom <= window.innerHeight;
+    };
+    return {
+      scrolls: box.scrollHeight > box.clientHeight,
+      atNewest: box.scrollHeight - box.scrollTop - box.clientHeight < 80,
+      title: inView("#group-title"),
+      tabs: inView(".tabs"),
+      compose: inView(".compose"),
+      page: document.documentElement.scrollHeight <= window.innerHeight + 1,
+    };
+  });
+  for (const [what, ok] of Object.entries(layout)) {
+    if (!ok) throw new Error(`long chat on a phone: ${what} fails (${JSON.stringify(layout)})`);
+  }
+  await shot(b, "chat-long-phone");
+  await shot(a, "chat-long");
+  log("a long history scrolls under a fixed header and composer");
 
   await tab(a, "lab", "Health");
   await see(a, "epoch steward: commits now", "main");
@@ -231,27 +315,63 @@ try {
   await see(b, "Carol here", ".messages");
   log("bob's node restarted: the page reconnected and the history is there");
 
+  // Alice proposes removing Bob; Carol agrees over the API (two YES of three): Bob's page says he
+  // was removed, by which vote, and keeps the history.
+  await tab(a, "lab", "Members");
+  a.once("dialog", (dialog) => void dialog.accept());
+  await a.locator("tr", { hasText: bobShort }).getByRole("button", { name: "Propose removal" }).click();
+  const removal = await eventually("the removal proposal on carol's node", async () =>
+    (await api(carol, "GET", "/api/groups/lab/proposals")).find(
+      (p) => p.state === "open" && p.change.kind === "remove" && p.change.member.toLowerCase() === bob.address.toLowerCase(),
+    ),
+  );
+  await api(carol, "POST", `/api/groups/lab/proposals/${removal.id}/votes`, { yes: true });
+  await see(b, "You were removed from this group", "main");
+  await see(b, "The members voted you out", "main");
+  await see(b, `by ${aliceShort}, YES 2`, "main");
+  await see(b, "Hello Bob, welcome to the lab.", ".messages");
+  await see(b, "removed · history only", "main");
+  await see(b, "The members voted you out", ".messages li.event");
+  await b.waitForFunction(() => document.querySelectorAll(".notices .notice").length === 0, null, { timeout: WAIT });
+  await shot(b, "removed-member");
+  await see(a, "2 members in epoch 3", "main");
+  await tab(a, "lab", "Chat");
+  await see(a, `${bobShort} was removed by vote (epoch 3)`, ".messages li.event");
+  log("bob was removed by a majority; his page says why and keeps the history");
+
+  // Bob asks to join again; Alice approves on her page and Carol over the API.
+  await b.getByRole("button", { name: "Ask to join again" }).click();
+  await see(b, "Asking to join", "main");
+  await tab(a, "lab", "Members");
+  await see(a, bobShort, ".requests");
+  await a.locator(".requests").getByRole("button", { name: "Approve" }).click();
+  await eventually("carol's approval of bob", () =>
+    api(carol, "POST", `/api/groups/lab/requests/${bob.address}`, { approve: true }),
+  );
+  await see(b, "epoch 4 · 3 members", "main");
+  log("bob asked again and the group admitted him");
+
   // Bob leaves: his page says so, and keeps the history; Alice's page loses a member.
+  await openGroup(b, "lab");
   b.once("dialog", (dialog) => void dialog.accept());
   await b.getByRole("button", { name: "Leave group" }).click();
   await see(b, "You are no longer a member of lab");
-  await see(b, "no longer in this group", "main");
-  await see(b, "Hello Bob, welcome to the lab.", ".messages");
+  await see(b, "You left this group", "main");
+  await see(b, "left · history only", "main");
   await shot(b, "left-group");
   await tab(a, "lab", "Members");
-  await see(a, "2 members in epoch 3", "main");
+  await see(a, "2 members in epoch 5", "main");
   log("bob left; his page keeps the history");
 
   // A steward refuses Bob: his page says who and why, without a member's view, and he may ask again.
   await api(alice, "POST", "/api/groups", { name: "dao", admission: { kind: "min_eth", amount: "1" } });
   const back = b.getByRole("link", { name: "← All groups" });
   if (await back.isVisible()) await back.click();
-  await b.getByText("Join a group").click();
+  await b.getByText("Ask to join by name").click();
   await b.getByLabel("Group name").fill("dao");
   await b.getByRole("button", { name: "Ask to join" }).click();
   await see(b, "Request refused", "main");
   await see(b, "is below the required 1 ETH", "main");
-  const aliceShort = `${alice.address.slice(0, 6)}…${alice.address.slice(-4)}`;
   await see(b, aliceShort, "main");
   if ((await b.locator('nav[aria-label="dao views"]').count()) !== 0) throw new Error("a refused group shows a member's tabs");
   if ((await b.locator("body").innerText()).includes("null")) throw new Error("the page shows a null");

@@ -5,15 +5,20 @@ import type {
   Ballot,
   GroupDetail,
   GroupSummary,
-  Health,
+  Invitation,
   JoinProgress,
   JoinRequest,
   Message,
+  JoinTicket,
   NewGroup,
+  NewInvitation,
   NewMessage,
   NewProposal,
+  NodeEvent,
   NodeInfo,
+  PendingRequest,
   Proposal,
+  RequestDecision,
   Roster,
   SignedIn,
   SignIn,
@@ -76,9 +81,15 @@ export function client(token: string) {
     join: (name: string, steward?: string) =>
       call<GroupSummary>("POST", group(name, "/join"), { steward } satisfies JoinRequest),
     joinProgress: (name: string) => call<JoinProgress>("GET", group(name, "/join")),
+    joinWithTicket: (ticket: string) => call<GroupSummary>("POST", "/api/join", { ticket } satisfies JoinTicket),
+    group: (name: string) => call<GroupDetail>("GET", group(name)),
+    invite: (name: string, address: string) =>
+      call<Invitation>("POST", group(name, "/invitations"), { address } satisfies NewInvitation),
+    requests: (name: string) => call<PendingRequest[]>("GET", group(name, "/requests")),
+    decideRequest: (name: string, address: string, approve: boolean) =>
+      call<Proposal>("POST", group(name, `/requests/${address}`), { approve } satisfies RequestDecision),
     leave: (name: string) => call<StatusBody>("POST", group(name, "/leave")),
     roster: (name: string) => call<Roster>("GET", group(name, "/roster")),
-    health: (name: string) => call<Health>("GET", group(name, "/health")),
     proposals: (name: string) => call<Proposal[]>("GET", group(name, "/proposals")),
     proposeRemoval: (name: string, member: string) =>
       call<StatusBody>("POST", group(name, "/proposals"), { kind: "remove", member } satisfies NewProposal),
@@ -86,6 +97,7 @@ export function client(token: string) {
       call<Proposal>("POST", group(name, `/proposals/${id}/votes`), { yes } satisfies Ballot),
     messages: (name: string, after: number, limit: number) =>
       call<Message[]>("GET", group(name, `/messages?after=${after}&limit=${limit}`)),
+    eventLog: (after: number, limit: number) => call<NodeEvent[]>("GET", `/api/events/log?after=${after}&limit=${limit}`),
     send: (name: string, text: string) => call<Message>("POST", group(name, "/messages"), { text } satisfies NewMessage),
     /** The event stream's address (browsers cannot set headers on WebSockets). */
     eventsUrl: () => {

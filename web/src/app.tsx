@@ -131,19 +131,11 @@ function standing(g: GroupSummary): string {
       return "asking to join…";
     case "refused":
       return "request refused";
+    case "removed":
+      return g.removal?.reason.kind === "left" ? "left · history only" : "removed · history only";
     case "member":
       return `epoch ${g.epoch ?? "?"} · ${g.members ?? "?"} ${g.members === 1 ? "member" : "members"}${g.is_steward ? " · steward" : ""}`;
   }
-}
-
-const KNOWN_KEY = (address: string) => `demls.groups.${address}`;
-
-/** Groups this browser saw this node in, so that left groups keep their history in the list. */
-function rememberGroups(address: string, listed: GroupSummary[]): string[] {
-  const known = new Set<string>(JSON.parse(localStorage.getItem(KNOWN_KEY(address)) ?? "[]"));
-  for (const g of listed) known.add(g.id);
-  localStorage.setItem(KNOWN_KEY(address), JSON.stringify([...known].sort()));
-  return [...known].filter((id) => !listed.some((g) => g.id === id)).sort();
 }
 
 function Shell({
@@ -167,7 +159,11 @@ function Shell({
   );
   useEvents((event) => {
     if (event.type === "removed") {
-      notify(`You are no longer a member of ${event.group}: the commit of epoch ${event.epoch} removed you.`);
+      notify(
+        event.reason.kind === "left"
+          ? `You are no longer a member of ${event.group}: you left in epoch ${event.epoch}.`
+          : `You are no longer a member of ${event.group}: you were removed in epoch ${event.epoch}.`,
+      );
     } else if (event.type === "joined") {
       notify(`You were admitted to ${event.group} at epoch ${event.epoch}.`);
     } else if (event.type === "join_refused") {
@@ -175,7 +171,6 @@ function Shell({
     }
   });
   const listed = groups.data ?? [];
-  const left = groups.data ? rememberGroups(node.address, listed) : [];
   const selected = route.group;
   const summary = listed.find((g) => g.id === selected);
   return (
@@ -215,16 +210,8 @@ function Shell({
                 </a>
               </li>
             ))}
-            {left.map((id) => (
-              <li key={id}>
-                <a href={`#/g/${encodeURIComponent(id)}`} aria-current={id === selected ? "page" : undefined}>
-                  <span class="name">{id}</span>
-                  <span class="meta">left · history only</span>
-                </a>
-              </li>
-            ))}
           </ul>
-          {groups.data && listed.length + left.length === 0 && <p class="hint">No groups yet: create one or ask to join one.</p>}
+          {groups.data && listed.length === 0 && <p class="hint">No groups yet: create one or ask to join one.</p>}
           <GroupForms onDone={groups.reload} />
         </nav>
         <main id="main" tabIndex={-1}>
@@ -239,8 +226,9 @@ function Shell({
             <section class="welcome">
               <h1>Welcome</h1>
               <p>
-                Pick a group on the left, create one, or ask to join one by its name. Give others your node's
-                address from <a href="#/node">This node</a> so they can connect to you.
+                Pick a group on the left, create one, or join one with the ticket a member gave you. Give others
+                your node's address from <a href="#/node">This node</a> so they can invite you and connect to
+                you.
               </p>
             </section>
           )}

@@ -1,6 +1,6 @@
 // Words and numbers as a person reads them.
 
-import { ApiError, type Change, type Mode, type Role, type Violation } from "./api";
+import { ApiError, type Change, type JoinRule, type Mode, type Removal, type Role, type Violation } from "./api";
 
 export const shortAddress = (address: string) => `${address.slice(0, 6)}…${address.slice(-4)}`;
 
@@ -42,6 +42,34 @@ export const VIOLATIONS: Record<Violation, string> = {
   deadlock: "every steward and re-election stayed silent",
 };
 
+/** A length of time in the largest whole unit: "45 s", "5 min", "1 h", "1 d". */
+export function duration(secs: number): string {
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60]] as const) {
+    if (secs >= size && secs % size === 0) return `${secs / size} ${unit}`;
+  }
+  return `${secs} s`;
+}
+
+export const JOIN_RULES: Record<JoinRule, string> = {
+  invite: "By invitation and the members' vote: silence never admits anyone",
+  open: "Open: anyone who asks (automatic voters say YES)",
+};
+
+/** Why this node is no longer a member, in one sentence. */
+export function removalReason(removal: Removal, name: (address: string) => string): string {
+  const reason = removal.reason;
+  switch (reason.kind) {
+    case "left":
+      return `You left the group (committed in epoch ${removal.epoch}).`;
+    case "voted":
+      return `The members voted you out: proposal ${reason.proposal} by ${name(reason.owner)}, YES ${reason.yes} · NO ${reason.no} of ${reason.voters} voters, committed by ${name(removal.by)} in epoch ${removal.epoch}.`;
+    case "emergency":
+      return `An emergency vote removed you as a steward: evidence: ${VIOLATIONS[reason.violation]} (proposal ${reason.proposal}, committed by ${name(removal.by)} in epoch ${removal.epoch}).`;
+    case "replaced":
+      return `A newer key package of your own address took your place in epoch ${removal.epoch} (your node asked to join again from another state).`;
+  }
+}
+
 /** What a proposal asks for, in one line. */
 export function describe(change: Change, name: (address: string) => string): string {
   switch (change.kind) {
@@ -68,6 +96,9 @@ const MESSAGES: Record<string, string> = {
   joining: "This node is still waiting to be admitted to that group.",
   join_refused: "A steward refused this node's request to join that group.",
   group_exists: "A group with that name exists on this node already.",
+  removed: "This node is no longer a member of that group.",
+  no_such_request: "Nobody with that address is waiting to join any more: the request was decided or withdrawn.",
+  already_member: "That address is a member already.",
   bad_token: "The node refused the token. Sign in again with the token in its data directory.",
   no_token: "Sign in first.",
   bad_code: "That sign-in link was used already or is wrong. Paste the token from the node's data directory instead.",

@@ -140,3 +140,13 @@ export function useLoad<T>(
   useEffect(() => () => window.clearTimeout(pending.current), []);
   return state.key === key ? { data: state.data, error: state.error, reload } : { data: null, error: null, reload };
 }
+
+/** The time, every second. */
+export function useNow(): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = window.setInterval(() => setNow(Date.now()), 1000);
+    return () => window.clearInterval(timer);
+  }, []);
+  return now;
+}

@@ -3,6 +3,7 @@ import type { Message } from "../api";
 import { dateTime, explain, when } from "../format";
 import { groupOf, useEvents, useSession } from "../live";
 import { Address } from "./Address";
+import { type MembershipEvent, Timeline, useMembershipEvents } from "./Timeline";
 
 const PAGE = 500;
 
@@ -10,7 +11,25 @@ const DELIVERY: Record<Message["delivery"], string> = {
   queued: "waiting for a peer",
   sent: "sent",
   received: "received",
+  delivered: "delivered",
 };
+
+/** Messages in history order, each membership change placed before the first message stored after it. */
+function interleave(messages: Message[], events: MembershipEvent[]) {
+  const items: ({ kind: "message"; message: Message } | { kind: "events"; events: MembershipEvent[] })[] = [];
+  let next = 0;
+  const eventsUntil = (at: number) => {
+    const start = next;
+    while (next < events.length && events[next].at <= at) next++;
+    if (next > start) items.push({ kind: "events", events: events.slice(start, next) });
+  };
+  for (const message of messages) {
+    eventsUntil(message.received_at);
+    items.push({ kind: "message", message });
+  }
+  eventsUntil(Number.POSITIVE_INFINITY);
+  return items;
+}
 
 /** Adds or updates messages by their position in the history. */
 function merge(list: Message[], more: Message[]): Message[] {
@@ -19,14 +38,17 @@ function merge(list: Message[], more: Message[]): Message[] {
   return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
 }
 
-/** The group's history, live, and a box to write in. */
+/** The group's history with its membership changes, live, and a box to write in. */
 export function Chat({ name, readOnly = false }: { name: string; readOnly?: boolean }) {
   const { api, notify } = useSession();
   const [messages, setMessages] = useState<Message[]>([]);
   const [problem, setProblem] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [text, setText] = useState("");
-  const end = useRef<HTMLLIElement>(null);
+  const list = useRef<HTMLOListElement>(null);
+  const following = useRef(true);
+  const autoScrolledTo = useRef(0);
+  const membership = useMembershipEvents(name);
 
   const loadFrom = async (after: number) => {
     try {
@@ -56,7 +78,21 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
       setMessages((list) => list.map((m) => (m.seq === seq ? { ...m, delivery } : m)));
     }
   });
-  useEffect(() => end.current?.scrollIntoView({ block: "end" }), [messages.length]);
+  // Stay at the newest message while the reader is there; leave them where they are when they scrolled up.
+  useEffect(() => {
+    const box = list.current;
+    if (box && following.current) {
+      box.scrollTop = box.scrollHeight;
+      autoScrolledTo.current = box.scrollTop;
+    }
+  }, [messages.length, membership.length]);
+  // Only the reader scrolls up: the history growing under an automatic scroll does not stop following.
+  const onScroll = () => {
+    const box = list.current;
+    if (!box) return;
+    following.current =
+      box.scrollTop >= autoScrolledTo.current - 1 || box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  };
 
   const send = async (e: Event) => {
     e.preventDefault();
@@ -76,22 +112,14 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
       <h2 class="visually-hidden">Messages</h2>
       {problem && <p class="notice error">{problem}</p>}
       {!loading && messages.length === 0 && <p class="hint">No messages yet.</p>}
-      <ol class="messages" aria-live="polite" aria-relevant="additions">
-        {messages.map((m) => (
-          <li key={m.seq} class={m.direction}>
-            <article aria-label={`Message from ${m.direction === "own" ? "you" : m.sender}`}>
-              <header>
-                <Address address={m.sender} />
-                <time dateTime={new Date(m.sent_at).toISOString()} title={dateTime(m.sent_at)}>
-                  {when(m.sent_at)}
-                </time>
-                <span class={`delivery ${m.delivery}`}>{DELIVERY[m.delivery]}</span>
-              </header>
-              <p class="text">{m.text}</p>
-            </article>
-          </li>
-        ))}
-        <li ref={end} class="end" aria-hidden="true" />
+      <ol class="messages" aria-live="polite" aria-relevant="additions" ref={list} onScroll={onScroll} tabIndex={0}>
+        {interleave(messages, membership).map((item) =>
+          item.kind === "events" ? (
+            <Timeline key={`e${item.events[0].seq}`} events={item.events} />
+          ) : (
+            <MessageItem key={item.message.seq} message={item.message} />
+          ),
+        )}
       </ol>
       {!readOnly && (
         <form class="compose" onSubmit={send}>
@@ -109,5 +137,22 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
         </form>
       )}
     </div>
+  );
+}
+
+function MessageItem({ message: m }: { message: Message }) {
+  return (
+    <li class={m.direction}>
+      <article aria-label={`Message from ${m.direction === "own" ? "you" : m.sender}`}>
+        <header>
+          <Address address={m.sender} />
+          <time dateTime={new Date(m.sent_at).toISOString()} title={dateTime(m.sent_at)}>
+            {when(m.sent_at)}
+          </time>
+          <span class={`delivery ${m.delivery}`}>{DELIVERY[m.delivery]}</span>
+        </header>
+        <p class="text">{m.text}</p>
+      </article>
+    </li>
   );
 }

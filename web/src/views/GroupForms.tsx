@@ -1,11 +1,11 @@
 import { useState } from "preact/hooks";
-import type { Mode } from "../api";
-import { explain, MODES } from "../format";
+import type { JoinRule, Mode } from "../api";
+import { explain, JOIN_RULES, MODES } from "../format";
 import { useSession } from "../live";
 
 const NAME_PATTERN = "[a-z0-9._\\-]{1,64}";
 
-/** Create a group, or ask to join one. */
+/** Create a group, join one with a ticket, or ask to join one by its name. */
 export function GroupForms({ onDone }: { onDone: () => void }) {
   const { api, notify } = useSession();
   const [mode, setMode] = useState<Mode>("single");
@@ -42,12 +42,34 @@ export function GroupForms({ onDone }: { onDone: () => void }) {
           sn_min: single ? 1 : Number(data.get("sn_min")),
           sn_max: single ? 1 : Number(data.get("sn_max")),
           vote_timeout_secs: Number(data.get("vote_timeout_secs")),
+          membership_vote_timeout_secs: Number(data.get("membership_vote_timeout_secs")),
+          join_rule: String(data.get("join_rule")) as JoinRule,
           liveness_yes: data.get("liveness_yes") === "on",
         }),
       name,
       `Group ${name} created: you are its steward.`,
       form,
     );
+  };
+
+  const joinWithTicket = (e: Event) => {
+    e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const ticket = String(new FormData(form).get("ticket")).trim();
+    setBusy(true);
+    api
+      .joinWithTicket(ticket)
+      .then(
+        (summary) => {
+          form.reset();
+          form.closest("details")?.removeAttribute("open");
+          notify(`Asked to join ${summary.id} with the invitation.`);
+          onDone();
+          location.hash = `#/g/${encodeURIComponent(summary.id)}`;
+        },
+        (error: unknown) => notify(explain(error), "error"),
+      )
+      .finally(() => setBusy(false));
   };
 
   const join = (e: Event) => {
@@ -82,11 +104,31 @@ export function GroupForms({ onDone }: { onDone: () => void }) {
             <label for="new-sn-max">At most</label>
             <input id="new-sn-max" name="sn_max" type="number" min={1} max={64} defaultValue="3" required />
           </fieldset>
-          <label for="new-timeout">Votes stay open for (seconds)</label>
+          <label for="new-join-rule">Who may join</label>
+          <select id="new-join-rule" name="join_rule" defaultValue="invite">
+            {(Object.keys(JOIN_RULES) as JoinRule[]).map((rule) => (
+              <option key={rule} value={rule}>
+                {JOIN_RULES[rule]}
+              </option>
+            ))}
+          </select>
+          <label for="new-membership-timeout">Votes on admitting or removing someone stay open for (seconds)</label>
+          <input
+            id="new-membership-timeout"
+            name="membership_vote_timeout_secs"
+            type="number"
+            min={5}
+            max={86400}
+            defaultValue="3600"
+            required
+            aria-describedby="membership-timeout-hint"
+          />
+          <small id="membership-timeout-hint">Members who stay silent count as NO at the end.</small>
+          <label for="new-timeout">Votes on elections and emergencies stay open for (seconds)</label>
           <input id="new-timeout" name="vote_timeout_secs" type="number" min={5} max={86400} defaultValue="60" required />
           <label class="check">
-            <input name="liveness_yes" type="checkbox" defaultChecked /> Members who stay silent count as YES at the
-            deadline
+            <input name="liveness_yes" type="checkbox" defaultChecked /> Members who stay silent count as YES on
+            steward elections (never on admitting or removing someone)
           </label>
           <button type="submit" disabled={busy}>
             Create
@@ -94,13 +136,25 @@ export function GroupForms({ onDone }: { onDone: () => void }) {
         </form>
       </details>
       <details class="form">
-        <summary>Join a group</summary>
+        <summary>Join with a ticket</summary>
+        <form onSubmit={joinWithTicket}>
+          <label for="join-ticket">Ticket</label>
+          <input id="join-ticket" name="ticket" required pattern="demls:.+" placeholder="demls:…" aria-describedby="ticket-hint" />
+          <small id="ticket-hint">A member of the group invites your address and gives you this ticket.</small>
+          <button type="submit" disabled={busy}>
+            Join
+          </button>
+        </form>
+      </details>
+      <details class="form">
+        <summary>Ask to join by name</summary>
         <form onSubmit={join}>
           <label for="join-name">Group name</label>
           <input id="join-name" name="name" required pattern={NAME_PATTERN} />
           <label for="join-steward">Steward address (optional)</label>
           <input id="join-steward" name="steward" pattern="0x[0-9a-fA-F]{40}" placeholder="0x…" aria-describedby="steward-hint" />
           <small id="steward-hint">Only trust this steward's announcement of the group.</small>
+          <small>Without an invitation the members decide: nobody is admitted until a majority says YES.</small>
           <button type="submit" disabled={busy}>
             Ask to join
           </button>

@@ -1,9 +1,11 @@
-import type { GroupSummary } from "../api";
-import { clock, explain } from "../format";
-import { groupOf, useLoad, useSession } from "../live";
+import { useState } from "preact/hooks";
+import type { GroupSummary, Removal } from "../api";
+import { clock, dateTime, explain, removalReason, shortAddress } from "../format";
+import { groupOf, type HubEvent, useLoad, useSession } from "../live";
 import { Address } from "./Address";
 import { Chat } from "./Chat";
 import { HealthView } from "./Health";
+import { Invite } from "./Invite";
 import { Members } from "./Members";
 import { Proposals } from "./Proposals";
 
@@ -16,9 +18,12 @@ const TABS: [Tab, string][] = [
   ["health", "Health"],
 ];
 
+/** Events after which the join requests waiting in a group may have changed. */
+const REQUESTS_CHANGE = ["proposal_opened", "vote_recorded", "proposal_decided", "epoch_changed"];
+
 /**
- * One group: its tabs when a member, the join's progress while joining (or the refusal), its
- * history once left.
+ * One group: its tabs when a member, the join's progress while joining (or the refusal), why
+ * it is out and its history once removed or left.
  */
 export function GroupPage({
   name,
@@ -31,18 +36,38 @@ export function GroupPage({
   summary: GroupSummary | undefined;
   loaded: boolean;
 }) {
-  const { api, notify } = useSession();
   if (!loaded) return <p aria-busy="true">Loading…</p>;
   if (!summary) {
     return (
       <section aria-labelledby="group-title">
         <h1 id="group-title">{name}</h1>
-        <p class="notice">This node is no longer in this group (it left or was removed). Its history stays here.</p>
+        <p class="notice">This node is not in this group. What it kept of the group's history stays here.</p>
         <Chat name={name} readOnly />
       </section>
     );
   }
-  if (summary.state !== "member") return <Joining name={name} />;
+  switch (summary.state) {
+    case "joining":
+    case "refused":
+      return <Joining name={name} />;
+    case "removed":
+      return <Removed name={name} removal={summary.removal} />;
+    case "member":
+      return <MemberPage name={name} tab={tab} summary={summary} />;
+  }
+}
+
+/** A group this node is a member of: its head (invite, leave) and its tabs. */
+function MemberPage({ name, tab, summary }: { name: string; tab: Tab; summary: GroupSummary }) {
+  const { api, notify } = useSession();
+  const [inviting, setInviting] = useState(false);
+  const requests = useLoad(
+    `requests:${name}`,
+    () => api.requests(name),
+    (e: HubEvent) => groupOf(e) === name && REQUESTS_CHANGE.includes(e.type),
+  );
+  // Requests this person has not decided yet: the ones the page asks them to look at.
+  const waiting = requests.data?.filter((r) => r.own_vote === null).length ?? 0;
   const leave = async () => {
     if (!window.confirm(`Leave ${name}? You will not read what the group says after you leave.`)) return;
     try {
@@ -54,28 +79,87 @@ export function GroupPage({
   };
   const base = `#/g/${encodeURIComponent(name)}`;
   return (
-    <section aria-labelledby="group-title">
+    <section aria-labelledby="group-title" class={tab === "chat" ? "chat-page" : undefined}>
       <div class="group-head">
         <h1 id="group-title">{name}</h1>
         <p class="meta">
           epoch {summary.epoch} · {summary.members} {summary.members === 1 ? "member" : "members"}
           {summary.is_steward && " · you are a steward"}
         </p>
-        <button type="button" class="quiet danger" onClick={leave}>
-          Leave group
-        </button>
+        <p class="head-actions">
+          <button type="button" aria-expanded={inviting} onClick={() => setInviting(!inviting)}>
+            Invite
+          </button>
+          <button type="button" class="quiet danger" onClick={leave}>
+            Leave group
+          </button>
+        </p>
       </div>
+      {inviting && <Invite name={name} onClose={() => setInviting(false)} />}
+      {waiting > 0 && tab !== "members" && (
+        <p class="notice waiting" role="status">
+          {waiting === 1 ? "1 person asks" : `${waiting} people ask`} to join:{" "}
+          <a href={`${base}/members`}>approve or deny</a>
+        </p>
+      )}
       <nav aria-label={`${name} views`} class="tabs">
         {TABS.map(([id, label]) => (
           <a key={id} href={`${base}/${id}`} aria-current={tab === id ? "page" : undefined}>
             {label}
+            {id === "members" && waiting > 0 && (
+              <span class="count">
+                {waiting}
+                <span class="visually-hidden"> asking to join</span>
+              </span>
+            )}
           </a>
         ))}
       </nav>
       {tab === "chat" && <Chat name={name} />}
-      {tab === "members" && <Members name={name} />}
+      {tab === "members" && <Members name={name} requests={requests} />}
       {tab === "proposals" && <Proposals name={name} />}
       {tab === "health" && <HealthView name={name} />}
+    </section>
+  );
+}
+
+/** Asks to join `name` again by its name; the members decide. */
+function useAskAgain(name: string, after?: () => void) {
+  const { api, notify } = useSession();
+  return async () => {
+    try {
+      await api.join(name);
+      notify(`Asked to join ${name} again.`);
+      after?.();
+    } catch (error) {
+      notify(explain(error), "error");
+    }
+  };
+}
+
+/** A group this node was removed from or left: why, its history (read only), and asking again. */
+function Removed({ name, removal }: { name: string; removal: Removal | null }) {
+  const askAgain = useAskAgain(name);
+  const left = removal?.reason.kind === "left";
+  return (
+    <section aria-labelledby="group-title" class="outside chat-page">
+      <div class="group-head">
+        <h1 id="group-title">{name}</h1>
+        <p class="meta">{left ? "left · history only" : "removed · history only"}</p>
+      </div>
+      <div class={`notice${left ? "" : " error"}`} role="status">
+        <h2>{left ? "You left this group" : "You were removed from this group"}</h2>
+        <p class="reason">{removal ? removalReason(removal, shortAddress) : "This node is no longer a member."}</p>
+        {removal && <p class="meta">This node learned it at {dateTime(removal.at)}.</p>}
+        <p>
+          You no longer read what the group says; its history up to then stays here. To come back, ask again (the
+          members decide) or join with a member's ticket.
+        </p>
+        <button type="button" onClick={() => void askAgain()}>
+          Ask to join again
+        </button>
+      </div>
+      <Chat name={name} readOnly />
     </section>
   );
 }
@@ -84,18 +168,10 @@ const STAGES = ["looking", "requested", "member"] as const;
 
 /** The steps of a join, or the steward's refusal with a way to ask again. */
 function Joining({ name }: { name: string }) {
-  const { api, notify } = useSession();
+  const { api } = useSession();
   const progress = useLoad(`join:${name}`, () => api.joinProgress(name), (e) => groupOf(e) === name);
   const data = progress.data;
-  const askAgain = async () => {
-    try {
-      await api.join(name);
-      notify(`Asked to join ${name} again.`);
-      progress.reload();
-    } catch (error) {
-      notify(explain(error), "error");
-    }
-  };
+  const askAgain = useAskAgain(name, progress.reload);
   if (data?.stage === "refused") {
     return (
       <section aria-labelledby="group-title">
@@ -113,8 +189,9 @@ function Joining({ name }: { name: string }) {
           <span class="reason">{data.reason ?? "no reason given"}</span>
         </p>
         <p>
-          Nothing of the group is shared with you. If what it asks for has changed (for example your balance), ask
-          again: the steward checks the request anew.
+          Nothing of the group is shared with you. If what it asks for has changed (for example your balance), or a
+          member will vote for you, ask again: the request is checked and voted on anew. A member's invitation (its
+          ticket, under "Join with a ticket") counts as that member's YES.
         </p>
         <button type="button" onClick={() => void askAgain()}>
           Ask again
@@ -145,7 +222,8 @@ function Joining({ name }: { name: string }) {
             </>
           )}
           {data?.since && <> at {clock(data.since)}</>}. The steward puts your request to a vote of the members; you
-          are admitted when they approve and the steward commits.
+          are admitted when a majority says YES and the steward commits. Members who stay silent count as NO: without
+          an invitation, someone in the group has to approve you.
         </li>
         <li {...step(2)}>
           <strong>Admitted.</strong> You read the group from the epoch you join at on.

@@ -1,26 +1,30 @@
-import { dateTime, MODES } from "../format";
+import { dateTime, duration, JOIN_RULES, MODES } from "../format";
 import { groupOf, type HubEvent, useLoad, useSession } from "../live";
 import { Address } from "./Address";
 
 const WATCHED = ["epoch_changed", "joined", "proposal_opened", "proposal_decided", "commit_rejected"];
 
-/** Epoch, consensus mode, stewards and whose turn it is, peers, dropped messages. */
+/**
+ * Epoch, consensus mode, how the group admits people, stewards and whose turn it is, peers,
+ * dropped messages.
+ */
 export function HealthView({ name }: { name: string }) {
   const { api } = useSession();
   const wanted = (e: HubEvent) =>
     (groupOf(e) === name && WATCHED.includes(e.type)) || e.type === "peer_connected" || e.type === "peer_disconnected";
-  const health = useLoad(`health:${name}`, () => api.health(name), wanted, 5000);
+  const detail = useLoad(`group:${name}`, () => api.group(name), wanted, 5000);
   const roster = useLoad(`roster:${name}`, () => api.roster(name), wanted);
-  const problem = health.error ?? roster.error;
+  const problem = detail.error ?? roster.error;
   if (problem) return <p class="notice error">{problem}</p>;
-  if (!health.data || !roster.data) return <p aria-busy="true">Loading…</p>;
-  const h = health.data;
+  if (!detail.data || !roster.data) return <p aria-busy="true">Loading…</p>;
+  const d = detail.data;
+  const h = d.health;
   const r = roster.data;
   const drops = Object.entries(h.dropped).sort((a, b) => b[1] - a[1]);
   const dropped = drops.reduce((sum, [, n]) => sum + n, 0);
   return (
     <div class="health">
-      <h2>Health</h2>
+      <h2>Group details and health</h2>
       <dl class="facts">
         <div>
           <dt>Epoch</dt>
@@ -29,6 +33,17 @@ export function HealthView({ name }: { name: string }) {
         <div>
           <dt>Consensus mode</dt>
           <dd>{MODES[r.mode]}</dd>
+        </div>
+        <div>
+          <dt>Who may join</dt>
+          <dd>
+            {JOIN_RULES[d.join_rule]}
+            {d.gated && <>; {d.admission}</>}
+          </dd>
+        </div>
+        <div>
+          <dt>Votes on admitting or removing someone</dt>
+          <dd>open {duration(d.membership_vote_timeout_secs)}; silence counts as NO</dd>
         </div>
         <div>
           <dt>Whose turn to commit</dt>

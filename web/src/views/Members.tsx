@@ -1,13 +1,20 @@
-import { explain, ROLES } from "../format";
-import { groupOf, useLoad, useSession } from "../live";
+import type { PendingRequest } from "../api";
+import { dateTime, duration, explain, JOIN_RULES, ROLES } from "../format";
+import { groupOf, type HubEvent, type Loaded, useLoad, useSession } from "../live";
 import { Address } from "./Address";
+import { Requests } from "./Requests";
 
-const MEMBERSHIP = ["epoch_changed", "joined", "removed", "group_created"];
+const MEMBERSHIP = ["epoch_changed", "joined", "removed", "group_created", "invited"];
 
-/** Members with their roles this epoch and the epoch they joined at. */
-export function Members({ name }: { name: string }) {
+/**
+ * The join requests waiting for the members, members with their roles this epoch and the
+ * epoch they joined at, how the group admits people, and the invitations this node knows of.
+ */
+export function Members({ name, requests }: { name: string; requests: Loaded<PendingRequest[]> }) {
   const { api, notify } = useSession();
-  const roster = useLoad(`roster:${name}`, () => api.roster(name), (e) => groupOf(e) === name && MEMBERSHIP.includes(e.type));
+  const changed = (e: HubEvent) => groupOf(e) === name && MEMBERSHIP.includes(e.type);
+  const roster = useLoad(`roster:${name}`, () => api.roster(name), changed);
+  const detail = useLoad(`group:${name}`, () => api.group(name), changed);
   const propose = async (member: string) => {
     if (!window.confirm(`Propose removing ${member} from ${name}? The members vote on it.`)) return;
     try {
@@ -19,8 +26,10 @@ export function Members({ name }: { name: string }) {
   };
   if (roster.error) return <p class="notice error">{roster.error}</p>;
   if (!roster.data) return <p aria-busy="true">Loading…</p>;
+  const rules = detail.data;
   return (
     <div class="members">
+      <Requests name={name} requests={requests} />
       <h2>
         {roster.data.members.length} {roster.data.members.length === 1 ? "member" : "members"} in epoch{" "}
         {roster.data.epoch}
@@ -65,6 +74,29 @@ export function Members({ name }: { name: string }) {
           ))}
         </tbody>
       </table>
+      {rules && (
+        <>
+          <h2>How {name} admits people</h2>
+          <p>
+            {JOIN_RULES[rules.join_rule]}. Votes on admitting or removing someone stay open{" "}
+            {duration(rules.membership_vote_timeout_secs)}; members who stay silent count as NO.
+            {rules.gated && <> Joiners must also meet the group's gate: {rules.admission}.</>}
+          </p>
+          {rules.invitations.length > 0 && (
+            <>
+              <h3>Invitations</h3>
+              <ul class="invitations">
+                {rules.invitations.map((i) => (
+                  <li key={`${i.invitee}-${i.inviter}`}>
+                    <Address address={i.invitee} /> invited by <Address address={i.inviter} />, until{" "}
+                    {dateTime(i.expires_at)}
+                  </li>
+                ))}
+              </ul>
+            </>
+          )}
+        </>
+      )}
     </div>
   );
 }

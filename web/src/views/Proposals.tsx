@@ -1,7 +1,7 @@
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import type { Proposal } from "../api";
 import { dateTime, describe, explain, shortAddress, until, VIOLATIONS } from "../format";
-import { groupOf, useLoad, useSession } from "../live";
+import { groupOf, useLoad, useNow, useSession } from "../live";
 import { Address } from "./Address";
 
 const WATCHED = ["proposal_opened", "vote_recorded", "proposal_decided", "epoch_changed"];
@@ -53,16 +53,6 @@ export function Proposals({ name }: { name: string }) {
       </ul>
     </div>
   );
-}
-
-/** The time, every second. */
-function useNow(): number {
-  const [now, setNow] = useState(Date.now());
-  useEffect(() => {
-    const timer = window.setInterval(() => setNow(Date.now()), 1000);
-    return () => window.clearInterval(timer);
-  }, []);
-  return now;
 }
 
 function Evidence({ proposal }: { proposal: Proposal }) {
