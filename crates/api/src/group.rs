@@ -11,8 +11,11 @@ use crate::membership::{JoinRule, KnownInvitation, Removal};
 /// One group in the list of `GET /api/groups`.
 #[derive(Serialize, Deserialize, ToSchema, TS, Debug, Clone, PartialEq, Eq)]
 pub struct GroupSummary {
-    /// The group's name.
+    /// The group's identifier, as the network sees it (random for an invite-only group; the
+    /// name for an open one).
     pub id: String,
+    /// What people call the group on this node (its identifier if it has no name here).
+    pub name: String,
     /// Where this node stands.
     pub state: GroupState,
     /// Current epoch (`member` only).
@@ -48,8 +51,11 @@ pub enum GroupState {
 /// One group in detail: `GET /api/groups/{group}`.
 #[derive(Serialize, Deserialize, ToSchema, TS, Debug, Clone, PartialEq, Eq)]
 pub struct GroupDetail {
-    /// The group's name.
+    /// The group's identifier, as the network sees it (random for an invite-only group; the
+    /// name for an open one).
     pub id: String,
+    /// What people call the group on this node.
+    pub name: String,
     /// Current epoch.
     pub epoch: u64,
     /// Members with their roles.

@@ -508,13 +508,13 @@ fn print_groups(list: &[GroupSummary]) {
     }
     for g in list {
         if g.state == GroupState::Refused {
-            say!("{}  {}", g.id, maybe(g.refusal.as_ref()));
+            say!("{}  {}", g.name, maybe(g.refusal.as_ref()));
         } else if let Some(removal) = &g.removal {
-            say!("{}  removed: {}", g.id, describe_removal(removal));
+            say!("{}  removed: {}", g.name, describe_removal(removal));
         } else {
             say!(
                 "{}  {}  epoch {}  {} members{}",
-                g.id,
+                g.name,
                 name(&g.state),
                 maybe(g.epoch),
                 maybe(g.members),
@@ -525,7 +525,10 @@ fn print_groups(list: &[GroupSummary]) {
 }
 
 fn print_group(g: &GroupDetail) {
-    say!("group {}  epoch {}", g.id, g.epoch);
+    say!("group {}  epoch {}", g.name, g.epoch);
+    if g.name != g.id {
+        say!("id:   {} (what the network sees)", g.id);
+    }
     let joining = match g.join_rule {
         JoinRule::Invite => "by invitation or the members' vote",
         JoinRule::Open => "open to anyone who asks",
@@ -744,7 +747,7 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             show(&target, &summary, |g| {
                 say!(
                     "asked to join '{}': waiting for its steward's announcement and the members' vote",
-                    g.id
+                    g.name
                 );
             });
         }

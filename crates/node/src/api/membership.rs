@@ -15,7 +15,7 @@ use demls_identity::Address;
 
 use super::routes::GroupName;
 use super::{ApiError, ApiState};
-use crate::runtime::{CommandError, Runtime, group_id};
+use crate::runtime::{CommandError, Runtime};
 
 /// Event log entries read per page while looking for a group's join events.
 const EVENT_PAGE: usize = 1000;
@@ -45,7 +45,7 @@ fn roles(view: &GroupView, member: &Address) -> Vec<Role> {
 
 /// The engine's view of a group this node is a member of.
 fn member_view(rt: &Runtime, name: &str) -> Result<GroupView, CommandError> {
-    match rt.group_view(&group_id(name)?) {
+    match rt.group_view(&rt.resolve(name)?) {
         Some(view) => Ok(view),
         // Not a member: the detail says why (still joining, or unknown).
         None => rt
@@ -56,6 +56,7 @@ fn member_view(rt: &Runtime, name: &str) -> Result<GroupView, CommandError> {
 
 /// The logged events of `name`, oldest first (as far back as the log keeps).
 fn group_events(rt: &Runtime, name: &str) -> Result<Vec<NodeEvent>, CommandError> {
+    let group = rt.resolve(name)?;
     let mut found = Vec::new();
     let mut after = 0;
     loop {
@@ -64,7 +65,10 @@ fn group_events(rt: &Runtime, name: &str) -> Result<Vec<NodeEvent>, CommandError
             return Ok(found);
         };
         after = last.seq.unwrap_or(u64::MAX);
-        found.extend(page.into_iter().filter(|e| e.body.group() == Some(name)));
+        found.extend(
+            page.into_iter()
+                .filter(|e| e.body.group() == Some(group.as_str())),
+        );
     }
 }
 

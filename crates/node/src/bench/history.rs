@@ -138,9 +138,10 @@ async fn bench(args: &HistoryArgs) -> BenchResult<()> {
     let alice = start(&dirs.path().join("alice"), Vec::new()).await?;
     let mut bob = start(&dirs.path().join("bob"), alice.relay().listen_addrs()).await?;
     let carol = start(&dirs.path().join("carol"), alice.relay().listen_addrs()).await?;
-    alice
+    let group = alice
         .call(|rt| rt.create_group(GROUP, GroupParams::default()))
-        .await??;
+        .await??
+        .id;
     admit(&alice, &bob).await?;
     admit(&alice, &carol).await?;
     let text = "x".repeat(args.text_bytes);
@@ -175,7 +176,7 @@ async fn bench(args: &HistoryArgs) -> BenchResult<()> {
     // Store query throughput: Bob pages through Alice's archive of the group's application
     // topic, one query at a time, for `query_secs`.
     let topic = topics::content_topic(&demls_engine::Topic {
-        group: runtime::group_id(GROUP)?,
+        group: runtime::group_id(&group)?,
         kind: demls_engine::TopicKind::Application,
     })?;
     let peer = alice.relay().peer_id();

@@ -289,12 +289,14 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
     if !demo.wait_for_mesh().await {
         return Err("the demo's nodes did not connect to each other".into());
     }
-    let group = demo.group.clone();
     let params = args.group_params();
-    let name = group.to_string();
-    demo.nodes[0]
+    let name = demo.group.to_string();
+    let created = demo.nodes[0]
         .command(move |rt| rt.create_group(&name, params))
         .await?;
+    // An invite-only group's identifier on the wire is random; the name stays with people.
+    demo.group = GroupId::new(&created.id)?;
+    let group = demo.group.clone();
     // The creator invites each member-to-be (its YES, signed ahead); each joins with the ticket.
     for (i, node) in demo.nodes.iter().enumerate().skip(1) {
         let (name, invitee) = (group.to_string(), demo.addresses[i]);

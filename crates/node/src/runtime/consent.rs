@@ -146,7 +146,7 @@ impl Runtime {
         let invitation = self.engine.invite(&view.id, invitee, expires_at, now)?;
         let ticket = Ticket {
             group_id: view.id.to_string(),
-            name: view.id.to_string(),
+            name: self.names.name_of(&view.id),
             invitation,
         };
         Ok(Invitation {
@@ -161,6 +161,7 @@ impl Runtime {
         let ticket = Ticket::parse(text).map_err(|e| CommandError::Invalid(e.to_string()))?;
         let group = group_id(&ticket.group_id)?;
         self.ensure_not_joining(&group)?;
+        self.names.name(&mut self.store, &group, &ticket.name)?;
         if ticket.invitation.is_empty() {
             self.engine.request_join(group.clone(), None, now())?;
         } else {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use demls_engine::{
-    Engine, Event, GroupId, GroupParams, GroupView, ProposalId, Timestamp, TopicKind, VotePolicy,
+    Engine, Event, GroupId, GroupParams, GroupView, JoinRule, ProposalId, Timestamp, TopicKind,
+    VotePolicy,
 };
 use demls_identity::Address;
 use demls_policy::{AdmissionPolicy, CheckRequest, Verdict};
@@ -21,6 +22,7 @@ use super::admission::{Answer, ChainAccess};
 use super::consent::{Outside, load_outside};
 use super::history::{Fetched, History, WAKE_JUMP_NS};
 use super::json::{self, to_text};
+use super::names::GroupNames;
 use super::setup::Loaded;
 use super::track::Tracker;
 use super::{CommandError, Job, NodeError, NodeEvent, addrs, group_id, now};
@@ -79,6 +81,8 @@ pub struct Runtime {
     last_tick_ns: i64,
     /// Groups this node stands outside of (refused, removed), kept across restarts.
     pub(super) outside: BTreeMap<GroupId, Outside>,
+    /// What people call the groups (identifiers of private groups are random).
+    pub(super) names: GroupNames,
     stopping: bool,
     failed: Option<String>,
     _lock: File,
@@ -129,6 +133,7 @@ impl Runtime {
             engine.set_vote_policy(VotePolicy::Manual, now());
         }
         let outside = load_outside(&store)?;
+        let names = GroupNames::load(&store)?;
         let mut tracker = Tracker::default();
         let groups: Vec<GroupId> = engine.groups().cloned().collect();
         for group in &groups {
@@ -159,6 +164,7 @@ impl Runtime {
             verdicts,
             checking: BTreeSet::new(),
             outside,
+            names,
             missing: BTreeMap::new(),
             history,
             fetch_due: BTreeSet::new(),
@@ -803,6 +809,7 @@ impl Runtime {
         let mut list: Vec<GroupSummary> = members
             .map(|view| GroupSummary {
                 id: view.id.to_string(),
+                name: view.id.to_string(),
                 state: GroupState::Member,
                 epoch: Some(view.epoch.0),
                 members: Some(view.members.len()),
@@ -818,11 +825,21 @@ impl Runtime {
                 .map(|g| json::joining(g.as_str())),
         );
         list.extend(self.outside.iter().map(|(g, o)| o.summary(g)));
+        for summary in &mut list {
+            if let Ok(id) = GroupId::new(&summary.id) {
+                summary.name = self.names.name_of(&id);
+            }
+        }
         list
     }
 
+    /// The group a command names: by its name here, or by its identifier.
+    pub fn resolve(&self, name: &str) -> Result<GroupId, CommandError> {
+        self.names.resolve(name)
+    }
+
     pub(super) fn member_view(&self, name: &str) -> Result<GroupView, CommandError> {
-        let group = group_id(name)?;
+        let group = self.resolve(name)?;
         if let Some(view) = self.engine.group(&group) {
             return Ok(view);
         }
@@ -859,6 +876,7 @@ impl Runtime {
             .count();
         Ok(GroupDetail {
             id: view.id.to_string(),
+            name: self.names.name_of(&view.id),
             epoch: view.epoch.0,
             members,
             stewards: stewards.clone(),
@@ -881,7 +899,7 @@ impl Runtime {
                 epoch: view.epoch.0,
                 stewards,
                 peers: self.relay.connected_peers().len(),
-                dropped: self.metrics.group_drops(name),
+                dropped: self.metrics.group_drops(view.id.as_str()),
                 open_proposals: open,
                 last_commit_at: self.tracker.last_commit(&view.id).map(|t| t.0),
                 queued: self
@@ -900,12 +918,28 @@ impl Runtime {
         name: &str,
         params: GroupParams,
     ) -> Result<GroupDetail, CommandError> {
-        let group = group_id(name)?;
-        if self.engine.pending_joins().any(|g| *g == group) {
-            return Err(CommandError::Joining(name.to_owned()));
+        group_id(name)?;
+        let known = self
+            .engine
+            .groups()
+            .chain(self.engine.pending_joins())
+            .chain(self.outside.keys())
+            .cloned()
+            .collect::<Vec<_>>();
+        if self.names.taken(name, known) {
+            return Err(CommandError::GroupExists(name.to_owned()));
         }
-        self.engine.create_group(group, params, now())?;
-        self.group(name)
+        // An open group, or one that admits whoever passes a gate, is public: found by its
+        // name. An invite-only group gets a random identifier.
+        let public = params.join_rule == JoinRule::Open || params.admission.gate().is_some();
+        let group = if public {
+            group_id(name)?
+        } else {
+            GroupNames::fresh_id()?
+        };
+        self.engine.create_group(group.clone(), params, now())?;
+        self.names.name(&mut self.store, &group, name)?;
+        self.group(group.as_str())
     }
 
     /// Asks to join a group (optionally only through `steward`).
@@ -914,11 +948,11 @@ impl Runtime {
         name: &str,
         steward: Option<Address>,
     ) -> Result<GroupSummary, CommandError> {
-        let group = group_id(name)?;
+        let group = self.resolve(name)?;
         self.ensure_not_joining(&group)?;
         self.engine.request_join(group.clone(), steward, now())?;
         self.stand_outside(&group, None);
-        Ok(json::joining(name))
+        Ok(json::joining(group.as_str()))
     }
 
     /// Proposes removing a member.
@@ -999,7 +1033,7 @@ impl Runtime {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Message>, CommandError> {
-        let group = group_id(name)?;
+        let group = self.resolve(name)?;
         let list = self.store.messages(&group, after, limit)?;
         if list.is_empty() && after == 0 && self.engine.group(&group).is_none() {
             self.member_view(name)?;

@@ -68,6 +68,7 @@ pub fn to_text(value: &impl Serialize) -> String {
 pub fn joining(id: &str) -> GroupSummary {
     GroupSummary {
         id: id.to_owned(),
+        name: id.to_owned(),
         state: GroupState::Joining,
         epoch: None,
         members: None,

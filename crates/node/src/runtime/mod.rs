@@ -7,6 +7,7 @@ pub mod consent;
 mod core;
 mod history;
 pub mod json;
+mod names;
 pub mod setup;
 mod track;
 
