@@ -151,14 +151,25 @@ fn the_api_needs_the_token_and_answers_in_json() {
     assert!(log.contains("group_created"));
 
     // `follow` prints the history, then what arrives.
-    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_demls"))
-        .args(["follow", "lab", "--data-dir"])
-        .arg(&node.dir)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Killed even if the test fails: `follow` reconnects for ever, and an orphan would keep
+    // the test's output pipe open.
+    struct Follow(std::process::Child);
+    impl Drop for Follow {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut follow = Follow(
+        std::process::Command::new(env!("CARGO_BIN_EXE_demls"))
+            .args(["follow", "lab", "--data-dir"])
+            .arg(&node.dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines_tx, lines) = std::sync::mpsc::channel();
-    let stdout = follow.stdout.take().unwrap();
+    let stdout = follow.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stdout)
@@ -179,8 +190,7 @@ fn the_api_needs_the_token_and_answers_in_json() {
         json!({"text": "live"}),
     );
     assert!(next().contains("(you): live"));
-    follow.kill().unwrap();
-    follow.wait().unwrap();
+    drop(follow);
 
     // The CLI says what is wrong.
     let (ok, _, err) = node.cli(&["show", "nope"]);

@@ -140,8 +140,12 @@ fn three_nodes_form_a_group_chat_survive_a_kill_and_remove_a_member() {
     assert!(!ok && err.contains("closed"), "{err}");
 
     let metrics = alice.metrics();
+    let lab = alice.group("lab").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
-        metric(&metrics, "demls_group_epoch{group=\"lab\"}"),
+        metric(&metrics, &format!("demls_group_epoch{{group=\"{lab}\"}}")),
         Some((epoch_before + 1) as f64)
     );
     assert!(

@@ -420,7 +420,18 @@ pub(super) async fn events_socket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let events = state.node.subscribe();
-    upgrade.on_upgrade(move |socket| stream_events(socket, events, filter.group))
+    // Events name groups by identifier; the filter may be a name.
+    let group = match filter.group {
+        Some(name) => {
+            let asked = name.clone();
+            match state.node.call(move |rt| rt.resolve(&asked)).await {
+                Ok(Ok(id)) => Some(id.to_string()),
+                _ => Some(name),
+            }
+        }
+        None => None,
+    };
+    upgrade.on_upgrade(move |socket| stream_events(socket, events, group))
 }
 
 /// Whether a client that asked for `group`'s events gets `event`: every event without a
