@@ -75,6 +75,10 @@ member: string, } | { "kind": "readd",
 /**
  * The member.
  */
+member: string, } | { "kind": "update", 
+/**
+ * The member.
+ */
 member: string, } | { "kind": "election", 
 /**
  * The retry round (above the group's current one after a silent list).

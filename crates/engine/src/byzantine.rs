@@ -207,4 +207,87 @@ impl Engine {
             .find(|v| v.vote_owner == voter.as_bytes())
             .cloned()
     }
+
+    /// Copies of every MLS state this node holds for `group`: the current epoch's and
+    /// those of the past epochs it keeps (for tests that attempt decryption with them).
+    pub fn byzantine_mls_states(&self, group: &GroupId) -> Vec<crate::mls::MlsGroup> {
+        let Some(session) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        std::iter::once(&session.state.mls)
+            .chain(session.state.own_update.as_deref())
+            .chain(session.history.iter().map(|c| &c.before.mls))
+            .cloned()
+            .collect()
+    }
+
+    /// Proposes a self-update of this member carrying `mls_proposal` (any bytes) as its MLS
+    /// Update proposal, with its YES, bypassing every check.
+    pub fn byzantine_propose_update(
+        &mut self,
+        group: &GroupId,
+        mls_proposal: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let motion = Motion::Change(Change::Update {
+            proposal: mls_proposal,
+        });
+        let spec = ProposalSpec {
+            name: motion.name().to_owned(),
+            payload: motion.encode(session.epoch())?,
+            voters: session.state.voters(&motion, ctx.wallet.address()),
+            expiration: now.plus_ms(60_000).into(),
+            liveness_criteria_yes: false,
+        };
+        let proposal = session
+            .state
+            .consensus
+            .create_proposal(ctx.wallet, spec, now.into())?;
+        let id = ProposalId(proposal.proposal_id);
+        session
+            .state
+            .consensus
+            .cast_vote(id, ctx.wallet, true, now.into())?;
+        let proposal = session
+            .state
+            .consensus
+            .proposal(id)
+            .cloned()
+            .unwrap_or(proposal);
+        session
+            .send_app(app_message::Body::Proposal(proposal), &mut ctx)
+            .map(drop)
+    }
+
+    /// The MLS Update proposal of `owner`'s self-update open at this node, if any.
+    pub fn byzantine_update_of(&self, group: &GroupId, owner: Address) -> Option<Vec<u8>> {
+        let session = self.groups.get(group)?;
+        session
+            .state
+            .open
+            .values()
+            .find_map(|open| match &open.motion {
+                Motion::Change(Change::Update { proposal }) if open.owner == owner => {
+                    Some(proposal.clone())
+                }
+                _ => None,
+            })
+    }
+
+    /// Commits these MLS Update proposals (by reference) with an empty manifest, as if
+    /// they had been voted.
+    pub fn byzantine_commit_updates(
+        &mut self,
+        group: &GroupId,
+        updates: Vec<Vec<u8>>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let changes = updates
+            .into_iter()
+            .map(|proposal| Change::Update { proposal })
+            .collect();
+        session.commit_changes(changes, None, Vec::new(), &mut ctx)
+    }
 }

@@ -603,9 +603,11 @@ fn decide(group: &str, address: &str, approve: bool, target: &Target) -> Result<
 fn change_words(change: &demls_api::Change) -> (String, String) {
     use demls_api::Change as C;
     let member = match change {
-        C::Add { member } | C::Remove { member } | C::Leave { member } | C::Readd { member } => {
-            member.clone()
-        }
+        C::Add { member }
+        | C::Remove { member }
+        | C::Leave { member }
+        | C::Readd { member }
+        | C::Update { member } => member.clone(),
         C::Election { .. } | C::Emergency { .. } => "-".to_owned(),
     };
     let kind = serde_json::to_value(change)

@@ -169,6 +169,7 @@ pub(super) async fn create_group(
             .max_proposals_per_member
             .unwrap_or(defaults.max_proposals_per_member),
         admission: admission::policy(&state.node, body.admission).await?,
+        rotation: defaults.rotation,
     };
     if params.sn_min > params.sn_max {
         return Err(ApiError::bad_request(format!(
