@@ -147,15 +147,27 @@ fn key_epoch(sim: &Sim, id: NodeId, member: Address) -> Option<Epoch> {
         .map(|age| age.epoch)
 }
 
-/// Runs until every node of `nodes` agrees on an epoch in which `member`'s leaf is new.
+/// Runs until every node of `nodes` agrees on an epoch, later than the current one, in
+/// which `member`'s leaf is new.
 fn run_until_rotated(sim: &mut Sim, nodes: &[NodeId], member: Address) {
+    let before = epoch(sim, nodes[0]);
     let done = sim.run_until(60_000, |s| {
         converged(s, nodes, nodes.len())
-            && nodes
-                .iter()
-                .all(|id| key_epoch(s, *id, member) == Some(epoch(s, *id)))
+            && nodes.iter().all(|id| {
+                let now = epoch(s, *id);
+                now > before && key_epoch(s, *id, member) == Some(now)
+            })
     });
-    assert!(done, "{} did not rotate: {}", member, describe(sim, nodes));
+    assert!(
+        done,
+        "{} did not rotate: {}; key ages {:?}",
+        member,
+        describe(sim, nodes),
+        nodes
+            .iter()
+            .map(|id| key_epoch(sim, *id, member))
+            .collect::<Vec<_>>()
+    );
 }
 
 /// Sends `text` from `id` and lets it travel.
@@ -459,8 +471,13 @@ fn members_rotate_after_their_share_of_messages_and_after_a_while() {
     for text in ["one", "two", "three"] {
         say(&mut sim, nodes[1], text);
     }
-    run_until_rotated(&mut sim, &nodes, chatty);
-    assert!(epoch(&sim, nodes[0]) > start);
+    // The third message asked for an update; it is committed.
+    assert!(sim.run_until(60_000, |s| {
+        converged(s, &nodes, 3)
+            && nodes
+                .iter()
+                .all(|id| key_epoch(s, *id, chatty).is_some_and(|e| e > start))
+    }));
 
     // Ten minutes on, every member has replaced its leaf since.
     let waited_from = sim.now();
@@ -517,4 +534,39 @@ fn key_ages_show_who_replaced_its_leaf_and_when() {
         assert!(age.epoch > before);
         assert!(age.at.is_some());
     }
+}
+
+#[test]
+fn a_member_cannot_decrypt_again_what_it_read_epochs_ago() {
+    let mut sim = Sim::new(noisy_net(149));
+    let nodes = form_group(&mut sim, 3, VotePolicy::Automatic);
+    let (reader, sender) = (nodes[0], nodes[1]);
+    sim.enable_wiretap();
+    let snapshot = states_of(&sim, nodes[2]);
+    let sent_in = epoch(&sim, reader);
+    say(&mut sim, sender, "read once");
+    assert!(texts(&sim, reader).contains(&"read once".to_owned()));
+    let messages = chat_ciphertexts(&sim, 0, &snapshot);
+    assert_eq!(messages.len(), 1);
+    // Two epochs on (two updates committed), the reader still keeps that epoch's state
+    // (its history, for competing commits) but not the message key it used.
+    for id in [nodes[1], nodes[2]] {
+        let member = address(&sim, id);
+        sim.act(id, |e, now| e.rotate(&group(), now)).unwrap();
+        run_until_rotated(&mut sim, &nodes, member);
+    }
+    assert!(epoch(&sim, reader).0 >= sent_in.0 + 2);
+    let states = states_of(&sim, reader);
+    assert!(
+        states.iter().any(|s| s.current_epoch() == sent_in.0),
+        "the reader keeps no state of the message's epoch"
+    );
+    let failures = decrypt(&states, &messages[0].0).expect_err("decrypted again");
+    assert!(
+        failures.iter().any(|f| !matches!(
+            f,
+            MlsError::EpochNotFound | MlsError::CantProcessMessageFromSelf
+        )),
+        "only epoch-number failures: {failures:?}"
+    );
 }
