@@ -221,6 +221,14 @@ join_rule: JoinRule,
  */
 membership_vote_timeout_secs: number, 
 /**
+ * When members replace their leaf keys: after this many seconds…
+ */
+rotate_after_secs: number, 
+/**
+ * …or after sending this many chat messages, whichever comes first.
+ */
+rotate_after_messages: number, 
+/**
  * Live invitations this node knows of.
  */
 invitations: Array<KnownInvitation>, 
@@ -420,7 +428,17 @@ roles: Array<Role>,
 /**
  * Whether this is the node itself.
  */
-is_self: boolean, };
+is_self: boolean, 
+/**
+ * The epoch the member's current leaf keys entered the group (for keys older than
+ * this node's membership: the epoch this node joined in).
+ */
+key_epoch: number, 
+/**
+ * When this node saw the member's leaf keys replaced (Unix milliseconds); null if
+ * that was before this node joined.
+ */
+key_replaced_at: number | null, };
 
 /**
  * A chat message in this node's history: `GET /api/groups/{group}/messages`.
@@ -1090,7 +1108,7 @@ token: string, };
 /**
  * What a command did.
  */
-export type Status = "ok" | "leaving" | "proposed";
+export type Status = "ok" | "leaving" | "proposed" | "rotating";
 
 /**
  * An answer that only says what happened.

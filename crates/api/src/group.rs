@@ -67,6 +67,10 @@ pub struct GroupDetail {
     /// How long a vote on adding or removing someone stays open, in seconds (silence counts
     /// as NO at its end).
     pub membership_vote_timeout_secs: u32,
+    /// When members replace their leaf keys: after this many seconds…
+    pub rotate_after_secs: u32,
+    /// …or after sending this many chat messages, whichever comes first.
+    pub rotate_after_messages: u32,
     /// Live invitations this node knows of.
     pub invitations: Vec<KnownInvitation>,
     /// The MLS epoch authenticator (hex): equal on every member in the same epoch.
@@ -84,6 +88,12 @@ pub struct Member {
     pub roles: Vec<Role>,
     /// Whether this is the node itself.
     pub is_self: bool,
+    /// The epoch the member's current leaf keys entered the group (for keys older than
+    /// this node's membership: the epoch this node joined in).
+    pub key_epoch: u64,
+    /// When this node saw the member's leaf keys replaced (Unix milliseconds); null if
+    /// that was before this node joined.
+    pub key_replaced_at: Option<u64>,
 }
 
 /// A role of a member.

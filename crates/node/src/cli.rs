@@ -314,6 +314,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Replace this node's keys in a group now (post-compromise security; needs no vote).
+    Rotate {
+        /// The group.
+        group: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Why a CLI command failed.
@@ -535,6 +542,11 @@ fn print_group(g: &GroupDetail) {
         g.membership_vote_timeout_secs
     );
     say!("admission: {}", g.admission);
+    say!(
+        "keys rotate after {} s or {} messages sent",
+        g.rotate_after_secs,
+        g.rotate_after_messages
+    );
     say!("stewards: {}", g.stewards.len());
     for s in &g.stewards {
         say!("  {s}");
@@ -543,7 +555,11 @@ fn print_group(g: &GroupDetail) {
     for m in &g.members {
         let roles: Vec<String> = m.roles.iter().map(name).collect();
         let me = if m.is_self { " (this node)" } else { "" };
-        say!("  {}  {}{me}", m.address, roles.join(", "));
+        let keys = match m.key_replaced_at {
+            Some(at) => format!("keys of epoch {} ({} UTC)", m.key_epoch, clock(at)),
+            None => format!("keys of epoch {} or older", m.key_epoch),
+        };
+        say!("  {}  {}{me}  {keys}", m.address, roles.join(", "));
     }
     for i in &g.invitations {
         say!(
@@ -801,12 +817,17 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             show(&target, &list, |l| print_messages(l));
         }
         C::Follow { group, target } => return follow(&group, &target),
-        C::Leave { group, target } => {
-            let status: StatusBody = Client::new(&target)?
-                .post(&group_path(&group, "/leave"), &serde_json::Map::new())?;
-            show(&target, &status, |s| say!("{}", name(&s.status)));
-        }
+        C::Leave { group, target } => post_status(&group, "/leave", &target)?,
+        C::Rotate { group, target } => post_status(&group, "/rotate", &target)?,
     }
+    Ok(())
+}
+
+/// Posts an empty body to a group's `path` and prints the status answered.
+fn post_status(group: &str, path: &str, target: &Target) -> Result<(), CliError> {
+    let status: StatusBody =
+        Client::new(target)?.post(&group_path(group, path), &serde_json::Map::new())?;
+    show(target, &status, |s| say!("{}", name(&s.status)));
     Ok(())
 }
 
