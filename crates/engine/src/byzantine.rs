@@ -290,4 +290,41 @@ impl Engine {
             .collect();
         session.commit_changes(changes, None, Vec::new(), &mut ctx)
     }
+
+    /// Commits an UpdatePath alone whose new leaf takes `other`'s identity (a valid wallet
+    /// binding of another address, to a fresh MLS key), with an empty manifest, and sends
+    /// it; this node does not apply it.
+    pub fn byzantine_commit_path_as(
+        &mut self,
+        group: &GroupId,
+        other: &demls_identity::Wallet,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        use mls_rs::identity::SigningIdentity;
+        use mls_rs::identity::basic::BasicCredential;
+        use prost::Message;
+
+        let signer = crate::MlsSigner::generate()?;
+        let binding = demls_identity::WalletBinding::create(other, signer.public_bytes());
+        let credential = BasicCredential::new(binding.encode()).into_credential();
+        let identity = SigningIdentity::new(credential, signer.public.clone());
+        let (mut ctx, session) = self.session(group, now)?;
+        let manifest = crate::wire::CommitManifest {
+            epoch: session.state.epoch(),
+            approved: Vec::new(),
+        };
+        let mut candidate = session.state.mls.clone();
+        let output = candidate
+            .commit_builder()
+            .set_new_signing_identity(signer.secret.clone(), identity)
+            .authenticated_data(manifest.encode_to_vec())
+            .commit_time(now.mls_time())
+            .build()?;
+        ctx.send(
+            &session.id,
+            crate::TopicKind::Application,
+            crate::wire::envelope::Body::MlsMessage(output.commit_message().to_bytes()?),
+        );
+        Ok(())
+    }
 }

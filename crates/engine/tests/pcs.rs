@@ -570,3 +570,36 @@ fn a_member_cannot_decrypt_again_what_it_read_epochs_ago() {
         "only epoch-number failures: {failures:?}"
     );
 }
+
+#[test]
+fn an_update_path_taking_another_identity_is_refused_by_every_member() {
+    let mut sim = Sim::new(noisy_net(150));
+    let nodes = form_group(&mut sim, 4, VotePolicy::Automatic);
+    let before: Vec<_> = nodes.iter().map(|id| view(&sim, *id)).collect();
+    let drops_before: Vec<usize> = nodes.iter().map(|id| drop_kinds(&sim, *id).len()).collect();
+    let outsider = demls_identity::Wallet::generate();
+    sim.enable_wiretap();
+    sim.act(nodes[0], |e, now| {
+        e.byzantine_commit_path_as(&group(), &outsider, now)
+    })
+    .unwrap();
+    let forged = sim.wiretap[0].1.payload.clone();
+    sim.run_for(3_000);
+    // Offered again, directly (an unknown protobuf field appended, so that it is no
+    // duplicate): the refusal is the path's.
+    let mut again = forged;
+    again.extend([0x98, 0x06, 0x01]);
+    let error = sim.inject(nodes[1], &again).unwrap_err();
+    assert!(
+        error.to_string().contains("not a valid successor"),
+        "{error}"
+    );
+    for (i, id) in nodes.iter().enumerate().skip(1) {
+        let after = view(&sim, *id);
+        assert_eq!(after.epoch, before[i].epoch, "{i} applied the forged path");
+        assert_eq!(after.authenticator, before[i].authenticator);
+        assert_eq!(after.members, before[i].members);
+        let new = drop_kinds(&sim, *id)[drops_before[i]..].to_vec();
+        assert!(new.iter().any(|k| k == "mls"), "{i}: {new:?}");
+    }
+}
