@@ -147,10 +147,12 @@ fn key_epoch(sim: &Sim, id: NodeId, member: Address) -> Option<Epoch> {
         .map(|age| age.epoch)
 }
 
-/// Runs until every node of `nodes` agrees on an epoch, later than the current one, in
-/// which `member`'s leaf is new.
-fn run_until_rotated(sim: &mut Sim, nodes: &[NodeId], member: Address) {
+/// Node `id` asks to replace its keys; runs until every node of `nodes` agrees on a later
+/// epoch in which its leaf is new.
+fn rotate(sim: &mut Sim, nodes: &[NodeId], id: NodeId) {
+    let member = address(sim, id);
     let before = epoch(sim, nodes[0]);
+    sim.act(id, |e, now| e.rotate(&group(), now)).unwrap();
     let done = sim.run_until(60_000, |s| {
         converged(s, nodes, nodes.len())
             && nodes.iter().all(|id| {
@@ -221,10 +223,7 @@ fn a_thief_with_a_members_whole_state_reads_nothing_after_its_update() {
     say(&mut sim, other, "before the update");
 
     // The victim replaces its leaf; the steward commits the update.
-    let victim_address = address(&sim, victim.id);
-    sim.act(victim.id, |e, now| e.rotate(&group(), now))
-        .unwrap();
-    run_until_rotated(&mut sim, &all, victim_address);
+    rotate(&mut sim, &all, victim.id);
     let mut reader = states_of(&sim, other);
     reader.extend(states_of(&sim, steward));
     say(&mut sim, other, "after the update");
@@ -525,8 +524,7 @@ fn key_ages_show_who_replaced_its_leaf_and_when() {
     let nodes = form_group(&mut sim, 3, VotePolicy::Automatic);
     let member = address(&sim, nodes[2]);
     let before = key_epoch(&sim, nodes[0], member).unwrap();
-    sim.act(nodes[2], |e, now| e.rotate(&group(), now)).unwrap();
-    run_until_rotated(&mut sim, &nodes, member);
+    rotate(&mut sim, &nodes, nodes[2]);
     for id in &nodes {
         let view = view(&sim, *id);
         assert_eq!(view.key_ages.len(), 3);
@@ -551,9 +549,7 @@ fn a_member_cannot_decrypt_again_what_it_read_epochs_ago() {
     // Two epochs on (two updates committed), the reader still keeps that epoch's state
     // (its history, for competing commits) but not the message key it used.
     for id in [nodes[1], nodes[2]] {
-        let member = address(&sim, id);
-        sim.act(id, |e, now| e.rotate(&group(), now)).unwrap();
-        run_until_rotated(&mut sim, &nodes, member);
+        rotate(&mut sim, &nodes, id);
     }
     assert!(epoch(&sim, reader).0 >= sent_in.0 + 2);
     let states = states_of(&sim, reader);
@@ -601,5 +597,37 @@ fn an_update_path_taking_another_identity_is_refused_by_every_member() {
         assert_eq!(after.members, before[i].members);
         let new = drop_kinds(&sim, *id)[drops_before[i]..].to_vec();
         assert!(new.iter().any(|k| k == "mls"), "{i}: {new:?}");
+    }
+}
+
+#[test]
+fn a_stewards_own_update_is_its_commits_update_path() {
+    let mut sim = Sim::new(noisy_net(151));
+    let nodes = form_group(&mut sim, 3, VotePolicy::Automatic);
+    rotate(&mut sim, &nodes, nodes[0]);
+    for id in &nodes {
+        assert_eq!(rejected_commits(&sim, *id), 0);
+        assert!(violations(&sim, *id).is_empty());
+    }
+}
+
+#[test]
+fn in_a_small_consensus_group_a_members_update_needs_no_stewards_vote() {
+    let mut sim = Sim::new(noisy_net(152));
+    let nodes = form_group_with(
+        &mut sim,
+        5,
+        VotePolicy::Automatic,
+        multi(demls_engine::StewardMode::Small, 3, 3),
+    );
+    let stewards = view(&sim, nodes[0]).stewards;
+    let member = nodes
+        .iter()
+        .copied()
+        .find(|id| !stewards.contains(&address(&sim, *id)))
+        .expect("a member that is no steward");
+    rotate(&mut sim, &nodes, member);
+    for id in &nodes {
+        assert!(violations(&sim, *id).is_empty());
     }
 }
