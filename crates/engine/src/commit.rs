@@ -88,6 +88,9 @@ pub(crate) enum Verdict {
     },
     /// Cannot be read with this epoch's secrets (another branch, or garbage).
     Unreadable(EngineError),
+    /// Read and authenticated, but it commits a proposal (an update) this member does not
+    /// hold.
+    MissingProposal(EngineError),
 }
 
 /// The changes a manifest's approved proposals call for, in canonical form.
@@ -119,6 +122,11 @@ pub(crate) fn check_commit(
                 committer: None,
                 reason: "own commit".into(),
             };
+        }
+        // Reported only once the commit decrypted and its signature verified: its
+        // (authenticated) manifest may be trusted to say whose proposal is missing.
+        Err(e @ mls_rs::error::MlsError::ProposalNotFound) => {
+            return Verdict::MissingProposal(e.into());
         }
         Err(e) => return Verdict::Unreadable(e.into()),
     };
@@ -465,7 +473,13 @@ impl GroupSession {
                 });
                 Err(EngineError::InvalidCommit(reason))
             }
-            Verdict::Unreadable(error) => {
+            Verdict::MissingProposal(error) if self.names_lost_update(&bytes) => {
+                tracing::warn!(group = %self.id, "a commit names an update this member lost: asking to be added again");
+                self.sync.cannot_follow(ctx.now);
+                self.hold(epoch, &bytes, ctx)?;
+                Err(error)
+            }
+            Verdict::Unreadable(error) | Verdict::MissingProposal(error) => {
                 self.hold(epoch, &bytes, ctx)?;
                 self.sync.suspect(ctx.now);
                 Err(error)
@@ -534,7 +548,7 @@ impl GroupSession {
             Verdict::Undecided(_) => Err(EngineError::InvalidCommit(
                 "a past epoch's commit names undecided proposals".into(),
             )),
-            Verdict::Unreadable(error) => {
+            Verdict::Unreadable(error) | Verdict::MissingProposal(error) => {
                 // Not readable at that epoch either: it belongs to a branch that parted earlier.
                 self.hold(epoch, &bytes, ctx)?;
                 Err(error)

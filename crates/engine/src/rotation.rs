@@ -119,13 +119,7 @@ pub(crate) fn feed_updates(
         .unwrap_or_default()
         .into_iter()
         .filter(|p| p.name == CHANGE_NAME)
-        .filter_map(|p| match GroupChange::decode(p.payload.as_slice()) {
-            Ok(GroupChange {
-                change: Some(group_change::Change::SelfUpdate(bytes)),
-                ..
-            }) => Some(bytes),
-            _ => None,
-        });
+        .filter_map(|p| self_update_in(&p.payload));
     let mut fed = std::collections::BTreeSet::new();
     for bytes in open.chain(named) {
         if !fed.insert(bytes.clone()) {
@@ -139,6 +133,28 @@ pub(crate) fn feed_updates(
         if let Err(error) = candidate.process_incoming_message_with_time(message, now.mls_time()) {
             tracing::debug!(%error, "update not fed");
         }
+    }
+}
+
+/// The MLS Update proposals of `owner` named by a commit's manifest (read in clear).
+fn named_updates_of(commit: &[u8], owner: Address) -> Vec<Vec<u8>> {
+    manifest_in_clear(commit)
+        .map(|m| m.approved)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.name == CHANGE_NAME && p.proposal_owner == owner.as_bytes())
+        .filter_map(|p| self_update_in(&p.payload))
+        .collect()
+}
+
+/// The MLS Update proposal in a group-change payload, if it is a self-update.
+fn self_update_in(payload: &[u8]) -> Option<Vec<u8>> {
+    match GroupChange::decode(payload) {
+        Ok(GroupChange {
+            change: Some(group_change::Change::SelfUpdate(bytes)),
+            ..
+        }) => Some(bytes),
+        _ => None,
     }
 }
 
@@ -229,6 +245,22 @@ impl GroupSession {
             .map(|age| (age.member, age))
             .collect();
         self.key_ages.extend(restored);
+    }
+
+    /// Whether `commit` names an update of this member other than the one whose proposal
+    /// this member holds: one it sent before a restart, whose proposal is gone with the
+    /// copy of the state that held it (mls-rs processes no member's own message), so that
+    /// it can never process the commit.
+    pub(crate) fn names_lost_update(&self, commit: &[u8]) -> bool {
+        let held = self.state.own_update.as_ref().and_then(|_| {
+            self.state.open.values().find_map(|o| match &o.motion {
+                Motion::Change(Change::Update { proposal }) if o.owner == self.me => Some(proposal),
+                _ => None,
+            })
+        });
+        named_updates_of(commit, self.me)
+            .iter()
+            .any(|named| Some(named) != held)
     }
 
     /// Whether this member has asked for its own update and it is not committed yet.

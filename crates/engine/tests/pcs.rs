@@ -631,3 +631,49 @@ fn in_a_small_consensus_group_a_members_update_needs_no_stewards_vote() {
         assert!(violations(&sim, *id).is_empty());
     }
 }
+
+#[test]
+fn key_ages_survive_a_restart_and_an_update_lost_in_one_ends_in_a_re_add() {
+    let mut sim = Sim::new(noisy_net(153));
+    let mut nodes = form_group(&mut sim, 2, VotePolicy::Automatic);
+    let member = Persisted::add(&mut sim, VotePolicy::Automatic);
+    sim.act(member.id, |e, now| e.request_join(group(), None, now))
+        .unwrap();
+    nodes.push(member.id);
+    assert!(sim.run_until(60_000, |s| converged(s, &nodes, 3)));
+    rotate(&mut sim, &nodes, member.id);
+    let ages = view(&sim, member.id).key_ages;
+    let mut disk = Disk::default();
+    member.restart(&mut sim, &mut disk, VotePolicy::Automatic);
+    assert_eq!(view(&sim, member.id).key_ages, ages);
+
+    // Its next update is approved while the steward is silent; the member restarts, and
+    // the steward, back, commits that update.
+    sim.act(nodes[0], |e, _| e.byzantine_set_silent(&group(), true))
+        .unwrap();
+    sim.act(member.id, |e, now| e.rotate(&group(), now))
+        .unwrap();
+    sim.run_for(2_000);
+    sim.act(nodes[0], |e, _| e.byzantine_set_silent(&group(), false))
+        .unwrap();
+    member.restart(&mut sim, &mut disk, VotePolicy::Automatic);
+    let me = address(&sim, member.id);
+    let before = epoch(&sim, nodes[0]);
+    assert!(
+        sim.run_until(300_000, |s| converged(s, &nodes, 3)
+            && nodes
+                .iter()
+                .all(|id| key_epoch(s, *id, me).is_some_and(|e| e > before))),
+        "{}",
+        describe(&sim, &nodes)
+    );
+    // It could not follow the commit of the update it sent before the restart (the
+    // proposal was in the copy of the state it lost): it was added again, with a new leaf.
+    let rejoined = sim
+        .node(member.id)
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, demls_engine::Event::Rejoining { .. }))
+        .count();
+    assert_eq!(rejoined, 1);
+}
