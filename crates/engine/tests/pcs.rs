@@ -179,15 +179,22 @@ fn say(sim: &mut Sim, id: NodeId, text: &str) {
     sim.run_for(2_000);
 }
 
+/// A group of two, and a third member whose state the test persists, admitted: every
+/// node (the third last) and the third.
+fn group_with_persisted(sim: &mut Sim) -> (Vec<NodeId>, Persisted) {
+    let mut all = form_group(sim, 2, VotePolicy::Automatic);
+    let persisted = Persisted::add(sim, VotePolicy::Automatic);
+    sim.act(persisted.id, |e, now| e.request_join(group(), None, now))
+        .unwrap();
+    all.push(persisted.id);
+    assert!(sim.run_until(60_000, |s| converged(s, &all, 3)));
+    (all, persisted)
+}
+
 #[test]
 fn a_thief_with_a_members_whole_state_reads_nothing_after_its_update() {
     let mut sim = Sim::new(noisy_net(141));
-    let mut all = form_group(&mut sim, 2, VotePolicy::Automatic);
-    let victim = Persisted::add(&mut sim, VotePolicy::Automatic);
-    sim.act(victim.id, |e, now| e.request_join(group(), None, now))
-        .unwrap();
-    all.push(victim.id);
-    assert!(sim.run_until(60_000, |s| converged(s, &all, 3)));
+    let (mut all, victim) = group_with_persisted(&mut sim);
     let (steward, other) = (all[0], all[1]);
 
     // The theft: everything the victim would have on disk (MLS state, protocol snapshot).
@@ -635,12 +642,7 @@ fn in_a_small_consensus_group_a_members_update_needs_no_stewards_vote() {
 #[test]
 fn key_ages_survive_a_restart_and_an_update_lost_in_one_ends_in_a_re_add() {
     let mut sim = Sim::new(noisy_net(153));
-    let mut nodes = form_group(&mut sim, 2, VotePolicy::Automatic);
-    let member = Persisted::add(&mut sim, VotePolicy::Automatic);
-    sim.act(member.id, |e, now| e.request_join(group(), None, now))
-        .unwrap();
-    nodes.push(member.id);
-    assert!(sim.run_until(60_000, |s| converged(s, &nodes, 3)));
+    let (nodes, member) = group_with_persisted(&mut sim);
     rotate(&mut sim, &nodes, member.id);
     let ages = view(&sim, member.id).key_ages;
     let mut disk = Disk::default();
