@@ -118,8 +118,7 @@ pub(crate) fn feed_updates(
         .map(|m| m.approved)
         .unwrap_or_default()
         .into_iter()
-        .filter(|p| p.name == CHANGE_NAME)
-        .filter_map(|p| self_update_in(&p.payload));
+        .filter_map(|p| self_update_of(&p));
     let mut fed = std::collections::BTreeSet::new();
     for bytes in open.chain(named) {
         if !fed.insert(bytes.clone()) {
@@ -142,14 +141,17 @@ fn named_updates_of(commit: &[u8], owner: Address) -> Vec<Vec<u8>> {
         .map(|m| m.approved)
         .unwrap_or_default()
         .into_iter()
-        .filter(|p| p.name == CHANGE_NAME && p.proposal_owner == owner.as_bytes())
-        .filter_map(|p| self_update_in(&p.payload))
+        .filter(|p| p.proposal_owner == owner.as_bytes())
+        .filter_map(|p| self_update_of(&p))
         .collect()
 }
 
-/// The MLS Update proposal in a group-change payload, if it is a self-update.
-fn self_update_in(payload: &[u8]) -> Option<Vec<u8>> {
-    match GroupChange::decode(payload) {
+/// The MLS Update proposal a voting proposal carries, if it is a self-update.
+pub(crate) fn self_update_of(proposal: &demls_consensus::wire::Proposal) -> Option<Vec<u8>> {
+    if proposal.name != CHANGE_NAME {
+        return None;
+    }
+    match GroupChange::decode(proposal.payload.as_slice()) {
         Ok(GroupChange {
             change: Some(group_change::Change::SelfUpdate(bytes)),
             ..

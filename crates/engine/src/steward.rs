@@ -19,6 +19,7 @@ use crate::invitation::{InvitationError, Invited};
 use crate::mls::rules::with_committer_rotation;
 use crate::mls::{CIPHER_SUITE, GroupParamsExt, TreeKeyExt, suite};
 use crate::motion::Motion;
+use crate::rotation::self_update_of;
 use crate::session::{GroupSession, suite_random};
 use crate::snapshot::{IntakeSnapshot, StewardSnapshot};
 use crate::wire::{
@@ -557,7 +558,7 @@ impl GroupSession {
         let rotates_self = manifest
             .approved
             .iter()
-            .any(|p| p.proposal_owner == me.as_bytes() && is_self_update(p));
+            .any(|p| p.proposal_owner == me.as_bytes() && self_update_of(p).is_some());
         let mut candidate = self.state.mls.clone();
         let tree_key = suite_random(suite().aead_key_size())?;
         let tree_key_ext = MlsExtension::into_extension(TreeKeyExt {
@@ -736,16 +737,4 @@ impl GroupSession {
         }
         self.steward.as_ref().map(|d| d.next_announce)
     }
-}
-
-/// Whether a voting proposal is a self-update.
-fn is_self_update(proposal: &wire::Proposal) -> bool {
-    proposal.name == crate::motion::CHANGE_NAME
-        && matches!(
-            crate::wire::GroupChange::decode(proposal.payload.as_slice()),
-            Ok(crate::wire::GroupChange {
-                change: Some(crate::wire::group_change::Change::SelfUpdate(_)),
-                ..
-            })
-        )
 }
