@@ -539,6 +539,14 @@ join_rule?: JoinRule | null,
  */
 max_proposals_per_member?: number | null, 
 /**
+ * Members replace their keys after this many seconds (default 86400, a day)…
+ */
+rotate_after_secs?: number | null, 
+/**
+ * …or after sending this many chat messages, whichever comes first (default 1000).
+ */
+rotate_after_messages?: number | null, 
+/**
  * Who may join (default: anyone).
  */
 admission?: Admission | null, };

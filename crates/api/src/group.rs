@@ -242,6 +242,10 @@ pub struct NewGroup {
     pub join_rule: Option<JoinRule>,
     /// Open proposals per member at most (default 8).
     pub max_proposals_per_member: Option<u16>,
+    /// Members replace their keys after this many seconds (default 86400, a day)…
+    pub rotate_after_secs: Option<u32>,
+    /// …or after sending this many chat messages, whichever comes first (default 1000).
+    pub rotate_after_messages: Option<u32>,
     /// Who may join (default: anyone).
     pub admission: Option<Admission>,
 }

@@ -183,6 +183,12 @@ pub enum ClientCommand {
         /// counts as NO at its end; default an hour).
         #[arg(long, value_name = "SECS")]
         membership_timeout: Option<u32>,
+        /// Members replace their keys after this many seconds (default a day)…
+        #[arg(long, value_name = "SECS")]
+        rotate_after: Option<u32>,
+        /// …or after sending this many messages, whichever comes first (default 1000).
+        #[arg(long, value_name = "MESSAGES")]
+        rotate_after_messages: Option<u32>,
         /// A public group: anyone who asks is admitted by automatic voters. By default only
         /// invited addresses (`demls invite`) or those the members vote in get in.
         #[arg(long)]
@@ -683,6 +689,8 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             sn_max,
             vote_timeout,
             membership_timeout,
+            rotate_after,
+            rotate_after_messages,
             open,
             gate,
             target,
@@ -697,6 +705,8 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
                 join_rule: open.then_some(JoinRule::Open),
                 liveness_yes: None,
                 max_proposals_per_member: None,
+                rotate_after_secs: rotate_after,
+                rotate_after_messages,
                 admission: gate.admission()?,
             };
             let created: GroupDetail = Client::new(&target)?.post("/api/groups", &body)?;

@@ -169,7 +169,14 @@ pub(super) async fn create_group(
             .max_proposals_per_member
             .unwrap_or(defaults.max_proposals_per_member),
         admission: admission::policy(&state.node, body.admission).await?,
-        rotation: defaults.rotation,
+        rotation: demls_engine::RotationRule {
+            after_secs: body
+                .rotate_after_secs
+                .unwrap_or(defaults.rotation.after_secs),
+            after_messages: body
+                .rotate_after_messages
+                .unwrap_or(defaults.rotation.after_messages),
+        },
     };
     if params.sn_min > params.sn_max {
         return Err(ApiError::bad_request(format!(
