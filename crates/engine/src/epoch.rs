@@ -238,11 +238,21 @@ impl EpochState {
             .any(|o| o.decided.is_none() && o.motion.priority() > motion.priority())
     }
 
-    /// When the first change of the epoch was approved.
+    /// When the first change of the epoch was due for a commit: when it was approved, or
+    /// for a self-update [`crate::rotation::UPDATE_BATCH_MS`] later (updates wait to go
+    /// several in one commit).
     pub(crate) fn first_approval(&self) -> Option<Timestamp> {
         self.approved_motions()
             .filter(|(_, o)| worth_a_commit(&o.motion))
-            .filter_map(|(_, o)| o.decided.map(|d| d.1))
+            .filter_map(|(_, o)| {
+                let (_, at) = o.decided?;
+                Some(match o.motion {
+                    Motion::Change(Change::Update { .. }) => {
+                        at.plus_ms(crate::rotation::UPDATE_BATCH_MS)
+                    }
+                    _ => at,
+                })
+            })
             .min()
     }
 

@@ -28,6 +28,12 @@ use crate::session::GroupSession;
 use crate::wire::{CommitManifest, GroupChange, group_change};
 use crate::{ChangeKind, EngineError, Epoch, Timestamp};
 
+/// How long an approved self-update waits for a commit, so that updates that come close
+/// together go in one commit: each commit starts an epoch, and a member reads late
+/// messages only of the few epochs it retains. Another change due sooner takes the
+/// waiting updates along. Every member counts the committers' turns from it alike.
+pub(crate) const UPDATE_BATCH_MS: u64 = 30_000;
+
 /// When a member's leaf keys were last replaced, as this member knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyAge {

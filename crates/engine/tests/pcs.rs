@@ -679,3 +679,40 @@ fn key_ages_survive_a_restart_and_an_update_lost_in_one_ends_in_a_re_add() {
         .count();
     assert_eq!(rejoined, 1);
 }
+
+#[test]
+fn eight_members_rotating_every_minute_on_a_lossy_network_stay_together_and_lose_no_message() {
+    let mut sim = Sim::new(noisy_net(154));
+    let nodes = form_group_with(&mut sim, 8, VotePolicy::Automatic, rotating(60, 1000));
+    sim.set_faults(0.1, 0.1);
+    let start = sim.now();
+    for round in 0..20 {
+        let id = nodes[round % nodes.len()];
+        sim.act(id, |e, now| {
+            e.send_message(&group(), &format!("round {round}"), now)
+        })
+        .unwrap();
+        sim.run_for(15_000);
+    }
+    sim.set_faults(0.0, 0.0);
+    assert!(
+        sim.run_until(120_000, |s| converged(s, &nodes, 8)),
+        "{}",
+        describe(&sim, &nodes)
+    );
+    // Time for the chat's repair (rotations go on meanwhile).
+    sim.run_for(120_000);
+    for id in &nodes {
+        let view = view(&sim, *id);
+        assert_eq!(view.key_ages.len(), 8);
+        for age in &view.key_ages {
+            assert!(age.at.is_some_and(|at| at > start), "{age:?} at {}", id.0);
+        }
+        let got = texts(&sim, *id);
+        let missing: Vec<String> = (0..20)
+            .map(|round| format!("round {round}"))
+            .filter(|text| !got.contains(text))
+            .collect();
+        assert!(missing.is_empty(), "{} lacks {missing:?}", id.0);
+    }
+}
