@@ -277,7 +277,7 @@ fn accepted(status: Status) -> (StatusCode, Json<StatusBody>) {
 /// Replace this node's leaf keys in a group now (an MLS self-update that needs no vote)
 #[utoipa::path(post, path = "/api/groups/{group}/rotate", params(GroupName),
     responses(
-        (status = 202, description = "The update is proposed; an `epoch_changed` follows on the event stream after its commit.", body = StatusBody),
+        (status = 202, description = "The update is proposed; an `epoch_changed` follows on the event stream after its commit (within about 30 s).", body = StatusBody),
         (status = 404, description = "`unknown_group`.", body = ErrorBody),
         (status = 422, description = "The engine refused.", body = ErrorBody)))]
 pub(super) async fn rotate(
