@@ -75,6 +75,10 @@ member: string, } | { "kind": "readd",
 /**
  * The member.
  */
+member: string, } | { "kind": "update", 
+/**
+ * The member.
+ */
 member: string, } | { "kind": "election", 
 /**
  * The retry round (above the group's current one after a silent list).
@@ -216,6 +220,14 @@ join_rule: JoinRule,
  * as NO at its end).
  */
 membership_vote_timeout_secs: number, 
+/**
+ * When members replace their leaf keys: after this many seconds…
+ */
+rotate_after_secs: number, 
+/**
+ * …or after sending this many chat messages, whichever comes first.
+ */
+rotate_after_messages: number, 
 /**
  * Live invitations this node knows of.
  */
@@ -416,7 +428,17 @@ roles: Array<Role>,
 /**
  * Whether this is the node itself.
  */
-is_self: boolean, };
+is_self: boolean, 
+/**
+ * The epoch the member's current leaf keys entered the group (for keys older than
+ * this node's membership: the epoch this node joined in).
+ */
+key_epoch: number, 
+/**
+ * When this node saw the member's leaf keys replaced (Unix milliseconds); null if
+ * that was before this node joined.
+ */
+key_replaced_at: number | null, };
 
 /**
  * A chat message in this node's history: `GET /api/groups/{group}/messages`.
@@ -516,6 +538,14 @@ join_rule?: JoinRule | null,
  * Open proposals per member at most (default 8).
  */
 max_proposals_per_member?: number | null, 
+/**
+ * Members replace their keys after this many seconds (default 86400, a day)…
+ */
+rotate_after_secs?: number | null, 
+/**
+ * …or after sending this many chat messages, whichever comes first (default 1000).
+ */
+rotate_after_messages?: number | null, 
 /**
  * Who may join (default: anyone).
  */
@@ -1086,7 +1116,7 @@ token: string, };
 /**
  * What a command did.
  */
-export type Status = "ok" | "leaving" | "proposed";
+export type Status = "ok" | "leaving" | "proposed" | "rotating";
 
 /**
  * An answer that only says what happened.

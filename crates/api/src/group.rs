@@ -73,6 +73,10 @@ pub struct GroupDetail {
     /// How long a vote on adding or removing someone stays open, in seconds (silence counts
     /// as NO at its end).
     pub membership_vote_timeout_secs: u32,
+    /// When members replace their leaf keys: after this many seconds…
+    pub rotate_after_secs: u32,
+    /// …or after sending this many chat messages, whichever comes first.
+    pub rotate_after_messages: u32,
     /// Live invitations this node knows of.
     pub invitations: Vec<KnownInvitation>,
     /// The MLS epoch authenticator (hex): equal on every member in the same epoch.
@@ -90,6 +94,12 @@ pub struct Member {
     pub roles: Vec<Role>,
     /// Whether this is the node itself.
     pub is_self: bool,
+    /// The epoch the member's current leaf keys entered the group (for keys older than
+    /// this node's membership: the epoch this node joined in).
+    pub key_epoch: u64,
+    /// When this node saw the member's leaf keys replaced (Unix milliseconds); null if
+    /// that was before this node joined.
+    pub key_replaced_at: Option<u64>,
 }
 
 /// A role of a member.
@@ -238,6 +248,10 @@ pub struct NewGroup {
     pub join_rule: Option<JoinRule>,
     /// Open proposals per member at most (default 8).
     pub max_proposals_per_member: Option<u16>,
+    /// Members replace their keys after this many seconds (default 86400, a day)…
+    pub rotate_after_secs: Option<u32>,
+    /// …or after sending this many chat messages, whichever comes first (default 1000).
+    pub rotate_after_messages: Option<u32>,
     /// Who may join (default: anyone).
     pub admission: Option<Admission>,
 }

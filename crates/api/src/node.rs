@@ -71,4 +71,8 @@ pub enum Status {
     Leaving,
     /// The proposal is open; `proposal_opened` follows on the event stream.
     Proposed,
+    /// The key update is proposed; an `epoch_changed` follows on the event stream after the
+    /// commit that replaces this node's leaf keys (within about 30 s: updates wait to share
+    /// a commit).
+    Rotating,
 }

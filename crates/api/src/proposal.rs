@@ -57,6 +57,11 @@ pub enum Change {
         /// The member.
         member: String,
     },
+    /// This member replaces its own leaf keys (post-compromise security); needs no vote.
+    Update {
+        /// The member.
+        member: String,
+    },
     /// Elect this steward list.
     Election {
         /// The retry round (above the group's current one after a silent list).

@@ -69,7 +69,10 @@ impl BatchAdds {
 
     /// The addresses the batch adds, in order.
     pub fn addresses(&self) -> Vec<Address> {
-        self.0.iter().map(Change::subject).collect()
+        self.0
+            .iter()
+            .map(|change| change.subject(Address::default()))
+            .collect()
     }
 }
 
@@ -157,7 +160,8 @@ impl Engine {
             .state
             .address_at(description.committer)
             .ok_or_else(|| EngineError::InvalidCommit("committer is not a member".into()))?;
-        let applied = effects(&session.state, &description).map_err(EngineError::InvalidCommit)?;
+        let applied = effects(&session.state, &description, &candidate)
+            .map_err(EngineError::InvalidCommit)?;
         let rank = Rank::new(0, true, committer, &bytes);
         let seen = SeenCommit {
             committer,

@@ -207,4 +207,124 @@ impl Engine {
             .find(|v| v.vote_owner == voter.as_bytes())
             .cloned()
     }
+
+    /// Copies of every MLS state this node holds for `group`: the current epoch's and
+    /// those of the past epochs it keeps (for tests that attempt decryption with them).
+    pub fn byzantine_mls_states(&self, group: &GroupId) -> Vec<crate::mls::MlsGroup> {
+        let Some(session) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        std::iter::once(&session.state.mls)
+            .chain(session.state.own_update.as_deref())
+            .chain(session.history.iter().map(|c| &c.before.mls))
+            .cloned()
+            .collect()
+    }
+
+    /// Proposes a self-update of this member carrying `mls_proposal` (any bytes) as its MLS
+    /// Update proposal, with its YES, bypassing every check.
+    pub fn byzantine_propose_update(
+        &mut self,
+        group: &GroupId,
+        mls_proposal: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let motion = Motion::Change(Change::Update {
+            proposal: mls_proposal,
+        });
+        let spec = ProposalSpec {
+            name: motion.name().to_owned(),
+            payload: motion.encode(session.epoch())?,
+            voters: session.state.voters(&motion, ctx.wallet.address()),
+            expiration: now.plus_ms(60_000).into(),
+            liveness_criteria_yes: false,
+        };
+        let proposal = session
+            .state
+            .consensus
+            .create_proposal(ctx.wallet, spec, now.into())?;
+        let id = ProposalId(proposal.proposal_id);
+        session
+            .state
+            .consensus
+            .cast_vote(id, ctx.wallet, true, now.into())?;
+        let proposal = session
+            .state
+            .consensus
+            .proposal(id)
+            .cloned()
+            .unwrap_or(proposal);
+        session
+            .send_app(app_message::Body::Proposal(proposal), &mut ctx)
+            .map(drop)
+    }
+
+    /// The MLS Update proposal of `owner`'s self-update open at this node, if any.
+    pub fn byzantine_update_of(&self, group: &GroupId, owner: Address) -> Option<Vec<u8>> {
+        let session = self.groups.get(group)?;
+        session
+            .state
+            .open
+            .values()
+            .find_map(|open| match &open.motion {
+                Motion::Change(Change::Update { proposal }) if open.owner == owner => {
+                    Some(proposal.clone())
+                }
+                _ => None,
+            })
+    }
+
+    /// Commits these MLS Update proposals (by reference) with an empty manifest, as if
+    /// they had been voted.
+    pub fn byzantine_commit_updates(
+        &mut self,
+        group: &GroupId,
+        updates: Vec<Vec<u8>>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let changes = updates
+            .into_iter()
+            .map(|proposal| Change::Update { proposal })
+            .collect();
+        session.commit_changes(changes, None, Vec::new(), &mut ctx)
+    }
+
+    /// Commits an UpdatePath alone whose new leaf takes `other`'s identity (a valid wallet
+    /// binding of another address, to a fresh MLS key), with an empty manifest, and sends
+    /// it; this node does not apply it.
+    pub fn byzantine_commit_path_as(
+        &mut self,
+        group: &GroupId,
+        other: &demls_identity::Wallet,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        use mls_rs::identity::SigningIdentity;
+        use mls_rs::identity::basic::BasicCredential;
+        use prost::Message;
+
+        let signer = crate::MlsSigner::generate()?;
+        let binding = demls_identity::WalletBinding::create(other, signer.public_bytes());
+        let credential = BasicCredential::new(binding.encode()).into_credential();
+        let identity = SigningIdentity::new(credential, signer.public.clone());
+        let (mut ctx, session) = self.session(group, now)?;
+        let manifest = crate::wire::CommitManifest {
+            epoch: session.state.epoch(),
+            approved: Vec::new(),
+        };
+        let mut candidate = session.state.mls.clone();
+        let output = candidate
+            .commit_builder()
+            .set_new_signing_identity(signer.secret.clone(), identity)
+            .authenticated_data(manifest.encode_to_vec())
+            .commit_time(now.mls_time())
+            .build()?;
+        ctx.send(
+            &session.id,
+            crate::TopicKind::Application,
+            crate::wire::envelope::Body::MlsMessage(output.commit_message().to_bytes()?),
+        );
+        Ok(())
+    }
 }

@@ -28,6 +28,12 @@ pub(crate) enum Change {
         /// The member.
         target: Address,
     },
+    /// The proposal's owner replaces its own leaf keys: needs no vote, like a leave.
+    Update {
+        /// The owner's MLS Update proposal message, made when the proposal is opened
+        /// (empty in the list of what a member still asks for).
+        proposal: Vec<u8>,
+    },
 }
 
 impl Change {
@@ -77,6 +83,7 @@ impl Change {
             Some(group_change::Change::RemoveMember(bytes)) => Address::from_slice(&bytes)
                 .map(|target| Self::Remove { target })
                 .ok_or_else(|| EngineError::Malformed("remove target is not an address".into())),
+            Some(group_change::Change::SelfUpdate(proposal)) => Ok(Self::Update { proposal }),
             None => Err(EngineError::Malformed("empty group change".into())),
         }?;
         Ok(decoded.with_invitation(change.invitation))
@@ -104,7 +111,7 @@ impl Change {
     pub(crate) fn encode(&self, epoch: Epoch) -> Result<Vec<u8>, EngineError> {
         let invitation = match self {
             Self::Add { invitation, .. } => invitation.as_deref().cloned(),
-            Self::Remove { .. } => None,
+            Self::Remove { .. } | Self::Update { .. } => None,
         };
         let change = match self {
             Self::Add {
@@ -120,6 +127,7 @@ impl Change {
             Self::Remove { target } => {
                 group_change::Change::RemoveMember(target.as_bytes().to_vec())
             }
+            Self::Update { proposal } => group_change::Change::SelfUpdate(proposal.clone()),
         };
         Ok(GroupChange {
             epoch: epoch.0,
@@ -144,6 +152,7 @@ impl Change {
             } => ChangeKind::Readd(*address),
             Self::Remove { target } if *target == owner => ChangeKind::Leave(owner),
             Self::Remove { target } => ChangeKind::Remove(*target),
+            Self::Update { .. } => ChangeKind::Update(owner),
         }
     }
 
@@ -163,15 +172,18 @@ impl Change {
                 },
             ) => a == b && x == y,
             (Self::Remove { target: a }, Self::Remove { target: b }) => a == b,
+            // Whose update it is, is its proposal's owner: callers compare owners.
+            (Self::Update { .. }, Self::Update { .. }) => true,
             _ => false,
         }
     }
 
-    /// The member this change is about.
-    pub(crate) fn subject(&self) -> Address {
+    /// The member this change is about, given who proposed it.
+    pub(crate) fn subject(&self, owner: Address) -> Address {
         match self {
             Self::Add { address, .. } => *address,
             Self::Remove { target } => *target,
+            Self::Update { .. } => owner,
         }
     }
 }

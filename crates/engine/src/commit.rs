@@ -16,7 +16,8 @@ use std::collections::BTreeSet;
 use demls_identity::Address;
 use mls_rs::MlsMessage;
 use mls_rs::group::proposal::Proposal as MlsProposal;
-use mls_rs::group::{CommitEffect, CommitMessageDescription, ReceivedMessage};
+use mls_rs::group::{CommitEffect, CommitMessageDescription, ReceivedMessage, Sender};
+use mls_rs::mls_rules::ProposalSource;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -87,6 +88,9 @@ pub(crate) enum Verdict {
     },
     /// Cannot be read with this epoch's secrets (another branch, or garbage).
     Unreadable(EngineError),
+    /// Read and authenticated, but it commits a proposal (an update) this member does not
+    /// hold.
+    MissingProposal(EngineError),
 }
 
 /// The changes a manifest's approved proposals call for, in canonical form.
@@ -106,7 +110,9 @@ pub(crate) fn check_commit(
         Ok(message) => message,
         Err(e) => return Verdict::Unreadable(EngineError::Malformed(format!("mls: {e}"))),
     };
-    let mut candidate = state.mls.clone();
+    // A member that sent an update processes commits in the copy holding its proposal.
+    let mut candidate = state.own_update.as_deref().unwrap_or(&state.mls).clone();
+    crate::rotation::feed_updates(&mut candidate, state, bytes, now);
     let description = match candidate.process_incoming_message_with_time(message, now.mls_time()) {
         Ok(ReceivedMessage::Commit(description)) => description,
         Ok(_) => return Verdict::Unreadable(EngineError::Malformed("expected a commit".into())),
@@ -116,6 +122,11 @@ pub(crate) fn check_commit(
                 committer: None,
                 reason: "own commit".into(),
             };
+        }
+        // Reported only once the commit decrypted and its signature verified: its
+        // (authenticated) manifest may be trusted to say whose proposal is missing.
+        Err(e @ mls_rs::error::MlsError::ProposalNotFound) => {
+            return Verdict::MissingProposal(e.into());
         }
         Err(e) => return Verdict::Unreadable(e.into()),
     };
@@ -171,11 +182,12 @@ pub(crate) fn check_commit(
     if let Some(deadline) = undecided_until {
         return Verdict::Undecided(deadline.plus_ms(config.commit_delay_ms));
     }
-    let expected = expected_changes(state, &named);
-    let applied = match effects(state, &description) {
+    let applied = match effects(state, &description, &candidate) {
         Ok(applied) => applied,
         Err(reason) => return broken(state, reason),
     };
+    // An UpdatePath rotates its committer's leaf, asked for or not.
+    let expected = expected_changes(state, &named, applied.path.then_some(committer));
     if let Some((address, _)) = applied
         .added
         .iter()
@@ -214,9 +226,14 @@ pub(crate) fn check_commit(
     }))
 }
 
-/// What the approved proposals `named` by a manifest call for.
-fn expected_changes(state: &EpochState, named: &[demls_consensus::ProposalId]) -> Expected {
-    let mut changes = BTreeSet::new();
+/// What the approved proposals `named` by a manifest call for, in a commit whose
+/// UpdatePath replaces the leaf of `path_by` (if it has one).
+fn expected_changes(
+    state: &EpochState,
+    named: &[demls_consensus::ProposalId],
+    path_by: Option<Address>,
+) -> Expected {
+    let mut changes: BTreeSet<ChangeKind> = path_by.map(ChangeKind::Update).into_iter().collect();
     let mut election: Option<(u32, Vec<Address>)> = None;
     for open in named.iter().filter_map(|id| state.open.get(id)) {
         match &open.motion {
@@ -230,6 +247,9 @@ fn expected_changes(state: &EpochState, named: &[demls_consensus::ProposalId]) -
             }
             Motion::Change(Change::Remove { target }) => {
                 changes.insert(ChangeKind::Remove(*target));
+            }
+            Motion::Change(Change::Update { .. }) => {
+                changes.insert(ChangeKind::Update(open.owner));
             }
             Motion::Emergency(Emergency {
                 offender: Some(offender),
@@ -280,12 +300,17 @@ pub(crate) struct Effects {
     pub(crate) params: Option<GroupParamsExt>,
     /// The key packages it adds, with their owners.
     added: Vec<(Address, mls_rs::KeyPackage)>,
+    /// Whether it carries an UpdatePath (its committer's leaf replaced).
+    pub(crate) path: bool,
 }
 
-/// Reads what a processed commit does, against the state it was processed in.
+/// Reads what a processed commit does, against the state it was processed in (`after`:
+/// the state it led to). Updates show as [`ChangeKind::Update`] of their sender, and so
+/// does an UpdatePath of its committer.
 pub(crate) fn effects(
     state: &EpochState,
     description: &CommitMessageDescription,
+    after: &MlsGroup,
 ) -> Result<Effects, String> {
     let (CommitEffect::NewEpoch(new_epoch) | CommitEffect::Removed { new_epoch, .. }) =
         &description.effect
@@ -296,7 +321,28 @@ pub(crate) fn effects(
     let mut params = None;
     let mut added = Vec::new();
     for info in new_epoch.applied_proposals() {
+        // Updates can only be sent by their own leaf, so they travel by reference; every
+        // other change is the committer's, by value.
+        let by_reference = matches!(info.source, ProposalSource::ByReference(_));
+        if by_reference != matches!(info.proposal, MlsProposal::Update(_)) {
+            return Err(format!(
+                "carries a {:?} proposal {}",
+                info.proposal.proposal_type(),
+                if by_reference {
+                    "by reference"
+                } else {
+                    "by value"
+                }
+            ));
+        }
         match &info.proposal {
+            MlsProposal::Update(_) => {
+                let Sender::Member(index) = info.sender else {
+                    return Err("carries an update from outside the group".into());
+                };
+                let owner = state.address_at(index).ok_or("updates an empty leaf")?;
+                changes.insert(ChangeKind::Update(owner));
+            }
             MlsProposal::Add(add) => {
                 // mls-rs validated every added leaf through the identity
                 // provider (the wallet binding verified) before it described
@@ -331,10 +377,18 @@ pub(crate) fn effects(
             other => return Err(format!("carries a {:?} proposal", other.proposal_type())),
         }
     }
+    let path = crate::rotation::leaf_replaced(&state.mls, after, description.committer);
+    if path {
+        let committer = state
+            .address_at(description.committer)
+            .ok_or("committed from an empty leaf")?;
+        changes.insert(ChangeKind::Update(committer));
+    }
     Ok(Effects {
         changes: changes.into_iter().collect(),
         params,
         added,
+        path,
     })
 }
 
@@ -419,7 +473,13 @@ impl GroupSession {
                 });
                 Err(EngineError::InvalidCommit(reason))
             }
-            Verdict::Unreadable(error) => {
+            Verdict::MissingProposal(error) if self.names_lost_update(&bytes) => {
+                tracing::warn!(group = %self.id, "a commit names an update this member lost: asking to be added again");
+                self.sync.cannot_follow(ctx.now);
+                self.hold(epoch, &bytes, ctx)?;
+                Err(error)
+            }
+            Verdict::Unreadable(error) | Verdict::MissingProposal(error) => {
                 self.hold(epoch, &bytes, ctx)?;
                 self.sync.suspect(ctx.now);
                 Err(error)
@@ -488,7 +548,7 @@ impl GroupSession {
             Verdict::Undecided(_) => Err(EngineError::InvalidCommit(
                 "a past epoch's commit names undecided proposals".into(),
             )),
-            Verdict::Unreadable(error) => {
+            Verdict::Unreadable(error) | Verdict::MissingProposal(error) => {
                 // Not readable at that epoch either: it belongs to a branch that parted earlier.
                 self.hold(epoch, &bytes, ctx)?;
                 Err(error)
@@ -546,6 +606,7 @@ impl GroupSession {
         let omissions = censored(&old, &seen, ctx.config);
         let removal = removal_of(&old, self.me);
         self.note_added(&description);
+        let applied = seen.applied.clone();
         self.history.push_back(Checkpoint {
             before: old,
             applied: seen,
@@ -572,6 +633,7 @@ impl GroupSession {
                 members: self.members(),
             });
         }
+        self.note_key_ages(&applied, ctx.now);
         self.save_mls()?;
         let after: BTreeSet<Address> = self.members().into_iter().collect();
         ctx.emit(Event::EpochChanged {
@@ -732,6 +794,10 @@ fn censored(
                 .is_some_and(|(_, at)| at.plus_ms(grace) <= commit.seen_at)
         })
         .filter(|(_, open)| !commit.applied.contains(&applied_form(&open.kind())))
+        // The update of a member the commit removes is moot, not censored.
+        .filter(|(_, open)| {
+            !matches!(open.kind(), ChangeKind::Update(a) if commit.applied.contains(&ChangeKind::Remove(a)))
+        })
         .filter_map(|(id, _)| state.consensus.proposal(id).cloned())
         .collect()
 }

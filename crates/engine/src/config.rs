@@ -179,6 +179,28 @@ pub struct GroupParams {
     pub max_proposals_per_member: u16,
     /// Who may join: anyone, or holders of a minimum ETH / token balance or an NFT.
     pub admission: demls_policy::AdmissionPolicy,
+    /// When members replace their leaf keys.
+    pub rotation: RotationRule,
+}
+
+/// When each member replaces its own leaf keys (an MLS Update, for post-compromise
+/// security): after a while or after sending a number of chat messages, whichever
+/// comes first. Part of the group's rules, agreed by every member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotationRule {
+    /// Seconds a leaf is used before its member replaces it.
+    pub after_secs: u32,
+    /// Chat messages a member sends with one leaf before it replaces it.
+    pub after_messages: u32,
+}
+
+impl Default for RotationRule {
+    fn default() -> Self {
+        Self {
+            after_secs: 24 * 3600,
+            after_messages: 1000,
+        }
+    }
 }
 
 impl Default for GroupParams {
@@ -193,6 +215,7 @@ impl Default for GroupParams {
             join_rule: JoinRule::Invite,
             max_proposals_per_member: 8,
             admission: demls_policy::AdmissionPolicy::Open,
+            rotation: RotationRule::default(),
         }
     }
 }

@@ -57,6 +57,10 @@ pub struct GroupView {
     pub membership_vote_timeout_secs: u32,
     /// Invitations this member knows that are still valid: invitee, inviter, expiry.
     pub invitations: Vec<(Address, Address, Timestamp)>,
+    /// When members replace their leaf keys.
+    pub rotation: crate::RotationRule,
+    /// When each member's leaf keys were last replaced, by member.
+    pub key_ages: Vec<crate::KeyAge>,
 }
 
 /// The de-MLS protocol engine of one node.
@@ -118,6 +122,16 @@ impl Engine {
                     invitations: session.invitations.all().map(|i| i.wire.clone()).collect(),
                     joined_epoch: session.chat.joined_epoch(),
                     lamport: session.chat.lamport(),
+                    key_ages: session
+                        .key_age_list()
+                        .into_iter()
+                        .map(|age| crate::snapshot::KeyAgeRecord {
+                            member: age.member.as_bytes().to_vec(),
+                            epoch: age.epoch.0,
+                            at_ms: age.at.map_or(0, |t| t.0),
+                        })
+                        .collect(),
+                    sent_since_rotation: session.sent_since_rotation,
                     standing: session
                         .standing
                         .iter()
@@ -177,6 +191,14 @@ impl Engine {
                 group.joined_epoch,
                 group.lamport,
             );
+            session.restore_key_ages(group.key_ages.iter().filter_map(|record| {
+                Some(crate::KeyAge {
+                    member: Address::from_slice(&record.member)?,
+                    epoch: Epoch(record.epoch),
+                    at: (record.at_ms > 0).then_some(Timestamp(record.at_ms)),
+                })
+            }));
+            session.sent_since_rotation = group.sent_since_rotation;
             for change in &group.own_changes {
                 let motion = Motion::Change(Change::decode_any_epoch(change)?);
                 session.own.push(OwnMotion {
@@ -442,6 +464,15 @@ impl Engine {
         let invited = session.invite(invitee, expires_at, &mut ctx)?;
         session.settle(&mut ctx)?;
         Ok(invited.to_bytes())
+    }
+
+    /// Replaces this node's leaf keys in `group` now (for post-compromise security): sends
+    /// an MLS Update proposal, which needs no vote; the epoch's committer commits it with
+    /// an UpdatePath. Asking again before it is committed changes nothing.
+    pub fn rotate(&mut self, group: &GroupId, now: Timestamp) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        session.request_update(&mut ctx)?;
+        session.settle(&mut ctx)
     }
 
     /// Leaves `group`: proposes this node's own removal, which needs no vote.
@@ -774,6 +805,8 @@ impl Engine {
                 .all()
                 .map(|i| (i.invitee, i.inviter, i.expires_at))
                 .collect(),
+            rotation: session.state.rules.rotation,
+            key_ages: session.key_age_list(),
         })
     }
 }

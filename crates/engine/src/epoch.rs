@@ -90,6 +90,9 @@ pub(crate) struct EpochState {
     pub(crate) commits: Vec<SeenCommit>,
     /// When this member last received an application message from each member in this epoch.
     pub(crate) heard_at: BTreeMap<Address, Timestamp>,
+    /// This epoch's state holding this member's own MLS Update proposal, once it sent one:
+    /// commits are processed in a copy of it (see [`crate::rotation`]).
+    pub(crate) own_update: Option<Box<MlsGroup>>,
 }
 
 impl EpochState {
@@ -134,6 +137,7 @@ impl EpochState {
             started_at: now,
             commits: Vec::new(),
             heard_at: BTreeMap::new(),
+            own_update: None,
         })
     }
 
@@ -188,10 +192,11 @@ impl EpochState {
 
     // ----- decisions of the epoch -----
 
-    /// Whether a proposal is approved: by vote, or for a leave by its owner's signed YES.
+    /// Whether a proposal is approved: by vote, or for a leave or a self-update by its
+    /// owner's signed YES.
     pub(crate) fn approval(&self, id: ProposalId) -> Option<bool> {
         let open = self.open.get(&id)?;
-        if let ChangeKind::Leave(owner) = open.kind() {
+        if let ChangeKind::Leave(owner) | ChangeKind::Update(owner) = open.kind() {
             let owner_yes = self.consensus.proposal(id).is_some_and(|p| {
                 p.votes
                     .iter()
@@ -233,11 +238,21 @@ impl EpochState {
             .any(|o| o.decided.is_none() && o.motion.priority() > motion.priority())
     }
 
-    /// When the first change of the epoch was approved.
+    /// When the first change of the epoch was due for a commit: when it was approved, or
+    /// for a self-update [`crate::rotation::UPDATE_BATCH_MS`] later (updates wait to go
+    /// several in one commit).
     pub(crate) fn first_approval(&self) -> Option<Timestamp> {
         self.approved_motions()
             .filter(|(_, o)| worth_a_commit(&o.motion))
-            .filter_map(|(_, o)| o.decided.map(|d| d.1))
+            .filter_map(|(_, o)| {
+                let (_, at) = o.decided?;
+                Some(match o.motion {
+                    Motion::Change(Change::Update { .. }) => {
+                        at.plus_ms(crate::rotation::UPDATE_BATCH_MS)
+                    }
+                    _ => at,
+                })
+            })
             .min()
     }
 
@@ -253,7 +268,7 @@ impl EpochState {
             .filter_map(|(_, o)| match o.kind() {
                 ChangeKind::Remove(a) | ChangeKind::Leave(a) | ChangeKind::Readd(a) => Some(a),
                 ChangeKind::Emergency { offender, .. } => offender,
-                ChangeKind::Add(_) | ChangeKind::Election { .. } => None,
+                ChangeKind::Add(_) | ChangeKind::Update(_) | ChangeKind::Election { .. } => None,
             })
             .collect()
     }
@@ -327,8 +342,11 @@ impl EpochState {
             Motion::Change(Change::Add { replace: false, .. } | Change::Remove { .. }) => {
                 (self.rules.membership_deadline(now), false)
             }
-            // Removing a steward (or unblocking a list) takes explicit support.
-            Motion::Emergency(_) => (protocol_deadline, false),
+            // Removing a steward (or unblocking a list) takes explicit support; a
+            // self-update is approved by its owner's YES alone.
+            Motion::Emergency(_) | Motion::Change(Change::Update { .. }) => {
+                (protocol_deadline, false)
+            }
             // Re-adding a member that lost its state, and electing the list every member
             // computes, keep the group live: the group's liveness default applies.
             Motion::Change(Change::Add { replace: true, .. }) | Motion::Election(_) => {
@@ -356,13 +374,15 @@ impl EpochState {
     }
 
     /// The voters of a motion by `owner`: everyone, except for membership changes in
-    /// small-consensus groups (the stewards in office), where a member leaving is a voter
-    /// too (its own signed YES is the approval of its leave).
+    /// small-consensus groups (the stewards in office), where a member leaving or updating
+    /// is a voter too (its own signed YES is the approval of its leave or update).
     pub(crate) fn voters(&self, motion: &Motion, owner: Address) -> BTreeSet<Address> {
         match (self.mode, motion) {
             (StewardMode::Small, Motion::Change(change)) => {
                 let mut voters: BTreeSet<Address> = self.stewards_in_office().into_iter().collect();
-                if matches!(change, Change::Remove { target } if *target == owner) {
+                if matches!(change, Change::Remove { target } if *target == owner)
+                    || matches!(change, Change::Update { .. })
+                {
                     voters.insert(owner);
                 }
                 voters

@@ -25,6 +25,8 @@ pub enum ChangeKind {
     Remove(Address),
     /// This member leaves.
     Leave(Address),
+    /// This member replaces its leaf keys (a self-update, for post-compromise security).
+    Update(Address),
     /// Elect this steward list.
     Election {
         /// Retry round (above the group's current one after a silent list).

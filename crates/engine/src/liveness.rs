@@ -28,7 +28,11 @@ impl GroupSession {
 
     /// The next liveness step due, with when.
     fn next_liveness_step(&self, config: &crate::EngineConfig) -> Option<(Timestamp, Motion)> {
-        let stalled = self.stalled_since(config);
+        // A single-steward group has no one to hand over to: no re-election, no deadlock
+        // emergency (its report would be dropped, and the step stay due for ever).
+        let stalled = self
+            .stalled_since(config)
+            .filter(|_| self.state.mode != crate::StewardMode::Single);
         if let Some(since) = stalled {
             let next = self.state.reelections().saturating_add(1);
             let motion = if next <= config.max_retry_rounds {

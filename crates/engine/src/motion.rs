@@ -13,7 +13,7 @@ use crate::change::Change;
 use crate::wire::{CommitPair, Emergency as EmergencyWire, Omission, StewardElection, emergency};
 use crate::{ChangeKind, EngineError, Epoch, Violation};
 
-const CHANGE_NAME: &str = "demls/group-change/v1";
+pub(crate) const CHANGE_NAME: &str = "demls/group-change/v1";
 const ELECTION_NAME: &str = "demls/steward-election/v1";
 const EMERGENCY_NAME: &str = "demls/emergency/v1";
 

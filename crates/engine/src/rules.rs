@@ -7,7 +7,7 @@ use prost::Message;
 
 use crate::mls::GroupRulesExt;
 use crate::wire::GroupRules;
-use crate::{EngineError, GroupParams, JoinRule, Timestamp};
+use crate::{EngineError, GroupParams, JoinRule, RotationRule, Timestamp};
 
 /// Seconds a vote on adding or removing someone stays open in a group created
 /// before the rules existed (the extension is absent there).
@@ -31,6 +31,7 @@ pub(crate) fn consensus_config() -> demls_consensus::ConsensusConfig {
 pub(crate) struct Rules {
     pub(crate) join_rule: JoinRule,
     pub(crate) membership_vote_timeout_secs: u32,
+    pub(crate) rotation: RotationRule,
 }
 
 impl Rules {
@@ -41,6 +42,10 @@ impl Rules {
             membership_vote_timeout_secs: params
                 .membership_vote_timeout_secs
                 .clamp(1, MAX_VOTE_SECS),
+            rotation: RotationRule {
+                after_secs: params.rotation.after_secs.max(1),
+                after_messages: params.rotation.after_messages.max(1),
+            },
         }
     }
 
@@ -53,6 +58,7 @@ impl Rules {
             return Ok(Self {
                 join_rule: JoinRule::Invite,
                 membership_vote_timeout_secs: DEFAULT_MEMBERSHIP_VOTE_SECS,
+                rotation: RotationRule::default(),
             });
         };
         let rules = GroupRules::decode(ext.rules.as_slice())?;
@@ -64,6 +70,17 @@ impl Rules {
                 0 => DEFAULT_MEMBERSHIP_VOTE_SECS,
                 secs => secs.min(MAX_VOTE_SECS),
             },
+            // A group made before rotation rules existed (0 on the wire) rotates by default.
+            rotation: RotationRule {
+                after_secs: match rules.rotate_after_secs {
+                    0 => RotationRule::default().after_secs,
+                    secs => secs,
+                },
+                after_messages: match rules.rotate_after_messages {
+                    0 => RotationRule::default().after_messages,
+                    messages => messages,
+                },
+            },
         })
     }
 
@@ -73,11 +90,18 @@ impl Rules {
             rules: GroupRules {
                 join_rule: self.join_rule.to_wire(),
                 membership_vote_timeout_secs: self.membership_vote_timeout_secs,
+                rotate_after_secs: self.rotation.after_secs,
+                rotate_after_messages: self.rotation.after_messages,
             }
             .encode_to_vec(),
         }
         .into_extension()
         .map_err(|e| EngineError::Mls(e.to_string()))
+    }
+
+    /// When a leaf that entered the group at `since` is due for replacement.
+    pub(crate) fn rotation_due(self, since: Timestamp) -> Timestamp {
+        since.plus_ms(u64::from(self.rotation.after_secs) * 1000)
     }
 
     /// When a vote on adding or removing someone, opened at `now`, closes.

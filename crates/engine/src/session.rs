@@ -91,6 +91,10 @@ pub(crate) struct GroupSession {
     /// store. Written once per [`crate::Engine::take_storage_writes`], not per message:
     /// a group's state is its whole ratchet tree, hundreds of KiB in a large group.
     unsaved: bool,
+    /// When each member's leaf was last replaced.
+    pub(crate) key_ages: std::collections::BTreeMap<Address, crate::KeyAge>,
+    /// Chat messages this member sent since its leaf was last replaced.
+    pub(crate) sent_since_rotation: u32,
     #[cfg(feature = "byzantine")]
     pub(crate) byzantine: Byzantine,
 }
@@ -105,7 +109,7 @@ impl GroupSession {
         now: Timestamp,
     ) -> Result<Self, EngineError> {
         let state = EpochState::new(mls, now)?;
-        Ok(Self {
+        let mut session = Self {
             chat: crate::causal::ChatLog::new(me, state.epoch(), 0),
             reported_missing: 0,
             id,
@@ -128,9 +132,18 @@ impl GroupSession {
             departed: None,
             commit_retry_at: None,
             unsaved: false,
+            key_ages: std::collections::BTreeMap::new(),
+            sent_since_rotation: 0,
             #[cfg(feature = "byzantine")]
             byzantine: Byzantine::default(),
-        })
+        };
+        session.fresh_key_ages(now);
+        Ok(session)
+    }
+
+    /// Notes that the MLS state moved on without being written (see [`Self::save_mls_if_moved`]).
+    pub(crate) fn mark_moved(&mut self) {
+        self.unsaved = true;
     }
 
     /// Writes the MLS state to the store (and so to the journal a shell persists).
@@ -214,6 +227,7 @@ impl GroupSession {
         let bytes = self.send_app(app_message::Body::Chat(chat), ctx)?;
         self.chat
             .sent(id.clone(), self.epoch(), bytes, ctx.config, ctx.now);
+        self.sent_since_rotation = self.sent_since_rotation.saturating_add(1);
         ctx.emit(Event::Message {
             group: self.id.clone(),
             sender: ctx.wallet.address(),
@@ -223,6 +237,10 @@ impl GroupSession {
             epoch: self.epoch(),
             lamport,
         });
+        // The message went out: a failed update request is not the message's failure.
+        if let Err(error) = self.rotate_if_due(ctx) {
+            tracing::warn!(group = %self.id, %error, "update request failed");
+        }
         Ok(())
     }
 
@@ -544,6 +562,7 @@ impl GroupSession {
         self.sync_on_timeout(ctx)?;
         self.liveness_on_timeout(ctx)?;
         self.chat_on_timeout(ctx)?;
+        self.rotate_if_due(ctx)?;
         self.settle(ctx)?;
         self.report_missing(ctx);
         Ok(())
@@ -571,6 +590,7 @@ impl GroupSession {
             self.rebroadcast_due(config),
             self.scheduled_votes_due(),
             self.admission_due(config),
+            self.rotation_due(),
         ]
         .into_iter()
         .flatten()

@@ -50,6 +50,26 @@ pub struct GroupSnapshot {
     /// The chat Lamport clock.
     #[prost(uint64, tag = "7")]
     pub lamport: u64,
+    /// When each member's leaf was last replaced.
+    #[prost(message, repeated, tag = "8")]
+    pub key_ages: Vec<KeyAgeRecord>,
+    /// Chat messages this member sent since its leaf was last replaced.
+    #[prost(uint32, tag = "9")]
+    pub sent_since_rotation: u32,
+}
+
+/// When a member's leaf was last replaced.
+#[derive(Clone, PartialEq, Message)]
+pub struct KeyAgeRecord {
+    /// The member (20 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub member: Vec<u8>,
+    /// The epoch its leaf entered the group.
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+    /// When (milliseconds); 0 if before this node joined.
+    #[prost(uint64, tag = "3")]
+    pub at_ms: u64,
 }
 
 /// A person's vote on adding or removing someone, cast again when the change is

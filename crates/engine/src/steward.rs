@@ -16,8 +16,10 @@ use crate::commit::{Rank, ValidCommit, effects, elected_params};
 use crate::context::Ctx;
 use crate::epoch::SeenCommit;
 use crate::invitation::{InvitationError, Invited};
+use crate::mls::rules::with_committer_rotation;
 use crate::mls::{CIPHER_SUITE, GroupParamsExt, TreeKeyExt, suite};
 use crate::motion::Motion;
+use crate::rotation::self_update_of;
 use crate::session::{GroupSession, suite_random};
 use crate::snapshot::{IntakeSnapshot, StewardSnapshot};
 use crate::wire::{
@@ -457,6 +459,7 @@ impl GroupSession {
         let mut evidence = Vec::new();
         let mut election: Option<(u32, Vec<Address>)> = None;
         let mut subjects = std::collections::BTreeSet::new();
+        let departing = self.state.departing();
         for (id, open) in self.state.approved_motions() {
             let Some(proposal) = self.state.consensus.proposal(id) else {
                 continue;
@@ -484,10 +487,16 @@ impl GroupSession {
             if let Some(change) = change {
                 // A steward never commits its own removal, nor a non-member's; and one change per person.
                 let own_or_absent = matches!(change, Change::Remove { target } if target == me || !self.state.is_member(&target));
-                if own_or_absent || !subjects.insert(change.subject()) {
+                // The update of a member on its way out would only hold its removal back.
+                let moot =
+                    matches!(change, Change::Update { .. }) && departing.contains(&open.owner);
+                if own_or_absent || moot || !subjects.insert(change.subject(open.owner)) {
                     continue;
                 }
-                changes.push(change);
+                // The committer's own update is the commit's UpdatePath, not a proposal.
+                if !(matches!(change, Change::Update { .. }) && open.owner == me) {
+                    changes.push(change);
+                }
             }
             evidence.push(proposal.clone());
         }
@@ -506,7 +515,7 @@ impl GroupSession {
         self.state
             .approved_motions()
             .filter_map(|(id, open)| match open.motion.as_change() {
-                Some(change) if change.subject() != left_out => {
+                Some(change) if change.subject(open.owner) != left_out => {
                     Some((change.clone(), self.state.consensus.proposal(id)?.clone()))
                 }
                 _ => None,
@@ -546,12 +555,30 @@ impl GroupSession {
             epoch: self.state.epoch(),
             approved: evidence,
         };
+        let rotates_self = manifest
+            .approved
+            .iter()
+            .any(|p| p.proposal_owner == me.as_bytes() && self_update_of(p).is_some());
         let mut candidate = self.state.mls.clone();
         let tree_key = suite_random(suite().aead_key_size())?;
         let tree_key_ext = MlsExtension::into_extension(TreeKeyExt {
             key: tree_key.clone(),
         })
         .map_err(|e| EngineError::Mls(e.to_string()))?;
+        // mls-rs commits, by reference, every proposal its state holds.
+        for change in &changes {
+            if let Change::Update { proposal } = change {
+                let message = mls_rs::MlsMessage::from_bytes(proposal)
+                    .map_err(|e| EngineError::Malformed(format!("update proposal: {e}")))?;
+                let received =
+                    candidate.process_incoming_message_with_time(message, ctx.now.mls_time())?;
+                if !matches!(received, ReceivedMessage::Proposal(_)) {
+                    return Err(EngineError::InvalidProposal(
+                        "a self-update carries no MLS proposal".into(),
+                    ));
+                }
+            }
+        }
         let mut builder = candidate.commit_builder();
         for change in changes {
             builder = match &change {
@@ -579,6 +606,8 @@ impl GroupSession {
                         .member_with_identity(target.as_bytes())?
                         .index,
                 )?,
+                // Fed to the state above: committed by reference.
+                Change::Update { .. } => builder,
             };
         }
         if let Some(params) = params {
@@ -588,11 +617,11 @@ impl GroupSession {
             context.set(ext);
             builder = builder.set_group_context_ext(context)?;
         }
-        let output = builder
+        let builder = builder
             .set_group_info_ext(vec![tree_key_ext].into())
             .authenticated_data(manifest.encode_to_vec())
-            .commit_time(ctx.now.mls_time())
-            .build()?;
+            .commit_time(ctx.now.mls_time());
+        let output = with_committer_rotation(rotates_self, || builder.build())?;
         let description = candidate.apply_pending_commit()?;
         let bytes = output.commit_message().to_bytes()?;
         let mut welcomes = Vec::new();
@@ -612,7 +641,7 @@ impl GroupSession {
                 });
             }
         }
-        let applied = effects(&self.state, &description)
+        let applied = effects(&self.state, &description, &candidate)
             .map(|e| e.changes)
             .map_err(EngineError::InvalidCommit)?;
         let rank = Rank::new(

@@ -41,6 +41,15 @@ impl SyncState {
         self.suspected_since.get_or_insert(now);
     }
 
+    /// This member cannot follow the group from its state (a commit it cannot process
+    /// for good): it counts as on a dead branch from now, and asks to be added again
+    /// after `rejoin_after_ms`.
+    pub(crate) fn cannot_follow(&mut self, now: Timestamp) {
+        self.suspect(now);
+        self.foreign_since = Some(now);
+        self.own_seen_at = None;
+    }
+
     /// The group moved on here: old suspicions are void.
     pub(crate) fn epoch_advanced(&mut self) {
         self.suspected_since = None;

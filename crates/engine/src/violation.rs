@@ -264,7 +264,8 @@ fn commit_by(
         Verdict::Broken { .. }
         | Verdict::Undecided(_)
         | Verdict::Refused { .. }
-        | Verdict::Unreadable(_) => None,
+        | Verdict::Unreadable(_)
+        | Verdict::MissingProposal(_) => None,
     }
 }
 

@@ -59,12 +59,15 @@ impl GroupSession {
         Ok(())
     }
 
-    /// Whether someone already has an undecided or approved proposal for the same thing.
+    /// Whether someone already has an undecided or approved proposal for the same thing
+    /// (for a self-update: this member).
     fn already_open(&self, motion: &Motion) -> bool {
-        self.state
-            .open
-            .values()
-            .any(|o| o.motion.same_as(motion) && o.decided.is_none_or(|(approved, _)| approved))
+        let own_only = matches!(motion, Motion::Change(Change::Update { .. }));
+        self.state.open.values().any(|o| {
+            o.motion.same_as(motion)
+                && (!own_only || o.owner == self.me)
+                && o.decided.is_none_or(|(approved, _)| approved)
+        })
     }
 
     fn open_proposal(
@@ -72,6 +75,7 @@ impl GroupSession {
         motion: Motion,
         ctx: &mut Ctx<'_>,
     ) -> Result<ProposalId, EngineError> {
+        let motion = self.with_fresh_update(motion)?;
         let (deadline, liveness_criteria_yes) = self.state.terms(&motion, ctx.now);
         let spec = ProposalSpec {
             name: motion.name().to_owned(),
@@ -167,6 +171,13 @@ impl GroupSession {
                 .receive_evidence(proposal, voters, ctx.now.into())?;
             return self.check_decision(id, ctx);
         }
+        if let Motion::Change(Change::Update { proposal }) = &motion {
+            // One update per member and epoch: more would only cost every member work.
+            if self.state.has_open_update(owner) {
+                return Err(EngineError::RateLimited(owner));
+            }
+            self.state.check_update(owner, proposal, ctx.now)?;
+        }
         if self
             .state
             .proposals_by_owner
@@ -252,7 +263,7 @@ impl GroupSession {
         if open.decided.is_some()
             || open.voted
             || !self.state.voters(&open.motion, open.owner).contains(&me)
-            || matches!(open.kind(), ChangeKind::Leave(_))
+            || matches!(open.kind(), ChangeKind::Leave(_) | ChangeKind::Update(_))
             || self.has_voted(id, me)
         {
             return Ok(());
@@ -296,7 +307,9 @@ impl GroupSession {
             }
         });
         match open.motion.clone() {
-            Motion::Election(_) | Motion::Emergency(_) => Judgement::Yes,
+            Motion::Election(_) | Motion::Emergency(_) | Motion::Change(Change::Update { .. }) => {
+                Judgement::Yes
+            }
             Motion::Change(Change::Add { replace: true, .. }) if automatic => Judgement::Yes,
             Motion::Change(Change::Add { replace: true, .. } | Change::Remove { .. }) => {
                 standing.unwrap_or(Judgement::Abstain)
@@ -454,6 +467,8 @@ impl GroupSession {
                     _ => Err(EngineError::InvalidProposal("not a key package".into())),
                 }
             }
+            // Checked when it arrived (see `receive_proposal`); its owner's YES approves it.
+            Change::Update { .. } => Ok(()),
             Change::Remove { target } => {
                 if !self.state.is_member(&target) {
                     return Err(EngineError::NotMember(target));
@@ -690,6 +705,7 @@ impl GroupSession {
     /// Own motions still wanted in the new epoch, each to be proposed again.
     pub(crate) fn carry_own_motions(&mut self) {
         let own = std::mem::take(&mut self.own);
+        let rotated = self.rotated_this_epoch();
         let state = &self.state;
         self.own = own
             .into_iter()
@@ -702,6 +718,8 @@ impl GroupSession {
                 // A re-add is asked for again by its joiner if it did not land.
                 Motion::Change(Change::Add { replace: true, .. }) => false,
                 Motion::Change(Change::Remove { target }) => state.is_member(target),
+                // Asked again until this member's leaf has been replaced.
+                Motion::Change(Change::Update { .. }) => !rotated,
                 Motion::Emergency(e) => {
                     e.offender.is_some_and(|o| state.is_member(&o)) && !self.excused(e)
                 }

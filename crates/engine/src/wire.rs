@@ -149,6 +149,12 @@ pub struct GroupRules {
     /// Seconds a vote on adding or removing someone stays open.
     #[prost(uint32, tag = "2")]
     pub membership_vote_timeout_secs: u32,
+    /// Seconds after which a member replaces its leaf keys (0: the default, a day).
+    #[prost(uint32, tag = "3")]
+    pub rotate_after_secs: u32,
+    /// Chat messages a member sends before it replaces its leaf keys (0: the default).
+    #[prost(uint32, tag = "4")]
+    pub rotate_after_messages: u32,
 }
 
 /// A steward's refusal of a joiner that does not meet the group's admission policy.
@@ -284,7 +290,7 @@ pub struct GroupChange {
     #[prost(uint64, tag = "1")]
     pub epoch: u64,
     /// The change.
-    #[prost(oneof = "group_change::Change", tags = "2, 3, 4")]
+    #[prost(oneof = "group_change::Change", tags = "2, 3, 4, 6")]
     pub change: Option<group_change::Change>,
     /// For an add: a member's invitation of the joiner, if one is known.
     #[prost(message, optional, tag = "5")]
@@ -305,6 +311,10 @@ pub mod group_change {
         /// Replace the leaf of this key package's owner, a member that lost its state.
         #[prost(bytes, tag = "4")]
         ReaddKeyPackage(Vec<u8>),
+        /// The proposal's owner replaces its own leaf keys: its MLS Update proposal
+        /// (a PrivateMessage), committed by reference.
+        #[prost(bytes, tag = "6")]
+        SelfUpdate(Vec<u8>),
     }
 }
 

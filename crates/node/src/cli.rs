@@ -183,6 +183,12 @@ pub enum ClientCommand {
         /// counts as NO at its end; default an hour).
         #[arg(long, value_name = "SECS")]
         membership_timeout: Option<u32>,
+        /// Members replace their keys after this many seconds (default a day)…
+        #[arg(long, value_name = "SECS")]
+        rotate_after: Option<u32>,
+        /// …or after sending this many messages, whichever comes first (default 1000).
+        #[arg(long, value_name = "MESSAGES")]
+        rotate_after_messages: Option<u32>,
         /// A public group: anyone who asks is admitted by automatic voters. By default only
         /// invited addresses (`demls invite`) or those the members vote in get in.
         #[arg(long)]
@@ -309,6 +315,13 @@ pub enum ClientCommand {
     },
     /// Leave a group.
     Leave {
+        /// The group.
+        group: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Replace this node's keys in a group now (post-compromise security; needs no vote).
+    Rotate {
         /// The group.
         group: String,
         #[command(flatten)]
@@ -538,6 +551,11 @@ fn print_group(g: &GroupDetail) {
         g.membership_vote_timeout_secs
     );
     say!("admission: {}", g.admission);
+    say!(
+        "keys rotate after {} s or {} messages sent",
+        g.rotate_after_secs,
+        g.rotate_after_messages
+    );
     say!("stewards: {}", g.stewards.len());
     for s in &g.stewards {
         say!("  {s}");
@@ -546,7 +564,11 @@ fn print_group(g: &GroupDetail) {
     for m in &g.members {
         let roles: Vec<String> = m.roles.iter().map(name).collect();
         let me = if m.is_self { " (this node)" } else { "" };
-        say!("  {}  {}{me}", m.address, roles.join(", "));
+        let keys = match m.key_replaced_at {
+            Some(at) => format!("keys of epoch {} ({} UTC)", m.key_epoch, clock(at)),
+            None => format!("keys of epoch {} or older", m.key_epoch),
+        };
+        say!("  {}  {}{me}  {keys}", m.address, roles.join(", "));
     }
     for i in &g.invitations {
         say!(
@@ -612,9 +634,11 @@ fn decide(group: &str, address: &str, approve: bool, target: &Target) -> Result<
 fn change_words(change: &demls_api::Change) -> (String, String) {
     use demls_api::Change as C;
     let member = match change {
-        C::Add { member } | C::Remove { member } | C::Leave { member } | C::Readd { member } => {
-            member.clone()
-        }
+        C::Add { member }
+        | C::Remove { member }
+        | C::Leave { member }
+        | C::Readd { member }
+        | C::Update { member } => member.clone(),
         C::Election { .. } | C::Emergency { .. } => "-".to_owned(),
     };
     let kind = serde_json::to_value(change)
@@ -674,6 +698,8 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             sn_max,
             vote_timeout,
             membership_timeout,
+            rotate_after,
+            rotate_after_messages,
             open,
             gate,
             target,
@@ -688,6 +714,8 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
                 join_rule: open.then_some(JoinRule::Open),
                 liveness_yes: None,
                 max_proposals_per_member: None,
+                rotate_after_secs: rotate_after,
+                rotate_after_messages,
                 admission: gate.admission()?,
             };
             let created: GroupDetail = Client::new(&target)?.post("/api/groups", &body)?;
@@ -808,12 +836,17 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
             show(&target, &list, |l| print_messages(l));
         }
         C::Follow { group, target } => return follow(&group, &target),
-        C::Leave { group, target } => {
-            let status: StatusBody = Client::new(&target)?
-                .post(&group_path(&group, "/leave"), &serde_json::Map::new())?;
-            show(&target, &status, |s| say!("{}", name(&s.status)));
-        }
+        C::Leave { group, target } => post_status(&group, "/leave", &target)?,
+        C::Rotate { group, target } => post_status(&group, "/rotate", &target)?,
     }
+    Ok(())
+}
+
+/// Posts an empty body to a group's `path` and prints the status answered.
+fn post_status(group: &str, path: &str, target: &Target) -> Result<(), CliError> {
+    let status: StatusBody =
+        Client::new(target)?.post(&group_path(group, path), &serde_json::Map::new())?;
+    show(target, &status, |s| say!("{}", name(&s.status)));
     Ok(())
 }
 

@@ -42,6 +42,7 @@ impl Names {
             ChangeKind::Remove(a) => format!("remove {}", self.of(a)),
             ChangeKind::Leave(a) => format!("{} leaves", self.of(a)),
             ChangeKind::Readd(a) => format!("re-add {} (it lost its state)", self.of(a)),
+            ChangeKind::Update(a) => format!("{} replaces its keys", self.of(a)),
             ChangeKind::Election {
                 retry_round,
                 stewards,

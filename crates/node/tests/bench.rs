@@ -48,6 +48,9 @@ fn commit_prints_one_object_per_size() {
             "commit_bytes",
             "welcome_bytes",
             "tree_bytes",
+            "update_commit_ms",
+            "update_process_ms",
+            "update_bytes",
         ] {
             assert!(number(line, key) > 0.0, "{key} in {line}");
         }

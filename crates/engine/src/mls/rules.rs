@@ -20,8 +20,32 @@ use mls_rs::mls_rules::{
 ///   sends it once, encrypted, beside the Welcome.
 /// - Which proposals a commit may carry is decided by the vote, which the
 ///   engine checks against the commit's effect, so mls-rs's filter passes all.
+/// - A commit carries an UpdatePath (rotating its committer's leaf) whenever MLS
+///   requires one (removals, updates) and otherwise while the group has at most
+///   [`PATH_AFFORDABLE_MEMBERS`] members, or when its committer rotates its own leaf
+///   ([`with_committer_rotation`]). Larger add-only commits go without: in a tree freshly
+///   filled by a batch add a path encrypts to almost every leaf (see docs/performance.md).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DemlsRules;
+
+/// Up to this many members, every commit carries an UpdatePath.
+pub const PATH_AFFORDABLE_MEMBERS: usize = 1000;
+
+thread_local! {
+    /// Set while this thread builds a commit that rotates its committer's own leaf.
+    static COMMITTER_ROTATES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `build` (which builds a commit) with an UpdatePath required if `rotate`. mls-rs
+/// asks the client's rules for commit options while it builds; the rules are shared by
+/// every group of the client, so the wish of this one commit travels beside them, on
+/// the building thread.
+pub(crate) fn with_committer_rotation<T>(rotate: bool, build: impl FnOnce() -> T) -> T {
+    let outer = COMMITTER_ROTATES.with(|flag| flag.replace(rotate));
+    let built = build();
+    COMMITTER_ROTATES.with(|flag| flag.set(outer));
+    built
+}
 
 impl MlsRules for DemlsRules {
     type Error = Infallible;
@@ -39,7 +63,7 @@ impl MlsRules for DemlsRules {
 
     fn commit_options(
         &self,
-        _new_roster: &Roster,
+        new_roster: &Roster,
         _new_context: &GroupContext,
         _proposals: &ProposalBundle,
     ) -> Result<CommitOptions, Self::Error> {
@@ -47,7 +71,10 @@ impl MlsRules for DemlsRules {
             .with_ratchet_tree_extension(false)
             .with_always_out_of_band_ratchet_tree(true)
             .with_single_welcome_message(true)
-            .with_path_required(false))
+            .with_path_required(
+                COMMITTER_ROTATES.with(std::cell::Cell::get)
+                    || new_roster.members_iter().count() <= PATH_AFFORDABLE_MEMBERS,
+            ))
     }
 
     fn encryption_options(

@@ -2,9 +2,11 @@
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, HashMap};
+
 use demls_engine::{
     ChangeKind, Engine, EngineConfig, Event, GroupId, GroupParams, JoinRule, MlsSigner, MlsStore,
-    ProposalId, StewardMode, Violation, VotePolicy,
+    ProposalId, StewardMode, StorageWrite, Violation, VotePolicy,
 };
 use demls_identity::{Address, Wallet};
 use demls_sim::{NetConfig, NodeId, Sim};
@@ -303,4 +305,112 @@ pub fn refusals(sim: &Sim, id: NodeId) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// A group's current snapshot and its retained past epochs.
+pub type GroupRecord = (Vec<u8>, BTreeMap<u64, Vec<u8>>);
+
+/// What a shell's database would hold: the journal's writes applied in order.
+#[derive(Default)]
+pub struct Disk {
+    groups: HashMap<Vec<u8>, GroupRecord>,
+    key_packages: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Disk {
+    pub fn apply(&mut self, writes: Vec<StorageWrite>) {
+        for write in writes {
+            match write {
+                StorageWrite::Group {
+                    group_id,
+                    snapshot,
+                    epochs,
+                    oldest_retained_epoch,
+                } => {
+                    let entry = self.groups.entry(group_id).or_default();
+                    entry.0 = snapshot.to_vec();
+                    for (id, data) in epochs {
+                        entry.1.insert(id, data.to_vec());
+                    }
+                    if let Some(oldest) = oldest_retained_epoch {
+                        entry.1.retain(|id, _| *id >= oldest);
+                    }
+                }
+                StorageWrite::GroupDeleted { group_id } => {
+                    self.groups.remove(&group_id);
+                }
+                StorageWrite::KeyPackage { id, data } => {
+                    self.key_packages.insert(id, data.to_vec());
+                }
+                StorageWrite::KeyPackageDeleted { id } => {
+                    self.key_packages.remove(&id);
+                }
+            }
+        }
+    }
+
+    pub fn load(&self) -> MlsStore {
+        let store = MlsStore::new(4, true);
+        for (id, (snapshot, epochs)) in &self.groups {
+            store.restore_group(
+                id.clone(),
+                snapshot.clone(),
+                epochs.iter().map(|(e, d)| (*e, d.clone())).collect(),
+            );
+        }
+        for (id, data) in &self.key_packages {
+            store.restore_key_package(id.clone(), data).unwrap();
+        }
+        store
+    }
+}
+
+/// A node with its keys, whose state a test persists.
+pub struct Persisted {
+    pub id: NodeId,
+    pub wallet: Wallet,
+    pub signer: MlsSigner,
+}
+
+impl Persisted {
+    pub fn add(sim: &mut Sim, policy: VotePolicy) -> Self {
+        let wallet = Wallet::generate();
+        let signer = MlsSigner::generate().unwrap();
+        let id = sim.add(Engine::new(
+            wallet.clone(),
+            &signer,
+            config(policy),
+            MlsStore::new(4, true),
+        ));
+        Self { id, wallet, signer }
+    }
+
+    /// Crashes the node and starts it again from what it persisted: `disk` and its snapshot.
+    pub fn restart(&self, sim: &mut Sim, disk: &mut Disk, policy: VotePolicy) {
+        disk.apply(sim.node_mut(self.id).engine.take_storage_writes().unwrap());
+        let snapshot = sim.node(self.id).engine.snapshot().unwrap();
+        let now = sim.now();
+        sim.node_mut(self.id).engine = Engine::restore(
+            self.wallet.clone(),
+            &self.signer,
+            config(policy),
+            disk.load(),
+            &snapshot,
+            now,
+        )
+        .unwrap();
+        // The shell's history holds what the node delivered before: it tells the engine.
+        let delivered: Vec<_> = sim
+            .node(self.id)
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Message { id, epoch, .. } => Some((id.clone(), *epoch)),
+                _ => None,
+            })
+            .collect();
+        sim.node_mut(self.id)
+            .engine
+            .remember_chat(&group(), delivered);
+    }
 }

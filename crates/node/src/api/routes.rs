@@ -169,6 +169,14 @@ pub(super) async fn create_group(
             .max_proposals_per_member
             .unwrap_or(defaults.max_proposals_per_member),
         admission: admission::policy(&state.node, body.admission).await?,
+        rotation: demls_engine::RotationRule {
+            after_secs: body
+                .rotate_after_secs
+                .unwrap_or(defaults.rotation.after_secs),
+            after_messages: body
+                .rotate_after_messages
+                .unwrap_or(defaults.rotation.after_messages),
+        },
     };
     if params.sn_min > params.sn_max {
         return Err(ApiError::bad_request(format!(
@@ -258,12 +266,26 @@ pub(super) async fn leave(
     Path(GroupName(group)): Path<GroupName>,
 ) -> Result<(StatusCode, Json<StatusBody>), ApiError> {
     state.node.command(move |rt| rt.leave(&group)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(StatusBody {
-            status: Status::Leaving,
-        }),
-    ))
+    Ok(accepted(Status::Leaving))
+}
+
+/// A 202 answer with `status`.
+fn accepted(status: Status) -> (StatusCode, Json<StatusBody>) {
+    (StatusCode::ACCEPTED, Json(StatusBody { status }))
+}
+
+/// Replace this node's leaf keys in a group now (an MLS self-update that needs no vote)
+#[utoipa::path(post, path = "/api/groups/{group}/rotate", params(GroupName),
+    responses(
+        (status = 202, description = "The update is proposed; an `epoch_changed` follows on the event stream after its commit (within about 30 s).", body = StatusBody),
+        (status = 404, description = "`unknown_group`.", body = ErrorBody),
+        (status = 422, description = "The engine refused.", body = ErrorBody)))]
+pub(super) async fn rotate(
+    State(state): State<Arc<ApiState>>,
+    Path(GroupName(group)): Path<GroupName>,
+) -> Result<(StatusCode, Json<StatusBody>), ApiError> {
+    state.node.command(move |rt| rt.rotate(&group)).await?;
+    Ok(accepted(Status::Rotating))
 }
 
 /// Proposals with their live tally, deadline and decision
@@ -296,12 +318,7 @@ pub(super) async fn propose(
         .node
         .command(move |rt| rt.propose_remove(&group, member))
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(StatusBody {
-            status: Status::Proposed,
-        }),
-    ))
+    Ok(accepted(Status::Proposed))
 }
 
 /// Parses `0x0a1b2c3d` or `0a1b2c3d`.

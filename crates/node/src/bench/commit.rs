@@ -10,6 +10,10 @@
 //! takes a join request in (not timed): its engine remembers the wallet
 //! bindings it verified then. The member and the joiner start cold. The vote
 //! is left out: see `demls_engine::bench_support`.
+//!
+//! Then the update case: in the tree the batch just filled, the steward commits
+//! nothing but an UpdatePath (its leaf rotated; what a self-update commit costs
+//! its committer, the path being the larger part), and the member processes it.
 
 use std::time::Instant;
 
@@ -137,6 +141,9 @@ struct Run {
     commit_bytes: usize,
     welcome_bytes: usize,
     tree_bytes: usize,
+    update_commit: f64,
+    update_process: f64,
+    update_bytes: usize,
 }
 
 fn one_run(
@@ -201,6 +208,7 @@ fn one_run(
         )
         .into());
     }
+    let update = update_case(&mut steward, &mut member, now)?;
     let (welcome_bytes, tree_bytes) = match Envelope::decode(welcome.as_slice())?.body {
         Some(envelope::Body::Welcome(bundle)) => {
             (bundle.welcome.len(), bundle.encrypted_tree.len())
@@ -215,7 +223,35 @@ fn one_run(
         commit_bytes: commit.len(),
         welcome_bytes,
         tree_bytes,
+        update_commit: update.0,
+        update_process: update.1,
+        update_bytes: update.2,
     })
+}
+
+/// The steward commits an UpdatePath alone (an empty commit, which MLS makes carry one)
+/// and the member processes it: the time of each, in milliseconds, and the commit's size.
+fn update_case(
+    steward: &mut Engine,
+    member: &mut Engine,
+    now: Timestamp,
+) -> BenchResult<(f64, f64, usize)> {
+    let group = bench_group();
+    let start = Instant::now();
+    let batch = steward.batch_commit(&group, BatchAdds::decode(&[])?, now)?;
+    let commit_ms = ms(start.elapsed());
+    let commit = batch.commit.payload.clone();
+    let start = Instant::now();
+    member.apply_batch_commit(&group, &commit, now)?;
+    let process_ms = ms(start.elapsed());
+    steward.adopt_batch(&group, batch, now)?;
+    let [Some(s), Some(m)] = [&*steward, &*member].map(|e| e.group(&group)) else {
+        return Err("an engine left the group in the update case".into());
+    };
+    if s.authenticator != m.authenticator {
+        return Err("the update commit did not converge".into());
+    }
+    Ok((commit_ms, process_ms, commit.len()))
 }
 
 /// Runs `demls bench commit`.
@@ -233,7 +269,7 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
     packages.extend(key_packages(largest - 3, &config, now)?);
     if !args.json {
         println!(
-            "{:>7} {:>7} {:>15} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10}",
+            "{:>7} {:>7} {:>15} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10} {:>14} {:>16} {:>10}",
             "members",
             "added",
             "commit+Welcome",
@@ -242,7 +278,10 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
             "joiner joins",
             "commit",
             "Welcome",
-            "tree"
+            "tree",
+            "update commit",
+            "member processes",
+            "update"
         );
     }
     for &size in &args.sizes {
@@ -256,6 +295,8 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
         let steward_apply = samples(|r| r.steward_apply);
         let member_process = samples(|r| r.member_process);
         let joiner_ms = samples(|r| r.joiner);
+        let update_commit = samples(|r| r.update_commit);
+        let update_process = samples(|r| r.update_process);
         let last = runs.last().ok_or("no run")?;
         if args.json {
             let line = json!({
@@ -271,17 +312,22 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
                 "commit_bytes": last.commit_bytes,
                 "welcome_bytes": last.welcome_bytes,
                 "tree_bytes": last.tree_bytes,
+                "update_commit_ms": median(&update_commit),
+                "update_process_ms": median(&update_process),
+                "update_bytes": last.update_bytes,
                 "samples": {
                     "commit_welcome_ms": commit_welcome,
                     "steward_apply_ms": steward_apply,
                     "member_process_ms": member_process,
                     "joiner_ms": joiner_ms,
+                    "update_commit_ms": update_commit,
+                    "update_process_ms": update_process,
                 },
             });
             println!("{line}");
         } else {
             println!(
-                "{:>7} {:>7} {:>12.1} ms {:>12.1} ms {:>14.1} ms {:>10.1} ms {:>7} KiB {:>6} KiB {:>6} KiB",
+                "{:>7} {:>7} {:>12.1} ms {:>12.1} ms {:>14.1} ms {:>10.1} ms {:>7} KiB {:>6} KiB {:>6} KiB {:>11.1} ms {:>13.1} ms {:>6} KiB",
                 size,
                 size - 2,
                 median(&commit_welcome),
@@ -290,7 +336,10 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
                 median(&joiner_ms),
                 last.commit_bytes / 1024,
                 last.welcome_bytes / 1024,
-                last.tree_bytes / 1024
+                last.tree_bytes / 1024,
+                median(&update_commit),
+                median(&update_process),
+                last.update_bytes / 1024
             );
         }
     }

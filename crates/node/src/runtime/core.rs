@@ -859,14 +859,19 @@ impl Runtime {
         let members = view
             .members
             .iter()
-            .map(|m| Member {
-                address: m.to_string(),
-                roles: if view.stewards.contains(m) {
-                    vec![Role::Steward, Role::Member]
-                } else {
-                    vec![Role::Member]
-                },
-                is_self: *m == self.address,
+            .map(|m| {
+                let key = view.key_ages.iter().find(|age| age.member == *m);
+                Member {
+                    address: m.to_string(),
+                    roles: if view.stewards.contains(m) {
+                        vec![Role::Steward, Role::Member]
+                    } else {
+                        vec![Role::Member]
+                    },
+                    is_self: *m == self.address,
+                    key_epoch: key.map_or(view.epoch.0, |age| age.epoch.0),
+                    key_replaced_at: key.and_then(|age| age.at).map(|t| t.0),
+                }
             })
             .collect();
         let open = view
@@ -885,6 +890,8 @@ impl Runtime {
             gated: view.admission.gate().is_some(),
             join_rule: json::join_rule(view.join_rule),
             membership_vote_timeout_secs: view.membership_vote_timeout_secs,
+            rotate_after_secs: view.rotation.after_secs,
+            rotate_after_messages: view.rotation.after_messages,
             invitations: view
                 .invitations
                 .iter()
@@ -1045,6 +1052,13 @@ impl Runtime {
     pub fn leave(&mut self, name: &str) -> Result<(), CommandError> {
         let view = self.member_view(name)?;
         self.engine.leave(&view.id, now())?;
+        Ok(())
+    }
+
+    /// Replaces this node's leaf keys in a group (an update that needs no vote).
+    pub fn rotate(&mut self, name: &str) -> Result<(), CommandError> {
+        let view = self.member_view(name)?;
+        self.engine.rotate(&view.id, now())?;
         Ok(())
     }
 

@@ -17,6 +17,7 @@ pub fn change(change: &ChangeKind) -> Change {
         ChangeKind::Remove(a) => Change::Remove { member: member(a) },
         ChangeKind::Leave(a) => Change::Leave { member: member(a) },
         ChangeKind::Readd(a) => Change::Readd { member: member(a) },
+        ChangeKind::Update(a) => Change::Update { member: member(a) },
         ChangeKind::Election {
             retry_round,
             stewards,
