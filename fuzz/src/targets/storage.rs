@@ -140,7 +140,7 @@ fn open() -> Db {
     let dir = base.join(format!("demls-fuzz-storage-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir, "fuzz", Durability::Relaxed).expect("store opens");
-    let raw = Connection::open(store.path()).expect("raw connection");
+    let raw = store.connect().expect("raw connection");
     raw.pragma_update(None, "synchronous", "OFF")
         .expect("pragma");
     raw.busy_timeout(std::time::Duration::from_secs(5))
