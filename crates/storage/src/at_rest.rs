@@ -215,7 +215,8 @@ pub(crate) fn probe(path: &Path) -> Result<Content, StorageError> {
 /// damaged or belongs to another data directory.
 pub(crate) fn open_keyed(path: &Path, key: &DbKey) -> Result<Connection, StorageError> {
     let conn = Connection::open(path)?;
-    conn.execute_batch(&format!("PRAGMA key = \"{}\";", key.literal().as_str()))?;
+    let pragma = Zeroizing::new(format!("PRAGMA key = \"{}\";", key.literal().as_str()));
+    conn.execute_batch(&pragma)?;
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     }) {
