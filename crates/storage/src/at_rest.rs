@@ -10,7 +10,7 @@
 //! store's, and one derivation serves both files where SQLCipher would run one per file.
 //!
 //! A database written by an earlier demls in plaintext is encrypted the first time it is
-//! opened with the right passphrase ([`encrypt_plaintext`]).
+//! opened with the right passphrase: exported into a new encrypted file that replaces it.
 
 use std::fs;
 use std::io::{Read, Write};
