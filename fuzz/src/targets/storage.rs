@@ -460,7 +460,6 @@ fn read_all(db: &mut Db, now: Timestamp) {
     let _ = store.open_proposals();
     let _ = store.events(0, 64);
     let _ = store.unpublished();
-    let _ = store.published_since(Timestamp(0), 64);
     let _ = store.mark_published(u64::MAX >> 1, now);
     let _ = store.setting("api_token");
     let _ = store.secret("mls_signer");
