@@ -165,6 +165,27 @@ fn a_wrong_passphrase_is_refused_and_the_right_one_reopens() {
 }
 
 #[test]
+fn the_salt_file_made_by_whichever_opens_first_serves_both() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Archive::open(dir.path(), PASS, ArchiveLimits::default()).unwrap());
+    assert!(matches!(
+        Store::open(dir.path(), "wrong", Durability::Full),
+        Err(StorageError::WrongPassphrase)
+    ));
+    let mut store = Store::open(dir.path(), PASS, Durability::Full).unwrap();
+    store.commit_step(&step(1)).unwrap();
+    drop(store);
+    assert_eq!(
+        Store::open(dir.path(), PASS, Durability::Full)
+            .unwrap()
+            .messages(&group(), 0, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn without_its_salt_file_an_encrypted_store_is_not_silently_replaced() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path(), PASS, Durability::Full).unwrap());
