@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every demls test. On a fresh machine it first installs what the tests
-# need beyond Rust: the npm packages of the js-waku interop peer, of anvil and of
+# need beyond Rust: the system packages the build links against (scripts/system-deps.sh), the
+# npm packages of the js-waku interop peer, of anvil and of
 # the web client, and Debian's chromium for the web client's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ install_npm() { # dir
         npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
     fi
 }
+
+./scripts/system-deps.sh # libssl-dev and pkg-config, which the build links against
 
 install_npm interop/js-waku
 install_npm interop/anvil

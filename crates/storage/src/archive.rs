@@ -3,9 +3,10 @@
 //! timestamp.
 //!
 //! It lives in its own database file beside the [`crate::Store`], so that peers' queries (on
-//! other threads) never wait on an engine step's transaction. Nothing in it is secret beyond
-//! what the network already carried: payloads are MLS ciphertexts and signed protocol
-//! messages. It is bounded by age, count and size ([`ArchiveLimits`]); the oldest messages go
+//! other threads) never wait on an engine step's transaction. Its payloads are what the
+//! network already carried (MLS ciphertexts and signed protocol messages), but which groups a
+//! node is in and when they spoke is not for a seized disk to tell: the file is encrypted
+//! whole, like the store ([`crate::at_rest`]). It is bounded by age, count and size ([`ArchiveLimits`]); the oldest messages go
 //! first. A lost tail (a crash before SQLite synced) costs nothing that peers cannot give back,
 //! so it is written with `synchronous=NORMAL`.
 
@@ -17,7 +18,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::StorageError;
-use crate::store::open_private_wal;
+use crate::at_rest::{self, Content, DataKeys, encrypt_plaintext};
+use crate::store::{create_private, open_private_wal};
 
 /// The archive's database file in a data directory.
 pub const ARCHIVE_FILE: &str = "archive.sqlite";
@@ -144,9 +146,21 @@ CREATE INDEX IF NOT EXISTS waku_messages_by_topic
 ";
 
 impl Archive {
-    /// Opens (or creates) the archive in `dir` (created with mode 0700; the file with 0600).
-    pub fn open(dir: &Path, limits: ArchiveLimits) -> Result<Archive, StorageError> {
-        let conn = open_private_wal(&dir.join(ARCHIVE_FILE))?;
+    /// Opens (or creates) the archive in `dir` (created with mode 0700; the file with 0600),
+    /// encrypted with the data directory's key for `passphrase` ([`crate::at_rest`]). A
+    /// plaintext archive of an earlier demls is encrypted.
+    pub fn open(
+        dir: &Path,
+        passphrase: &str,
+        limits: ArchiveLimits,
+    ) -> Result<Archive, StorageError> {
+        let path = dir.join(ARCHIVE_FILE);
+        create_private(&path)?;
+        let key = DataKeys::unlock(dir, passphrase)?.archive;
+        if at_rest::probe(&path)? == Content::Plaintext {
+            encrypt_plaintext(&path, &key)?;
+        }
+        let conn = open_private_wal(&path, &key)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Archive {

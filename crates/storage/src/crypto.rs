@@ -1,5 +1,6 @@
 //! Secrets at rest: a key derived from the passphrase with scrypt, and
-//! ChaCha20-Poly1305 per stored blob.
+//! ChaCha20-Poly1305 per stored blob (inside the SQLCipher-encrypted database,
+//! see [`crate::at_rest`]).
 //!
 //! A sealed blob is `version (1) || nonce (12) || ciphertext || tag (16)`. The
 //! associated data names the row the blob belongs to (table and key), so a
@@ -60,6 +61,19 @@ impl KdfParams {
         Ok(Self { log_n, r, p })
     }
 
+    /// Fills `out` with scrypt of `passphrase` and `salt` under these parameters.
+    pub(crate) fn stretch(
+        self,
+        passphrase: &str,
+        salt: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), StorageError> {
+        let params = scrypt::Params::new(self.log_n, self.r, self.p)
+            .map_err(|e| StorageError::corrupt("key derivation parameters", e))?;
+        scrypt::scrypt(passphrase.as_bytes(), salt, &params, out)
+            .map_err(|e| StorageError::corrupt("key derivation parameters", e))
+    }
+
     /// The most memory stored parameters may ask for: 1 GiB (the default asks for 32 MiB).
     const MAX_MEMORY: u64 = 1 << 30;
     /// The most passes stored parameters may ask for.
@@ -76,11 +90,8 @@ impl Cipher {
         salt: &[u8],
         params: KdfParams,
     ) -> Result<Self, StorageError> {
-        let scrypt_params = scrypt::Params::new(params.log_n, params.r, params.p)
-            .map_err(|e| StorageError::corrupt("key derivation parameters", e))?;
         let mut key = Zeroizing::new([0u8; 32]);
-        scrypt::scrypt(passphrase.as_bytes(), salt, &scrypt_params, key.as_mut())
-            .map_err(|e| StorageError::corrupt("key derivation parameters", e))?;
+        params.stretch(passphrase, salt, key.as_mut())?;
         let aead = ChaCha20Poly1305::new_from_slice(key.as_ref())
             .map_err(|e| StorageError::corrupt("derived key", e))?;
         Ok(Self(aead))

@@ -17,9 +17,16 @@ pub enum StorageError {
         /// What went wrong.
         source: std::io::Error,
     },
-    /// The passphrase does not open this store's secrets.
-    #[error("wrong passphrase: it does not decrypt this data directory's secrets")]
+    /// The passphrase does not open this data directory's databases.
+    #[error("wrong passphrase: it does not decrypt this data directory's databases")]
     WrongPassphrase,
+    /// The salt file that makes the databases' keys is gone, but an encrypted database is
+    /// there: without the file the database cannot be decrypted.
+    #[error("{path} is missing: the encrypted databases beside it cannot be decrypted without it")]
+    SaltMissing {
+        /// Where the salt file should be.
+        path: PathBuf,
+    },
     /// The database was written by a newer demls.
     #[error("database schema version {found} is newer than the {supported} this demls supports")]
     UnsupportedSchema {

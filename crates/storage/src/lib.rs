@@ -12,14 +12,16 @@
 //! the outgoing messages only after the commit. A key generation is therefore on disk before a
 //! ciphertext made with it leaves, and a crash never leaves MLS and protocol state out of step.
 //!
-//! Secrets (MLS state, key packages, the engine snapshot, named secrets) and message texts are
-//! sealed with ChaCha20-Poly1305 under a key derived from the passphrase with scrypt; each blob's
-//! associated data names its row. The schema is versioned (`user_version`) and migrated on
+//! Both database files are encrypted whole with SQLCipher, under keys derived from the
+//! passphrase with scrypt and a salt file beside them ([`at_rest`]). Inside, secrets (MLS state,
+//! key packages, the engine snapshot, named secrets) and message texts are sealed once more
+//! with ChaCha20-Poly1305 under a key of their own; each blob's associated data names its row. The schema is versioned (`user_version`) and migrated on
 //! open. Every decoder returns [`StorageError::Corrupt`] on bad rows.
 
 #![warn(missing_docs)]
 
 mod archive;
+pub mod at_rest;
 mod crypto;
 mod error;
 mod records;
@@ -30,6 +32,7 @@ pub use archive::{
     ARCHIVE_FILE, Archive, ArchiveLimits, ArchivePage, ArchiveQuery, ArchivedMessage, Selection,
     Walk,
 };
+pub use at_rest::SALT_FILE;
 pub use error::StorageError;
 pub use records::{
     Delivery, EventRecord, NewEvent, NewMessage, OutboxEntry, ProposalRecord, ProposalState, Step,

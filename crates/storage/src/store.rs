@@ -12,6 +12,7 @@ use demls_identity::Address;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use zeroize::Zeroizing;
 
+use crate::at_rest::{self, Content, DataKeys, DbKey, encrypt_plaintext, open_keyed};
 use crate::crypto::{Cipher, KdfParams, SALT_LEN, random};
 use crate::records::{
     Delivery, EventRecord, NewEvent, NewMessage, OutboxEntry, ProposalRecord, ProposalState, Step,
@@ -37,11 +38,12 @@ pub enum Durability {
 }
 
 /// A node's database: MLS state, protocol snapshot, secrets, history, outbox, proposals and
-/// an event log. Secrets and message texts are encrypted with a key derived from the
-/// passphrase.
+/// an event log. The whole database is encrypted ([`crate::at_rest`]); secrets and message
+/// texts are sealed once more, row by row, with a key of their own.
 pub struct Store {
     conn: Connection,
     cipher: Cipher,
+    key: DbKey,
     path: PathBuf,
     durability: Durability,
 }
@@ -52,16 +54,29 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     move |source| StorageError::Io {
         path: path.to_owned(),
         source,
     }
 }
 
-/// Opens (or creates) the SQLite database `path` in write-ahead-log mode, readable by this user
-/// only: its directory is created with mode 0700, the file with 0600.
-pub(crate) fn open_private_wal(path: &Path) -> Result<Connection, StorageError> {
+/// Opens (or creates) the SQLite database `path` encrypted with `key`, in write-ahead-log mode,
+/// readable by this user only: its directory is created with mode 0700, the file with 0600.
+pub(crate) fn open_private_wal(path: &Path, key: &DbKey) -> Result<Connection, StorageError> {
+    create_private(path)?;
+    let conn = open_keyed(path, key)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let journal: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(StorageError::corrupt("journal mode", journal));
+    }
+    Ok(conn)
+}
+
+/// Creates `path` (mode 0600) and its directory (mode 0700) if they are not there.
+pub(crate) fn create_private(path: &Path) -> Result<(), StorageError> {
     if let Some(dir) = path.parent() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -75,14 +90,7 @@ pub(crate) fn open_private_wal(path: &Path) -> Result<Connection, StorageError> 
         .mode(0o600)
         .open(path)
         .map_err(io_error(path))?;
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let journal: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-    if !journal.eq_ignore_ascii_case("wal") {
-        return Err(StorageError::corrupt("journal mode", journal));
-    }
-    Ok(conn)
+    Ok(())
 }
 
 fn to_i64(value: u64, what: &'static str) -> Result<i64, StorageError> {
@@ -166,15 +174,30 @@ fn message_aad(group: &GroupId, id: &[u8]) -> Vec<u8> {
 
 impl Store {
     /// Opens (or creates) the store in `dir`, creating the directory (mode 0700) and the
-    /// database (mode 0600) if needed. A new store draws a salt and keeps the passphrase
-    /// check; an existing one refuses a wrong passphrase.
+    /// database (mode 0600) if needed, encrypted whole with SQLCipher ([`crate::at_rest`]). A
+    /// new store draws its salts and keeps the passphrase checks; an existing one refuses a
+    /// wrong passphrase ([`StorageError::WrongPassphrase`]). A plaintext database of an
+    /// earlier demls is encrypted, once the passphrase is checked against it.
     pub fn open(
         dir: &Path,
         passphrase: &str,
         durability: Durability,
     ) -> Result<Self, StorageError> {
         let path = dir.join(DB_FILE);
-        let mut conn = open_private_wal(&path)?;
+        create_private(&path)?;
+        let plaintext = at_rest::probe(&path)? == Content::Plaintext;
+        if plaintext {
+            // Checked before the salt file is made for this passphrase and the database is
+            // encrypted under it.
+            let mut plain = Connection::open(&path)?;
+            schema::migrate(&mut plain)?;
+            Self::unlock(&mut plain, passphrase)?;
+        }
+        let key = DataKeys::unlock(dir, passphrase)?.store;
+        if plaintext {
+            encrypt_plaintext(&path, &key)?;
+        }
+        let mut conn = open_private_wal(&path, &key)?;
         let synchronous = match durability {
             Durability::Full => "FULL",
             Durability::Relaxed => "OFF",
@@ -186,6 +209,7 @@ impl Store {
         Ok(Self {
             conn,
             cipher,
+            key,
             path,
             durability,
         })
@@ -194,6 +218,14 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Another connection to the database, keyed: for tools and tests that read or write rows
+    /// directly.
+    pub fn connect(&self) -> Result<Connection, StorageError> {
+        let conn = open_keyed(&self.path, &self.key)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(conn)
     }
 
     fn meta(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StorageError> {

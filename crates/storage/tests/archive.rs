@@ -7,6 +7,8 @@ use demls_storage::{
     Archive, ArchiveLimits, ArchiveQuery, ArchivedMessage, Selection, StorageError, Walk,
 };
 
+const PASS: &str = "archive passphrase";
+
 fn message(i: u8, topic: &str, timestamp: i64, size: usize) -> ArchivedMessage {
     ArchivedMessage {
         hash: [i; 32],
@@ -50,7 +52,7 @@ fn timestamps(archive: &Archive, mut q: ArchiveQuery) -> Vec<Vec<i64>> {
 
 fn filled() -> (tempfile::TempDir, Archive) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let archive = Archive::open(dir.path(), ArchiveLimits::default()).expect("open");
+    let archive = Archive::open(dir.path(), PASS, ArchiveLimits::default()).expect("open");
     let mut all: Vec<ArchivedMessage> = (1..=10)
         .map(|i| message(i, "/demls/1/lab-app/proto", i64::from(i) * 10, 100))
         .collect();
@@ -139,7 +141,7 @@ fn bounded_by_age_count_and_size() {
         max_bytes: 350,
         max_age: Duration::from_nanos(1000),
     };
-    let archive = Archive::open(dir.path(), limits).expect("open");
+    let archive = Archive::open(dir.path(), PASS, limits).expect("open");
     let all: Vec<ArchivedMessage> = (1..=10)
         .map(|i| message(i, "t", i64::from(i) * 100, 100))
         .collect();
@@ -158,9 +160,9 @@ fn bounded_by_age_count_and_size() {
 fn survives_reopening() {
     let dir = tempfile::tempdir().expect("temp dir");
     {
-        let archive = Archive::open(dir.path(), ArchiveLimits::default()).expect("open");
+        let archive = Archive::open(dir.path(), PASS, ArchiveLimits::default()).expect("open");
         archive.insert(&[message(1, "t", 5, 10)]).expect("insert");
     }
-    let archive = Archive::open(dir.path(), ArchiveLimits::default()).expect("reopen");
+    let archive = Archive::open(dir.path(), PASS, ArchiveLimits::default()).expect("reopen");
     assert!(archive.contains(&[1; 32]).expect("contains"));
 }

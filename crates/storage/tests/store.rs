@@ -24,8 +24,9 @@ fn open(dir: &Path) -> Store {
     Store::open(dir, PASS, Durability::Full).unwrap()
 }
 
+/// A connection of its own to the store's (encrypted) database, for reading and damaging rows.
 fn raw(dir: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(dir.join(DB_FILE)).unwrap()
+    open(dir).connect().unwrap()
 }
 
 fn group() -> GroupId {
@@ -449,7 +450,7 @@ fn corrupt_rows_are_typed_errors() {
 #[test]
 fn key_derivation_parameters_out_of_bounds_are_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(dir.path()));
+    let raw = raw(dir.path());
     for kdf in [
         "scrypt:40:8:1",
         "scrypt:60:8:1",
@@ -458,12 +459,11 @@ fn key_derivation_parameters_out_of_bounds_are_corrupt() {
         "scrypt:15:100000:1",
         "scrypt:15:0:1",
     ] {
-        raw(dir.path())
-            .execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'kdf'",
-                [kdf.as_bytes()],
-            )
-            .unwrap();
+        raw.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'kdf'",
+            [kdf.as_bytes()],
+        )
+        .unwrap();
         let started = std::time::Instant::now();
         match Store::open(dir.path(), PASS, Durability::Full) {
             Err(StorageError::Corrupt { .. }) => {}
@@ -476,13 +476,12 @@ fn key_derivation_parameters_out_of_bounds_are_corrupt() {
 #[test]
 fn a_newer_schema_is_refused_and_the_current_one_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(dir.path()));
-    let version: i64 = raw(dir.path())
+    let raw = raw(dir.path());
+    let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    raw(dir.path())
-        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+    raw.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
         .unwrap();
     assert!(matches!(
         Store::open(dir.path(), PASS, Durability::Full),
@@ -498,16 +497,19 @@ proptest::proptest! {
     }
 }
 
-/// A store with one row in every table, shared by the cases of the fuzz test below.
-fn fuzz_store() -> &'static std::sync::Mutex<(tempfile::TempDir, Store)> {
-    static STORE: std::sync::OnceLock<std::sync::Mutex<(tempfile::TempDir, Store)>> =
-        std::sync::OnceLock::new();
+/// A store with one row in every table and a connection of its own to it, shared by the cases
+/// of the fuzz test below.
+type FuzzStore = (tempfile::TempDir, Store, rusqlite::Connection);
+
+fn fuzz_store() -> &'static std::sync::Mutex<FuzzStore> {
+    static STORE: std::sync::OnceLock<std::sync::Mutex<FuzzStore>> = std::sync::OnceLock::new();
     STORE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         store.put_secret("node_key", b"k").unwrap();
         store.commit_step(&every_table()).unwrap();
-        std::sync::Mutex::new((dir, store))
+        let conn = store.connect().unwrap();
+        std::sync::Mutex::new((dir, store, conn))
     })
 }
 
@@ -552,10 +554,9 @@ proptest::proptest! {
         kind in 0..3u8,
     ) {
         let guard = fuzz_store().lock().unwrap_or_else(|e| e.into_inner());
-        let (dir, store) = &*guard;
+        let (_, store, conn) = &*guard;
         let (table, name) = COLUMNS[column];
         let sql = format!("UPDATE {table} SET {name} = ?1");
-        let conn = raw(dir.path());
         // STRICT tables refuse values of the wrong type; those updates simply do not happen.
         let _ = match kind {
             0 => conn.execute(&sql, [bytes.clone()]),

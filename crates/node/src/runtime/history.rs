@@ -122,13 +122,14 @@ pub(super) struct History {
 }
 
 impl History {
-    /// Opens the archive of the data directory `dir`.
+    /// Opens the archive of the data directory `dir` (encrypted with the passphrase's key).
     pub(super) fn open(
         dir: &std::path::Path,
+        passphrase: &str,
         results: mpsc::UnboundedSender<Fetched>,
     ) -> Result<History, StorageError> {
         Ok(History {
-            archive: Arc::new(Archive::open(dir, ArchiveLimits::default())?),
+            archive: Arc::new(Archive::open(dir, passphrase, ArchiveLimits::default())?),
             heard: Vec::new(),
             synced_until: BTreeMap::new(),
             gap_asked: BTreeMap::new(),

@@ -301,7 +301,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         now(),
     )?;
     let (fetched, fetched_rx) = mpsc::unbounded_channel();
-    let history = history::History::open(&config.data_dir, fetched)?;
+    let history = history::History::open(&config.data_dir, &config.passphrase, fetched)?;
     let transport = TransportConfig {
         node_key: Some(loaded.node_key),
         store: Some(Arc::new(history.backend())),
