@@ -123,8 +123,9 @@ fn network_admits_into_both_consensus_modes() {
             );
             assert_eq!(line["roles"]["joiner"]["messages_per_node"], 1.0, "{line}");
         }
-        // Only in big consensus do plain members vote on an admission.
+        // Only in big consensus do plain members vote on an admission: each at least once.
+        // (In small consensus a member may still send now and then, e.g. a sync.)
         let member_messages = number(&lines[0]["roles"]["members"], "messages_per_node");
-        assert_eq!(member_messages > 0.0, mode == "big", "{}", lines[0]);
+        assert_eq!(member_messages >= 1.0, mode == "big", "{}", lines[0]);
     }
 }

@@ -15,10 +15,10 @@ fn topic(name: &str) -> ContentTopic {
     name.parse().unwrap()
 }
 
-fn envelope(version: u32, body: envelope::Body) -> Vec<u8> {
+fn envelope(group: &str, version: u32, body: envelope::Body) -> Vec<u8> {
     Envelope {
         version,
-        group_id: "lab".into(),
+        group_id: group.into(),
         body: Some(body),
     }
     .encode_to_vec()
@@ -28,7 +28,12 @@ fn envelope(version: u32, body: envelope::Body) -> Vec<u8> {
 async fn malformed_traffic_is_dropped_counted_and_the_node_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&tmp.path().join("n"), "/ip4/127.0.0.1/tcp/0", &[]);
-    node.cli_json(&["create", "lab"]);
+    // The group's identifier on the wire (random for an invite-only group).
+    let lab = node.cli_json(&["create", "lab"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let envelope = |version, body| envelope(&lab, version, body);
 
     // A peer that sends whatever it is told, with a larger size limit than the node's.
     let (relay, mut events) = WakuRelay::start(TransportConfig {
@@ -44,8 +49,8 @@ async fn malformed_traffic_is_dropped_counted_and_the_node_keeps_serving() {
     .await
     .expect("the node accepts the peer");
 
-    let app = topic("/demls/1/lab-app/proto");
-    let welcome = topic("/demls/1/lab-welcome/proto");
+    let app = topic(&format!("/demls/1/{lab}-app/proto"));
+    let welcome = topic(&format!("/demls/1/{lab}-welcome/proto"));
     let sends: Vec<(ContentTopic, Vec<u8>)> = vec![
         // Not a demls envelope at all.
         (app.clone(), b"definitely not protobuf".to_vec()),
