@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 
+use crate::segmentation::SegmentationConfig;
 use crate::store::StoreBackend;
 use crate::topics::{DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic};
 
@@ -24,7 +25,7 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], shard
 /// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages,
-/// a fresh random identity, liveness probes every [`DEFAULT_PROBE_INTERVAL`] and no store
+/// a fresh random identity, [`SegmentationConfig::default`] (segments above 150,000 bytes), liveness probes every [`DEFAULT_PROBE_INTERVAL`] and no store
 /// (Store queries of peers are answered `503`; querying peers works).
 #[derive(Clone)]
 pub struct TransportConfig {
@@ -56,6 +57,9 @@ pub struct TransportConfig {
     /// fails with [`crate::store::StoreError::Timeout`], and a peer's query not answered by then is
     /// dropped. Must not be zero.
     pub store_timeout: Duration,
+    /// How payloads too large for one WakuMessage are sent in segments, and the bounds on
+    /// reassembling them; its `wire_limit` must not exceed `max_message_size`.
+    pub segmentation: SegmentationConfig,
 }
 
 impl TransportConfig {
@@ -81,6 +85,7 @@ impl Default for TransportConfig {
             probe_interval: DEFAULT_PROBE_INTERVAL,
             store: None,
             store_timeout: DEFAULT_STORE_TIMEOUT,
+            segmentation: SegmentationConfig::default(),
         }
     }
 }
@@ -98,6 +103,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("probe_interval", &self.probe_interval)
             .field("store", &self.store.as_ref().map(|_| "<backend>"))
             .field("store_timeout", &self.store_timeout)
+            .field("segmentation", &self.segmentation)
             .finish()
     }
 }

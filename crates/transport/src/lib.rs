@@ -33,6 +33,11 @@
 //! A node never receives its own publishes: gossipsub does not deliver them back. Use the
 //! [`Published`] value returned by [`RelayHandle::publish`] to record what was sent.
 //!
+//! Payloads whose WakuMessage would exceed [`SegmentationConfig::wire_limit`] (150,000 bytes by
+//! default, The Waku Network's limit) are sent in segments with Reed-Solomon parity and
+//! delivered to the receiver's node whole, as one [`TransportEvent::Message`]
+//! ([`segmentation`]).
+//!
 //! A node also speaks Waku Store v3 ([`store`]): it answers peers' queries from the
 //! [`store::StoreBackend`] in [`TransportConfig::store`], and queries peers with
 //! [`RelayHandle::store_query`] and [`RelayHandle::store_query_all`].
@@ -47,6 +52,7 @@ mod liveness;
 mod message;
 mod metadata;
 mod relay;
+pub mod segmentation;
 pub mod store;
 mod topics;
 
@@ -62,6 +68,7 @@ pub use relay::{
     Published, REDIAL_INTERVAL, RELAY_PROTOCOL, RelayHandle, TransportEvent, TransportMetrics,
     WakuRelay,
 };
+pub use segmentation::{SegmentDrop, SegmentationConfig};
 pub use topics::{ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic, TopicError};
 
 /// Settings for the property tests that feed arbitrary bytes to the decoders.

@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 use crate::config::TransportConfig;
 use crate::error::{PublishError, TransportError};
 use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
-use crate::message::{MessageId, WakuMessage};
+use crate::message::{DropReason, MessageId, WakuMessage};
 use crate::metadata::Metadata;
+use crate::segmentation::{Reassembler, Reassembly, SegmentDrop, SegmentMessage, is_segment};
 use crate::store::{self, StoreError, StoreServer};
 use crate::topics::PubsubTopic;
 
@@ -70,6 +71,8 @@ pub(super) struct Node {
     /// Peers being reconnected, with the addresses to redial once their connections closed.
     redial_on_close: HashMap<PeerId, Vec<Multiaddr>>,
     store_server: StoreServer,
+    /// Large messages arriving in segments.
+    reassembler: Reassembler,
     /// Our Store queries waiting for their answer.
     store_queries: HashMap<request_response::OutboundRequestId, StoreReply>,
     pubsub_topic: PubsubTopic,
@@ -114,6 +117,7 @@ impl Node {
             liveness: Liveness::new(config.probe_interval),
             redial_on_close: HashMap::new(),
             store_server: StoreServer::new(config.store.clone()),
+            reassembler: Reassembler::new(config.segmentation.clone()),
             store_queries: HashMap::new(),
             pubsub_topic,
             max_message_size: config.max_message_size,
@@ -204,9 +208,9 @@ impl Node {
         let done = loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Publish { message, reply }) => {
+                    Some(Command::Publish { message, wire, reply }) => {
                         // The caller may have given up waiting; the message went out either way.
-                        let _ = reply.send(self.publish(message));
+                        let _ = reply.send(self.publish(message, wire));
                     }
                     Some(Command::Dial { addr, reply }) => {
                         let _ = reply.send(self.dial(addr));
@@ -268,33 +272,57 @@ impl Node {
             })
     }
 
-    fn publish(&mut self, message: WakuMessage) -> Result<Published, PublishError> {
-        let data = message.encode_to_vec();
-        let id = MessageId::of(&data);
-        let hash = message.hash(&self.pubsub_topic.to_string());
-        let size = data.len();
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(self.topic.clone(), data)
-        {
-            Ok(_) => {
-                self.shared
-                    .counters
-                    .messages_out
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(Published { message, id, hash })
+    /// Publishes `wire` (`message` itself or its segments) in order; stops at the first failure.
+    fn publish(
+        &mut self,
+        message: WakuMessage,
+        wire: Vec<WakuMessage>,
+    ) -> Result<Published, PublishError> {
+        let segments = wire.len();
+        let mut largest_wire_bytes = 0;
+        for piece in wire {
+            let data = piece.encode_to_vec();
+            let size = data.len();
+            largest_wire_bytes = largest_wire_bytes.max(size);
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), data)
+            {
+                Ok(_) => {}
+                Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                    return Err(PublishError::NoPeers);
+                }
+                Err(gossipsub::PublishError::Duplicate) => return Err(PublishError::Duplicate),
+                Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+                    return Err(PublishError::QueuesFull);
+                }
+                Err(gossipsub::PublishError::MessageTooLarge) => {
+                    return Err(PublishError::TooLarge {
+                        size,
+                        max: self.max_message_size,
+                    });
+                }
+                Err(e) => return Err(PublishError::Gossipsub(e.to_string())),
             }
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(PublishError::NoPeers),
-            Err(gossipsub::PublishError::Duplicate) => Err(PublishError::Duplicate),
-            Err(gossipsub::PublishError::AllQueuesFull(_)) => Err(PublishError::QueuesFull),
-            Err(gossipsub::PublishError::MessageTooLarge) => Err(PublishError::TooLarge {
-                size,
-                max: self.max_message_size,
-            }),
-            Err(e) => Err(PublishError::Gossipsub(e.to_string())),
         }
+        let counters = &self.shared.counters;
+        counters.messages_out.fetch_add(1, Ordering::Relaxed);
+        if segments > 1 {
+            counters
+                .segments_out
+                .fetch_add(segments as u64, Ordering::Relaxed);
+        }
+        let id = MessageId::of(&message.encode_to_vec());
+        let hash = message.hash(&self.pubsub_topic.to_string());
+        Ok(Published {
+            message,
+            id,
+            hash,
+            segments,
+            largest_wire_bytes,
+        })
     }
 
     fn redial(&mut self) {
@@ -340,6 +368,8 @@ impl Node {
             // No demls peer is connected, or every queue is full: nothing to probe.
             tracing::trace!(error = %e, "liveness probe not sent");
         }
+        self.reassembler.expire(now);
+        self.publish_reassembly_counters();
         for peer in self.liveness.silent(now) {
             self.reconnect(peer, ReconnectReason::Silent);
         }
@@ -432,6 +462,37 @@ impl Node {
         }
     }
 
+    /// Hands a valid message to the node above.
+    fn deliver(&mut self, pubsub_topic: String, message: WakuMessage, id: MessageId) {
+        self.shared
+            .counters
+            .messages_in
+            .fetch_add(1, Ordering::Relaxed);
+        let hash = message.hash(&pubsub_topic);
+        self.emit(TransportEvent::Message {
+            pubsub_topic,
+            message,
+            id,
+            hash,
+        });
+    }
+
+    /// Copies the reassembler's drop counts and gauges into the shared counters.
+    fn publish_reassembly_counters(&self) {
+        let counters = &self.shared.counters;
+        for reason in SegmentDrop::ALL {
+            counters.segments_dropped[reason.index()]
+                .store(self.reassembler.dropped(reason), Ordering::Relaxed);
+        }
+        counters.reassembly_pending_messages.store(
+            self.reassembler.pending_messages() as u64,
+            Ordering::Relaxed,
+        );
+        counters
+            .reassembly_pending_bytes
+            .store(self.reassembler.pending_bytes() as u64, Ordering::Relaxed);
+    }
+
     fn on_disconnected(&mut self, peer_id: PeerId) {
         self.liveness.disconnected(&peer_id);
         if self.peers.remove(&peer_id).is_some_and(|p| p.reported) {
@@ -469,7 +530,17 @@ impl Node {
                         );
                     return;
                 }
-                let verdict = WakuMessage::decode_relay(&message.data, self.max_message_size);
+                let verdict = WakuMessage::decode_relay(&message.data, self.max_message_size)
+                    .and_then(|waku| {
+                        // Segments are checked before they are forwarded; whether they complete
+                        // a message is for each receiver to find out.
+                        if is_segment(&waku) && SegmentMessage::decode_valid(&waku.payload).is_err()
+                        {
+                            Err(DropReason::MalformedSegment)
+                        } else {
+                            Ok(waku)
+                        }
+                    });
                 let acceptance = match &verdict {
                     Ok(_) => MessageAcceptance::Accept,
                     Err(_) => MessageAcceptance::Reject,
@@ -480,16 +551,21 @@ impl Node {
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
                 let counters = &self.shared.counters;
                 match verdict {
+                    Ok(waku) if is_segment(&waku) => {
+                        counters.segments_in.fetch_add(1, Ordering::Relaxed);
+                        let reassembly = self.reassembler.insert(waku, Instant::now());
+                        self.publish_reassembly_counters();
+                        if let Reassembly::Complete(whole) = reassembly {
+                            let id = MessageId::of(&whole.encode_to_vec());
+                            self.deliver(message.topic.into_string(), whole, id);
+                        }
+                    }
                     Ok(waku) => {
-                        counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                        let pubsub_topic = message.topic.into_string();
-                        let hash = waku.hash(&pubsub_topic);
-                        self.emit(TransportEvent::Message {
-                            pubsub_topic,
-                            message: waku,
-                            id: MessageId::of(&message.data),
-                            hash,
-                        });
+                        self.deliver(
+                            message.topic.into_string(),
+                            waku,
+                            MessageId::of(&message.data),
+                        );
                     }
                     Err(reason) => {
                         counters.dropped[reason.index()].fetch_add(1, Ordering::Relaxed);

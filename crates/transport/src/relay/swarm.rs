@@ -149,6 +149,16 @@ pub(super) fn check_config(config: &TransportConfig) -> Result<(), TransportErro
             config.max_message_size
         )));
     }
+    config
+        .segmentation
+        .check()
+        .map_err(TransportError::Config)?;
+    if config.segmentation.wire_limit > config.max_message_size {
+        return Err(TransportError::Config(format!(
+            "segmentation wire_limit {} exceeds max_message_size {}",
+            config.segmentation.wire_limit, config.max_message_size
+        )));
+    }
     if config.event_capacity == 0 {
         return Err(TransportError::Config("event_capacity is 0".into()));
     }
