@@ -39,10 +39,6 @@ pub const DEFAULT_PARITY_RATE: f64 = 0.125;
 /// The smallest wire limit accepted; below it the segment headers would dominate.
 pub const MIN_WIRE_LIMIT: usize = 4096;
 
-/// The largest wire limit accepted: length prefixes of up to three bytes are assumed when
-/// sizing segments.
-pub const MAX_WIRE_LIMIT: usize = (1 << 21) - 1;
-
 /// How many lengths of a rebuilt last data segment are tried against the message hash; a
 /// payload ending in more zero bytes than this is rebuilt only if its last data segment arrives.
 pub const MAX_PADDING_GUESSES: usize = 1024;
@@ -51,10 +47,6 @@ pub const MAX_PADDING_GUESSES: usize = 1024;
 /// late segments (parity arriving after the message was rebuilt) do not start a new
 /// reassembly.
 const SETTLED_REMEMBERED: usize = 4096;
-
-/// A length prefix of a payload below [`MAX_WIRE_LIMIT`] takes at most two bytes more than
-/// that of an empty one.
-const LENGTH_PREFIX_GROWTH: usize = 2;
 
 /// A segment: the wire format of the RFC (`SegmentMessageProto`, see
 /// `proto/segment_message.proto` in this crate).
@@ -126,8 +118,8 @@ pub fn is_segment(message: &WakuMessage) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentationConfig {
     /// The largest encoded WakuMessage this node sends: a message larger than this is sent in
-    /// segments, each within it. Between [`MIN_WIRE_LIMIT`] and [`MAX_WIRE_LIMIT`], and at
-    /// most [`crate::TransportConfig::max_message_size`].
+    /// segments, each within it. At least [`MIN_WIRE_LIMIT`], and at most
+    /// [`crate::TransportConfig::max_message_size`].
     pub wire_limit: usize,
     /// Parity segments per data segment, from 0 (no parity) to 1.
     pub parity_rate: f64,
@@ -160,9 +152,9 @@ impl Default for SegmentationConfig {
 impl SegmentationConfig {
     /// Checks the bounds documented on the fields.
     pub fn check(&self) -> Result<(), String> {
-        if !(MIN_WIRE_LIMIT..=MAX_WIRE_LIMIT).contains(&self.wire_limit) {
+        if self.wire_limit < MIN_WIRE_LIMIT {
             return Err(format!(
-                "segmentation wire_limit {} is not within {MIN_WIRE_LIMIT}..={MAX_WIRE_LIMIT}",
+                "segmentation wire_limit {} is below {MIN_WIRE_LIMIT}",
                 self.wire_limit
             ));
         }
@@ -294,7 +286,10 @@ fn segment_size(wire_limit: usize, envelope: impl Fn(&SegmentMessage) -> WakuMes
         parity_segment_count: u32::MAX,
         is_parity: true,
     };
-    let overhead = envelope(&widest).encoded_len() + 2 * LENGTH_PREFIX_GROWTH;
+    // The length prefixes of the segment's payload and of the WakuMessage's grow from one
+    // byte (empty) to at most the length of the wire limit's varint.
+    let prefix_growth = prost::encoding::encoded_len_varint(wire_limit as u64) - 1;
+    let overhead = envelope(&widest).encoded_len() + 2 * prefix_growth;
     // Reed-Solomon shards have an even length.
     wire_limit.saturating_sub(overhead) & !1
 }
