@@ -7,7 +7,8 @@ use clap::Args;
 use demls_chain::RetryPolicy;
 use demls_engine::EngineConfig;
 use demls_storage::{DB_FILE, Durability};
-use demls_transport::{DEFAULT_CLUSTER_ID, Multiaddr, TransportConfig};
+use demls_transport::segmentation::DEFAULT_WIRE_LIMIT;
+use demls_transport::{DEFAULT_CLUSTER_ID, Multiaddr, SegmentationConfig, TransportConfig};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -38,6 +39,10 @@ pub struct NodeArgs {
     /// Waku cluster id (peers of other clusters are disconnected).
     #[arg(long, default_value_t = DEFAULT_CLUSTER_ID)]
     pub cluster_id: u16,
+    /// The largest WakuMessage this node sends, in bytes: larger ones go in segments with
+    /// Reed-Solomon parity (The Waku Network carries at most 150,000).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_WIRE_LIMIT)]
+    pub wire_limit: usize,
     /// Ethereum JSON-RPC endpoint (http:// or https://) that answers this node's admission
     /// checks in gated groups: needed to create a gated group, and to vote YES on joiners of
     /// one. Without it this node admits nobody to a gated group (open groups need none).
@@ -80,6 +85,10 @@ async fn serve(args: NodeArgs) -> NodeResult {
             cluster_id: args.cluster_id,
             listen: args.listen.clone(),
             peers: args.peer.clone(),
+            segmentation: SegmentationConfig {
+                wire_limit: args.wire_limit,
+                ..SegmentationConfig::default()
+            },
             ..TransportConfig::default()
         },
         engine: EngineConfig::default(),

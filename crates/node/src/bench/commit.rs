@@ -10,17 +10,26 @@
 //! takes a join request in (not timed): its engine remembers the wallet
 //! bindings it verified then. The member and the joiner start cold. The vote
 //! is left out: see `demls_engine::bench_support`.
+//!
+//! `largest_wire_message_bytes` is the largest WakuMessage the commit and the
+//! Welcome (with its sealed tree) go out as, after the transport's
+//! segmentation with its defaults (each at most 150,000 bytes).
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use demls_engine::bench_support::{BatchAdds, Founder, form_group_at_once};
 use demls_engine::wire::{Envelope, envelope};
-use demls_engine::{Engine, EngineConfig, GroupParams, MlsStore, StorageWrite, Timestamp};
+use demls_engine::{
+    Engine, EngineConfig, GroupParams, MlsStore, StorageWrite, Timestamp, Transmit,
+};
+use demls_transport::WakuMessage;
+use demls_transport::segmentation::{self, SegmentationConfig};
 use prost::Message;
 use serde_json::json;
 
 use super::{BenchResult, bench_config, bench_group, median, ms, rayon_threads, wall_now};
+use crate::topics::content_topic;
 
 /// Options of `demls bench commit`.
 #[derive(Args, Debug)]
@@ -137,6 +146,30 @@ struct Run {
     commit_bytes: usize,
     welcome_bytes: usize,
     tree_bytes: usize,
+    largest_wire_bytes: usize,
+}
+
+/// The size of the largest WakuMessage that `transmits` go out as, after the
+/// transport's segmentation with its defaults.
+fn largest_wire_message(transmits: &[&Transmit]) -> BenchResult<usize> {
+    let config = SegmentationConfig::default();
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    let mut largest = 0;
+    for transmit in transmits {
+        let message = WakuMessage {
+            payload: transmit.payload.clone(),
+            content_topic: content_topic(&transmit.topic)?.to_string(),
+            timestamp: Some(now_ns),
+            ..WakuMessage::default()
+        };
+        for piece in segmentation::split(&config, &message)? {
+            largest = largest.max(piece.encoded_len());
+        }
+    }
+    Ok(largest)
 }
 
 fn one_run(
@@ -163,13 +196,10 @@ fn one_run(
     let batch = steward.batch_commit(&group, adds, now)?;
     let commit_welcome = ms(start.elapsed());
 
+    let welcome_transmit = batch.welcomes.first().ok_or("the commit has no Welcome")?;
+    let largest_wire_bytes = largest_wire_message(&[&batch.commit, welcome_transmit])?;
     let commit = batch.commit.payload.clone();
-    let welcome = batch
-        .welcomes
-        .first()
-        .ok_or("the commit has no Welcome")?
-        .payload
-        .clone();
+    let welcome = welcome_transmit.payload.clone();
 
     let start = Instant::now();
     member.apply_batch_commit(&group, &commit, now)?;
@@ -215,6 +245,7 @@ fn one_run(
         commit_bytes: commit.len(),
         welcome_bytes,
         tree_bytes,
+        largest_wire_bytes,
     })
 }
 
@@ -233,7 +264,7 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
     packages.extend(key_packages(largest - 3, &config, now)?);
     if !args.json {
         println!(
-            "{:>7} {:>7} {:>15} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10}",
+            "{:>7} {:>7} {:>15} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10} {:>12}",
             "members",
             "added",
             "commit+Welcome",
@@ -242,7 +273,8 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
             "joiner joins",
             "commit",
             "Welcome",
-            "tree"
+            "tree",
+            "largest wire"
         );
     }
     for &size in &args.sizes {
@@ -271,6 +303,7 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
                 "commit_bytes": last.commit_bytes,
                 "welcome_bytes": last.welcome_bytes,
                 "tree_bytes": last.tree_bytes,
+                "largest_wire_message_bytes": last.largest_wire_bytes,
                 "samples": {
                     "commit_welcome_ms": commit_welcome,
                     "steward_apply_ms": steward_apply,
@@ -281,7 +314,7 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
             println!("{line}");
         } else {
             println!(
-                "{:>7} {:>7} {:>12.1} ms {:>12.1} ms {:>14.1} ms {:>10.1} ms {:>7} KiB {:>6} KiB {:>6} KiB",
+                "{:>7} {:>7} {:>12.1} ms {:>12.1} ms {:>14.1} ms {:>10.1} ms {:>7} KiB {:>6} KiB {:>6} KiB {:>10} B",
                 size,
                 size - 2,
                 median(&commit_welcome),
@@ -290,7 +323,8 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
                 median(&joiner_ms),
                 last.commit_bytes / 1024,
                 last.welcome_bytes / 1024,
-                last.tree_bytes / 1024
+                last.tree_bytes / 1024,
+                last.largest_wire_bytes
             );
         }
     }
