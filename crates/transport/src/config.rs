@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// The smallest maximum message size accepted: nwaku's 150 KiB default.
 pub const MIN_MAX_MESSAGE_SIZE: usize = 150 * 1024;
 
+/// How many connected peers a node seeks through peer exchange, by default (gossipsub's mesh
+/// degree plus room for gossip).
+pub const DEFAULT_TARGET_PEERS: usize = 8;
+
 /// How often a node sends its liveness probe to its demls peers, by default; see
 /// [`TransportConfig::probe_interval`].
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -60,6 +64,11 @@ pub struct TransportConfig {
     /// How payloads too large for one WakuMessage are sent in segments, and the bounds on
     /// reassembling them; its `wire_limit` must not exceed `max_message_size`.
     pub segmentation: SegmentationConfig,
+    /// Whether the node asks its peers for more peers with Waku peer exchange and dials them
+    /// while it has fewer than `target_peers` (it answers peers' exchange queries either way).
+    pub peer_exchange: bool,
+    /// How many connected peers the node seeks through peer exchange.
+    pub target_peers: usize,
 }
 
 impl TransportConfig {
@@ -86,6 +95,8 @@ impl Default for TransportConfig {
             store: None,
             store_timeout: DEFAULT_STORE_TIMEOUT,
             segmentation: SegmentationConfig::default(),
+            peer_exchange: true,
+            target_peers: DEFAULT_TARGET_PEERS,
         }
     }
 }
@@ -104,6 +115,8 @@ impl std::fmt::Debug for TransportConfig {
             .field("store", &self.store.as_ref().map(|_| "<backend>"))
             .field("store_timeout", &self.store_timeout)
             .field("segmentation", &self.segmentation)
+            .field("peer_exchange", &self.peer_exchange)
+            .field("target_peers", &self.target_peers)
             .finish()
     }
 }

@@ -51,19 +51,21 @@ mod labels;
 mod liveness;
 mod message;
 mod metadata;
+pub mod peer_exchange;
 mod relay;
 pub mod segmentation;
 pub mod store;
 mod topics;
 
 pub use config::{
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT, MIN_MAX_MESSAGE_SIZE,
-    TransportConfig,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT, DEFAULT_TARGET_PEERS,
+    MIN_MAX_MESSAGE_SIZE, TransportConfig,
 };
 pub use error::{PublishError, TransportError};
 pub use libp2p::{Multiaddr, PeerId};
 pub use liveness::ReconnectReason;
 pub use message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
+pub use peer_exchange::PeerExchangeDrop;
 pub use relay::{
     Published, REDIAL_INTERVAL, RELAY_PROTOCOL, RelayHandle, TransportEvent, TransportMetrics,
     WakuRelay,

@@ -6,7 +6,7 @@ mod raw;
 
 use std::time::Duration;
 
-use common::{Node, TIMEOUT, config, metrics_reach, peers_reach};
+use common::{Node, TIMEOUT, config, metrics_reach, no_exchange, peers_reach};
 use demls_transport::segmentation::{MIN_WIRE_LIMIT, SegmentError};
 use demls_transport::{
     ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_MAX_MESSAGE_SIZE, DropReason, MIN_MAX_MESSAGE_SIZE,
@@ -37,9 +37,10 @@ fn topic(name: &str) -> ContentTopic {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_relay_messages_both_ways() {
-    let mut a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
-    let mut b = Node::start(config(DEFAULT_CLUSTER_ID, vec![addr(&a)])).await;
-    let mut c = Node::start(config(DEFAULT_CLUSTER_ID, vec![addr(&b)])).await;
+    // Without peer exchange, so that a and c stay apart and messages go through b.
+    let mut a = Node::start(no_exchange(vec![])).await;
+    let mut b = Node::start(no_exchange(vec![addr(&a)])).await;
+    let mut c = Node::start(no_exchange(vec![addr(&b)])).await;
     let (pa, pb, pc) = (a.handle.peer_id(), b.handle.peer_id(), c.handle.peer_id());
     peers_reach(&a.handle, &[pb]).await;
     peers_reach(&b.handle, &[pa, pc]).await;

@@ -19,6 +19,7 @@ use crate::config::TransportConfig;
 use crate::error::{PublishError, TransportError};
 use crate::liveness::ReconnectReason;
 use crate::message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage, unix_nanos};
+use crate::peer_exchange::PeerExchangeDrop;
 use crate::segmentation::{self, SegmentDrop, SegmentationConfig};
 use crate::store::{
     self, MAX_REQUEST_SIZE, StoreDropReason, StoreError, StoreOutcome, StoreQuery,
@@ -102,6 +103,10 @@ pub struct TransportMetrics {
     /// Gossipsub messages to peers that were dropped because the peer's send queue was full
     /// or they waited in it too long (gossipsub's slow-peer reports).
     pub send_failures: u64,
+    /// Peers learned through peer exchange (each counted once).
+    pub peers_discovered: u64,
+    /// Peer exchange queries of peers this node answered.
+    pub peer_exchange_served: u64,
     /// Store queries this node sent (one per page).
     pub store_queries_out: u64,
     /// Store queries this node sent that failed (error status, bad response, no answer).
@@ -111,9 +116,15 @@ pub struct TransportMetrics {
     store_answered: [u64; StoreOutcome::ALL.len()],
     store_dropped: [u64; StoreDropReason::ALL.len()],
     segments_dropped: [u64; SegmentDrop::ALL.len()],
+    peer_exchange_dropped: [u64; PeerExchangeDrop::ALL.len()],
 }
 
 impl TransportMetrics {
+    /// Peer exchange responses, or ENRs in them, not used for `reason`.
+    pub fn peer_exchange_dropped(&self, reason: PeerExchangeDrop) -> u64 {
+        self.peer_exchange_dropped[reason.index()]
+    }
+
     /// Segments, or messages being reassembled, dropped for `reason`.
     pub fn segments_dropped(&self, reason: SegmentDrop) -> u64 {
         self.segments_dropped[reason.index()]
@@ -173,10 +184,10 @@ impl WakuRelay {
                 .map_err(|e| TransportError::NodeKey(e.to_string()))?,
             None => Keypair::generate_ed25519(),
         };
-        let swarm = build_swarm(keypair, &config)?;
+        let swarm = build_swarm(keypair.clone(), &config)?;
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
         let shared = Arc::new(Shared::default());
-        let mut node = Node::new(&config, swarm, shared.clone(), event_tx)?;
+        let mut node = Node::new(&config, keypair, swarm, shared.clone(), event_tx)?;
         node.listen(&config.listen).await?;
 
         let local_peer_id = node.local_peer_id();
@@ -298,6 +309,9 @@ impl RelayHandle {
             store_answered: load_all(&c.store_answered),
             store_dropped: load_all(&c.store_dropped),
             segments_dropped: load_all(&c.segments_dropped),
+            peers_discovered: c.peers_discovered.load(Ordering::Relaxed),
+            peer_exchange_served: c.peer_exchange_served.load(Ordering::Relaxed),
+            peer_exchange_dropped: load_all(&c.peer_exchange_dropped),
         }
     }
 
@@ -485,6 +499,9 @@ struct Counters {
     store_answered: [AtomicU64; StoreOutcome::ALL.len()],
     store_dropped: [AtomicU64; StoreDropReason::ALL.len()],
     segments_dropped: [AtomicU64; SegmentDrop::ALL.len()],
+    peers_discovered: AtomicU64,
+    peer_exchange_served: AtomicU64,
+    peer_exchange_dropped: [AtomicU64; PeerExchangeDrop::ALL.len()],
 }
 
 fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {

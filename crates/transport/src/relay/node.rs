@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::identity::Keypair;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -21,6 +22,7 @@ use crate::error::{PublishError, TransportError};
 use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
 use crate::message::{DropReason, MessageId, WakuMessage};
 use crate::metadata::Metadata;
+use crate::peer_exchange::{self, ExchangePeer};
 use crate::segmentation::{Reassembler, Reassembly, SegmentDrop, SegmentMessage, is_segment};
 use crate::store::{self, StoreError, StoreServer};
 use crate::topics::PubsubTopic;
@@ -35,6 +37,9 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A peer's listen addresses (from identify) kept for redialling it.
 const MAX_PEER_ADDRS: usize = 8;
+
+/// Peers learned through peer exchange that are kept (to dial, and to pass on).
+const MAX_EXCHANGE_PEERS: usize = 64;
 
 /// A configured peer, with its peer id once known.
 struct Bootstrap {
@@ -73,6 +78,17 @@ pub(super) struct Node {
     store_server: StoreServer,
     /// Large messages arriving in segments.
     reassembler: Reassembler,
+    /// This node's key, to sign its ENR.
+    keypair: Keypair,
+    /// This node's ENR, once it listens on an address others can dial.
+    own_enr: Option<Vec<u8>>,
+    /// Peers learned through peer exchange, oldest first.
+    exchange: VecDeque<ExchangePeer>,
+    /// Whether to seek peers through peer exchange.
+    peer_exchange: bool,
+    target_peers: usize,
+    /// Which connected peer the next periodic exchange query goes to.
+    exchange_turn: usize,
     /// Our Store queries waiting for their answer.
     store_queries: HashMap<request_response::OutboundRequestId, StoreReply>,
     pubsub_topic: PubsubTopic,
@@ -93,6 +109,7 @@ impl Node {
     /// sending its events to `events`.
     pub(super) fn new(
         config: &TransportConfig,
+        keypair: Keypair,
         mut swarm: Swarm<Behaviour>,
         shared: Arc<Shared>,
         events: mpsc::Sender<TransportEvent>,
@@ -118,6 +135,12 @@ impl Node {
             redial_on_close: HashMap::new(),
             store_server: StoreServer::new(config.store.clone()),
             reassembler: Reassembler::new(config.segmentation.clone()),
+            keypair,
+            own_enr: None,
+            exchange: VecDeque::new(),
+            peer_exchange: config.peer_exchange,
+            target_peers: config.target_peers,
+            exchange_turn: 0,
             store_queries: HashMap::new(),
             pubsub_topic,
             max_message_size: config.max_message_size,
@@ -241,7 +264,10 @@ impl Node {
                 answer = self.store_server.next_answer(), if self.store_server.is_busy() => {
                     self.send_store_answer(answer);
                 }
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.redial();
+                    self.seek_peers();
+                }
                 _ = probe.tick() => self.probe(),
             }
         };
@@ -445,6 +471,9 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
             SwarmEvent::Behaviour(BehaviourEvent::Metadata(event)) => self.on_metadata(event),
             SwarmEvent::Behaviour(BehaviourEvent::Store(event)) => self.on_store(event),
+            SwarmEvent::Behaviour(BehaviourEvent::PeerExchange(event)) => {
+                self.on_peer_exchange(event);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -761,6 +790,157 @@ impl Node {
             tracing::info!(%peer, "peer connected");
             self.shared.state().connected.insert(peer);
             self.emit(TransportEvent::PeerConnected(peer));
+            if self.peer_exchange {
+                self.ask_for_peers(peer);
+            }
+        }
+    }
+}
+
+/// Peer exchange: answering peers' queries, asking peers, and dialling what they tell.
+impl Node {
+    fn ask_for_peers(&mut self, peer: PeerId) {
+        let query = peer_exchange::query(peer_exchange::MAX_PEERS_PER_RESPONSE as u64);
+        self.swarm
+            .behaviour_mut()
+            .peer_exchange
+            .send_request(&peer, query);
+    }
+
+    /// While below the target number of peers: dials learned peers, and asks one connected
+    /// peer (in turn) for more.
+    fn seek_peers(&mut self) {
+        if !self.peer_exchange {
+            return;
+        }
+        let connected: Vec<PeerId> = self.shared.state().connected.iter().copied().collect();
+        if connected.len() >= self.target_peers || connected.is_empty() {
+            return;
+        }
+        self.dial_learned();
+        self.exchange_turn = self.exchange_turn.wrapping_add(1);
+        let peer = connected[self.exchange_turn % connected.len()];
+        self.ask_for_peers(peer);
+    }
+
+    /// Dials learned peers that are not connected, as many as are missing to the target.
+    fn dial_learned(&mut self) {
+        let connected = self.shared.state().connected.len();
+        let mut wanted = self.target_peers.saturating_sub(connected);
+        let local = self.local_peer_id();
+        for learned in &self.exchange {
+            if wanted == 0 {
+                break;
+            }
+            let peer = learned.peer;
+            if peer == local || self.swarm.is_connected(&peer) || self.rejected.contains(&peer) {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![learned.addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(opts) {
+                Ok(()) => wanted -= 1,
+                Err(e) => tracing::debug!(%peer, error = %e, "learned peer not dialled"),
+            }
+        }
+    }
+
+    /// This node's ENR, made once it listens on an address others can dial.
+    fn own_enr(&mut self) -> Option<Vec<u8>> {
+        if self.own_enr.is_none() {
+            let addrs = self.shared.state().listen_addrs.clone();
+            self.own_enr = addrs
+                .iter()
+                .find_map(|addr| peer_exchange::own_enr(&self.keypair, addr));
+        }
+        self.own_enr.clone()
+    }
+
+    fn learn(&mut self, learned: ExchangePeer) {
+        if learned.peer == self.local_peer_id() {
+            return;
+        }
+        if let Some(known) = self.exchange.iter_mut().find(|p| p.peer == learned.peer) {
+            *known = learned;
+            return;
+        }
+        if self.exchange.len() >= MAX_EXCHANGE_PEERS {
+            self.exchange.pop_front();
+        }
+        self.exchange.push_back(learned);
+        self.shared
+            .counters
+            .peers_discovered
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_exchange_drop(&self, reason: peer_exchange::PeerExchangeDrop) {
+        self.shared.counters.peer_exchange_dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_peer_exchange(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let Some(wanted) = peer_exchange::requested(&request) else {
+                        tracing::debug!(%peer, "peer exchange request is not a query");
+                        return;
+                    };
+                    let own = self.own_enr();
+                    let enrs: Vec<&Vec<u8>> = own
+                        .iter()
+                        .chain(
+                            self.exchange
+                                .iter()
+                                .filter(|p| p.peer != peer)
+                                .map(|p| &p.enr),
+                        )
+                        .take(wanted)
+                        .collect();
+                    let response = peer_exchange::response(enrs);
+                    self.shared
+                        .counters
+                        .peer_exchange_served
+                        .fetch_add(1, Ordering::Relaxed);
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .peer_exchange
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        tracing::debug!(%peer, "peer exchange response not sent: stream gone");
+                    }
+                }
+                request_response::Message::Response { response, .. } => {
+                    match peer_exchange::parse_response(&response) {
+                        Ok((peers, drops)) => {
+                            for reason in drops {
+                                self.count_exchange_drop(reason);
+                            }
+                            tracing::debug!(%peer, learned = peers.len(), "peer exchange response");
+                            for learned in peers {
+                                self.learn(learned);
+                            }
+                            if self.peer_exchange {
+                                self.dial_learned();
+                            }
+                        }
+                        Err(reason) => self.count_exchange_drop(reason),
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "peer exchange query failed");
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound peer exchange query failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 }

@@ -12,8 +12,10 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tc
 
 use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, MIN_MAX_MESSAGE_SIZE, TransportConfig};
 use crate::error::TransportError;
+use crate::framing::FrameCodec;
 use crate::message::MessageId;
 use crate::metadata;
+use crate::peer_exchange::{self, PEER_EXCHANGE_PROTOCOL};
 use crate::store::{self, MAX_RESPONSE_SIZE, STORE_PROTOCOL};
 
 use super::RELAY_PROTOCOL;
@@ -59,7 +61,8 @@ const STORE_STREAMS_PER_CONNECTION: usize = 32;
 pub(super) struct Behaviour {
     pub(super) gossipsub: gossipsub::Behaviour,
     pub(super) metadata: request_response::Behaviour<metadata::Codec>,
-    pub(super) store: request_response::Behaviour<store::Codec>,
+    pub(super) store: request_response::Behaviour<FrameCodec>,
+    pub(super) peer_exchange: request_response::Behaviour<FrameCodec>,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
 }
@@ -108,7 +111,8 @@ pub(super) fn build_swarm(
         ProtocolSupport::Outbound
     };
     let store = request_response::Behaviour::with_codec(
-        store::Codec {
+        FrameCodec {
+            max_request: store::MAX_REQUEST_SIZE,
             // A page always holds one message, however large.
             max_response: MAX_RESPONSE_SIZE.max(max_message_size.saturating_mul(2)),
         },
@@ -116,6 +120,17 @@ pub(super) fn build_swarm(
         request_response::Config::default()
             .with_request_timeout(config.store_timeout)
             .with_max_concurrent_streams(STORE_STREAMS_PER_CONNECTION),
+    );
+    let peer_exchange = request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_request: peer_exchange::MAX_FRAME_LEN,
+            max_response: peer_exchange::MAX_FRAME_LEN,
+        },
+        [(
+            StreamProtocol::new(PEER_EXCHANGE_PROTOCOL),
+            ProtocolSupport::Full,
+        )],
+        request_response::Config::default().with_request_timeout(METADATA_TIMEOUT),
     );
     let identify = identify::Behaviour::new(
         identify::Config::new("/ipfs/0.1.0".to_owned(), keypair.public())
@@ -125,6 +140,7 @@ pub(super) fn build_swarm(
         gossipsub,
         metadata,
         store,
+        peer_exchange,
         identify,
         ping: ping::Behaviour::default(),
     };

@@ -87,6 +87,15 @@ pub fn config(cluster_id: u16, peers: Vec<Multiaddr>) -> TransportConfig {
     }
 }
 
+/// Like [`config`], for a node that does not seek peers through peer exchange: it keeps to
+/// `peers` (and those that dial it), so that a test's topology stays as built.
+pub fn no_exchange(peers: Vec<Multiaddr>) -> TransportConfig {
+    TransportConfig {
+        peer_exchange: false,
+        ..config(DEFAULT_CLUSTER_ID, peers)
+    }
+}
+
 /// Waits until `handle` lists every peer in `peers` as connected.
 pub async fn peers_reach(handle: &RelayHandle, peers: &[PeerId]) {
     let deadline = tokio::time::Instant::now() + TIMEOUT;

@@ -1,0 +1,46 @@
+//! Peer discovery between relay nodes on 127.0.0.1: Waku peer exchange
+//! (`/vac/waku/peer-exchange/2.0.0-alpha1`) lets a node that knows one peer find the others.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Node, config, first_addr, metrics_reach, no_exchange, peers_reach};
+use demls_transport::{DEFAULT_CLUSTER_ID, PeerExchangeDrop};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_knows_one_peer_finds_the_others_by_peer_exchange() {
+    // C knows only B, B knows only A.
+    let a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let b = Node::start(config(DEFAULT_CLUSTER_ID, vec![first_addr(&a.handle)])).await;
+    peers_reach(&b.handle, &[a.handle.peer_id()]).await;
+    let c = Node::start(config(DEFAULT_CLUSTER_ID, vec![first_addr(&b.handle)])).await;
+    let started = tokio::time::Instant::now();
+    // C learns A's record from B and dials it; A sees C connect.
+    peers_reach(&c.handle, &[b.handle.peer_id(), a.handle.peer_id()]).await;
+    peers_reach(&a.handle, &[b.handle.peer_id(), c.handle.peer_id()]).await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    metrics_reach(&c.handle, "C learned A and B", |m| m.peers_discovered >= 2).await;
+    assert!(b.handle.metrics().peer_exchange_served >= 1);
+    let m = c.handle.metrics();
+    assert!(
+        PeerExchangeDrop::ALL
+            .iter()
+            .all(|&r| m.peer_exchange_dropped(r) == 0),
+        "{m:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_peer_exchange_nodes_keep_to_their_configured_peers() {
+    let a = Node::start(no_exchange(vec![])).await;
+    let b = Node::start(no_exchange(vec![first_addr(&a.handle)])).await;
+    peers_reach(&b.handle, &[a.handle.peer_id()]).await;
+    let c = Node::start(no_exchange(vec![first_addr(&b.handle)])).await;
+    peers_reach(&c.handle, &[b.handle.peer_id()]).await;
+    // Longer than a redial round, in which seeking nodes would have asked and dialled.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(c.handle.connected_peers(), vec![b.handle.peer_id()]);
+    assert_eq!(a.handle.connected_peers(), vec![b.handle.peer_id()]);
+    assert_eq!(c.handle.metrics().peers_discovered, 0);
+}
