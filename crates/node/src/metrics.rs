@@ -10,7 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use demls_transport::store::{StoreDropReason, StoreOutcome};
-use demls_transport::{DropReason, ReconnectReason, SegmentDrop, TransportMetrics};
+use demls_transport::{
+    DropReason, PeerExchangeDrop, ReconnectReason, SegmentDrop, TransportMetrics,
+};
 
 /// Upper bounds of the latency histograms, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -143,6 +145,27 @@ fn render_segments(out: &mut String, transport: &TransportMetrics) {
             ("messages", transport.reassembly_pending_messages),
             ("bytes", transport.reassembly_pending_bytes),
         ],
+    );
+}
+
+/// The transport's peer exchange counters.
+fn render_discovery(out: &mut String, transport: &TransportMetrics) {
+    family(
+        out,
+        ("demls_peer_exchange_total", "counter"),
+        "Peers learned through peer exchange (discovered) and peers' queries answered (served).",
+        "event",
+        [
+            ("discovered", transport.peers_discovered),
+            ("served", transport.peer_exchange_served),
+        ],
+    );
+    family(
+        out,
+        ("demls_peer_exchange_dropped_total", "counter"),
+        "Peer exchange responses, or ENRs in them, not used, by reason.",
+        "reason",
+        PeerExchangeDrop::ALL.map(|r| (r.as_str(), transport.peer_exchange_dropped(r))),
     );
 }
 
@@ -412,6 +435,7 @@ impl Metrics {
         let _ = writeln!(out, "demls_archive_bytes {}", c.archive.1);
         render_store(&mut out, transport);
         render_segments(&mut out, transport);
+        render_discovery(&mut out, transport);
         header(
             &mut out,
             "demls_publish_failures_total",

@@ -69,6 +69,9 @@ pub struct TransportConfig {
     pub peer_exchange: bool,
     /// How many connected peers the node seeks through peer exchange.
     pub target_peers: usize,
+    /// Whether the node finds peers on its LAN with mDNS (libp2p's `/ipfs/mdns`, IPv4) and
+    /// dials those it finds.
+    pub mdns: bool,
 }
 
 impl TransportConfig {
@@ -97,6 +100,7 @@ impl Default for TransportConfig {
             segmentation: SegmentationConfig::default(),
             peer_exchange: true,
             target_peers: DEFAULT_TARGET_PEERS,
+            mdns: false,
         }
     }
 }
@@ -117,6 +121,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("segmentation", &self.segmentation)
             .field("peer_exchange", &self.peer_exchange)
             .field("target_peers", &self.target_peers)
+            .field("mdns", &self.mdns)
             .finish()
     }
 }

@@ -103,7 +103,8 @@ pub struct TransportMetrics {
     /// Gossipsub messages to peers that were dropped because the peer's send queue was full
     /// or they waited in it too long (gossipsub's slow-peer reports).
     pub send_failures: u64,
-    /// Peers learned through peer exchange (each counted once).
+    /// Peers learned through peer exchange (each counted once) or found by mDNS (counted per
+    /// dial).
     pub peers_discovered: u64,
     /// Peer exchange queries of peers this node answered.
     pub peer_exchange_served: u64,

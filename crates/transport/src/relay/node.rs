@@ -13,7 +13,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use prost::Message as _;
 use tokio::sync::mpsc;
 
@@ -474,6 +474,9 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::PeerExchange(event)) => {
                 self.on_peer_exchange(event);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                self.on_mdns_discovered(found);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -874,6 +877,32 @@ impl Node {
             .counters
             .peers_discovered
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Dials the peers mDNS found on the LAN (TCP addresses only), once each while they are
+    /// not connected.
+    fn on_mdns_discovered(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        for (peer, addr) in found {
+            if peer == self.local_peer_id()
+                || self.swarm.is_connected(&peer)
+                || self.rejected.contains(&peer)
+                || check_dialable(&addr).is_err()
+            {
+                continue;
+            }
+            tracing::info!(%peer, %addr, "found on the LAN by mDNS; dialling");
+            self.shared
+                .counters
+                .peers_discovered
+                .fetch_add(1, Ordering::Relaxed);
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "mDNS peer not dialled");
+            }
+        }
     }
 
     fn count_exchange_drop(&self, reason: peer_exchange::PeerExchangeDrop) {

@@ -8,7 +8,8 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 
 use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, MIN_MAX_MESSAGE_SIZE, TransportConfig};
 use crate::error::TransportError;
@@ -19,6 +20,10 @@ use crate::peer_exchange::{self, PEER_EXCHANGE_PROTOCOL};
 use crate::store::{self, MAX_RESPONSE_SIZE, STORE_PROTOCOL};
 
 use super::RELAY_PROTOCOL;
+
+/// How often mDNS asks the LAN for peers (libp2p's default is 5 minutes; a new node's
+/// announcement reaches the others at once either way).
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long a metadata request may take before the peer is disconnected.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +68,7 @@ pub(super) struct Behaviour {
     pub(super) metadata: request_response::Behaviour<metadata::Codec>,
     pub(super) store: request_response::Behaviour<FrameCodec>,
     pub(super) peer_exchange: request_response::Behaviour<FrameCodec>,
+    pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
 }
@@ -132,6 +138,18 @@ pub(super) fn build_swarm(
         )],
         request_response::Config::default().with_request_timeout(METADATA_TIMEOUT),
     );
+    let mdns = if config.mdns {
+        let mdns_config = mdns::Config {
+            query_interval: MDNS_QUERY_INTERVAL,
+            ..mdns::Config::default()
+        };
+        Some(
+            mdns::tokio::Behaviour::new(mdns_config, keypair.public().to_peer_id())
+                .map_err(|e| setup(&e))?,
+        )
+    } else {
+        None
+    };
     let identify = identify::Behaviour::new(
         identify::Config::new("/ipfs/0.1.0".to_owned(), keypair.public())
             .with_agent_version(format!("demls-transport/{}", env!("CARGO_PKG_VERSION"))),
@@ -141,6 +159,7 @@ pub(super) fn build_swarm(
         metadata,
         store,
         peer_exchange,
+        mdns: Toggle::from(mdns),
         identify,
         ping: ping::Behaviour::default(),
     };
