@@ -72,6 +72,11 @@ pub struct TransportConfig {
     /// Whether the node finds peers on its LAN with mDNS (libp2p's `/ipfs/mdns`, IPv4) and
     /// dials those it finds.
     pub mdns: bool,
+    /// Where the peers learned through peer exchange are kept across restarts (their ENRs, one
+    /// per line, in hex): read at start, so that a restarted node dials them while below
+    /// `target_peers` and passes them on, and rewritten whenever a new peer is learned.
+    /// `None` keeps them in memory only.
+    pub peers_file: Option<std::path::PathBuf>,
 }
 
 impl TransportConfig {
@@ -101,6 +106,7 @@ impl Default for TransportConfig {
             peer_exchange: true,
             target_peers: DEFAULT_TARGET_PEERS,
             mdns: false,
+            peers_file: None,
         }
     }
 }
@@ -122,6 +128,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("peer_exchange", &self.peer_exchange)
             .field("target_peers", &self.target_peers)
             .field("mdns", &self.mdns)
+            .field("peers_file", &self.peers_file)
             .finish()
     }
 }

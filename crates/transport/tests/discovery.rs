@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Node, config, first_addr, metrics_reach, no_exchange, peers_reach};
-use demls_transport::{DEFAULT_CLUSTER_ID, PeerExchangeDrop};
+use demls_transport::{DEFAULT_CLUSTER_ID, PeerExchangeDrop, TransportConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_knows_one_peer_finds_the_others_by_peer_exchange() {
@@ -29,6 +29,31 @@ async fn a_node_that_knows_one_peer_finds_the_others_by_peer_exchange() {
             .all(|&r| m.peer_exchange_dropped(r) == 0),
         "{m:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_peers_are_remembered_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("demls-discovery-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let peers_file = dir.join("peers");
+    let a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let b = Node::start(config(DEFAULT_CLUSTER_ID, vec![first_addr(&a.handle)])).await;
+    peers_reach(&b.handle, &[a.handle.peer_id()]).await;
+    let remembering = |peers| TransportConfig {
+        peers_file: Some(peers_file.clone()),
+        ..config(DEFAULT_CLUSTER_ID, peers)
+    };
+    let c = Node::start(remembering(vec![first_addr(&b.handle)])).await;
+    peers_reach(&c.handle, &[a.handle.peer_id(), b.handle.peer_id()]).await;
+    let key = c.handle.peer_id();
+    c.handle.shutdown().await;
+    let kept = std::fs::read_to_string(&peers_file).expect("the peers file is written");
+    assert!(kept.lines().count() >= 2, "{kept}");
+    // Restarted with no configured peer at all (and a new key), C dials the peers it learned.
+    let again = Node::start(remembering(vec![])).await;
+    assert_ne!(again.handle.peer_id(), key);
+    peers_reach(&again.handle, &[a.handle.peer_id(), b.handle.peer_id()]).await;
+    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

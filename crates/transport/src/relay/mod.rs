@@ -190,6 +190,7 @@ impl WakuRelay {
         let shared = Arc::new(Shared::default());
         let mut node = Node::new(&config, keypair, swarm, shared.clone(), event_tx)?;
         node.listen(&config.listen).await?;
+        node.load_peers();
 
         let local_peer_id = node.local_peer_id();
         let (command_tx, command_rx) = mpsc::channel(64);

@@ -89,6 +89,8 @@ pub(super) struct Node {
     target_peers: usize,
     /// Which connected peer the next periodic exchange query goes to.
     exchange_turn: usize,
+    /// Where learned peers are kept across restarts.
+    peers_file: Option<std::path::PathBuf>,
     /// Our Store queries waiting for their answer.
     store_queries: HashMap<request_response::OutboundRequestId, StoreReply>,
     pubsub_topic: PubsubTopic,
@@ -141,6 +143,7 @@ impl Node {
             peer_exchange: config.peer_exchange,
             target_peers: config.target_peers,
             exchange_turn: 0,
+            peers_file: config.peers_file.clone(),
             store_queries: HashMap::new(),
             pubsub_topic,
             max_message_size: config.max_message_size,
@@ -817,13 +820,15 @@ impl Node {
             return;
         }
         let connected: Vec<PeerId> = self.shared.state().connected.iter().copied().collect();
-        if connected.len() >= self.target_peers || connected.is_empty() {
+        if connected.len() >= self.target_peers {
             return;
         }
         self.dial_learned();
-        self.exchange_turn = self.exchange_turn.wrapping_add(1);
-        let peer = connected[self.exchange_turn % connected.len()];
-        self.ask_for_peers(peer);
+        if !connected.is_empty() {
+            self.exchange_turn = self.exchange_turn.wrapping_add(1);
+            let peer = connected[self.exchange_turn % connected.len()];
+            self.ask_for_peers(peer);
+        }
     }
 
     /// Dials learned peers that are not connected, as many as are missing to the target.
@@ -861,22 +866,62 @@ impl Node {
         self.own_enr.clone()
     }
 
-    fn learn(&mut self, learned: ExchangePeer) {
+    /// Keeps `learned`; true if it is a peer not known before.
+    fn learn(&mut self, learned: ExchangePeer) -> bool {
         if learned.peer == self.local_peer_id() {
-            return;
+            return false;
         }
         if let Some(known) = self.exchange.iter_mut().find(|p| p.peer == learned.peer) {
             *known = learned;
-            return;
+            return false;
         }
         if self.exchange.len() >= MAX_EXCHANGE_PEERS {
             self.exchange.pop_front();
         }
         self.exchange.push_back(learned);
-        self.shared
-            .counters
-            .peers_discovered
-            .fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Learns the peers kept in the peers file by an earlier run (not counted as discovered).
+    pub(super) fn load_peers(&mut self) {
+        let Some(path) = &self.peers_file else {
+            return;
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "peers file not read");
+                return;
+            }
+        };
+        let kept: Vec<ExchangePeer> = text
+            .lines()
+            .filter_map(|line| hex::decode(line.trim()).ok())
+            .filter_map(|enr| peer_exchange::parse_enr(&enr).ok())
+            .collect();
+        tracing::info!(peers = kept.len(), "peers from the last run");
+        for peer in kept {
+            self.learn(peer);
+        }
+    }
+
+    /// Rewrites the peers file with the learned peers (write, then rename).
+    fn save_peers(&self) {
+        let Some(path) = &self.peers_file else {
+            return;
+        };
+        let text: String = self
+            .exchange
+            .iter()
+            .map(|p| hex::encode(&p.enr) + "\n")
+            .collect();
+        let temporary = path.with_extension("tmp");
+        let written =
+            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "peers file not written");
+        }
     }
 
     /// Dials the peers mDNS found on the LAN (TCP addresses only), once each while they are
@@ -952,8 +997,16 @@ impl Node {
                                 self.count_exchange_drop(reason);
                             }
                             tracing::debug!(%peer, learned = peers.len(), "peer exchange response");
+                            let mut new = 0;
                             for learned in peers {
-                                self.learn(learned);
+                                new += u64::from(self.learn(learned));
+                            }
+                            if new > 0 {
+                                self.shared
+                                    .counters
+                                    .peers_discovered
+                                    .fetch_add(new, Ordering::Relaxed);
+                                self.save_peers();
                             }
                             if self.peer_exchange {
                                 self.dial_learned();
