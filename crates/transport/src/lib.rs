@@ -38,6 +38,9 @@
 //! delivered to the receiver's node whole, as one [`TransportEvent::Message`]
 //! ([`segmentation`]).
 //!
+//! Nodes find each other with Waku peer exchange ([`peer_exchange`]) from one known peer, and
+//! optionally with mDNS on a LAN ([`TransportConfig::mdns`]).
+//!
 //! A node also speaks Waku Store v3 ([`store`]): it answers peers' queries from the
 //! [`store::StoreBackend`] in [`TransportConfig::store`], and queries peers with
 //! [`RelayHandle::store_query`] and [`RelayHandle::store_query_all`].
