@@ -153,11 +153,12 @@ fn render_discovery(out: &mut String, transport: &TransportMetrics) {
     family(
         out,
         ("demls_peer_exchange_total", "counter"),
-        "Peers learned through peer exchange (discovered) and peers' queries answered (served).",
+        "Peers learned (discovered), peer exchange queries answered (served), peers cut above the maximum (pruned).",
         "event",
         [
             ("discovered", transport.peers_discovered),
             ("served", transport.peer_exchange_served),
+            ("pruned", transport.peers_pruned),
         ],
     );
     family(

@@ -9,7 +9,8 @@ use demls_engine::EngineConfig;
 use demls_storage::{DB_FILE, Durability};
 use demls_transport::segmentation::DEFAULT_WIRE_LIMIT;
 use demls_transport::{
-    DEFAULT_CLUSTER_ID, DEFAULT_TARGET_PEERS, Multiaddr, SegmentationConfig, TransportConfig,
+    DEFAULT_CLUSTER_ID, DEFAULT_MAX_PEERS, DEFAULT_TARGET_PEERS, Multiaddr, SegmentationConfig,
+    TransportConfig,
 };
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -49,6 +50,10 @@ pub struct NodeArgs {
     /// others' records and dialling them); 0 keeps to --peer and the peers that dial in.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TARGET_PEERS)]
     pub target_peers: usize,
+    /// The most peers kept connected; above it the newest (other than --peer ones) are
+    /// disconnected.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PEERS)]
+    pub max_peers: usize,
     /// Find peers on the LAN with mDNS (needs a --listen address on the LAN, e.g.
     /// /ip4/0.0.0.0/tcp/60001).
     #[arg(long)]
@@ -97,6 +102,7 @@ async fn serve(args: NodeArgs) -> NodeResult {
             peers: args.peer.clone(),
             peer_exchange: args.target_peers > 0,
             target_peers: args.target_peers,
+            max_peers: args.max_peers,
             mdns: args.mdns,
             segmentation: SegmentationConfig {
                 wire_limit: args.wire_limit,

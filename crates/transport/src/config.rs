@@ -20,6 +20,9 @@ pub const MIN_MAX_MESSAGE_SIZE: usize = 150 * 1024;
 /// degree plus room for gossip).
 pub const DEFAULT_TARGET_PEERS: usize = 8;
 
+/// The most connected peers a node keeps, by default (nwaku's default `maxConnections`).
+pub const DEFAULT_MAX_PEERS: usize = 50;
+
 /// How often a node sends its liveness probe to its demls peers, by default; see
 /// [`TransportConfig::probe_interval`].
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -69,6 +72,9 @@ pub struct TransportConfig {
     pub peer_exchange: bool,
     /// How many connected peers the node seeks through peer exchange.
     pub target_peers: usize,
+    /// The most connected peers kept: above it, the peers that connected last (other than
+    /// those in `peers`) are disconnected, every 5 s. At least `target_peers`.
+    pub max_peers: usize,
     /// Whether the node finds peers on its LAN with mDNS (libp2p's `/ipfs/mdns`, IPv4) and
     /// dials those it finds.
     pub mdns: bool,
@@ -105,6 +111,7 @@ impl Default for TransportConfig {
             segmentation: SegmentationConfig::default(),
             peer_exchange: true,
             target_peers: DEFAULT_TARGET_PEERS,
+            max_peers: DEFAULT_MAX_PEERS,
             mdns: false,
             peers_file: None,
         }
@@ -127,6 +134,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("segmentation", &self.segmentation)
             .field("peer_exchange", &self.peer_exchange)
             .field("target_peers", &self.target_peers)
+            .field("max_peers", &self.max_peers)
             .field("mdns", &self.mdns)
             .field("peers_file", &self.peers_file)
             .finish()

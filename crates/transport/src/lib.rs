@@ -61,8 +61,8 @@ pub mod store;
 mod topics;
 
 pub use config::{
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT, DEFAULT_TARGET_PEERS,
-    MIN_MAX_MESSAGE_SIZE, TransportConfig,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEERS, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT,
+    DEFAULT_TARGET_PEERS, MIN_MAX_MESSAGE_SIZE, TransportConfig,
 };
 pub use error::{PublishError, TransportError};
 pub use libp2p::{Multiaddr, PeerId};

@@ -69,3 +69,33 @@ async fn without_peer_exchange_nodes_keep_to_their_configured_peers() {
     assert_eq!(a.handle.connected_peers(), vec![b.handle.peer_id()]);
     assert_eq!(c.handle.metrics().peers_discovered, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_max_peers_the_newest_peers_are_disconnected() {
+    let hub = Node::start(TransportConfig {
+        target_peers: 1,
+        max_peers: 2,
+        ..config(DEFAULT_CLUSTER_ID, vec![])
+    })
+    .await;
+    // Four leaves dial the hub once each (they do not redial it, nor seek other peers).
+    let mut leaves = Vec::new();
+    for _ in 0..4 {
+        let leaf = Node::start(no_exchange(vec![])).await;
+        leaf.handle
+            .dial(first_addr(&hub.handle))
+            .await
+            .expect("dial starts");
+        // One at a time, so that the order they connected in is known.
+        peers_reach(&leaf.handle, &[hub.handle.peer_id()]).await;
+        leaves.push(leaf);
+    }
+    metrics_reach(&hub.handle, "the hub prunes to two peers", |m| {
+        m.peers_pruned == 2 && m.peers == 2
+    })
+    .await;
+    // The two kept are the first to connect.
+    let kept = hub.handle.connected_peers();
+    let oldest: Vec<_> = leaves[..2].iter().map(|l| l.handle.peer_id()).collect();
+    assert!(oldest.iter().all(|p| kept.contains(p)), "{kept:?}");
+}

@@ -108,6 +108,8 @@ pub struct TransportMetrics {
     pub peers_discovered: u64,
     /// Peer exchange queries of peers this node answered.
     pub peer_exchange_served: u64,
+    /// Peers disconnected because more than [`TransportConfig::max_peers`] were connected.
+    pub peers_pruned: u64,
     /// Store queries this node sent (one per page).
     pub store_queries_out: u64,
     /// Store queries this node sent that failed (error status, bad response, no answer).
@@ -313,6 +315,7 @@ impl RelayHandle {
             segments_dropped: load_all(&c.segments_dropped),
             peers_discovered: c.peers_discovered.load(Ordering::Relaxed),
             peer_exchange_served: c.peer_exchange_served.load(Ordering::Relaxed),
+            peers_pruned: c.peers_pruned.load(Ordering::Relaxed),
             peer_exchange_dropped: load_all(&c.peer_exchange_dropped),
         }
     }
@@ -503,6 +506,7 @@ struct Counters {
     segments_dropped: [AtomicU64; SegmentDrop::ALL.len()],
     peers_discovered: AtomicU64,
     peer_exchange_served: AtomicU64,
+    peers_pruned: AtomicU64,
     peer_exchange_dropped: [AtomicU64; PeerExchangeDrop::ALL.len()],
 }
 

@@ -53,6 +53,8 @@ struct PeerState {
     subscribed: bool,
     reported: bool,
     rejected: bool,
+    /// When its first connection was established.
+    connected_at: Option<Instant>,
     /// Where the peer can be redialled: the address we dialled, or those it listens on.
     addrs: Vec<Multiaddr>,
 }
@@ -87,6 +89,7 @@ pub(super) struct Node {
     /// Whether to seek peers through peer exchange.
     peer_exchange: bool,
     target_peers: usize,
+    max_peers: usize,
     /// Which connected peer the next periodic exchange query goes to.
     exchange_turn: usize,
     /// Where learned peers are kept across restarts.
@@ -142,6 +145,7 @@ impl Node {
             exchange: VecDeque::new(),
             peer_exchange: config.peer_exchange,
             target_peers: config.target_peers,
+            max_peers: config.max_peers,
             exchange_turn: 0,
             peers_file: config.peers_file.clone(),
             store_queries: HashMap::new(),
@@ -270,6 +274,7 @@ impl Node {
                 _ = redial.tick() => {
                     self.redial();
                     self.seek_peers();
+                    self.prune();
                 }
                 _ = probe.tick() => self.probe(),
             }
@@ -450,7 +455,13 @@ impl Node {
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected; requesting metadata");
                     self.liveness.connected(peer_id, Instant::now());
-                    self.peers.insert(peer_id, PeerState::default());
+                    self.peers.insert(
+                        peer_id,
+                        PeerState {
+                            connected_at: Some(Instant::now()),
+                            ..PeerState::default()
+                        },
+                    );
                     let request = self.own_metadata();
                     self.swarm
                         .behaviour_mut()
@@ -828,6 +839,35 @@ impl Node {
             self.exchange_turn = self.exchange_turn.wrapping_add(1);
             let peer = connected[self.exchange_turn % connected.len()];
             self.ask_for_peers(peer);
+        }
+    }
+
+    /// Above `max_peers` connected peers, disconnects those that connected last, other than
+    /// the configured ones.
+    fn prune(&mut self) {
+        let connected: Vec<PeerId> = self.shared.state().connected.iter().copied().collect();
+        let Some(excess) = connected
+            .len()
+            .checked_sub(self.max_peers)
+            .filter(|&n| n > 0)
+        else {
+            return;
+        };
+        let configured: HashSet<PeerId> = self.bootstrap.iter().filter_map(|b| b.peer).collect();
+        let mut newest: Vec<(Instant, PeerId)> = connected
+            .into_iter()
+            .filter(|peer| !configured.contains(peer))
+            .filter_map(|peer| Some((self.peers.get(&peer)?.connected_at?, peer)))
+            .collect();
+        newest.sort_by_key(|(connected_at, _)| std::cmp::Reverse(*connected_at));
+        for (_, peer) in newest.into_iter().take(excess) {
+            tracing::info!(%peer, max = self.max_peers, "too many peers; disconnecting");
+            self.shared
+                .counters
+                .peers_pruned
+                .fetch_add(1, Ordering::Relaxed);
+            // An error means the peer is already gone.
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 

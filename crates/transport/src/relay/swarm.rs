@@ -194,6 +194,12 @@ pub(super) fn check_config(config: &TransportConfig) -> Result<(), TransportErro
             config.segmentation.wire_limit, config.max_message_size
         )));
     }
+    if config.max_peers < config.target_peers {
+        return Err(TransportError::Config(format!(
+            "max_peers {} is below target_peers {}",
+            config.max_peers, config.target_peers
+        )));
+    }
     if config.event_capacity == 0 {
         return Err(TransportError::Config("event_capacity is 0".into()));
     }
