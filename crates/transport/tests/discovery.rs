@@ -2,11 +2,14 @@
 //! (`/vac/waku/peer-exchange/2.0.0-alpha1`) lets a node that knows one peer find the others.
 
 mod common;
+mod raw;
 
 use std::time::Duration;
 
 use common::{Node, config, first_addr, metrics_reach, no_exchange, peers_reach};
-use demls_transport::{DEFAULT_CLUSTER_ID, PeerExchangeDrop, TransportConfig};
+use demls_transport::peer_exchange::own_enr;
+use demls_transport::{DEFAULT_CLUSTER_ID, PeerExchangeDrop, TransportConfig, TransportMetrics};
+use raw::{RawNode, RawStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_knows_one_peer_finds_the_others_by_peer_exchange() {
@@ -98,4 +101,69 @@ async fn above_max_peers_the_newest_peers_are_disconnected() {
     let kept = hub.handle.connected_peers();
     let oldest: Vec<_> = leaves[..2].iter().map(|l| l.handle.peer_id()).collect();
     assert!(oldest.iter().all(|p| kept.contains(p)), "{kept:?}");
+}
+
+/// A peer exchange response carrying `enrs`.
+fn exchange_response(enrs: Vec<Vec<u8>>) -> Vec<u8> {
+    use demls_transport::peer_exchange::{PeerExchangeResponse, PeerExchangeRpc, PeerInfo};
+    use prost::Message as _;
+    PeerExchangeRpc {
+        query: None,
+        response: Some(PeerExchangeResponse {
+            peer_infos: enrs.into_iter().map(|enr| PeerInfo { enr }).collect(),
+        }),
+    }
+    .encode_to_vec()
+}
+
+/// Connects a raw peer that answers `c`'s peer exchange query with `body`, and waits until
+/// `c` has counted what it should.
+async fn answer_with(
+    c: &Node,
+    body: Vec<u8>,
+    what: &str,
+    counted: impl Fn(&TransportMetrics) -> bool,
+) {
+    let mut raw = RawNode::store_server(
+        DEFAULT_CLUSTER_ID,
+        &c.handle.pubsub_topic().to_string(),
+        RawStore::Answer(raw::frame(&body)),
+        first_addr(&c.handle),
+    );
+    raw.wait_subscribed().await;
+    raw.run_while(metrics_reach(&c.handle, what, counted)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_peer_exchange_answers_are_counted_and_the_node_keeps_serving() {
+    let c = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let good = own_enr(
+        &keypair,
+        &"/ip4/127.0.0.1/tcp/9".parse().expect("multiaddr"),
+    )
+    .expect("an ENR");
+    let mut tampered = good.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let key = enr::ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let no_address = alloy_rlp::encode(
+        enr::Enr::<enr::ed25519_dalek::SigningKey>::builder()
+            .build(&key)
+            .expect("an ENR"),
+    );
+    let body = exchange_response(vec![vec![0xde, 0xad], tampered, no_address, good]);
+    answer_with(&c, body, "the bad ENRs counted", |m| {
+        m.peer_exchange_dropped(PeerExchangeDrop::BadEnr) == 2
+            && m.peer_exchange_dropped(PeerExchangeDrop::NoAddress) == 1
+            && m.peers_discovered == 1
+    })
+    .await;
+    answer_with(&c, vec![0xff; 20], "the undecodable answer counted", |m| {
+        m.peer_exchange_dropped(PeerExchangeDrop::Undecodable) == 1
+    })
+    .await;
+    // Still a working node: another peer connects and is asked as usual.
+    let d = Node::start(config(DEFAULT_CLUSTER_ID, vec![first_addr(&c.handle)])).await;
+    peers_reach(&d.handle, &[c.handle.peer_id()]).await;
 }
