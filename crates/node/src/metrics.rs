@@ -10,7 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use demls_transport::store::{StoreDropReason, StoreOutcome};
-use demls_transport::{DropReason, ReconnectReason, TransportMetrics};
+use demls_transport::{
+    DropReason, PeerExchangeDrop, ReconnectReason, SegmentDrop, TransportMetrics,
+};
 
 /// Upper bounds of the latency histograms, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -82,63 +84,103 @@ pub struct Metrics(Mutex<Counters>);
 
 /// The transport's Store and liveness counters.
 fn render_store(out: &mut String, transport: &TransportMetrics) {
-    header(
+    family(
         out,
-        "demls_store_queries_answered_total",
+        ("demls_store_queries_answered_total", "counter"),
         "Store queries of peers this node answered, by outcome.",
-        "counter",
+        "outcome",
+        StoreOutcome::ALL.map(|o| (o.as_str(), transport.store_answered(o))),
     );
-    for outcome in StoreOutcome::ALL {
-        let _ = writeln!(
-            out,
-            "demls_store_queries_answered_total{{outcome=\"{}\"}} {}",
-            outcome.as_str(),
-            transport.store_answered(outcome)
-        );
-    }
-    header(
+    family(
         out,
-        "demls_store_queries_sent_total",
+        ("demls_store_queries_sent_total", "counter"),
         "Store queries this node sent to peers, and those that failed.",
-        "counter",
+        "result",
+        [
+            ("all", transport.store_queries_out),
+            ("failed", transport.store_queries_failed),
+        ],
     );
-    let _ = writeln!(
+    family(
         out,
-        "demls_store_queries_sent_total{{result=\"all\"}} {}",
-        transport.store_queries_out
-    );
-    let _ = writeln!(
-        out,
-        "demls_store_queries_sent_total{{result=\"failed\"}} {}",
-        transport.store_queries_failed
-    );
-    header(
-        out,
-        "demls_store_messages_dropped_total",
+        ("demls_store_messages_dropped_total", "counter"),
         "Messages of peers' Store answers dropped, by reason.",
-        "counter",
+        "reason",
+        StoreDropReason::ALL.map(|r| (r.as_str(), transport.store_dropped(r))),
     );
-    for reason in StoreDropReason::ALL {
-        let _ = writeln!(
-            out,
-            "demls_store_messages_dropped_total{{reason=\"{}\"}} {}",
-            reason.as_str(),
-            transport.store_dropped(reason)
-        );
-    }
-    header(
+    family(
         out,
-        "demls_peer_reconnects_total",
+        ("demls_peer_reconnects_total", "counter"),
         "Peers this node reconnected to because it heard nothing from them, by reason.",
-        "counter",
+        "reason",
+        ReconnectReason::ALL.map(|r| (r.as_str(), transport.reconnects(r))),
     );
-    for reason in ReconnectReason::ALL {
-        let _ = writeln!(
-            out,
-            "demls_peer_reconnects_total{{reason=\"{}\"}} {}",
-            reason.as_str(),
-            transport.reconnects(reason)
-        );
+}
+
+/// The transport's segmentation counters: large messages sent and received in segments.
+fn render_segments(out: &mut String, transport: &TransportMetrics) {
+    family(
+        out,
+        ("demls_relay_segments_total", "counter"),
+        "Segments of large messages received from peers (in) and published (out).",
+        "direction",
+        [
+            ("in", transport.segments_in),
+            ("out", transport.segments_out),
+        ],
+    );
+    family(
+        out,
+        ("demls_segments_dropped_total", "counter"),
+        "Segments, or messages being reassembled, dropped, by reason.",
+        "reason",
+        SegmentDrop::ALL.map(|r| (r.as_str(), transport.segments_dropped(r))),
+    );
+    family(
+        out,
+        ("demls_reassembly_pending", "gauge"),
+        "Incomplete messages held for reassembly (messages) and their segment bytes (bytes).",
+        "unit",
+        [
+            ("messages", transport.reassembly_pending_messages),
+            ("bytes", transport.reassembly_pending_bytes),
+        ],
+    );
+}
+
+/// The transport's peer exchange counters.
+fn render_discovery(out: &mut String, transport: &TransportMetrics) {
+    family(
+        out,
+        ("demls_peer_exchange_total", "counter"),
+        "Peers learned (discovered), peer exchange queries answered (served), peers cut above the maximum (pruned).",
+        "event",
+        [
+            ("discovered", transport.peers_discovered),
+            ("served", transport.peer_exchange_served),
+            ("pruned", transport.peers_pruned),
+        ],
+    );
+    family(
+        out,
+        ("demls_peer_exchange_dropped_total", "counter"),
+        "Peer exchange responses, or ENRs in them, not used, by reason.",
+        "reason",
+        PeerExchangeDrop::ALL.map(|r| (r.as_str(), transport.peer_exchange_dropped(r))),
+    );
+}
+
+/// One metric family (`name` of `kind`) with a value per value of one label.
+fn family<'a>(
+    out: &mut String,
+    (name, kind): (&str, &str),
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    header(out, name, help, kind);
+    for (value, n) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
     }
 }
 
@@ -393,6 +435,8 @@ impl Metrics {
         );
         let _ = writeln!(out, "demls_archive_bytes {}", c.archive.1);
         render_store(&mut out, transport);
+        render_segments(&mut out, transport);
+        render_discovery(&mut out, transport);
         header(
             &mut out,
             "demls_publish_failures_total",

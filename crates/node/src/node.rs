@@ -7,7 +7,11 @@ use clap::Args;
 use demls_chain::RetryPolicy;
 use demls_engine::EngineConfig;
 use demls_storage::{DB_FILE, Durability};
-use demls_transport::{DEFAULT_CLUSTER_ID, Multiaddr, TransportConfig};
+use demls_transport::segmentation::DEFAULT_WIRE_LIMIT;
+use demls_transport::{
+    DEFAULT_CLUSTER_ID, DEFAULT_MAX_PEERS, DEFAULT_TARGET_PEERS, Multiaddr, SegmentationConfig,
+    TransportConfig,
+};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -38,6 +42,22 @@ pub struct NodeArgs {
     /// Waku cluster id (peers of other clusters are disconnected).
     #[arg(long, default_value_t = DEFAULT_CLUSTER_ID)]
     pub cluster_id: u16,
+    /// The largest WakuMessage this node sends, in bytes: larger ones go in segments with
+    /// Reed-Solomon parity (The Waku Network carries at most 150,000).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_WIRE_LIMIT)]
+    pub wire_limit: usize,
+    /// How many peers to seek through Waku peer exchange (asking connected peers for the
+    /// others' records and dialling them); 0 keeps to --peer and the peers that dial in.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TARGET_PEERS)]
+    pub target_peers: usize,
+    /// The most peers kept connected; above it the newest (other than --peer ones) are
+    /// disconnected.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PEERS)]
+    pub max_peers: usize,
+    /// Find peers on the LAN with mDNS (needs a --listen address on the LAN, e.g.
+    /// /ip4/0.0.0.0/tcp/60001).
+    #[arg(long)]
+    pub mdns: bool,
     /// Ethereum JSON-RPC endpoint (http:// or https://) that answers this node's admission
     /// checks in gated groups: needed to create a gated group, and to vote YES on joiners of
     /// one. Without it this node admits nobody to a gated group (open groups need none).
@@ -80,6 +100,14 @@ async fn serve(args: NodeArgs) -> NodeResult {
             cluster_id: args.cluster_id,
             listen: args.listen.clone(),
             peers: args.peer.clone(),
+            peer_exchange: args.target_peers > 0,
+            target_peers: args.target_peers,
+            max_peers: args.max_peers,
+            mdns: args.mdns,
+            segmentation: SegmentationConfig {
+                wire_limit: args.wire_limit,
+                ..SegmentationConfig::default()
+            },
             ..TransportConfig::default()
         },
         engine: EngineConfig::default(),

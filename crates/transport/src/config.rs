@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 
+use crate::segmentation::SegmentationConfig;
 use crate::store::StoreBackend;
 use crate::topics::{DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic};
 
@@ -15,6 +16,13 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// The smallest maximum message size accepted: nwaku's 150 KiB default.
 pub const MIN_MAX_MESSAGE_SIZE: usize = 150 * 1024;
 
+/// How many connected peers a node seeks through peer exchange, by default (gossipsub's mesh
+/// degree plus room for gossip).
+pub const DEFAULT_TARGET_PEERS: usize = 8;
+
+/// The most connected peers a node keeps, by default (nwaku's default `maxConnections`).
+pub const DEFAULT_MAX_PEERS: usize = 50;
+
 /// How often a node sends its liveness probe to its demls peers, by default; see
 /// [`TransportConfig::probe_interval`].
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -24,7 +32,7 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], shard
 /// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages,
-/// a fresh random identity, liveness probes every [`DEFAULT_PROBE_INTERVAL`] and no store
+/// a fresh random identity, [`SegmentationConfig::default`] (segments above 150,000 bytes), liveness probes every [`DEFAULT_PROBE_INTERVAL`] and no store
 /// (Store queries of peers are answered `503`; querying peers works).
 #[derive(Clone)]
 pub struct TransportConfig {
@@ -56,6 +64,25 @@ pub struct TransportConfig {
     /// fails with [`crate::store::StoreError::Timeout`], and a peer's query not answered by then is
     /// dropped. Must not be zero.
     pub store_timeout: Duration,
+    /// How payloads too large for one WakuMessage are sent in segments, and the bounds on
+    /// reassembling them; its `wire_limit` must not exceed `max_message_size`.
+    pub segmentation: SegmentationConfig,
+    /// Whether the node asks its peers for more peers with Waku peer exchange and dials them
+    /// while it has fewer than `target_peers` (it answers peers' exchange queries either way).
+    pub peer_exchange: bool,
+    /// How many connected peers the node seeks through peer exchange.
+    pub target_peers: usize,
+    /// The most connected peers kept: above it, the peers that connected last (other than
+    /// those in `peers`) are disconnected, every 5 s. At least `target_peers`.
+    pub max_peers: usize,
+    /// Whether the node finds peers on its LAN with mDNS (libp2p's `/ipfs/mdns`, IPv4) and
+    /// dials those it finds.
+    pub mdns: bool,
+    /// Where the peers learned through peer exchange are kept across restarts (their ENRs, one
+    /// per line, in hex): read at start, so that a restarted node dials them while below
+    /// `target_peers` and passes them on, and rewritten whenever a new peer is learned.
+    /// `None` keeps them in memory only.
+    pub peers_file: Option<std::path::PathBuf>,
 }
 
 impl TransportConfig {
@@ -81,6 +108,12 @@ impl Default for TransportConfig {
             probe_interval: DEFAULT_PROBE_INTERVAL,
             store: None,
             store_timeout: DEFAULT_STORE_TIMEOUT,
+            segmentation: SegmentationConfig::default(),
+            peer_exchange: true,
+            target_peers: DEFAULT_TARGET_PEERS,
+            max_peers: DEFAULT_MAX_PEERS,
+            mdns: false,
+            peers_file: None,
         }
     }
 }
@@ -98,6 +131,12 @@ impl std::fmt::Debug for TransportConfig {
             .field("probe_interval", &self.probe_interval)
             .field("store", &self.store.as_ref().map(|_| "<backend>"))
             .field("store_timeout", &self.store_timeout)
+            .field("segmentation", &self.segmentation)
+            .field("peer_exchange", &self.peer_exchange)
+            .field("target_peers", &self.target_peers)
+            .field("max_peers", &self.max_peers)
+            .field("mdns", &self.mdns)
+            .field("peers_file", &self.peers_file)
             .finish()
     }
 }

@@ -3,6 +3,7 @@
 use libp2p::Multiaddr;
 
 use crate::message::MAX_META_LEN;
+use crate::segmentation::SegmentError;
 
 /// An error starting or driving the relay node.
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +47,17 @@ pub enum PublishError {
     /// `meta` is longer than the 64 bytes 14/WAKU2-MESSAGE allows.
     #[error("meta of {0} bytes exceeds {MAX_META_LEN} bytes")]
     MetaTooLong(usize),
-    /// The encoded message exceeds the configured maximum message size.
+    /// The message is too large to send, even in segments.
     #[error("message of {size} bytes exceeds the {max}-byte limit")]
     TooLarge {
-        /// The encoded size.
+        /// The size of the payload (or of the encoded message, if gossipsub refused it).
         size: usize,
-        /// The configured limit.
+        /// The limit.
         max: usize,
     },
+    /// The message cannot be sent in segments.
+    #[error("cannot segment: {0}")]
+    Segmentation(SegmentError),
     /// No connected peer is subscribed to the pubsub topic; nothing was sent.
     #[error("no peer subscribed to the pubsub topic")]
     NoPeers,
@@ -69,4 +73,13 @@ pub enum PublishError {
     /// The node has stopped.
     #[error("the transport has stopped")]
     Closed,
+}
+
+impl From<SegmentError> for PublishError {
+    fn from(error: SegmentError) -> PublishError {
+        match error {
+            SegmentError::TooLarge { size, max } => PublishError::TooLarge { size, max },
+            other => PublishError::Segmentation(other),
+        }
+    }
 }

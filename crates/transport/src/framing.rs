@@ -1,9 +1,11 @@
 //! Unsigned-varint length-prefixed frames: how Waku's request-response protocols (metadata,
-//! store) put one protobuf message on a libp2p stream in each direction.
+//! store, peer exchange) put one protobuf message on a libp2p stream in each direction.
 
 use std::io;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response;
 
 /// A varint length prefix is never longer than this (a `u64`).
 const MAX_VARINT_LEN: usize = 10;
@@ -100,6 +102,62 @@ pub(crate) async fn write_frame<T: AsyncWrite + Unpin + Send>(
 ) -> io::Result<()> {
     io.write_all(&encode_frame(body)).await?;
     io.flush().await
+}
+
+/// The request-response codec of Store v3 and of peer exchange: one varint-length-prefixed
+/// frame each way, bounded in size, passed on as raw bytes. Decoding happens elsewhere, so that
+/// undecodable requests and responses can be answered or counted, and large responses decoded
+/// off the relay loop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameCodec {
+    /// The largest request read.
+    pub(crate) max_request: usize,
+    /// The largest response read.
+    pub(crate) max_response: usize,
+}
+
+impl request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_request).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_response).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &request).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &response).await
+    }
 }
 
 /// The [`FrameError`] inside an error returned by [`read_frame`], if that is what it was.

@@ -33,6 +33,14 @@
 //! A node never receives its own publishes: gossipsub does not deliver them back. Use the
 //! [`Published`] value returned by [`RelayHandle::publish`] to record what was sent.
 //!
+//! Payloads whose WakuMessage would exceed [`SegmentationConfig::wire_limit`] (150,000 bytes by
+//! default, The Waku Network's limit) are sent in segments with Reed-Solomon parity and
+//! delivered to the receiver's node whole, as one [`TransportEvent::Message`]
+//! ([`segmentation`]).
+//!
+//! Nodes find each other with Waku peer exchange ([`peer_exchange`]) from one known peer, and
+//! optionally with mDNS on a LAN ([`TransportConfig::mdns`]).
+//!
 //! A node also speaks Waku Store v3 ([`store`]): it answers peers' queries from the
 //! [`store::StoreBackend`] in [`TransportConfig::store`], and queries peers with
 //! [`RelayHandle::store_query`] and [`RelayHandle::store_query_all`].
@@ -46,22 +54,26 @@ mod labels;
 mod liveness;
 mod message;
 mod metadata;
+pub mod peer_exchange;
 mod relay;
+pub mod segmentation;
 pub mod store;
 mod topics;
 
 pub use config::{
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT, MIN_MAX_MESSAGE_SIZE,
-    TransportConfig,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEERS, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT,
+    DEFAULT_TARGET_PEERS, MIN_MAX_MESSAGE_SIZE, TransportConfig,
 };
 pub use error::{PublishError, TransportError};
 pub use libp2p::{Multiaddr, PeerId};
 pub use liveness::ReconnectReason;
 pub use message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
+pub use peer_exchange::PeerExchangeDrop;
 pub use relay::{
     Published, REDIAL_INTERVAL, RELAY_PROTOCOL, RelayHandle, TransportEvent, TransportMetrics,
     WakuRelay,
 };
+pub use segmentation::{SegmentDrop, SegmentationConfig};
 pub use topics::{ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic, TopicError};
 
 /// Settings for the property tests that feed arbitrary bytes to the decoders.

@@ -51,6 +51,9 @@ labelled_enum! {
         EmptyContentTopic => "empty_content_topic",
         /// The `meta` attribute is longer than [`MAX_META_LEN`].
         MetaTooLong => "meta_too_long",
+        /// It is marked as a segment ([`crate::segmentation::SEGMENT_META`]) but its payload is
+        /// not a valid segment message.
+        MalformedSegment => "malformed_segment",
     }
 }
 

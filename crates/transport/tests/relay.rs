@@ -6,11 +6,12 @@ mod raw;
 
 use std::time::Duration;
 
-use common::{Node, TIMEOUT, config, peers_reach};
+use common::{Node, TIMEOUT, config, metrics_reach, no_exchange, peers_reach};
+use demls_transport::segmentation::{MIN_WIRE_LIMIT, SegmentError};
 use demls_transport::{
     ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_MAX_MESSAGE_SIZE, DropReason, MIN_MAX_MESSAGE_SIZE,
-    MessageId, Multiaddr, PublishError, ReconnectReason, RelayHandle, TransportConfig,
-    TransportError, TransportEvent, TransportMetrics, WakuMessage, WakuRelay,
+    MessageId, Multiaddr, PublishError, ReconnectReason, SegmentationConfig, TransportConfig,
+    TransportError, TransportEvent, WakuMessage, WakuRelay,
 };
 use prost::Message as _;
 use raw::{RawMetadata, RawNode};
@@ -34,24 +35,12 @@ fn topic(name: &str) -> ContentTopic {
     ContentTopic::new("demls", "1", name, "proto").expect("valid topic")
 }
 
-/// Polls until `pred` holds for the node's metrics, or fails after [`TIMEOUT`].
-async fn metrics_reach(handle: &RelayHandle, what: &str, pred: impl Fn(&TransportMetrics) -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !pred(&handle.metrics()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {:?}",
-            handle.metrics()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_relay_messages_both_ways() {
-    let mut a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
-    let mut b = Node::start(config(DEFAULT_CLUSTER_ID, vec![addr(&a)])).await;
-    let mut c = Node::start(config(DEFAULT_CLUSTER_ID, vec![addr(&b)])).await;
+    // Without peer exchange, so that a and c stay apart and messages go through b.
+    let mut a = Node::start(no_exchange(vec![])).await;
+    let mut b = Node::start(no_exchange(vec![addr(&a)])).await;
+    let mut c = Node::start(no_exchange(vec![addr(&b)])).await;
     let (pa, pb, pc) = (a.handle.peer_id(), b.handle.peer_id(), c.handle.peer_id());
     peers_reach(&a.handle, &[pb]).await;
     peers_reach(&b.handle, &[pa, pc]).await;
@@ -174,12 +163,17 @@ async fn malformed_traffic_is_dropped_counted_and_not_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_whose_stream_died_is_reconnected() {
-    // a accepts messages of 4 MiB; b reads gossipsub frames of at most 2 MiB, so a 3 MiB
-    // message from a fails b's inbound gossipsub stream from a. Gossipsub never reopens it by
-    // itself: b stops hearing a (even its liveness probes) and must reconnect it.
+    // a accepts and sends messages of 4 MiB without segments; b reads gossipsub frames of at
+    // most 2 MiB, so a 3 MiB message from a fails b's inbound gossipsub stream from a.
+    // Gossipsub never reopens it by itself: b stops hearing a (even its liveness probes) and
+    // must reconnect it.
     let probe_interval = Duration::from_millis(200);
     let mut a = Node::start(TransportConfig {
         max_message_size: 4 * DEFAULT_MAX_MESSAGE_SIZE,
+        segmentation: SegmentationConfig {
+            wire_limit: 4 * DEFAULT_MAX_MESSAGE_SIZE,
+            ..SegmentationConfig::default()
+        },
         probe_interval,
         ..config(DEFAULT_CLUSTER_ID, vec![])
     })
@@ -346,7 +340,15 @@ async fn dial_connects_at_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_errors() {
-    let a = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    // Small segments: a megabyte takes more of them than a message may have.
+    let a = Node::start(TransportConfig {
+        segmentation: SegmentationConfig {
+            wire_limit: MIN_WIRE_LIMIT,
+            ..SegmentationConfig::default()
+        },
+        ..config(DEFAULT_CLUSTER_ID, vec![])
+    })
+    .await;
     let app = topic("app");
     let h = &a.handle;
     assert_eq!(
@@ -363,8 +365,13 @@ async fn publish_errors() {
     );
     assert!(matches!(
         h.publish(&app, vec![0; 1024 * 1024], None).await,
-        Err(PublishError::TooLarge { max: 1048576, .. })
+        Err(PublishError::TooLarge { size: 1048576, max }) if max < 1048576
     ));
+    // Segments carry their marker in meta: a message sent in segments cannot have its own.
+    assert_eq!(
+        h.publish(&app, vec![0; 10_000], Some(vec![1])).await,
+        Err(PublishError::Segmentation(SegmentError::MetaOnSegmented))
+    );
     assert_eq!(h.metrics().messages_out, 0);
     h.shutdown().await;
     assert_eq!(

@@ -14,17 +14,26 @@
 //! Then the update case: in the tree the batch just filled, the steward commits
 //! nothing but an UpdatePath (its leaf rotated; what a self-update commit costs
 //! its committer, the path being the larger part), and the member processes it.
+//!
+//! `largest_wire_message_bytes` is the largest WakuMessage the commit and the
+//! Welcome (with its sealed tree) go out as, after the transport's
+//! segmentation with its defaults (each at most 150,000 bytes).
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use demls_engine::bench_support::{BatchAdds, Founder, form_group_at_once};
 use demls_engine::wire::{Envelope, envelope};
-use demls_engine::{Engine, EngineConfig, GroupParams, MlsStore, StorageWrite, Timestamp};
+use demls_engine::{
+    Engine, EngineConfig, GroupParams, MlsStore, StorageWrite, Timestamp, Transmit,
+};
+use demls_transport::WakuMessage;
+use demls_transport::segmentation::{self, SegmentationConfig};
 use prost::Message;
 use serde_json::json;
 
 use super::{BenchResult, bench_config, bench_group, median, ms, rayon_threads, wall_now};
+use crate::topics::content_topic;
 
 /// Options of `demls bench commit`.
 #[derive(Args, Debug)]
@@ -144,6 +153,30 @@ struct Run {
     update_commit: f64,
     update_process: f64,
     update_bytes: usize,
+    largest_wire_bytes: usize,
+}
+
+/// The size of the largest WakuMessage that `transmits` go out as, after the
+/// transport's segmentation with its defaults.
+fn largest_wire_message(transmits: &[&Transmit]) -> BenchResult<usize> {
+    let config = SegmentationConfig::default();
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    let mut largest = 0;
+    for transmit in transmits {
+        let message = WakuMessage {
+            payload: transmit.payload.clone(),
+            content_topic: content_topic(&transmit.topic)?.to_string(),
+            timestamp: Some(now_ns),
+            ..WakuMessage::default()
+        };
+        for piece in segmentation::split(&config, &message)? {
+            largest = largest.max(piece.encoded_len());
+        }
+    }
+    Ok(largest)
 }
 
 fn one_run(
@@ -170,13 +203,10 @@ fn one_run(
     let batch = steward.batch_commit(&group, adds, now)?;
     let commit_welcome = ms(start.elapsed());
 
+    let welcome_transmit = batch.welcomes.first().ok_or("the commit has no Welcome")?;
+    let largest_wire_bytes = largest_wire_message(&[&batch.commit, welcome_transmit])?;
     let commit = batch.commit.payload.clone();
-    let welcome = batch
-        .welcomes
-        .first()
-        .ok_or("the commit has no Welcome")?
-        .payload
-        .clone();
+    let welcome = welcome_transmit.payload.clone();
 
     let start = Instant::now();
     member.apply_batch_commit(&group, &commit, now)?;
@@ -226,6 +256,7 @@ fn one_run(
         update_commit: update.0,
         update_process: update.1,
         update_bytes: update.2,
+        largest_wire_bytes,
     })
 }
 
@@ -269,7 +300,7 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
     packages.extend(key_packages(largest - 3, &config, now)?);
     if !args.json {
         println!(
-            "{:>7} {:>7} {:>15} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10} {:>14} {:>16} {:>10}",
+            "{:>7} {:>7} {:>15} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10} {:>14} {:>16} {:>10} {:>12}",
             "members",
             "added",
             "commit+Welcome",
@@ -281,7 +312,8 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
             "tree",
             "update commit",
             "member processes",
-            "update"
+            "update",
+            "largest wire"
         );
     }
     for &size in &args.sizes {
@@ -315,6 +347,7 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
                 "update_commit_ms": median(&update_commit),
                 "update_process_ms": median(&update_process),
                 "update_bytes": last.update_bytes,
+                "largest_wire_message_bytes": last.largest_wire_bytes,
                 "samples": {
                     "commit_welcome_ms": commit_welcome,
                     "steward_apply_ms": steward_apply,
@@ -327,7 +360,7 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
             println!("{line}");
         } else {
             println!(
-                "{:>7} {:>7} {:>12.1} ms {:>12.1} ms {:>14.1} ms {:>10.1} ms {:>7} KiB {:>6} KiB {:>6} KiB {:>11.1} ms {:>13.1} ms {:>6} KiB",
+                "{:>7} {:>7} {:>12.1} ms {:>12.1} ms {:>14.1} ms {:>10.1} ms {:>7} KiB {:>6} KiB {:>6} KiB {:>11.1} ms {:>13.1} ms {:>6} KiB {:>10} B",
                 size,
                 size - 2,
                 median(&commit_welcome),
@@ -339,7 +372,8 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
                 last.tree_bytes / 1024,
                 median(&update_commit),
                 median(&update_process),
-                last.update_bytes / 1024
+                last.update_bytes / 1024,
+                last.largest_wire_bytes
             );
         }
     }

@@ -289,6 +289,9 @@ impl NodeHandle {
     }
 }
 
+/// The file in the data directory that keeps the peers learned through peer exchange.
+pub const PEERS_FILE: &str = "peers";
+
 /// Starts a node: loads (or creates) its state, starts the relay, and spawns the task that owns
 /// the engine.
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
@@ -305,6 +308,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let transport = TransportConfig {
         node_key: Some(loaded.node_key),
         store: Some(Arc::new(history.backend())),
+        // Peers learned through peer exchange are dialled again after a restart.
+        peers_file: Some(config.data_dir.join(PEERS_FILE)),
         ..config.transport
     };
     let (relay, transport_events) = WakuRelay::start(transport).await?;

@@ -19,6 +19,8 @@ use crate::config::TransportConfig;
 use crate::error::{PublishError, TransportError};
 use crate::liveness::ReconnectReason;
 use crate::message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage, unix_nanos};
+use crate::peer_exchange::PeerExchangeDrop;
+use crate::segmentation::{self, SegmentDrop, SegmentationConfig};
 use crate::store::{
     self, MAX_REQUEST_SIZE, StoreDropReason, StoreError, StoreOutcome, StoreQuery,
     StoreQueryRequest, StoreQueryResponse,
@@ -45,9 +47,11 @@ pub enum TransportEvent {
     Message {
         /// The pubsub topic it arrived on, e.g. `/waku/2/rs/4242/0`.
         pubsub_topic: String,
-        /// The message; its `content_topic` says which demls stream it belongs to.
+        /// The message; its `content_topic` says which demls stream it belongs to. A message
+        /// that came in segments is delivered once, whole.
         message: WakuMessage,
-        /// Its gossipsub message id.
+        /// Its gossipsub message id (for a message that came in segments, the id of its
+        /// unsegmented encoding).
         id: MessageId,
         /// Its deterministic hash on `pubsub_topic`.
         hash: MessageHash,
@@ -63,10 +67,15 @@ pub enum TransportEvent {
 /// What [`RelayHandle::publish`] sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
-    /// The message as sent, with its timestamp.
+    /// The message as sent, with its timestamp (whole, even if it went in segments).
     pub message: WakuMessage,
-    /// Its gossipsub message id.
+    /// Its gossipsub message id (for a message sent in segments, the id its unsegmented
+    /// encoding would have had, which is also what its receivers report).
     pub id: MessageId,
+    /// How many WakuMessages went on the wire: 1, or the number of its segments.
+    pub segments: usize,
+    /// The size of the largest of them, encoded.
+    pub largest_wire_bytes: usize,
     /// Its deterministic hash on the node's pubsub topic.
     pub hash: MessageHash,
 }
@@ -74,10 +83,19 @@ pub struct Published {
 /// A snapshot of the node's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransportMetrics {
-    /// Valid messages received from peers.
+    /// Valid messages received from peers (a message that came in segments counts once, when
+    /// it is complete).
     pub messages_in: u64,
-    /// Messages this node published.
+    /// Messages this node published (a message sent in segments counts once).
     pub messages_out: u64,
+    /// Segments of large messages this node published (data and parity).
+    pub segments_out: u64,
+    /// Valid segments received from peers.
+    pub segments_in: u64,
+    /// Incomplete messages currently held for reassembly.
+    pub reassembly_pending_messages: u64,
+    /// Segment bytes currently held for reassembly.
+    pub reassembly_pending_bytes: u64,
     /// Peers currently connected (as in [`RelayHandle::connected_peers`]).
     pub peers: usize,
     /// Peers disconnected for another cluster id or a failed metadata exchange.
@@ -85,6 +103,13 @@ pub struct TransportMetrics {
     /// Gossipsub messages to peers that were dropped because the peer's send queue was full
     /// or they waited in it too long (gossipsub's slow-peer reports).
     pub send_failures: u64,
+    /// Peers learned through peer exchange (each counted once) or found by mDNS (counted per
+    /// dial).
+    pub peers_discovered: u64,
+    /// Peer exchange queries of peers this node answered.
+    pub peer_exchange_served: u64,
+    /// Peers disconnected because more than [`TransportConfig::max_peers`] were connected.
+    pub peers_pruned: u64,
     /// Store queries this node sent (one per page).
     pub store_queries_out: u64,
     /// Store queries this node sent that failed (error status, bad response, no answer).
@@ -93,9 +118,21 @@ pub struct TransportMetrics {
     reconnects: [u64; ReconnectReason::ALL.len()],
     store_answered: [u64; StoreOutcome::ALL.len()],
     store_dropped: [u64; StoreDropReason::ALL.len()],
+    segments_dropped: [u64; SegmentDrop::ALL.len()],
+    peer_exchange_dropped: [u64; PeerExchangeDrop::ALL.len()],
 }
 
 impl TransportMetrics {
+    /// Peer exchange responses, or ENRs in them, not used for `reason`.
+    pub fn peer_exchange_dropped(&self, reason: PeerExchangeDrop) -> u64 {
+        self.peer_exchange_dropped[reason.index()]
+    }
+
+    /// Segments, or messages being reassembled, dropped for `reason`.
+    pub fn segments_dropped(&self, reason: SegmentDrop) -> u64 {
+        self.segments_dropped[reason.index()]
+    }
+
     /// Messages refused by the relay validator for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped[reason.index()]
@@ -150,11 +187,12 @@ impl WakuRelay {
                 .map_err(|e| TransportError::NodeKey(e.to_string()))?,
             None => Keypair::generate_ed25519(),
         };
-        let swarm = build_swarm(keypair, &config)?;
+        let swarm = build_swarm(keypair.clone(), &config)?;
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
         let shared = Arc::new(Shared::default());
-        let mut node = Node::new(&config, swarm, shared.clone(), event_tx)?;
+        let mut node = Node::new(&config, keypair, swarm, shared.clone(), event_tx)?;
         node.listen(&config.listen).await?;
+        node.load_peers();
 
         let local_peer_id = node.local_peer_id();
         let (command_tx, command_rx) = mpsc::channel(64);
@@ -164,7 +202,7 @@ impl WakuRelay {
             shared,
             local_peer_id,
             pubsub_topic: config.pubsub_topic(),
-            max_message_size: config.max_message_size,
+            segmentation: config.segmentation.clone(),
             store_timeout: config.store_timeout,
             store_queries_sent: Arc::new(AtomicU64::new(0)),
         };
@@ -179,7 +217,7 @@ pub struct RelayHandle {
     shared: Arc<Shared>,
     local_peer_id: PeerId,
     pubsub_topic: PubsubTopic,
-    max_message_size: usize,
+    segmentation: SegmentationConfig,
     store_timeout: Duration,
     /// Numbers the request ids of this handle's Store queries.
     store_queries_sent: Arc<AtomicU64>,
@@ -198,7 +236,8 @@ impl RelayHandle {
 
     /// Publishes `payload` on `content_topic` with the current time as timestamp. Returns once
     /// the message is queued to the connected subscribers (flood publishing); it is not
-    /// delivered back to this node.
+    /// delivered back to this node. A message whose encoding exceeds
+    /// [`SegmentationConfig::wire_limit`] is sent in segments (it then may not carry `meta`).
     pub async fn publish(
         &self,
         content_topic: &ContentTopic,
@@ -218,16 +257,14 @@ impl RelayHandle {
             meta,
             ..WakuMessage::default()
         };
-        let size = message.encoded_len();
-        if size > self.max_message_size {
-            return Err(PublishError::TooLarge {
-                size,
-                max: self.max_message_size,
-            });
-        }
+        let wire = segmentation::split(&self.segmentation, &message)?;
         let (reply, response) = oneshot::channel();
         self.commands
-            .send(Command::Publish { message, reply })
+            .send(Command::Publish {
+                message,
+                wire,
+                reply,
+            })
             .await
             .map_err(|_| PublishError::Closed)?;
         response.await.map_err(|_| PublishError::Closed)?
@@ -262,6 +299,10 @@ impl RelayHandle {
         TransportMetrics {
             messages_in: c.messages_in.load(Ordering::Relaxed),
             messages_out: c.messages_out.load(Ordering::Relaxed),
+            segments_out: c.segments_out.load(Ordering::Relaxed),
+            segments_in: c.segments_in.load(Ordering::Relaxed),
+            reassembly_pending_messages: c.reassembly_pending_messages.load(Ordering::Relaxed),
+            reassembly_pending_bytes: c.reassembly_pending_bytes.load(Ordering::Relaxed),
             peers: self.shared.state().connected.len(),
             peers_rejected: c.peers_rejected.load(Ordering::Relaxed),
             send_failures: c.send_failures.load(Ordering::Relaxed),
@@ -271,6 +312,11 @@ impl RelayHandle {
             reconnects: load_all(&c.reconnects),
             store_answered: load_all(&c.store_answered),
             store_dropped: load_all(&c.store_dropped),
+            segments_dropped: load_all(&c.segments_dropped),
+            peers_discovered: c.peers_discovered.load(Ordering::Relaxed),
+            peer_exchange_served: c.peer_exchange_served.load(Ordering::Relaxed),
+            peers_pruned: c.peers_pruned.load(Ordering::Relaxed),
+            peer_exchange_dropped: load_all(&c.peer_exchange_dropped),
         }
     }
 
@@ -400,7 +446,10 @@ impl RelayHandle {
 
 pub(super) enum Command {
     Publish {
+        /// The message as the node above sees it.
         message: WakuMessage,
+        /// What goes on the wire: `message` itself, or its segments.
+        wire: Vec<WakuMessage>,
         reply: oneshot::Sender<Result<Published, PublishError>>,
     },
     Dial {
@@ -442,6 +491,10 @@ pub(super) type StoreReply = oneshot::Sender<Result<Vec<u8>, StoreError>>;
 struct Counters {
     messages_in: AtomicU64,
     messages_out: AtomicU64,
+    segments_out: AtomicU64,
+    segments_in: AtomicU64,
+    reassembly_pending_messages: AtomicU64,
+    reassembly_pending_bytes: AtomicU64,
     peers_rejected: AtomicU64,
     send_failures: AtomicU64,
     store_queries_out: AtomicU64,
@@ -450,6 +503,11 @@ struct Counters {
     reconnects: [AtomicU64; ReconnectReason::ALL.len()],
     store_answered: [AtomicU64; StoreOutcome::ALL.len()],
     store_dropped: [AtomicU64; StoreDropReason::ALL.len()],
+    segments_dropped: [AtomicU64; SegmentDrop::ALL.len()],
+    peers_discovered: AtomicU64,
+    peer_exchange_served: AtomicU64,
+    peers_pruned: AtomicU64,
+    peer_exchange_dropped: [AtomicU64; PeerExchangeDrop::ALL.len()],
 }
 
 fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {

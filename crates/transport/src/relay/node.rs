@@ -9,18 +9,21 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::identity::Keypair;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, Swarm, identify};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use prost::Message as _;
 use tokio::sync::mpsc;
 
 use crate::config::TransportConfig;
 use crate::error::{PublishError, TransportError};
 use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
-use crate::message::{MessageId, WakuMessage};
+use crate::message::{DropReason, MessageId, WakuMessage};
 use crate::metadata::Metadata;
+use crate::peer_exchange::{self, ExchangePeer};
+use crate::segmentation::{Reassembler, Reassembly, SegmentDrop, SegmentMessage, is_segment};
 use crate::store::{self, StoreError, StoreServer};
 use crate::topics::PubsubTopic;
 
@@ -35,6 +38,9 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer's listen addresses (from identify) kept for redialling it.
 const MAX_PEER_ADDRS: usize = 8;
 
+/// Peers learned through peer exchange that are kept (to dial, and to pass on).
+const MAX_EXCHANGE_PEERS: usize = 64;
+
 /// A configured peer, with its peer id once known.
 struct Bootstrap {
     addr: Multiaddr,
@@ -47,6 +53,8 @@ struct PeerState {
     subscribed: bool,
     reported: bool,
     rejected: bool,
+    /// When its first connection was established.
+    connected_at: Option<Instant>,
     /// Where the peer can be redialled: the address we dialled, or those it listens on.
     addrs: Vec<Multiaddr>,
 }
@@ -70,6 +78,22 @@ pub(super) struct Node {
     /// Peers being reconnected, with the addresses to redial once their connections closed.
     redial_on_close: HashMap<PeerId, Vec<Multiaddr>>,
     store_server: StoreServer,
+    /// Large messages arriving in segments.
+    reassembler: Reassembler,
+    /// This node's key, to sign its ENR.
+    keypair: Keypair,
+    /// This node's ENR, once it listens on an address others can dial.
+    own_enr: Option<Vec<u8>>,
+    /// Peers learned through peer exchange, oldest first.
+    exchange: VecDeque<ExchangePeer>,
+    /// Whether to seek peers through peer exchange.
+    peer_exchange: bool,
+    target_peers: usize,
+    max_peers: usize,
+    /// Which connected peer the next periodic exchange query goes to.
+    exchange_turn: usize,
+    /// Where learned peers are kept across restarts.
+    peers_file: Option<std::path::PathBuf>,
     /// Our Store queries waiting for their answer.
     store_queries: HashMap<request_response::OutboundRequestId, StoreReply>,
     pubsub_topic: PubsubTopic,
@@ -90,6 +114,7 @@ impl Node {
     /// sending its events to `events`.
     pub(super) fn new(
         config: &TransportConfig,
+        keypair: Keypair,
         mut swarm: Swarm<Behaviour>,
         shared: Arc<Shared>,
         events: mpsc::Sender<TransportEvent>,
@@ -114,6 +139,15 @@ impl Node {
             liveness: Liveness::new(config.probe_interval),
             redial_on_close: HashMap::new(),
             store_server: StoreServer::new(config.store.clone()),
+            reassembler: Reassembler::new(config.segmentation.clone()),
+            keypair,
+            own_enr: None,
+            exchange: VecDeque::new(),
+            peer_exchange: config.peer_exchange,
+            target_peers: config.target_peers,
+            max_peers: config.max_peers,
+            exchange_turn: 0,
+            peers_file: config.peers_file.clone(),
             store_queries: HashMap::new(),
             pubsub_topic,
             max_message_size: config.max_message_size,
@@ -204,9 +238,9 @@ impl Node {
         let done = loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Publish { message, reply }) => {
+                    Some(Command::Publish { message, wire, reply }) => {
                         // The caller may have given up waiting; the message went out either way.
-                        let _ = reply.send(self.publish(message));
+                        let _ = reply.send(self.publish(message, wire));
                     }
                     Some(Command::Dial { addr, reply }) => {
                         let _ = reply.send(self.dial(addr));
@@ -237,7 +271,11 @@ impl Node {
                 answer = self.store_server.next_answer(), if self.store_server.is_busy() => {
                     self.send_store_answer(answer);
                 }
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.redial();
+                    self.seek_peers();
+                    self.prune();
+                }
                 _ = probe.tick() => self.probe(),
             }
         };
@@ -268,33 +306,57 @@ impl Node {
             })
     }
 
-    fn publish(&mut self, message: WakuMessage) -> Result<Published, PublishError> {
-        let data = message.encode_to_vec();
-        let id = MessageId::of(&data);
-        let hash = message.hash(&self.pubsub_topic.to_string());
-        let size = data.len();
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(self.topic.clone(), data)
-        {
-            Ok(_) => {
-                self.shared
-                    .counters
-                    .messages_out
-                    .fetch_add(1, Ordering::Relaxed);
-                Ok(Published { message, id, hash })
+    /// Publishes `wire` (`message` itself or its segments) in order; stops at the first failure.
+    fn publish(
+        &mut self,
+        message: WakuMessage,
+        wire: Vec<WakuMessage>,
+    ) -> Result<Published, PublishError> {
+        let segments = wire.len();
+        let mut largest_wire_bytes = 0;
+        for piece in wire {
+            let data = piece.encode_to_vec();
+            let size = data.len();
+            largest_wire_bytes = largest_wire_bytes.max(size);
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), data)
+            {
+                Ok(_) => {}
+                Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                    return Err(PublishError::NoPeers);
+                }
+                Err(gossipsub::PublishError::Duplicate) => return Err(PublishError::Duplicate),
+                Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+                    return Err(PublishError::QueuesFull);
+                }
+                Err(gossipsub::PublishError::MessageTooLarge) => {
+                    return Err(PublishError::TooLarge {
+                        size,
+                        max: self.max_message_size,
+                    });
+                }
+                Err(e) => return Err(PublishError::Gossipsub(e.to_string())),
             }
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(PublishError::NoPeers),
-            Err(gossipsub::PublishError::Duplicate) => Err(PublishError::Duplicate),
-            Err(gossipsub::PublishError::AllQueuesFull(_)) => Err(PublishError::QueuesFull),
-            Err(gossipsub::PublishError::MessageTooLarge) => Err(PublishError::TooLarge {
-                size,
-                max: self.max_message_size,
-            }),
-            Err(e) => Err(PublishError::Gossipsub(e.to_string())),
         }
+        let counters = &self.shared.counters;
+        counters.messages_out.fetch_add(1, Ordering::Relaxed);
+        if segments > 1 {
+            counters
+                .segments_out
+                .fetch_add(segments as u64, Ordering::Relaxed);
+        }
+        let id = MessageId::of(&message.encode_to_vec());
+        let hash = message.hash(&self.pubsub_topic.to_string());
+        Ok(Published {
+            message,
+            id,
+            hash,
+            segments,
+            largest_wire_bytes,
+        })
     }
 
     fn redial(&mut self) {
@@ -340,6 +402,8 @@ impl Node {
             // No demls peer is connected, or every queue is full: nothing to probe.
             tracing::trace!(error = %e, "liveness probe not sent");
         }
+        self.reassembler.expire(now);
+        self.publish_reassembly_counters();
         for peer in self.liveness.silent(now) {
             self.reconnect(peer, ReconnectReason::Silent);
         }
@@ -391,7 +455,13 @@ impl Node {
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected; requesting metadata");
                     self.liveness.connected(peer_id, Instant::now());
-                    self.peers.insert(peer_id, PeerState::default());
+                    self.peers.insert(
+                        peer_id,
+                        PeerState {
+                            connected_at: Some(Instant::now()),
+                            ..PeerState::default()
+                        },
+                    );
                     let request = self.own_metadata();
                     self.swarm
                         .behaviour_mut()
@@ -415,6 +485,12 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
             SwarmEvent::Behaviour(BehaviourEvent::Metadata(event)) => self.on_metadata(event),
             SwarmEvent::Behaviour(BehaviourEvent::Store(event)) => self.on_store(event),
+            SwarmEvent::Behaviour(BehaviourEvent::PeerExchange(event)) => {
+                self.on_peer_exchange(event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                self.on_mdns_discovered(found);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -430,6 +506,37 @@ impl Node {
             }
             _ => {}
         }
+    }
+
+    /// Hands a valid message to the node above.
+    fn deliver(&mut self, pubsub_topic: String, message: WakuMessage, id: MessageId) {
+        self.shared
+            .counters
+            .messages_in
+            .fetch_add(1, Ordering::Relaxed);
+        let hash = message.hash(&pubsub_topic);
+        self.emit(TransportEvent::Message {
+            pubsub_topic,
+            message,
+            id,
+            hash,
+        });
+    }
+
+    /// Copies the reassembler's drop counts and gauges into the shared counters.
+    fn publish_reassembly_counters(&self) {
+        let counters = &self.shared.counters;
+        for reason in SegmentDrop::ALL {
+            counters.segments_dropped[reason.index()]
+                .store(self.reassembler.dropped(reason), Ordering::Relaxed);
+        }
+        counters.reassembly_pending_messages.store(
+            self.reassembler.pending_messages() as u64,
+            Ordering::Relaxed,
+        );
+        counters
+            .reassembly_pending_bytes
+            .store(self.reassembler.pending_bytes() as u64, Ordering::Relaxed);
     }
 
     fn on_disconnected(&mut self, peer_id: PeerId) {
@@ -469,7 +576,17 @@ impl Node {
                         );
                     return;
                 }
-                let verdict = WakuMessage::decode_relay(&message.data, self.max_message_size);
+                let verdict = WakuMessage::decode_relay(&message.data, self.max_message_size)
+                    .and_then(|waku| {
+                        // Segments are checked before they are forwarded; whether they complete
+                        // a message is for each receiver to find out.
+                        if is_segment(&waku) && SegmentMessage::decode_valid(&waku.payload).is_err()
+                        {
+                            Err(DropReason::MalformedSegment)
+                        } else {
+                            Ok(waku)
+                        }
+                    });
                 let acceptance = match &verdict {
                     Ok(_) => MessageAcceptance::Accept,
                     Err(_) => MessageAcceptance::Reject,
@@ -480,16 +597,21 @@ impl Node {
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
                 let counters = &self.shared.counters;
                 match verdict {
+                    Ok(waku) if is_segment(&waku) => {
+                        counters.segments_in.fetch_add(1, Ordering::Relaxed);
+                        let reassembly = self.reassembler.insert(waku, Instant::now());
+                        self.publish_reassembly_counters();
+                        if let Reassembly::Complete(whole) = reassembly {
+                            let id = MessageId::of(&whole.encode_to_vec());
+                            self.deliver(message.topic.into_string(), whole, id);
+                        }
+                    }
                     Ok(waku) => {
-                        counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                        let pubsub_topic = message.topic.into_string();
-                        let hash = waku.hash(&pubsub_topic);
-                        self.emit(TransportEvent::Message {
-                            pubsub_topic,
-                            message: waku,
-                            id: MessageId::of(&message.data),
-                            hash,
-                        });
+                        self.deliver(
+                            message.topic.into_string(),
+                            waku,
+                            MessageId::of(&message.data),
+                        );
                     }
                     Err(reason) => {
                         counters.dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
@@ -685,6 +807,262 @@ impl Node {
             tracing::info!(%peer, "peer connected");
             self.shared.state().connected.insert(peer);
             self.emit(TransportEvent::PeerConnected(peer));
+            if self.peer_exchange {
+                self.ask_for_peers(peer);
+            }
+        }
+    }
+}
+
+/// Peer exchange: answering peers' queries, asking peers, and dialling what they tell.
+impl Node {
+    fn ask_for_peers(&mut self, peer: PeerId) {
+        let query = peer_exchange::query(peer_exchange::MAX_PEERS_PER_RESPONSE as u64);
+        self.swarm
+            .behaviour_mut()
+            .peer_exchange
+            .send_request(&peer, query);
+    }
+
+    /// While below the target number of peers: dials learned peers, and asks one connected
+    /// peer (in turn) for more.
+    fn seek_peers(&mut self) {
+        if !self.peer_exchange {
+            return;
+        }
+        let connected: Vec<PeerId> = self.shared.state().connected.iter().copied().collect();
+        if connected.len() >= self.target_peers {
+            return;
+        }
+        self.dial_learned();
+        if !connected.is_empty() {
+            self.exchange_turn = self.exchange_turn.wrapping_add(1);
+            let peer = connected[self.exchange_turn % connected.len()];
+            self.ask_for_peers(peer);
+        }
+    }
+
+    /// Above `max_peers` connected peers, disconnects those that connected last, other than
+    /// the configured ones.
+    fn prune(&mut self) {
+        let connected: Vec<PeerId> = self.shared.state().connected.iter().copied().collect();
+        let Some(excess) = connected
+            .len()
+            .checked_sub(self.max_peers)
+            .filter(|&n| n > 0)
+        else {
+            return;
+        };
+        let configured: HashSet<PeerId> = self.bootstrap.iter().filter_map(|b| b.peer).collect();
+        let mut newest: Vec<(Instant, PeerId)> = connected
+            .into_iter()
+            .filter(|peer| !configured.contains(peer))
+            .filter_map(|peer| Some((self.peers.get(&peer)?.connected_at?, peer)))
+            .collect();
+        newest.sort_by_key(|(connected_at, _)| std::cmp::Reverse(*connected_at));
+        for (_, peer) in newest.into_iter().take(excess) {
+            tracing::info!(%peer, max = self.max_peers, "too many peers; disconnecting");
+            self.shared
+                .counters
+                .peers_pruned
+                .fetch_add(1, Ordering::Relaxed);
+            // An error means the peer is already gone.
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Dials learned peers that are not connected, as many as are missing to the target.
+    fn dial_learned(&mut self) {
+        let connected = self.shared.state().connected.len();
+        let mut wanted = self.target_peers.saturating_sub(connected);
+        let local = self.local_peer_id();
+        for learned in &self.exchange {
+            if wanted == 0 {
+                break;
+            }
+            let peer = learned.peer;
+            if peer == local || self.swarm.is_connected(&peer) || self.rejected.contains(&peer) {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![learned.addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(opts) {
+                Ok(()) => wanted -= 1,
+                Err(e) => tracing::debug!(%peer, error = %e, "learned peer not dialled"),
+            }
+        }
+    }
+
+    /// This node's ENR, made once it listens on an address others can dial.
+    fn own_enr(&mut self) -> Option<Vec<u8>> {
+        if self.own_enr.is_none() {
+            let addrs = self.shared.state().listen_addrs.clone();
+            self.own_enr = addrs
+                .iter()
+                .find_map(|addr| peer_exchange::own_enr(&self.keypair, addr));
+        }
+        self.own_enr.clone()
+    }
+
+    /// Keeps `learned`; true if it is a peer not known before.
+    fn learn(&mut self, learned: ExchangePeer) -> bool {
+        if learned.peer == self.local_peer_id() {
+            return false;
+        }
+        if let Some(known) = self.exchange.iter_mut().find(|p| p.peer == learned.peer) {
+            *known = learned;
+            return false;
+        }
+        if self.exchange.len() >= MAX_EXCHANGE_PEERS {
+            self.exchange.pop_front();
+        }
+        self.exchange.push_back(learned);
+        true
+    }
+
+    /// Learns the peers kept in the peers file by an earlier run (not counted as discovered).
+    pub(super) fn load_peers(&mut self) {
+        let Some(path) = &self.peers_file else {
+            return;
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "peers file not read");
+                return;
+            }
+        };
+        let kept: Vec<ExchangePeer> = text
+            .lines()
+            .filter_map(|line| hex::decode(line.trim()).ok())
+            .filter_map(|enr| peer_exchange::parse_enr(&enr).ok())
+            .collect();
+        tracing::info!(peers = kept.len(), "peers from the last run");
+        for peer in kept {
+            self.learn(peer);
+        }
+    }
+
+    /// Rewrites the peers file with the learned peers (write, then rename).
+    fn save_peers(&self) {
+        let Some(path) = &self.peers_file else {
+            return;
+        };
+        let text: String = self
+            .exchange
+            .iter()
+            .map(|p| hex::encode(&p.enr) + "\n")
+            .collect();
+        let temporary = path.with_extension("tmp");
+        let written =
+            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "peers file not written");
+        }
+    }
+
+    /// Dials the peers mDNS found on the LAN (TCP addresses only), once each while they are
+    /// not connected.
+    fn on_mdns_discovered(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        for (peer, addr) in found {
+            if peer == self.local_peer_id()
+                || self.swarm.is_connected(&peer)
+                || self.rejected.contains(&peer)
+                || check_dialable(&addr).is_err()
+            {
+                continue;
+            }
+            tracing::info!(%peer, %addr, "found on the LAN by mDNS; dialling");
+            self.shared
+                .counters
+                .peers_discovered
+                .fetch_add(1, Ordering::Relaxed);
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "mDNS peer not dialled");
+            }
+        }
+    }
+
+    fn count_exchange_drop(&self, reason: peer_exchange::PeerExchangeDrop) {
+        self.shared.counters.peer_exchange_dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_peer_exchange(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let Some(wanted) = peer_exchange::requested(&request) else {
+                        tracing::debug!(%peer, "peer exchange request is not a query");
+                        return;
+                    };
+                    let own = self.own_enr();
+                    let enrs: Vec<&Vec<u8>> = own
+                        .iter()
+                        .chain(
+                            self.exchange
+                                .iter()
+                                .filter(|p| p.peer != peer)
+                                .map(|p| &p.enr),
+                        )
+                        .take(wanted)
+                        .collect();
+                    let response = peer_exchange::response(enrs);
+                    self.shared
+                        .counters
+                        .peer_exchange_served
+                        .fetch_add(1, Ordering::Relaxed);
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .peer_exchange
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        tracing::debug!(%peer, "peer exchange response not sent: stream gone");
+                    }
+                }
+                request_response::Message::Response { response, .. } => {
+                    match peer_exchange::parse_response(&response) {
+                        Ok((peers, drops)) => {
+                            for reason in drops {
+                                self.count_exchange_drop(reason);
+                            }
+                            tracing::debug!(%peer, learned = peers.len(), "peer exchange response");
+                            let mut new = 0;
+                            for learned in peers {
+                                new += u64::from(self.learn(learned));
+                            }
+                            if new > 0 {
+                                self.shared
+                                    .counters
+                                    .peers_discovered
+                                    .fetch_add(new, Ordering::Relaxed);
+                                self.save_peers();
+                            }
+                            if self.peer_exchange {
+                                self.dial_learned();
+                            }
+                        }
+                        Err(reason) => self.count_exchange_drop(reason),
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "peer exchange query failed");
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound peer exchange query failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 }

@@ -8,15 +8,22 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, ping, tcp, yamux};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 
 use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, MIN_MAX_MESSAGE_SIZE, TransportConfig};
 use crate::error::TransportError;
+use crate::framing::FrameCodec;
 use crate::message::MessageId;
 use crate::metadata;
+use crate::peer_exchange::{self, PEER_EXCHANGE_PROTOCOL};
 use crate::store::{self, MAX_RESPONSE_SIZE, STORE_PROTOCOL};
 
 use super::RELAY_PROTOCOL;
+
+/// How often mDNS asks the LAN for peers (libp2p's default is 5 minutes; a new node's
+/// announcement reaches the others at once either way).
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long a metadata request may take before the peer is disconnected.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,7 +66,9 @@ const STORE_STREAMS_PER_CONNECTION: usize = 32;
 pub(super) struct Behaviour {
     pub(super) gossipsub: gossipsub::Behaviour,
     pub(super) metadata: request_response::Behaviour<metadata::Codec>,
-    pub(super) store: request_response::Behaviour<store::Codec>,
+    pub(super) store: request_response::Behaviour<FrameCodec>,
+    pub(super) peer_exchange: request_response::Behaviour<FrameCodec>,
+    pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(super) identify: identify::Behaviour,
     pub(super) ping: ping::Behaviour,
 }
@@ -108,7 +117,8 @@ pub(super) fn build_swarm(
         ProtocolSupport::Outbound
     };
     let store = request_response::Behaviour::with_codec(
-        store::Codec {
+        FrameCodec {
+            max_request: store::MAX_REQUEST_SIZE,
             // A page always holds one message, however large.
             max_response: MAX_RESPONSE_SIZE.max(max_message_size.saturating_mul(2)),
         },
@@ -117,6 +127,29 @@ pub(super) fn build_swarm(
             .with_request_timeout(config.store_timeout)
             .with_max_concurrent_streams(STORE_STREAMS_PER_CONNECTION),
     );
+    let peer_exchange = request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_request: peer_exchange::MAX_FRAME_LEN,
+            max_response: peer_exchange::MAX_FRAME_LEN,
+        },
+        [(
+            StreamProtocol::new(PEER_EXCHANGE_PROTOCOL),
+            ProtocolSupport::Full,
+        )],
+        request_response::Config::default().with_request_timeout(METADATA_TIMEOUT),
+    );
+    let mdns = if config.mdns {
+        let mdns_config = mdns::Config {
+            query_interval: MDNS_QUERY_INTERVAL,
+            ..mdns::Config::default()
+        };
+        Some(
+            mdns::tokio::Behaviour::new(mdns_config, keypair.public().to_peer_id())
+                .map_err(|e| setup(&e))?,
+        )
+    } else {
+        None
+    };
     let identify = identify::Behaviour::new(
         identify::Config::new("/ipfs/0.1.0".to_owned(), keypair.public())
             .with_agent_version(format!("demls-transport/{}", env!("CARGO_PKG_VERSION"))),
@@ -125,6 +158,8 @@ pub(super) fn build_swarm(
         gossipsub,
         metadata,
         store,
+        peer_exchange,
+        mdns: Toggle::from(mdns),
         identify,
         ping: ping::Behaviour::default(),
     };
@@ -147,6 +182,22 @@ pub(super) fn check_config(config: &TransportConfig) -> Result<(), TransportErro
         return Err(TransportError::Config(format!(
             "max_message_size {} is below {MIN_MAX_MESSAGE_SIZE}",
             config.max_message_size
+        )));
+    }
+    config
+        .segmentation
+        .check()
+        .map_err(TransportError::Config)?;
+    if config.segmentation.wire_limit > config.max_message_size {
+        return Err(TransportError::Config(format!(
+            "segmentation wire_limit {} exceeds max_message_size {}",
+            config.segmentation.wire_limit, config.max_message_size
+        )));
+    }
+    if config.max_peers < config.target_peers {
+        return Err(TransportError::Config(format!(
+            "max_peers {} is below target_peers {}",
+            config.max_peers, config.target_peers
         )));
     }
     if config.event_capacity == 0 {

@@ -8,7 +8,6 @@
 //! [`MAX_QUERIES_PER_PEER`] queries of one peer and [`MAX_QUERIES`] in all at a time (more are
 //! answered `429`), and the backend runs on tokio's blocking pool, never in the relay loop.
 
-mod codec;
 mod memory;
 mod proto;
 mod server;
@@ -16,7 +15,6 @@ mod verify;
 
 use std::fmt;
 
-pub(crate) use codec::Codec;
 pub use memory::{MemoryStore, MemoryStoreLimits, NotStored};
 pub use proto::{StoreQueryRequest, StoreQueryResponse, WakuMessageKeyValue};
 pub(crate) use server::{Answer, StoreServer};

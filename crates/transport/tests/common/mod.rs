@@ -9,7 +9,7 @@ use std::time::Duration;
 use demls_transport::store::{MemoryStore, StoreBackend};
 use demls_transport::{
     DEFAULT_CLUSTER_ID, MessageHash, MessageId, Multiaddr, PeerId, RelayHandle, TransportConfig,
-    TransportEvent, WakuMessage, WakuRelay,
+    TransportEvent, TransportMetrics, WakuMessage, WakuRelay,
 };
 use tokio::sync::mpsc;
 
@@ -87,6 +87,15 @@ pub fn config(cluster_id: u16, peers: Vec<Multiaddr>) -> TransportConfig {
     }
 }
 
+/// Like [`config`], for a node that does not seek peers through peer exchange: it keeps to
+/// `peers` (and those that dial it), so that a test's topology stays as built.
+pub fn no_exchange(peers: Vec<Multiaddr>) -> TransportConfig {
+    TransportConfig {
+        peer_exchange: false,
+        ..config(DEFAULT_CLUSTER_ID, peers)
+    }
+}
+
 /// Waits until `handle` lists every peer in `peers` as connected.
 pub async fn peers_reach(handle: &RelayHandle, peers: &[PeerId]) {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
@@ -98,6 +107,23 @@ pub async fn peers_reach(handle: &RelayHandle, peers: &[PeerId]) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "peers {peers:?} not connected; have {connected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until `pred` holds for the node's metrics, or fails after [`TIMEOUT`].
+pub async fn metrics_reach(
+    handle: &RelayHandle,
+    what: &str,
+    pred: impl Fn(&TransportMetrics) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !pred(&handle.metrics()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            handle.metrics()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

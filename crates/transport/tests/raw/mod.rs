@@ -222,7 +222,8 @@ impl RawNode {
         RawNode::start(metadata, pubsub_topic, None, peer)
     }
 
-    /// Like [`RawNode::dial`], answering Store queries as `store` says.
+    /// Like [`RawNode::dial`], answering Store queries, and peer exchange queries, as `store`
+    /// says.
     pub fn store_server(
         cluster_id: u16,
         pubsub_topic: &str,
@@ -276,12 +277,19 @@ impl RawNode {
         } else {
             ProtocolSupport::Outbound
         };
+        // A store server answers peer exchange queries the same way: with the bytes given.
         let store = request_response::Behaviour::with_codec(
             RawStoreCodec,
-            [(
-                StreamProtocol::new(demls_transport::store::STORE_PROTOCOL),
-                store_support,
-            )],
+            [
+                (
+                    StreamProtocol::new(demls_transport::store::STORE_PROTOCOL),
+                    store_support.clone(),
+                ),
+                (
+                    StreamProtocol::new(demls_transport::peer_exchange::PEER_EXCHANGE_PROTOCOL),
+                    store_support,
+                ),
+            ],
             request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
         );
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
