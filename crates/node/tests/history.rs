@@ -13,11 +13,24 @@ use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
+/// No peer exchange: the nodes stay in the line they were started in.
+const LINE: &[&str] = &["--target-peers", "0"];
+
 /// Alice, Bob and Carol in a line, all members of `lab`.
 fn line(tmp: &std::path::Path) -> (NodeProc, NodeProc, NodeProc) {
-    let alice = NodeProc::start(&tmp.join("alice"), "/ip4/127.0.0.1/tcp/0", &[]);
-    let bob = NodeProc::start(&tmp.join("bob"), "/ip4/127.0.0.1/tcp/0", &[&alice.listen]);
-    let carol = NodeProc::start(&tmp.join("carol"), "/ip4/127.0.0.1/tcp/0", &[&alice.listen]);
+    let alice = NodeProc::start_with(&tmp.join("alice"), "/ip4/127.0.0.1/tcp/0", &[], LINE);
+    let bob = NodeProc::start_with(
+        &tmp.join("bob"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[&alice.listen],
+        LINE,
+    );
+    let carol = NodeProc::start_with(
+        &tmp.join("carol"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[&alice.listen],
+        LINE,
+    );
     alice.cli_json(&["create", "lab"]);
     alice.invite("lab", &bob);
     alice.invite("lab", &carol);
@@ -60,7 +73,7 @@ fn a_member_killed_while_others_talk_gets_everything_from_a_peers_archive() {
     bob.kill();
     drop(carol);
 
-    let carol = NodeProc::start(&carol_dir, &carol_socket, &[&alice.listen]);
+    let carol = NodeProc::start_with(&carol_dir, &carol_socket, &[&alice.listen], LINE);
     wait_until("carol gets bob's 20 messages", LIMIT, || {
         with_prefix(&carol, "from bob").len() == 20
     });

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use demls_engine::wire::{Envelope, envelope};
-use demls_transport::{ContentTopic, TransportConfig, TransportEvent, WakuRelay};
+use demls_transport::{
+    ContentTopic, SegmentationConfig, TransportConfig, TransportEvent, WakuRelay,
+};
 use prost::Message as _;
 
 fn topic(name: &str) -> ContentTopic {
@@ -35,10 +37,15 @@ async fn malformed_traffic_is_dropped_counted_and_the_node_keeps_serving() {
         .to_owned();
     let envelope = |version, body| envelope(&lab, version, body);
 
-    // A peer that sends whatever it is told, with a larger size limit than the node's.
+    // A peer that sends whatever it is told, with a larger size limit than the node's and
+    // no segmentation: its oversize message goes out whole.
     let (relay, mut events) = WakuRelay::start(TransportConfig {
         peers: vec![node.listen.parse().unwrap()],
         max_message_size: 4 * 1024 * 1024,
+        segmentation: SegmentationConfig {
+            wire_limit: 4 * 1024 * 1024,
+            ..SegmentationConfig::default()
+        },
         ..TransportConfig::default()
     })
     .await
