@@ -180,9 +180,14 @@ message: string, };
  */
 export type GroupDetail = { 
 /**
- * The group's name.
+ * The group's identifier, as the network sees it (random for an invite-only group; the
+ * name for an open one).
  */
 id: string, 
+/**
+ * What people call the group on this node.
+ */
+name: string, 
 /**
  * Current epoch.
  */
@@ -239,9 +244,14 @@ export type GroupState = "member" | "joining" | "refused" | "removed";
  */
 export type GroupSummary = { 
 /**
- * The group's name.
+ * The group's identifier, as the network sees it (random for an invite-only group; the
+ * name for an open one).
  */
 id: string, 
+/**
+ * What people call the group on this node (its identifier if it has no name here).
+ */
+name: string, 
 /**
  * Where this node stands.
  */
