@@ -185,8 +185,14 @@ try {
   await b.getByText("Join with a ticket").click();
   await b.getByLabel("Ticket", { exact: true }).fill(ticket);
   await b.getByRole("button", { name: "Join", exact: true }).click();
-  await see(b, "Asking to join", "main");
+  // The join's steps show only until the steward commits, which may take a few frames on one
+  // machine: look every frame rather than with the locator's slower polling.
+  await b.waitForFunction(() => document.querySelector("main")?.textContent?.includes("Asking to join"), null, {
+    polling: "raf",
+    timeout: WAIT,
+  });
   await shot(b, "joining");
+  await see(b, "Asked to join lab with the invitation");
   await see(b, "epoch 1 · 2 members", "main");
   log("bob joined with alice's invitation");
   await shot(a, "groups");

@@ -60,12 +60,14 @@ export function GroupForms({ onDone }: { onDone: () => void }) {
     api
       .joinWithTicket(ticket)
       .then(
-        (summary) => {
+        async (summary) => {
           form.reset();
           form.closest("details")?.removeAttribute("open");
-          notify(`Asked to join ${summary.name} with the invitation.`);
           onDone();
           location.hash = `#/g/${encodeURIComponent(summary.id)}`;
+          // The answer names the group by its identifier; the list has the name the ticket gave.
+          const listed = (await api.groups().catch(() => [])).find((g) => g.id === summary.id);
+          notify(`Asked to join ${listed?.name ?? summary.name} with the invitation.`);
         },
         (error: unknown) => notify(explain(error), "error"),
       )
