@@ -157,22 +157,38 @@ function Shell({
     () => api.node().then(onNode),
     (e) => e.type === "peer_connected" || e.type === "peer_disconnected",
   );
+  const listed = groups.data ?? [];
+  // Events name a group by its identifier; people read the name this node knows it by. A group
+  // just joined may not be listed yet: then the node is asked.
+  const nameOf = async (id: string): Promise<string> => {
+    const known = listed.find((g) => g.id === id) ?? (await api.groups().catch(() => [])).find((g) => g.id === id);
+    return known?.name ?? id;
+  };
   useEvents((event) => {
     if (event.type === "removed") {
-      notify(
-        event.reason.kind === "left"
-          ? `You are no longer a member of ${event.group}: you left in epoch ${event.epoch}.`
-          : `You are no longer a member of ${event.group}: you were removed in epoch ${event.epoch}.`,
+      void nameOf(event.group).then((name) =>
+        notify(
+          event.reason.kind === "left"
+            ? `You are no longer a member of ${name}: you left in epoch ${event.epoch}.`
+            : `You are no longer a member of ${name}: you were removed in epoch ${event.epoch}.`,
+        ),
       );
     } else if (event.type === "joined") {
-      notify(`You were admitted to ${event.group} at epoch ${event.epoch}.`);
+      void nameOf(event.group).then((name) => notify(`You were admitted to ${name} at epoch ${event.epoch}.`));
     } else if (event.type === "join_refused") {
-      notify(`The steward refused your request to join ${event.group}: ${event.reason}`, "error");
+      void nameOf(event.group).then((name) =>
+        notify(`The steward refused your request to join ${name}: ${event.reason}`, "error"),
+      );
     }
   });
-  const listed = groups.data ?? [];
   const selected = route.group;
-  const summary = listed.find((g) => g.id === selected);
+  // A route may name a group (`#/g/lab`); the page goes by its identifier.
+  const summary = listed.find((g) => g.id === selected) ?? listed.find((g) => g.name === selected);
+  useEffect(() => {
+    if (summary && summary.id !== selected) {
+      location.replace(`#/g/${encodeURIComponent(summary.id)}/${route.tab}`);
+    }
+  }, [summary?.id, selected]);
   return (
     <>
       <a class="skip" href="#main">
@@ -205,7 +221,7 @@ function Shell({
             {listed.map((g) => (
               <li key={g.id}>
                 <a href={`#/g/${encodeURIComponent(g.id)}`} aria-current={g.id === selected ? "page" : undefined}>
-                  <span class="name">{g.id}</span>
+                  <span class="name">{g.name}</span>
                   <span class="meta">{standing(g)}</span>
                 </a>
               </li>
@@ -220,8 +236,17 @@ function Shell({
           </a>
           {route.nodePanel ? (
             <NodePanel onNode={onNode} onSignOut={onSignOut} />
+          ) : selected && (!summary || summary.id === selected) ? (
+            <GroupPage
+              key={selected}
+              group={selected}
+              name={summary?.name ?? selected}
+              tab={route.tab}
+              summary={summary}
+              loaded={groups.data !== null}
+            />
           ) : selected ? (
-            <GroupPage key={selected} name={selected} tab={route.tab} summary={summary} loaded={groups.data !== null} />
+            <p aria-busy="true">Loading…</p>
           ) : (
             <section class="welcome">
               <h1>Welcome</h1>

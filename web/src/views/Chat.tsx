@@ -39,7 +39,7 @@ function merge(list: Message[], more: Message[]): Message[] {
 }
 
 /** The group's history with its membership changes, live, and a box to write in. */
-export function Chat({ name, readOnly = false }: { name: string; readOnly?: boolean }) {
+export function Chat({ group, name, readOnly = false }: { group: string; name: string; readOnly?: boolean }) {
   const { api, notify } = useSession();
   const [messages, setMessages] = useState<Message[]>([]);
   const [problem, setProblem] = useState<string | null>(null);
@@ -48,12 +48,12 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
   const list = useRef<HTMLOListElement>(null);
   const following = useRef(true);
   const autoScrolledTo = useRef(0);
-  const membership = useMembershipEvents(name);
+  const membership = useMembershipEvents(group);
 
   const loadFrom = async (after: number) => {
     try {
       for (;;) {
-        const page = await api.messages(name, after, PAGE);
+        const page = await api.messages(group, after, PAGE);
         setMessages((list) => merge(list, page));
         if (page.length < PAGE) break;
         after = page[page.length - 1].seq;
@@ -65,10 +65,10 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
       setLoading(false);
     }
   };
-  useEffect(() => void loadFrom(0), [name]);
+  useEffect(() => void loadFrom(0), [group]);
   useEvents((event) => {
     if (event.type === "resync") void loadFrom(0);
-    if (groupOf(event) !== name) return;
+    if (groupOf(event) !== group) return;
     if (event.type === "message" && event.seq !== null) {
       const message: Message = { ...event, seq: event.seq };
       setMessages((list) => merge(list, [message]));
@@ -99,7 +99,7 @@ export function Chat({ name, readOnly = false }: { name: string; readOnly?: bool
     const body = text.trim();
     if (!body) return;
     try {
-      const sent = await api.send(name, body);
+      const sent = await api.send(group, body);
       setMessages((list) => merge(list, [sent]));
       setText("");
     } catch (error) {

@@ -11,16 +11,17 @@ export function GroupForms({ onDone }: { onDone: () => void }) {
   const [mode, setMode] = useState<Mode>("single");
   const [busy, setBusy] = useState(false);
 
-  const run = async (action: () => Promise<unknown>, name: string, message: string, form: HTMLFormElement) => {
+  /** Runs `action`, then opens the group it answers with (by its identifier). */
+  const run = async (action: () => Promise<{ id: string }>, message: string, form: HTMLFormElement) => {
     setBusy(true);
     try {
-      await action();
+      const { id } = await action();
       form.reset();
       form.closest("details")?.removeAttribute("open");
       setMode("single");
       notify(message);
       onDone();
-      location.hash = `#/g/${encodeURIComponent(name)}`;
+      location.hash = `#/g/${encodeURIComponent(id)}`;
     } catch (error) {
       notify(explain(error), "error");
     } finally {
@@ -46,7 +47,6 @@ export function GroupForms({ onDone }: { onDone: () => void }) {
           join_rule: String(data.get("join_rule")) as JoinRule,
           liveness_yes: data.get("liveness_yes") === "on",
         }),
-      name,
       `Group ${name} created: you are its steward.`,
       form,
     );
@@ -60,12 +60,14 @@ export function GroupForms({ onDone }: { onDone: () => void }) {
     api
       .joinWithTicket(ticket)
       .then(
-        (summary) => {
+        async (summary) => {
           form.reset();
           form.closest("details")?.removeAttribute("open");
-          notify(`Asked to join ${summary.id} with the invitation.`);
           onDone();
           location.hash = `#/g/${encodeURIComponent(summary.id)}`;
+          // The answer names the group by its identifier; the list has the name the ticket gave.
+          const listed = (await api.groups().catch(() => [])).find((g) => g.id === summary.id);
+          notify(`Asked to join ${listed?.name ?? summary.name} with the invitation.`);
         },
         (error: unknown) => notify(explain(error), "error"),
       )
@@ -78,7 +80,7 @@ export function GroupForms({ onDone }: { onDone: () => void }) {
     const data = new FormData(form);
     const name = String(data.get("name"));
     const steward = String(data.get("steward") ?? "").trim();
-    void run(() => api.join(name, steward || undefined), name, `Asked to join ${name}.`, form);
+    void run(() => api.join(name, steward || undefined), `Asked to join ${name}.`, form);
   };
 
   return (

@@ -26,11 +26,15 @@ const REQUESTS_CHANGE = ["proposal_opened", "vote_recorded", "proposal_decided",
  * it is out and its history once removed or left.
  */
 export function GroupPage({
+  group,
   name,
   tab,
   summary,
   loaded,
 }: {
+  /** The group's identifier: for the API and events. */
+  group: string;
+  /** What people call it on this node: for display. */
   name: string;
   tab: Tab;
   summary: GroupSummary | undefined;
@@ -42,42 +46,42 @@ export function GroupPage({
       <section aria-labelledby="group-title">
         <h1 id="group-title">{name}</h1>
         <p class="notice">This node is not in this group. What it kept of the group's history stays here.</p>
-        <Chat name={name} readOnly />
+        <Chat group={group} name={name} readOnly />
       </section>
     );
   }
   switch (summary.state) {
     case "joining":
     case "refused":
-      return <Joining name={name} />;
+      return <Joining group={group} name={name} />;
     case "removed":
-      return <Removed name={name} removal={summary.removal} />;
+      return <Removed group={group} name={name} removal={summary.removal} />;
     case "member":
-      return <MemberPage name={name} tab={tab} summary={summary} />;
+      return <MemberPage group={group} name={name} tab={tab} summary={summary} />;
   }
 }
 
 /** A group this node is a member of: its head (invite, leave) and its tabs. */
-function MemberPage({ name, tab, summary }: { name: string; tab: Tab; summary: GroupSummary }) {
+function MemberPage({ group, name, tab, summary }: { group: string; name: string; tab: Tab; summary: GroupSummary }) {
   const { api, notify } = useSession();
   const [inviting, setInviting] = useState(false);
   const requests = useLoad(
-    `requests:${name}`,
-    () => api.requests(name),
-    (e: HubEvent) => groupOf(e) === name && REQUESTS_CHANGE.includes(e.type),
+    `requests:${group}`,
+    () => api.requests(group),
+    (e: HubEvent) => groupOf(e) === group && REQUESTS_CHANGE.includes(e.type),
   );
   // Requests this person has not decided yet: the ones the page asks them to look at.
   const waiting = requests.data?.filter((r) => r.own_vote === null).length ?? 0;
   const leave = async () => {
     if (!window.confirm(`Leave ${name}? You will not read what the group says after you leave.`)) return;
     try {
-      await api.leave(name);
+      await api.leave(group);
       notify(`Leaving ${name}: you are out once a steward commits the change.`);
     } catch (error) {
       notify(explain(error), "error");
     }
   };
-  const base = `#/g/${encodeURIComponent(name)}`;
+  const base = `#/g/${encodeURIComponent(group)}`;
   return (
     <section aria-labelledby="group-title" class={tab === "chat" ? "chat-page" : undefined}>
       <div class="group-head">
@@ -95,7 +99,7 @@ function MemberPage({ name, tab, summary }: { name: string; tab: Tab; summary: G
           </button>
         </p>
       </div>
-      {inviting && <Invite name={name} onClose={() => setInviting(false)} />}
+      {inviting && <Invite group={group} name={name} onClose={() => setInviting(false)} />}
       {waiting > 0 && tab !== "members" && (
         <p class="notice waiting" role="status">
           {waiting === 1 ? "1 person asks" : `${waiting} people ask`} to join:{" "}
@@ -115,20 +119,20 @@ function MemberPage({ name, tab, summary }: { name: string; tab: Tab; summary: G
           </a>
         ))}
       </nav>
-      {tab === "chat" && <Chat name={name} />}
-      {tab === "members" && <Members name={name} requests={requests} />}
-      {tab === "proposals" && <Proposals name={name} />}
-      {tab === "health" && <HealthView name={name} />}
+      {tab === "chat" && <Chat group={group} name={name} />}
+      {tab === "members" && <Members group={group} name={name} requests={requests} />}
+      {tab === "proposals" && <Proposals group={group} />}
+      {tab === "health" && <HealthView group={group} />}
     </section>
   );
 }
 
-/** Asks to join `name` again by its name; the members decide. */
-function useAskAgain(name: string, after?: () => void) {
+/** Asks to join `group` (called `name` here) again; the members decide. */
+function useAskAgain(group: string, name: string, after?: () => void) {
   const { api, notify } = useSession();
   return async () => {
     try {
-      await api.join(name);
+      await api.join(group);
       notify(`Asked to join ${name} again.`);
       after?.();
     } catch (error) {
@@ -138,8 +142,8 @@ function useAskAgain(name: string, after?: () => void) {
 }
 
 /** A group this node was removed from or left: why, its history (read only), and asking again. */
-function Removed({ name, removal }: { name: string; removal: Removal | null }) {
-  const askAgain = useAskAgain(name);
+function Removed({ group, name, removal }: { group: string; name: string; removal: Removal | null }) {
+  const askAgain = useAskAgain(group, name);
   const left = removal?.reason.kind === "left";
   return (
     <section aria-labelledby="group-title" class="outside chat-page">
@@ -159,7 +163,7 @@ function Removed({ name, removal }: { name: string; removal: Removal | null }) {
           Ask to join again
         </button>
       </div>
-      <Chat name={name} readOnly />
+      <Chat group={group} name={name} readOnly />
     </section>
   );
 }
@@ -167,11 +171,11 @@ function Removed({ name, removal }: { name: string; removal: Removal | null }) {
 const STAGES = ["looking", "requested", "member"] as const;
 
 /** The steps of a join, or the steward's refusal with a way to ask again. */
-function Joining({ name }: { name: string }) {
+function Joining({ group, name }: { group: string; name: string }) {
   const { api } = useSession();
-  const progress = useLoad(`join:${name}`, () => api.joinProgress(name), (e) => groupOf(e) === name);
+  const progress = useLoad(`join:${group}`, () => api.joinProgress(group), (e) => groupOf(e) === group);
   const data = progress.data;
-  const askAgain = useAskAgain(name, progress.reload);
+  const askAgain = useAskAgain(group, name, progress.reload);
   if (data?.stage === "refused") {
     return (
       <section aria-labelledby="group-title">

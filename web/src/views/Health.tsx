@@ -8,12 +8,12 @@ const WATCHED = ["epoch_changed", "joined", "proposal_opened", "proposal_decided
  * Epoch, consensus mode, how the group admits people, stewards and whose turn it is, peers,
  * dropped messages.
  */
-export function HealthView({ name }: { name: string }) {
+export function HealthView({ group }: { group: string }) {
   const { api } = useSession();
   const wanted = (e: HubEvent) =>
-    (groupOf(e) === name && WATCHED.includes(e.type)) || e.type === "peer_connected" || e.type === "peer_disconnected";
-  const detail = useLoad(`group:${name}`, () => api.group(name), wanted, 5000);
-  const roster = useLoad(`roster:${name}`, () => api.roster(name), wanted);
+    (groupOf(e) === group && WATCHED.includes(e.type)) || e.type === "peer_connected" || e.type === "peer_disconnected";
+  const detail = useLoad(`group:${group}`, () => api.group(group), wanted, 5000);
+  const roster = useLoad(`roster:${group}`, () => api.roster(group), wanted);
   const problem = detail.error ?? roster.error;
   if (problem) return <p class="notice error">{problem}</p>;
   if (!detail.data || !roster.data) return <p aria-busy="true">Loading…</p>;
@@ -25,6 +25,11 @@ export function HealthView({ name }: { name: string }) {
   return (
     <div class="health">
       <h2>Group details and health</h2>
+      {d.name !== d.id && (
+        <p class="meta">
+          Identifier on the network: <code>{d.id}</code>
+        </p>
+      )}
       <dl class="facts">
         <div>
           <dt>Epoch</dt>

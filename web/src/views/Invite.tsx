@@ -7,19 +7,19 @@ import { useLoad, useSession } from "../live";
  * Invites an address to a group: the invitation is this member's YES on admitting it, signed
  * ahead; the ticket it returns is what the invitee joins with.
  */
-export function Invite({ name, onClose }: { name: string; onClose: () => void }) {
+export function Invite({ group, name, onClose }: { group: string; name: string; onClose: () => void }) {
   const { api, notify } = useSession();
   const [invitation, setInvitation] = useState<Invitation | null>(null);
   const [busy, setBusy] = useState(false);
   const [copied, setCopied] = useState(false);
-  const detail = useLoad(`group:${name}`, () => api.group(name), () => false);
+  const detail = useLoad(`group:${group}`, () => api.group(group), () => false);
 
   const submit = async (e: Event) => {
     e.preventDefault();
     const address = String(new FormData(e.currentTarget as HTMLFormElement).get("address")).trim();
     setBusy(true);
     try {
-      setInvitation(await api.invite(name, address));
+      setInvitation(await api.invite(group, address));
       setCopied(false);
     } catch (error) {
       notify(explain(error), "error");

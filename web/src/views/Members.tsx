@@ -10,15 +10,23 @@ const MEMBERSHIP = ["epoch_changed", "joined", "removed", "group_created", "invi
  * The join requests waiting for the members, members with their roles this epoch and the
  * epoch they joined at, how the group admits people, and the invitations this node knows of.
  */
-export function Members({ name, requests }: { name: string; requests: Loaded<PendingRequest[]> }) {
+export function Members({
+  group,
+  name,
+  requests,
+}: {
+  group: string;
+  name: string;
+  requests: Loaded<PendingRequest[]>;
+}) {
   const { api, notify } = useSession();
-  const changed = (e: HubEvent) => groupOf(e) === name && MEMBERSHIP.includes(e.type);
-  const roster = useLoad(`roster:${name}`, () => api.roster(name), changed);
-  const detail = useLoad(`group:${name}`, () => api.group(name), changed);
+  const changed = (e: HubEvent) => groupOf(e) === group && MEMBERSHIP.includes(e.type);
+  const roster = useLoad(`roster:${group}`, () => api.roster(group), changed);
+  const detail = useLoad(`group:${group}`, () => api.group(group), changed);
   const propose = async (member: string) => {
     if (!window.confirm(`Propose removing ${member} from ${name}? The members vote on it.`)) return;
     try {
-      await api.proposeRemoval(name, member);
+      await api.proposeRemoval(group, member);
       notify("Removal proposed: the members vote on it (see Proposals).");
     } catch (error) {
       notify(explain(error), "error");
@@ -29,7 +37,7 @@ export function Members({ name, requests }: { name: string; requests: Loaded<Pen
   const rules = detail.data;
   return (
     <div class="members">
-      <Requests name={name} requests={requests} />
+      <Requests group={group} requests={requests} />
       <h2>
         {roster.data.members.length} {roster.data.members.length === 1 ? "member" : "members"} in epoch{" "}
         {roster.data.epoch}

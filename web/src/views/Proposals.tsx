@@ -14,9 +14,9 @@ const RESULT: Record<Proposal["state"], string> = {
 };
 
 /** Open proposals with their live tally and YES/NO buttons; decided ones with their result. */
-export function Proposals({ name }: { name: string }) {
+export function Proposals({ group }: { group: string }) {
   const { api } = useSession();
-  const list = useLoad(`proposals:${name}`, () => api.proposals(name), (e) => groupOf(e) === name && WATCHED.includes(e.type));
+  const list = useLoad(`proposals:${group}`, () => api.proposals(group), (e) => groupOf(e) === group && WATCHED.includes(e.type));
   const now = useNow();
   if (list.error) return <p class="notice error">{list.error}</p>;
   if (!list.data) return <p aria-busy="true">Loading…</p>;
@@ -29,7 +29,7 @@ export function Proposals({ name }: { name: string }) {
       <ul class="cards">
         {open.map((p) => (
           <li key={p.id}>
-            <OpenProposal group={name} proposal={p} now={now} onVoted={list.reload} />
+            <OpenProposal group={group} proposal={p} now={now} onVoted={list.reload} />
           </li>
         ))}
       </ul>

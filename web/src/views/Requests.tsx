@@ -5,7 +5,7 @@ import { type Loaded, useNow, useSession } from "../live";
 import { Address } from "./Address";
 
 /** Join requests waiting for the members: who asks, since when, who said YES or NO; approve or deny. */
-export function Requests({ name, requests }: { name: string; requests: Loaded<PendingRequest[]> }) {
+export function Requests({ group, requests }: { group: string; requests: Loaded<PendingRequest[]> }) {
   const now = useNow();
   if (requests.error) return <p class="notice error">{requests.error}</p>;
   const list = requests.data ?? [];
@@ -16,7 +16,7 @@ export function Requests({ name, requests }: { name: string; requests: Loaded<Pe
       <ul class="cards">
         {list.map((r) => (
           <li key={r.address}>
-            <Request group={name} request={r} now={now} onDecided={requests.reload} />
+            <Request group={group} request={r} now={now} onDecided={requests.reload} />
           </li>
         ))}
       </ul>
