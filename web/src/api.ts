@@ -89,6 +89,7 @@ export function client(token: string) {
     decideRequest: (name: string, address: string, approve: boolean) =>
       call<Proposal>("POST", group(name, `/requests/${address}`), { approve } satisfies RequestDecision),
     leave: (name: string) => call<StatusBody>("POST", group(name, "/leave")),
+    rotate: (name: string) => call<StatusBody>("POST", group(name, "/rotate")),
     roster: (name: string) => call<Roster>("GET", group(name, "/roster")),
     proposals: (name: string) => call<Proposal[]>("GET", group(name, "/proposals")),
     proposeRemoval: (name: string, member: string) =>

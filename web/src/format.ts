@@ -81,6 +81,8 @@ export function describe(change: Change, name: (address: string) => string): str
       return `${name(change.member)} leaves`;
     case "readd":
       return `Re-admit ${name(change.member)}, who lost its group state`;
+    case "update":
+      return `${name(change.member)} replaces its keys`;
     case "election":
       return `Elect the stewards ${change.stewards.map(name).join(", ")}`;
     case "emergency":

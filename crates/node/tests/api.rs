@@ -288,3 +288,47 @@ fn a_wallet_key_given_on_first_start_is_the_nodes_identity_for_good() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("not to the --key address"), "{err}");
 }
+
+#[test]
+fn a_member_replaces_its_keys_on_demand_and_the_group_shows_their_age() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = NodeProc::start(&tmp.path().join("alice"), "/ip4/127.0.0.1/tcp/0", &[]);
+    let bob = NodeProc::start(
+        &tmp.path().join("bob"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[&alice.listen],
+    );
+    alice.cli_json(&["create", "lab"]);
+    alice.invite("lab", &bob);
+    let limit = Duration::from_secs(60);
+    wait_until("bob is a member", limit, || bob.group("lab").is_some());
+    let before = epoch_and_size(&bob.group("lab").unwrap()).0;
+    let key_epoch = |node: &NodeProc, who: &str| -> u64 {
+        let group = node.group("lab").unwrap();
+        let member = group["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["address"] == who)
+            .cloned()
+            .unwrap();
+        member["key_epoch"].as_u64().unwrap()
+    };
+    assert!(key_epoch(&alice, &bob.address) <= before);
+
+    // Bob asks; the steward's next commit carries his update (no vote needed).
+    bob.cli_json(&["rotate", "lab"]);
+    wait_until("bob's update is committed", Duration::from_secs(90), || {
+        key_epoch(&alice, &bob.address) > before
+    });
+    let (epoch, members) = epoch_and_size(&alice.group("lab").unwrap());
+    assert_eq!(members, 2);
+    assert_eq!(key_epoch(&alice, &bob.address), epoch);
+    assert_eq!(
+        key_epoch(&bob, &bob.address),
+        epoch,
+        "both see the same age"
+    );
+    let (ok, out, _) = alice.cli(&["show", "lab"]);
+    assert!(ok && out.contains("keys"), "{out}");
+}

@@ -1,4 +1,4 @@
-import type { PendingRequest } from "../api";
+import type { Member, PendingRequest } from "../api";
 import { dateTime, duration, explain, JOIN_RULES, ROLES } from "../format";
 import { groupOf, type HubEvent, type Loaded, useLoad, useSession } from "../live";
 import { Address } from "./Address";
@@ -32,6 +32,16 @@ export function Members({
       notify(explain(error), "error");
     }
   };
+  const rotate = async () => {
+    try {
+      await api.rotate(group);
+      notify("Your keys are being replaced: the next commit (within about 30 s) carries the update.");
+    } catch (error) {
+      notify(explain(error), "error");
+    }
+  };
+  // When each member's leaf keys were last replaced (post-compromise security).
+  const keys = new Map((detail.data?.members ?? []).map((m) => [m.address, m]));
   if (roster.error) return <p class="notice error">{roster.error}</p>;
   if (!roster.data) return <p aria-busy="true">Loading…</p>;
   const rules = detail.data;
@@ -48,6 +58,7 @@ export function Members({
             <th scope="col">Member</th>
             <th scope="col">Role</th>
             <th scope="col">Joined at epoch</th>
+            <th scope="col">Keys replaced</th>
             <th scope="col">
               <span class="visually-hidden">Actions</span>
             </th>
@@ -72,6 +83,14 @@ export function Members({
               </td>
               <td>{m.joined_epoch ?? <span title="before this node joined, or not seen">—</span>}</td>
               <td>
+                <KeyAge member={keys.get(m.address)} />
+              </td>
+              <td>
+                {m.is_self && (
+                  <button type="button" class="quiet" onClick={() => void rotate()}>
+                    Replace my keys
+                  </button>
+                )}
                 {!m.is_self && (
                   <button type="button" class="quiet" onClick={() => void propose(m.address)}>
                     Propose removal
@@ -106,5 +125,16 @@ export function Members({
         </>
       )}
     </div>
+  );
+}
+
+/** When a member's leaf keys were last replaced: the epoch, and the time if this node saw it. */
+function KeyAge({ member }: { member: Member | undefined }) {
+  if (!member) return <>—</>;
+  return (
+    <>
+      epoch {member.key_epoch}
+      {member.key_replaced_at !== null && <span class="meta"> · {dateTime(member.key_replaced_at)}</span>}
+    </>
   );
 }

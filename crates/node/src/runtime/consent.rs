@@ -169,7 +169,7 @@ impl Runtime {
                 .request_join_invited(group.clone(), &ticket.invitation, now())?;
         }
         self.stand_outside(&group, None);
-        Ok(json::joining(group.as_str()))
+        Ok(self.joining(&group))
     }
 
     /// Refuses a second join of a group this node is already joining.

@@ -833,6 +833,14 @@ impl Runtime {
         list
     }
 
+    /// A group this node asks to join, as the API shows it: with its name here.
+    pub(super) fn joining(&self, group: &GroupId) -> GroupSummary {
+        GroupSummary {
+            name: self.names.name_of(group),
+            ..json::joining(group.as_str())
+        }
+    }
+
     /// The group a command names: by its name here, or by its identifier.
     pub fn resolve(&self, name: &str) -> Result<GroupId, CommandError> {
         self.names.resolve(name)
@@ -959,7 +967,7 @@ impl Runtime {
         self.ensure_not_joining(&group)?;
         self.engine.request_join(group.clone(), steward, now())?;
         self.stand_outside(&group, None);
-        Ok(json::joining(group.as_str()))
+        Ok(self.joining(&group))
     }
 
     /// Proposes removing a member.
