@@ -292,16 +292,7 @@ fn a_wallet_key_given_on_first_start_is_the_nodes_identity_for_good() {
 #[test]
 fn a_member_replaces_its_keys_on_demand_and_the_group_shows_their_age() {
     let tmp = tempfile::tempdir().unwrap();
-    let alice = NodeProc::start(&tmp.path().join("alice"), "/ip4/127.0.0.1/tcp/0", &[]);
-    let bob = NodeProc::start(
-        &tmp.path().join("bob"),
-        "/ip4/127.0.0.1/tcp/0",
-        &[&alice.listen],
-    );
-    alice.cli_json(&["create", "lab"]);
-    alice.invite("lab", &bob);
-    let limit = Duration::from_secs(60);
-    wait_until("bob is a member", limit, || bob.group("lab").is_some());
+    let (alice, bob) = two_members(tmp.path(), "lab");
     let before = epoch_and_size(&bob.group("lab").unwrap()).0;
     let key_epoch = |node: &NodeProc, who: &str| -> u64 {
         let group = node.group("lab").unwrap();

@@ -173,15 +173,7 @@ fn js_waku_store_query(peer: &str, content_topic: &str, page_size: u64) -> Vec<V
 #[test]
 fn a_js_waku_store_client_reads_a_groups_history_from_a_demls_node() {
     let tmp = tempfile::tempdir().unwrap();
-    let alice = NodeProc::start(&tmp.path().join("alice"), "/ip4/127.0.0.1/tcp/0", &[]);
-    let bob = NodeProc::start(
-        &tmp.path().join("bob"),
-        "/ip4/127.0.0.1/tcp/0",
-        &[&alice.listen],
-    );
-    alice.cli_json(&["create", "lab"]);
-    alice.invite("lab", &bob);
-    wait_until("bob is a member", LIMIT, || bob.group("lab").is_some());
+    let (alice, bob) = two_members(tmp.path(), "lab");
     for text in numbered("for the record", 5) {
         bob.cli_json(&["send", "lab", &text]);
     }

@@ -216,6 +216,18 @@ pub fn epoch_and_size(group: &Value) -> (u64, usize) {
     )
 }
 
+/// Alice creates `group` and invites Bob, whose node peers hers; returns once Bob is a member.
+pub fn two_members(dir: &Path, group: &str) -> (NodeProc, NodeProc) {
+    let alice = NodeProc::start(&dir.join("alice"), "/ip4/127.0.0.1/tcp/0", &[]);
+    let bob = NodeProc::start(&dir.join("bob"), "/ip4/127.0.0.1/tcp/0", &[&alice.listen]);
+    alice.cli_json(&["create", group]);
+    alice.invite(group, &bob);
+    wait_until("bob is a member", Duration::from_secs(60), || {
+        bob.group(group).is_some()
+    });
+    (alice, bob)
+}
+
 impl NodeProc {
     /// This node invites `joiner` to `group`, and `joiner` joins with the ticket.
     pub fn invite(&self, group: &str, joiner: &NodeProc) {
