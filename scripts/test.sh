@@ -35,4 +35,9 @@ cargo test -q -p demls-api -p demls --lib --bins generated
 
 echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast
+# The demo over TCP, many times in a row at 30 and 50 members (issue 12): each run's summary
+# must keep its contract (everyone joined, every message delivered, the removed member reads
+# nothing, authenticators agree). The debug binary the tests just built; about 10 minutes.
+./scripts/demo-runs.sh 20 30 target/debug/demls
+./scripts/demo-runs.sh 5 50 target/debug/demls
 ./scripts/fuzz.sh # a bounded run of every fuzz target (docs/fuzzing.md)
