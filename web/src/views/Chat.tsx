@@ -45,6 +45,8 @@ export function Chat({ group, name, readOnly = false }: { group: string; name: s
   const [problem, setProblem] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [text, setText] = useState("");
+  // Messages the node knows it misses and is fetching (from peers' archives or by repair).
+  const [missing, setMissing] = useState(0);
   const list = useRef<HTMLOListElement>(null);
   const following = useRef(true);
   const autoScrolledTo = useRef(0);
@@ -73,6 +75,7 @@ export function Chat({ group, name, readOnly = false }: { group: string; name: s
       const message: Message = { ...event, seq: event.seq };
       setMessages((list) => merge(list, [message]));
     }
+    if (event.type === "syncing") setMissing(event.missing);
     if (event.type === "delivery") {
       const { seq, delivery } = event;
       setMessages((list) => list.map((m) => (m.seq === seq ? { ...m, delivery } : m)));
@@ -111,6 +114,12 @@ export function Chat({ group, name, readOnly = false }: { group: string; name: s
     <div class="chat">
       <h2 class="visually-hidden">Messages</h2>
       {problem && <p class="notice error">{problem}</p>}
+      {missing > 0 && (
+        <p class="notice" role="status">
+          Syncing: {missing} {missing === 1 ? "message" : "messages"} known to be missing {missing === 1 ? "is" : "are"}{" "}
+          being fetched from the group.
+        </p>
+      )}
       {!loading && messages.length === 0 && <p class="hint">No messages yet.</p>}
       <ol class="messages" aria-live="polite" aria-relevant="additions" ref={list} onScroll={onScroll} tabIndex={0}>
         {interleave(messages, membership).map((item) =>

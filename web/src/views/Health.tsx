@@ -63,6 +63,10 @@ export function HealthView({ group }: { group: string }) {
           <dd class={dropped > 0 ? "warn" : undefined}>{dropped}</dd>
         </div>
         <div>
+          <dt>Missing messages being fetched</dt>
+          <dd class={h.missing_messages > 0 ? "warn" : undefined}>{h.missing_messages}</dd>
+        </div>
+        <div>
           <dt>Waiting to be sent</dt>
           <dd class={h.queued > 0 ? "warn" : undefined}>{h.queued}</dd>
         </div>
