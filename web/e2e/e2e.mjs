@@ -185,13 +185,18 @@ try {
   await b.getByText("Join with a ticket").click();
   await b.getByLabel("Ticket", { exact: true }).fill(ticket);
   await b.getByRole("button", { name: "Join", exact: true }).click();
-  // The join's steps show only until the steward commits, which may take a few frames on one
-  // machine: look every frame rather than with the locator's slower polling.
-  await b.waitForFunction(() => document.querySelector("main")?.textContent?.includes("Asking to join"), null, {
-    polling: "raf",
-    timeout: WAIT,
-  });
-  await shot(b, "joining");
+  // The join's steps show only until the steward commits, which may be quicker than a frame
+  // (the joiner fetches the steward's announcement from Alice's archive at once): look every
+  // frame, and take the screenshot of the steps only if they were still there.
+  const asking = await b.waitForFunction(
+    () => {
+      const text = document.querySelector("main")?.textContent ?? "";
+      return text.includes("Asking to join") ? "asking" : text.includes("2 members") ? "admitted" : null;
+    },
+    null,
+    { polling: "raf", timeout: WAIT },
+  );
+  if ((await asking.jsonValue()) === "asking") await shot(b, "joining");
   await see(b, "Asked to join lab with the invitation");
   await see(b, "epoch 1 · 2 members", "main");
   log("bob joined with alice's invitation");
