@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that building demls needs, if they are missing: libssl-dev and
-# pkg-config, because SQLCipher (bundled by rusqlite, docs/node.md "Encryption at rest") links
-# the system's libcrypto. Uses sudo when not run as root. On a system without dpkg it only
-# says what it would need.
+# Installs the Debian packages that building and testing demls need, if they are missing:
+# libssl-dev and pkg-config, because SQLCipher (bundled by rusqlite, docs/node.md "Encryption at
+# rest") links the system's libcrypto; iproute2, whose `ip` gives the mDNS test a network
+# namespace of its own (crates/transport/tests/mdns.rs). Uses sudo when not run as root. On a
+# system without dpkg it only says what it would need.
 set -euo pipefail
 
-packages=(libssl-dev pkg-config)
+packages=(libssl-dev pkg-config iproute2)
 if ! command -v dpkg-query >/dev/null; then
     echo "== not a Debian system: make sure ${packages[*]} (or their equivalents) are installed"
     exit 0
