@@ -329,7 +329,21 @@ queued: number,
 /**
  * Chat messages this node knows it misses, being fetched (0: its history has no gap).
  */
-missing_messages: number, };
+missing_messages: number, 
+/**
+ * This node's score of each steward, in rotation order (peer scoring): lowered by each
+ * violation this node saw, raised by honest commits.
+ */
+steward_scores: Array<StewardScore>, 
+/**
+ * The score every member starts from, and the most honest work brings it back to.
+ */
+score_default: number, 
+/**
+ * Below this score this node charges a steward in an emergency proposal (and votes
+ * YES on charging it); above it, a missed turn only costs score.
+ */
+score_threshold: number, };
 
 /**
  * An invitation this node made: `POST /api/groups/{group}/invitations`.
@@ -1136,6 +1150,19 @@ export type StatusBody = {
  * What happened.
  */
 status: Status, };
+
+/**
+ * This node's score of a steward.
+ */
+export type StewardScore = { 
+/**
+ * The steward's address.
+ */
+address: string, 
+/**
+ * Its score.
+ */
+score: number, };
 
 /**
  * A proposal's counts.

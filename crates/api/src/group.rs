@@ -135,6 +135,23 @@ pub struct Health {
     pub queued: usize,
     /// Chat messages this node knows it misses, being fetched (0: its history has no gap).
     pub missing_messages: usize,
+    /// This node's score of each steward, in rotation order (peer scoring): lowered by each
+    /// violation this node saw, raised by honest commits.
+    pub steward_scores: Vec<StewardScore>,
+    /// The score every member starts from, and the most honest work brings it back to.
+    pub score_default: i32,
+    /// Below this score this node charges a steward in an emergency proposal (and votes
+    /// YES on charging it); above it, a missed turn only costs score.
+    pub score_threshold: i32,
+}
+
+/// This node's score of a steward.
+#[derive(Serialize, Deserialize, ToSchema, TS, Debug, Clone, PartialEq, Eq)]
+pub struct StewardScore {
+    /// The steward's address.
+    pub address: String,
+    /// Its score.
+    pub score: i32,
 }
 
 /// Who commits and who votes.

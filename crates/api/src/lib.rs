@@ -33,7 +33,7 @@ pub use error::{ErrorBody, ErrorDetail};
 pub use event::{EventBody, EventFilter, NodeEvent};
 pub use group::{
     Admission, AdmissionRule, GroupDetail, GroupState, GroupSummary, Health, JoinProgress,
-    JoinRequest, JoinStage, Member, Mode, NewGroup, Role, Roster, RosterMember,
+    JoinRequest, JoinStage, Member, Mode, NewGroup, Role, Roster, RosterMember, StewardScore,
 };
 pub use membership::{
     Invitation, JoinRule, JoinTicket, KnownInvitation, NewInvitation, PendingRequest, Removal,

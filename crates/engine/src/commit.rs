@@ -604,6 +604,8 @@ impl GroupSession {
                 .first_approval()
                 .is_some_and(|t| t.plus_ms(ctx.config.steward_timeout_ms) <= ctx.now);
         let omissions = censored(&old, &seen, ctx.config);
+        // Honest work by a steward of the epoch's list (Layer 3 recovery lets anyone commit).
+        let honest_steward = omissions.is_empty() && old.committers().contains(&committer);
         let removal = removal_of(&old, self.me);
         self.note_added(&description);
         let applied = seen.applied.clone();
@@ -634,6 +636,11 @@ impl GroupSession {
             });
         }
         self.note_key_ages(&applied, ctx.now);
+        if honest_steward {
+            let scoring = &ctx.config.scoring;
+            self.scores
+                .adjust(committer, scoring.commit_reward, scoring);
+        }
         self.save_mls()?;
         let after: BTreeSet<Address> = self.members().into_iter().collect();
         ctx.emit(Event::EpochChanged {
@@ -686,6 +693,7 @@ impl GroupSession {
         let state = &self.state;
         self.invitations.forget_members(|a| state.is_member(a));
         self.added_with.retain(|member, _| state.is_member(member));
+        self.scores.retain(|member| state.is_member(member));
         // A person's vote stands while its change is still to be made.
         self.standing.retain(|kind, _| match kind {
             ChangeKind::Add(a) => !state.is_member(a),

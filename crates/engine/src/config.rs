@@ -65,6 +65,8 @@ pub struct EngineConfig {
     /// How long a member may see the group announced only on another branch,
     /// with none of its own, before it gives its branch up and asks to join again.
     pub rejoin_after_ms: u64,
+    /// How this member scores stewards, and when it charges one.
+    pub scoring: crate::PeerScoring,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +92,7 @@ impl Default for EngineConfig {
             chat_sync_idle_ms: 120_000,
             chat_resend_ms: 30_000,
             gap_give_up_ms: 120_000,
+            scoring: crate::PeerScoring::default(),
         }
     }
 }

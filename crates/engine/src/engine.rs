@@ -61,6 +61,8 @@ pub struct GroupView {
     pub rotation: crate::RotationRule,
     /// When each member's leaf keys were last replaced, by member.
     pub key_ages: Vec<crate::KeyAge>,
+    /// This node's score of each steward in office, in rotation order (peer scoring).
+    pub steward_scores: Vec<(Address, i32)>,
 }
 
 /// The de-MLS protocol engine of one node.
@@ -132,6 +134,14 @@ impl Engine {
                         })
                         .collect(),
                     sent_since_rotation: session.sent_since_rotation,
+                    scores: session
+                        .scores
+                        .changed()
+                        .map(|(member, score)| crate::snapshot::ScoreRecord {
+                            member: member.as_bytes().to_vec(),
+                            score,
+                        })
+                        .collect(),
                     standing: session
                         .standing
                         .iter()
@@ -199,6 +209,11 @@ impl Engine {
                 })
             }));
             session.sent_since_rotation = group.sent_since_rotation;
+            for record in &group.scores {
+                if let Some(member) = Address::from_slice(&record.member) {
+                    session.scores.restore(member, record.score);
+                }
+            }
             for change in &group.own_changes {
                 let motion = Motion::Change(Change::decode_any_epoch(change)?);
                 session.own.push(OwnMotion {
@@ -807,6 +822,7 @@ impl Engine {
                 .collect(),
             rotation: session.state.rules.rotation,
             key_ages: session.key_age_list(),
+            steward_scores: session.steward_scores(&self.config.scoring),
         })
     }
 }

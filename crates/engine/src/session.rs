@@ -95,6 +95,8 @@ pub(crate) struct GroupSession {
     pub(crate) key_ages: std::collections::BTreeMap<Address, crate::KeyAge>,
     /// Chat messages this member sent since its leaf was last replaced.
     pub(crate) sent_since_rotation: u32,
+    /// This member's scores of stewards.
+    pub(crate) scores: crate::scoring::Scores,
     #[cfg(feature = "byzantine")]
     pub(crate) byzantine: Byzantine,
 }
@@ -134,6 +136,7 @@ impl GroupSession {
             unsaved: false,
             key_ages: std::collections::BTreeMap::new(),
             sent_since_rotation: 0,
+            scores: crate::scoring::Scores::default(),
             #[cfg(feature = "byzantine")]
             byzantine: Byzantine::default(),
         };

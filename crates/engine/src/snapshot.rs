@@ -56,6 +56,20 @@ pub struct GroupSnapshot {
     /// Chat messages this member sent since its leaf was last replaced.
     #[prost(uint32, tag = "9")]
     pub sent_since_rotation: u32,
+    /// This member's scores of stewards that differ from the default.
+    #[prost(message, repeated, tag = "10")]
+    pub scores: Vec<ScoreRecord>,
+}
+
+/// This member's score of another.
+#[derive(Clone, PartialEq, Message)]
+pub struct ScoreRecord {
+    /// The member scored (20 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub member: Vec<u8>,
+    /// Its score.
+    #[prost(sint32, tag = "2")]
+    pub score: i32,
 }
 
 /// When a member's leaf was last replaced.

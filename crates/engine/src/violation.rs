@@ -12,6 +12,7 @@ use demls_identity::Address;
 use crate::commit::{Verdict, check_commit};
 use crate::context::Ctx;
 use crate::motion::{Emergency, Evidence, Motion};
+use crate::scoring::violation_key;
 use crate::session::GroupSession;
 use crate::voting::Judgement;
 use crate::{Epoch, Event, Timestamp};
@@ -37,6 +38,10 @@ impl GroupSession {
         {
             return;
         }
+        if !self.chargeable(&emergency, &ctx.config.scoring) {
+            // A fault, not yet misbehaviour: the score fell, and Layer 1 passes the steward over.
+            return;
+        }
         if self.state.mode == crate::StewardMode::Single {
             // Nobody else may commit in a single-steward group: say so, but there is no one to hand over to.
             return;
@@ -56,14 +61,15 @@ impl GroupSession {
     }
 
     /// Says once that this member has seen the violation `emergency` names: by itself, or
-    /// by checking another member's evidence against its own record (whoever saw it first).
+    /// by checking another member's evidence against its own record (whoever saw it first);
+    /// the offender's score pays for it then.
     pub(crate) fn detected(&mut self, emergency: &Emergency, ctx: &mut Ctx<'_>) {
-        let key = (
-            emergency.offender,
-            emergency.evidence.violation(),
-            emergency.violation_epoch,
-        );
-        if self.detected.insert(key) {
+        if self.detected.insert(violation_key(emergency)) {
+            if let Some(offender) = emergency.offender {
+                let scoring = &ctx.config.scoring;
+                let penalty = scoring.penalty(emergency.evidence.violation());
+                self.scores.adjust(offender, -penalty, scoring);
+            }
             ctx.emit(Event::ViolationDetected {
                 group: self.id.clone(),
                 offender: emergency.offender,
@@ -93,7 +99,10 @@ impl GroupSession {
                 .partition(|r| r.due <= ctx.now);
         self.reports = later;
         for report in due {
-            if !self.raised(&report.emergency) && !self.excused(&report.emergency) {
+            if !self.raised(&report.emergency)
+                && !self.excused(&report.emergency)
+                && self.chargeable(&report.emergency, &ctx.config.scoring)
+            {
                 self.request(Motion::Emergency(report.emergency), ctx)?;
             }
         }
@@ -170,10 +179,14 @@ impl GroupSession {
                         .is_some_and(|since| since <= ctx.now)
             }
         };
-        if holds {
-            Judgement::Yes
-        } else {
+        if !holds {
             Judgement::No("the evidence does not hold".into())
+        } else if !self.chargeable(emergency, &ctx.config.scoring) {
+            Judgement::No(
+                "the steward's score is above the threshold: a fault, not misbehaviour".into(),
+            )
+        } else {
+            Judgement::Yes
         }
     }
 

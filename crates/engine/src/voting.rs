@@ -622,6 +622,13 @@ impl GroupSession {
             change: open.kind(),
             approved,
         });
+        if let Motion::Emergency(_) = open.motion {
+            let owner = open.owner;
+            self.score_emergency(owner, approved, &ctx.config.scoring);
+        }
+        let Some(open) = self.state.open.get(&id) else {
+            return Ok(());
+        };
         if !approved {
             // Voted down: this member stops asking for it, and a joiner it asked for
             // hears why (it may ask again).

@@ -175,10 +175,20 @@ fn a_commit_adding_someone_nobody_voted_for_is_rejected_by_every_member() {
     })
     .unwrap();
     sim.run_for(5_000);
-    for id in &nodes[1..] {
+    let steward = address(&sim, nodes[0]);
+    let mut after = views(&sim, &nodes[1..]);
+    for (id, view) in nodes[1..].iter().zip(&mut after) {
         assert_eq!(rejected_commits(&sim, *id), 1, "node {}", id.0);
+        // The one thing that changed: the steward's score paid for a provable act.
+        let view = view.as_mut().expect("a member");
+        let scoring = demls_engine::PeerScoring::default();
+        assert_eq!(
+            view.steward_scores,
+            vec![(steward, scoring.default_score - scoring.proven_penalty)]
+        );
+        view.steward_scores = vec![(steward, scoring.default_score)];
     }
-    assert_eq!(views(&sim, &nodes[1..]), before);
+    assert_eq!(after, before);
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use demls_engine::{ChangeKind, Event, StewardMode, Violation, VotePolicy};
+use demls_identity::Address;
 use demls_sim::{NodeId, Sim};
 
 /// Runs until every node in `nodes` agrees on the epoch, authenticator and member count.
@@ -247,50 +248,108 @@ fn two_plain_members(sim: &Sim, honest: &[NodeId]) -> (NodeId, NodeId, NodeId, N
     (a, b, others[0], others[1])
 }
 
-#[test]
-fn a_steward_that_drops_an_approved_proposal_is_removed() {
-    let (mut sim, _nodes, bad, honest) = group_with_bad_steward(113);
+/// The epoch steward `bad` (silent) commits one of two approved removals of members of
+/// `honest` and leaves the other out. Returns the members of `honest` still in the group.
+fn censor_once(sim: &mut Sim, bad: NodeId, honest: &[NodeId]) -> Vec<NodeId> {
     let g = group();
-    // Two removals are voted; the epoch steward commits only one of them.
-    let (a, b, p, q) = two_plain_members(&sim, &honest);
-    let (a_address, b_address) = (address(&sim, a), address(&sim, b));
-    sim.node_mut(bad)
-        .engine
-        .byzantine_set_silent(&g, true)
-        .unwrap();
-    members_decide(&mut sim, &ChangeKind::Remove(a_address), true);
+    let (a, b, p, q) = two_plain_members(sim, honest);
+    let (a_address, b_address) = (address(sim, a), address(sim, b));
+    let approved_before = approved_removals(sim, bad);
+    members_decide(sim, &ChangeKind::Remove(a_address), true);
     sim.act(p, |e, now| e.propose_remove(&g, a_address, now))
         .unwrap();
-    members_decide(&mut sim, &ChangeKind::Remove(b_address), true);
+    members_decide(sim, &ChangeKind::Remove(b_address), true);
     sim.act(q, |e, now| e.propose_remove(&g, b_address, now))
         .unwrap();
-    assert!(sim.run_until(60_000, |s| {
-        decisions(s, bad)
-            .iter()
-            .filter(|(k, yes)| *yes && matches!(k, ChangeKind::Remove(_)))
-            .count()
-            == 2
-    }));
+    assert!(sim.run_until(60_000, |s| approved_removals(s, bad) == approved_before + 2));
     // It is heard from after the approvals, so its backup waits three steward timeouts.
     sim.act(bad, |e, now| e.send_message(&g, "still here", now))
         .unwrap();
     sim.run_for(4_500); // past the censorship grace, before the backup's turn
     sim.act(bad, |e, now| e.byzantine_commit_without(&g, b_address, now))
         .unwrap();
-    let rest: Vec<_> = honest
+    honest
         .iter()
         .copied()
         .filter(|id| *id != a && *id != b)
-        .collect();
-    assert_removed(&mut sim, bad, &rest, Violation::Censorship, 7);
+        .collect()
+}
+
+/// Removals `id` saw approved.
+fn approved_removals(sim: &Sim, id: NodeId) -> usize {
+    decisions(sim, id)
+        .iter()
+        .filter(|(k, yes)| *yes && matches!(k, ChangeKind::Remove(_)))
+        .count()
 }
 
 #[test]
-fn a_silent_steward_is_replaced_by_its_backup_and_removed() {
+fn a_steward_that_drops_approved_proposals_twice_is_removed() {
+    let (mut sim, _nodes, bad, honest) = group_with_bad_steward(113);
+    let g = group();
+    let bad_address = address(&sim, bad);
+    sim.node_mut(bad)
+        .engine
+        .byzantine_set_silent(&g, true)
+        .unwrap();
+    let rest = censor_once(&mut sim, bad, &honest);
+    // Once costs it score; the next steward commits what it left out, and it stays.
+    let mut group_now = rest.clone();
+    group_now.push(bad);
+    settle(&mut sim, &group_now, 8, 120_000);
+    let scoring = demls_engine::PeerScoring::default();
+    for id in &rest {
+        assert!(view(&sim, *id).members.contains(&bad_address));
+        assert!(violations(&sim, *id).contains(&(Some(bad_address), Violation::Censorship)));
+        assert_eq!(
+            score(&sim, *id, bad_address),
+            Some(scoring.default_score - scoring.censorship_penalty),
+            "node {}",
+            id.0
+        );
+        assert!(!charged(&sim, *id, bad_address), "node {}", id.0);
+    }
+    // Members replace their keys until its turn comes again; then it does it again.
+    for round in 0..40 {
+        if view(&sim, rest[0]).committers.first() == Some(&bad_address) {
+            break;
+        }
+        let epoch = view(&sim, rest[0]).epoch;
+        let who = rest[round % rest.len()];
+        sim.act(who, |e, now| e.rotate(&g, now)).unwrap();
+        assert!(sim.run_until(120_000, |s| {
+            rest.iter().all(|id| view(s, *id).epoch > epoch)
+        }));
+        settle(&mut sim, &rest, 8, 60_000);
+    }
+    assert_eq!(view(&sim, rest[0]).committers.first(), Some(&bad_address));
+    let rest = censor_once(&mut sim, bad, &rest);
+    assert_removed(&mut sim, bad, &rest, Violation::Censorship, rest.len());
+}
+
+/// The score `scorer` gives `steward`.
+fn score(sim: &Sim, scorer: NodeId, steward: Address) -> Option<i32> {
+    view(sim, scorer)
+        .steward_scores
+        .into_iter()
+        .find(|(s, _)| *s == steward)
+        .map(|(_, score)| score)
+}
+
+/// Whether `id` saw an emergency proposal opened against `offender`.
+fn charged(sim: &Sim, id: NodeId, offender: Address) -> bool {
+    sim.node(id).events.iter().any(|(_, e)| {
+        matches!(e, Event::ProposalOpened { change: ChangeKind::Emergency { offender: Some(o), .. }, .. } if *o == offender)
+    })
+}
+
+#[test]
+fn a_steward_that_misses_a_turn_is_passed_over_and_stays_with_a_lower_score() {
     let (mut sim, nodes, bad, honest) = group_with_bad_steward(127);
     let g = group();
     let backup = view(&sim, nodes[0]).committers[1];
-    // It goes silent: off the network.
+    let bad_address = address(&sim, bad);
+    // Its lid closes while a removal is voted.
     sim.node_mut(bad).online = false;
     let (a, _, p, _) = two_plain_members(&sim, &honest);
     let a_address = address(&sim, a);
@@ -298,13 +357,65 @@ fn a_silent_steward_is_replaced_by_its_backup_and_removed() {
     sim.act(p, |e, now| e.propose_remove(&g, a_address, now))
         .unwrap();
     let rest: Vec<_> = honest.iter().copied().filter(|id| *id != a).collect();
-    // The backup commits the removal in the silent steward's place.
+    // The backup commits the removal in the napping steward's place (Layer 1).
     assert!(sim.run_until(120_000, |s| {
         rest.iter()
             .all(|id| !view(s, *id).members.contains(&a_address))
     }));
     assert_eq!(committers_seen(&sim, rest[0]).last(), Some(&backup));
-    assert_removed(&mut sim, bad, &rest, Violation::Inactivity, 8);
+    // It wakes: a minute later it is still a member everywhere, with a lower score.
+    sim.node_mut(bad).online = true;
+    sim.run_for(60_000);
+    let mut everyone = rest.clone();
+    everyone.push(bad);
+    settle(&mut sim, &everyone, 9, 120_000);
+    let scoring = demls_engine::PeerScoring::default();
+    for id in &rest {
+        assert!(view(&sim, *id).members.contains(&bad_address));
+        assert!(
+            violations(&sim, *id).contains(&(Some(bad_address), Violation::Inactivity)),
+            "node {} saw {:?}",
+            id.0,
+            violations(&sim, *id)
+        );
+        assert_eq!(
+            score(&sim, *id, bad_address),
+            Some(scoring.default_score - scoring.inactivity_penalty),
+            "node {}",
+            id.0
+        );
+        assert!(!charged(&sim, *id, bad_address), "node {}", id.0);
+    }
+}
+
+#[test]
+fn a_steward_silent_across_its_turns_is_removed_through_an_emergency() {
+    let (mut sim, _nodes, bad, honest) = group_with_bad_steward(139);
+    let g = group();
+    let bad_address = address(&sim, bad);
+    sim.node_mut(bad).online = false;
+    // Members keep replacing their keys, so that every epoch has a change to commit and the
+    // silent steward misses each of its turns; each miss costs it score, until it is charged.
+    for round in 0..60 {
+        if honest
+            .iter()
+            .all(|id| !view(&sim, *id).members.contains(&bad_address))
+        {
+            break;
+        }
+        let who = honest[round % honest.len()];
+        // Refused while its last update waits: fine, the next member's goes in.
+        let _ = sim.act(who, |e, now| e.rotate(&g, now));
+        sim.run_for(15_000);
+    }
+    assert_removed(&mut sim, bad, &honest, Violation::Inactivity, 9);
+    for id in &honest {
+        let missed = violations(&sim, *id)
+            .iter()
+            .filter(|v| **v == (Some(bad_address), Violation::Inactivity))
+            .count();
+        assert!(missed >= 3, "node {} saw {missed} missed turns", id.0);
+    }
 }
 
 #[test]

@@ -556,9 +556,20 @@ fn print_group(g: &GroupDetail) {
         g.rotate_after_secs,
         g.rotate_after_messages
     );
-    say!("stewards: {}", g.stewards.len());
+    let h = &g.health;
+    say!(
+        "stewards: {} (scores out of {}; a steward is charged in an emergency below {})",
+        g.stewards.len(),
+        h.score_default,
+        h.score_threshold
+    );
     for s in &g.stewards {
-        say!("  {s}");
+        let score = h
+            .steward_scores
+            .iter()
+            .find(|scored| scored.address == *s)
+            .map_or(String::new(), |scored| format!("  score {}", scored.score));
+        say!("  {s}{score}");
     }
     say!("members: {}", g.members.len());
     for m in &g.members {
@@ -578,7 +589,6 @@ fn print_group(g: &GroupDetail) {
             clock(i.expires_at)
         );
     }
-    let h = &g.health;
     say!(
         "health: {} peers, {} open proposals, {} queued, dropped {}",
         h.peers,

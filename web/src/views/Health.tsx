@@ -80,13 +80,21 @@ export function HealthView({ group }: { group: string }) {
         </div>
       </dl>
       <h3>Stewards, in rotation order</h3>
+      <p class="meta">
+        Scores are this node's: a missed turn or a broken rule costs score, honest commits earn it back up to{" "}
+        {h.score_default}. A steward is charged in an emergency vote only below {h.score_threshold}.
+      </p>
       <ol class="stewards">
         {r.stewards.map((s) => {
           const turn = r.committers.indexOf(s);
+          const score = h.steward_scores.find((scored) => scored.address === s)?.score;
           return (
             <li key={s}>
               <Address address={s} />{" "}
               <span class="role">{turn === 0 ? "epoch steward: commits now" : turn > 0 ? `backup ${turn}` : "steward"}</span>
+              {score !== undefined && (
+                <span class={score < h.score_threshold ? "score warn" : "score"}> · score {score}</span>
+              )}
             </li>
           );
         })}

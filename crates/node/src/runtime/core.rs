@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::topics;
 use demls_api::{
     EventBody, GroupDetail, GroupState, GroupSummary, Health, KnownInvitation, Member, Message,
-    NodeInfo, Proposal, Role,
+    NodeInfo, Proposal, Role, StewardScore,
 };
 
 /// How often unpublished messages are retried (e.g. while no peer is connected).
@@ -923,6 +923,16 @@ impl Runtime {
                     .filter(|e| e.transmit.topic.group == view.id)
                     .count(),
                 missing_messages: self.missing.get(&view.id).copied().unwrap_or(0),
+                steward_scores: view
+                    .steward_scores
+                    .iter()
+                    .map(|(steward, score)| StewardScore {
+                        address: steward.to_string(),
+                        score: *score,
+                    })
+                    .collect(),
+                score_default: self.engine.config().scoring.default_score,
+                score_threshold: self.engine.config().scoring.threshold,
             },
         })
     }

@@ -1,0 +1,159 @@
+//! Peer scoring (the RFC's "Peer Scoring"): each member keeps its own score of every steward,
+//! lowered by the violations it sees and raised by honest work, and charges a steward in an
+//! emergency proposal only once its score has fallen below the threshold. A steward that
+//! missed a turn (a closed laptop lid, a lost connection) is passed over by its backup
+//! (Layer 1) and loses some score; only sustained or provable misbehaviour removes it.
+
+use std::collections::BTreeMap;
+
+use demls_identity::Address;
+
+use crate::Violation;
+use crate::motion::Emergency;
+use crate::session::GroupSession;
+
+/// How a member scores stewards. Local to each node, like the scores themselves (the RFC
+/// leaves the exact rules open); the defaults let a steward miss two turns, or censor once,
+/// and stay, while a third miss, a second censorship or one provable act charges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerScoring {
+    /// Every member's score to begin with (the RFC's `default_peer_score`), and the most
+    /// that honest work brings it back to.
+    pub default_score: i32,
+    /// A steward whose score is below this is charged in an emergency proposal (the RFC's
+    /// `threshold_peer_score`); a member votes YES on a charge only then.
+    pub threshold: i32,
+    /// An epoch steward let approved changes wait past its turn.
+    pub inactivity_penalty: i32,
+    /// A commit left out an approved change past the grace.
+    pub censorship_penalty: i32,
+    /// A provable act: a broken commit, two different commits for one epoch.
+    pub proven_penalty: i32,
+    /// An honest commit by a steward of the epoch's list.
+    pub commit_reward: i32,
+    /// The creator of an emergency proposal the members approved.
+    pub emergency_reward: i32,
+    /// The creator of an emergency proposal the members voted down.
+    pub emergency_penalty: i32,
+}
+
+impl Default for PeerScoring {
+    fn default() -> Self {
+        Self {
+            default_score: 100,
+            threshold: 40,
+            inactivity_penalty: 25,
+            censorship_penalty: 35,
+            proven_penalty: 100,
+            commit_reward: 5,
+            emergency_reward: 10,
+            emergency_penalty: 20,
+        }
+    }
+}
+
+impl PeerScoring {
+    /// What a violation costs its offender.
+    pub fn penalty(&self, violation: Violation) -> i32 {
+        match violation {
+            Violation::Inactivity => self.inactivity_penalty,
+            Violation::Censorship => self.censorship_penalty,
+            Violation::BrokenCommit | Violation::Equivocation => self.proven_penalty,
+            Violation::Deadlock => 0,
+        }
+    }
+}
+
+/// A member's scores of others; members not in it have the default score.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scores(BTreeMap<Address, i32>);
+
+impl Scores {
+    /// The score of `member`.
+    pub(crate) fn of(&self, member: &Address, scoring: &PeerScoring) -> i32 {
+        self.0.get(member).copied().unwrap_or(scoring.default_score)
+    }
+
+    /// Moves `member`'s score by `delta`, never above the default.
+    pub(crate) fn adjust(&mut self, member: Address, delta: i32, scoring: &PeerScoring) {
+        let score = self
+            .of(&member, scoring)
+            .saturating_add(delta)
+            .min(scoring.default_score);
+        if score == scoring.default_score {
+            self.0.remove(&member);
+        } else {
+            self.0.insert(member, score);
+        }
+    }
+
+    /// Sets a score read back from storage.
+    pub(crate) fn restore(&mut self, member: Address, score: i32) {
+        self.0.insert(member, score);
+    }
+
+    /// The scores that differ from the default, by member.
+    pub(crate) fn changed(&self) -> impl Iterator<Item = (Address, i32)> + '_ {
+        self.0.iter().map(|(member, score)| (*member, *score))
+    }
+
+    /// Forgets the scores of those who are no longer members.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Address) -> bool) {
+        self.0.retain(|member, _| keep(member));
+    }
+}
+
+impl GroupSession {
+    /// The score `offender` would have once `emergency`'s violation is counted (it is
+    /// counted once, when this member first sees it: [`GroupSession::detected`]).
+    pub(crate) fn score_counting(&self, emergency: &Emergency, scoring: &PeerScoring) -> i32 {
+        let Some(offender) = emergency.offender else {
+            return scoring.default_score;
+        };
+        let score = self.scores.of(&offender, scoring);
+        if self.detected.contains(&violation_key(emergency)) {
+            score
+        } else {
+            score.saturating_sub(scoring.penalty(emergency.evidence.violation()))
+        }
+    }
+
+    /// Whether `emergency` may charge its offender: a deadlock always, a steward only
+    /// once its score, this violation counted, is below the threshold.
+    pub(crate) fn chargeable(&self, emergency: &Emergency, scoring: &PeerScoring) -> bool {
+        emergency.offender.is_none() || self.score_counting(emergency, scoring) < scoring.threshold
+    }
+
+    /// Rewards or penalises the creator of a decided emergency proposal.
+    pub(crate) fn score_emergency(
+        &mut self,
+        owner: Address,
+        approved: bool,
+        scoring: &PeerScoring,
+    ) {
+        let delta = if approved {
+            scoring.emergency_reward
+        } else {
+            -scoring.emergency_penalty
+        };
+        self.scores.adjust(owner, delta, scoring);
+    }
+
+    /// The score of each steward in office, in rotation order.
+    pub(crate) fn steward_scores(&self, scoring: &PeerScoring) -> Vec<(Address, i32)> {
+        self.state
+            .stewards_in_office()
+            .into_iter()
+            .map(|steward| (steward, self.scores.of(&steward, scoring)))
+            .collect()
+    }
+}
+
+/// What makes a violation the same one seen twice: offender, kind, epoch.
+pub(crate) fn violation_key(emergency: &Emergency) -> (Option<Address>, Violation, u64) {
+    (
+        emergency.offender,
+        emergency.evidence.violation(),
+        emergency.violation_epoch,
+    )
+}
