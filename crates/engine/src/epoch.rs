@@ -292,7 +292,9 @@ impl EpochState {
             .max_by_key(|(round, _)| *round)
     }
 
-    /// Re-elections approved in this epoch (the highest retry round).
+    /// Re-elections approved in this epoch (the highest retry round). A round voted down
+    /// is not used up: its voters did not see the list silent, and it is proposed again
+    /// once they do.
     pub(crate) fn reelections(&self) -> u32 {
         self.approved_reelection().map_or(0, |(round, _)| round)
     }
@@ -407,10 +409,16 @@ impl EpochState {
 
     /// The list an election in this epoch must propose for `retry_round`.
     pub(crate) fn expected_list(&self, retry_round: u32, group_id: &[u8]) -> Vec<Address> {
+        let mut candidates = self.members();
+        if retry_round > 0 {
+            // Layer 2 re-elects among eligible members: not those whose removal is approved.
+            let departing = self.departing();
+            candidates.retain(|member| !departing.contains(member));
+        }
         roles::elect(
             self.epoch(),
             retry_round,
-            &self.members(),
+            &candidates,
             group_id,
             self.params.sn_min,
             self.params.sn_max,

@@ -652,3 +652,77 @@ fn twenty_changes_in_a_row_land_under_loss_and_reordering() {
     }
     assert_eq!(view(&sim, nodes[0]).members.len(), 12);
 }
+
+#[test]
+fn when_every_steward_is_silent_re_elections_then_a_deadlock_emergency_let_any_member_commit() {
+    let mut sim = Sim::new(noisy_net(149));
+    let nodes = form_group_with(
+        &mut sim,
+        8,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 4),
+    );
+    let g = group();
+    // Nobody commits: the list, and every list a re-election could bring, stays silent.
+    for id in &nodes {
+        sim.node_mut(*id)
+            .engine
+            .byzantine_set_silent(&g, true)
+            .unwrap();
+    }
+    let (target, proposer) = (nodes[7], nodes[6]);
+    let target_address = address(&sim, target);
+    members_decide(&mut sim, &ChangeKind::Remove(target_address), true);
+    sim.act(proposer, |e, now| e.propose_remove(&g, target_address, now))
+        .unwrap();
+    let deadlock = |s: &Sim, id: NodeId| {
+        decisions(s, id).iter().any(|(k, yes)| {
+            *yes && matches!(
+                k,
+                ChangeKind::Emergency {
+                    offender: None,
+                    violation: Violation::Deadlock
+                }
+            )
+        })
+    };
+    let rest: Vec<_> = nodes.iter().copied().filter(|id| *id != target).collect();
+    assert!(
+        sim.run_until(600_000, |s| rest.iter().all(|id| deadlock(s, *id))),
+        "no deadlock emergency: {}",
+        describe(&sim, &rest)
+    );
+    let max_rounds = demls_engine::EngineConfig::default().max_retry_rounds;
+    for id in &rest {
+        // Several members may propose the same re-election at once: each round counts once.
+        let rounds: std::collections::BTreeSet<u32> = decisions(&sim, *id)
+            .into_iter()
+            .filter_map(|(k, yes)| match k {
+                ChangeKind::Election {
+                    retry_round,
+                    stewards,
+                } if yes && retry_round > 0 => {
+                    // Re-elections pass over members whose removal is approved.
+                    assert!(!stewards.contains(&target_address), "node {}", id.0);
+                    Some(retry_round)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rounds, (1..=max_rounds).collect(), "node {}", id.0);
+    }
+    // Recovery mode: any member may commit. One wakes; its commit ends the stall.
+    let waking = rest[rest.len() - 1];
+    sim.node_mut(waking)
+        .engine
+        .byzantine_set_silent(&g, false)
+        .unwrap();
+    settle(&mut sim, &rest, 7, 300_000);
+    for id in &rest {
+        assert!(!view(&sim, *id).members.contains(&target_address));
+        assert_eq!(
+            committers_seen(&sim, *id).last(),
+            Some(&address(&sim, waking))
+        );
+    }
+}
