@@ -238,6 +238,14 @@ impl EpochState {
             .any(|o| o.decided.is_none() && o.motion.priority() > motion.priority())
     }
 
+    /// Whether an emergency is open and undecided: the partial freeze, in which elections
+    /// and membership changes wait.
+    pub(crate) fn frozen(&self) -> bool {
+        self.open
+            .values()
+            .any(|o| o.decided.is_none() && matches!(o.motion, Motion::Emergency(_)))
+    }
+
     /// When the first change of the epoch was due for a commit: when it was approved, or
     /// for a self-update [`crate::rotation::UPDATE_BATCH_MS`] later (updates wait to go
     /// several in one commit).

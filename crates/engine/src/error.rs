@@ -67,6 +67,10 @@ pub enum EngineError {
     /// The member is over its per-epoch proposal limit.
     #[error("{0} exceeded its proposal limit for this epoch")]
     RateLimited(Address),
+    /// An election or membership change proposed while an emergency is open (the RFC's
+    /// partial freeze); its owner sends it again.
+    #[error("an emergency is open: elections and membership changes wait")]
+    Frozen,
     /// The member is not in the group.
     #[error("{0} is not a member")]
     NotMember(Address),
@@ -124,6 +128,7 @@ impl EngineError {
             Self::ReplayedKeyPackage(_) => "replayed_key_package",
             Self::UnsupportedCipherSuite(_) => "unsupported_ciphersuite",
             Self::RateLimited(_) => "rate_limited",
+            Self::Frozen => "frozen",
             Self::NotMember(_) => "not_member",
             Self::AlreadyMember(_) => "already_member",
             Self::InvalidProposal(_) => "invalid_proposal",

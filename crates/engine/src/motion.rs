@@ -245,6 +245,14 @@ impl Motion {
         }
     }
 
+    /// Whether the motion needs no vote: its owner leaving, or replacing its own keys.
+    pub(crate) fn vote_free(&self, owner: Address) -> bool {
+        matches!(
+            self.kind(owner),
+            ChangeKind::Leave(_) | ChangeKind::Update(_)
+        )
+    }
+
     /// Whether voting waits to see if the accused shows itself alive (an
     /// inactivity charge against someone else).
     pub(crate) fn waits_for_silence(&self, me: Address) -> bool {

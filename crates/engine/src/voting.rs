@@ -171,6 +171,14 @@ impl GroupSession {
                 .receive_evidence(proposal, voters, ctx.now.into())?;
             return self.check_decision(id, ctx);
         }
+        if self.state.frozen()
+            && !matches!(motion, Motion::Emergency(_))
+            && !motion.vote_free(owner)
+        {
+            // Partial freeze: no election or membership change is taken in while an emergency
+            // is open, whoever sent it; its owner sends it again until it is decided.
+            return Err(EngineError::Frozen);
+        }
         if let Motion::Change(Change::Update { proposal }) = &motion {
             // One update per member and epoch: more would only cost every member work.
             if self.state.has_open_update(owner) {
@@ -263,7 +271,7 @@ impl GroupSession {
         if open.decided.is_some()
             || open.voted
             || !self.state.voters(&open.motion, open.owner).contains(&me)
-            || matches!(open.kind(), ChangeKind::Leave(_) | ChangeKind::Update(_))
+            || open.motion.vote_free(open.owner)
             || self.has_voted(id, me)
         {
             return Ok(());

@@ -386,28 +386,51 @@ fn a_steward_that_misses_a_turn_is_passed_over_and_stays_with_a_lower_score() {
         );
         assert!(!charged(&sim, *id, bad_address), "node {}", id.0);
     }
+    // Its next honest commit earns some of the score back.
+    let commits_by = |s: &Sim| {
+        committers_seen(s, rest[0])
+            .iter()
+            .filter(|c| **c == bad_address)
+            .count()
+    };
+    let before = commits_by(&sim);
+    keep_rotating_until(&mut sim, &rest, |s| commits_by(s) > before);
+    settle(&mut sim, &everyone, 9, 120_000);
+    for id in &rest {
+        assert_eq!(
+            score(&sim, *id, bad_address),
+            Some(scoring.default_score - scoring.inactivity_penalty + scoring.commit_reward),
+            "node {}",
+            id.0
+        );
+    }
+}
+
+/// Members of `honest` take turns replacing their keys, so that every epoch has a change
+/// to commit (and a silent steward misses each of its turns), until `done`.
+fn keep_rotating_until(sim: &mut Sim, honest: &[NodeId], done: impl Fn(&Sim) -> bool) {
+    let g = group();
+    for round in 0..60 {
+        if done(sim) {
+            return;
+        }
+        let who = honest[round % honest.len()];
+        // Refused while its last update waits: fine, the next member's goes in.
+        let _ = sim.act(who, |e, now| e.rotate(&g, now));
+        sim.run_until(15_000, &done);
+    }
 }
 
 #[test]
 fn a_steward_silent_across_its_turns_is_removed_through_an_emergency() {
     let (mut sim, _nodes, bad, honest) = group_with_bad_steward(139);
-    let g = group();
     let bad_address = address(&sim, bad);
     sim.node_mut(bad).online = false;
-    // Members keep replacing their keys, so that every epoch has a change to commit and the
-    // silent steward misses each of its turns; each miss costs it score, until it is charged.
-    for round in 0..60 {
-        if honest
+    keep_rotating_until(&mut sim, &honest, |s| {
+        honest
             .iter()
-            .all(|id| !view(&sim, *id).members.contains(&bad_address))
-        {
-            break;
-        }
-        let who = honest[round % honest.len()];
-        // Refused while its last update waits: fine, the next member's goes in.
-        let _ = sim.act(who, |e, now| e.rotate(&g, now));
-        sim.run_for(15_000);
-    }
+            .all(|id| !view(s, *id).members.contains(&bad_address))
+    });
     assert_removed(&mut sim, bad, &honest, Violation::Inactivity, 9);
     for id in &honest {
         let missed = violations(&sim, *id)
@@ -724,5 +747,75 @@ fn when_every_steward_is_silent_re_elections_then_a_deadlock_emergency_let_any_m
             committers_seen(&sim, *id).last(),
             Some(&address(&sim, waking))
         );
+    }
+}
+
+/// Whether `id` has an emergency proposal open and undecided.
+fn emergency_open(sim: &Sim, id: NodeId) -> bool {
+    let mut open = 0i32;
+    for (_, e) in &sim.node(id).events {
+        match e {
+            Event::ProposalOpened {
+                change: ChangeKind::Emergency { .. },
+                ..
+            } => open += 1,
+            Event::ProposalDecided {
+                change: ChangeKind::Emergency { .. },
+                ..
+            } => open -= 1,
+            _ => {}
+        }
+    }
+    open > 0
+}
+
+#[test]
+fn while_an_emergency_is_open_membership_proposals_are_dropped_by_every_member() {
+    let (mut sim, _nodes, bad, honest) = group_with_bad_steward(151);
+    let g = group();
+    // A silent steward is charged after its third missed turn; the charge stays open while
+    // voters give it a steward timeout to show itself.
+    sim.node_mut(bad).online = false;
+    let sender = honest[honest.len() - 1];
+    let others: Vec<_> = honest.iter().copied().filter(|id| *id != sender).collect();
+    keep_rotating_until(&mut sim, &honest, |s| {
+        others.iter().all(|id| emergency_open(s, *id))
+    });
+    assert!(others.iter().all(|id| emergency_open(&sim, *id)));
+    // A member sends a removal proposal anyway (its own node would hold it back).
+    let proposal = sim
+        .act(sender, |e, now| e.byzantine_proposals(&g, 1, now))
+        .unwrap()
+        .remove(0);
+    let frozen = |s: &Sim, id: NodeId| {
+        s.node(id)
+            .drops
+            .iter()
+            .filter(|(_, reason)| reason == "frozen")
+            .count()
+    };
+    let before: Vec<usize> = others.iter().map(|id| frozen(&sim, *id)).collect();
+    sim.act(sender, |e, now| {
+        e.byzantine_send_app(
+            &g,
+            demls_engine::wire::app_message::Body::Proposal(proposal),
+            now,
+        )
+    })
+    .unwrap();
+    sim.run_for(1_000);
+    let sender_address = address(&sim, sender);
+    for (id, before) in others.iter().zip(before) {
+        // Dropped (a lossy network may deliver it twice), and not opened.
+        assert!(frozen(&sim, *id) > before, "node {}", id.0);
+        let opened_removal = sim.node(*id).events.iter().any(|(_, e)| {
+            matches!(e, Event::ProposalOpened { owner, change: ChangeKind::Remove(_), .. } if *owner == sender_address)
+        });
+        assert!(!opened_removal, "node {}", id.0);
+    }
+    // The emergency goes on: the bad steward is removed and the group carries on.
+    settle(&mut sim, &honest, 9, 180_000);
+    for id in &honest {
+        assert!(!view(&sim, *id).members.contains(&address(&sim, bad)));
     }
 }
