@@ -819,3 +819,33 @@ fn while_an_emergency_is_open_membership_proposals_are_dropped_by_every_member()
         assert!(!view(&sim, *id).members.contains(&address(&sim, bad)));
     }
 }
+
+#[test]
+fn an_epoch_steward_that_leaves_is_committed_out_by_the_next_steward_and_charged_with_nothing() {
+    let (mut sim, nodes, leaver, rest) = group_with_bad_steward(157);
+    let g = group();
+    let v = view(&sim, nodes[0]);
+    let leaver_address = address(&sim, leaver);
+    assert_eq!(v.committers[0], leaver_address);
+    sim.act(leaver, |e, now| e.leave(&g, now)).unwrap();
+    settle(&mut sim, &rest, 9, 120_000);
+    for id in &rest {
+        assert!(!view(&sim, *id).members.contains(&leaver_address));
+        // A steward never commits its own removal: the next one did, and nobody blames it.
+        assert_eq!(committers_seen(&sim, *id).last(), Some(&v.committers[1]));
+        assert!(
+            violations(&sim, *id)
+                .iter()
+                .all(|(offender, _)| *offender != Some(leaver_address)),
+            "node {}",
+            id.0
+        );
+        assert!(!charged(&sim, *id, leaver_address), "node {}", id.0);
+    }
+    assert!(
+        sim.node(leaver)
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Removed { .. }))
+    );
+}
