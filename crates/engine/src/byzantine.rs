@@ -138,6 +138,27 @@ impl Engine {
         session.commit_changes(changes, None, evidence, &mut ctx)
     }
 
+    /// Commits every membership change still open and undecided here, its proposal in the
+    /// manifest as if it had been approved: a steward that does not wait for the vote.
+    pub fn byzantine_commit_undecided(
+        &mut self,
+        group: &GroupId,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let (changes, evidence) = session
+            .state
+            .open
+            .iter()
+            .filter(|(_, open)| open.decided.is_none())
+            .filter_map(|(id, open)| {
+                let change = open.motion.as_change()?.clone();
+                Some((change, session.state.consensus.proposal(*id)?.clone()))
+            })
+            .unzip();
+        session.commit_changes(changes, None, evidence, &mut ctx)
+    }
+
     /// Commits twice for the same epoch with different content (each valid on its own):
     /// once the approved changes without those about `left_out`, once all of them.
     /// Both go out; this node follows the second.

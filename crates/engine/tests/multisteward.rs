@@ -849,3 +849,34 @@ fn an_epoch_steward_that_leaves_is_committed_out_by_the_next_steward_and_charged
             .any(|(_, e)| matches!(e, Event::Removed { .. }))
     );
 }
+
+#[test]
+fn a_commit_that_does_not_wait_for_the_vote_is_held_then_judged_broken_when_the_vote_fails() {
+    let (mut sim, _nodes, bad, honest) = group_with_bad_steward(163);
+    let g = group();
+    let (a, _, p, _) = two_plain_members(&sim, &honest);
+    let a_address = address(&sim, a);
+    // Nobody votes on the removal: it stays undecided until its deadline (silence is NO).
+    sim.act(p, |e, now| e.propose_remove(&g, a_address, now))
+        .unwrap();
+    sim.run_for(2_000);
+    sim.act(bad, |e, now| e.byzantine_commit_undecided(&g, now))
+        .unwrap();
+    sim.run_for(2_000);
+    // Held, not applied: the members may only lack votes the committer has.
+    for id in &honest {
+        assert!(
+            view(&sim, *id).members.contains(&a_address),
+            "node {}",
+            id.0
+        );
+    }
+    assert_removed(&mut sim, bad, &honest, Violation::BrokenCommit, 9);
+    for id in &honest {
+        assert!(
+            view(&sim, *id).members.contains(&a_address),
+            "node {}",
+            id.0
+        );
+    }
+}
