@@ -99,16 +99,8 @@ fn a_member_killed_while_others_talk_gets_everything_from_a_peers_archive() {
 fn a_member_frozen_with_sigstop_gets_what_was_said_meanwhile() {
     let tmp = tempfile::tempdir().unwrap();
     let (alice, bob, carol) = line(tmp.path());
-    let pid = carol.child.id().to_string();
-    let signal = |name: &str| {
-        let status = Command::new("kill")
-            .args([name, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {name} {pid}");
-    };
 
-    signal("-STOP");
+    carol.signal("-STOP");
     let sent = numbered("while frozen", 10);
     for text in &sent {
         bob.cli_json(&["send", "lab", text]);
@@ -118,7 +110,7 @@ fn a_member_frozen_with_sigstop_gets_what_was_said_meanwhile() {
     });
     // Longer than the node's wake-up threshold, so that it also notices it slept.
     std::thread::sleep(Duration::from_secs(25));
-    signal("-CONT");
+    carol.signal("-CONT");
     wait_until(
         "carol gets what was said while she was frozen",
         LIMIT,

@@ -117,6 +117,17 @@ impl NodeProc {
         self.child.wait().unwrap();
     }
 
+    /// Sends the node a signal with `kill`, e.g. `-STOP` to freeze it (as a closed laptop lid
+    /// would) and `-CONT` to wake it. A stopped node is still killed on drop.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {name} {pid}");
+    }
+
     /// Runs `demls <args> --data-dir <dir>`: (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let output = Command::new(env!("CARGO_BIN_EXE_demls"))
