@@ -440,12 +440,6 @@ impl GroupSession {
     /// Commits the waiting changes if it is this member's turn.
     pub(crate) fn maybe_commit(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
         match self.commit_due(ctx.config) {
-            Some(due) if due <= ctx.now && self.overslept(ctx) => {
-                // Its turn passed while it was away (a sleep, SIGSTOP): the next committer has
-                // likely committed. Listen first; a second commit would only split the group.
-                self.commit_retry_at = Some(ctx.now.plus_ms(2 * ctx.config.rebroadcast_ms));
-                Ok(())
-            }
             Some(due) if due <= ctx.now => {
                 if let Err(error) = self.commit(ctx) {
                     // Not the input's fault: try again later rather than at every step.
@@ -456,22 +450,6 @@ impl GroupSession {
             }
             _ => Ok(()),
         }
-    }
-
-    /// Whether this member wakes to find its commit turn over (the next committer's turn has
-    /// come too) and has not yet waited to hear whether someone committed meanwhile.
-    fn overslept(&self, ctx: &Ctx<'_>) -> bool {
-        if self.commit_retry_at.is_some() {
-            return false;
-        }
-        let committers = self.state.committers();
-        let Some(position) = committers.iter().position(|c| *c == self.me) else {
-            return false;
-        };
-        position + 1 < committers.len()
-            && self
-                .turn_due(position + 1, ctx.config)
-                .is_some_and(|next| next <= ctx.now)
     }
 
     /// Turns the approved proposals into one commit and a Welcome, sends both, and applies the commit.
