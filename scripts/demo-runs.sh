@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs `demls demo` over TCP several times in a row and checks each run's summary contract
 # (everyone joined, every message reached every member, the removed member reads nothing,
-# the authenticators agree). Stops at the first failure and prints its output.
+# key updates were committed, a thief holding a copy of a member's state from before its
+# update reads nothing sent after it, the authenticators agree). Stops at the first failure
+# and prints its output.
 #
 #   scripts/demo-runs.sh RUNS MEMBERS [BINARY]
 set -euo pipefail
@@ -29,6 +31,8 @@ s = json.loads(sys.argv[1]); n = int(sys.argv[2])
 ok = (s["members"] == n and s["joined"] == n
       and s["messages_delivered"] == s["messages_sent"] > 0
       and s["removed_member_can_decrypt"] is False
+      and s["key_updates"] > 0
+      and s["stolen_state_can_decrypt_after_update"] is False
       and s["epoch_authenticators_agree"] is True)
 sys.exit(0 if ok else 1)
 PY

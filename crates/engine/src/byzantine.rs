@@ -323,12 +323,38 @@ impl Engine {
     ) -> Result<(), EngineError> {
         use mls_rs::identity::SigningIdentity;
         use mls_rs::identity::basic::BasicCredential;
-        use prost::Message;
 
         let signer = crate::MlsSigner::generate()?;
         let binding = demls_identity::WalletBinding::create(other, signer.public_bytes());
         let credential = BasicCredential::new(binding.encode()).into_credential();
         let identity = SigningIdentity::new(credential, signer.public.clone());
+        self.byzantine_commit_path(group, signer, identity, now)
+    }
+
+    /// Commits an UpdatePath alone whose new leaf keeps this member's identity and signature
+    /// key but is signed with another key (a bad leaf signature), with an empty manifest, and
+    /// sends it; this node does not apply it.
+    pub fn byzantine_commit_path_missigned(
+        &mut self,
+        group: &GroupId,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (_, session) = self.session(group, now)?;
+        let identity = session.state.mls.current_member_signing_identity()?.clone();
+        self.byzantine_commit_path(group, crate::MlsSigner::generate()?, identity, now)
+    }
+
+    /// Commits an UpdatePath alone whose new leaf carries `identity` and is signed with
+    /// `signer`, with an empty manifest, and sends it; this node does not apply it.
+    fn byzantine_commit_path(
+        &mut self,
+        group: &GroupId,
+        signer: crate::MlsSigner,
+        identity: mls_rs::identity::SigningIdentity,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        use prost::Message;
+
         let (mut ctx, session) = self.session(group, now)?;
         let manifest = crate::wire::CommitManifest {
             epoch: session.state.epoch(),
@@ -337,7 +363,7 @@ impl Engine {
         let mut candidate = session.state.mls.clone();
         let output = candidate
             .commit_builder()
-            .set_new_signing_identity(signer.secret.clone(), identity)
+            .set_new_signing_identity(signer.secret, identity)
             .authenticated_data(manifest.encode_to_vec())
             .commit_time(now.mls_time())
             .build()?;

@@ -574,18 +574,20 @@ fn a_member_cannot_decrypt_again_what_it_read_epochs_ago() {
     );
 }
 
-#[test]
-fn an_update_path_taking_another_identity_is_refused_by_every_member() {
-    let mut sim = Sim::new(noisy_net(150));
+/// The steward of a group of four sends the commit `forge` makes (an UpdatePath alone,
+/// unvoted): every other member refuses it without change, and offered again directly,
+/// the refusal is MLS's and says `refusal`.
+fn assert_forged_path_refused(
+    seed: u64,
+    forge: impl FnOnce(&mut Engine, Timestamp) -> Result<(), EngineError>,
+    refusal: &str,
+) {
+    let mut sim = Sim::new(noisy_net(seed));
     let nodes = form_group(&mut sim, 4, VotePolicy::Automatic);
     let before: Vec<_> = nodes.iter().map(|id| view(&sim, *id)).collect();
     let drops_before: Vec<usize> = nodes.iter().map(|id| drop_kinds(&sim, *id).len()).collect();
-    let outsider = demls_identity::Wallet::generate();
     sim.enable_wiretap();
-    sim.act(nodes[0], |e, now| {
-        e.byzantine_commit_path_as(&group(), &outsider, now)
-    })
-    .unwrap();
+    sim.act(nodes[0], forge).unwrap();
     let forged = sim.wiretap[0].1.payload.clone();
     sim.run_for(3_000);
     // Offered again, directly (an unknown protobuf field appended, so that it is no
@@ -593,10 +595,7 @@ fn an_update_path_taking_another_identity_is_refused_by_every_member() {
     let mut again = forged;
     again.extend([0x98, 0x06, 0x01]);
     let error = sim.inject(nodes[1], &again).unwrap_err();
-    assert!(
-        error.to_string().contains("not a valid successor"),
-        "{error}"
-    );
+    assert!(error.to_string().contains(refusal), "{error}");
     for (i, id) in nodes.iter().enumerate().skip(1) {
         let after = view(&sim, *id);
         assert_eq!(after.epoch, before[i].epoch, "{i} applied the forged path");
@@ -605,6 +604,26 @@ fn an_update_path_taking_another_identity_is_refused_by_every_member() {
         let new = drop_kinds(&sim, *id)[drops_before[i]..].to_vec();
         assert!(new.iter().any(|k| k == "mls"), "{i}: {new:?}");
     }
+}
+
+#[test]
+fn an_update_path_taking_another_identity_is_refused_by_every_member() {
+    let outsider = demls_identity::Wallet::generate();
+    assert_forged_path_refused(
+        150,
+        |e, now| e.byzantine_commit_path_as(&group(), &outsider, now),
+        "not a valid successor",
+    );
+}
+
+#[test]
+fn an_update_path_with_a_bad_signature_is_refused_by_every_member() {
+    // The new leaf names the committer's own identity and key, signed with another key.
+    assert_forged_path_refused(
+        155,
+        |e, now| e.byzantine_commit_path_missigned(&group(), now),
+        "invalid signature",
+    );
 }
 
 #[test]

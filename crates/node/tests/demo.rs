@@ -22,7 +22,21 @@ fn demo_of_ten_members_ends_with_the_summary_contract() {
     assert!(summary["messages_sent"].as_u64().unwrap() >= 10);
     assert!(summary["final_epoch"].as_u64().unwrap() >= 2);
     assert_eq!(summary["removed_member_can_decrypt"], false);
+    assert!(summary["key_updates"].as_u64().unwrap() > 0);
+    assert_eq!(summary["stolen_state_can_decrypt_after_update"], false);
     assert_eq!(summary["epoch_authenticators_agree"], true);
+    // The thief's copy was live: it read the chat sent before the update.
+    let theft = stdout
+        .lines()
+        .find(|line| line.contains("a thief tried"))
+        .expect("the thief's attempt is told");
+    let read_before: u64 = theft
+        .split("it read ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .expect("a count of what it read before");
+    assert!(read_before > 0, "{theft}");
     // The story names the steps.
     for needle in [
         "creates group",
@@ -30,6 +44,8 @@ fn demo_of_ten_members_ends_with_the_summary_contract() {
         "commits epoch",
         "joins at epoch",
         "is out of the group",
+        "replaces its keys",
+        "a thief tried",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }

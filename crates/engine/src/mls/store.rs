@@ -51,7 +51,7 @@ pub enum StorageWrite {
     },
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct GroupRecord {
     snapshot: Zeroizing<Vec<u8>>,
     epochs: BTreeMap<u64, Zeroizing<Vec<u8>>>,
@@ -99,6 +99,21 @@ impl MlsStore {
             .as_mut()
             .map(std::mem::take)
             .unwrap_or_default()
+    }
+
+    /// An independent copy of everything the store holds now, without a journal: the
+    /// state someone who copied this node's memory would hold (the demo's thief).
+    pub fn copy_all(&self) -> Self {
+        let inner = self.lock();
+        let copy = Inner {
+            groups: inner.groups.clone(),
+            key_packages: inner.key_packages.clone(),
+            journal: None,
+        };
+        Self {
+            inner: Arc::new(Mutex::new(copy)),
+            epoch_retention: self.epoch_retention,
+        }
     }
 
     /// Loads a persisted group (at start-up, before the engine runs).

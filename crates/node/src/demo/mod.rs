@@ -7,10 +7,17 @@
 mod memory;
 mod network;
 
+use std::ops::Range;
+
 use clap::{Args, ValueEnum};
-use demls_engine::{Event, GroupParams, GroupView, StewardMode};
+use demls_engine::{
+    ChangeKind, Engine, EngineConfig, Epoch, Event, GroupParams, GroupView, StewardMode, Timestamp,
+};
+use demls_identity::Address;
 use demls_transport::{DEFAULT_CLUSTER_ID, Multiaddr};
 use serde::Serialize;
+
+use crate::story::Names;
 
 /// Which network the demo's nodes use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -90,6 +97,8 @@ struct Summary {
     messages_sent: usize,
     messages_delivered: usize,
     removed_member_can_decrypt: bool,
+    key_updates: usize,
+    stolen_state_can_decrypt_after_update: bool,
     epoch_authenticators_agree: bool,
 }
 
@@ -101,6 +110,10 @@ struct Outcome<'a> {
     sent: usize,
     delivered: usize,
     readable_after_removal: usize,
+    /// Chat messages sent after the key updates were committed that the thief read.
+    readable_by_thief: usize,
+    /// The epoch the members asked to replace their keys in.
+    rotation_asked: Epoch,
     /// The group as each remaining member sees it.
     views: &'a [GroupView],
 }
@@ -121,6 +134,8 @@ impl Summary {
             messages_sent: outcome.sent,
             messages_delivered: outcome.delivered,
             removed_member_can_decrypt: outcome.readable_after_removal > 0,
+            key_updates: key_updates(views, outcome.rotation_asked),
+            stolen_state_can_decrypt_after_update: outcome.readable_by_thief > 0,
             epoch_authenticators_agree: agree,
         }
     }
@@ -161,6 +176,112 @@ fn tell_lockout(name: &str, tried: usize, readable: usize, refused: usize) {
     println!(
         "🔒 holding all its pre-removal keys, {name} tried {tried} ciphertexts sent after its removal: {readable} readable ({refused} refused outright)"
     );
+}
+
+/// The demo's engines: quick announcements and join retries.
+fn engine_config() -> EngineConfig {
+    EngineConfig {
+        announce_interval_ms: 1_000,
+        join_retry_ms: 3_000,
+        ..EngineConfig::default()
+    }
+}
+
+/// How many members replace their keys before the removal, the thief's mark among them.
+const ROTATING: usize = 3;
+
+/// The members that replace their keys, in a group of `n` whose last member is removed:
+/// the ones just before it.
+fn rotating(n: usize) -> Range<usize> {
+    let removed = n - 1;
+    removed.saturating_sub(ROTATING)..removed
+}
+
+/// The member whose whole state the thief copies, before it replaces its keys: the last
+/// of [`rotating`].
+fn mark(n: usize) -> usize {
+    n - 2
+}
+
+/// The member whose update `event` approves, if it does.
+fn approved_update(event: &Event) -> Option<Address> {
+    match event {
+        Event::ProposalDecided {
+            change: ChangeKind::Update(member),
+            approved: true,
+            ..
+        } => Some(*member),
+        _ => None,
+    }
+}
+
+/// Tells who replaces its keys.
+fn tell_rotation(names: &Names, updaters: &[Address]) {
+    let list: Vec<String> = updaters.iter().map(|a| names.of(a)).collect();
+    println!("\n== {} replace their keys ==", list.join(", "));
+}
+
+/// Leaves replaced by commits after `asked` (members' updates and committers' own
+/// UpdatePaths), as the member that saw fewest of them knows it.
+fn key_updates(views: &[GroupView], asked: Epoch) -> usize {
+    views
+        .iter()
+        .map(|view| view.key_ages.iter().filter(|age| age.epoch > asked).count())
+        .min()
+        .unwrap_or(0)
+}
+
+/// Tells whose leaves the commits after `asked` replaced, as `view` shows them.
+fn tell_key_updates(names: &Names, view: Option<&GroupView>, asked: Epoch) {
+    let replaced: Vec<String> = view
+        .iter()
+        .flat_map(|v| &v.key_ages)
+        .filter(|age| age.epoch > asked)
+        .map(|age| format!("{} (epoch {})", names.of(&age.member), age.epoch.0))
+        .collect();
+    println!(
+        "🔄 new leaf keys since epoch {}: {}",
+        asked.0,
+        replaced.join(", ")
+    );
+}
+
+/// Whether every view shows the leaves of all of `members` replaced after `asked`.
+fn updates_committed(views: &[GroupView], members: &[Address], asked: Epoch) -> bool {
+    !views.is_empty()
+        && views.iter().all(|view| {
+            members.iter().all(|member| {
+                view.key_ages
+                    .iter()
+                    .any(|age| age.member == *member && age.epoch > asked)
+            })
+        })
+}
+
+/// Hands `engine` the ciphertexts in the order they travelled: what it made of them, and
+/// how many it refused outright.
+fn feed(engine: &mut Engine, ciphertexts: &[Vec<u8>], now: Timestamp) -> (Vec<Event>, usize) {
+    let refused = ciphertexts
+        .iter()
+        .filter(|bytes| engine.handle_message(bytes, now).is_err())
+        .count();
+    (
+        std::iter::from_fn(|| engine.poll_event()).collect(),
+        refused,
+    )
+}
+
+/// Tells what the thief made of the ciphertexts it fed a copy of `name`'s state taken
+/// before its update: `events` (from [`feed`]); returns how many of the chat messages
+/// sent after the update it read.
+fn tell_theft(name: &str, tried: usize, events: &[Event]) -> usize {
+    let chats = events.iter().filter(|e| matches!(e, Event::Message { .. }));
+    let after = chats.clone().filter(|e| after_removal(e)).count();
+    let before = chats.count() - after;
+    println!(
+        "🕵 with a copy of {name}'s whole state taken before its update, a thief tried {tried} ciphertexts: it read {before} chat messages sent before the update was committed, {after} sent after"
+    );
+    after
 }
 
 /// Runs the demo.

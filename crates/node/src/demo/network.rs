@@ -2,10 +2,12 @@
 //! its own data directory, talking Waku Relay over TCP.
 
 use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use demls_engine::{ChangeKind, EngineConfig, Event, GroupId, Timestamp};
+use demls_engine::{ChangeKind, Epoch, Event, GroupId, GroupView, Timestamp};
 use demls_identity::Address;
 use demls_storage::Durability;
 use demls_transport::{TransportConfig, TransportEvent, WakuRelay};
@@ -15,7 +17,8 @@ use zeroize::Zeroizing;
 
 use super::{
     AFTER_REMOVAL, DemoArgs, DemoError, INVITATION_MS, Outcome, Summary, after_removal,
-    tell_lockout,
+    approved_update, engine_config, feed, mark, rotating, tell_key_updates, tell_lockout,
+    tell_rotation, tell_theft, updates_committed,
 };
 use crate::runtime::admission::ChainAccess;
 use crate::runtime::{self, NodeConfig, NodeEvent, NodeHandle, now, setup};
@@ -25,19 +28,13 @@ use crate::topics;
 /// The demo's data directories are throw-away; their secrets still get a passphrase.
 const PASSPHRASE: &str = "demls demo";
 
-fn engine_config() -> EngineConfig {
-    EngineConfig {
-        announce_interval_ms: 1_000,
-        join_retry_ms: 3_000,
-        ..EngineConfig::default()
-    }
-}
-
 /// What one node has seen.
 #[derive(Default)]
 struct Seen {
     members: Vec<Address>,
     texts: BTreeSet<String>,
+    /// Members whose update it saw approved.
+    updates: BTreeSet<Address>,
 }
 
 struct Demo {
@@ -139,7 +136,7 @@ impl Demo {
             Event::Message { text, sender, .. } if *sender != who => {
                 seen.texts.insert(text.clone());
             }
-            _ => {}
+            _ => seen.updates.extend(approved_update(engine)),
         }
         let decided_elsewhere = matches!(engine, Event::ProposalDecided { .. }) && i != 0;
         if let Some(line) = self.names.tell(&who, engine).filter(|_| !decided_elsewhere) {
@@ -170,6 +167,21 @@ impl Demo {
                 Ok(None) | Err(_) => return done(self),
             }
         }
+    }
+
+    /// Node `i`'s data directory.
+    fn dir(&self, i: usize) -> PathBuf {
+        self.dirs.path().join(format!("node{i}"))
+    }
+
+    /// The group as each of the first `count` nodes sees it.
+    async fn views(&self, count: usize) -> Result<Vec<GroupView>, DemoError> {
+        let mut views = Vec::new();
+        for node in &self.nodes[..count] {
+            let group = self.group.clone();
+            views.extend(node.call(move |rt| rt.group_view(&group)).await?);
+        }
+        Ok(views)
     }
 
     /// Each of the first `count` nodes says something; returns the texts with their recipients.
@@ -216,6 +228,33 @@ fn neighbours(i: usize) -> Vec<usize> {
 /// Whether the first `count` nodes are in a group of `count`.
 fn group_of(count: usize) -> impl Fn(&Demo) -> bool {
     move |demo: &Demo| demo.seen[..count].iter().all(|s| s.members.len() == count)
+}
+
+/// Copies the files of node `i`'s data directory to `to` (as a thief with the disk would),
+/// on the node's task: between two of its steps, so that the copy is whole. SQLite's
+/// shared-memory index is left out; the copy's first opening rebuilds it from the log.
+async fn steal(demo: &Demo, i: usize, to: PathBuf) -> Result<(), DemoError> {
+    let from = demo.dir(i);
+    let copy = move |_: &mut runtime::Runtime| -> std::io::Result<()> {
+        fs::create_dir(&to)?;
+        for entry in fs::read_dir(&from)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if entry.file_type()?.is_file() && !name.to_string_lossy().ends_with("-shm") {
+                fs::copy(entry.path(), to.join(name))?;
+            }
+        }
+        Ok(())
+    };
+    Ok(demo.nodes[i].call(copy).await??)
+}
+
+/// Opens the node state in `dir` (with the passphrase, as its owner or a thief would) and
+/// feeds it `ciphertexts`: what it made of them, and how many it refused outright.
+fn replay(dir: &Path, ciphertexts: &[Vec<u8>]) -> Result<(Vec<Event>, usize), DemoError> {
+    let config = engine_config();
+    let mut engine = setup::load(dir, None, PASSPHRASE, Durability::Relaxed, config, now())?.engine;
+    Ok(feed(&mut engine, ciphertexts, now()))
 }
 
 /// An eavesdropper on the group's application topic: a bare relay node next to node 0.
@@ -297,6 +336,8 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
     // An invite-only group's identifier on the wire is random; the name stays with people.
     demo.group = GroupId::new(&created.id)?;
     let group = demo.group.clone();
+    // Listening from the start, the eavesdropper hears every commit the thief must follow.
+    let captured = wiretap(&demo.nodes[0], args.cluster_id, &group).await?;
     // The creator invites each member-to-be (its YES, signed ahead); each joins with the ticket.
     for (i, node) in demo.nodes.iter().enumerate().skip(1) {
         let (name, invitee) = (group.to_string(), demo.addresses[i]);
@@ -309,6 +350,32 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
     let everyone = group_of(n);
     demo.run_until(Duration::from_secs(120), everyone).await;
     let joined = demo.seen.iter().filter(|s| !s.members.is_empty()).count();
+    let tapped = || captured.lock().unwrap_or_else(|e| e.into_inner()).clone();
+
+    let mark = mark(n);
+    let mark_name = demo.names.of(&demo.addresses[mark]);
+    println!("\n== a thief copies {mark_name}'s data directory and listens to the group ==");
+    let loot = demo.dirs.path().join("stolen");
+    steal(&demo, mark, loot.clone()).await?;
+
+    // The updates, approved at once, wait for the next commit: the removal's takes them
+    // along (or, if that is more than `UPDATE_BATCH_MS` away, a commit of their own).
+    let rotating: Vec<usize> = rotating(n).collect();
+    let updaters: Vec<Address> = rotating.iter().map(|i| demo.addresses[*i]).collect();
+    tell_rotation(&demo.names, &updaters);
+    let asked = demo
+        .views(1)
+        .await?
+        .first()
+        .map_or(Epoch::default(), |v| v.epoch);
+    let mut asks = tokio::task::JoinSet::new();
+    for i in &rotating {
+        let (node, name) = (demo.nodes[*i].clone(), group.to_string());
+        asks.spawn(async move { node.command(move |rt| rt.rotate(&name)).await });
+    }
+    while let Some(done) = asks.join_next().await {
+        done??;
+    }
 
     println!("\n== everyone talks ==");
     let mut sent = demo
@@ -317,15 +384,27 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
 
     let victim = n - 1;
     let victim_address = demo.addresses[victim];
+    // The removed member keeps every key it had before its removal: its node stops now,
+    // before the vote, and its state stays on disk.
+    demo.nodes[victim].shutdown().await?;
+    let removal_from = tapped().len();
+    // The removal is proposed once every member knows the updates approved, so that
+    // whoever commits it can take them along.
+    let wanted = updaters.clone();
+    demo.run_until(Duration::from_secs(10), move |demo| {
+        demo.seen[..victim].iter().enumerate().all(|(j, seen)| {
+            wanted
+                .iter()
+                .all(|u| *u == demo.addresses[j] || seen.updates.contains(u))
+        })
+    })
+    .await;
+
     println!(
         "\n== {} proposes removing {} ==",
         demo.names.of(&demo.addresses[1]),
         demo.names.of(&victim_address)
     );
-    // The removed member keeps every key it had before its removal: its node stops just
-    // before the vote, and its state stays on disk.
-    let captured = wiretap(&demo.nodes[0], args.cluster_id, &group).await?;
-    demo.nodes[victim].shutdown().await?;
     // Removing someone takes a majority of people: the others agree ahead of the vote.
     for (_, node) in demo.nodes[..victim]
         .iter()
@@ -342,9 +421,19 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
         .await?;
     let rest = group_of(victim);
     demo.run_until(Duration::from_secs(60), rest).await;
+    // The chat that follows is sent after the updates are committed.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let views = loop {
+        let views = demo.views(victim).await?;
+        if updates_committed(&views, &updaters, asked) || Instant::now() >= deadline {
+            break views;
+        }
+        demo.run_until(Duration::from_millis(200), |_| false).await;
+    };
+    tell_key_updates(&demo.names, views.first(), asked);
 
     println!(
-        "\n== the group talks on without {} ==",
+        "\n== the group talks on without {}, with new keys ==",
         demo.names.of(&victim_address)
     );
     sent.extend(
@@ -353,23 +442,9 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
     );
 
     println!("\n== can the removed member read what follows? ==");
-    let ciphertexts = captured.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut old = setup::load(
-        &demo.dirs.path().join(format!("node{victim}")),
-        None,
-        PASSPHRASE,
-        Durability::Relaxed,
-        engine_config(),
-        now(),
-    )?
-    .engine;
-    let mut refused = 0;
-    for bytes in &ciphertexts {
-        if old.handle_message(bytes, now()).is_err() {
-            refused += 1;
-        }
-    }
-    let seen: Vec<Event> = std::iter::from_fn(|| old.poll_event()).collect();
+    let ciphertexts = tapped();
+    let after_removal_sent = &ciphertexts[removal_from..];
+    let (seen, refused) = replay(&demo.dir(victim), after_removal_sent)?;
     let at = now().0.saturating_sub(demo.start.0) as f64 / 1000.0;
     for line in seen
         .iter()
@@ -380,20 +455,22 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
     let readable = seen.iter().filter(|e| after_removal(e)).count();
     tell_lockout(
         &demo.names.of(&victim_address),
-        ciphertexts.len(),
+        after_removal_sent.len(),
         readable,
         refused,
     );
+
+    println!("\n== can the thief read what follows? ==");
+    // All the topic carried: what the member had already processed when its state was
+    // copied is refused as a repeat, what was still on its way is read.
+    let (stolen_seen, _) = replay(&loot, &ciphertexts)?;
+    let readable_by_thief = tell_theft(&mark_name, ciphertexts.len(), &stolen_seen);
 
     let delivered = sent
         .iter()
         .filter(|(text, to)| to.iter().all(|j| demo.seen[*j].texts.contains(text)))
         .count();
-    let mut views = Vec::new();
-    for node in &demo.nodes[..victim] {
-        let group = group.clone();
-        views.extend(node.call(move |rt| rt.group_view(&group)).await?);
-    }
+    let views = demo.views(victim).await?;
     for node in &demo.nodes[..victim] {
         node.shutdown().await?;
     }
@@ -403,6 +480,8 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
         sent: sent.len(),
         delivered,
         readable_after_removal: readable,
+        readable_by_thief,
+        rotation_asked: asked,
         views: &views,
     })
     .print(args.json)
