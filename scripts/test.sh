@@ -40,4 +40,5 @@ cargo test --workspace --no-fail-fast
 # nothing, authenticators agree). The debug binary the tests just built; about 10 minutes.
 ./scripts/demo-runs.sh 20 30 target/debug/demls
 ./scripts/demo-runs.sh 5 50 target/debug/demls
-./scripts/fuzz.sh # a bounded run of every fuzz target (docs/fuzzing.md)
+# A bounded run of every fuzz target (docs/fuzzing.md): 45 s each unless DEMLS_FUZZ_SECONDS says.
+./scripts/fuzz.sh "${DEMLS_FUZZ_SECONDS:-45}"
