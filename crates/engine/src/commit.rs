@@ -597,7 +597,8 @@ impl GroupSession {
         let old = std::mem::replace(&mut self.state, new_state);
         let before: BTreeSet<Address> = old.members().into_iter().collect();
         let left_epoch = old.epoch();
-        let was_acting = old.committers().first().copied();
+        let committers = old.committers();
+        let was_acting = committers.first().copied();
         let acting_committed = old.commits.iter().any(|c| Some(c.committer) == was_acting);
         let waited_past_turn = !acting_committed
             && old
@@ -605,7 +606,7 @@ impl GroupSession {
                 .is_some_and(|t| t.plus_ms(ctx.config.steward_timeout_ms) <= ctx.now);
         let omissions = censored(&old, &seen, ctx.config);
         // Honest work by a steward of the epoch's list (Layer 3 recovery lets anyone commit).
-        let honest_steward = omissions.is_empty() && old.committers().contains(&committer);
+        let honest_steward = omissions.is_empty() && committers.contains(&committer);
         let removal = removal_of(&old, self.me);
         self.note_added(&description);
         let applied = seen.applied.clone();

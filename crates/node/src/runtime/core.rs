@@ -863,6 +863,7 @@ impl Runtime {
     /// One group in detail.
     pub fn group(&self, name: &str) -> Result<GroupDetail, CommandError> {
         let view = self.member_view(name)?;
+        let scoring = &self.engine.config().scoring;
         let stewards: Vec<String> = view.stewards.iter().map(ToString::to_string).collect();
         let members = view
             .members
@@ -931,8 +932,8 @@ impl Runtime {
                         score: *score,
                     })
                     .collect(),
-                score_default: self.engine.config().scoring.default_score,
-                score_threshold: self.engine.config().scoring.threshold,
+                score_default: scoring.default_score,
+                score_threshold: scoring.threshold,
             },
         })
     }
