@@ -7,7 +7,7 @@ use mls_rs::MlsMessage;
 
 use crate::change::Change;
 use crate::join::send_join_request;
-use crate::motion::{Election, Motion};
+use crate::motion::{Election, Emergency, Evidence, Motion};
 use crate::wire::app_message;
 use crate::{Engine, EngineError, GroupId, Timestamp};
 
@@ -94,6 +94,52 @@ impl Engine {
             }),
             &mut ctx,
         )
+    }
+
+    /// Charges `offender` with inactivity in the current epoch, whether or not it was
+    /// inactive: an emergency proposal the honest members vote down.
+    pub fn byzantine_charge_inactivity(
+        &mut self,
+        group: &GroupId,
+        offender: Address,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let emergency = Emergency {
+            offender: Some(offender),
+            violation_epoch: session.state.epoch(),
+            evidence: Evidence::Inactivity,
+        };
+        session.request(Motion::Emergency(emergency), &mut ctx)
+    }
+
+    /// Sends, as this member, a proposal that `victim` leaves with `victim` as its owner:
+    /// a false self-leave claim (it carries no vote, which only `victim` could sign).
+    pub fn byzantine_claim_leave_of(
+        &mut self,
+        group: &GroupId,
+        victim: Address,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        let motion = Motion::Change(Change::Remove { target: victim });
+        let voters = session.state.voters(&motion, victim);
+        let mut proposal = wire::Proposal {
+            name: motion.name().to_owned(),
+            payload: motion.encode(session.epoch())?,
+            proposal_id: 0,
+            proposal_owner: victim.as_bytes().to_vec(),
+            votes: Vec::new(),
+            expected_voters_count: u32::try_from(voters.len()).unwrap_or(u32::MAX),
+            round: 1,
+            timestamp: demls_consensus::Timestamp::from(now).wire_secs(),
+            expiration_timestamp: demls_consensus::Timestamp::from(now.plus_ms(60_000)).wire_secs(),
+            liveness_criteria_yes: false,
+        };
+        proposal.proposal_id = demls_consensus::signing::proposal_id(&proposal).0;
+        session
+            .send_app(app_message::Body::Proposal(proposal), &mut ctx)
+            .map(drop)
     }
 
     /// Proposes adding the owner of `key_package` without any admission check.
@@ -328,7 +374,7 @@ impl Engine {
         let binding = demls_identity::WalletBinding::create(other, signer.public_bytes());
         let credential = BasicCredential::new(binding.encode()).into_credential();
         let identity = SigningIdentity::new(credential, signer.public.clone());
-        self.byzantine_commit_path(group, signer, identity, now)
+        self.byzantine_commit_path(group, Some((signer, identity)), None, now)
     }
 
     /// Commits an UpdatePath alone whose new leaf keeps this member's identity and signature
@@ -341,29 +387,49 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let (_, session) = self.session(group, now)?;
         let identity = session.state.mls.current_member_signing_identity()?.clone();
-        self.byzantine_commit_path(group, crate::MlsSigner::generate()?, identity, now)
+        self.byzantine_commit_path(
+            group,
+            Some((crate::MlsSigner::generate()?, identity)),
+            None,
+            now,
+        )
     }
 
-    /// Commits an UpdatePath alone whose new leaf carries `identity` and is signed with
-    /// `signer`, with an empty manifest, and sends it; this node does not apply it.
+    /// Commits an UpdatePath alone, as valid a commit as any, but with a manifest that
+    /// names `manifest_epoch` instead of the current epoch (a commit made for another
+    /// epoch), and sends it; this node does not apply it.
+    pub fn byzantine_commit_manifest_for(
+        &mut self,
+        group: &GroupId,
+        manifest_epoch: u64,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        self.byzantine_commit_path(group, None, Some(manifest_epoch), now)
+    }
+
+    /// Commits an UpdatePath alone with an empty manifest for `manifest_epoch` (default:
+    /// the current epoch), and sends it; this node does not apply it. With `new_leaf`, the
+    /// new leaf carries that identity and is signed with that signer.
     fn byzantine_commit_path(
         &mut self,
         group: &GroupId,
-        signer: crate::MlsSigner,
-        identity: mls_rs::identity::SigningIdentity,
+        new_leaf: Option<(crate::MlsSigner, mls_rs::identity::SigningIdentity)>,
+        manifest_epoch: Option<u64>,
         now: Timestamp,
     ) -> Result<(), EngineError> {
         use prost::Message;
 
         let (mut ctx, session) = self.session(group, now)?;
         let manifest = crate::wire::CommitManifest {
-            epoch: session.state.epoch(),
+            epoch: manifest_epoch.unwrap_or(session.state.epoch()),
             approved: Vec::new(),
         };
         let mut candidate = session.state.mls.clone();
-        let output = candidate
-            .commit_builder()
-            .set_new_signing_identity(signer.secret, identity)
+        let mut builder = candidate.commit_builder();
+        if let Some((signer, identity)) = new_leaf {
+            builder = builder.set_new_signing_identity(signer.secret, identity);
+        }
+        let output = builder
             .authenticated_data(manifest.encode_to_vec())
             .commit_time(now.mls_time())
             .build()?;

@@ -593,6 +593,8 @@ impl GroupSession {
             rank,
         } = valid;
         let committer = seen.committer;
+        // The commit may have carried the votes that decided an emergency here.
+        self.score_emergencies(&ctx.config.scoring);
         let new_state = EpochState::new(candidate, ctx.now)?;
         let old = std::mem::replace(&mut self.state, new_state);
         let before: BTreeSet<Address> = old.members().into_iter().collect();

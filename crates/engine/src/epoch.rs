@@ -34,6 +34,11 @@ pub(crate) struct OpenProposal {
     pub(crate) vote_at: Option<Timestamp>,
     /// As owner: late traffic suggests someone lacks votes; send them all again.
     pub(crate) nudged: bool,
+    /// The outcome its creator was scored for here, if it is an emergency (see
+    /// [`GroupSession::score_emergencies`]).
+    ///
+    /// [`GroupSession::score_emergencies`]: crate::session::GroupSession::score_emergencies
+    pub(crate) creator_scored: Option<bool>,
 }
 
 impl OpenProposal {
@@ -49,6 +54,7 @@ impl OpenProposal {
             opened_at: now,
             nudged: false,
             vote_at: None,
+            creator_scored: None,
         }
     }
 
@@ -90,6 +96,11 @@ pub(crate) struct EpochState {
     pub(crate) commits: Vec<SeenCommit>,
     /// When this member last received an application message from each member in this epoch.
     pub(crate) heard_at: BTreeMap<Address, Timestamp>,
+    /// Stewards whose score paid, in this epoch, for a proposal they sent in another
+    /// member's name (counted once per epoch: see [`GroupSession::false_claim`]).
+    ///
+    /// [`GroupSession::false_claim`]: crate::session::GroupSession::false_claim
+    pub(crate) false_claims: BTreeSet<Address>,
     /// This epoch's state holding this member's own MLS Update proposal, once it sent one:
     /// commits are processed in a copy of it (see [`crate::rotation`]).
     pub(crate) own_update: Option<Box<MlsGroup>>,
@@ -137,6 +148,7 @@ impl EpochState {
             started_at: now,
             commits: Vec::new(),
             heard_at: BTreeMap::new(),
+            false_claims: BTreeSet::new(),
             own_update: None,
         })
     }

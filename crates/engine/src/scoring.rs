@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use demls_identity::Address;
 
 use crate::Violation;
-use crate::motion::Emergency;
+use crate::motion::{Emergency, Motion};
 use crate::session::GroupSession;
 
 /// How a member scores stewards. Local to each node, like the scores themselves (the RFC
@@ -35,6 +35,10 @@ pub struct PeerScoring {
     pub emergency_reward: i32,
     /// The creator of an emergency proposal the members voted down.
     pub emergency_penalty: i32,
+    /// A steward sent a proposal in another member's name (a false self-leave claim). It is
+    /// rejected whatever the score; the penalty only brings a later charge closer, since
+    /// the MLS sender it rests on is not evidence other members can check.
+    pub false_claim_penalty: i32,
 }
 
 impl Default for PeerScoring {
@@ -48,6 +52,7 @@ impl Default for PeerScoring {
             commit_reward: 5,
             emergency_reward: 10,
             emergency_penalty: 20,
+            false_claim_penalty: 35,
         }
     }
 }
@@ -124,19 +129,44 @@ impl GroupSession {
         emergency.offender.is_none() || self.score_counting(emergency, scoring) < scoring.threshold
     }
 
-    /// Rewards or penalises the creator of a decided emergency proposal.
-    pub(crate) fn score_emergency(
-        &mut self,
-        owner: Address,
-        approved: bool,
-        scoring: &PeerScoring,
-    ) {
-        let delta = if approved {
-            scoring.emergency_reward
-        } else {
-            -scoring.emergency_penalty
+    /// Rewards or penalises the creator of each decided emergency proposal of the epoch,
+    /// once per outcome: a member learns a decision from the votes, or from the commit that
+    /// carries them (a member still missing the last votes when the commit lands), and both
+    /// must count. A deadline decision that late votes turn round is scored again, the
+    /// earlier outcome undone.
+    pub(crate) fn score_emergencies(&mut self, scoring: &PeerScoring) {
+        let delta = |approved: bool| {
+            if approved {
+                scoring.emergency_reward
+            } else {
+                -scoring.emergency_penalty
+            }
         };
-        self.scores.adjust(owner, delta, scoring);
+        for open in self.state.open.values_mut() {
+            let (Motion::Emergency(_), Some((approved, _))) = (&open.motion, open.decided) else {
+                continue;
+            };
+            let change = match open.creator_scored {
+                None => delta(approved),
+                Some(scored) if scored != approved => delta(approved) - delta(scored),
+                Some(_) => continue,
+            };
+            open.creator_scored = Some(approved);
+            self.scores.adjust(open.owner, change, scoring);
+        }
+    }
+
+    /// `sender` sent a proposal whose owner is another member (the RFC's false self-leave
+    /// claim, which it MAY penalise). Only stewards in office are scored (the RFC scores
+    /// stewards active in the epoch), once per epoch however often the claim comes; anyone
+    /// else's claim is only dropped.
+    pub(crate) fn false_claim(&mut self, sender: Address, scoring: &PeerScoring) {
+        if self.state.stewards_in_office().contains(&sender)
+            && self.state.false_claims.insert(sender)
+        {
+            self.scores
+                .adjust(sender, -scoring.false_claim_penalty, scoring);
+        }
     }
 
     /// The score of each steward in office, in rotation order.

@@ -146,6 +146,7 @@ impl GroupSession {
         let owner = Address::from_slice(&proposal.proposal_owner)
             .ok_or_else(|| EngineError::Malformed("proposal owner is not an address".into()))?;
         if owner != sender {
+            self.false_claim(sender, &ctx.config.scoring);
             return Err(EngineError::SenderMismatch {
                 sender,
                 claimed: owner,
@@ -630,10 +631,7 @@ impl GroupSession {
             change: open.kind(),
             approved,
         });
-        if let Motion::Emergency(_) = open.motion {
-            let owner = open.owner;
-            self.score_emergency(owner, approved, &ctx.config.scoring);
-        }
+        self.score_emergencies(&ctx.config.scoring);
         let Some(open) = self.state.open.get(&id) else {
             return Ok(());
         };

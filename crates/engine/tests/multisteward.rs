@@ -880,3 +880,311 @@ fn a_commit_that_does_not_wait_for_the_vote_is_held_then_judged_broken_when_the_
         );
     }
 }
+
+/// The node among `nodes` whose address is `member`.
+fn node_of(sim: &Sim, nodes: &[NodeId], member: Address) -> NodeId {
+    *nodes
+        .iter()
+        .find(|id| address(sim, **id) == member)
+        .expect("a node of the group")
+}
+
+/// Why `id` rejected the commits it got from `committer`.
+fn rejections_of(sim: &Sim, id: NodeId, committer: Address) -> Vec<String> {
+    sim.node(id)
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::CommitRejected {
+                committer: c,
+                reason,
+                ..
+            } if *c == committer => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `proposer` proposes removing `target`, every member votes YES; runs until `waiting`
+/// have all seen it approved (nobody has committed it yet if the stewards wait).
+fn approve_removal(sim: &mut Sim, proposer: NodeId, target: NodeId, waiting: &[NodeId]) {
+    let g = group();
+    let target_address = address(sim, target);
+    let before: Vec<usize> = waiting
+        .iter()
+        .map(|id| approved_removals(sim, *id))
+        .collect();
+    members_decide(sim, &ChangeKind::Remove(target_address), true);
+    sim.act(proposer, |e, now| e.propose_remove(&g, target_address, now))
+        .unwrap();
+    let approved = sim.run_until(60_000, |s| {
+        waiting
+            .iter()
+            .zip(&before)
+            .all(|(id, before)| approved_removals(s, *id) > *before)
+    });
+    assert!(approved, "removal not approved: {}", describe(sim, waiting));
+}
+
+#[test]
+fn a_commit_by_a_member_that_is_not_a_steward_is_refused_outside_recovery() {
+    let (mut sim, _nodes, bad, honest) = group_with_bad_steward(167);
+    let g = group();
+    // The epoch steward is silent, so the plain member's commit is the first of the epoch.
+    sim.node_mut(bad)
+        .engine
+        .byzantine_set_silent(&g, true)
+        .unwrap();
+    let (a, intruder, p, _) = two_plain_members(&sim, &honest);
+    let (a_address, intruder_address) = (address(&sim, a), address(&sim, intruder));
+    approve_removal(&mut sim, p, a, &[intruder]);
+    // It commits exactly the approved removal, with its votes: the content is right, the
+    // committer is not a steward.
+    sim.act(intruder, |e, now| {
+        e.byzantine_commit_without(&g, Address::default(), now)
+    })
+    .unwrap();
+    let rest: Vec<_> = honest
+        .iter()
+        .copied()
+        .filter(|id| *id != a && *id != intruder)
+        .collect();
+    // The backup commits the removal in the silent steward's place (Layer 1).
+    let ok = sim.run_until(120_000, |s| {
+        converged(s, &rest, 9) && !view(s, rest[0]).members.contains(&a_address)
+    });
+    assert!(ok, "removal did not land: {}", describe(&sim, &rest));
+    for id in &rest {
+        assert!(
+            rejections_of(&sim, *id, intruder_address)
+                .iter()
+                .any(|r| r.contains("may not commit")),
+            "node {}",
+            id.0
+        );
+        let committers = committers_seen(&sim, *id);
+        assert!(!committers.contains(&intruder_address), "node {}", id.0);
+        assert!(
+            view(&sim, *id)
+                .stewards
+                .contains(committers.last().unwrap())
+        );
+        // Refused, not charged: a member that is not a steward has no steward role to lose.
+        assert!(
+            violations(&sim, *id)
+                .iter()
+                .all(|(offender, _)| *offender != Some(intruder_address)),
+            "node {}",
+            id.0
+        );
+    }
+}
+
+#[test]
+fn two_commits_with_the_same_changes_end_on_the_epoch_stewards_and_nobody_is_penalised() {
+    let (mut sim, nodes, epoch_steward, honest) = group_with_bad_steward(173);
+    let g = group();
+    let v = view(&sim, nodes[0]);
+    let steward_address = address(&sim, epoch_steward);
+    let backup = node_of(&sim, &nodes, v.committers[1]);
+    // The epoch steward waits (silent), so that its backup commits first.
+    sim.node_mut(epoch_steward)
+        .engine
+        .byzantine_set_silent(&g, true)
+        .unwrap();
+    let (a, _, p, _) = two_plain_members(&sim, &honest);
+    let all: Vec<_> = nodes.iter().copied().filter(|id| *id != a).collect();
+    let violations_before: Vec<usize> = all.iter().map(|id| violations(&sim, *id).len()).collect();
+    approve_removal(&mut sim, p, a, &[epoch_steward, backup]);
+    // The epoch steward is off the network for a moment; the backup commits at once.
+    sim.node_mut(epoch_steward).online = false;
+    sim.act(backup, |e, now| {
+        e.byzantine_commit_without(&g, Address::default(), now)
+    })
+    .unwrap();
+    let rest: Vec<_> = all
+        .iter()
+        .copied()
+        .filter(|id| *id != epoch_steward)
+        .collect();
+    assert!(sim.run_until(30_000, |s| converged(s, &rest, 9)));
+    // Back, the epoch steward sends its own commit of the same removal for that epoch.
+    sim.node_mut(epoch_steward).online = true;
+    sim.act(epoch_steward, |e, now| {
+        e.byzantine_commit_without(&g, Address::default(), now)
+    })
+    .unwrap();
+    settle(&mut sim, &all, 9, 120_000);
+    let scoring = demls_engine::PeerScoring::default();
+    for (id, before) in all.iter().zip(violations_before) {
+        assert_eq!(
+            committers_seen(&sim, *id).last(),
+            Some(&steward_address),
+            "node {}",
+            id.0
+        );
+        // Competing commits with the same changes are no misbehaviour: nobody is blamed.
+        assert_eq!(violations(&sim, *id).len(), before, "node {}", id.0);
+        for (steward, score) in view(&sim, *id).steward_scores {
+            assert_eq!(score, scoring.default_score, "node {} of {steward}", id.0);
+        }
+    }
+    // Those that had applied the backup's commit first switched to the epoch steward's.
+    for id in &rest {
+        assert!(
+            sim.node(*id).events.iter().any(|(_, e)| matches!(
+                e,
+                Event::BranchSwitched { committer, .. } if *committer == steward_address
+            )),
+            "node {}",
+            id.0
+        );
+    }
+}
+
+#[test]
+fn a_commit_whose_manifest_names_another_epoch_is_broken_and_charged() {
+    let (mut sim, _nodes, bad, honest) = group_with_bad_steward(179);
+    let g = group();
+    let bad_address = address(&sim, bad);
+    let epoch = view(&sim, bad).epoch.0;
+    // A commit valid in itself (a key update), whose manifest names the epoch before.
+    sim.act(bad, |e, now| {
+        e.byzantine_commit_manifest_for(&g, epoch - 1, now)
+    })
+    .unwrap();
+    assert_removed(&mut sim, bad, &honest, Violation::BrokenCommit, 9);
+    let reason = format!("its manifest is for epoch {}", epoch - 1);
+    for id in &honest {
+        assert!(
+            rejections_of(&sim, *id, bad_address).contains(&reason),
+            "node {}",
+            id.0
+        );
+        assert!(charged(&sim, *id, bad_address), "node {}", id.0);
+    }
+}
+
+#[test]
+fn an_emergency_creator_loses_score_when_its_charge_fails_and_earns_some_back_when_one_passes() {
+    let (mut sim, nodes, bad, honest) = group_with_bad_steward(181);
+    let g = group();
+    let bad_address = address(&sim, bad);
+    let accuser_address = view(&sim, nodes[0]).committers[1];
+    let accuser = node_of(&sim, &nodes, accuser_address);
+    // The backup charges the epoch steward with an inactivity it never showed.
+    sim.act(accuser, |e, now| {
+        e.byzantine_charge_inactivity(&g, bad_address, now)
+    })
+    .unwrap();
+    let false_charge = ChangeKind::Emergency {
+        offender: Some(bad_address),
+        violation: Violation::Inactivity,
+    };
+    let voted_down = sim.run_until(60_000, |s| {
+        nodes
+            .iter()
+            .all(|id| decisions(s, *id).contains(&(false_charge.clone(), false)))
+    });
+    assert!(voted_down, "{}", describe(&sim, &nodes));
+    let scoring = demls_engine::PeerScoring::default();
+    let after_failure = scoring.default_score - scoring.emergency_penalty;
+    for id in &nodes {
+        assert_eq!(
+            score(&sim, *id, accuser_address),
+            Some(after_failure),
+            "node {}",
+            id.0
+        );
+        assert_eq!(
+            score(&sim, *id, bad_address),
+            Some(scoring.default_score),
+            "node {}",
+            id.0
+        );
+    }
+    // Then the epoch steward commits an unvoted add: the backup charges it, rightly.
+    let intruder = sim.add(engine(VotePolicy::Automatic));
+    let key_package = sim.act(intruder, |e, now| e.key_package(now)).unwrap();
+    sim.act(bad, |e, now| {
+        e.byzantine_commit(&g, vec![key_package], Vec::new(), now)
+    })
+    .unwrap();
+    assert_removed(&mut sim, bad, &honest, Violation::BrokenCommit, 9);
+    for id in &honest {
+        let raised = opened(&sim, *id).into_iter().any(|(_, owner, change)| {
+            owner == accuser_address
+                && change
+                    == ChangeKind::Emergency {
+                        offender: Some(bad_address),
+                        violation: Violation::BrokenCommit,
+                    }
+        });
+        assert!(raised, "node {}", id.0);
+        // It committed the removal too, an honest commit.
+        assert_eq!(committers_seen(&sim, *id).last(), Some(&accuser_address));
+        assert_eq!(
+            score(&sim, *id, accuser_address),
+            Some(after_failure + scoring.emergency_reward + scoring.commit_reward),
+            "node {}",
+            id.0
+        );
+    }
+}
+
+#[test]
+fn a_false_self_leave_claim_is_rejected_by_every_member_and_costs_a_steward_sender_score() {
+    let (mut sim, nodes, _epoch_steward, _) = group_with_bad_steward(191);
+    let g = group();
+    // A steward that is not the epoch steward, and a member that is not a steward, each
+    // send a proposal that a third member leaves, in that member's name.
+    let forger_address = view(&sim, nodes[0]).committers[1];
+    let forger = node_of(&sim, &nodes, forger_address);
+    let plain_members = plain(&sim, &nodes);
+    let (victim, plain_forger) = (plain_members[0], plain_members[1]);
+    let (victim_address, plain_forger_address) =
+        (address(&sim, victim), address(&sim, plain_forger));
+    let mismatches = |s: &Sim, id: NodeId| {
+        s.node(id)
+            .drops
+            .iter()
+            .filter(|(_, reason)| reason == "sender_mismatch")
+            .count()
+    };
+    let before: Vec<usize> = nodes.iter().map(|id| mismatches(&sim, *id)).collect();
+    for _ in 0..2 {
+        sim.act(forger, |e, now| {
+            e.byzantine_claim_leave_of(&g, victim_address, now)
+        })
+        .unwrap();
+        sim.run_for(500);
+    }
+    sim.act(plain_forger, |e, now| {
+        e.byzantine_claim_leave_of(&g, victim_address, now)
+    })
+    .unwrap();
+    sim.run_for(30_000);
+    let scoring = demls_engine::PeerScoring::default();
+    for (id, before) in nodes.iter().zip(before) {
+        assert!(view(&sim, *id).members.contains(&victim_address));
+        assert!(
+            !opened(&sim, *id)
+                .iter()
+                .any(|(_, _, change)| *change == ChangeKind::Leave(victim_address)),
+            "node {}",
+            id.0
+        );
+        if *id != forger && *id != plain_forger {
+            assert!(mismatches(&sim, *id) >= before + 3, "node {}", id.0);
+            // Once per epoch, however often it tries.
+            assert_eq!(
+                score(&sim, *id, forger_address),
+                Some(scoring.default_score - scoring.false_claim_penalty),
+                "node {}",
+                id.0
+            );
+        }
+        // Only stewards are scored: a member that is not one is only dropped.
+        assert_eq!(score(&sim, *id, plain_forger_address), None);
+    }
+}
