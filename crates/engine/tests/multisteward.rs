@@ -1184,7 +1184,8 @@ fn a_false_self_leave_claim_is_rejected_by_every_member_and_costs_a_steward_send
                 id.0
             );
         }
-        // Only stewards are scored: a member that is not one is only dropped.
+        // The member that is not a steward is only dropped (and the view lists only
+        // stewards' scores).
         assert_eq!(score(&sim, *id, plain_forger_address), None);
     }
 }
