@@ -795,8 +795,11 @@ impl GroupSession {
 /// Most times this member sends its part of one proposal again.
 const MAX_RESENDS: u8 = 5;
 
-/// When this member should next send its part of `open` again, if at all.
+/// When this member should next send its part of `open` again, if at all: `rebroadcast_ms`
+/// after its first sending, then twice as long after each resend. A loaded group (every
+/// member handles every vote) whose proposals stay undecided longer than one interval
+/// would otherwise fill its members' queues with resends and stay undecided the longer.
 fn resend_due(open: &OpenProposal, config: &crate::EngineConfig) -> Option<Timestamp> {
     let (last, times) = open.sent?;
-    (times < MAX_RESENDS).then(|| last.plus_ms(config.rebroadcast_ms))
+    (times < MAX_RESENDS).then(|| last.plus_ms(config.rebroadcast_ms.saturating_mul(1 << times)))
 }
