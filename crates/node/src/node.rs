@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 use demls_chain::RetryPolicy;
 use demls_engine::EngineConfig;
-use demls_storage::{DB_FILE, Durability};
+use std::time::Duration;
+
+use demls_storage::{ArchiveLimits, DB_FILE, DEFAULT_RETENTION, Durability};
 use demls_transport::segmentation::DEFAULT_WIRE_LIMIT;
 use demls_transport::{
     DEFAULT_CLUSTER_ID, DEFAULT_MAX_PEERS, DEFAULT_TARGET_PEERS, Multiaddr, SegmentationConfig,
@@ -68,10 +70,24 @@ pub struct NodeArgs {
         hide_env_values = true
     )]
     pub eth_rpc: Option<String>,
+    /// How many days of its groups' messages the node keeps in its archive and serves to
+    /// peers' history queries (Waku Store): a member away for longer cannot get what was said
+    /// before that from this node.
+    #[arg(long, value_name = "DAYS", default_value_t = DEFAULT_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_RETENTION_DAYS))]
+    pub retention_days: u32,
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
     #[arg(long, default_value = "info")]
     pub log: String,
 }
+
+/// Seconds in a day.
+const DAY_SECS: u64 = 24 * 3600;
+/// The archive's retention unless `--retention-days` says otherwise.
+const DEFAULT_RETENTION_DAYS: u32 = (DEFAULT_RETENTION.as_secs() / DAY_SECS) as u32;
+/// The longest retention accepted: ten years, far beyond any group's need, so that the age in
+/// nanoseconds cannot overflow.
+const MAX_RETENTION_DAYS: i64 = 3650;
 
 type NodeResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -113,6 +129,10 @@ async fn serve(args: NodeArgs) -> NodeResult {
         engine: EngineConfig::default(),
         durability: Durability::Full,
         chain: chain.clone(),
+        archive: ArchiveLimits {
+            max_age: Duration::from_secs(u64::from(args.retention_days) * DAY_SECS),
+            ..ArchiveLimits::default()
+        },
     })
     .await?;
     if chain.configured() {

@@ -1,7 +1,8 @@
 //! No message is lost to an outage: `demls node` processes on loopback in a line, B–A–C (Bob
 //! and Carol each peer only Alice). Carol is killed with SIGKILL while Bob sends 20 messages,
 //! then Bob is gone too; restarted, Carol gets all 20, in order, from Alice's archive (Waku
-//! Store). And a node stopped with SIGSTOP gets what was said while it was frozen.
+//! Store). And a node stopped with SIGSTOP gets what was said while it was frozen; and of a
+//! steward's announcements, every 5 s, a node's archive serves only the latest.
 
 mod common;
 
@@ -266,5 +267,47 @@ fn a_member_offline_across_five_epochs_gets_every_message_of_them() {
         frank,
         expected[3..].to_vec(),
         "frank's history starts at his join"
+    );
+}
+
+#[test]
+fn a_stewards_announcements_leave_only_the_latest_in_the_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = NodeProc::start_with(&tmp.path().join("alice"), "/ip4/127.0.0.1/tcp/0", &[], LINE);
+    // A peer outside the group, so that Alice's announcements are published (and archived).
+    let _peer = NodeProc::start_with(
+        &tmp.path().join("peer"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[&alice.listen],
+        LINE,
+    );
+    alice.cli_json(&["create", "lab"]);
+    let id = alice.group("lab").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let welcome = format!("/demls/1/{id}-welcome/proto");
+    // Alice announces the group every 5 s; nobody else speaks on its welcome topic.
+    let announcements = || -> Vec<Value> {
+        js_waku_store_query(&alice.listen, &welcome, 100)
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    wait_until("an announcement is archived", LIMIT, || {
+        !announcements().is_empty()
+    });
+    let first = announcements();
+    assert_eq!(first.len(), 1, "{first:?}");
+    std::thread::sleep(Duration::from_secs(11));
+    let later = announcements();
+    assert_eq!(
+        later.len(),
+        1,
+        "two or more announced since, one kept: {later:?}"
+    );
+    assert_ne!(
+        later[0]["hash"], first[0]["hash"],
+        "the newer one replaced it"
     );
 }

@@ -6,8 +6,11 @@
 //! other threads) never wait on an engine step's transaction. Its payloads are what the
 //! network already carried (MLS ciphertexts and signed protocol messages), but which groups a
 //! node is in and when they spoke is not for a seized disk to tell: the file is encrypted
-//! whole, like the store ([`crate::at_rest`]). It is bounded by age, count and size ([`ArchiveLimits`]); the oldest messages go
-//! first. A lost tail (a crash before SQLite synced) costs nothing that peers cannot give back,
+//! whole, like the store ([`crate::at_rest`]). It is bounded by age, count and size
+//! ([`ArchiveLimits`]); the oldest messages go first. A message that a newer one replaces (a
+//! steward's periodic announcement) is kept only until that newer one comes
+//! ([`ArchivedMessage::keep_latest`]), so that a stream of them never pushes chat out of the
+//! count and size bounds. A lost tail (a crash before SQLite synced) costs nothing that peers cannot give back,
 //! so it is written with `synchronous=NORMAL`.
 
 use std::path::Path;
@@ -40,13 +43,16 @@ pub struct ArchiveLimits {
     pub max_age: Duration,
 }
 
+/// How long an archive keeps messages unless told otherwise: 30 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl Default for ArchiveLimits {
-    /// 200,000 messages, 512 MiB, 30 days.
+    /// 200,000 messages, 512 MiB, [`DEFAULT_RETENTION`].
     fn default() -> ArchiveLimits {
         ArchiveLimits {
             max_messages: 200_000,
             max_bytes: 512 * 1024 * 1024,
-            max_age: Duration::from_secs(30 * 24 * 3600),
+            max_age: DEFAULT_RETENTION,
         }
     }
 }
@@ -64,6 +70,10 @@ pub struct ArchivedMessage {
     pub timestamp: i64,
     /// The message, encoded as on the wire.
     pub encoded: Vec<u8>,
+    /// Set when only the newest message with this key on the same content topic matters (a
+    /// steward's announcement of a group replaces its earlier ones): the archive keeps that
+    /// newest one and drops, or does not take, the others.
+    pub keep_latest: Option<Vec<u8>>,
 }
 
 impl ArchivedMessage {
@@ -138,11 +148,19 @@ CREATE TABLE IF NOT EXISTS waku_messages (
     pubsub_topic TEXT NOT NULL,
     content_topic TEXT NOT NULL,
     timestamp INTEGER NOT NULL,
-    message BLOB NOT NULL
+    message BLOB NOT NULL,
+    keep_latest BLOB
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS waku_messages_by_time ON waku_messages (timestamp, hash);
 CREATE INDEX IF NOT EXISTS waku_messages_by_topic
     ON waku_messages (content_topic, timestamp, hash);
+";
+
+/// The index of the messages a newer one replaces; created after [`add_keep_latest`] has
+/// given an earlier demls's table the column.
+const KEEP_LATEST_INDEX: &str = "
+CREATE INDEX IF NOT EXISTS waku_messages_latest
+    ON waku_messages (content_topic, keep_latest) WHERE keep_latest IS NOT NULL;
 ";
 
 impl Archive {
@@ -163,6 +181,8 @@ impl Archive {
         let conn = open_private_wal(&path, &key)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        add_keep_latest(&conn)?;
+        conn.execute_batch(KEEP_LATEST_INDEX)?;
         Ok(Archive {
             conn: Mutex::new(conn),
             limits,
@@ -175,7 +195,9 @@ impl Archive {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds `messages` in one transaction; returns how many were new.
+    /// Adds `messages` in one transaction; returns how many were new. A message with a
+    /// [`ArchivedMessage::keep_latest`] key replaces an older one with the same key and content
+    /// topic, and is not taken when a newer one is held.
     pub fn insert(&self, messages: &[ArchivedMessage]) -> Result<usize, StorageError> {
         if messages.is_empty() {
             return Ok(0);
@@ -186,15 +208,39 @@ impl Archive {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO waku_messages
-                 (hash, pubsub_topic, content_topic, timestamp, message) VALUES (?, ?, ?, ?, ?)",
+                 (hash, pubsub_topic, content_topic, timestamp, message, keep_latest)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )?;
+            let mut held = tx.prepare_cached(
+                "SELECT timestamp, hash FROM waku_messages
+                 WHERE content_topic = ? AND keep_latest = ?
+                 ORDER BY timestamp DESC, hash DESC LIMIT 1",
+            )?;
+            let mut replace = tx.prepare_cached(
+                "DELETE FROM waku_messages WHERE content_topic = ? AND keep_latest = ?",
             )?;
             for m in messages {
+                if let Some(key) = &m.keep_latest {
+                    let newest: Option<(i64, Vec<u8>)> = held
+                        .query_row(params![m.content_topic, key], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()?;
+                    let newer_held = newest.is_some_and(|(timestamp, hash)| {
+                        (timestamp, hash.as_slice()) >= (m.timestamp, &m.hash[..])
+                    });
+                    if newer_held {
+                        continue;
+                    }
+                    replace.execute(params![m.content_topic, key])?;
+                }
                 added += insert.execute(params![
                     &m.hash[..],
                     m.pubsub_topic,
                     m.content_topic,
                     m.timestamp,
-                    m.encoded
+                    m.encoded,
+                    m.keep_latest
                 ])?;
             }
         }
@@ -290,8 +336,8 @@ impl Archive {
         let limit = query.limit.max(1);
         values.push(Value::Integer(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
         let sql = format!(
-            "SELECT hash, pubsub_topic, content_topic, timestamp, message FROM waku_messages
-             {filter} ORDER BY timestamp {order}, hash {order} LIMIT ?"
+            "SELECT hash, pubsub_topic, content_topic, timestamp, message, keep_latest
+             FROM waku_messages {filter} ORDER BY timestamp {order}, hash {order} LIMIT ?"
         );
         let mut statement = conn.prepare(&sql)?;
         let mut rows = statement.query(params_from_iter(values))?;
@@ -306,6 +352,7 @@ impl Archive {
                 content_topic: row.get(2)?,
                 timestamp: row.get(3)?,
                 encoded: row.get(4)?,
+                keep_latest: row.get(5)?,
             };
             let full = page.messages.len() == limit
                 || (!page.messages.is_empty() && bytes + message.page_size() > query.max_bytes);
@@ -375,6 +422,18 @@ fn stats(conn: &Connection) -> Result<(u64, u64), StorageError> {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?)
+}
+
+/// Gives the table of an archive made before messages could replace older ones its
+/// `keep_latest` column (null: every message it holds stays until the bounds drop it).
+fn add_keep_latest(conn: &Connection) -> Result<(), StorageError> {
+    let has: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('waku_messages') WHERE name = 'keep_latest'")?
+        .exists([])?;
+    if !has {
+        conn.execute_batch("ALTER TABLE waku_messages ADD COLUMN keep_latest BLOB")?;
+    }
+    Ok(())
 }
 
 fn placeholders(n: usize) -> String {

@@ -29,8 +29,8 @@ mod schema;
 mod store;
 
 pub use archive::{
-    ARCHIVE_FILE, Archive, ArchiveLimits, ArchivePage, ArchiveQuery, ArchivedMessage, Selection,
-    Walk,
+    ARCHIVE_FILE, Archive, ArchiveLimits, ArchivePage, ArchiveQuery, ArchivedMessage,
+    DEFAULT_RETENTION, Selection, Walk,
 };
 pub use at_rest::SALT_FILE;
 pub use error::StorageError;

@@ -1,5 +1,6 @@
 //! The archive of network messages: paging both ways with cursors, topic and time filters,
-//! hash lookups, byte budgets, unknown cursors, and the bounds by age, count and size.
+//! hash lookups, byte budgets, unknown cursors, the bounds by age, count and size, and
+//! announcements that replace their steward's earlier ones.
 
 use std::time::Duration;
 
@@ -16,6 +17,25 @@ fn message(i: u8, topic: &str, timestamp: i64, size: usize) -> ArchivedMessage {
         content_topic: topic.into(),
         timestamp,
         encoded: vec![i; size],
+        keep_latest: None,
+    }
+}
+
+const WELCOME: &str = "/demls/1/lab-welcome/proto";
+const APP: &str = "/demls/1/lab-app/proto";
+
+/// The `n`th announcement overall, by steward `steward`: only its newest is worth keeping.
+fn announcement(steward: u8, n: u32, timestamp: i64) -> ArchivedMessage {
+    let mut hash = [0xff; 32];
+    hash[..4].copy_from_slice(&n.to_be_bytes());
+    hash[4] = steward;
+    ArchivedMessage {
+        hash,
+        pubsub_topic: "/waku/2/rs/4242/0".into(),
+        content_topic: WELCOME.into(),
+        timestamp,
+        encoded: vec![steward; 200],
+        keep_latest: Some(vec![steward; 20]),
     }
 }
 
@@ -165,4 +185,66 @@ fn survives_reopening() {
     }
     let archive = Archive::open(dir.path(), PASS, ArchiveLimits::default()).expect("reopen");
     assert!(archive.contains(&[1; 32]).expect("contains"));
+}
+
+#[test]
+fn announcements_do_not_push_older_chat_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limits = ArchiveLimits {
+        max_messages: 1_000,
+        ..ArchiveLimits::default()
+    };
+    let archive = Archive::open(dir.path(), PASS, limits).expect("open");
+    let chat: Vec<ArchivedMessage> = (1..=200)
+        .map(|i| message(i, APP, i64::from(i), 100))
+        .collect();
+    assert_eq!(archive.insert(&chat).expect("chat"), 200);
+    let join_request = message(201, WELCOME, 300, 100);
+    archive.insert(&[join_request]).expect("join request");
+    // 100,000 announcements by two stewards, all newer than the chat, archived 500 a step
+    // and pruned after each step as a node does: 100 times the count bound.
+    for step in 0..200u32 {
+        let batch: Vec<ArchivedMessage> = (0..500u32)
+            .map(|i| {
+                let n = step * 500 + i;
+                announcement(u8::from(n % 2 == 1), n, 1_000 + i64::from(n))
+            })
+            .collect();
+        archive.insert(&batch).expect("announcements");
+        assert_eq!(archive.prune(2_000_000).expect("prune"), 0, "step {step}");
+    }
+    assert_eq!(archive.stats().expect("stats").0, 203);
+    assert_eq!(
+        timestamps(&archive, query(on(&[APP]), Walk::Forward, 1_000)),
+        vec![(1..=200).collect::<Vec<i64>>()],
+        "all the chat is kept"
+    );
+    // A joiner asking for the welcome topic finds each steward's latest announcement.
+    let welcome = archive
+        .query(&query(on(&[WELCOME]), Walk::Forward, 100))
+        .expect("welcome");
+    let kept: Vec<(i64, Option<Vec<u8>>)> = welcome
+        .messages
+        .iter()
+        .map(|m| (m.timestamp, m.keep_latest.clone()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (300, None),
+            (100_998, Some(vec![0; 20])),
+            (100_999, Some(vec![1; 20]))
+        ]
+    );
+    // An older announcement that comes late (from a peer's archive) is not taken.
+    assert_eq!(
+        archive.insert(&[announcement(0, 7, 1_007)]).expect("late"),
+        0
+    );
+    assert!(
+        !archive
+            .contains(&announcement(0, 7, 1_007).hash)
+            .expect("contains")
+    );
+    assert_eq!(archive.stats().expect("stats").0, 203);
 }

@@ -80,6 +80,7 @@ fn archived(id: u8) -> ArchivedMessage {
         content_topic: content_topic(),
         timestamp: 5,
         encoded: TEXT.as_bytes().to_vec(),
+        keep_latest: None,
     }
 }
 
@@ -320,6 +321,14 @@ fn plaintext_databases_of_an_earlier_demls_are_encrypted_on_first_open() {
     );
     assert_eq!(store.unpublished().unwrap().len(), 4);
     assert!(archive.contains(&[7; 32]).unwrap());
+    // The earlier table was given the column that lets a newer message replace an older one.
+    let keyed = |id: u8, timestamp: i64| ArchivedMessage {
+        timestamp,
+        keep_latest: Some(b"steward".to_vec()),
+        ..archived(id)
+    };
+    assert_eq!(archive.insert(&[keyed(8, 10), keyed(9, 20)]).unwrap(), 2);
+    assert!(!archive.contains(&[8; 32]).unwrap() && archive.contains(&[9; 32]).unwrap());
     drop(store);
     drop(archive);
     let files = assert_nothing_readable(dir.path());

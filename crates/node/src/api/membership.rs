@@ -270,6 +270,7 @@ mod tests {
             engine: EngineConfig::default(),
             durability: Durability::Relaxed,
             chain: ChainAccess::none(),
+            archive: demls_storage::ArchiveLimits::default(),
         })
         .await
         .expect("the node starts");

@@ -55,6 +55,7 @@ async fn start(dir: &std::path::Path, peers: Vec<Multiaddr>) -> BenchResult<Node
         engine: demls_engine::EngineConfig::default(),
         durability: Durability::Full,
         chain: ChainAccess::none(),
+        archive: demls_storage::ArchiveLimits::default(),
     })
     .await?)
 }

@@ -71,6 +71,7 @@ impl Demo {
                 engine: engine_config(),
                 durability: Durability::Relaxed,
                 chain: ChainAccess::none(),
+                archive: demls_storage::ArchiveLimits::default(),
             })
             .await?;
             let mut rx = node.subscribe();

@@ -659,7 +659,7 @@ impl Runtime {
     /// Messages a peer's archive gave back: those this node does not hold go to the engine,
     /// oldest first, as if they came from the relay.
     fn on_fetched(&mut self, fetched: Fetched) {
-        self.history.fetched(&fetched);
+        let more = self.history.fetched(&fetched);
         let mut new = 0;
         for stored in &fetched.messages {
             if self.history.holds(&stored.hash) {
@@ -680,6 +680,11 @@ impl Runtime {
             .history_fetched(fetched.messages.len(), new, bytes);
         if new > 0 {
             tracing::info!(group = %fetched.group, peer = %fetched.peer, new, "history fetched");
+        }
+        if more && self.subscribed.contains(&fetched.group) {
+            // The peer holds more than one fetch takes: the rest, from where it stopped.
+            self.history
+                .fetch(&self.relay, &fetched.group, &[fetched.peer], unix_ns(now()));
         }
     }
 

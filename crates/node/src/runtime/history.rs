@@ -4,12 +4,19 @@
 //! when it wakes from a sleep.
 //!
 //! A message goes into the archive only after the engine step that handled it is on disk, so
-//! a message the archive holds was never lost to a crash: fetching skips it.
+//! a message the archive holds was never lost to a crash: fetching skips it. Of a steward's
+//! announcements of a group (one every few seconds while it is in office) the archive keeps
+//! only the latest, so that they never push the group's chat out of its bounds, while a joiner
+//! still finds the latest announcement through Store.
+//!
+//! A fetch takes at most [`FETCH_LIMIT`] messages from a peer; when the peer holds more, the
+//! node goes on asking that peer from the newest message it got, until it has everything.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use demls_engine::wire::{Envelope, envelope};
 use demls_engine::{GroupId, Topic, TopicKind};
 use demls_storage::{
     Archive, ArchiveLimits, ArchivePage, ArchiveQuery, ArchivedMessage, Selection, StorageError,
@@ -32,7 +39,8 @@ const SLACK_NS: i64 = 5 * 60 * 1_000_000_000;
 /// How far back a node asks for a group it holds nothing of (a group just joined or asked to
 /// join): enough for the latest announcements and what was said while its join was decided.
 const FIRST_LOOK_NS: i64 = 15 * 60 * 1_000_000_000;
-/// The most messages one fetch takes from one peer (a day of a busy group).
+/// The most messages one fetch takes from one peer (a day of a busy group); a peer that holds
+/// more is asked again from where its answer stopped.
 const FETCH_LIMIT: usize = 20_000;
 /// Messages per page of a fetch.
 const PAGE: u64 = 100;
@@ -118,22 +126,27 @@ pub(super) struct History {
     gap_asked: BTreeMap<GroupId, Instant>,
     /// (group, peer) fetches in flight.
     in_flight: BTreeSet<(GroupId, PeerId)>,
+    /// The most messages one fetch takes from one peer ([`FETCH_LIMIT`]; smaller in tests).
+    fetch_limit: usize,
     results: mpsc::UnboundedSender<Fetched>,
 }
 
 impl History {
-    /// Opens the archive of the data directory `dir` (encrypted with the passphrase's key).
+    /// Opens the archive of the data directory `dir` (encrypted with the passphrase's key),
+    /// bounded by `limits`.
     pub(super) fn open(
         dir: &std::path::Path,
         passphrase: &str,
+        limits: ArchiveLimits,
         results: mpsc::UnboundedSender<Fetched>,
     ) -> Result<History, StorageError> {
         Ok(History {
-            archive: Arc::new(Archive::open(dir, passphrase, ArchiveLimits::default())?),
+            archive: Arc::new(Archive::open(dir, passphrase, limits)?),
             heard: Vec::new(),
             synced_until: BTreeMap::new(),
             gap_asked: BTreeMap::new(),
             in_flight: BTreeSet::new(),
+            fetch_limit: FETCH_LIMIT,
             results,
         })
     }
@@ -160,6 +173,7 @@ impl History {
             content_topic: message.content_topic.clone(),
             timestamp,
             encoded: message.encode_to_vec(),
+            keep_latest: keep_latest(message),
         });
     }
 
@@ -232,8 +246,9 @@ impl History {
             let relay = relay.clone();
             let results = self.results.clone();
             let group = group.clone();
+            let limit = self.fetch_limit;
             tokio::spawn(async move {
-                let fetched = match relay.store_query_all(peer, request, FETCH_LIMIT).await {
+                let fetched = match relay.store_query_all(peer, request, limit).await {
                     Ok(response) => {
                         let complete = response.pagination_cursor.is_none();
                         let messages = response
@@ -272,18 +287,55 @@ impl History {
         }
     }
 
-    /// A fetch ended: once a peer gave all it had, the group is synced up to the fetch's start.
-    pub(super) fn fetched(&mut self, fetched: &Fetched) {
+    /// A fetch ended: the group is synced up to what the peer gave ([`synced_after`]).
+    /// Returns whether the peer stopped at the fetch limit and should be asked again, from
+    /// where it stopped.
+    pub(super) fn fetched(&mut self, fetched: &Fetched) -> bool {
         self.in_flight
             .remove(&(fetched.group.clone(), fetched.peer));
-        if fetched.complete {
-            let until = fetched.started.saturating_sub(SLACK_NS);
-            let entry = self
-                .synced_until
-                .entry(fetched.group.clone())
-                .or_insert(until);
-            *entry = (*entry).max(until);
-        }
+        let newest = fetched
+            .messages
+            .iter()
+            .filter_map(|m| m.message.timestamp)
+            .max();
+        let Some(until) = synced_after(fetched.started, fetched.complete, newest) else {
+            return false;
+        };
+        let entry = self
+            .synced_until
+            .entry(fetched.group.clone())
+            .or_insert(i64::MIN);
+        let advanced = until > *entry;
+        *entry = (*entry).max(until);
+        !fetched.complete && advanced
+    }
+}
+
+/// Up to when a group's history is synced after a fetch from one peer that started at
+/// `started` (Unix ns) and brought messages up to `newest`: everything but the last
+/// [`SLACK_NS`] when the peer gave all it had; up to the newest message it gave when it stopped
+/// at [`FETCH_LIMIT`], so that the next fetch asks for what follows rather than for the same
+/// messages again; nothing when it gave nothing.
+fn synced_after(started: i64, complete: bool, newest: Option<i64>) -> Option<i64> {
+    let all = started.saturating_sub(SLACK_NS);
+    if complete {
+        Some(all)
+    } else {
+        newest.map(|newest| newest.min(all))
+    }
+}
+
+/// The key under which the archive keeps only the newest of a group's messages: the steward's
+/// address for an announcement (on the group's welcome topic), which replaces that steward's
+/// earlier ones. The engine checked its signature before it got here.
+fn keep_latest(message: &WakuMessage) -> Option<Vec<u8>> {
+    let topic = topics::engine_topic(&message.content_topic)?;
+    if topic.kind != TopicKind::Welcome {
+        return None;
+    }
+    match Envelope::decode(message.payload.as_slice()).ok()?.body? {
+        envelope::Body::Announcement(announcement) => Some(announcement.steward),
+        _ => None,
     }
 }
 
@@ -300,4 +352,198 @@ fn group_topics(group: &GroupId) -> Vec<String> {
         })
         .map(|t| t.to_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use demls_engine::wire::{GroupAnnouncement, JoinRequest, WIRE_VERSION};
+    use demls_transport::store::{MemoryStore, MemoryStoreLimits};
+    use demls_transport::{TransportConfig, WakuRelay};
+
+    use super::*;
+
+    const SECOND: i64 = 1_000_000_000;
+
+    fn on_topic(kind: TopicKind, body: envelope::Body) -> WakuMessage {
+        let group = GroupId::new("lab").expect("a group id");
+        WakuMessage {
+            payload: Envelope {
+                version: WIRE_VERSION,
+                group_id: group.to_string(),
+                body: Some(body),
+            }
+            .encode_to_vec(),
+            content_topic: topics::content_topic(&Topic { group, kind })
+                .expect("a content topic")
+                .to_string(),
+            timestamp: Some(SECOND),
+            ..WakuMessage::default()
+        }
+    }
+
+    fn announcement(steward: u8) -> envelope::Body {
+        envelope::Body::Announcement(GroupAnnouncement {
+            steward: vec![steward; 20],
+            ..GroupAnnouncement::default()
+        })
+    }
+
+    #[test]
+    fn only_announcements_are_kept_latest_per_steward() {
+        assert_eq!(
+            keep_latest(&on_topic(TopicKind::Welcome, announcement(7))),
+            Some(vec![7; 20])
+        );
+        let request = envelope::Body::JoinRequest(JoinRequest::default());
+        assert_eq!(keep_latest(&on_topic(TopicKind::Welcome, request)), None);
+        assert_eq!(
+            keep_latest(&on_topic(TopicKind::Application, announcement(7))),
+            None,
+            "only the welcome topic carries announcements"
+        );
+        let mut garbage = on_topic(TopicKind::Welcome, announcement(7));
+        garbage.payload = vec![0xff; 9];
+        assert_eq!(keep_latest(&garbage), None);
+    }
+
+    #[test]
+    fn a_fetch_cut_at_the_limit_resumes_from_its_newest_message() {
+        let start = 1_000 * SECOND;
+        assert_eq!(
+            synced_after(start, true, Some(start - SECOND)),
+            Some(start - SLACK_NS),
+            "complete: all but the slack"
+        );
+        assert_eq!(synced_after(start, true, None), Some(start - SLACK_NS));
+        assert_eq!(
+            synced_after(start, false, Some(100 * SECOND)),
+            Some(100 * SECOND),
+            "cut: up to its newest message"
+        );
+        assert_eq!(
+            synced_after(start, false, Some(start)),
+            Some(start - SLACK_NS),
+            "never past the slack"
+        );
+        assert_eq!(synced_after(start, false, None), None, "failed: nothing");
+    }
+
+    fn fetched(peer: PeerId, started: i64, complete: bool, timestamps: &[i64]) -> Fetched {
+        let group = GroupId::new("lab").expect("a group id");
+        Fetched {
+            group,
+            peer,
+            started,
+            messages: timestamps
+                .iter()
+                .map(|&t| StoredMessage {
+                    hash: MessageHash([0; 32]),
+                    pubsub_topic: String::new(),
+                    message: WakuMessage {
+                        timestamp: Some(t),
+                        ..WakuMessage::default()
+                    },
+                })
+                .collect(),
+            complete,
+        }
+    }
+
+    #[test]
+    fn a_peer_is_asked_again_while_each_cut_fetch_gets_further() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (results, _) = mpsc::unbounded_channel();
+        let mut history = History::open(dir.path(), "pass", ArchiveLimits::default(), results)
+            .expect("the archive opens");
+        let group = GroupId::new("lab").expect("a group id");
+        let peer = PeerId::random();
+        let start = 100_000 * SECOND;
+        history.synced_until.insert(group.clone(), 0);
+        assert!(history.fetched(&fetched(peer, start, false, &[10, 20, 30])));
+        assert_eq!(history.synced_until[&group], 30);
+        assert!(
+            !history.fetched(&fetched(peer, start, false, &[30])),
+            "no further: not asked again"
+        );
+        assert!(
+            !history.fetched(&fetched(peer, start, false, &[])),
+            "failed"
+        );
+        assert_eq!(history.synced_until[&group], 30);
+        assert!(history.fetched(&fetched(peer, start, false, &[30, 40])));
+        assert!(!history.fetched(&fetched(peer, start, true, &[50])), "done");
+        assert_eq!(history.synced_until[&group], start - SLACK_NS);
+    }
+
+    /// Over loopback: a peer's store holds 700 of the group's messages and a fetch takes at
+    /// most 250; asking again while [`History::fetched`] says so gets every one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_holding_more_than_a_fetch_takes_gives_everything_in_rounds() {
+        let store = Arc::new(MemoryStore::new(MemoryStoreLimits::default()));
+        let (server, _server_events) = WakuRelay::start(TransportConfig {
+            store: Some(store.clone()),
+            peer_exchange: false,
+            ..TransportConfig::default()
+        })
+        .await
+        .expect("the serving node starts");
+        let pubsub = server.pubsub_topic().to_string();
+        let group = GroupId::new("lab").expect("a group id");
+        let [welcome, app] = [0, 1].map(|i| group_topics(&group)[i].clone());
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_nanos(),
+        )
+        .expect("before 2262");
+        let mut held = BTreeSet::new();
+        for i in 0..700 {
+            let message = WakuMessage {
+                payload: format!("message {i}").into_bytes(),
+                content_topic: if i % 7 == 0 { &welcome } else { &app }.clone(),
+                // Within the first look of a group the fetching node holds nothing of.
+                timestamp: Some(now - 600 * SECOND + i * 1_000_000),
+                ..WakuMessage::default()
+            };
+            held.insert(store.insert(&pubsub, message).expect("stored"));
+        }
+        let (client, _client_events) = WakuRelay::start(TransportConfig {
+            peers: server.listen_addrs(),
+            peer_exchange: false,
+            ..TransportConfig::default()
+        })
+        .await
+        .expect("the fetching node starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !client.connected_peers().contains(&server.peer_id()) {
+            assert!(Instant::now() < deadline, "the nodes do not connect");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (results, mut answers) = mpsc::unbounded_channel();
+        let mut history = History::open(dir.path(), "pass", ArchiveLimits::default(), results)
+            .expect("the archive opens");
+        history.fetch_limit = 250;
+        let mut got = BTreeSet::new();
+        let mut rounds = 0;
+        loop {
+            history.fetch(&client, &group, &[server.peer_id()], now);
+            let answer = tokio::time::timeout(Duration::from_secs(30), answers.recv())
+                .await
+                .expect("a fetch ends in time")
+                .expect("the results channel is open");
+            assert!(!answer.messages.is_empty(), "round {rounds} failed");
+            got.extend(answer.messages.iter().map(|m| m.hash));
+            rounds += 1;
+            if !history.fetched(&answer) {
+                assert!(answer.complete, "stopped before the end");
+                break;
+            }
+        }
+        assert_eq!(got, held, "every message, in {rounds} rounds");
+        assert_eq!(rounds, 3, "300 (three pages of 100), 300, then the rest");
+        client.shutdown().await;
+        server.shutdown().await;
+    }
 }

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use demls_api::EventBody;
 use demls_engine::{EngineConfig, EngineError, Event, GroupId, Timestamp};
 use demls_identity::{Address, IdentityError};
-use demls_storage::{Durability, StorageError};
+use demls_storage::{ArchiveLimits, Durability, StorageError};
 use demls_transport::{Multiaddr, RelayHandle, TransportConfig, TransportError, WakuRelay};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use zeroize::Zeroizing;
@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub durability: Durability,
     /// The Ethereum JSON-RPC endpoint that answers admission checks, if any.
     pub chain: ChainAccess,
+    /// How much of its groups' history the node keeps and serves to peers.
+    pub archive: ArchiveLimits,
 }
 
 /// Why a node could not start or stopped.
@@ -304,7 +306,12 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         now(),
     )?;
     let (fetched, fetched_rx) = mpsc::unbounded_channel();
-    let history = history::History::open(&config.data_dir, &config.passphrase, fetched)?;
+    let history = history::History::open(
+        &config.data_dir,
+        &config.passphrase,
+        config.archive,
+        fetched,
+    )?;
     let transport = TransportConfig {
         node_key: Some(loaded.node_key),
         store: Some(Arc::new(history.backend())),
