@@ -200,3 +200,77 @@ impl GroupSession {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use demls_identity::Wallet;
+
+    use super::*;
+    use crate::{Engine, EngineConfig, MlsSigner, MlsStore};
+
+    /// The add of a new joiner, with a fresh key package.
+    fn add() -> Change {
+        let signer = MlsSigner::generate().expect("a signature key");
+        let mut engine = Engine::new(
+            Wallet::generate(),
+            &signer,
+            EngineConfig::default(),
+            MlsStore::new(4, false),
+        );
+        let bytes = engine
+            .key_package(Timestamp(1_700_000_000_000))
+            .expect("a key package");
+        Change::add_from_bytes(&bytes).expect("an add")
+    }
+
+    fn joiner(change: &Change) -> Address {
+        change.subject(Address::default())
+    }
+
+    #[test]
+    fn kept_for_three_epochs_after_the_one_it_arrived_in_and_proposed_once_in_each() {
+        let mut buffer = KeyPackageBuffer::default();
+        let change = add();
+        buffer.keep(&change, 5).expect("kept");
+        // Not in its own epoch: its vote is still open there.
+        assert!(!buffer.waiting(5));
+        for epoch in 6..=8 {
+            buffer.expire(epoch, |_| false);
+            assert!(buffer.waiting(epoch), "epoch {epoch}");
+            assert_eq!(buffer.take_waiting(epoch).len(), 1);
+            assert!(!buffer.waiting(epoch), "epoch {epoch}");
+        }
+        buffer.expire(9, |_| false);
+        assert!(buffer.joiners().is_empty());
+        // Its steward proposing it once more does not make it last longer.
+        buffer.keep(&change, 9).expect("seen before");
+        assert!(buffer.joiners().is_empty());
+    }
+
+    #[test]
+    fn dropped_once_the_joiner_is_a_member_or_voted_down() {
+        let mut buffer = KeyPackageBuffer::default();
+        let (first, second) = (add(), add());
+        buffer.keep(&first, 1).expect("kept");
+        buffer.keep(&second, 1).expect("kept");
+        buffer.expire(2, |member| *member == joiner(&first));
+        assert_eq!(buffer.joiners(), vec![joiner(&second)]);
+        buffer.forget(&joiner(&second));
+        assert!(buffer.joiners().is_empty());
+    }
+
+    #[test]
+    fn survives_a_snapshot_and_keeps_at_most_its_bound() {
+        let mut buffer = KeyPackageBuffer::default();
+        let changes: Vec<Change> = (0..=MOST_KEPT).map(|_| add()).collect();
+        for (epoch, change) in (1..).zip(&changes) {
+            buffer.keep(change, epoch).expect("kept");
+        }
+        // The oldest went first.
+        assert_eq!(buffer.joiners().len(), MOST_KEPT);
+        assert!(!buffer.joiners().contains(&joiner(&changes[0])));
+        let restored =
+            KeyPackageBuffer::restore(&buffer.snapshot().expect("snapshot")).expect("restored");
+        assert_eq!(restored.joiners(), buffer.joiners());
+    }
+}
