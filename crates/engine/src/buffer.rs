@@ -24,7 +24,7 @@ use crate::snapshot::BufferedKeyPackage;
 use crate::{EngineError, Epoch, Timestamp};
 
 /// Epochs a key package is kept after the epoch it arrived in (the RFC's 3).
-pub(crate) const KEPT_EPOCHS: u64 = 3;
+const KEPT_EPOCHS: u64 = 3;
 /// Most key packages kept per group; beyond it the oldest goes first.
 const MOST_KEPT: usize = 256;
 /// Most key package references remembered, so that one kept and dropped is not kept again
