@@ -697,6 +697,8 @@ impl GroupSession {
         self.invitations.forget_members(|a| state.is_member(a));
         self.added_with.retain(|member, _| state.is_member(member));
         self.scores.retain(|member| state.is_member(member));
+        self.key_packages
+            .expire(state.epoch(), |member| state.is_member(member));
         // A person's vote stands while its change is still to be made.
         self.standing.retain(|kind, _| match kind {
             ChangeKind::Add(a) => !state.is_member(a),

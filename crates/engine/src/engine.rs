@@ -63,6 +63,8 @@ pub struct GroupView {
     pub key_ages: Vec<crate::KeyAge>,
     /// This node's score of each steward in office, in rotation order (peer scoring).
     pub steward_scores: Vec<(Address, i32)>,
+    /// Joiners whose key packages this node keeps to propose again (for a few epochs).
+    pub buffered_joiners: Vec<Address>,
 }
 
 /// The de-MLS protocol engine of one node.
@@ -142,6 +144,7 @@ impl Engine {
                             score,
                         })
                         .collect(),
+                    key_packages: session.key_packages.snapshot()?,
                     standing: session
                         .standing
                         .iter()
@@ -209,6 +212,7 @@ impl Engine {
                 })
             }));
             session.sent_since_rotation = group.sent_since_rotation;
+            session.key_packages = crate::buffer::KeyPackageBuffer::restore(&group.key_packages)?;
             for record in &group.scores {
                 if let Some(member) = Address::from_slice(&record.member) {
                     session.scores.restore(member, record.score);
@@ -823,6 +827,7 @@ impl Engine {
             rotation: session.state.rules.rotation,
             key_ages: session.key_age_list(),
             steward_scores: session.steward_scores(&self.config.scoring),
+            buffered_joiners: session.key_packages.joiners(),
         })
     }
 }

@@ -14,6 +14,7 @@
 mod admission;
 pub mod bench_support;
 mod bounded;
+mod buffer;
 #[cfg(feature = "byzantine")]
 mod byzantine;
 mod causal;

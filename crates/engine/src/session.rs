@@ -97,6 +97,8 @@ pub(crate) struct GroupSession {
     pub(crate) sent_since_rotation: u32,
     /// This member's scores of stewards.
     pub(crate) scores: crate::scoring::Scores,
+    /// Joiners' key packages kept for a few epochs, to propose again.
+    pub(crate) key_packages: crate::buffer::KeyPackageBuffer,
     #[cfg(feature = "byzantine")]
     pub(crate) byzantine: Byzantine,
 }
@@ -137,6 +139,7 @@ impl GroupSession {
             key_ages: std::collections::BTreeMap::new(),
             sent_since_rotation: 0,
             scores: crate::scoring::Scores::default(),
+            key_packages: crate::buffer::KeyPackageBuffer::default(),
             #[cfg(feature = "byzantine")]
             byzantine: Byzantine::default(),
         };
@@ -566,6 +569,7 @@ impl GroupSession {
         self.liveness_on_timeout(ctx)?;
         self.chat_on_timeout(ctx)?;
         self.rotate_if_due(ctx)?;
+        self.propose_buffered(ctx)?;
         self.settle(ctx)?;
         self.report_missing(ctx);
         Ok(())
@@ -594,6 +598,7 @@ impl GroupSession {
             self.scheduled_votes_due(),
             self.admission_due(config),
             self.rotation_due(),
+            self.buffered_due(config),
         ]
         .into_iter()
         .flatten()

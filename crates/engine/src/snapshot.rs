@@ -59,6 +59,20 @@ pub struct GroupSnapshot {
     /// This member's scores of stewards that differ from the default.
     #[prost(message, repeated, tag = "10")]
     pub scores: Vec<ScoreRecord>,
+    /// Joiners' key packages this member keeps to propose again.
+    #[prost(message, repeated, tag = "11")]
+    pub key_packages: Vec<BufferedKeyPackage>,
+}
+
+/// A joiner's key package a member keeps for a few epochs.
+#[derive(Clone, PartialEq, Message)]
+pub struct BufferedKeyPackage {
+    /// The add (`GroupChange` encoding, epoch ignored).
+    #[prost(bytes = "vec", tag = "1")]
+    pub change: Vec<u8>,
+    /// The epoch it arrived in.
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
 }
 
 /// This member's score of another.

@@ -61,7 +61,7 @@ impl GroupSession {
 
     /// Whether someone already has an undecided or approved proposal for the same thing
     /// (for a self-update: this member).
-    fn already_open(&self, motion: &Motion) -> bool {
+    pub(crate) fn already_open(&self, motion: &Motion) -> bool {
         let own_only = matches!(motion, Motion::Change(Change::Update { .. }));
         self.state.open.values().any(|o| {
             o.motion.same_as(motion)
@@ -91,6 +91,7 @@ impl GroupSession {
         let id = ProposalId(proposal.proposal_id);
         let me = ctx.wallet.address();
         *self.state.proposals_by_owner.entry(me).or_default() += 1;
+        self.buffer_key_package(&motion)?;
         let mut open = OpenProposal::new(me, motion, deadline, ctx.now);
         open.sent = Some((ctx.now, 0));
         let kind = open.kind();
@@ -210,6 +211,10 @@ impl GroupSession {
             .receive_proposal(proposal, voters, ctx.now.into())?;
         let id = outcome.id;
         *self.state.proposals_by_owner.entry(owner).or_default() += 1;
+        // A key package that does not check out is voted NO below; it is simply not kept.
+        if let Err(error) = self.buffer_key_package(&motion) {
+            tracing::debug!(group = %self.id, %error, "key package not buffered");
+        }
         let mut open = OpenProposal::new(owner, motion, deadline, ctx.now);
         if open.motion.waits_for_silence(ctx.wallet.address()) {
             // An inactivity charge is judged after a steward timeout: an alive steward shows itself meanwhile.
@@ -656,6 +661,7 @@ impl GroupSession {
                     self.refuse_joiner(address, &reason, ctx);
                 }
                 self.steward_forget(address);
+                self.key_packages.forget(&address);
             }
             self.own.retain(|own| own.proposal != Some(id));
         }
@@ -723,11 +729,13 @@ impl GroupSession {
         self.own = own
             .into_iter()
             .filter(|own| match &own.motion {
+                // Asked again by the steward holding the joiner's request; a joiner proposed
+                // from the key package buffer is proposed again from there (while kept).
                 Motion::Change(Change::Add {
                     address,
                     replace: false,
                     ..
-                }) => !state.is_member(address),
+                }) => !state.is_member(address) && self.steward_holds(*address),
                 // A re-add is asked for again by its joiner if it did not land.
                 Motion::Change(Change::Add { replace: true, .. }) => false,
                 Motion::Change(Change::Remove { target }) => state.is_member(target),

@@ -4,7 +4,10 @@
 mod common;
 
 use common::*;
-use demls_engine::{ChangeKind, Event, StewardMode, Violation, VotePolicy};
+use demls_engine::{
+    ChangeKind, Engine, EngineConfig, Event, MlsSigner, MlsStore, StewardMode, Violation,
+    VotePolicy,
+};
 use demls_identity::Address;
 use demls_sim::{NodeId, Sim};
 
@@ -314,11 +317,11 @@ fn a_steward_that_drops_approved_proposals_twice_is_removed() {
         if view(&sim, rest[0]).committers.first() == Some(&bad_address) {
             break;
         }
-        let epoch = view(&sim, rest[0]).epoch;
+        let epoch = view(&sim, rest[0]).epoch.0;
         let who = rest[round % rest.len()];
         sim.act(who, |e, now| e.rotate(&g, now)).unwrap();
         assert!(sim.run_until(120_000, |s| {
-            rest.iter().all(|id| view(s, *id).epoch > epoch)
+            rest.iter().all(|id| view(s, *id).epoch.0 > epoch)
         }));
         settle(&mut sim, &rest, 8, 60_000);
     }
@@ -875,6 +878,183 @@ fn a_commit_that_does_not_wait_for_the_vote_is_held_then_judged_broken_when_the_
     for id in &honest {
         assert!(
             view(&sim, *id).members.contains(&a_address),
+            "node {}",
+            id.0
+        );
+    }
+}
+
+/// A 7-member big-consensus group whose people vote by hand (and take an hour to), and a
+/// joiner that asked the epoch steward (and, patient, does not ask again for an hour).
+/// Returns once every member has the joiner's add open: the sim, the members, that
+/// steward, the joiner and its add.
+fn joiner_at_the_epoch_steward(seed: u64) -> (Sim, Vec<NodeId>, NodeId, NodeId, ChangeKind) {
+    let mut sim = Sim::new(noisy_net(seed));
+    let nodes = form_group_with(
+        &mut sim,
+        7,
+        VotePolicy::Automatic,
+        demls_engine::GroupParams {
+            membership_vote_timeout_secs: 3_600,
+            ..multi(StewardMode::Big, 3, 5)
+        },
+    );
+    for id in &nodes {
+        let now = sim.now();
+        sim.node_mut(*id)
+            .engine
+            .set_vote_policy(VotePolicy::Manual, now);
+    }
+    let steward_address = view(&sim, nodes[0]).committers[0];
+    let steward = *nodes
+        .iter()
+        .find(|id| address(&sim, **id) == steward_address)
+        .unwrap();
+    let patient = EngineConfig {
+        join_retry_ms: 3_600_000,
+        ..config(VotePolicy::Automatic)
+    };
+    let joiner = sim.add(Engine::new(
+        next_wallet(),
+        &MlsSigner::generate().unwrap(),
+        patient,
+        MlsStore::new(4, false),
+    ));
+    sim.act(joiner, |e, now| {
+        e.request_join(group(), Some(steward_address), now)
+    })
+    .unwrap();
+    let add = ChangeKind::Add(address(&sim, joiner));
+    assert!(sim.run_until(60_000, |s| {
+        nodes
+            .iter()
+            .all(|id| open_proposal_for(s, *id, &add).is_some())
+    }));
+    (sim, nodes, steward, joiner, add)
+}
+
+/// How many join requests a node sent.
+fn requests_sent(sim: &Sim, id: NodeId) -> usize {
+    sim.node(id)
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::JoinRequestSent { .. }))
+        .count()
+}
+
+/// The owners of the proposals for `change` a node saw opened.
+fn owners_of(sim: &Sim, id: NodeId, change: &ChangeKind) -> Vec<Address> {
+    opened(sim, id)
+        .into_iter()
+        .filter(|(_, _, c)| c == change)
+        .map(|(_, owner, _)| owner)
+        .collect()
+}
+
+#[test]
+fn an_approved_joiner_whose_steward_goes_silent_is_committed_by_the_backup() {
+    let (mut sim, nodes, steward, joiner, add) = joiner_at_the_epoch_steward(171);
+    let steward_address = address(&sim, steward);
+    let rest: Vec<_> = nodes.iter().copied().filter(|id| *id != steward).collect();
+    // Its lid closes before it commits; the others approve the joiner.
+    sim.node_mut(steward).online = false;
+    assert!(people_vote(&mut sim, &rest, &add, true));
+    let mut with_joiner = rest.clone();
+    with_joiner.push(joiner);
+    settle(&mut sim, &with_joiner, 8, 120_000);
+    assert_ne!(
+        committers_seen(&sim, rest[0]).last(),
+        Some(&steward_address)
+    );
+    assert_eq!(requests_sent(&sim, joiner), 1);
+    sim.node_mut(steward).online = true;
+    let mut everyone = with_joiner;
+    everyone.push(steward);
+    settle(&mut sim, &everyone, 8, 120_000);
+}
+
+#[test]
+fn a_joiner_whose_vote_a_commit_cut_short_is_proposed_again_from_the_buffer() {
+    let (mut sim, nodes, steward, joiner, add) = joiner_at_the_epoch_steward(173);
+    let g = group();
+    let steward_address = address(&sim, steward);
+    let joiner_address = address(&sim, joiner);
+    let rest: Vec<_> = nodes.iter().copied().filter(|id| *id != steward).collect();
+    let epoch = view(&sim, rest[0]).epoch.0;
+    // The steward that took the request goes silent; before anyone voted on the joiner, a
+    // key rotation is committed by the backup, which closes the vote without a result.
+    sim.node_mut(steward).online = false;
+    let rotating = plain(&sim, &rest)[0];
+    sim.act(rotating, |e, now| e.rotate(&g, now)).unwrap();
+    assert!(sim.run_until(60_000, |s| {
+        rest.iter().all(|id| view(s, *id).epoch.0 > epoch)
+    }));
+    for id in &rest {
+        let v = view(&sim, *id);
+        assert!(!v.members.contains(&joiner_address), "node {}", id.0);
+        assert!(
+            v.buffered_joiners.contains(&joiner_address),
+            "node {}",
+            id.0
+        );
+    }
+    // The people now say YES: another steward proposes the joiner again from its buffer,
+    // the group votes, and it is committed, without the joiner asking again.
+    decide_everywhere(&mut sim, &rest, &add, true);
+    let mut with_joiner = rest.clone();
+    with_joiner.push(joiner);
+    settle(&mut sim, &with_joiner, 8, 120_000);
+    assert_eq!(requests_sent(&sim, joiner), 1);
+    for id in &rest {
+        let owners = owners_of(&sim, *id, &add);
+        assert!(
+            owners.len() >= 2 && owners[1..].iter().all(|o| *o != steward_address),
+            "node {} saw the add proposed by {owners:?}",
+            id.0
+        );
+        assert!(view(&sim, *id).buffered_joiners.is_empty(), "node {}", id.0);
+    }
+    sim.node_mut(steward).online = true;
+    let mut everyone = with_joiner;
+    everyone.push(steward);
+    settle(&mut sim, &everyone, 8, 120_000);
+}
+
+/// Epochs a key package stays buffered after the one it arrived in (the RFC's 3).
+const KEPT_EPOCHS: u64 = 3;
+
+#[test]
+fn a_buffered_key_package_is_dropped_after_three_epochs() {
+    let (mut sim, nodes, steward, joiner, add) = joiner_at_the_epoch_steward(179);
+    let steward_address = address(&sim, steward);
+    let joiner_address = address(&sim, joiner);
+    let epoch = view(&sim, nodes[0]).epoch.0;
+    let reached = |target: u64| {
+        let nodes = nodes.clone();
+        move |s: &Sim| nodes.iter().all(|id| view(s, *id).epoch.0 >= target)
+    };
+    // Nobody votes on the joiner; key rotations move the group on, epoch after epoch.
+    for later in 1..=KEPT_EPOCHS {
+        keep_rotating_until(&mut sim, &nodes, reached(epoch + later));
+        for id in &nodes {
+            assert!(
+                view(&sim, *id).buffered_joiners.contains(&joiner_address),
+                "node {} at {} epochs later",
+                id.0,
+                later
+            );
+        }
+    }
+    keep_rotating_until(&mut sim, &nodes, reached(epoch + KEPT_EPOCHS + 1));
+    for id in &nodes {
+        let v = view(&sim, *id);
+        assert!(!v.members.contains(&joiner_address));
+        assert!(v.buffered_joiners.is_empty(), "node {}", id.0);
+        // Its steward was there all along and asked again each epoch: nobody else did.
+        assert!(
+            owners_of(&sim, *id, &add)
+                .iter()
+                .all(|o| *o == steward_address),
             "node {}",
             id.0
         );

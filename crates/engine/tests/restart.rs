@@ -4,8 +4,9 @@
 mod common;
 
 use common::*;
-use demls_engine::{StorageWrite, VotePolicy};
+use demls_engine::{Engine, EngineSnapshot, StorageWrite, VotePolicy};
 use demls_sim::{NodeId, Sim};
+use prost::Message;
 
 /// Runs until every node of `all` is in the group with `all.len()` members; fails if not.
 fn assert_converges(sim: &mut Sim, all: &[NodeId]) {
@@ -133,6 +134,19 @@ fn a_steward_restarts_with_a_joiner_waiting_and_still_admits_it() {
     );
 }
 
+/// The people at `voters` vote by hand from now on; a new node asks to join (returned).
+fn hand_voters_and_a_joiner(sim: &mut Sim, voters: &[NodeId]) -> NodeId {
+    for &member in voters {
+        sim.node_mut(member)
+            .engine
+            .set_vote_policy(VotePolicy::Manual, Default::default());
+    }
+    let joiner = sim.add(engine(VotePolicy::Automatic));
+    sim.act(joiner, |e, now| e.request_join(group(), None, now))
+        .unwrap();
+    joiner
+}
+
 #[test]
 fn a_member_restarted_mid_vote_takes_its_own_vote_back_without_voting_again() {
     let Setup {
@@ -147,14 +161,7 @@ fn a_member_restarted_mid_vote_takes_its_own_vote_back_without_voting_again() {
 
     // Two members vote by hand and wait: the next join stays open with the steward's and the
     // fourth member's YES (two of four).
-    for &member in &nodes[1..] {
-        sim.node_mut(member)
-            .engine
-            .set_vote_policy(VotePolicy::Manual, Default::default());
-    }
-    let fifth = sim.add(engine(VotePolicy::Automatic));
-    sim.act(fifth, |e, now| e.request_join(g.clone(), None, now))
-        .unwrap();
+    let fifth = hand_voters_and_a_joiner(&mut sim, &nodes[1..]);
     let voted = |s: &Sim| {
         s.node(fourth).events.iter().any(|(_, e)| {
             matches!(e, demls_engine::Event::VoteRecorded { voter, .. }
@@ -186,4 +193,43 @@ fn a_member_restarted_mid_vote_takes_its_own_vote_back_without_voting_again() {
     }
     all.push(fifth);
     assert_converges(&mut sim, &all);
+}
+
+#[test]
+fn a_member_restarted_keeps_the_key_packages_it_buffered_and_old_snapshots_still_load() {
+    let Setup {
+        mut sim,
+        all,
+        fourth: persisted,
+        mut disk,
+    } = Setup::new(53);
+    let g = group();
+    let fourth = persisted.id;
+    // Everyone votes by hand and waits: the next joiner's add stays open.
+    let fifth = hand_voters_and_a_joiner(&mut sim, &all);
+    let fifth_address = address(&sim, fifth);
+    let buffered = |s: &Sim| view(s, fourth).buffered_joiners == vec![fifth_address];
+    assert!(sim.run_until(10_000, buffered));
+
+    // A snapshot written before key packages were buffered (no tag 11) still loads.
+    disk.apply(sim.node_mut(fourth).engine.take_storage_writes().unwrap());
+    let bytes = sim.node(fourth).engine.snapshot().unwrap();
+    let mut old = EngineSnapshot::decode_checked(&bytes).unwrap();
+    for group in &mut old.groups {
+        group.key_packages.clear();
+    }
+    let restored = Engine::restore(
+        persisted.wallet.clone(),
+        &persisted.signer,
+        config(VotePolicy::Manual),
+        disk.load(),
+        &old.encode_to_vec(),
+        sim.now(),
+    )
+    .unwrap();
+    assert!(restored.group(&g).unwrap().buffered_joiners.is_empty());
+
+    // Restarted from its real snapshot, it still keeps the joiner's key package.
+    persisted.restart(&mut sim, &mut disk, VotePolicy::Manual);
+    assert!(buffered(&sim));
 }
