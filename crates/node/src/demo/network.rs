@@ -11,6 +11,7 @@ use demls_engine::{ChangeKind, Epoch, Event, GroupId, GroupView, Timestamp};
 use demls_identity::Address;
 use demls_storage::Durability;
 use demls_transport::{TransportConfig, TransportEvent, WakuRelay};
+use futures::future::try_join_all;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -177,12 +178,13 @@ impl Demo {
 
     /// The group as each of the first `count` nodes sees it.
     async fn views(&self, count: usize) -> Result<Vec<GroupView>, DemoError> {
-        let mut views = Vec::new();
-        for node in &self.nodes[..count] {
+        // Asked of every node at once: each answers when its queue reaches the call.
+        let views = try_join_all(self.nodes[..count].iter().map(|node| {
             let group = self.group.clone();
-            views.extend(node.call(move |rt| rt.group_view(&group)).await?);
-        }
-        Ok(views)
+            node.call(move |rt| rt.group_view(&group))
+        }))
+        .await?;
+        Ok(views.into_iter().flatten().collect())
     }
 
     /// Each of the first `count` nodes says something; returns the texts with their recipients.
@@ -191,15 +193,15 @@ impl Demo {
         count: usize,
         text: impl Fn(usize) -> String,
     ) -> Result<Vec<(String, Vec<usize>)>, DemoError> {
-        let mut sent = Vec::new();
-        for i in 0..count {
-            let line = text(i);
+        // Everyone talks at once, as people do.
+        let sent: Vec<(String, Vec<usize>)> = (0..count)
+            .map(|i| (text(i), (0..count).filter(|j| *j != i).collect()))
+            .collect();
+        try_join_all(sent.iter().zip(&self.nodes).map(|((line, _), node)| {
             let (group, body) = (self.group.to_string(), line.clone());
-            self.nodes[i]
-                .command(move |rt| rt.send(&group, &body))
-                .await?;
-            sent.push((line, (0..count).filter(|j| *j != i).collect::<Vec<_>>()));
-        }
+            node.command(move |rt| rt.send(&group, &body))
+        }))
+        .await?;
         let expected = sent.clone();
         self.run_until(Duration::from_secs(30), move |demo| {
             expected
@@ -340,14 +342,24 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
     // Listening from the start, the eavesdropper hears every commit the thief must follow.
     let captured = wiretap(&demo.nodes[0], args.cluster_id, &group).await?;
     // The creator invites each member-to-be (its YES, signed ahead); each joins with the ticket.
-    for (i, node) in demo.nodes.iter().enumerate().skip(1) {
-        let (name, invitee) = (group.to_string(), demo.addresses[i]);
-        let invitation = demo.nodes[0]
-            .command(move |rt| rt.invite(&name, invitee, INVITATION_MS / 1000))
-            .await?;
-        node.command(move |rt| rt.join_ticket(&invitation.ticket))
-            .await?;
-    }
+    // Each joiner asks as soon as its own invitation is made, not after the others'.
+    try_join_all(
+        demo.nodes
+            .iter()
+            .zip(&demo.addresses)
+            .skip(1)
+            .map(|(node, invitee)| {
+                let (name, invitee, creator) = (group.to_string(), *invitee, &demo.nodes[0]);
+                async move {
+                    let invitation = creator
+                        .command(move |rt| rt.invite(&name, invitee, INVITATION_MS / 1000))
+                        .await?;
+                    node.command(move |rt| rt.join_ticket(&invitation.ticket))
+                        .await
+                }
+            }),
+    )
+    .await?;
     let everyone = group_of(n);
     demo.run_until(Duration::from_secs(120), everyone).await;
     let joined = demo.seen.iter().filter(|s| !s.members.is_empty()).count();
@@ -407,15 +419,19 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
         demo.names.of(&victim_address)
     );
     // Removing someone takes a majority of people: the others agree ahead of the vote.
-    for (_, node) in demo.nodes[..victim]
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 1)
-    {
-        let name = group.to_string();
-        node.command(move |rt| rt.decide_change(&name, ChangeKind::Remove(victim_address), true))
-            .await?;
-    }
+    try_join_all(
+        demo.nodes[..victim]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, node)| {
+                let name = group.to_string();
+                node.command(move |rt| {
+                    rt.decide_change(&name, ChangeKind::Remove(victim_address), true)
+                })
+            }),
+    )
+    .await?;
     let name = group.to_string();
     demo.nodes[1]
         .command(move |rt| rt.propose_remove(&name, victim_address))
