@@ -1,7 +1,8 @@
 //! Membership with consent through `demls node` processes on loopback, with a short
 //! `--membership-timeout`: silence admits nobody and removes nobody; members approve and deny
 //! waiting joiners with the CLI; stale decisions and forged tickets are refused with typed
-//! errors; `follow` survives a restart of its node.
+//! errors; an open group admits whoever asks, and a departed inviter's ticket nobody; `follow`
+//! survives a restart of its node.
 
 mod common;
 
@@ -297,4 +298,33 @@ fn follow_goes_on_after_its_node_restarts() {
     node.cli_json(&["send", "lab", "again"]);
     let next = follow.until("(you):");
     assert!(next.contains("again"), "printed twice: {next}");
+}
+
+#[test]
+fn an_open_group_admits_who_asks_and_a_departed_inviters_ticket_admits_nobody() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, bob) = two_members(tmp.path(), "lab");
+
+    // A public group: a stranger asking by its name is admitted by the automatic voters.
+    let created = alice.cli_json(&["create", "square", "--open"]);
+    assert_eq!(created["join_rule"], "open");
+    let dave = stranger(tmp.path(), "dave", &alice);
+    dave.cli_json(&["join", "square"]);
+    wait_until("dave is in the square", LIMIT, || {
+        dave.group("square")
+            .is_some_and(|g| epoch_and_size(&g).1 == 2)
+    });
+
+    // Bob invites Dave to `lab`, then leaves: his invitation no longer counts, and the
+    // steward tells Dave why.
+    let ticket = bob.cli_json(&["invite", "lab", &dave.address]);
+    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+    bob.cli_json(&["leave", "lab"]);
+    wait_until("bob is gone", LIMIT, || members(&alice).len() == 1);
+    assert_eq!(dave.cli_json(&["join", &ticket])["state"], "joining");
+    let id = lab_id(&alice);
+    wait_until("dave is refused", LIMIT, || refusal(&dave, &id).is_some());
+    let reason = refusal(&dave, &id).unwrap();
+    assert!(reason.contains("not a member"), "{reason}");
+    assert_eq!(members(&alice).len(), 1);
 }
