@@ -608,24 +608,37 @@ fn print_requests(list: &[PendingRequest]) {
     if list.is_empty() {
         say!("(no requests waiting)");
     }
+    // Who voted how is what a person decides by, so each voter is named, not only counted.
+    let voters = |who: &[String]| {
+        if who.is_empty() {
+            "nobody".to_owned()
+        } else {
+            who.join(", ")
+        }
+    };
     for r in list {
         let invited = r
             .invited_by
             .as_ref()
-            .map_or(String::new(), |i| format!("  invited by {i}"));
+            .map_or(String::new(), |i| format!(", invited by {i}"));
         let mine = match r.own_vote {
-            Some(true) => "  you: YES",
-            Some(false) => "  you: NO",
-            None => "  you: not voted",
+            Some(true) => "YES",
+            Some(false) => "NO",
+            None => "not voted",
         };
         say!(
-            "{}  since {}  yes {} / no {} of {}  closes {} UTC{invited}{mine}",
+            "{} asks to join since {} UTC{invited}; the vote closes {} UTC (silence is NO)",
             r.address,
             clock(r.since),
+            clock(r.deadline)
+        );
+        say!("  approved by: {}", voters(&r.yes));
+        say!("  denied by:   {}", voters(&r.no));
+        say!(
+            "  yes {} / no {} of {} voters; you: {mine}",
             r.yes.len(),
             r.no.len(),
-            r.voters,
-            clock(r.deadline)
+            r.voters
         );
     }
 }

@@ -151,45 +151,15 @@ fn the_api_needs_the_token_and_answers_in_json() {
     assert!(log.contains("group_created"));
 
     // `follow` prints the history, then what arrives.
-    // Killed even if the test fails: `follow` reconnects for ever, and an orphan would keep
-    // the test's output pipe open.
-    struct Follow(std::process::Child);
-    impl Drop for Follow {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut follow = Follow(
-        std::process::Command::new(env!("CARGO_BIN_EXE_demls"))
-            .args(["follow", "lab", "--data-dir"])
-            .arg(&node.dir)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    let stdout = follow.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let next = || lines.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert!(next().contains("(you): hi"));
+    let follow = Follow::start(&node, "lab");
+    assert!(follow.next().contains("(you): hi"));
     post(
         &node,
         "/api/groups/lab/messages",
         &token,
         json!({"text": "live"}),
     );
-    assert!(next().contains("(you): live"));
+    assert!(follow.next().contains("(you): live"));
     drop(follow);
 
     // The CLI says what is wrong.

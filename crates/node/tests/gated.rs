@@ -86,15 +86,6 @@ fn all_have(nodes: &[&NodeProc], group: &str, count: usize) -> bool {
     nodes.iter().all(|n| members(n, group) == count)
 }
 
-/// The refusal `node` was given for `group`, as `groups` lists it.
-fn refusal(node: &NodeProc, group: &str) -> Option<String> {
-    node.cli_json(&["groups"])
-        .as_array()?
-        .iter()
-        .find(|g| g["id"] == group && g["state"] == "refused")
-        .and_then(|g| g["refusal"].as_str().map(str::to_owned))
-}
-
 /// The admission verdicts `node` logged about `subject`.
 fn verdicts(node: &NodeProc, subject: &str) -> Vec<Value> {
     node.events()

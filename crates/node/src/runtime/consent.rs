@@ -161,13 +161,15 @@ impl Runtime {
         let ticket = Ticket::parse(text).map_err(|e| CommandError::Invalid(e.to_string()))?;
         let group = group_id(&ticket.group_id)?;
         self.ensure_not_joining(&group)?;
-        self.names.name(&mut self.store, &group, &ticket.name)?;
         if ticket.invitation.is_empty() {
             self.engine.request_join(group.clone(), None, now())?;
         } else {
             self.engine
                 .request_join_invited(group.clone(), &ticket.invitation, now())?;
         }
+        // Named only once the engine took the ticket: a refused (forged, foreign, expired)
+        // one must leave nothing behind, not even a name that `create` would then find taken.
+        self.names.name(&mut self.store, &group, &ticket.name)?;
         self.stand_outside(&group, None);
         Ok(self.joining(&group))
     }

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -184,6 +185,24 @@ impl NodeProc {
             .unwrap()
     }
 
+    /// `POST <api><path>` of `body` with the node's token: the status and JSON answer.
+    pub fn api_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .post(format!("{}{path}", self.api))
+            .header("Authorization", format!("Bearer {}", self.token()))
+            .send_json(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.body_mut().read_json().unwrap_or(Value::Null),
+        )
+    }
+
     /// The node's logged events.
     pub fn events(&self) -> Vec<Value> {
         self.api_get("/api/events/log?limit=5000")
@@ -204,6 +223,68 @@ impl NodeProc {
     }
 }
 
+/// A running `demls follow`, whose stdout and stderr lines arrive in one channel. Killed on
+/// drop, even if the test fails: `follow` reconnects for ever, and an orphan would keep the
+/// test's output pipe open.
+pub struct Follow {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Follow {
+    /// Runs `demls follow <group>` against `node`.
+    pub fn start(node: &NodeProc, group: &str) -> Follow {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_demls"))
+            .args(["follow", group, "--data-dir"])
+            .arg(&node.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let lines_tx = lines_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if lines_tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Follow { child, lines }
+    }
+
+    /// The next line printed; panics if none comes within 20 seconds.
+    pub fn next(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("follow printed nothing for 20 s")
+    }
+
+    /// The first line printed that contains `what` (the ones before it are skipped).
+    pub fn until(&self, what: &str) -> String {
+        loop {
+            let line = self.next();
+            if line.contains(what) {
+                return line;
+            }
+        }
+    }
+}
+
 /// Waits until `done` holds; panics with `what` after `limit`.
 pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -217,6 +298,15 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The refusal `node` was given for `group`, as `groups` lists it.
+pub fn refusal(node: &NodeProc, group: &str) -> Option<String> {
+    node.cli_json(&["groups"])
+        .as_array()?
+        .iter()
+        .find(|g| g["id"] == group && g["state"] == "refused")
+        .and_then(|g| g["refusal"].as_str().map(str::to_owned))
 }
 
 /// Epoch and member count of a `show --json` answer.
