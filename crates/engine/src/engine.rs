@@ -532,7 +532,7 @@ impl Engine {
         let (mut ctx, session) = self.session(group, now)?;
         session.vote(proposal, yes, &mut ctx)?;
         // A person's vote on adding or removing someone stands until the change is made
-        // or dropped, also when the change is proposed again in a later epoch.
+        // or voted down, also when the change is proposed again in a later epoch.
         if let Some(open) = session.state.open.get(&proposal)
             && matches!(open.kind(), ChangeKind::Add(_) | ChangeKind::Remove(_))
         {

@@ -641,8 +641,12 @@ impl GroupSession {
             return Ok(());
         };
         if !approved {
-            // Voted down: this member stops asking for it, and a joiner it asked for
-            // hears why (it may ask again).
+            // Voted down, the change is dropped: its people's decisions on it are spent, so
+            // that when it is asked for again they decide anew (a NO kept would refuse a
+            // joiner asking again at once, however the people now feel).
+            self.standing.remove(&open.kind());
+            // This member stops asking for it, and a joiner it asked for hears why (it may
+            // ask again).
             if let Some(Change::Add {
                 address,
                 replace: false,

@@ -93,6 +93,45 @@ fn a_stranger_is_not_admitted_while_nobody_acts() {
 }
 
 #[test]
+fn a_joiner_voted_down_asks_again_and_is_admitted_when_the_people_change_their_minds() {
+    let mut sim = Sim::new(noisy_net(317));
+    let nodes = invited_group(&mut sim, 3, VotePolicy::Manual);
+    let joiner = sim.add(engine(VotePolicy::Automatic));
+    let change = ChangeKind::Add(address(&sim, joiner));
+    sim.act(joiner, |e, now| e.request_join(group(), None, now))
+        .unwrap();
+    assert!(people_vote(&mut sim, &nodes[1..], &change, false));
+    assert!(sim.run_until(60_000, |s| !refusals(s, joiner).is_empty()));
+    for id in &nodes {
+        assert!(
+            decisions(&sim, *id).contains(&(change.clone(), false)),
+            "node {}",
+            id.0
+        );
+    }
+    // The NOs were spent on that vote: asked again, nothing is decided before the people
+    // act, and their YES (all three: two of three is not yet a decision) admits the joiner.
+    sim.act(joiner, |e, now| e.request_join(group(), None, now))
+        .unwrap();
+    assert!(sim.run_until(10_000, |s| {
+        open_proposal_for(s, nodes[1], &change).is_some()
+    }));
+    sim.run_for(3_000);
+    for id in &nodes {
+        let open = open_proposal_for(&sim, *id, &change);
+        assert!(open.is_some(), "node {} no longer holds the request", id.0);
+    }
+    assert!(people_vote(&mut sim, &nodes, &change, true));
+    let mut all = nodes.clone();
+    all.push(joiner);
+    assert!(
+        sim.run_until(60_000, |s| converged(s, &all, 4)),
+        "{}",
+        describe(&sim, &all)
+    );
+}
+
+#[test]
 fn a_group_of_one_does_not_admit_a_stranger_on_its_stewards_proposal() {
     let mut sim = Sim::new(noisy_net(303));
     let g = group();
