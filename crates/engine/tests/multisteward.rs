@@ -232,6 +232,30 @@ fn assert_removed(
             id.0
         );
     }
+    assert_roles_truthful(sim, honest);
+}
+
+/// Every view of `nodes` shows the same stewards and commit order, all of them members, and
+/// scores only for the stewards shown: what `show`, `/roster` and the web's Health tab print.
+fn assert_roles_truthful(sim: &Sim, nodes: &[NodeId]) {
+    let first = view(sim, nodes[0]);
+    for id in nodes {
+        let v = view(sim, *id);
+        assert_eq!(v.stewards, first.stewards, "node {}", id.0);
+        assert_eq!(v.committers, first.committers, "node {}", id.0);
+        assert!(
+            v.stewards
+                .iter()
+                .chain(&v.committers)
+                .all(|s| v.members.contains(s)),
+            "node {}: {:?} / {:?} not all members",
+            id.0,
+            v.stewards,
+            v.committers
+        );
+        let scored: Vec<Address> = v.steward_scores.iter().map(|(a, _)| *a).collect();
+        assert_eq!(scored, v.stewards, "node {}", id.0);
+    }
 }
 
 /// Two members of `honest` that are not stewards, and two others to propose their removal.
@@ -751,6 +775,8 @@ fn when_every_steward_is_silent_re_elections_then_a_deadlock_emergency_let_any_m
             Some(&address(&sim, waking))
         );
     }
+    // After re-elections, a deadlock and recovery, every view agrees on who steers.
+    assert_roles_truthful(&sim, &rest);
 }
 
 /// Whether `id` has an emergency proposal open and undecided.
