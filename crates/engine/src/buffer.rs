@@ -179,7 +179,7 @@ impl GroupSession {
         Some(
             self.state
                 .started_at
-                .plus_ms(turns.saturating_mul(config.steward_timeout_ms)),
+                .plus_ms(turns.saturating_mul(self.state.rules.timers.commit_ms(config))),
         )
     }
 

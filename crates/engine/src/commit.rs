@@ -605,7 +605,7 @@ impl GroupSession {
         let waited_past_turn = !acting_committed
             && old
                 .first_approval()
-                .is_some_and(|t| t.plus_ms(ctx.config.steward_timeout_ms) <= ctx.now);
+                .is_some_and(|t| t.plus_ms(old.rules.timers.commit_ms(ctx.config)) <= ctx.now);
         let omissions = censored(&old, &seen, ctx.config);
         // Honest work by a steward of the epoch's list (Layer 3 recovery lets anyone commit).
         let honest_steward = omissions.is_empty() && committers.contains(&committer);
@@ -798,7 +798,7 @@ fn censored(
     commit: &SeenCommit,
     config: &crate::EngineConfig,
 ) -> Vec<demls_consensus::wire::Proposal> {
-    let grace = censorship_grace(config);
+    let grace = censorship_grace(state.rules.timers, config);
     state
         .approved_motions()
         .filter(|(_, open)| crate::epoch::worth_a_commit(&open.motion))
@@ -816,10 +816,10 @@ fn censored(
 }
 
 /// How long before a commit an approved proposal must have been decided for
-/// its omission to count as censorship: two steward timeouts, so that a
+/// its omission to count as censorship: two commit turns, so that a
 /// committer still missing votes on a lossy network is not taken for a censor.
-pub(crate) fn censorship_grace(config: &crate::EngineConfig) -> u64 {
-    2 * config.steward_timeout_ms
+pub(crate) fn censorship_grace(timers: crate::rules::Timers, config: &crate::EngineConfig) -> u64 {
+    2 * timers.commit_ms(config)
 }
 
 /// How an approved change shows in a commit (a leave is a removal; an emergency removes its offender).

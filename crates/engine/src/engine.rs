@@ -362,7 +362,7 @@ impl Engine {
         let extensions: ExtensionList = vec![
             ext.into_extension()
                 .map_err(|e| EngineError::Mls(e.to_string()))?,
-            crate::rules::Rules::of(&params).to_extension()?,
+            crate::rules::Rules::of(&params, &self.config).to_extension()?,
         ]
         .into();
         let mut mls = self.client.create_group_with_id(

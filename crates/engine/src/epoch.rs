@@ -294,7 +294,7 @@ impl EpochState {
     }
 
     /// Whether any member may commit (an approved deadlock emergency).
-    fn deadlocked(&self) -> bool {
+    pub(crate) fn deadlocked(&self) -> bool {
         self.approved_motions().any(
             |(_, o)| matches!(&o.motion, Motion::Emergency(e) if e.evidence == Evidence::Deadlock),
         )

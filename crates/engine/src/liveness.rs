@@ -35,7 +35,7 @@ impl GroupSession {
             .filter(|_| self.state.mode != crate::StewardMode::Single);
         if let Some(since) = stalled {
             let next = self.state.reelections().saturating_add(1);
-            let motion = if next <= config.max_retry_rounds {
+            let motion = if next <= self.state.rules.timers.max_reelections(config) {
                 let stewards = self.state.expected_list(next, self.id.as_bytes());
                 Motion::Election(crate::motion::Election {
                     retry_round: next,
@@ -61,7 +61,9 @@ impl GroupSession {
             if !self.pursued(&motion) {
                 // The epoch steward proposes it at once; anyone after a steward timeout.
                 return Some((
-                    self.state.started_at.plus_ms(config.steward_timeout_ms),
+                    self.state
+                        .started_at
+                        .plus_ms(self.state.rules.timers.commit_ms(config)),
                     motion,
                 ));
             }

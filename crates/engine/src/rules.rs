@@ -7,7 +7,7 @@ use prost::Message;
 
 use crate::mls::GroupRulesExt;
 use crate::wire::GroupRules;
-use crate::{EngineError, GroupParams, JoinRule, RotationRule, Timestamp};
+use crate::{EngineConfig, EngineError, GroupParams, JoinRule, RotationRule, Timestamp};
 
 /// Seconds a vote on adding or removing someone stays open in a group created
 /// before the rules existed (the extension is absent there).
@@ -26,17 +26,67 @@ pub(crate) fn consensus_config() -> demls_consensus::ConsensusConfig {
     }
 }
 
-/// Who may join, and how long people have to decide on membership.
+/// Who may join, how long people have to decide on membership, and how long each committer
+/// has for its turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Rules {
     pub(crate) join_rule: JoinRule,
     pub(crate) membership_vote_timeout_secs: u32,
     pub(crate) rotation: RotationRule,
+    pub(crate) timers: Timers,
+}
+
+/// The steward timers of a group (the RFC's commit and recovery inactivity timers, and its
+/// `max_reelection_attempts`). Group rules, so that members whose nodes are set differently
+/// still agree on whose commit turn it is. A zero, as in a group made before timers were
+/// rules, stands for the member's own setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Timers {
+    commit_ms: u32,
+    recovery_ms: u32,
+    max_reelections: u32,
+}
+
+impl Timers {
+    /// A new group's timers: its creator's settings, a recovery turn half a commit turn.
+    fn of(config: &EngineConfig) -> Self {
+        let commit_ms = u32::try_from(config.steward_timeout_ms).unwrap_or(u32::MAX);
+        Self {
+            commit_ms,
+            recovery_ms: (commit_ms / 2).max(1),
+            max_reelections: config.max_retry_rounds,
+        }
+    }
+
+    /// How long a committer has for its turn.
+    pub(crate) fn commit_ms(self, config: &EngineConfig) -> u64 {
+        match self.commit_ms {
+            0 => config.steward_timeout_ms,
+            ms => u64::from(ms),
+        }
+    }
+
+    /// How long a committer has for its turn during recovery (Layers 2 and 3: after a
+    /// re-election or a deadlock), when the group has already waited through its turns.
+    pub(crate) fn recovery_ms(self, config: &EngineConfig) -> u64 {
+        match self.recovery_ms {
+            0 => self.commit_ms(config) / 2,
+            ms => u64::from(ms),
+        }
+    }
+
+    /// Re-election rounds before the deadlock emergency.
+    pub(crate) fn max_reelections(self, config: &EngineConfig) -> u32 {
+        match self.max_reelections {
+            0 => config.max_retry_rounds,
+            rounds => rounds,
+        }
+    }
 }
 
 impl Rules {
-    /// The rules of a new group.
-    pub(crate) fn of(params: &GroupParams) -> Self {
+    /// The rules of a new group, its timers from its creator's `config`.
+    pub(crate) fn of(params: &GroupParams, config: &EngineConfig) -> Self {
         Self {
             join_rule: params.join_rule,
             membership_vote_timeout_secs: params
@@ -46,6 +96,7 @@ impl Rules {
                 after_secs: params.rotation.after_secs.max(1),
                 after_messages: params.rotation.after_messages.max(1),
             },
+            timers: Timers::of(config),
         }
     }
 
@@ -59,6 +110,7 @@ impl Rules {
                 join_rule: JoinRule::Invite,
                 membership_vote_timeout_secs: DEFAULT_MEMBERSHIP_VOTE_SECS,
                 rotation: RotationRule::default(),
+                timers: Timers::default(),
             });
         };
         let rules = GroupRules::decode(ext.rules.as_slice())?;
@@ -81,6 +133,11 @@ impl Rules {
                     messages => messages,
                 },
             },
+            timers: Timers {
+                commit_ms: rules.commit_timeout_ms,
+                recovery_ms: rules.recovery_timeout_ms,
+                max_reelections: rules.max_reelections,
+            },
         })
     }
 
@@ -92,6 +149,9 @@ impl Rules {
                 membership_vote_timeout_secs: self.membership_vote_timeout_secs,
                 rotate_after_secs: self.rotation.after_secs,
                 rotate_after_messages: self.rotation.after_messages,
+                commit_timeout_ms: self.timers.commit_ms,
+                recovery_timeout_ms: self.timers.recovery_ms,
+                max_reelections: self.timers.max_reelections,
             }
             .encode_to_vec(),
         }
@@ -107,5 +167,41 @@ impl Rules {
     /// When a vote on adding or removing someone, opened at `now`, closes.
     pub(crate) fn membership_deadline(self, now: Timestamp) -> Timestamp {
         now.plus_ms(u64::from(self.membership_vote_timeout_secs) * 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_groups_timers_are_its_creators_settings_and_travel_in_the_rules() {
+        let creator = EngineConfig {
+            steward_timeout_ms: 4_000,
+            max_retry_rounds: 2,
+            ..EngineConfig::default()
+        };
+        let rules = Rules::of(&GroupParams::default(), &creator);
+        let context: ExtensionList = vec![rules.to_extension().unwrap()].into();
+        let read = Rules::read(&context).unwrap();
+        assert_eq!(read, rules);
+        // Another member's own settings do not change them.
+        let other = EngineConfig::default();
+        assert_eq!(read.timers.commit_ms(&other), 4_000);
+        assert_eq!(read.timers.recovery_ms(&other), 2_000);
+        assert_eq!(read.timers.max_reelections(&other), 2);
+    }
+
+    #[test]
+    fn a_group_made_before_timers_were_rules_uses_each_members_settings() {
+        let timers = Timers::default();
+        let mine = EngineConfig {
+            steward_timeout_ms: 6_000,
+            max_retry_rounds: 5,
+            ..EngineConfig::default()
+        };
+        assert_eq!(timers.commit_ms(&mine), 6_000);
+        assert_eq!(timers.recovery_ms(&mine), 3_000);
+        assert_eq!(timers.max_reelections(&mine), 5);
     }
 }

@@ -444,7 +444,10 @@ impl GroupSession {
                 if let Err(error) = self.commit(ctx) {
                     // Not the input's fault: try again later rather than at every step.
                     tracing::warn!(group = %self.id, %error, "commit failed");
-                    self.commit_retry_at = Some(ctx.now.plus_ms(ctx.config.steward_timeout_ms));
+                    self.commit_retry_at = Some(
+                        ctx.now
+                            .plus_ms(self.state.rules.timers.commit_ms(ctx.config)),
+                    );
                 }
                 Ok(())
             }

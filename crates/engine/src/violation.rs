@@ -55,7 +55,8 @@ impl GroupSession {
         let due = if reporter == Some(me) {
             ctx.now
         } else {
-            ctx.now.plus_ms(ctx.config.steward_timeout_ms)
+            ctx.now
+                .plus_ms(self.state.rules.timers.commit_ms(ctx.config))
         };
         self.reports.push(ScheduledReport { due, emergency });
     }
@@ -160,8 +161,10 @@ impl GroupSession {
                 match (seen, approved_at) {
                     (Some(seen), Some(at)) => {
                         Some(seen.committer) == emergency.offender
-                            && at.plus_ms(crate::commit::censorship_grace(ctx.config))
-                                <= seen.seen_at
+                            && at.plus_ms(crate::commit::censorship_grace(
+                                record.rules.timers,
+                                ctx.config,
+                            )) <= seen.seen_at
                             && record.open.get(&id).is_some_and(|o| {
                                 !seen
                                     .applied
@@ -173,7 +176,8 @@ impl GroupSession {
             }
             Evidence::Deadlock => {
                 emergency.violation_epoch == self.state.epoch()
-                    && self.state.reelections() >= ctx.config.max_retry_rounds
+                    && self.state.reelections()
+                        >= self.state.rules.timers.max_reelections(ctx.config)
                     && self
                         .stalled_since(ctx.config)
                         .is_some_and(|since| since <= ctx.now)
@@ -258,7 +262,7 @@ impl GroupSession {
             .applied_in(epoch)
             .is_some_and(|c| Some(c.committer) != offender);
         let waited = record.first_approval().is_some_and(|t| {
-            t.plus_ms(ctx.config.steward_timeout_ms / 2)
+            t.plus_ms(self.state.rules.timers.commit_ms(ctx.config) / 2)
                 <= self.applied_in(epoch).map_or(ctx.now, |c| c.seen_at)
         });
         never_committed && waited && (ended_by_another || epoch == self.state.epoch())

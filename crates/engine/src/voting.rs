@@ -219,10 +219,9 @@ impl GroupSession {
         if open.motion.waits_for_silence(ctx.wallet.address()) {
             // An inactivity charge is judged after a steward timeout: an alive steward shows itself meanwhile.
             // The window lets the accused's NO vote through a lossy network (it re-sends it).
-            open.vote_at = Some(
-                ctx.now
-                    .plus_ms(ctx.config.steward_timeout_ms + 2 * ctx.config.rebroadcast_ms),
-            );
+            open.vote_at = Some(ctx.now.plus_ms(
+                self.state.rules.timers.commit_ms(ctx.config) + 2 * ctx.config.rebroadcast_ms,
+            ));
         }
         let kind = open.kind();
         self.state.open.insert(id, open);
@@ -524,7 +523,7 @@ impl GroupSession {
             };
         }
         if election.retry_round != self.state.reelections().saturating_add(1)
-            || election.retry_round > ctx.config.max_retry_rounds
+            || election.retry_round > self.state.rules.timers.max_reelections(ctx.config)
         {
             return Judgement::No(format!(
                 "retry round {} is not the next one",
@@ -787,7 +786,14 @@ impl GroupSession {
                 }
             })
             .sum();
-        Some(start.plus_ms(waits * config.steward_timeout_ms))
+        // Recovery (Layers 2 and 3): the group has already waited through a list's turns.
+        let timers = self.state.rules.timers;
+        let turn = if self.state.reelections() > 0 || self.state.deadlocked() {
+            timers.recovery_ms(config)
+        } else {
+            timers.commit_ms(config)
+        };
+        Some(start.plus_ms(waits * turn))
     }
 
     /// When the current committers' turns began: the first approval, or the

@@ -155,6 +155,16 @@ pub struct GroupRules {
     /// Chat messages a member sends before it replaces its leaf keys (0: the default).
     #[prost(uint32, tag = "4")]
     pub rotate_after_messages: u32,
+    /// Milliseconds of a committer's turn (0: each member's own setting, as in groups made
+    /// before timers were rules).
+    #[prost(uint32, tag = "5")]
+    pub commit_timeout_ms: u32,
+    /// Milliseconds of a committer's turn after a re-election or a deadlock (0: half a turn).
+    #[prost(uint32, tag = "6")]
+    pub recovery_timeout_ms: u32,
+    /// Re-election rounds before the deadlock emergency (0: each member's own setting).
+    #[prost(uint32, tag = "7")]
+    pub max_reelections: u32,
 }
 
 /// A steward's refusal of a joiner that does not meet the group's admission policy.

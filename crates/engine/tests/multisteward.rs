@@ -1395,3 +1395,48 @@ fn a_false_self_leave_claim_is_rejected_by_every_member_and_costs_a_steward_send
         assert_eq!(score(&sim, *id, plain_forger_address), None);
     }
 }
+
+#[test]
+fn commit_turns_follow_the_groups_timers_not_a_members_own_setting() {
+    let mut sim = Sim::new(noisy_net(131));
+    // Every member but the creator has its node set to give a committer ten minutes; the
+    // group's rules hold what the creator's node said (two seconds), and they count.
+    let slow = EngineConfig {
+        steward_timeout_ms: 600_000,
+        ..config(VotePolicy::Automatic)
+    };
+    let nodes = form_group_from(&mut sim, 10, multi(StewardMode::Big, 3, 5), || {
+        Engine::new(
+            next_wallet(),
+            &MlsSigner::generate().unwrap(),
+            slow.clone(),
+            MlsStore::new(4, false),
+        )
+    });
+    let committers = view(&sim, nodes[0]).committers;
+    let (epoch_steward, backup) = (committers[0], committers[1]);
+    assert_ne!(
+        backup,
+        address(&sim, nodes[0]),
+        "the backup must be a slow node"
+    );
+    let sleeper = node_of(&sim, &nodes, epoch_steward);
+    sim.node_mut(sleeper).online = false;
+    let awake: Vec<NodeId> = nodes.iter().copied().filter(|id| *id != sleeper).collect();
+    let (a, _, p, _) = two_plain_members(&sim, &awake);
+    let a_address = address(&sim, a);
+    members_decide(&mut sim, &ChangeKind::Remove(a_address), true);
+    sim.act(p, |e, now| e.propose_remove(&group(), a_address, now))
+        .unwrap();
+    // The backup takes its turn within a minute, not after its own ten.
+    let rest: Vec<NodeId> = awake.iter().copied().filter(|id| *id != a).collect();
+    assert!(
+        sim.run_until(60_000, |s| {
+            rest.iter()
+                .all(|id| !view(s, *id).members.contains(&a_address))
+        }),
+        "{}",
+        describe(&sim, &rest)
+    );
+    assert_eq!(committers_seen(&sim, rest[0]).last(), Some(&backup));
+}

@@ -107,6 +107,16 @@ pub fn form_group_with(
     policy: VotePolicy,
     group_params: GroupParams,
 ) -> Vec<NodeId> {
+    form_group_from(sim, n, group_params, || engine(policy))
+}
+
+/// [`form_group_with`] whose joiners' engines `joiner` makes (the creator's is [`engine`]'s).
+pub fn form_group_from(
+    sim: &mut Sim,
+    n: usize,
+    group_params: GroupParams,
+    mut joiner: impl FnMut() -> Engine,
+) -> Vec<NodeId> {
     let g = group();
     let steward = sim.add(engine(VotePolicy::Automatic));
     sim.act(steward, |e, now| {
@@ -115,7 +125,7 @@ pub fn form_group_with(
     .unwrap();
     let mut nodes = vec![steward];
     for _ in 1..n {
-        let id = sim.add(engine(policy));
+        let id = sim.add(joiner());
         sim.act(id, |e, now| e.request_join(g.clone(), None, now))
             .unwrap();
         nodes.push(id);
