@@ -379,6 +379,22 @@ try {
   await see(a, "2 members in epoch 5", "main");
   log("bob left; his page keeps the history");
 
+  // Bob asks to come back; this time Alice denies on her page and Carol over the API: refused.
+  await openGroup(b, "lab");
+  await b.getByRole("button", { name: "Ask to join again" }).click();
+  await tab(a, "lab", "Members");
+  await see(a, bobShort, ".requests");
+  await a.locator(".requests").getByRole("button", { name: "Deny" }).click();
+  await see(a, "You denied this request", ".requests");
+  await eventually("carol's denial of bob", () =>
+    api(carol, "POST", `/api/groups/${lab}/requests/${bob.address}`, { approve: false }),
+  );
+  await see(b, "Request refused", "main");
+  await see(b, "did not agree", "main");
+  await see(a, "Nobody is waiting", ".requests");
+  await see(a, "2 members in epoch 5", "main");
+  log("bob asked to come back; alice (her Deny button) and carol denied him, and he was told");
+
   // A steward refuses Bob: his page says who and why, without a member's view, and he may ask again.
   await api(alice, "POST", "/api/groups", { name: "dao", admission: { kind: "min_eth", amount: "1" } });
   const back = b.getByRole("link", { name: "← All groups" });
