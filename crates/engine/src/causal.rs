@@ -108,6 +108,9 @@ pub(crate) struct ChatLog {
     lamport: u64,
     joined_epoch: u64,
     known: BoundedSet<Vec<u8>>,
+    /// Ids given up waiting for: later histories naming them do not open the gap again
+    /// (kept apart from `known`, so that the message itself is still read if it comes).
+    given_up: BoundedSet<Vec<u8>>,
     recent: VecDeque<HistoryEntry>,
     /// This member's last own message: always in its next message's history, so that
     /// each sender's messages are delivered in the order sent.
@@ -155,6 +158,7 @@ impl ChatLog {
             lamport,
             joined_epoch,
             known: BoundedSet::new(KNOWN),
+            given_up: BoundedSet::new(KNOWN),
             recent: VecDeque::new(),
             last_own: None,
             waiting: BTreeMap::new(),
@@ -379,6 +383,7 @@ impl ChatLog {
             .collect();
         for id in given_up {
             self.missing.remove(&id);
+            self.given_up.insert(id.clone());
             due.delivered.extend(self.forget(&id));
         }
         // Whatever still waits that long (its gaps were not tracked: too many) goes too.
@@ -438,7 +443,9 @@ impl ChatLog {
 
     /// Whether a history entry is one this member must have delivered and has not.
     fn waits_for(&self, entry: &HistoryEntry) -> bool {
-        entry.epoch >= self.joined_epoch && !self.known.contains(&entry.id)
+        entry.epoch >= self.joined_epoch
+            && !self.known.contains(&entry.id)
+            && !self.given_up.contains(&entry.id)
     }
 
     /// Takes in a clock and a history: acknowledgements, coverage, and missing messages.
@@ -492,6 +499,9 @@ impl ChatLog {
         while let Some(next) = ready.pop() {
             self.known.insert(next.id.clone());
             self.push_recent(next.id.clone(), next.epoch.0);
+            // This member's history now holds a message nobody has seen it hold: its next
+            // sync is not covered by others' (the sender waits for it to hear "delivered").
+            self.covered = false;
             let freed: Vec<Vec<u8>> = self
                 .waiting
                 .iter_mut()
