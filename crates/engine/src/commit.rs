@@ -377,7 +377,13 @@ pub(crate) fn effects(
             other => return Err(format!("carries a {:?} proposal", other.proposal_type())),
         }
     }
-    let path = crate::rotation::leaf_replaced(&state.mls, after, description.committer);
+    // A member the commit removes cannot follow its UpdatePath (the path secrets are not
+    // encrypted to it), so its own view of the tree does not show the committer's new leaf.
+    // A commit that removes someone always carries a path (RFC 9420, 12.4), and mls-rs
+    // refuses one without: that is what this member knows of it.
+    let removes_me = matches!(description.effect, CommitEffect::Removed { .. });
+    let path =
+        removes_me || crate::rotation::leaf_replaced(&state.mls, after, description.committer);
     if path {
         let committer = state
             .address_at(description.committer)

@@ -131,6 +131,33 @@ fn removed_member_with_its_old_state_cannot_read_what_follows() {
 }
 
 #[test]
+fn a_member_removed_by_a_commit_that_also_rotates_the_committers_keys_learns_it() {
+    let mut sim = Sim::new(noisy_net(17));
+    let nodes = form_group(&mut sim, 4, VotePolicy::Automatic);
+    let g = group();
+    let (steward, victim) = (nodes[0], nodes[3]);
+    let victim_address = address(&sim, victim);
+    // The steward asks to replace its keys while the group removes the victim: one commit
+    // carries both, the steward's update as its own UpdatePath.
+    members_decide(&mut sim, &ChangeKind::Remove(victim_address), true);
+    sim.act(steward, |e, now| e.rotate(&g, now)).unwrap();
+    sim.act(nodes[1], |e, now| e.propose_remove(&g, victim_address, now))
+        .unwrap();
+    assert!(
+        sim.run_until(120_000, |s| {
+            s.node(victim)
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Removed { .. }))
+        }),
+        "the victim was not told ({} commits rejected)",
+        rejected_commits(&sim, victim)
+    );
+    let rest: Vec<_> = nodes[..3].to_vec();
+    assert!(sim.run_until(60_000, |s| converged(s, &rest, 3)));
+}
+
+#[test]
 fn a_no_majority_blocks_the_change() {
     let mut sim = Sim::new(NetConfig {
         seed: 3,
