@@ -831,6 +831,14 @@ impl Engine {
         self.joins.keys()
     }
 
+    /// Members' display names in `group` (empty if this node is not a member): the part
+    /// of [`GroupView::display_names`] a shell needs per chat message, without the rest.
+    pub fn display_names(&self, group: &GroupId) -> BTreeMap<Address, String> {
+        self.active(group)
+            .map(|session| session.names.view())
+            .unwrap_or_default()
+    }
+
     /// A view of one group.
     pub fn group(&self, group: &GroupId) -> Option<GroupView> {
         let session = self.active(group)?;
