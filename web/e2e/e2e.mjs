@@ -253,6 +253,12 @@ try {
   await see(b, "Nobody is waiting", ".requests");
   await shot(a, "members");
 
+  // Alice names herself; Bob's page shows the name next to her address.
+  await a.getByLabel("Your name in lab").fill("Alice");
+  await a.getByRole("button", { name: "Set name" }).click();
+  await see(b, "Alice", ".members table .display-name");
+  log("alice's display name reached bob");
+
   // Chat both ways, live, with the joins in the timeline.
   await tab(a, "lab", "Chat");
   await tab(b, "lab", "Chat");
@@ -262,6 +268,7 @@ try {
   await a.getByLabel("Message to lab").fill("Hello Bob, welcome to the lab.");
   await a.getByRole("button", { name: "Send" }).click();
   await see(b, "Hello Bob, welcome to the lab.", ".messages");
+  await see(b, "Alice", ".messages li.incoming .display-name");
   await b.getByLabel("Message to lab").fill("Thanks Alice! Carol is here too.");
   await b.getByRole("button", { name: "Send" }).click();
   await see(a, "Thanks Alice! Carol is here too.", ".messages");

@@ -115,6 +115,11 @@ id: string,
  */
 sender: string, 
 /**
+ * The author's display name in the group now, if it gave one and this node is still
+ * a member.
+ */
+sender_name: string | null, 
+/**
  * The text.
  */
 text: string, 
@@ -153,6 +158,15 @@ export type Delivery = "queued" | "sent" | "received" | "delivered";
  * Who wrote a message.
  */
 export type Direction = "own" | "incoming";
+
+/**
+ * The body of `PUT /api/groups/{group}/name`: this node's display name in the group.
+ */
+export type DisplayName = { 
+/**
+ * The name: at most 64 bytes of UTF-8, no control characters; empty removes it.
+ */
+name: string, };
 
 /**
  * An error response: `{"error": {"code": ..., "message": ...}}`.
@@ -446,6 +460,11 @@ export type Member = {
  */
 address: string, 
 /**
+ * The display name the member gave itself in this group, if any (the MLS sender of
+ * the name is the member: no one else can set it).
+ */
+display_name: string | null, 
+/**
  * `steward` (if it is one), then `member`.
  */
 roles: Array<Role>, 
@@ -484,6 +503,11 @@ id: string,
  * The author.
  */
 sender: string, 
+/**
+ * The author's display name in the group now, if it gave one and this node is still
+ * a member.
+ */
+sender_name: string | null, 
 /**
  * The text.
  */

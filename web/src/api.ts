@@ -3,6 +3,7 @@
 
 import type {
   Ballot,
+  DisplayName,
   GroupDetail,
   GroupSummary,
   Invitation,
@@ -90,6 +91,8 @@ export function client(token: string) {
       call<Proposal>("POST", group(name, `/requests/${address}`), { approve } satisfies RequestDecision),
     leave: (name: string) => call<StatusBody>("POST", group(name, "/leave")),
     rotate: (name: string) => call<StatusBody>("POST", group(name, "/rotate")),
+    setName: (name: string, displayName: string) =>
+      call<GroupDetail>("PUT", group(name, "/name"), { name: displayName } satisfies DisplayName),
     roster: (name: string) => call<Roster>("GET", group(name, "/roster")),
     proposals: (name: string) => call<Proposal[]>("GET", group(name, "/proposals")),
     proposeRemoval: (name: string, member: string) =>

@@ -90,6 +90,9 @@ pub struct GroupDetail {
 pub struct Member {
     /// The member's address.
     pub address: String,
+    /// The display name the member gave itself in this group, if any (the MLS sender of
+    /// the name is the member: no one else can set it).
+    pub display_name: Option<String>,
     /// `steward` (if it is one), then `member`.
     pub roles: Vec<Role>,
     /// Whether this is the node itself.

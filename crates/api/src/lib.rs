@@ -39,7 +39,7 @@ pub use membership::{
     Invitation, JoinRule, JoinTicket, KnownInvitation, NewInvitation, PendingRequest, Removal,
     RemovalReason, RequestDecision,
 };
-pub use message::{ChatMessage, Delivery, Direction, Message, NewMessage, Page};
+pub use message::{ChatMessage, Delivery, Direction, DisplayName, Message, NewMessage, Page};
 pub use node::{NodeInfo, SignIn, SignedIn, Status, StatusBody, VotePolicy, VotePolicyChange};
 pub use proposal::{Ballot, Change, NewProposal, Proposal, ProposalState, Tally, Violation, Vote};
 pub use typescript::{REGENERATE, check_generated, typescript};

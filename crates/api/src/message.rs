@@ -24,6 +24,9 @@ pub struct ChatMessage {
     pub id: String,
     /// The author.
     pub sender: String,
+    /// The author's display name in the group now, if it gave one and this node is still
+    /// a member.
+    pub sender_name: Option<String>,
     /// The text.
     pub text: String,
     /// The author's clock when sending.
@@ -63,6 +66,13 @@ pub enum Delivery {
     Received,
     /// Sent, and another member has it (it named it in its causal history).
     Delivered,
+}
+
+/// The body of `PUT /api/groups/{group}/name`: this node's display name in the group.
+#[derive(Serialize, Deserialize, ToSchema, TS, Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName {
+    /// The name: at most 64 bytes of UTF-8, no control characters; empty removes it.
+    pub name: String,
 }
 
 /// The body of `POST /api/groups/{group}/messages`.

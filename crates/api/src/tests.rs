@@ -16,6 +16,7 @@ fn chat() -> ChatMessage {
         group: "lab".into(),
         id: "00ff".into(),
         sender: "0xAb".into(),
+        sender_name: None,
         text: "hi".into(),
         sent_at: 1,
         epoch: 2,
@@ -37,7 +38,7 @@ fn events_are_one_flat_object_tagged_by_type() {
     assert_eq!(
         value,
         json!({"type": "message", "seq": 7, "at": 9, "group": "lab", "id": "00ff",
-               "sender": "0xAb", "text": "hi", "sent_at": 1, "epoch": 2, "lamport": 4, "received_at": 3,
+               "sender": "0xAb", "sender_name": null, "text": "hi", "sent_at": 1, "epoch": 2, "lamport": 4, "received_at": 3,
                "direction": "own", "delivery": "queued"})
     );
     assert_eq!(serde_json::from_value::<NodeEvent>(value).unwrap(), message);

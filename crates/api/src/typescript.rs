@@ -8,10 +8,10 @@ use std::path::Path;
 use ts_rs::{Config, TS, TypeVisitor};
 
 use crate::{
-    Admission, Ballot, ErrorBody, GroupDetail, GroupSummary, Health, Invitation, JoinProgress,
-    JoinRequest, JoinTicket, Message, NewGroup, NewInvitation, NewMessage, NewProposal, NodeEvent,
-    NodeInfo, PendingRequest, Proposal, RequestDecision, Roster, SignIn, SignedIn, StatusBody,
-    VotePolicyChange,
+    Admission, Ballot, DisplayName, ErrorBody, GroupDetail, GroupSummary, Health, Invitation,
+    JoinProgress, JoinRequest, JoinTicket, Message, NewGroup, NewInvitation, NewMessage,
+    NewProposal, NodeEvent, NodeInfo, PendingRequest, Proposal, RequestDecision, Roster, SignIn,
+    SignedIn, StatusBody, VotePolicyChange,
 };
 
 /// Collects the declarations of the visited types and, recursively, of the types they use.
@@ -68,6 +68,7 @@ pub fn typescript() -> String {
     all.visit::<Ballot>();
     all.visit::<Message>();
     all.visit::<NewMessage>();
+    all.visit::<DisplayName>();
     all.visit::<NodeEvent>();
     let mut out = String::from(
         "// Generated from the node's API types (crates/api): do not edit. See docs/web.md.\n",

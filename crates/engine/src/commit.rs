@@ -652,6 +652,7 @@ impl GroupSession {
         }
         self.save_mls()?;
         let after: BTreeSet<Address> = self.members().into_iter().collect();
+        self.names_after_commit(after.difference(&before).next().is_some(), ctx);
         ctx.emit(Event::EpochChanged {
             group: self.id.clone(),
             epoch: self.epoch(),

@@ -65,6 +65,8 @@ pub struct GroupView {
     pub steward_scores: Vec<(Address, i32)>,
     /// Joiners whose key packages this node keeps to propose again (for a few epochs).
     pub buffered_joiners: Vec<Address>,
+    /// Members' display names, this node's included (members without one are absent).
+    pub display_names: BTreeMap<Address, String>,
 }
 
 /// The de-MLS protocol engine of one node.
@@ -145,6 +147,16 @@ impl Engine {
                         })
                         .collect(),
                     key_packages: session.key_packages.snapshot()?,
+                    names: session
+                        .names
+                        .by_member
+                        .iter()
+                        .map(|(member, named)| crate::snapshot::NameRecord {
+                            member: member.as_bytes().to_vec(),
+                            name: named.name.clone(),
+                            version: named.version,
+                        })
+                        .collect(),
                     standing: session
                         .standing
                         .iter()
@@ -213,6 +225,17 @@ impl Engine {
             }));
             session.sent_since_rotation = group.sent_since_rotation;
             session.key_packages = crate::buffer::KeyPackageBuffer::restore(&group.key_packages)?;
+            for record in group.names {
+                if let Some(member) = Address::from_slice(&record.member)
+                    && session.state.is_member(&member)
+                {
+                    let named = crate::names::Named {
+                        version: record.version,
+                        name: record.name,
+                    };
+                    session.names.set(member, named);
+                }
+            }
             for record in &group.scores {
                 if let Some(member) = Address::from_slice(&record.member) {
                     session.scores.restore(member, record.score);
@@ -574,6 +597,19 @@ impl Engine {
         session.send_chat(text, &mut ctx)
     }
 
+    /// Sets this node's display name in `group` (empty: none) and tells the members; it is
+    /// sent again after each commit that adds members. At most
+    /// [`crate::MAX_DISPLAY_NAME_BYTES`] bytes, no control characters.
+    pub fn set_display_name(
+        &mut self,
+        group: &GroupId,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let (mut ctx, session) = self.session(group, now)?;
+        session.set_display_name(name, &mut ctx)
+    }
+
     // ----- input -----
 
     /// Handles bytes received on one of this node's topics.
@@ -795,6 +831,14 @@ impl Engine {
         self.joins.keys()
     }
 
+    /// Members' display names in `group` (empty if this node is not a member): the part
+    /// of [`GroupView::display_names`] a shell needs per chat message, without the rest.
+    pub fn display_names(&self, group: &GroupId) -> BTreeMap<Address, String> {
+        self.active(group)
+            .map(|session| session.names.view())
+            .unwrap_or_default()
+    }
+
     /// A view of one group.
     pub fn group(&self, group: &GroupId) -> Option<GroupView> {
         let session = self.active(group)?;
@@ -828,6 +872,7 @@ impl Engine {
             key_ages: session.key_age_list(),
             steward_scores: session.steward_scores(&self.config.scoring),
             buffered_joiners: session.key_packages.joiners(),
+            display_names: session.names.view(),
         })
     }
 }

@@ -107,6 +107,9 @@ pub enum EngineError {
     /// The buffer for future-epoch messages is full.
     #[error("buffer for future-epoch messages is full")]
     BufferFull,
+    /// A display name that is too long or holds control characters.
+    #[error("display name: {0}")]
+    InvalidDisplayName(String),
 }
 
 impl EngineError {
@@ -141,6 +144,7 @@ impl EngineError {
             Self::QueueFull(_) => "queue_full",
             Self::Invitation(_) => "invalid_invitation",
             Self::BufferFull => "buffer_full",
+            Self::InvalidDisplayName(_) => "invalid_display_name",
         }
     }
 }

@@ -99,6 +99,8 @@ pub(crate) struct GroupSession {
     pub(crate) scores: crate::scoring::Scores,
     /// Joiners' key packages kept for a few epochs, to propose again.
     pub(crate) key_packages: crate::buffer::KeyPackageBuffer,
+    /// Members' display names.
+    pub(crate) names: crate::names::Names,
     #[cfg(feature = "byzantine")]
     pub(crate) byzantine: Byzantine,
 }
@@ -140,6 +142,7 @@ impl GroupSession {
             sent_since_rotation: 0,
             scores: crate::scoring::Scores::default(),
             key_packages: crate::buffer::KeyPackageBuffer::default(),
+            names: crate::names::Names::default(),
             #[cfg(feature = "byzantine")]
             byzantine: Byzantine::default(),
         };
@@ -503,6 +506,7 @@ impl GroupSession {
             app_message::Body::Invitation(invitation) => {
                 self.receive_invitation(sender, invitation, ctx)
             }
+            app_message::Body::Name(name) => self.receive_name(sender, name),
             app_message::Body::Proposal(_) | app_message::Body::Vote(_) => {
                 Err(EngineError::WrongEpoch {
                     got: Epoch(epoch),

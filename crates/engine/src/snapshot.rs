@@ -62,6 +62,23 @@ pub struct GroupSnapshot {
     /// Joiners' key packages this member keeps to propose again.
     #[prost(message, repeated, tag = "11")]
     pub key_packages: Vec<BufferedKeyPackage>,
+    /// Members' display names (absent in snapshots of older versions: none known).
+    #[prost(message, repeated, tag = "12")]
+    pub names: Vec<NameRecord>,
+}
+
+/// A member's display name.
+#[derive(Clone, PartialEq, Message)]
+pub struct NameRecord {
+    /// The member (20 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub member: Vec<u8>,
+    /// Its name (empty: removed).
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// The name's version.
+    #[prost(uint64, tag = "3")]
+    pub version: u64,
 }
 
 /// A joiner's key package a member keeps for a few epochs.

@@ -205,7 +205,7 @@ pub struct WelcomeBundle {
 #[derive(Clone, PartialEq, Message)]
 pub struct AppMessage {
     /// The message.
-    #[prost(oneof = "app_message::Body", tags = "1, 2, 3, 4, 6, 7")]
+    #[prost(oneof = "app_message::Body", tags = "1, 2, 3, 4, 6, 7, 8")]
     pub body: Option<app_message::Body>,
 }
 
@@ -233,6 +233,9 @@ pub mod app_message {
         /// A member asking the group to send again chat messages it misses.
         #[prost(message, tag = "7")]
         Repair(super::RepairRequest),
+        /// The sender's display name in this group (the MLS sender is whose name it is).
+        #[prost(message, tag = "8")]
+        Name(super::DisplayName),
     }
 }
 
@@ -254,6 +257,19 @@ pub struct Chat {
     /// The sender's causal history: the messages it delivered last, oldest first.
     #[prost(message, repeated, tag = "5")]
     pub history: Vec<HistoryEntry>,
+}
+
+/// A member's display name: it names no member, because the MLS sender is the one named.
+#[derive(Clone, PartialEq, Message)]
+pub struct DisplayName {
+    /// The name (empty: none), at most [`crate::MAX_DISPLAY_NAME_BYTES`] bytes of UTF-8
+    /// without control characters.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The sender's version of its name, higher for each new name: the latest wins
+    /// whatever order messages arrive in.
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
 }
 
 /// A message in a causal history.

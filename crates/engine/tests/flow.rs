@@ -4,7 +4,22 @@ mod common;
 
 use common::*;
 use demls_engine::{ChangeKind, Event, TopicKind, VotePolicy};
-use demls_sim::{NetConfig, Sim};
+use demls_sim::{NetConfig, NodeId, Sim};
+
+/// A new node joins the group of `nodes`; returns it and every node, once all agree.
+fn join_late(sim: &mut Sim, nodes: &[NodeId]) -> (NodeId, Vec<NodeId>) {
+    let late = sim.add(engine(VotePolicy::Automatic));
+    sim.act(late, |e, now| e.request_join(group(), None, now))
+        .unwrap();
+    let mut all = nodes.to_vec();
+    all.push(late);
+    assert!(
+        sim.run_until(120_000, |s| converged(s, &all, all.len())),
+        "{}",
+        describe(sim, &all)
+    );
+    (late, all)
+}
 
 #[test]
 fn ten_members_join_vote_commit_and_talk() {
@@ -67,16 +82,7 @@ fn joiner_cannot_read_messages_from_before_it_joined() {
     assert_eq!(captured.len(), 1);
     sim.run_for(2_000);
 
-    let late = sim.add(engine(VotePolicy::Automatic));
-    sim.act(late, |e, now| e.request_join(g.clone(), None, now))
-        .unwrap();
-    let mut all = nodes.clone();
-    all.push(late);
-    assert!(
-        sim.run_until(120_000, |s| converged(s, &all, 4)),
-        "{}",
-        describe(&sim, &all)
-    );
+    let (late, _) = join_late(&mut sim, &nodes);
 
     // The ciphertext of the earlier epoch is useless to the new member.
     let error = sim.inject(late, &captured[0]).unwrap_err();
@@ -226,4 +232,48 @@ fn a_member_leaves() {
             .kind(),
         "invalid_proposal"
     );
+}
+
+#[test]
+fn members_see_display_names_and_joiners_learn_them() {
+    let mut sim = Sim::new(noisy_net(23));
+    let nodes = form_group(&mut sim, 3, VotePolicy::Automatic);
+    let g = group();
+    let named = address(&sim, nodes[1]);
+
+    // A name over the limit, or with control characters, is refused before it is sent.
+    let long = "x".repeat(demls_engine::MAX_DISPLAY_NAME_BYTES + 1);
+    for bad in [long.as_str(), "new\nline"] {
+        let refused = sim.act(nodes[1], |e, now| e.set_display_name(&g, bad, now));
+        assert_eq!(refused.unwrap_err().kind(), "invalid_display_name");
+    }
+    let longest = "é".repeat(demls_engine::MAX_DISPLAY_NAME_BYTES / 2);
+    sim.act(nodes[1], |e, now| e.set_display_name(&g, &longest, now))
+        .unwrap();
+    sim.act(nodes[1], |e, now| e.set_display_name(&g, "Alice", now))
+        .unwrap();
+    sim.run_for(2_000);
+
+    // Every member sees it, and only under its sender's address: the message names no
+    // one, the MLS sender is whose name it is.
+    for id in &nodes {
+        let names = view(&sim, *id).display_names;
+        assert_eq!(names.len(), 1, "node {}: {names:?}", id.0);
+        assert_eq!(names.get(&named).map(String::as_str), Some("Alice"));
+    }
+
+    // A member that joins later learns it: the named member sends it again after the commit.
+    let (late, all) = join_late(&mut sim, &nodes);
+    sim.run_for(2_000);
+    let names = view(&sim, late).display_names;
+    assert_eq!(names.get(&named).map(String::as_str), Some("Alice"));
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    // An empty name removes it everywhere.
+    sim.act(nodes[1], |e, now| e.set_display_name(&g, "", now))
+        .unwrap();
+    sim.run_for(2_000);
+    for id in &all {
+        assert!(view(&sim, *id).display_names.is_empty(), "node {}", id.0);
+    }
 }

@@ -233,3 +233,23 @@ fn a_member_restarted_keeps_the_key_packages_it_buffered_and_old_snapshots_still
     persisted.restart(&mut sim, &mut disk, VotePolicy::Manual);
     assert!(buffered(&sim));
 }
+
+#[test]
+fn display_names_survive_a_restart() {
+    let Setup {
+        mut sim,
+        all,
+        fourth: persisted,
+        mut disk,
+    } = Setup::new(43);
+    let g = group();
+    sim.act(all[0], |e, now| e.set_display_name(&g, "Alice", now))
+        .unwrap();
+    sim.act(persisted.id, |e, now| e.set_display_name(&g, "Dora", now))
+        .unwrap();
+    sim.run_for(2_000);
+    let before = view(&sim, persisted.id).display_names;
+    assert_eq!(before.len(), 2, "{before:?}");
+    persisted.restart(&mut sim, &mut disk, VotePolicy::Automatic);
+    assert_eq!(view(&sim, persisted.id).display_names, before);
+}

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use demls_api::{
-    Admission, AdmissionRule, Ballot, ChatMessage, Delivery, Direction, ErrorBody, EventBody,
-    GroupDetail, GroupState, GroupSummary, Invitation, JoinRequest, JoinRule, JoinTicket, Message,
-    Mode, NewGroup, NewInvitation, NewMessage, NewProposal, NodeEvent, NodeInfo, PendingRequest,
-    Proposal, RequestDecision, StatusBody, VotePolicy, VotePolicyChange,
+    Admission, AdmissionRule, Ballot, ChatMessage, Delivery, Direction, DisplayName, ErrorBody,
+    EventBody, GroupDetail, GroupState, GroupSummary, Invitation, JoinRequest, JoinRule,
+    JoinTicket, Message, Mode, NewGroup, NewInvitation, NewMessage, NewProposal, NodeEvent,
+    NodeInfo, PendingRequest, Proposal, RequestDecision, StatusBody, VotePolicy, VotePolicyChange,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -327,6 +327,15 @@ pub enum ClientCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Set this node's display name in a group; members see it next to its address.
+    Name {
+        /// The group.
+        group: String,
+        /// The name: at most 64 bytes, no control characters; "" removes it.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Why a CLI command failed.
@@ -490,9 +499,17 @@ fn print_message(m: &ChatMessage) {
     say!(
         "[{}] {}{own}: {}{delivery}",
         clock(m.sent_at),
-        m.sender,
+        named(&m.sender, m.sender_name.as_deref()),
         m.text
     );
+}
+
+/// An address with its display name, if it has one: `0xab… "Alice"`.
+fn named(address: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{address} {name:?}"),
+        None => address.to_owned(),
+    }
 }
 
 fn print_messages(list: &[Message]) {
@@ -579,7 +596,11 @@ fn print_group(g: &GroupDetail) {
             Some(at) => format!("keys of epoch {} ({} UTC)", m.key_epoch, clock(at)),
             None => format!("keys of epoch {} or older", m.key_epoch),
         };
-        say!("  {}  {}{me}  {keys}", m.address, roles.join(", "));
+        say!(
+            "  {}  {}{me}  {keys}",
+            named(&m.address, m.display_name.as_deref()),
+            roles.join(", ")
+        );
     }
     for i in &g.invitations {
         say!(
@@ -861,6 +882,15 @@ pub fn run(command: ClientCommand) -> Result<(), CliError> {
         C::Follow { group, target } => return follow(&group, &target),
         C::Leave { group, target } => post_status(&group, "/leave", &target)?,
         C::Rotate { group, target } => post_status(&group, "/rotate", &target)?,
+        C::Name {
+            group,
+            name,
+            target,
+        } => {
+            let detail: GroupDetail =
+                Client::new(&target)?.put(&group_path(&group, "/name"), &DisplayName { name })?;
+            show(&target, &detail, print_group);
+        }
     }
     Ok(())
 }

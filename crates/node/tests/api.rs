@@ -293,3 +293,39 @@ fn a_member_replaces_its_keys_on_demand_and_the_group_shows_their_age() {
     let (ok, out, _) = alice.cli(&["show", "lab"]);
     assert!(ok && out.contains("keys"), "{out}");
 }
+
+#[test]
+fn a_display_name_set_with_the_cli_shows_on_the_other_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, bob) = two_members(tmp.path(), "lab");
+    let name_of = |node: &NodeProc, who: &str| -> Value {
+        let group = node.group("lab").unwrap();
+        group["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["address"] == who)
+            .map(|m| m["display_name"].clone())
+            .unwrap()
+    };
+
+    // Over the limit: refused, nothing sent.
+    let (ok, _, err) = bob.cli(&["name", "lab", &"x".repeat(65)]);
+    assert!(!ok && err.contains("at most 64"), "{err}");
+
+    bob.cli_json(&["name", "lab", "Bob"]);
+    wait_until("alice sees bob's name", Duration::from_secs(60), || {
+        name_of(&alice, &bob.address) == "Bob"
+    });
+    assert_eq!(name_of(&bob, &bob.address), "Bob");
+    assert_eq!(name_of(&alice, &alice.address), Value::Null);
+
+    // Messages carry the author's name; `show` prints it.
+    bob.cli_json(&["send", "lab", "hi"]);
+    wait_until("alice has bob's message", Duration::from_secs(60), || {
+        let (_, out, _) = alice.cli(&["messages", "lab"]);
+        out.contains("\"Bob\": hi")
+    });
+    let (ok, out, _) = alice.cli(&["show", "lab"]);
+    assert!(ok && out.contains("\"Bob\""), "{out}");
+}

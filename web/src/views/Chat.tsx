@@ -152,9 +152,9 @@ export function Chat({ group, name, readOnly = false }: { group: string; name: s
 function MessageItem({ message: m }: { message: Message }) {
   return (
     <li class={m.direction}>
-      <article aria-label={`Message from ${m.direction === "own" ? "you" : m.sender}`}>
+      <article aria-label={`Message from ${m.direction === "own" ? "you" : (m.sender_name ?? m.sender)}`}>
         <header>
-          <Address address={m.sender} />
+          <Address address={m.sender} name={m.sender_name} />
           <time dateTime={new Date(m.sent_at).toISOString()} title={dateTime(m.sent_at)}>
             {when(m.sent_at)}
           </time>

@@ -22,7 +22,8 @@ export function Members({
   const { api, notify } = useSession();
   const changed = (e: HubEvent) => groupOf(e) === group && MEMBERSHIP.includes(e.type);
   const roster = useLoad(`roster:${group}`, () => api.roster(group), changed);
-  const detail = useLoad(`group:${group}`, () => api.group(group), changed);
+  // Names arrive as MLS application messages, with no event: the detail is read again now and then.
+  const detail = useLoad(`group:${group}`, () => api.group(group), changed, 15_000);
   const propose = async (member: string) => {
     if (!window.confirm(`Propose removing ${member} from ${name}? The members vote on it.`)) return;
     try {
@@ -40,7 +41,18 @@ export function Members({
       notify(explain(error), "error");
     }
   };
-  // When each member's leaf keys were last replaced (post-compromise security).
+  const setName = async (e: Event) => {
+    e.preventDefault();
+    const displayName = String(new FormData(e.currentTarget as HTMLFormElement).get("name")).trim();
+    try {
+      await api.setName(group, displayName);
+      detail.reload();
+      notify(displayName ? `The members of ${name} now see you as ${displayName}.` : "Your name is removed.");
+    } catch (error) {
+      notify(explain(error), "error");
+    }
+  };
+  // When each member's leaf keys were last replaced (post-compromise security), and names.
   const keys = new Map((detail.data?.members ?? []).map((m) => [m.address, m]));
   if (roster.error) return <p class="notice error">{roster.error}</p>;
   if (!roster.data) return <p aria-busy="true">Loading…</p>;
@@ -68,7 +80,7 @@ export function Members({
           {roster.data.members.map((m) => (
             <tr key={m.address}>
               <td>
-                <Address address={m.address} />
+                <Address address={m.address} name={keys.get(m.address)?.display_name} />
               </td>
               <td>
                 <ul class="roles">
@@ -101,6 +113,17 @@ export function Members({
           ))}
         </tbody>
       </table>
+      <form class="display-name" onSubmit={setName}>
+        <label for="display-name">Your name in {name}</label>
+        <input
+          id="display-name"
+          name="name"
+          maxLength={64}
+          defaultValue={detail.data?.members.find((m) => m.is_self)?.display_name ?? ""}
+          placeholder="shown next to your address; empty: none"
+        />
+        <button type="submit">Set name</button>
+      </form>
       {rules && (
         <>
           <h2>How {name} admits people</h2>

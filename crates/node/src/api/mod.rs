@@ -174,6 +174,7 @@ fn routes() -> (OpenApiRouter<Arc<ApiState>>, OpenApiRouter<Arc<ApiState>>) {
         .routes(routes!(consent::decide))
         .routes(routes!(routes::leave))
         .routes(routes!(routes::rotate))
+        .routes(routes!(routes::set_name))
         .routes(routes!(routes::members))
         .routes(routes!(routes::health))
         .routes(routes!(routes::proposals, routes::propose))

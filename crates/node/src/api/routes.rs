@@ -10,9 +10,9 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use demls_api::{
-    Ballot, ErrorBody, EventBody, EventFilter, GroupDetail, GroupSummary, Health, JoinRequest,
-    Member, Message, Mode, NewGroup, NewMessage, NewProposal, NodeEvent, NodeInfo, Page, Proposal,
-    SignIn, SignedIn, Status, StatusBody, VotePolicy, VotePolicyChange,
+    Ballot, DisplayName, ErrorBody, EventBody, EventFilter, GroupDetail, GroupSummary, Health,
+    JoinRequest, Member, Message, Mode, NewGroup, NewMessage, NewProposal, NodeEvent, NodeInfo,
+    Page, Proposal, SignIn, SignedIn, Status, StatusBody, VotePolicy, VotePolicyChange,
 };
 use demls_engine::{GroupParams, ProposalId, StewardMode};
 use demls_identity::Address;
@@ -286,6 +286,25 @@ pub(super) async fn rotate(
 ) -> Result<(StatusCode, Json<StatusBody>), ApiError> {
     state.node.command(move |rt| rt.rotate(&group)).await?;
     Ok(accepted(Status::Rotating))
+}
+
+/// Set this node's display name in a group (members see it next to its address)
+#[utoipa::path(put, path = "/api/groups/{group}/name", params(GroupName),
+    request_body = DisplayName,
+    responses(
+        (status = 200, description = "The group, with the name; the members learn it from an MLS application message.", body = GroupDetail),
+        (status = 400, description = "`invalid`: over 64 bytes or with control characters.", body = ErrorBody),
+        (status = 404, description = "`unknown_group`.", body = ErrorBody)))]
+pub(super) async fn set_name(
+    State(state): State<Arc<ApiState>>,
+    Path(GroupName(group)): Path<GroupName>,
+    Body(body): Body<DisplayName>,
+) -> ApiResult<GroupDetail> {
+    on_node(&state, move |rt| {
+        rt.set_display_name(&group, &body.name)?;
+        rt.group(&group)
+    })
+    .await
 }
 
 /// Proposals with their live tally, deadline and decision

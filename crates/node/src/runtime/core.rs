@@ -361,7 +361,10 @@ impl Runtime {
             self.outgoing.push(NodeEvent::new(
                 Some(stored.seq),
                 now,
-                EventBody::Message(json::chat_message(stored)),
+                EventBody::Message(json::chat_message(
+                    stored,
+                    &self.engine.display_names(&m.group),
+                )),
                 Some(Event::Message {
                     group: m.group.clone(),
                     sender: m.sender,
@@ -877,6 +880,7 @@ impl Runtime {
                 let key = view.key_ages.iter().find(|age| age.member == *m);
                 Member {
                     address: m.to_string(),
+                    display_name: view.display_names.get(m).cloned(),
                     roles: if view.stewards.contains(m) {
                         vec![Role::Steward, Role::Member]
                     } else {
@@ -1053,7 +1057,7 @@ impl Runtime {
         stored
             .iter()
             .find(|m| m.message.own && m.message.group == view.id)
-            .map(json::message)
+            .map(|m| json::message(m, &view.display_names))
             .ok_or_else(|| CommandError::Invalid("the engine sent no message".into()))
     }
 
@@ -1069,7 +1073,16 @@ impl Runtime {
         if list.is_empty() && after == 0 && self.engine.group(&group).is_none() {
             self.member_view(name)?;
         }
-        Ok(list.iter().map(json::message).collect())
+        let names = self.engine.display_names(&group);
+        Ok(list.iter().map(|m| json::message(m, &names)).collect())
+    }
+
+    /// Sets this node's display name in a group (empty: none).
+    pub fn set_display_name(&mut self, name: &str, display: &str) -> Result<(), CommandError> {
+        let view = self.member_view(name)?;
+        self.engine.set_display_name(&view.id, display, now())?;
+        self.persist()?;
+        Ok(())
     }
 
     /// Leaves a group (a self-removal that needs no vote).

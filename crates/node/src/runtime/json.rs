@@ -5,7 +5,10 @@ use demls_api::{
     Change, ChatMessage, Delivery, Direction, EventBody, GroupState, GroupSummary, JoinRule,
     Message, Proposal, ProposalState, RemovalReason, Tally, Violation, Vote, VotePolicy,
 };
+use std::collections::BTreeMap;
+
 use demls_engine::{ChangeKind, Event, GroupId};
+use demls_identity::Address;
 use demls_storage::{ProposalRecord, StoredMessage};
 use serde::Serialize;
 
@@ -280,12 +283,14 @@ pub fn event_group(body: &EventBody) -> Option<GroupId> {
     body.group().and_then(|name| GroupId::new(name).ok())
 }
 
-/// A stored chat message, without its place in the history.
-pub fn chat_message(m: &StoredMessage) -> ChatMessage {
+/// A stored chat message, without its place in the history; `names`: the group's
+/// display names.
+pub fn chat_message(m: &StoredMessage, names: &BTreeMap<Address, String>) -> ChatMessage {
     ChatMessage {
         group: m.message.group.to_string(),
         id: hex::encode(&m.message.id),
         sender: m.message.sender.to_string(),
+        sender_name: names.get(&m.message.sender).cloned(),
         text: m.message.text.clone(),
         sent_at: m.message.sent_at.0,
         epoch: m.message.epoch.0,
@@ -300,11 +305,11 @@ pub fn chat_message(m: &StoredMessage) -> ChatMessage {
     }
 }
 
-/// A stored chat message as the API shows it.
-pub fn message(m: &StoredMessage) -> Message {
+/// A stored chat message as the API shows it; `names`: the group's display names.
+pub fn message(m: &StoredMessage, names: &BTreeMap<Address, String>) -> Message {
     Message {
         seq: m.seq,
-        message: chat_message(m),
+        message: chat_message(m, names),
     }
 }
 

@@ -142,6 +142,7 @@ impl From<EngineError> for CommandError {
             EngineError::UnknownGroup(g) => Self::UnknownGroup(g.to_string()),
             EngineError::GroupExists(g) => Self::GroupExists(g.to_string()),
             EngineError::InvalidGroupId(e) => Self::Invalid(e.to_string()),
+            e @ EngineError::InvalidDisplayName(_) => Self::Invalid(e.to_string()),
             other => Self::Refused(other),
         }
     }
