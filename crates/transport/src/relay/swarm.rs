@@ -22,8 +22,9 @@ use crate::store::{self, MAX_RESPONSE_SIZE, STORE_PROTOCOL};
 use super::RELAY_PROTOCOL;
 
 /// How often mDNS asks the LAN for peers (libp2p's default is 5 minutes; a new node's
-/// announcement reaches the others at once either way).
-const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(30);
+/// announcement reaches the others at once either way, but when that first query is lost,
+/// e.g. sent while a link is still coming up, the next one is what finds the peers).
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a metadata request may take before the peer is disconnected.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
