@@ -299,7 +299,7 @@ impl Node {
 
     fn dial(&mut self, addr: Multiaddr) -> Result<(), TransportError> {
         self.swarm
-            .dial(addr.clone())
+            .dial(dial_unknown(addr.clone()))
             .map_err(|e| TransportError::Dial {
                 addr,
                 reason: e.to_string(),
@@ -365,13 +365,8 @@ impl Node {
                 Some(peer) if self.swarm.is_connected(&peer) || self.rejected.contains(&peer) => {
                     continue;
                 }
-                Some(peer) => DialOpts::peer_id(peer)
-                    .addresses(vec![target.addr.clone()])
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build(),
-                None => DialOpts::unknown_peer_id()
-                    .address(target.addr.clone())
-                    .build(),
+                Some(peer) => dial_known(peer, vec![target.addr.clone()]),
+                None => dial_unknown(target.addr.clone()),
             };
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(addr = %target.addr, error = %e, "redial not started");
@@ -546,10 +541,7 @@ impl Node {
             self.emit(TransportEvent::PeerDisconnected(peer_id));
         }
         if let Some(addrs) = self.redial_on_close.remove(&peer_id) {
-            let opts = DialOpts::peer_id(peer_id)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
+            let opts = dial_known(peer_id, addrs);
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%peer_id, error = %e, "redial after reconnect not started");
             }
@@ -884,10 +876,7 @@ impl Node {
             if peer == local || self.swarm.is_connected(&peer) || self.rejected.contains(&peer) {
                 continue;
             }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(vec![learned.addr.clone()])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
+            let opts = dial_known(peer, vec![learned.addr.clone()]);
             match self.swarm.dial(opts) {
                 Ok(()) => wanted -= 1,
                 Err(e) => tracing::debug!(%peer, error = %e, "learned peer not dialled"),
@@ -980,10 +969,7 @@ impl Node {
                 .counters
                 .peers_discovered
                 .fetch_add(1, Ordering::Relaxed);
-            let opts = DialOpts::peer_id(peer)
-                .addresses(vec![addr])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
+            let opts = dial_known(peer, vec![addr]);
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%peer, error = %e, "mDNS peer not dialled");
             }
@@ -1065,4 +1051,26 @@ impl Node {
             request_response::Event::ResponseSent { .. } => {}
         }
     }
+}
+
+/// Dial options for `peer` at `addrs`, unless it is connected or being dialled already.
+///
+/// Every dial takes a fresh local port rather than libp2p's default of reusing the listening
+/// port: two nodes that dial each other at the same instant from their listening ports (as two
+/// nodes that find each other by mDNS do) make one TCP connection by simultaneous open, on
+/// which both sides act as the initiator, and the handshake fails on both.
+fn dial_known(peer: PeerId, addrs: Vec<Multiaddr>) -> DialOpts {
+    DialOpts::peer_id(peer)
+        .addresses(addrs)
+        .condition(PeerCondition::DisconnectedAndNotDialing)
+        .allocate_new_port()
+        .build()
+}
+
+/// Dial options for an address whose peer is not known yet (see [`dial_known`] on ports).
+fn dial_unknown(addr: Multiaddr) -> DialOpts {
+    DialOpts::unknown_peer_id()
+        .address(addr)
+        .allocate_new_port()
+        .build()
 }
