@@ -69,7 +69,8 @@ const STORE_STREAMS_PER_CONNECTION: usize = 32;
 
 /// Below this score gossipsub ignores everything a peer sends (graylisting) and the node
 /// disconnects and bans it (nwaku's `graylistThreshold`; nim-libp2p disconnects there too).
-/// Ten invalid messages within one decay interval reach it (P4: `-100 × 10²`).
+/// Ten invalid messages within one decay interval reach it (P4: `-100 × 10²`), eleven if the
+/// peer's bonuses (P1 and P2, at most 10.1) offset the tenth.
 pub(super) const GRAYLIST_THRESHOLD: f64 = -10_000.0;
 
 /// Peer scoring as nwaku configures it (`waku_relay/protocol.nim`), with the changes
