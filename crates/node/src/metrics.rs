@@ -331,6 +331,13 @@ impl Metrics {
         );
         header(
             &mut out,
+            "demls_peers_banned_total",
+            "Peers disconnected and banned for a while for a gossipsub score below the graylist threshold (invalid messages).",
+            "counter",
+        );
+        let _ = writeln!(out, "demls_peers_banned_total {}", transport.peers_banned);
+        header(
+            &mut out,
             "demls_relay_messages_total",
             "Relay messages received from peers (in) and published (out).",
             "counter",

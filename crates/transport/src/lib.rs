@@ -70,8 +70,8 @@ pub use liveness::ReconnectReason;
 pub use message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
 pub use peer_exchange::PeerExchangeDrop;
 pub use relay::{
-    Published, REDIAL_INTERVAL, RELAY_PROTOCOL, RelayHandle, TransportEvent, TransportMetrics,
-    WakuRelay,
+    BAN_DURATION, Published, REDIAL_INTERVAL, RELAY_PROTOCOL, RelayHandle, TransportEvent,
+    TransportMetrics, WakuRelay,
 };
 pub use segmentation::{SegmentDrop, SegmentationConfig};
 pub use topics::{ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic, TopicError};

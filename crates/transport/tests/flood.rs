@@ -183,5 +183,11 @@ async fn js_waku_flood_leaves_no_node_deaf() {
         "flood messages received per node: {counts:?}\n{}",
         describe(&names, &metrics)
     );
+    // Peer scoring banned no one: the flood is valid traffic.
+    assert!(
+        metrics.iter().all(|m| m.peers_banned == 0),
+        "a node banned an honest peer\n{}",
+        describe(&names, &metrics)
+    );
     js.send(json!({"cmd": "stop"})).await;
 }

@@ -35,6 +35,42 @@ fn topic(name: &str) -> ContentTopic {
     ContentTopic::new("demls", "1", name, "proto").expect("valid topic")
 }
 
+/// A WakuMessage, encoded, as a raw peer sends it.
+fn waku(payload: &[u8], content_topic: &str, meta: Option<Vec<u8>>) -> Vec<u8> {
+    WakuMessage {
+        payload: payload.to_vec(),
+        content_topic: content_topic.into(),
+        meta,
+        timestamp: Some(1),
+        ..WakuMessage::default()
+    }
+    .encode_to_vec()
+}
+
+/// A raw peer of `node`'s cluster, connected to it and subscribed to its pubsub topic.
+async fn raw_peer_of(node: &Node) -> RawNode {
+    let pubsub_topic = node.handle.pubsub_topic().to_string();
+    let mut raw = RawNode::dial(
+        RawMetadata::Cluster(DEFAULT_CLUSTER_ID),
+        &pubsub_topic,
+        addr(node),
+    );
+    raw.wait_subscribed().await;
+    let raw_peer = raw.peer_id();
+    raw.run_while(peers_reach(&node.handle, &[raw_peer])).await;
+    raw
+}
+
+/// `from` publishes `payload` on the `app` topic and `to` receives it.
+async fn publish_reaches(from: &Node, to: &mut Node, payload: &[u8]) {
+    let sent = from
+        .handle
+        .publish(&topic("app"), payload.to_vec(), None)
+        .await
+        .expect("publishes");
+    assert_eq!(to.next_message().await.id, sent.id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_relay_messages_both_ways() {
     // Without peer exchange, so that a and c stay apart and messages go through b.
@@ -99,26 +135,7 @@ async fn malformed_traffic_is_dropped_counted_and_not_forwarded() {
     .await;
     let mut c = Node::start(config(DEFAULT_CLUSTER_ID, vec![addr(&b)])).await;
     peers_reach(&b.handle, &[c.handle.peer_id()]).await;
-    let pubsub_topic = b.handle.pubsub_topic().to_string();
-    let mut raw = RawNode::dial(
-        RawMetadata::Cluster(DEFAULT_CLUSTER_ID),
-        &pubsub_topic,
-        addr(&b),
-    );
-    raw.wait_subscribed().await;
-    let raw_peer = raw.peer_id();
-    raw.run_while(peers_reach(&b.handle, &[raw_peer])).await;
-
-    let waku = |payload: &[u8], content_topic: &str, meta: Option<Vec<u8>>| {
-        WakuMessage {
-            payload: payload.to_vec(),
-            content_topic: content_topic.into(),
-            meta,
-            timestamp: Some(1),
-            ..WakuMessage::default()
-        }
-        .encode_to_vec()
-    };
+    let mut raw = raw_peer_of(&b).await;
     let app = "/demls/1/app/proto";
     raw.publish(b"not a waku message".to_vec());
     raw.publish(vec![0xff; 100]);
@@ -142,6 +159,9 @@ async fn malformed_traffic_is_dropped_counted_and_not_forwarded() {
     assert_eq!(m.dropped(DropReason::MetaTooLong), 1);
     assert_eq!(m.dropped(DropReason::Oversize), 1);
     assert_eq!(m.messages_in, 1);
+    // Four count against the raw peer's score (undecodable, no content topic): not enough to
+    // ban it.
+    assert_eq!(m.peers_banned, 0);
 
     // The valid message was forwarded to c; none of the invalid ones were.
     let forwarded = raw.run_while(c.next_message()).await;
@@ -159,6 +179,60 @@ async fn malformed_traffic_is_dropped_counted_and_not_forwarded() {
     let got = raw.run_while(c.next_message()).await;
     assert_eq!(got.id, sent.id);
     assert_eq!(c.handle.metrics().messages_in, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_keeps_sending_invalid_messages_is_banned() {
+    let mut b = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
+    let mut c = Node::start(config(DEFAULT_CLUSTER_ID, vec![addr(&b)])).await;
+    let (pb, pc) = (b.handle.peer_id(), c.handle.peer_id());
+    peers_reach(&b.handle, &[pc]).await;
+    let mut raw = raw_peer_of(&b).await;
+    let raw_peer = raw.peer_id();
+
+    // Ignored refusals (a long `meta`, an empty payload, a malformed segment) cost nothing.
+    let app = "/demls/1/app/proto";
+    for i in 0..20u8 {
+        raw.publish(waku(&[i], app, Some(vec![i; 65])));
+        raw.publish(waku(b"", app, Some(vec![i])));
+        raw.publish(waku(
+            &[i],
+            app,
+            Some(demls_transport::segmentation::SEGMENT_META.to_vec()),
+        ));
+    }
+    raw.run_while(metrics_reach(&b.handle, "60 ignored drops", |m| {
+        m.dropped_total() == 60
+    }))
+    .await;
+    assert_eq!(b.handle.metrics().peers_banned, 0);
+    assert!(b.handle.connected_peers().contains(&raw_peer));
+
+    // Bytes that are no WakuMessage at all: the tenth takes its score below the graylist
+    // threshold, and b disconnects it.
+    for i in 0..12 {
+        raw.publish(format!("not a waku message {i}").into_bytes());
+    }
+    raw.run_while(metrics_reach(&b.handle, "raw peer banned", |m| {
+        m.peers_banned == 1 && m.dropped(DropReason::Undecodable) >= 10
+    }))
+    .await;
+    raw.run_while(metrics_reach(&b.handle, "raw peer gone", |m| m.peers == 1))
+        .await;
+    assert_eq!(b.handle.connected_peers(), vec![pc]);
+
+    // It is kept out: a new connection is closed at once and never reported.
+    raw.redial(addr(&b));
+    raw.wait_connection_refused().await;
+    assert_eq!(b.handle.connected_peers(), vec![pc]);
+    assert_eq!(b.handle.metrics().peers_banned, 1);
+
+    // b keeps serving its honest peer, both ways, and nobody blames c.
+    publish_reaches(&b, &mut c, b"from b").await;
+    publish_reaches(&c, &mut b, b"from c").await;
+    let mc = c.handle.metrics();
+    assert_eq!((mc.peers_banned, mc.dropped_total()), (0, 0));
+    assert_eq!(c.handle.connected_peers(), vec![pb]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,13 +260,8 @@ async fn a_peer_whose_stream_died_is_reconnected() {
     let (pa, pb) = (a.handle.peer_id(), b.handle.peer_id());
     b.connected_to(pa).await;
     a.connected_to(pb).await;
+    publish_reaches(&a, &mut b, b"before").await;
     let app = topic("app");
-    let sent = a
-        .handle
-        .publish(&app, b"before".to_vec(), None)
-        .await
-        .expect("a publishes");
-    assert_eq!(b.next_message().await.id, sent.id);
 
     a.handle
         .publish(&app, vec![7; 3 * DEFAULT_MAX_MESSAGE_SIZE], None)

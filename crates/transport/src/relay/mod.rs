@@ -35,6 +35,11 @@ pub const RELAY_PROTOCOL: &str = "/vac/waku/relay/2.0.0";
 /// How often peers from [`TransportConfig::peers`] that are not connected are redialled.
 pub const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a peer whose gossipsub score fell below the graylist threshold (mostly: it kept
+/// sending invalid messages) is kept out: not dialled, and disconnected at once if it
+/// connects. As long as its score is remembered after it leaves (nwaku's `retainScore`).
+pub const BAN_DURATION: Duration = Duration::from_secs(600);
+
 /// How much longer than `store_timeout` a handle waits for a Store query, so that libp2p's own
 /// timeout (a more precise error) usually comes first.
 const STORE_TIMEOUT_SLACK: Duration = Duration::from_secs(1);
@@ -110,6 +115,9 @@ pub struct TransportMetrics {
     pub peer_exchange_served: u64,
     /// Peers disconnected because more than [`TransportConfig::max_peers`] were connected.
     pub peers_pruned: u64,
+    /// Peers disconnected and banned for [`BAN_DURATION`] because their gossipsub score fell
+    /// below the graylist threshold (ten invalid messages in quick succession reach it).
+    pub peers_banned: u64,
     /// Store queries this node sent (one per page).
     pub store_queries_out: u64,
     /// Store queries this node sent that failed (error status, bad response, no answer).
@@ -316,6 +324,7 @@ impl RelayHandle {
             peers_discovered: c.peers_discovered.load(Ordering::Relaxed),
             peer_exchange_served: c.peer_exchange_served.load(Ordering::Relaxed),
             peers_pruned: c.peers_pruned.load(Ordering::Relaxed),
+            peers_banned: c.peers_banned.load(Ordering::Relaxed),
             peer_exchange_dropped: load_all(&c.peer_exchange_dropped),
         }
     }
@@ -507,6 +516,7 @@ struct Counters {
     peers_discovered: AtomicU64,
     peer_exchange_served: AtomicU64,
     peers_pruned: AtomicU64,
+    peers_banned: AtomicU64,
     peer_exchange_dropped: [AtomicU64; PeerExchangeDrop::ALL.len()],
 }
 

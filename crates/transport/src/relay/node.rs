@@ -17,7 +17,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use prost::Message as _;
 use tokio::sync::mpsc;
 
-use crate::config::TransportConfig;
+use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, TransportConfig};
 use crate::error::{PublishError, TransportError};
 use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
 use crate::message::{DropReason, MessageId, WakuMessage};
@@ -27,9 +27,12 @@ use crate::segmentation::{Reassembler, Reassembly, SegmentDrop, SegmentMessage, 
 use crate::store::{self, StoreError, StoreServer};
 use crate::topics::PubsubTopic;
 
-use super::swarm::{Behaviour, BehaviourEvent, check_dialable, ensure_port_free, peer_id_of};
+use super::swarm::{
+    Behaviour, BehaviourEvent, GRAYLIST_THRESHOLD, check_dialable, ensure_port_free, peer_id_of,
+};
 use super::{
-    Command, Published, REDIAL_INTERVAL, RELAY_PROTOCOL, Shared, StoreReply, TransportEvent,
+    BAN_DURATION, Command, Published, REDIAL_INTERVAL, RELAY_PROTOCOL, Shared, StoreReply,
+    TransportEvent,
 };
 
 /// How long [`super::WakuRelay::start`] waits for its listeners to come up.
@@ -40,6 +43,9 @@ const MAX_PEER_ADDRS: usize = 8;
 
 /// Peers learned through peer exchange that are kept (to dial, and to pass on).
 const MAX_EXCHANGE_PEERS: usize = 64;
+
+/// Banned peers remembered at once; beyond this, the ban closest to its end is lifted early.
+const MAX_BANNED: usize = 1024;
 
 /// A configured peer, with its peer id once known.
 struct Bootstrap {
@@ -102,6 +108,8 @@ pub(super) struct Node {
     bootstrap: Vec<Bootstrap>,
     /// Peers that stated another cluster: never redialled.
     rejected: HashSet<PeerId>,
+    /// Peers whose score fell below the graylist threshold, with the end of their ban.
+    banned: HashMap<PeerId, Instant>,
     /// Events waiting for room in the channel.
     backlog: VecDeque<TransportEvent>,
     backlog_limit: usize,
@@ -161,6 +169,7 @@ impl Node {
                 })
                 .collect(),
             rejected: HashSet::new(),
+            banned: HashMap::new(),
             backlog: VecDeque::new(),
             backlog_limit: config.event_capacity,
             events,
@@ -272,6 +281,8 @@ impl Node {
                     self.send_store_answer(answer);
                 }
                 _ = redial.tick() => {
+                    let now = Instant::now();
+                    self.banned.retain(|_, until| *until > now);
                     self.redial();
                     self.seek_peers();
                     self.prune();
@@ -362,7 +373,11 @@ impl Node {
     fn redial(&mut self) {
         for target in &self.bootstrap {
             let opts = match target.peer {
-                Some(peer) if self.swarm.is_connected(&peer) || self.rejected.contains(&peer) => {
+                Some(peer)
+                    if self.swarm.is_connected(&peer)
+                        || self.rejected.contains(&peer)
+                        || self.is_banned(&peer) =>
+                {
                     continue;
                 }
                 Some(peer) => dial_known(peer, vec![target.addr.clone()]),
@@ -402,6 +417,47 @@ impl Node {
         for peer in self.liveness.silent(now) {
             self.reconnect(peer, ReconnectReason::Silent);
         }
+        // Scores also fall for what gossipsub checks itself (broken promises, GRAFT floods,
+        // signed messages).
+        let connected: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in connected {
+            self.ban_if_graylisted(peer);
+        }
+    }
+
+    fn is_banned(&self, peer: &PeerId) -> bool {
+        self.banned
+            .get(peer)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Disconnects and bans `peer` if its score is below the graylist threshold: gossipsub
+    /// ignores everything it sends from there on, so the connection only costs.
+    fn ban_if_graylisted(&mut self, peer: PeerId) {
+        let Some(score) = self.swarm.behaviour().gossipsub.peer_score(&peer) else {
+            return;
+        };
+        if score >= GRAYLIST_THRESHOLD || self.is_banned(&peer) {
+            return;
+        }
+        tracing::warn!(%peer, score, ban = ?BAN_DURATION, "peer score below the graylist threshold; banning peer");
+        if self.banned.len() >= MAX_BANNED
+            && let Some(soonest) = self
+                .banned
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(peer, _)| *peer)
+        {
+            self.banned.remove(&soonest);
+        }
+        self.banned.insert(peer, Instant::now() + BAN_DURATION);
+        self.redial_on_close.remove(&peer);
+        self.shared
+            .counters
+            .peers_banned
+            .fetch_add(1, Ordering::Relaxed);
+        // An error means the peer is already gone.
+        let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     /// Disconnects `peer` and redials it once its connections have closed.
@@ -446,6 +502,12 @@ impl Node {
                             target.peer = Some(peer_id);
                         }
                     }
+                }
+                if self.is_banned(&peer_id) {
+                    tracing::debug!(%peer_id, "banned peer connected; disconnecting");
+                    // An error means the peer is already gone.
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
                 }
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected; requesting metadata");
@@ -581,7 +643,7 @@ impl Node {
                     });
                 let acceptance = match &verdict {
                     Ok(_) => MessageAcceptance::Accept,
-                    Err(_) => MessageAcceptance::Reject,
+                    Err(reason) => acceptance_of_refused(*reason, message.data.len()),
                 };
                 self.swarm
                     .behaviour_mut()
@@ -608,6 +670,9 @@ impl Node {
                     Err(reason) => {
                         counters.dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(%propagation_source, %reason, "dropped relay message");
+                        if acceptance == MessageAcceptance::Reject {
+                            self.ban_if_graylisted(propagation_source);
+                        }
                     }
                 }
             }
@@ -873,7 +938,11 @@ impl Node {
                 break;
             }
             let peer = learned.peer;
-            if peer == local || self.swarm.is_connected(&peer) || self.rejected.contains(&peer) {
+            if peer == local
+                || self.swarm.is_connected(&peer)
+                || self.rejected.contains(&peer)
+                || self.is_banned(&peer)
+            {
                 continue;
             }
             let opts = dial_known(peer, vec![learned.addr.clone()]);
@@ -960,6 +1029,7 @@ impl Node {
             if peer == self.local_peer_id()
                 || self.swarm.is_connected(&peer)
                 || self.rejected.contains(&peer)
+                || self.is_banned(&peer)
                 || check_dialable(&addr).is_err()
             {
                 continue;
@@ -1050,6 +1120,25 @@ impl Node {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+}
+
+/// How a message the validator refused counts against the peer that sent it. `Reject` makes
+/// it an invalid message delivery in the peer's score (P4); `Ignore` only drops it. Only what
+/// every Waku implementation refuses too is rejected: an honest js-waku or nwaku peer relays
+/// what only demls checks, and must not be scored down for a third party's message.
+fn acceptance_of_refused(reason: DropReason, size: usize) -> MessageAcceptance {
+    match reason {
+        // Not a WakuMessage, or no content topic: js-waku, nwaku and go-waku refuse these.
+        DropReason::Undecodable | DropReason::EmptyContentTopic => MessageAcceptance::Reject,
+        // Larger than any Waku implementation relays (js-waku's and nwaku's largest limit).
+        DropReason::Oversize if size > DEFAULT_MAX_MESSAGE_SIZE => MessageAcceptance::Reject,
+        // Within a peer's own larger limit; an empty payload (nwaku relays it); a long `meta`
+        // (js-waku relays it); a malformed segment (only demls reads segments).
+        DropReason::Oversize
+        | DropReason::EmptyPayload
+        | DropReason::MetaTooLong
+        | DropReason::MalformedSegment => MessageAcceptance::Ignore,
     }
 }
 

@@ -1,9 +1,13 @@
 //! The libp2p stack of a relay node: its behaviours, their limits, and the checks of its
 //! configuration.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use libp2p::gossipsub::{self, MessageAuthenticity, ValidationMode};
+use libp2p::gossipsub::{
+    self, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
+    ValidationMode,
+};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
@@ -63,6 +67,90 @@ const MAX_IHAVE_MESSAGES: usize = 10;
 /// [`store::MAX_QUERIES_PER_PEER`] are still answered (`429`) up to this many.
 const STORE_STREAMS_PER_CONNECTION: usize = 32;
 
+/// Below this score gossipsub ignores everything a peer sends (graylisting) and the node
+/// disconnects and bans it (nwaku's `graylistThreshold`; nim-libp2p disconnects there too).
+/// Ten invalid messages within one decay interval reach it (P4: `-100 × 10²`), eleven if the
+/// peer's bonuses (P1 and P2, at most 10.1) offset the tenth.
+pub(super) const GRAYLIST_THRESHOLD: f64 = -10_000.0;
+
+/// Peer scoring as nwaku configures it (`waku_relay/protocol.nim`), with the changes
+/// docs/transport.md ("Peer scoring") explains: loopback addresses are exempt from the
+/// IP colocation penalty, broken gossip promises are tolerated up to a threshold (rust-libp2p
+/// counts one per message id, nim-libp2p one per IWANT), and rust-libp2p's slow-peer
+/// penalty, which nwaku does not have, is off.
+fn score_params(topic: &gossipsub::IdentTopic) -> PeerScoreParams {
+    let topic_params = TopicScoreParams {
+        topic_weight: 1.0,
+        // P1: time in mesh, a small bonus that favours peers already in the mesh.
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 10.0,
+        // P2: first deliveries, a bonus for fast peers.
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.5,
+        first_message_deliveries_cap: 10.0,
+        // P3, P3b: mesh delivery deficits, off (demls traffic is bursty: a quiet group is no
+        // fault of its peers).
+        mesh_message_deliveries_weight: 0.0,
+        mesh_message_deliveries_decay: 0.5,
+        mesh_message_deliveries_cap: 1.0,
+        mesh_message_deliveries_threshold: 1.0,
+        mesh_message_deliveries_window: Duration::from_millis(10),
+        mesh_message_deliveries_activation: Duration::from_secs(5),
+        mesh_failure_penalty_weight: 0.0,
+        mesh_failure_penalty_decay: 0.5,
+        // P4: invalid messages (our validator's rejects), quadratic, heavily weighted.
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
+    };
+    PeerScoreParams {
+        topics: [(topic.hash(), topic_params)].into_iter().collect(),
+        topic_score_cap: 0.0,
+        // P5: no application score.
+        app_specific_weight: 0.0,
+        // P6: more than 5 peers from one address are suspect (Sybil), except on loopback:
+        // those are the operator's own processes (and every local test network).
+        ip_colocation_factor_weight: -50.0,
+        ip_colocation_factor_threshold: 5.0,
+        ip_colocation_factor_whitelist: [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]
+        .into_iter()
+        .collect(),
+        // P7: GRAFTs during a backoff and broken IWANT promises. nwaku's weight and slow
+        // decay, with a threshold: a flood can leave some IWANTs unanswered within 3 s
+        // without any ill intent.
+        behaviour_penalty_weight: -10.0,
+        behaviour_penalty_threshold: BEHAVIOUR_PENALTY_THRESHOLD,
+        behaviour_penalty_decay: 0.986,
+        decay_interval: Duration::from_secs(12),
+        decay_to_zero: 0.01,
+        retain_score: Duration::from_secs(600),
+        slow_peer_weight: 0.0,
+        slow_peer_threshold: 0.0,
+        slow_peer_decay: 0.2,
+    }
+}
+
+/// Broken gossip promises (and GRAFTs in backoff) a peer may have to its name, decaying,
+/// before they count against it.
+const BEHAVIOUR_PENALTY_THRESHOLD: f64 = 100.0;
+
+/// nwaku's thresholds: no gossip to or from peers below -100, no own publishes to peers
+/// below -1000, everything ignored below [`GRAYLIST_THRESHOLD`].
+fn score_thresholds() -> PeerScoreThresholds {
+    PeerScoreThresholds {
+        gossip_threshold: -100.0,
+        publish_threshold: -1000.0,
+        graylist_threshold: GRAYLIST_THRESHOLD,
+        // Peers offered in PRUNEs are not dialled by rust-libp2p (Waku has its own peer
+        // exchange), so this changes nothing.
+        accept_px_threshold: 0.0,
+        opportunistic_graft_threshold: 0.0,
+    }
+}
+
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
     pub(super) gossipsub: gossipsub::Behaviour,
@@ -104,7 +192,11 @@ pub(super) fn build_swarm(
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
         .map_err(|e| setup(&e))?;
-    let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config)
+    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config)
+        .map_err(|e| setup(&e))?;
+    let topic = gossipsub::IdentTopic::new(config.pubsub_topic().to_string());
+    gossipsub
+        .with_peer_score(score_params(&topic), score_thresholds())
         .map_err(|e| setup(&e))?;
     let metadata = request_response::Behaviour::with_codec(
         metadata::Codec,

@@ -379,6 +379,27 @@ impl RawNode {
         }
     }
 
+    /// Dials `peer` again.
+    pub fn redial(&mut self, peer: Multiaddr) {
+        self.swarm.dial(peer).expect("dial");
+    }
+
+    /// Drives the swarm until a connection is established and then closed again.
+    pub async fn wait_connection_refused(&mut self) {
+        let mut established = false;
+        let refused = self.drive_until(|event| match event {
+            SwarmEvent::ConnectionEstablished { .. } => {
+                established = true;
+                false
+            }
+            SwarmEvent::ConnectionClosed { .. } => established,
+            _ => false,
+        });
+        tokio::time::timeout(TIMEOUT, refused)
+            .await
+            .expect("the peer closes the new connection");
+    }
+
     /// Publishes `data` as is (sent while the swarm is driven).
     pub fn publish(&mut self, data: Vec<u8>) {
         self.swarm
