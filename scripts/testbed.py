@@ -20,6 +20,7 @@ import concurrent.futures
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,10 @@ class Net:
     def ip_of(self, i):
         return f"10.77.{i // 250}.{i % 250 + 1}"
 
+    @staticmethod
+    def mac_of(i):
+        return f"02:77:00:00:{i // 256:02x}:{i % 256:02x}"
+
     def create(self, loss_pct, delay_ms, jitter_ms):
         run("ip", "link", "add", self.bridge, "type", "bridge")
         self.made.append(("link", self.bridge))
@@ -84,7 +89,8 @@ class Net:
             run("ip", "netns", "add", ns)
             self.made.append(("netns", ns))
             host_side = f"dtb{self.tag}v{i}"
-            run("ip", "link", "add", host_side, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            run("ip", "link", "add", host_side, "type", "veth", "peer", "name", "eth0",
+                "address", self.mac_of(i), "netns", ns)
             # Deleted by name at the end: a namespace outlives `ip netns del` (and takes its
             # veth pair with it) only once the kernel has let go of it, which can take minutes.
             self.made.append(("link", host_side))
@@ -112,6 +118,15 @@ table inet dtb {{
 """
             subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True,
                            check=True, capture_output=True)
+        # Every namespace knows every other's MAC address for good: ARP entries of all
+        # namespaces share one kernel table (gc_thresh3, 1024 by default), which 50 namespaces
+        # of 49 neighbours each overflow ("neighbor table overflow"), and the last nodes then
+        # reach nobody. Permanent entries are not counted against it.
+        for i, ns in enumerate(self.names):
+            batch = "".join(f"neigh replace {self.ip_of(j)} lladdr {self.mac_of(j)} dev eth0 "
+                            "nud permanent\n" for j in range(self.count) if j != i)
+            subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, text=True, check=True,
+                           capture_output=True)
         if delay_ms or jitter_ms:
             probe = run("ip", "netns", "exec", self.names[0], "tc", "qdisc", "add", "dev", "eth0",
                         "root", "netem", "delay", "1ms", check=False)
@@ -171,6 +186,7 @@ class Node:
         self.address = None
         self.multiaddr = None
         self.token = None
+        self.peer_id = None
         self.alive = False
 
     def start(self, binary, peers, target_peers):
@@ -388,11 +404,23 @@ class Testbed:
         first.wait_banner()
         second.start(a.binary, [first.multiaddr], a.target_peers)
         second.wait_banner()
-        boot = [first.multiaddr, second.multiaddr]
+        # Each later node dials the first and one other node started before it (not always
+        # the second: a partition would then cut most nodes from all their first peers).
+        rng = random.Random(a.seed)
+        for k, n in enumerate(self.nodes[2:], start=2):
+            known = [m for m in self.nodes[1:k] if m.multiaddr]
+            n.start(a.binary, [first.multiaddr, rng.choice(known).multiaddr], a.target_peers)
+            if k % 8 == 0:
+                for m in self.nodes[2:k + 1]:
+                    if m.multiaddr is None:
+                        m.wait_banner()
         for n in self.nodes[2:]:
-            n.start(a.binary, boot, a.target_peers)
-        for n in self.nodes[2:]:
-            n.wait_banner()
+            if n.multiaddr is None:
+                n.wait_banner()
+        for n, (status, info) in zip(self.nodes, self.api.each(self.nodes, "GET", "/api/node")):
+            if status != 200:
+                raise Broken(f"GET /api/node of m{n.index:03d}: {status} {info}")
+            n.peer_id = info["peer_id"]
         self.summary["start_s"] = round(time.time() - started, 1)
         log(f"{a.members} nodes started in {self.summary['start_s']} s")
         self.counters_at_start = self.net.counters()
@@ -438,7 +466,11 @@ class Testbed:
                 log(f"  formation: {joined} of {len(views)} nodes are members")
             return ok
 
-        self.wait(f"{a.members} members on one epoch", a.form_limit, formed)
+        try:
+            self.wait(f"{a.members} members on one epoch", a.form_limit, formed)
+        except Broken:
+            self.diagnose_joins()
+            raise
         took = time.time() - started
         view = self.views([creator])[0]
         roster = self.roster(creator)
@@ -447,6 +479,22 @@ class Testbed:
             "stewards": len(roster["stewards"])}
         log(f"journey 1: {a.members} members formed in {took:.1f} s (epoch {view['epoch']}, "
             f"{len(roster['stewards'])} stewards)")
+
+    def diagnose_joins(self):
+        """Prints how far each node that is not a member got, and its peers."""
+        views = self.views(self.nodes)
+        missing = [n for n, v in zip(self.nodes, views) if v is None]
+        joins = self.api.each(missing, "GET", f"/api/groups/{GROUP}/join")
+        infos = self.api.each(missing, "GET", "/api/node")
+        names = {n.peer_id: f"m{n.index:03d}" for n in self.nodes}
+        for n, (_, join), (_, info) in zip(missing, joins, infos):
+            peers = [names.get(p, p[:12]) for p in (info or {}).get("peers", [])]
+            log(f"  m{n.index:03d} not a member: join {join}; peers {peers}")
+        view = next((v for v in views if v is not None), None)
+        if view:
+            log(f"  a member's view: epoch {view['epoch']}, {len(view['members'])} members, "
+                f"open proposals {view['health']['open_proposals']}, "
+                f"stewards {[self.by_address(s).index for s in view['stewards']]}")
 
     def chat(self, senders, receivers, label, limit):
         """Each sender sends one message; returns delivery latencies (ms) and the time until
@@ -525,8 +573,24 @@ class Testbed:
         side_a = [n for n in alive if n.ns_index in majority]
         epoch = self.views([alive[0]])[0]["epoch"]
 
+        # Who is connected to whom as the links are cut: a node whose every peer is on the
+        # other side is cut off from its own side too, until it finds a peer there.
+        by_peer_id = {n.peer_id: n for n in self.nodes}
+        infos = self.api.each(alive, "GET", "/api/node")
+        own_side_peers = {}
+        for n, (status, info) in zip(alive, infos):
+            peers = info.get("peers", []) if status == 200 and isinstance(info, dict) else []
+            mine = minority if n.ns_index in minority else majority
+            own_side_peers[n.index] = sum(
+                1 for p in peers if p in by_peer_id and by_peer_id[p].ns_index in mine)
+        cut_off = {name: [f"m{n.index:03d}" for n in side if own_side_peers[n.index] == 0]
+                   for name, side in (("majority", side_a), ("minority", side_b))}
+
         def plain(side):
-            return next(n for n in reversed(side) if n.address not in stewards)
+            # A plain member with a peer on its own side, if there is one: its leave can reach
+            # its side's stewards.
+            candidates = [n for n in reversed(side) if n.address not in stewards]
+            return next((n for n in candidates if own_side_peers[n.index] > 0), candidates[0])
 
         leaver_a, leaver_b = plain(side_a), plain(side_b)
         b_stewards = [s for s in stewards if ns_of[s] in minority]
@@ -564,7 +628,12 @@ class Testbed:
                 sides[name] = {"committed": False, "waited_s": round(time.time() - started, 1)}
                 log(f"  the {name} side did not commit in {a.side_limit} s:\n"
                     + self.describe(rest))
-            sides[name].update({"namespaces": len(minority if name == "minority" else majority),
+            sides[name].update({"cut_off_at_cut": cut_off[name],
+                                "leaver_had_own_side_peer": own_side_peers[leaver.index] > 0,
+                                "peers_at_end": sorted(
+                                    v["health"]["peers"] if v else -1
+                                    for v in self.views(side)),
+                                "namespaces": len(minority if name == "minority" else majority),
                                 "members": len(side), "stewards": len(
                                     b_stewards if name == "minority" else
                                     [s for s in stewards if ns_of[s] in majority])})
@@ -603,7 +672,7 @@ class Testbed:
         log(f"journey 3: both sides committed: {both} (forked: {forked}); heal: {heal}")
         if not sides["majority"]["committed"]:
             self.failures.append("partition: the majority side did not commit")
-        if b_stewards and not sides["minority"]["committed"]:
+        if b_stewards and own_side_peers[leaver_b.index] and not sides["minority"]["committed"]:
             self.failures.append("partition: the minority side, with a steward, did not commit")
         if not heal["converged"]:
             raise Broken("partition: no single group after the heal")
@@ -803,6 +872,7 @@ def main():
                         help="seconds between the cut and the leaves")
     parser.add_argument("--kill-when", default="leave", choices=["leave", "proposal"],
                         help="kill the epoch steward as the leave is sent, or once it logs it")
+    parser.add_argument("--seed", type=int, default=16, help="picks the bootstrap peers")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     args = parser.parse_args()
     if args.members < 6 or args.namespaces < 3:
