@@ -37,7 +37,7 @@ echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast
 # The testbed of many hosts (issue 16, docs/performance.md section 6): 30 `demls node` processes
 # in 10 network namespaces joined by a bridge, 1 % loss per link, the formation, chat,
-# partition and killed-steward journeys; about 3 minutes with the debug binary. Prints SKIP
+# partition and killed-steward journeys; about 50 s with the debug binary. Prints SKIP
 # where namespaces cannot be created (not root).
 echo "== testbed: 10 namespaces, 30 members"
 ./scripts/testbed.sh 10 30
