@@ -305,7 +305,7 @@ class Testbed:
         self.nodes = []
         self.api = None
         self.summary = {"namespaces": args.namespaces, "members": args.members,
-                        "mode": args.mode, "loss_pct": args.loss}
+                        "mode": args.mode, "loss_pct": args.loss, "minority": args.minority}
         self.failures = []
 
     # ---- views -------------------------------------------------------------------------
@@ -563,9 +563,15 @@ class Testbed:
         # The minority holds at least one steward if any steward lives outside the epoch
         # steward's namespace, and never the epoch steward: so that each side has someone who
         # may commit (a side without a steward cannot commit, by the protocol's rules).
+        # With `--minority plain` it holds no steward if it can: the case where, by the rules,
+        # the minority cannot commit.
+        steward_ns = {ns_of[s] for s in stewards}
         with_steward = [ns_of[s] for s in stewards if ns_of[s] != epoch_steward_ns]
+        without = [i for i in range(a.namespaces - 1, -1, -1) if i not in steward_ns]
+        order = (with_steward if a.minority == "steward" else without) + list(
+            range(a.namespaces - 1, -1, -1))
         minority = []
-        for i in with_steward + list(range(a.namespaces - 1, -1, -1)):
+        for i in order:
             if i != epoch_steward_ns and i not in minority and len(minority) < minority_size:
                 minority.append(i)
         majority = [i for i in range(a.namespaces) if i not in minority]
@@ -872,6 +878,8 @@ def main():
                         help="seconds between the cut and the leaves")
     parser.add_argument("--kill-when", default="leave", choices=["leave", "proposal"],
                         help="kill the epoch steward as the leave is sent, or once it logs it")
+    parser.add_argument("--minority", default="steward", choices=["steward", "plain"],
+                        help="whether the cut-off third holds a steward (if it can) or none")
     parser.add_argument("--seed", type=int, default=16, help="picks the bootstrap peers")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     args = parser.parse_args()
