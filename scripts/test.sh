@@ -35,6 +35,12 @@ cargo test -q -p demls-api -p demls --lib --bins generated
 
 echo "== cargo test --workspace"
 cargo test --workspace --no-fail-fast
+# The testbed of many hosts (issue 16, docs/performance.md section 6): 30 `demls node` processes
+# in 10 network namespaces joined by a bridge, 1 % loss per link, the formation, chat,
+# partition and killed-steward journeys; about 50 s with the debug binary. Prints SKIP
+# where namespaces cannot be created (not root).
+echo "== testbed: 10 namespaces, 30 members"
+./scripts/testbed.sh 10 30
 # The demo over TCP, 20 times in a row at 30 members and 5 times at 50 (issue 12): each run's
 # summary must keep its contract (everyone joined, every message delivered, the removed member
 # reads nothing, a thief with a member's copied state reads nothing after its update,
