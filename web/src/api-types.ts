@@ -846,7 +846,27 @@ group: string,
 /**
  * Messages missing.
  */
-missing: number, } | { "type": "invited", 
+missing: number, } | { "type": "history_gap", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * Messages given up.
+ */
+lost: number, } | { "type": "name_changed", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The member's address.
+ */
+member: string, 
+/**
+ * Its name now; `null`: it has none.
+ */
+name: string | null, } | { "type": "invited", 
 /**
  * The group.
  */

@@ -175,6 +175,23 @@ pub enum EventBody {
         /// Messages missing.
         missing: usize,
     },
+    /// Messages of the group this node gave up waiting for: nobody gave them back within
+    /// two minutes. What waited for them was shown after them; the history has a hole here.
+    HistoryGap {
+        /// The group.
+        group: String,
+        /// Messages given up.
+        lost: usize,
+    },
+    /// A member's display name changed (set, changed or taken away).
+    NameChanged {
+        /// The group.
+        group: String,
+        /// The member's address.
+        member: String,
+        /// Its name now; `null`: it has none.
+        name: Option<String>,
+    },
     /// A member invited an address: its YES on admitting it, signed ahead.
     Invited {
         /// The group.
@@ -239,6 +256,8 @@ impl EventBody {
             | Self::Removed { group, .. }
             | Self::Invited { group, .. }
             | Self::Syncing { group, .. }
+            | Self::HistoryGap { group, .. }
+            | Self::NameChanged { group, .. }
             | Self::Message(ChatMessage { group, .. })
             | Self::Delivery { group, .. } => Some(group),
             Self::PeerConnected { .. }

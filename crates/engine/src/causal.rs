@@ -91,6 +91,8 @@ pub(crate) struct Due {
     pub(crate) sync: bool,
     /// Messages delivered because what they waited for was given up.
     pub(crate) delivered: Vec<Delivery>,
+    /// Missing messages given up now: the member will not read them.
+    pub(crate) given_up: usize,
 }
 
 /// What one received message (chat or sync) brought.
@@ -381,6 +383,7 @@ impl ChatLog {
             .filter(|(_, m)| m.since.plus_ms(config.gap_give_up_ms) <= now)
             .map(|(id, _)| id.clone())
             .collect();
+        due.given_up = given_up.len();
         for id in given_up {
             self.missing.remove(&id);
             self.given_up.insert(id.clone());
@@ -624,6 +627,8 @@ mod tests {
         assert_eq!(due.ask, vec![vec![9]]);
         let due = log.on_timeout(&config, false, Timestamp(config.gap_give_up_ms));
         assert_eq!(due.delivered.len(), 1);
+        // The session tells the shell of the hole (`Event::HistoryGap`).
+        assert_eq!(due.given_up, 1);
         assert_eq!(log.missing(), 0);
     }
 

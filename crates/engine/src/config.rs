@@ -67,6 +67,9 @@ pub struct EngineConfig {
     pub rejoin_after_ms: u64,
     /// How this member scores stewards, and when it charges one.
     pub scoring: crate::PeerScoring,
+    /// Most joiners a steward keeps waiting at once (for their vote and commit, or their
+    /// admission check); further requests are dropped (`queue_full`) until room is made.
+    pub max_join_intake: usize,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +96,7 @@ impl Default for EngineConfig {
             chat_resend_ms: 30_000,
             gap_give_up_ms: 120_000,
             scoring: crate::PeerScoring::default(),
+            max_join_intake: 1024,
         }
     }
 }

@@ -283,6 +283,25 @@ pub enum Event {
         /// Messages missing.
         missing: usize,
     },
+    /// Chat messages this member gave up waiting for: nobody gave them back within
+    /// [`crate::EngineConfig::gap_give_up_ms`]. What waited for them was delivered after
+    /// them, so the history has a hole here that the member should be shown.
+    HistoryGap {
+        /// The group.
+        group: GroupId,
+        /// Messages given up.
+        lost: usize,
+    },
+    /// A member's display name changed (set, changed or taken away). Shown to everyone, so
+    /// that a member who takes another's name cannot do it unseen.
+    NameChanged {
+        /// The group.
+        group: GroupId,
+        /// The member.
+        member: Address,
+        /// Its name now; `None`: it has none.
+        name: Option<String>,
+    },
     /// This node is no longer a member (removed, or its leave was committed).
     Removed {
         /// The group.

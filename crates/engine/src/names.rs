@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use demls_identity::Address;
 
-use crate::EngineError;
 use crate::context::Ctx;
 use crate::session::GroupSession;
 use crate::wire::{DisplayName, app_message};
+use crate::{EngineError, Event};
 
 /// The longest display name, in bytes of UTF-8.
 pub const MAX_DISPLAY_NAME_BYTES: usize = 64;
@@ -45,15 +45,17 @@ pub(crate) struct Names {
 }
 
 impl Names {
-    /// Records `member`'s name if newer than the one known.
-    pub(crate) fn set(&mut self, member: Address, named: Named) {
-        if self
-            .by_member
-            .get(&member)
-            .is_none_or(|known| known.version < named.version)
-        {
-            self.by_member.insert(member, named);
+    /// Records `member`'s name if newer than the one known; returns whether the name shown
+    /// for it changed.
+    pub(crate) fn set(&mut self, member: Address, named: Named) -> bool {
+        let known = self.by_member.get(&member);
+        if known.is_some_and(|known| known.version >= named.version) {
+            return false;
         }
+        let shown_before = known.map_or("", |known| known.name.as_str());
+        let changed = shown_before != named.name;
+        self.by_member.insert(member, named);
+        changed
     }
 
     /// The members' names, without the removed ones.
@@ -80,8 +82,20 @@ impl GroupSession {
             name: name.to_owned(),
         };
         self.send_name(&named, ctx)?;
-        self.names.set(self.me, named);
+        self.record_name(self.me, named, ctx);
         Ok(())
+    }
+
+    /// Records a member's name and tells the shell if the name shown for it changed.
+    fn record_name(&mut self, member: Address, named: Named, ctx: &mut Ctx<'_>) {
+        let name = (!named.name.is_empty()).then(|| named.name.clone());
+        if self.names.set(member, named) {
+            ctx.emit(Event::NameChanged {
+                group: self.id.clone(),
+                member,
+                name,
+            });
+        }
     }
 
     fn send_name(&mut self, named: &Named, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
@@ -98,6 +112,7 @@ impl GroupSession {
         &mut self,
         sender: Address,
         message: DisplayName,
+        ctx: &mut Ctx<'_>,
     ) -> Result<(), EngineError> {
         check(&message.name)?;
         // A late message of an earlier epoch may come from a member since removed.
@@ -106,7 +121,7 @@ impl GroupSession {
                 version: message.version,
                 name: message.name,
             };
-            self.names.set(sender, named);
+            self.record_name(sender, named, ctx);
         }
         Ok(())
     }

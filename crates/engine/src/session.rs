@@ -300,6 +300,12 @@ impl GroupSession {
             self.send_app(app_message::Body::Sync(self.chat.sync()), ctx)?;
             self.chat.synced(ctx.config, ctx.now);
         }
+        if due.given_up > 0 {
+            ctx.emit(Event::HistoryGap {
+                group: self.id.clone(),
+                lost: due.given_up,
+            });
+        }
         for delivery in due.delivered {
             self.tell_delivery(delivery, ctx);
         }
@@ -506,7 +512,7 @@ impl GroupSession {
             app_message::Body::Invitation(invitation) => {
                 self.receive_invitation(sender, invitation, ctx)
             }
-            app_message::Body::Name(name) => self.receive_name(sender, name),
+            app_message::Body::Name(name) => self.receive_name(sender, name, ctx),
             app_message::Body::Proposal(_) | app_message::Body::Vote(_) => {
                 Err(EngineError::WrongEpoch {
                     got: Epoch(epoch),

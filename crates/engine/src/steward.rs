@@ -41,8 +41,6 @@ pub(crate) fn join_aad(joiner: Address, steward: Address) -> Vec<u8> {
 /// The AEAD nonce of an encrypted ratchet tree: zero, because each key seals one tree.
 pub(crate) const TREE_NONCE: [u8; 12] = [0; 12];
 
-/// Most joiners a steward keeps waiting (for their vote and commit, or their check).
-const MAX_INTAKE: usize = 1024;
 /// Most key package references a steward remembers, to refuse replays.
 const SEEN_KEY_PACKAGES: usize = 65_536;
 /// A joiner's requests are taken in at most once per this many milliseconds; honest joiners
@@ -274,7 +272,7 @@ impl GroupSession {
             // retry), not lost state. Re-adding it would throw out the state it is about to have.
             return Err(EngineError::Duplicate);
         }
-        self.check_intake(joiner, &reference)?;
+        self.check_intake(joiner, &reference, ctx.config.max_join_intake)?;
         match self
             .state
             .mls
@@ -314,7 +312,12 @@ impl GroupSession {
 
     /// Whether a key package (by `reference`) of `joiner` may enter the intake: never seen
     /// (key packages are single-use), the joiner not already waiting, and room left.
-    fn check_intake(&self, joiner: Address, reference: &Vec<u8>) -> Result<(), EngineError> {
+    fn check_intake(
+        &self,
+        joiner: Address,
+        reference: &Vec<u8>,
+        max_intake: usize,
+    ) -> Result<(), EngineError> {
         let Some(duty) = self.steward.as_ref() else {
             return Err(EngineError::NotForUs);
         };
@@ -333,7 +336,7 @@ impl GroupSession {
             // One pending key package per joiner: a second one would be a second vote on the same person.
             return Err(EngineError::Duplicate);
         }
-        if duty.intake.len() + duty.waiting.len() >= MAX_INTAKE {
+        if duty.intake.len() + duty.waiting.len() >= max_intake {
             return Err(EngineError::QueueFull("join requests"));
         }
         Ok(())

@@ -276,4 +276,27 @@ fn members_see_display_names_and_joiners_learn_them() {
     for id in &all {
         assert!(view(&sim, *id).display_names.is_empty(), "node {}", id.0);
     }
+
+    // Each change is told as an event, so that a member taking a name is seen doing it;
+    // the name sent again for the joiner changes nothing and is not told again.
+    for id in &nodes {
+        let changes: Vec<Option<String>> = sim
+            .node(*id)
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::NameChanged { member, name, .. } if *member == named => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        // The first two may cross on the network, then the older is ignored.
+        let alice = Some("Alice".to_owned());
+        let at_most = [Some(longest.clone()), alice.clone(), None];
+        assert!(
+            changes.ends_with(&[alice, None]),
+            "node {}: {changes:?}",
+            id.0
+        );
+        assert!(changes.len() <= at_most.len() && changes.iter().all(|c| at_most.contains(c)));
+    }
 }

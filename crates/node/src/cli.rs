@@ -952,6 +952,20 @@ fn print_event(event: &NodeEvent, last_seq: u64) {
         EventBody::AdmissionVerdict {
             subject, verdict, ..
         } => say!("-- admission check of {subject}: {verdict}"),
+        EventBody::Syncing { missing: 0, .. } => say!("-- syncing: nothing missing any more"),
+        EventBody::Syncing { missing, .. } => {
+            say!("-- syncing: {missing} missing, asking the group; later messages wait for them");
+        }
+        EventBody::HistoryGap { lost, .. } => say!(
+            "-- gap: {lost} missing {} could not be had from anyone; what follows came after",
+            if *lost == 1 { "message" } else { "messages" }
+        ),
+        EventBody::NameChanged {
+            member,
+            name: Some(name),
+            ..
+        } => say!("-- {member} is now called {name:?}"),
+        EventBody::NameChanged { member, .. } => say!("-- {member} took its name away"),
         _ => {}
     }
 }

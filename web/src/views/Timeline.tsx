@@ -12,7 +12,17 @@ export interface MembershipEvent {
 }
 
 /** The node events the timeline is made of (decisions say why someone went). */
-const KINDS = ["group_created", "joined", "epoch_changed", "removed", "invited", "join_refused", "proposal_decided"];
+const KINDS = [
+  "group_created",
+  "joined",
+  "epoch_changed",
+  "removed",
+  "invited",
+  "join_refused",
+  "proposal_decided",
+  "history_gap",
+  "name_changed",
+];
 
 const LOG_PAGE = 5000;
 
@@ -45,6 +55,18 @@ function describeAll(events: Logged[], self: string): MembershipEvent[] {
         break;
       case "removed":
         lines.push(removalReason({ epoch: event.epoch, by: event.by, at: event.at, reason: event.reason }, name));
+        break;
+      case "history_gap":
+        lines.push(
+          `${event.lost} missing ${event.lost === 1 ? "message" : "messages"} could not be had from anyone: the history has a hole here.`,
+        );
+        break;
+      case "name_changed":
+        lines.push(
+          event.name === null
+            ? `${capital(name(event.member))} took ${event.member.toLowerCase() === self ? "your" : "its"} display name away.`
+            : `${capital(name(event.member))} ${event.member.toLowerCase() === self ? "are" : "is"} now called “${event.name}”.`,
+        );
         break;
       case "proposal_decided": {
         const change = event.change;

@@ -425,7 +425,8 @@ pub(super) async fn event_log(
 
 /// Prometheus metrics (text format 0.0.4)
 ///
-/// `demls_peers`, `demls_peers_rejected_total`, `demls_relay_messages_total{direction}`,
+/// `demls_peers`, `demls_peers_rejected_total`, `demls_peers_banned_total`,
+/// `demls_relay_messages_total{direction}`,
 /// `demls_messages_dropped_total{layer="relay"|"engine",reason}`,
 /// `demls_messages_ignored_total{reason}`, `demls_messages_handled_total{topic}`,
 /// `demls_published_total{kind}`, `demls_publish_failures_total{reason}`,

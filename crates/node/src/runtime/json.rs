@@ -261,6 +261,19 @@ pub fn event_body(event: &Event) -> EventBody {
             group: group.to_string(),
             missing: *missing,
         },
+        Event::HistoryGap { group, lost } => EventBody::HistoryGap {
+            group: group.to_string(),
+            lost: *lost,
+        },
+        Event::NameChanged {
+            group,
+            member,
+            name,
+        } => EventBody::NameChanged {
+            group: group.to_string(),
+            member: member.to_string(),
+            name: name.clone(),
+        },
         Event::Invited {
             group,
             invitee,
