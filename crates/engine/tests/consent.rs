@@ -521,3 +521,37 @@ fn a_key_package_the_group_turned_down_cannot_be_replayed() {
         "replayed_key_package"
     );
 }
+
+#[test]
+fn a_full_intake_drops_further_join_requests_until_room_is_made() {
+    use demls_engine::EngineConfig;
+    let mut sim = Sim::new(noisy_net(331));
+    let g = group();
+    let bounded = EngineConfig {
+        max_join_intake: 2,
+        ..config(VotePolicy::Automatic)
+    };
+    let creator = sim.add(engine_with(bounded));
+    sim.act(creator, |e, now| e.create_group(g.clone(), defaults(), now))
+        .unwrap();
+    let strangers: Vec<NodeId> = (0..4)
+        .map(|_| sim.add(engine(VotePolicy::Automatic)))
+        .collect();
+    for stranger in &strangers {
+        sim.act(*stranger, |e, now| e.request_join(group(), None, now))
+            .unwrap();
+    }
+    // Nobody votes YES on strangers, so two wait for the deadline and fill the intake: the
+    // others' requests (and their retries) are dropped, counted, and open no vote.
+    sim.run_for(15_000);
+    assert_eq!(opened(&sim, creator).len(), 2);
+    let full = sim.drop_counts().get("queue_full").copied().unwrap_or(0);
+    assert!(full >= 2, "{:?}", sim.drop_counts());
+    // Past the deadline silence refuses the first two; their room goes to the others, who
+    // ask again. Nobody got in.
+    sim.run_for(60_000);
+    assert!(opened(&sim, creator).len() >= 3);
+    for stranger in &strangers {
+        assert!(!is_member(&sim, *stranger));
+    }
+}

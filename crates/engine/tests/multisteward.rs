@@ -940,12 +940,7 @@ fn joiner_at_the_epoch_steward(seed: u64) -> (Sim, Vec<NodeId>, NodeId, NodeId, 
         join_retry_ms: 3_600_000,
         ..config(VotePolicy::Automatic)
     };
-    let joiner = sim.add(Engine::new(
-        next_wallet(),
-        &MlsSigner::generate().unwrap(),
-        patient,
-        MlsStore::new(4, false),
-    ));
+    let joiner = sim.add(engine_with(patient));
     sim.act(joiner, |e, now| {
         e.request_join(group(), Some(steward_address), now)
     })

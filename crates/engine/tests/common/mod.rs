@@ -50,10 +50,15 @@ pub fn next_wallet() -> Wallet {
 
 /// A fresh engine with the test's next wallet.
 pub fn engine(policy: VotePolicy) -> Engine {
+    engine_with(config(policy))
+}
+
+/// A fresh engine with the test's next wallet and settings of its own.
+pub fn engine_with(config: EngineConfig) -> Engine {
     Engine::new(
         next_wallet(),
         &MlsSigner::generate().unwrap(),
-        config(policy),
+        config,
         MlsStore::new(4, false),
     )
 }
