@@ -373,13 +373,7 @@ impl Node {
     fn redial(&mut self) {
         for target in &self.bootstrap {
             let opts = match target.peer {
-                Some(peer)
-                    if self.swarm.is_connected(&peer)
-                        || self.rejected.contains(&peer)
-                        || self.is_banned(&peer) =>
-                {
-                    continue;
-                }
+                Some(peer) if !self.may_dial(&peer) => continue,
                 Some(peer) => dial_known(peer, vec![target.addr.clone()]),
                 None => dial_unknown(target.addr.clone()),
             };
@@ -423,6 +417,11 @@ impl Node {
         for peer in connected {
             self.ban_if_graylisted(peer);
         }
+    }
+
+    /// Whether `peer` is worth dialling: not connected, not of another cluster, not banned.
+    fn may_dial(&self, peer: &PeerId) -> bool {
+        !(self.swarm.is_connected(peer) || self.rejected.contains(peer) || self.is_banned(peer))
     }
 
     fn is_banned(&self, peer: &PeerId) -> bool {
@@ -938,11 +937,7 @@ impl Node {
                 break;
             }
             let peer = learned.peer;
-            if peer == local
-                || self.swarm.is_connected(&peer)
-                || self.rejected.contains(&peer)
-                || self.is_banned(&peer)
-            {
+            if peer == local || !self.may_dial(&peer) {
                 continue;
             }
             let opts = dial_known(peer, vec![learned.addr.clone()]);
@@ -1027,9 +1022,7 @@ impl Node {
     fn on_mdns_discovered(&mut self, found: Vec<(PeerId, Multiaddr)>) {
         for (peer, addr) in found {
             if peer == self.local_peer_id()
-                || self.swarm.is_connected(&peer)
-                || self.rejected.contains(&peer)
-                || self.is_banned(&peer)
+                || !self.may_dial(&peer)
                 || check_dialable(&addr).is_err()
             {
                 continue;
