@@ -1435,3 +1435,60 @@ fn commit_turns_follow_the_groups_timers_not_a_members_own_setting() {
     );
     assert_eq!(committers_seen(&sim, rest[0]).last(), Some(&backup));
 }
+
+#[test]
+fn a_due_election_whose_epoch_steward_is_away_is_proposed_by_the_next_committer_alone() {
+    let mut sim = Sim::new(noisy_net(113));
+    let mut nodes = form_group_with(
+        &mut sim,
+        12,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 5),
+    );
+    // Members leave until the next epoch is the last one the steward list covers: its epoch
+    // steward, the list's last, is the one to propose the election due then.
+    for _ in 0..5 {
+        let v = view(&sim, nodes[0]);
+        if v.committers.first() == v.stewards.iter().rev().nth(1) {
+            break;
+        }
+        let leaver = *plain(&sim, &nodes).last().expect("a plain member");
+        nodes.retain(|id| *id != leaver);
+        leave_and_settle(&mut sim, leaver, &nodes, 120_000);
+    }
+    let v = view(&sim, nodes[0]);
+    assert_eq!(v.committers.first(), v.stewards.iter().rev().nth(1));
+    let (away, next) = (v.committers[1], v.committers[2]);
+    let away_node = node_of(&sim, &nodes, away);
+    sim.node_mut(away_node).online = false;
+    nodes.retain(|id| *id != away_node);
+    let seen_before = opened(&sim, nodes[0]).len();
+    let elections = |s: &Sim, id: NodeId| {
+        decisions(s, id)
+            .iter()
+            .filter(|(c, yes)| *yes && matches!(c, ChangeKind::Election { .. }))
+            .count()
+    };
+
+    let leaver = *plain(&sim, &nodes).last().expect("a plain member");
+    nodes.retain(|id| *id != leaver);
+    let before: Vec<usize> = nodes.iter().map(|id| elections(&sim, *id)).collect();
+    leave_and_settle(&mut sim, leaver, &nodes, 120_000);
+    assert_eq!(view(&sim, nodes[0]).committers.first(), Some(&away));
+    // The next committer proposes after one steward timeout and the group approves; the
+    // others, whose turn would come only after every committer's, never propose it.
+    let elected = sim.run_until(120_000, |s| {
+        nodes
+            .iter()
+            .zip(&before)
+            .all(|(id, before)| elections(s, *id) > *before)
+    });
+    assert!(elected, "no election: {}", describe(&sim, &nodes));
+    sim.run_for(30_000);
+    let owners: std::collections::BTreeSet<Address> = opened(&sim, nodes[0])[seen_before..]
+        .iter()
+        .filter(|(_, _, change)| matches!(change, ChangeKind::Election { .. }))
+        .map(|(_, owner, _)| *owner)
+        .collect();
+    assert_eq!(owners, [next].into(), "one election, by the next committer");
+}
