@@ -4,14 +4,93 @@
 //! topics autosharding cannot place, and shard settings out of range, are refused.
 
 mod common;
+mod raw;
 
 use std::num::NonZeroU16;
 
-use common::{Node, config, first_addr, peers_reach};
+use common::{Node, TIMEOUT, config, first_addr, peers_reach};
 use demls_transport::{
     ContentTopic, DEFAULT_CLUSTER_ID, MAX_RELAY_SHARDS, Multiaddr, PublishError, PubsubTopic,
     ShardError, TopicError, TransportConfig, TransportError, WakuRelay,
 };
+use futures::StreamExt;
+use libp2p::StreamProtocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use prost::Message as _;
+use raw::{RawStoreCodec, bare_swarm, frame, unframe};
+
+/// The metadata message (66/WAKU2-METADATA), decoded here independently of the crate.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Metadata {
+    #[prost(uint32, optional, tag = "1")]
+    cluster_id: Option<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "2")]
+    shards_deprecated: Vec<u32>,
+    #[prost(uint32, repeated, tag = "3")]
+    shards: Vec<u32>,
+}
+
+/// Connects to the node at `addr` with a bare libp2p peer that states our cluster and
+/// shard 3, and returns the node's metadata responses to `requests` requests, sent one after
+/// the other; `between` runs after each response.
+async fn metadata_of(
+    addr: Multiaddr,
+    requests: usize,
+    mut between: impl AsyncFnMut(),
+) -> Vec<Metadata> {
+    let ours = frame(
+        &Metadata {
+            cluster_id: Some(u32::from(DEFAULT_CLUSTER_ID)),
+            shards_deprecated: vec![3],
+            shards: vec![3],
+        }
+        .encode_to_vec(),
+    );
+    let mut swarm = bare_swarm(request_response::Behaviour::with_codec(
+        RawStoreCodec,
+        [(
+            StreamProtocol::new("/vac/waku/metadata/1.0.0"),
+            ProtocolSupport::Full,
+        )],
+        request_response::Config::default(),
+    ));
+    swarm.dial(addr).expect("dial");
+    let mut answers = Vec::new();
+    let run = async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    swarm.behaviour_mut().send_request(&peer_id, ours.clone());
+                }
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    peer, message, ..
+                }) => {
+                    match message {
+                        request_response::Message::Request { channel, .. } => {
+                            // The node asks too; it keeps us only if we answer.
+                            let _ = swarm.behaviour_mut().send_response(channel, ours.clone());
+                        }
+                        request_response::Message::Response { response, .. } => {
+                            let body = unframe(&response).expect("one frame");
+                            answers.push(Metadata::decode(body.as_slice()).expect("metadata"));
+                            if answers.len() == requests {
+                                return;
+                            }
+                            between().await;
+                            swarm.behaviour_mut().send_request(&peer, ours.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(TIMEOUT, run)
+        .await
+        .expect("the node answers in time");
+    answers
+}
 
 /// Maps to shard 3 of 8 (nwaku's autosharding test vectors).
 const ON_SHARD_3: &str = "/toychat/2/huilong/proto";
@@ -110,7 +189,7 @@ async fn subscribing_to_a_content_topic_joins_its_shard() {
     assert_eq!(a.handle.pubsub_topics(), vec![pubsub(3), pubsub(6)]);
     // Each side publishes as soon as it has seen the other's subscription to shard 6.
     let six = topic(ON_SHARD_6);
-    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
     while a.handle.publish(&six, b"on 6".to_vec(), None).await == Err(PublishError::NoPeers) {
         assert!(tokio::time::Instant::now() < deadline, "b never joined 6");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -152,12 +231,34 @@ async fn a_node_relays_on_several_static_shards_and_states_them_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_states_every_shard_relayed_on() {
+    let a = Node::start(TransportConfig {
+        extra_shards: vec![0],
+        ..autosharded(&[ON_SHARD_6, ON_SHARD_3], vec![])
+    })
+    .await;
+    let handle = a.handle.clone();
+    // Between the two requests, the node joins shard 7.
+    let answers = metadata_of(first_addr(&a.handle), 2, async || {
+        let seven = topic("/toychat/4/huilong/proto2");
+        assert_eq!(handle.subscribe(&seven).await, Ok(pubsub(7)));
+    })
+    .await;
+    let stated = |shards: &[u32]| Metadata {
+        cluster_id: Some(u32::from(DEFAULT_CLUSTER_ID)),
+        shards_deprecated: shards.to_vec(),
+        shards: shards.to_vec(),
+    };
+    assert_eq!(answers, vec![stated(&[0, 3, 6]), stated(&[0, 3, 6, 7])]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_with_no_shard_in_common_are_disconnected() {
     let a = Node::start(static_shards(0, &[5], vec![])).await;
     let c = Node::start(static_shards(7, &[], vec![first_addr(&a.handle)])).await;
     // Whichever side reads the other's metadata first disconnects.
     let rejected = || a.handle.metrics().peers_rejected + c.handle.metrics().peers_rejected;
-    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
     while rejected() == 0 {
         assert!(tokio::time::Instant::now() < deadline, "no side rejected");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -169,7 +270,7 @@ async fn peers_with_no_shard_in_common_are_disconnected() {
     // Autosharded: a peer on shard 6 alone is refused too, one on shards 5 and 6 is kept.
     let before = a.handle.metrics().peers_rejected;
     let e = Node::start(autosharded(&[ON_SHARD_6], vec![first_addr(&a.handle)])).await;
-    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
     while a.handle.metrics().peers_rejected + e.handle.metrics().peers_rejected == before {
         assert!(tokio::time::Instant::now() < deadline, "e was not refused");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
