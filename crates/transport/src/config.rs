@@ -30,8 +30,8 @@ pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a Store query may take, by default; see [`TransportConfig::store_timeout`].
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], shard
-/// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages,
+/// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], static shard
+/// [`DEFAULT_SHARD`] (no autosharding), a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages,
 /// a fresh random identity, [`SegmentationConfig::default`] (segments above 150,000 bytes), liveness probes every [`DEFAULT_PROBE_INTERVAL`] and no store
 /// (Store queries of peers are answered `503`; querying peers works).
 #[derive(Clone)]
