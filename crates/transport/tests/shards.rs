@@ -8,17 +8,17 @@ mod raw;
 
 use std::num::NonZeroU16;
 
-use common::{Node, TIMEOUT, config, first_addr, peers_reach};
+use common::{Node, TIMEOUT, config, first_addr, metrics_reach, peers_reach};
 use demls_transport::{
-    ContentTopic, DEFAULT_CLUSTER_ID, MAX_RELAY_SHARDS, Multiaddr, PublishError, PubsubTopic,
-    ShardError, TopicError, TransportConfig, TransportError, WakuRelay,
+    ContentTopic, DEFAULT_CLUSTER_ID, DropReason, MAX_RELAY_SHARDS, Multiaddr, PublishError,
+    PubsubTopic, ShardError, TopicError, TransportConfig, TransportError, WakuRelay,
 };
 use futures::StreamExt;
 use libp2p::StreamProtocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use prost::Message as _;
-use raw::{RawStoreCodec, bare_swarm, frame, unframe};
+use raw::{RawMetadata, RawNode, RawStoreCodec, bare_swarm, frame, unframe};
 
 /// The metadata message (66/WAKU2-METADATA), decoded here independently of the crate.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -197,6 +197,30 @@ async fn subscribing_to_a_content_topic_joins_its_shard() {
     let got = b.next_message().await;
     assert_eq!(got.pubsub_topic, pubsub(6).to_string());
     crosses(&b, &mut a, ON_SHARD_6, b"back on 6", 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_joined_later_is_scored_too() {
+    let b = Node::start(autosharded(&[ON_SHARD_3], vec![])).await;
+    assert_eq!(b.handle.subscribe(&topic(ON_SHARD_6)).await, Ok(pubsub(6)));
+    let shard_6 = pubsub(6).to_string();
+    let mut raw = RawNode::dial(
+        RawMetadata::Cluster(DEFAULT_CLUSTER_ID),
+        &shard_6,
+        first_addr(&b.handle),
+    );
+    raw.wait_subscribed().await;
+    let raw_peer = raw.peer_id();
+    raw.run_while(peers_reach(&b.handle, &[raw_peer])).await;
+    // Bytes that are no WakuMessage, on shard 6 only: invalid message deliveries (P4) on that
+    // shard take the peer below the graylist threshold, as on the shards b started with.
+    for i in 0..12 {
+        raw.publish(format!("not a waku message {i}").into_bytes());
+    }
+    raw.run_while(metrics_reach(&b.handle, "raw peer banned", |m| {
+        m.peers_banned == 1 && m.dropped(DropReason::Undecodable) >= 10
+    }))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -341,12 +341,13 @@ impl Node {
             return Err(ShardError::TooManyShards { shard: topic.shard });
         }
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        // Scored from the first message on; params for a topic never joined do no harm.
+        gossipsub
+            .set_topic_params(ident.clone(), topic_score_params())
+            .map_err(|e| ShardError::Subscribe(e.to_owned()))?;
         gossipsub
             .subscribe(&ident)
             .map_err(|e| ShardError::Subscribe(e.to_string()))?;
-        gossipsub
-            .set_topic_params(ident, topic_score_params())
-            .map_err(|e| ShardError::Subscribe(e.to_owned()))?;
         tracing::info!(%topic, "relaying on another shard");
         self.topics.insert(hash.clone(), topic);
         self.shared.state().topics.insert(topic);
