@@ -7,9 +7,8 @@ mod js;
 
 use std::num::NonZeroU16;
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{Node, TIMEOUT, config, first_addr, peers_reach, store_node};
+use common::{Node, TIMEOUT, config, first_addr, peers_reach, store_holds, store_node};
 use demls_transport::store::{MemoryStore, MemoryStoreLimits};
 use demls_transport::{ContentTopic, DEFAULT_CLUSTER_ID, Published, TransportConfig};
 use js::{CONTENT_TOPIC, JsPeer, field, hex};
@@ -184,15 +183,7 @@ async fn js_waku_store_client_reads_demls_history() {
             .expect("publish");
         sent.push(published);
     }
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while store.len() < sent.len() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the store node got {}",
-            store.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    store_holds(&store, sent.len()).await;
 
     let server_addr = first_addr(&server).to_string();
     let (mut js, _) = JsPeer::start(

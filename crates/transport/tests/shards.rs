@@ -7,8 +7,12 @@ mod common;
 mod raw;
 
 use std::num::NonZeroU16;
+use std::sync::Arc;
 
-use common::{Node, TIMEOUT, config, first_addr, metrics_reach, peers_reach};
+use common::{
+    Node, TIMEOUT, config, first_addr, metrics_reach, peers_reach, store_holds, store_node_with,
+};
+use demls_transport::store::{MemoryStore, MemoryStoreLimits, StoreQueryRequest};
 use demls_transport::{
     ContentTopic, DEFAULT_CLUSTER_ID, DropReason, MAX_RELAY_SHARDS, Multiaddr, PublishError,
     PubsubTopic, ShardError, TopicError, TransportConfig, TransportError, WakuRelay,
@@ -221,6 +225,69 @@ async fn a_shard_joined_later_is_scored_too() {
         m.peers_banned == 1 && m.dropped(DropReason::Undecodable) >= 10
     }))
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_node_on_two_shards_serves_each_shards_messages() {
+    let store = Arc::new(MemoryStore::new(MemoryStoreLimits::default()));
+    let both = autosharded(&[ON_SHARD_3, ON_SHARD_6], vec![]);
+    let server = store_node_with(both, store.clone(), store.clone()).await;
+    let client = Node::start(autosharded(
+        &[ON_SHARD_3, ON_SHARD_6],
+        vec![first_addr(&server)],
+    ))
+    .await;
+    let client = client.handle;
+    peers_reach(&server, &[client.peer_id()]).await;
+    let mut sent = Vec::new();
+    for (content_topic, n) in [(ON_SHARD_3, 3), (ON_SHARD_6, 2)] {
+        for i in 0..n {
+            let payload = format!("{content_topic} {i}").into_bytes();
+            sent.push(
+                client
+                    .publish(&topic(content_topic), payload, None)
+                    .await
+                    .expect("publish"),
+            );
+        }
+    }
+    store_holds(&store, sent.len()).await;
+
+    let peer = server.peer_id();
+    let query = |shard: u16, content_topic: &str| {
+        let request = StoreQueryRequest::for_topics(pubsub(shard).to_string(), [content_topic], 20);
+        client.store_query(peer, request)
+    };
+    // Each shard's messages, stored with the pubsub topic they came on.
+    let on_3 = query(3, ON_SHARD_3).await.expect("query");
+    assert_eq!(on_3.messages.len(), 3);
+    assert!(
+        on_3.messages
+            .iter()
+            .all(|m| m.pubsub_topic.as_deref() == Some("/waku/2/rs/4242/3"))
+    );
+    let on_6 = query(6, ON_SHARD_6).await.expect("query");
+    assert_eq!(on_6.messages.len(), 2);
+    // A content topic asked for on a shard it is not on: nothing.
+    assert!(
+        query(6, ON_SHARD_3)
+            .await
+            .expect("query")
+            .messages
+            .is_empty()
+    );
+    // A hash lookup (no pubsub topic in the query) finds a message on either shard.
+    for published in [&sent[0], &sent[4]] {
+        let found = client
+            .store_query(peer, StoreQueryRequest::for_hashes([published.hash]))
+            .await
+            .expect("lookup");
+        assert_eq!(found.messages.len(), 1);
+        assert_eq!(
+            found.messages[0].pubsub_topic.as_deref(),
+            Some(published.pubsub_topic.to_string().as_str())
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
