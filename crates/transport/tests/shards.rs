@@ -372,6 +372,21 @@ async fn peers_with_no_shard_in_common_are_disconnected() {
     })
     .await;
     peers_reach(&a.handle, &[f.handle.peer_id()]).await;
+    // An autosharded node on no shard yet keeps a (and a keeps it: it states no shard); it
+    // is reported once it relays on one of a's shards.
+    let g = Node::start(TransportConfig {
+        num_shards_in_network: NonZeroU16::new(1),
+        ..autosharded(&[], vec![first_addr(&a.handle)])
+    })
+    .await;
+    assert!(g.handle.pubsub_topics().is_empty());
+    // The metadata exchange happens meanwhile (a missed race only makes this pass vacuously).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(g.handle.metrics().peers_rejected, 0);
+    // With one shard in the network, every content topic is on shard 0, one of a's.
+    assert_eq!(g.handle.subscribe(&topic(ON_SHARD_3)).await, Ok(pubsub(0)));
+    peers_reach(&g.handle, &[a.handle.peer_id()]).await;
+    peers_reach(&a.handle, &[g.handle.peer_id()]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

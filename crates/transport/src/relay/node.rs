@@ -883,12 +883,14 @@ impl Node {
         }
     }
 
-    /// Keeps `peer` if its metadata states our cluster and, when it states shards, one of ours
-    /// (nwaku's rule: a relay peer on none of our shards cannot relay anything for us). A peer
-    /// that fails is disconnected and not dialled again.
+    /// Keeps `peer` if its metadata states our cluster and, when both sides relay on shards,
+    /// one of ours (nwaku's rule: a relay peer on none of our shards cannot relay anything for
+    /// us; a node on no shard yet keeps its peers for the shards it will join). A peer that
+    /// fails is disconnected and not dialled again.
     fn check_cluster(&mut self, peer: PeerId, remote: &Metadata) {
         let ours = u32::from(self.cluster_id);
         let shared_shard = remote.shards.is_empty()
+            || self.topics.is_empty()
             || self
                 .topics
                 .values()
