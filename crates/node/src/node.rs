@@ -1,6 +1,7 @@
 //! `demls node`: a long-running node with its control API.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU16;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -11,8 +12,8 @@ use std::time::Duration;
 use demls_storage::{ArchiveLimits, DB_FILE, DEFAULT_RETENTION, Durability};
 use demls_transport::segmentation::DEFAULT_WIRE_LIMIT;
 use demls_transport::{
-    DEFAULT_CLUSTER_ID, DEFAULT_MAX_PEERS, DEFAULT_TARGET_PEERS, Multiaddr, SegmentationConfig,
-    TransportConfig,
+    DEFAULT_CLUSTER_ID, DEFAULT_MAX_PEERS, DEFAULT_SHARD, DEFAULT_TARGET_PEERS, Multiaddr,
+    SegmentationConfig, TransportConfig,
 };
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -79,6 +80,16 @@ pub struct NodeArgs {
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
     #[arg(long, default_value = "info")]
     pub log: String,
+    /// A shard of the cluster to relay on (repeatable, below 1024). Without
+    /// --num-shards-in-network the first is where messages are published (0 if none is
+    /// given); with it, these are relayed on besides the shard of demls's content topics.
+    #[arg(long, value_name = "N")]
+    pub shard: Vec<u16>,
+    /// Autosharding: the number of shards in the network (8 on The Waku Network). Messages
+    /// then go to the shard their content topic maps to (one shard for all demls groups).
+    /// Without it, static sharding on --shard.
+    #[arg(long, value_name = "N")]
+    pub num_shards_in_network: Option<NonZeroU16>,
 }
 
 /// Seconds in a day.
@@ -106,6 +117,13 @@ async fn serve(args: NodeArgs) -> NodeResult {
             .map_err(|e| format!("--eth-rpc: {e}"))?,
         None => ChainAccess::none(),
     };
+    // Without autosharding the first --shard is where messages go; with it, --shard only adds
+    // shards to relay on (the transport's `shard` is then unused).
+    let (shard, extra_shards) = match (args.num_shards_in_network, args.shard.split_first()) {
+        (None, Some((first, rest))) => (*first, rest.to_vec()),
+        (None, None) => (DEFAULT_SHARD, Vec::new()),
+        (Some(_), _) => (DEFAULT_SHARD, args.shard.clone()),
+    };
     let new = !args.data_dir.join(DB_FILE).exists();
     let passphrase = passphrase::obtain(new)?;
     let node = runtime::start(NodeConfig {
@@ -114,6 +132,9 @@ async fn serve(args: NodeArgs) -> NodeResult {
         key_file: args.key.clone(),
         transport: TransportConfig {
             cluster_id: args.cluster_id,
+            shard,
+            extra_shards,
+            num_shards_in_network: args.num_shards_in_network,
             listen: args.listen.clone(),
             peers: args.peer.clone(),
             peer_exchange: args.target_peers > 0,
@@ -157,7 +178,7 @@ async fn serve(args: NodeArgs) -> NodeResult {
     for addr in node.relay().listen_addrs() {
         println!("listening: {addr}");
     }
-    println!("pubsub:    {}", node.relay().pubsub_topic());
+    println!("pubsub:    {}", crate::topics::pubsub_topic(node.relay()));
     println!("api:       {url}");
     println!("sign in:   {url}/#signin={code}");
     println!("data dir:  {}", args.data_dir.display());

@@ -7,12 +7,27 @@
 //! last `-` tells the two apart.
 
 use demls_engine::{GroupId, Topic, TopicKind};
-use demls_transport::{ContentTopic, TopicError};
+use demls_transport::{ContentTopic, PubsubTopic, RelayHandle, TopicError};
 
 const PREFIX: &str = "/demls/1/";
 const ENCODING: &str = "/proto";
 const WELCOME: &str = "-welcome";
 const APPLICATION: &str = "-app";
+
+/// A content topic on the shard of every demls content topic: autosharding hashes only
+/// `/{application}/{version}/`, which all of them share (`/demls/1/`).
+pub fn routing_topic() -> Result<ContentTopic, TopicError> {
+    format!("{PREFIX}any{ENCODING}").parse()
+}
+
+/// The pubsub topic `relay` publishes every demls message on.
+pub fn pubsub_topic(relay: &RelayHandle) -> PubsubTopic {
+    routing_topic()
+        .ok()
+        .and_then(|topic| relay.pubsub_topic_of(&topic).ok())
+        // Unreachable: the routing topic is well formed and of generation 0.
+        .unwrap_or_else(|| relay.pubsub_topic())
+}
 
 /// The content topic of an engine topic.
 pub fn content_topic(topic: &Topic) -> Result<ContentTopic, TopicError> {
@@ -62,6 +77,19 @@ mod tests {
             .as_str(),
             "/demls/1/lab-app/proto"
         );
+    }
+
+    #[test]
+    fn every_group_shares_the_routing_topics_shard() {
+        let eight = std::num::NonZeroU16::new(8).unwrap();
+        let shard = routing_topic().unwrap().autoshard(eight).unwrap();
+        for name in ["lab", "x-app", "g.1_2"] {
+            let topic = Topic {
+                group: GroupId::new(name).unwrap(),
+                kind: TopicKind::Application,
+            };
+            assert_eq!(content_topic(&topic).unwrap().autoshard(eight), Ok(shard));
+        }
     }
 
     #[test]

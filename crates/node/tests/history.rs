@@ -20,28 +20,7 @@ const LINE: &[&str] = &["--target-peers", "0"];
 
 /// Alice, Bob and Carol in a line, all members of `lab`.
 fn line(tmp: &std::path::Path) -> (NodeProc, NodeProc, NodeProc) {
-    let alice = NodeProc::start_with(&tmp.join("alice"), "/ip4/127.0.0.1/tcp/0", &[], LINE);
-    let bob = NodeProc::start_with(
-        &tmp.join("bob"),
-        "/ip4/127.0.0.1/tcp/0",
-        &[&alice.listen],
-        LINE,
-    );
-    let carol = NodeProc::start_with(
-        &tmp.join("carol"),
-        "/ip4/127.0.0.1/tcp/0",
-        &[&alice.listen],
-        LINE,
-    );
-    alice.cli_json(&["create", "lab"]);
-    alice.invite("lab", &bob);
-    alice.invite("lab", &carol);
-    wait_until("three members on every node", LIMIT, || {
-        [&alice, &bob, &carol]
-            .iter()
-            .all(|n| n.group("lab").is_some_and(|g| epoch_and_size(&g).1 == 3))
-    });
-    (alice, bob, carol)
+    line_of_three(tmp, LINE, LIMIT)
 }
 
 fn numbered(prefix: &str, n: usize) -> Vec<String> {

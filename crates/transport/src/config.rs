@@ -7,7 +7,7 @@ use libp2p::Multiaddr;
 
 use crate::segmentation::SegmentationConfig;
 use crate::store::StoreBackend;
-use crate::topics::{DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic};
+use crate::topics::{ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic, Sharding};
 
 /// The default maximum size of an encoded WakuMessage: 1 MiB, js-waku's limit
 /// (nwaku's default is 150 KiB).
@@ -30,15 +30,17 @@ pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a Store query may take, by default; see [`TransportConfig::store_timeout`].
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], shard
-/// [`DEFAULT_SHARD`], a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages,
+/// How a relay node is set up. `Default` gives cluster [`DEFAULT_CLUSTER_ID`], static shard
+/// [`DEFAULT_SHARD`] (no autosharding), a listener on `127.0.0.1` with a random port, no peers, 1 MiB messages,
 /// a fresh random identity, [`SegmentationConfig::default`] (segments above 150,000 bytes), liveness probes every [`DEFAULT_PROBE_INTERVAL`] and no store
 /// (Store queries of peers are answered `503`; querying peers works).
 #[derive(Clone)]
 pub struct TransportConfig {
     /// The cluster to join; peers whose metadata states another cluster are disconnected.
     pub cluster_id: u16,
-    /// The shard to relay on; the node subscribes to `/waku/2/rs/<cluster_id>/<shard>`.
+    /// Without autosharding (`num_shards_in_network` is `None`), the shard to relay and
+    /// publish on: the node subscribes to `/waku/2/rs/<cluster_id>/<shard>`. Not used with
+    /// autosharding.
     pub shard: u16,
     /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/60000` (TCP only).
     pub listen: Vec<Multiaddr>,
@@ -83,12 +85,32 @@ pub struct TransportConfig {
     /// `target_peers` and passes them on, and rewritten whenever a new peer is learned.
     /// `None` keeps them in memory only.
     pub peers_file: Option<std::path::PathBuf>,
+    /// Further shards of the cluster to relay on (static sharding), below 1024; messages
+    /// arriving on them are delivered too.
+    pub extra_shards: Vec<u16>,
+    /// Autosharding (51/WAKU2-RELAY-SHARDING): the network's shard count (8 on The Waku
+    /// Network, at most 1024). A message is published on the shard its content topic maps
+    /// to, and the node relays on the shards of `content_topics` and of every content topic
+    /// it publishes on or subscribes to. `None` (the default) is static sharding: every
+    /// message is published on `shard`.
+    pub num_shards_in_network: Option<std::num::NonZeroU16>,
+    /// With autosharding, content topics whose shards the node relays on from its start.
+    pub content_topics: Vec<ContentTopic>,
 }
 
 impl TransportConfig {
-    /// The pubsub topic this configuration relays on.
+    /// The pubsub topic of `shard`: without autosharding, where every message is published.
     pub fn pubsub_topic(&self) -> PubsubTopic {
         PubsubTopic::new(self.cluster_id, self.shard)
+    }
+
+    /// How this configuration places messages on shards.
+    pub(crate) fn sharding(&self) -> Sharding {
+        Sharding {
+            cluster_id: self.cluster_id,
+            shard: self.shard,
+            num_shards_in_network: self.num_shards_in_network,
+        }
     }
 }
 
@@ -114,6 +136,9 @@ impl Default for TransportConfig {
             max_peers: DEFAULT_MAX_PEERS,
             mdns: false,
             peers_file: None,
+            extra_shards: Vec::new(),
+            num_shards_in_network: None,
+            content_topics: Vec::new(),
         }
     }
 }
@@ -137,6 +162,9 @@ impl std::fmt::Debug for TransportConfig {
             .field("max_peers", &self.max_peers)
             .field("mdns", &self.mdns)
             .field("peers_file", &self.peers_file)
+            .field("extra_shards", &self.extra_shards)
+            .field("num_shards_in_network", &self.num_shards_in_network)
+            .field("content_topics", &self.content_topics)
             .finish()
     }
 }

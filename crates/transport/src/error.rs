@@ -4,6 +4,7 @@ use libp2p::Multiaddr;
 
 use crate::message::MAX_META_LEN;
 use crate::segmentation::SegmentError;
+use crate::topics::{MAX_RELAY_SHARDS, TopicError};
 
 /// An error starting or driving the relay node.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,29 @@ pub enum PublishError {
     /// Any other gossipsub failure.
     #[error("gossipsub: {0}")]
     Gossipsub(String),
+    /// The message's shard cannot be found or joined.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    /// The node has stopped.
+    #[error("the transport has stopped")]
+    Closed,
+}
+
+/// An error finding or joining the shard of a content topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Autosharding cannot place the content topic.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// The node already relays on [`MAX_RELAY_SHARDS`] shards.
+    #[error("already relaying on {MAX_RELAY_SHARDS} shards; cannot join shard {shard}")]
+    TooManyShards {
+        /// The shard that could not be joined.
+        shard: u16,
+    },
+    /// Gossipsub refused the subscription.
+    #[error("cannot subscribe: {0}")]
+    Subscribe(String),
     /// The node has stopped.
     #[error("the transport has stopped")]
     Closed,

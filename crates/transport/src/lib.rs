@@ -1,14 +1,15 @@
 //! Waku Relay for demls, over rust-libp2p.
 //!
 //! A demls node is a peer on a Waku network: it relays [`WakuMessage`]s with gossipsub under
-//! the protocol id `/vac/waku/relay/2.0.0` (StrictNoSign, message id `sha256(data)`), on the
-//! pubsub topic `/waku/2/rs/<cluster>/<shard>`, speaks the metadata protocol
+//! the protocol id `/vac/waku/relay/2.0.0` (StrictNoSign, message id `sha256(data)`), on one
+//! or more pubsub topics `/waku/2/rs/<cluster>/<shard>` (static shards, or autosharding by
+//! content topic: [`TransportConfig::num_shards_in_network`]), speaks the metadata protocol
 //! `/vac/waku/metadata/1.0.0` (disconnecting peers of other clusters), Store v3
 //! `/vac/waku/store-query/3.0.0`, identify and ping, over TCP + noise + yamux. It interoperates
 //! with nwaku and js-waku nodes.
 //!
-//! The transport is generic over content topics: it relays every valid message on its pubsub
-//! topic and hands each to the node above with its content topic; the node maps groups to
+//! The transport is generic over content topics: it relays every valid message on its shards
+//! and hands each to the node above with its content topic; the node maps groups to
 //! [`ContentTopic`]s.
 //!
 //! ```no_run
@@ -64,7 +65,7 @@ pub use config::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEERS, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT,
     DEFAULT_TARGET_PEERS, MIN_MAX_MESSAGE_SIZE, TransportConfig,
 };
-pub use error::{PublishError, TransportError};
+pub use error::{PublishError, ShardError, TransportError};
 pub use libp2p::{Multiaddr, PeerId};
 pub use liveness::ReconnectReason;
 pub use message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage};
@@ -74,7 +75,10 @@ pub use relay::{
     TransportMetrics, WakuRelay,
 };
 pub use segmentation::{SegmentDrop, SegmentationConfig};
-pub use topics::{ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_SHARD, PubsubTopic, TopicError};
+pub use topics::{
+    ContentTopic, DEFAULT_CLUSTER_ID, DEFAULT_SHARD, MAX_RELAY_SHARDS, MAX_SHARDS_IN_CLUSTER,
+    PubsubTopic, TopicError,
+};
 
 /// Settings for the property tests that feed arbitrary bytes to the decoders.
 #[cfg(test)]

@@ -5,29 +5,34 @@
 mod common;
 mod js;
 
+use std::num::NonZeroU16;
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{Node, TIMEOUT, config, first_addr, peers_reach, store_node};
+use common::{Node, TIMEOUT, config, first_addr, peers_reach, store_holds, store_node};
 use demls_transport::store::{MemoryStore, MemoryStoreLimits};
-use demls_transport::{ContentTopic, DEFAULT_CLUSTER_ID, Published};
+use demls_transport::{ContentTopic, DEFAULT_CLUSTER_ID, Published, TransportConfig};
 use js::{CONTENT_TOPIC, JsPeer, field, hex};
 use serde_json::{Value, json};
+
+/// Waits until `demls` sees `js` pass the cluster check and subscribe to a shard of its, and
+/// `js` sees `demls` subscribe to its shard.
+async fn meet(demls: &mut Node, js: &mut JsPeer) {
+    demls.connected_to(js.peer_id).await;
+    let demls_peer = demls.handle.peer_id().to_string();
+    loop {
+        let subscribed = js.next("subscribed").await;
+        if field(&subscribed, "peerId") == demls_peer {
+            return;
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_both_ways_with_js_waku() {
     let mut js = JsPeer::relay(DEFAULT_CLUSTER_ID).await;
     let mut demls = Node::start(config(DEFAULT_CLUSTER_ID, vec![js.addr.clone()])).await;
     let demls_peer = demls.handle.peer_id().to_string();
-
-    // demls sees js-waku pass the cluster check and subscribe; js-waku sees demls subscribe.
-    demls.connected_to(js.peer_id).await;
-    loop {
-        let subscribed = js.next("subscribed").await;
-        if field(&subscribed, "peerId") == demls_peer {
-            break;
-        }
-    }
+    meet(&mut demls, &mut js).await;
 
     // demls -> js-waku
     let topic: ContentTopic = CONTENT_TOPIC.parse().expect("topic");
@@ -92,6 +97,39 @@ async fn messages_cross_both_ways_with_js_waku() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autosharded_demls_node_meets_js_waku_on_its_topics_shard() {
+    // With 8 shards, CONTENT_TOPIC (`/demls/1/…`) maps to shard 1: js-waku relays there.
+    let mut js = JsPeer::relay_on(DEFAULT_CLUSTER_ID, 1).await;
+    let topic: ContentTopic = CONTENT_TOPIC.parse().expect("topic");
+    let mut demls = Node::start(TransportConfig {
+        num_shards_in_network: NonZeroU16::new(8),
+        content_topics: vec![topic.clone()],
+        ..config(DEFAULT_CLUSTER_ID, vec![js.addr.clone()])
+    })
+    .await;
+    meet(&mut demls, &mut js).await;
+    let sent = demls
+        .handle
+        .publish(&topic, b"autosharded".to_vec(), None)
+        .await
+        .expect("demls publishes");
+    assert_eq!(sent.pubsub_topic.to_string(), "/waku/2/rs/4242/1");
+    let got = js.next("message").await;
+    assert_eq!(field(&got, "payload"), hex(b"autosharded"));
+    // js-waku hashes on its own pubsub topic: the same hash means the same topic.
+    assert_eq!(field(&got, "hash"), sent.hash.to_string());
+
+    js.send(json!({"cmd": "publish", "payload": hex(b"from shard 1")}))
+        .await;
+    let published = js.next("published").await;
+    let got = demls.next_message().await;
+    assert_eq!(got.pubsub_topic, "/waku/2/rs/4242/1");
+    assert_eq!(got.message.payload, b"from shard 1");
+    assert_eq!(got.hash.to_string(), field(&published, "hash"));
+    js.send(json!({"cmd": "stop"})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_waku_of_another_cluster_is_disconnected() {
     let js = JsPeer::relay(DEFAULT_CLUSTER_ID + 1).await;
     let demls = Node::start(config(DEFAULT_CLUSTER_ID, vec![js.addr.clone()])).await;
@@ -145,15 +183,7 @@ async fn js_waku_store_client_reads_demls_history() {
             .expect("publish");
         sent.push(published);
     }
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while store.len() < sent.len() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the store node got {}",
-            store.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    store_holds(&store, sent.len()).await;
 
     let server_addr = first_addr(&server).to_string();
     let (mut js, _) = JsPeer::start(

@@ -181,7 +181,7 @@ async fn bench(args: &HistoryArgs) -> BenchResult<()> {
         kind: demls_engine::TopicKind::Application,
     })?;
     let peer = alice.relay().peer_id();
-    let pubsub = bob.relay().pubsub_topic().to_string();
+    let pubsub = bob.relay().pubsub_topic_of(&topic)?.to_string();
     let started = Instant::now();
     let (mut queries, mut messages) = (0u64, 0u64);
     let mut cursor = None;

@@ -741,7 +741,7 @@ impl Runtime {
             match published {
                 Ok(published) => {
                     self.history.heard(
-                        &self.relay.pubsub_topic().to_string(),
+                        &published.pubsub_topic.to_string(),
                         published.hash,
                         &published.message,
                     );
@@ -794,7 +794,7 @@ impl Runtime {
             address: self.address.to_string(),
             peer_id: self.relay.peer_id().to_string(),
             listen_addrs: addrs(&self.relay.listen_addrs()),
-            pubsub_topic: self.relay.pubsub_topic().to_string(),
+            pubsub_topic: topics::pubsub_topic(&self.relay).to_string(),
             peers: self
                 .relay
                 .connected_peers()

@@ -222,6 +222,8 @@ impl History {
         now: i64,
     ) {
         let content_topics = group_topics(group);
+        // Both of a group's content topics are on one shard (see `topics::routing_topic`).
+        let pubsub_topic = topics::pubsub_topic(relay).to_string();
         let since = match self.synced_until.get(group) {
             Some(&until) => until,
             None => {
@@ -237,11 +239,8 @@ impl History {
             if !self.in_flight.insert((group.clone(), peer)) {
                 continue;
             }
-            let mut request = StoreQueryRequest::for_topics(
-                relay.pubsub_topic().to_string(),
-                content_topics.clone(),
-                PAGE,
-            );
+            let mut request =
+                StoreQueryRequest::for_topics(pubsub_topic.clone(), content_topics.clone(), PAGE);
             request.time_start = Some(since);
             let relay = relay.clone();
             let results = self.results.clone();

@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use self::admission::ChainAccess;
 pub use self::core::Runtime;
 use crate::metrics::Metrics;
+use crate::topics;
 
 /// How a node is set up.
 pub struct NodeConfig {
@@ -313,13 +314,18 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         config.archive,
         fetched,
     )?;
-    let transport = TransportConfig {
+    let mut transport = TransportConfig {
         node_key: Some(loaded.node_key),
         store: Some(Arc::new(history.backend())),
         // Peers learned through peer exchange are dialled again after a restart.
         peers_file: Some(config.data_dir.join(PEERS_FILE)),
         ..config.transport
     };
+    // With autosharding, the node relays from its start on the shard every group's messages go
+    // to (one shard for all: see `topics::routing_topic`).
+    transport
+        .content_topics
+        .push(topics::routing_topic().map_err(|e| TransportError::Config(e.to_string()))?);
     let (relay, transport_events) = WakuRelay::start(transport).await?;
     let metrics = Arc::new(Metrics::default());
     let (events, _) = broadcast::channel(4096);

@@ -317,6 +317,28 @@ pub fn epoch_and_size(group: &Value) -> (u64, usize) {
     )
 }
 
+/// Alice, Bob and Carol started with `options`, Bob and Carol peering Alice, all members of
+/// `lab` (Alice creates it and invites them) within `limit`.
+pub fn line_of_three(
+    tmp: &Path,
+    options: &[&str],
+    limit: Duration,
+) -> (NodeProc, NodeProc, NodeProc) {
+    let any_port = "/ip4/127.0.0.1/tcp/0";
+    let alice = NodeProc::start_with(&tmp.join("alice"), any_port, &[], options);
+    let bob = NodeProc::start_with(&tmp.join("bob"), any_port, &[&alice.listen], options);
+    let carol = NodeProc::start_with(&tmp.join("carol"), any_port, &[&alice.listen], options);
+    alice.cli_json(&["create", "lab"]);
+    alice.invite("lab", &bob);
+    alice.invite("lab", &carol);
+    wait_until("three members on every node", limit, || {
+        [&alice, &bob, &carol]
+            .iter()
+            .all(|n| n.group("lab").is_some_and(|g| epoch_and_size(&g).1 == 3))
+    });
+    (alice, bob, carol)
+}
+
 /// Alice creates `group` and invites Bob, whose node peers hers; returns once Bob is a member.
 pub fn two_members(dir: &Path, group: &str) -> (NodeProc, NodeProc) {
     let alice = NodeProc::start(&dir.join("alice"), "/ip4/127.0.0.1/tcp/0", &[]);

@@ -16,7 +16,7 @@ use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::TransportConfig;
-use crate::error::{PublishError, TransportError};
+use crate::error::{PublishError, ShardError, TransportError};
 use crate::liveness::ReconnectReason;
 use crate::message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage, unix_nanos};
 use crate::peer_exchange::PeerExchangeDrop;
@@ -25,7 +25,7 @@ use crate::store::{
     self, MAX_REQUEST_SIZE, StoreDropReason, StoreError, StoreOutcome, StoreQuery,
     StoreQueryRequest, StoreQueryResponse,
 };
-use crate::topics::{ContentTopic, PubsubTopic};
+use crate::topics::{ContentTopic, PubsubTopic, Sharding};
 use node::Node;
 use swarm::{build_swarm, check_config, check_dialable};
 
@@ -61,7 +61,7 @@ pub enum TransportEvent {
         /// Its deterministic hash on `pubsub_topic`.
         hash: MessageHash,
     },
-    /// A peer passed the cluster check and subscribed to our pubsub topic.
+    /// A peer passed the cluster check and subscribed to one of the shards we relay on.
     PeerConnected(PeerId),
     /// The last connection to a peer reported by [`TransportEvent::PeerConnected`] closed.
     PeerDisconnected(PeerId),
@@ -81,8 +81,10 @@ pub struct Published {
     pub segments: usize,
     /// The size of the largest of them, encoded.
     pub largest_wire_bytes: usize,
-    /// Its deterministic hash on the node's pubsub topic.
+    /// Its deterministic hash on `pubsub_topic`.
     pub hash: MessageHash,
+    /// The pubsub topic it went to: its content topic's shard with autosharding.
+    pub pubsub_topic: PubsubTopic,
 }
 
 /// A snapshot of the node's counters.
@@ -103,7 +105,8 @@ pub struct TransportMetrics {
     pub reassembly_pending_bytes: u64,
     /// Peers currently connected (as in [`RelayHandle::connected_peers`]).
     pub peers: usize,
-    /// Peers disconnected for another cluster id or a failed metadata exchange.
+    /// Peers disconnected for another cluster id, for no shard in common, or for a failed
+    /// metadata exchange.
     pub peers_rejected: u64,
     /// Gossipsub messages to peers that were dropped because the peer's send queue was full
     /// or they waited in it too long (gossipsub's slow-peer reports).
@@ -188,17 +191,17 @@ impl WakuRelay {
     pub async fn start(
         config: TransportConfig,
     ) -> Result<(RelayHandle, mpsc::Receiver<TransportEvent>), TransportError> {
-        check_config(&config)?;
+        let topics = check_config(&config)?;
         let keypair = match config.node_key {
             Some(mut secret) => ed25519::SecretKey::try_from_bytes(&mut secret)
                 .map(|secret| Keypair::from(ed25519::Keypair::from(secret)))
                 .map_err(|e| TransportError::NodeKey(e.to_string()))?,
             None => Keypair::generate_ed25519(),
         };
-        let swarm = build_swarm(keypair.clone(), &config)?;
+        let swarm = build_swarm(keypair.clone(), &config, &topics)?;
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
         let shared = Arc::new(Shared::default());
-        let mut node = Node::new(&config, keypair, swarm, shared.clone(), event_tx)?;
+        let mut node = Node::new(&config, topics, keypair, swarm, shared.clone(), event_tx)?;
         node.listen(&config.listen).await?;
         node.load_peers();
 
@@ -209,7 +212,7 @@ impl WakuRelay {
             commands: command_tx,
             shared,
             local_peer_id,
-            pubsub_topic: config.pubsub_topic(),
+            sharding: config.sharding(),
             segmentation: config.segmentation.clone(),
             store_timeout: config.store_timeout,
             store_queries_sent: Arc::new(AtomicU64::new(0)),
@@ -224,7 +227,7 @@ pub struct RelayHandle {
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     local_peer_id: PeerId,
-    pubsub_topic: PubsubTopic,
+    sharding: Sharding,
     segmentation: SegmentationConfig,
     store_timeout: Duration,
     /// Numbers the request ids of this handle's Store queries.
@@ -237,15 +240,43 @@ impl RelayHandle {
         self.local_peer_id
     }
 
-    /// The pubsub topic this node relays on.
+    /// The pubsub topic of [`TransportConfig::shard`]: without autosharding, where every
+    /// message is published.
     pub fn pubsub_topic(&self) -> PubsubTopic {
-        self.pubsub_topic
+        PubsubTopic::new(self.sharding.cluster_id, self.sharding.shard)
     }
 
-    /// Publishes `payload` on `content_topic` with the current time as timestamp. Returns once
-    /// the message is queued to the connected subscribers (flood publishing); it is not
-    /// delivered back to this node. A message whose encoding exceeds
-    /// [`SegmentationConfig::wire_limit`] is sent in segments (it then may not carry `meta`).
+    /// The pubsub topic a message on `content_topic` is published on: its shard with
+    /// autosharding, [`RelayHandle::pubsub_topic`] without.
+    pub fn pubsub_topic_of(&self, content_topic: &ContentTopic) -> Result<PubsubTopic, ShardError> {
+        Ok(self.sharding.pubsub_topic_of(content_topic)?)
+    }
+
+    /// The pubsub topics the node relays on now, in order (those it started with, and the
+    /// shards it joined since).
+    pub fn pubsub_topics(&self) -> Vec<PubsubTopic> {
+        self.shared.state().topics.iter().copied().collect()
+    }
+
+    /// Relays on the shard of `content_topic` from now on (nothing changes without
+    /// autosharding, or if the node relays on it already), and returns its pubsub topic.
+    pub async fn subscribe(&self, content_topic: &ContentTopic) -> Result<PubsubTopic, ShardError> {
+        let topic = self.pubsub_topic_of(content_topic)?;
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::Join { topic, reply })
+            .await
+            .map_err(|_| ShardError::Closed)?;
+        response.await.map_err(|_| ShardError::Closed)??;
+        Ok(topic)
+    }
+
+    /// Publishes `payload` on `content_topic` with the current time as timestamp, on the
+    /// pubsub topic [`RelayHandle::pubsub_topic_of`] names (joining that shard first if the
+    /// node does not relay on it yet). Returns once the message is queued to the connected
+    /// subscribers (flood publishing); it is not delivered back to this node. A message whose
+    /// encoding exceeds [`SegmentationConfig::wire_limit`] is sent in segments (it then may
+    /// not carry `meta`).
     pub async fn publish(
         &self,
         content_topic: &ContentTopic,
@@ -265,10 +296,12 @@ impl RelayHandle {
             meta,
             ..WakuMessage::default()
         };
+        let pubsub_topic = self.pubsub_topic_of(content_topic)?;
         let wire = segmentation::split(&self.segmentation, &message)?;
         let (reply, response) = oneshot::channel();
         self.commands
             .send(Command::Publish {
+                pubsub_topic,
                 message,
                 wire,
                 reply,
@@ -296,7 +329,7 @@ impl RelayHandle {
         self.shared.state().listen_addrs.clone()
     }
 
-    /// Peers that passed the cluster check and are subscribed to our pubsub topic.
+    /// Peers that passed the cluster check and are subscribed to one of our shards.
     pub fn connected_peers(&self) -> Vec<PeerId> {
         self.shared.state().connected.iter().copied().collect()
     }
@@ -418,7 +451,11 @@ impl RelayHandle {
             .and_then(|reply| reply.map_err(|_| StoreError::Closed))
             .and_then(|raw| raw)
             .and_then(|raw| {
-                let own = self.pubsub_topic.to_string();
+                let own: Vec<String> = self
+                    .pubsub_topics()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 store::verify_response(&raw, &request.request_id, &query, &own, seen)
             });
         match verified {
@@ -455,11 +492,18 @@ impl RelayHandle {
 
 pub(super) enum Command {
     Publish {
+        /// Where it goes.
+        pubsub_topic: PubsubTopic,
         /// The message as the node above sees it.
         message: WakuMessage,
         /// What goes on the wire: `message` itself, or its segments.
         wire: Vec<WakuMessage>,
         reply: oneshot::Sender<Result<Published, PublishError>>,
+    },
+    /// Relay on this shard from now on.
+    Join {
+        topic: PubsubTopic,
+        reply: oneshot::Sender<Result<(), ShardError>>,
     },
     Dial {
         addr: Multiaddr,
@@ -491,6 +535,8 @@ impl Shared {
 struct SharedState {
     listen_addrs: Vec<Multiaddr>,
     connected: BTreeSet<PeerId>,
+    /// The pubsub topics relayed on.
+    topics: BTreeSet<PubsubTopic>,
 }
 
 /// Where the raw response to a Store query of ours goes.

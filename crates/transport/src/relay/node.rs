@@ -1,14 +1,14 @@
 //! The task that drives a relay node: the swarm, its peers, liveness, Store queries both
 //! ways, and the commands of its handles.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::identity::Keypair;
 use libp2p::request_response;
 use libp2p::swarm::SwarmEvent;
@@ -18,17 +18,18 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 
 use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, TransportConfig};
-use crate::error::{PublishError, TransportError};
+use crate::error::{PublishError, ShardError, TransportError};
 use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
 use crate::message::{DropReason, MessageId, WakuMessage};
 use crate::metadata::Metadata;
 use crate::peer_exchange::{self, ExchangePeer};
 use crate::segmentation::{Reassembler, Reassembly, SegmentDrop, SegmentMessage, is_segment};
 use crate::store::{self, StoreError, StoreServer};
-use crate::topics::PubsubTopic;
+use crate::topics::{MAX_RELAY_SHARDS, PubsubTopic};
 
 use super::swarm::{
     Behaviour, BehaviourEvent, GRAYLIST_THRESHOLD, check_dialable, ensure_port_free, peer_id_of,
+    relay_topic, topic_score_params,
 };
 use super::{
     BAN_DURATION, Command, Published, REDIAL_INTERVAL, RELAY_PROTOCOL, Shared, StoreReply,
@@ -56,6 +57,7 @@ struct Bootstrap {
 #[derive(Debug, Default)]
 struct PeerState {
     cluster_ok: bool,
+    /// Whether it subscribed to one of the shards we relay on.
     subscribed: bool,
     reported: bool,
     rejected: bool,
@@ -75,7 +77,9 @@ impl PeerState {
 
 pub(super) struct Node {
     swarm: Swarm<Behaviour>,
-    topic: IdentTopic,
+    /// The shards relayed on, by their gossipsub topic.
+    topics: BTreeMap<TopicHash, PubsubTopic>,
+    cluster_id: u16,
     probe_topic: IdentTopic,
     probes_sent: u64,
     probe_interval: Duration,
@@ -102,7 +106,6 @@ pub(super) struct Node {
     peers_file: Option<std::path::PathBuf>,
     /// Our Store queries waiting for their answer.
     store_queries: HashMap<request_response::OutboundRequestId, StoreReply>,
-    pubsub_topic: PubsubTopic,
     max_message_size: usize,
     peers: HashMap<PeerId, PeerState>,
     bootstrap: Vec<Bootstrap>,
@@ -118,28 +121,34 @@ pub(super) struct Node {
 }
 
 impl Node {
-    /// A node for `config` driving `swarm`, subscribed to the pubsub topic and the probe topic,
+    /// A node for `config` driving `swarm`, subscribed to `topics` and the probe topic,
     /// sending its events to `events`.
     pub(super) fn new(
         config: &TransportConfig,
+        topics: BTreeSet<PubsubTopic>,
         keypair: Keypair,
         mut swarm: Swarm<Behaviour>,
         shared: Arc<Shared>,
         events: mpsc::Sender<TransportEvent>,
     ) -> Result<Node, TransportError> {
-        let pubsub_topic = config.pubsub_topic();
-        let topic = IdentTopic::new(pubsub_topic.to_string());
         let probe_topic = IdentTopic::new(PROBE_TOPIC);
-        for t in [&topic, &probe_topic] {
+        let relay_topics: Vec<IdentTopic> = topics.iter().map(relay_topic).collect();
+        for t in relay_topics.iter().chain([&probe_topic]) {
             swarm
                 .behaviour_mut()
                 .gossipsub
                 .subscribe(t)
                 .map_err(|e| TransportError::Setup(e.to_string()))?;
         }
+        shared.state().topics = topics.clone();
         Ok(Node {
             swarm,
-            topic,
+            topics: relay_topics
+                .iter()
+                .map(IdentTopic::hash)
+                .zip(topics)
+                .collect(),
+            cluster_id: config.cluster_id,
             probe_topic,
             probes_sent: 0,
             probe_interval: config.probe_interval,
@@ -157,7 +166,6 @@ impl Node {
             exchange_turn: 0,
             peers_file: config.peers_file.clone(),
             store_queries: HashMap::new(),
-            pubsub_topic,
             max_message_size: config.max_message_size,
             peers: HashMap::new(),
             bootstrap: config
@@ -247,9 +255,12 @@ impl Node {
         let done = loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Publish { message, wire, reply }) => {
+                    Some(Command::Publish { pubsub_topic, message, wire, reply }) => {
                         // The caller may have given up waiting; the message went out either way.
-                        let _ = reply.send(self.publish(message, wire));
+                        let _ = reply.send(self.publish(pubsub_topic, message, wire));
+                    }
+                    Some(Command::Join { topic, reply }) => {
+                        let _ = reply.send(self.join(topic));
                     }
                     Some(Command::Dial { addr, reply }) => {
                         let _ = reply.send(self.dial(addr));
@@ -294,6 +305,7 @@ impl Node {
             let mut state = self.shared.state();
             state.listen_addrs.clear();
             state.connected.clear();
+            state.topics.clear();
         }
         drop(self);
         if let Some(reply) = done {
@@ -317,12 +329,55 @@ impl Node {
             })
     }
 
-    /// Publishes `wire` (`message` itself or its segments) in order; stops at the first failure.
+    /// Relays on `topic` from now on, with the same score parameters as the other shards; then
+    /// peers already subscribed to it count as connected.
+    fn join(&mut self, topic: PubsubTopic) -> Result<(), ShardError> {
+        let ident = relay_topic(&topic);
+        let hash = ident.hash();
+        if self.topics.contains_key(&hash) {
+            return Ok(());
+        }
+        if self.topics.len() >= MAX_RELAY_SHARDS {
+            return Err(ShardError::TooManyShards { shard: topic.shard });
+        }
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        // Scored from the first message on; params for a topic never joined do no harm.
+        gossipsub
+            .set_topic_params(ident.clone(), topic_score_params())
+            .map_err(|e| ShardError::Subscribe(e.to_owned()))?;
+        gossipsub
+            .subscribe(&ident)
+            .map_err(|e| ShardError::Subscribe(e.to_string()))?;
+        tracing::info!(%topic, "relaying on another shard");
+        self.topics.insert(hash.clone(), topic);
+        self.shared.state().topics.insert(topic);
+        let subscribers: Vec<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&hash))
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in subscribers {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.subscribed = true;
+            }
+            self.report_if_ready(peer);
+        }
+        Ok(())
+    }
+
+    /// Publishes `wire` (`message` itself or its segments) in order on `pubsub_topic`, joining
+    /// it first; stops at the first failure.
     fn publish(
         &mut self,
+        pubsub_topic: PubsubTopic,
         message: WakuMessage,
         wire: Vec<WakuMessage>,
     ) -> Result<Published, PublishError> {
+        self.join(pubsub_topic)?;
+        let topic = relay_topic(&pubsub_topic);
         let segments = wire.len();
         let mut largest_wire_bytes = 0;
         for piece in wire {
@@ -333,7 +388,7 @@ impl Node {
                 .swarm
                 .behaviour_mut()
                 .gossipsub
-                .publish(self.topic.clone(), data)
+                .publish(topic.clone(), data)
             {
                 Ok(_) => {}
                 Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
@@ -360,11 +415,12 @@ impl Node {
                 .fetch_add(segments as u64, Ordering::Relaxed);
         }
         let id = MessageId::of(&message.encode_to_vec());
-        let hash = message.hash(&self.pubsub_topic.to_string());
+        let hash = message.hash(&pubsub_topic.to_string());
         Ok(Published {
             message,
             id,
             hash,
+            pubsub_topic,
             segments,
             largest_wire_bytes,
         })
@@ -680,7 +736,7 @@ impl Node {
                 self.liveness.heard(&peer_id, now);
                 if topic == self.probe_topic.hash() {
                     self.liveness.probing(&peer_id, now);
-                } else if topic == self.topic.hash() {
+                } else if self.topics.contains_key(&topic) {
                     if let Some(state) = self.peers.get_mut(&peer_id) {
                         state.subscribed = true;
                     }
@@ -813,26 +869,53 @@ impl Node {
         }
     }
 
+    /// Our cluster and every shard we relay on (in order).
     fn own_metadata(&self) -> Metadata {
         Metadata {
-            cluster_id: Some(u32::from(self.pubsub_topic.cluster_id)),
-            shards: vec![u32::from(self.pubsub_topic.shard)],
+            cluster_id: Some(u32::from(self.cluster_id)),
+            shards: self
+                .topics
+                .values()
+                .map(|t| u32::from(t.shard))
+                .collect::<BTreeSet<u32>>()
+                .into_iter()
+                .collect(),
         }
     }
 
+    /// Keeps `peer` if its metadata states our cluster and, when both sides relay on shards,
+    /// one of ours (nwaku's rule: a relay peer on none of our shards cannot relay anything for
+    /// us; a node on no shard yet keeps its peers for the shards it will join). A peer that
+    /// fails is disconnected and not dialled again.
     fn check_cluster(&mut self, peer: PeerId, remote: &Metadata) {
-        if remote.cluster_id == Some(u32::from(self.pubsub_topic.cluster_id)) {
-            if let Some(state) = self.peers.get_mut(&peer) {
-                state.cluster_ok = true;
+        let ours = u32::from(self.cluster_id);
+        let shared_shard = remote.shards.is_empty()
+            || self.topics.is_empty()
+            || self
+                .topics
+                .values()
+                .any(|t| remote.shards.contains(&u32::from(t.shard)));
+        let reason = match remote.cluster_id {
+            Some(id) if id == ours && shared_shard => None,
+            Some(id) if id == ours => Some(format!(
+                "no shard in common: theirs {:?}, ours {:?}",
+                remote.shards,
+                self.own_metadata().shards
+            )),
+            Some(id) => Some(format!("cluster id {id}, ours is {ours}")),
+            None => Some("no cluster id".to_owned()),
+        };
+        match reason {
+            None => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.cluster_ok = true;
+                }
+                self.report_if_ready(peer);
             }
-            self.report_if_ready(peer);
-        } else {
-            self.rejected.insert(peer);
-            let reason = match remote.cluster_id {
-                Some(id) => format!("cluster id {id}, ours is {}", self.pubsub_topic.cluster_id),
-                None => "no cluster id".to_owned(),
-            };
-            self.reject(peer, &reason);
+            Some(reason) => {
+                self.rejected.insert(peer);
+                self.reject(peer, &reason);
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! The libp2p stack of a relay node: its behaviours, their limits, and the checks of its
 //! configuration.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use crate::message::MessageId;
 use crate::metadata;
 use crate::peer_exchange::{self, PEER_EXCHANGE_PROTOCOL};
 use crate::store::{self, MAX_RESPONSE_SIZE, STORE_PROTOCOL};
+use crate::topics::{MAX_RELAY_SHARDS, MAX_SHARDS_IN_CLUSTER, PubsubTopic};
 
 use super::RELAY_PROTOCOL;
 
@@ -77,34 +79,14 @@ pub(super) const GRAYLIST_THRESHOLD: f64 = -10_000.0;
 /// docs/transport.md ("Peer scoring") explains: loopback addresses are exempt from the
 /// IP colocation penalty, broken gossip promises are tolerated up to a threshold (rust-libp2p
 /// counts one per message id, nim-libp2p one per IWANT), and rust-libp2p's slow-peer
-/// penalty, which nwaku does not have, is off.
-fn score_params(topic: &gossipsub::IdentTopic) -> PeerScoreParams {
-    let topic_params = TopicScoreParams {
-        topic_weight: 1.0,
-        // P1: time in mesh, a small bonus that favours peers already in the mesh.
-        time_in_mesh_weight: 0.01,
-        time_in_mesh_quantum: Duration::from_secs(1),
-        time_in_mesh_cap: 10.0,
-        // P2: first deliveries, a bonus for fast peers.
-        first_message_deliveries_weight: 1.0,
-        first_message_deliveries_decay: 0.5,
-        first_message_deliveries_cap: 10.0,
-        // P3, P3b: mesh delivery deficits, off (demls traffic is bursty: a quiet group is no
-        // fault of its peers).
-        mesh_message_deliveries_weight: 0.0,
-        mesh_message_deliveries_decay: 0.5,
-        mesh_message_deliveries_cap: 1.0,
-        mesh_message_deliveries_threshold: 1.0,
-        mesh_message_deliveries_window: Duration::from_millis(10),
-        mesh_message_deliveries_activation: Duration::from_secs(5),
-        mesh_failure_penalty_weight: 0.0,
-        mesh_failure_penalty_decay: 0.5,
-        // P4: invalid messages (our validator's rejects), quadratic, heavily weighted.
-        invalid_message_deliveries_weight: -100.0,
-        invalid_message_deliveries_decay: 0.5,
-    };
+/// penalty, which nwaku does not have, is off. Every shard in `topics` gets the same
+/// [`topic_score_params`].
+fn score_params(topics: &BTreeSet<PubsubTopic>) -> PeerScoreParams {
     PeerScoreParams {
-        topics: [(topic.hash(), topic_params)].into_iter().collect(),
+        topics: topics
+            .iter()
+            .map(|topic| (relay_topic(topic).hash(), topic_score_params()))
+            .collect(),
         topic_score_cap: 0.0,
         // P5: no application score.
         app_specific_weight: 0.0,
@@ -130,6 +112,39 @@ fn score_params(topic: &gossipsub::IdentTopic) -> PeerScoreParams {
         slow_peer_weight: 0.0,
         slow_peer_threshold: 0.0,
         slow_peer_decay: 0.2,
+    }
+}
+
+/// The gossipsub topic of a shard.
+pub(super) fn relay_topic(topic: &PubsubTopic) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(topic.to_string())
+}
+
+/// The score parameters of one shard (nwaku's); a shard joined later gets them too.
+pub(super) fn topic_score_params() -> TopicScoreParams {
+    TopicScoreParams {
+        topic_weight: 1.0,
+        // P1: time in mesh, a small bonus that favours peers already in the mesh.
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 10.0,
+        // P2: first deliveries, a bonus for fast peers.
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.5,
+        first_message_deliveries_cap: 10.0,
+        // P3, P3b: mesh delivery deficits, off (demls traffic is bursty: a quiet group is no
+        // fault of its peers).
+        mesh_message_deliveries_weight: 0.0,
+        mesh_message_deliveries_decay: 0.5,
+        mesh_message_deliveries_cap: 1.0,
+        mesh_message_deliveries_threshold: 1.0,
+        mesh_message_deliveries_window: Duration::from_millis(10),
+        mesh_message_deliveries_activation: Duration::from_secs(5),
+        mesh_failure_penalty_weight: 0.0,
+        mesh_failure_penalty_decay: 0.5,
+        // P4: invalid messages (our validator's rejects), quadratic, heavily weighted.
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
     }
 }
 
@@ -162,9 +177,11 @@ pub(super) struct Behaviour {
     pub(super) ping: ping::Behaviour,
 }
 
+/// The swarm of a node relaying on `topics` at its start.
 pub(super) fn build_swarm(
     keypair: Keypair,
     config: &TransportConfig,
+    topics: &BTreeSet<PubsubTopic>,
 ) -> Result<Swarm<Behaviour>, TransportError> {
     let setup = |e: &dyn std::fmt::Display| TransportError::Setup(e.to_string());
     let max_message_size = config.max_message_size;
@@ -194,9 +211,8 @@ pub(super) fn build_swarm(
         .map_err(|e| setup(&e))?;
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config)
         .map_err(|e| setup(&e))?;
-    let topic = gossipsub::IdentTopic::new(config.pubsub_topic().to_string());
     gossipsub
-        .with_peer_score(score_params(&topic), score_thresholds())
+        .with_peer_score(score_params(topics), score_thresholds())
         .map_err(|e| setup(&e))?;
     let metadata = request_response::Behaviour::with_codec(
         metadata::Codec,
@@ -270,7 +286,36 @@ pub(super) fn build_swarm(
         .build())
 }
 
-pub(super) fn check_config(config: &TransportConfig) -> Result<(), TransportError> {
+/// Checks `config` and returns the pubsub topics the node relays on from its start.
+pub(super) fn check_config(
+    config: &TransportConfig,
+) -> Result<BTreeSet<PubsubTopic>, TransportError> {
+    if let Some(count) = config
+        .num_shards_in_network
+        .filter(|count| count.get() > MAX_SHARDS_IN_CLUSTER)
+    {
+        return Err(TransportError::Config(format!(
+            "num_shards_in_network {count} exceeds {MAX_SHARDS_IN_CLUSTER}"
+        )));
+    }
+    if let Some(shard) = std::iter::once(&config.shard)
+        .chain(&config.extra_shards)
+        .find(|&&shard| shard >= MAX_SHARDS_IN_CLUSTER)
+    {
+        return Err(TransportError::Config(format!(
+            "shard {shard} is not below {MAX_SHARDS_IN_CLUSTER}"
+        )));
+    }
+    let topics = config
+        .sharding()
+        .initial_topics(&config.extra_shards, &config.content_topics)
+        .map_err(|e| TransportError::Config(e.to_string()))?;
+    if topics.len() > MAX_RELAY_SHARDS {
+        return Err(TransportError::Config(format!(
+            "{} shards to relay on; at most {MAX_RELAY_SHARDS}",
+            topics.len()
+        )));
+    }
     if config.max_message_size < MIN_MAX_MESSAGE_SIZE {
         return Err(TransportError::Config(format!(
             "max_message_size {} is below {MIN_MAX_MESSAGE_SIZE}",
@@ -302,7 +347,8 @@ pub(super) fn check_config(config: &TransportConfig) -> Result<(), TransportErro
     if config.store_timeout.is_zero() {
         return Err(TransportError::Config("store_timeout is 0".into()));
     }
-    config.peers.iter().try_for_each(check_dialable)
+    config.peers.iter().try_for_each(check_dialable)?;
+    Ok(topics)
 }
 
 /// Accepts `/ip4|ip6/<host>/tcp/<port>` optionally followed by `/p2p/<peer id>`.

@@ -20,13 +20,13 @@ pub(crate) struct Verified {
 }
 
 /// Decodes and checks the response `raw` to the query `query` (whose request id was
-/// `request_id`), sent by a node relaying on `own_pubsub_topic`. Hashes in `seen` (and those
+/// `request_id`), sent by a node relaying on `own_pubsub_topics`. Hashes in `seen` (and those
 /// of earlier entries) count as duplicates; kept hashes are added to it.
 pub(crate) fn verify_response(
     raw: &[u8],
     request_id: &str,
     query: &StoreQuery,
-    own_pubsub_topic: &str,
+    own_pubsub_topics: &[String],
     seen: &mut HashSet<MessageHash>,
 ) -> Result<Verified, StoreError> {
     let mut response = StoreQueryResponse::decode(raw)
@@ -55,7 +55,7 @@ pub(crate) fn verify_response(
     let mut dropped = [0; StoreDropReason::ALL.len()];
     response
         .messages
-        .retain(|entry| match check(entry, query, own_pubsub_topic, seen) {
+        .retain(|entry| match check(entry, query, own_pubsub_topics, seen) {
             Ok(()) => true,
             Err(reason) => {
                 dropped[reason.index()] += 1;
@@ -68,7 +68,7 @@ pub(crate) fn verify_response(
 fn check(
     entry: &WakuMessageKeyValue,
     query: &StoreQuery,
-    own_pubsub_topic: &str,
+    own_pubsub_topics: &[String],
     seen: &mut HashSet<MessageHash>,
 ) -> Result<(), StoreDropReason> {
     let hash = entry.hash().ok_or(StoreDropReason::Malformed)?;
@@ -82,7 +82,7 @@ fn check(
                 StoreFilter::Content {
                     topics: Some(_), ..
                 } => true,
-                _ => pubsub_topic == own_pubsub_topic,
+                _ => own_pubsub_topics.contains(pubsub_topic),
             };
             if !ours || !query.matches(&hash, pubsub_topic, message) {
                 return Err(StoreDropReason::Foreign);
@@ -147,7 +147,7 @@ mod tests {
     }
 
     fn verify(raw: &[u8], query: &StoreQuery) -> Result<Verified, StoreError> {
-        verify_response(raw, "id", query, PUBSUB, &mut HashSet::new())
+        verify_response(raw, "id", query, &[PUBSUB.into()], &mut HashSet::new())
     }
 
     fn count(v: &Verified, reason: StoreDropReason) -> u64 {
@@ -208,9 +208,20 @@ mod tests {
         let elsewhere = entry("/waku/2/rs/1/0", message(b"asked", TOPIC, 5));
         let query = StoreQuery::from_request(&StoreQueryRequest::for_hashes(elsewhere.hash()))
             .expect("valid");
-        let v = verify(&ok(vec![elsewhere]), &query).expect("verified");
+        let v = verify(&ok(vec![elsewhere.clone()]), &query).expect("verified");
         assert!(v.response.messages.is_empty());
         assert_eq!(count(&v, StoreDropReason::Foreign), 1);
+        // Any shard the node relays on is its own.
+        let ours = ["/waku/2/rs/4242/0".to_owned(), "/waku/2/rs/1/0".to_owned()];
+        let v = verify_response(
+            &ok(vec![elsewhere]),
+            "id",
+            &query,
+            &ours,
+            &mut HashSet::new(),
+        )
+        .expect("verified");
+        assert_eq!(v.response.messages.len(), 1);
     }
 
     #[test]

@@ -138,11 +138,33 @@ pub fn first_addr(handle: &RelayHandle) -> Multiaddr {
         .expect("node listens")
 }
 
+/// Waits until `store` holds `n` messages, or fails after [`TIMEOUT`].
+pub async fn store_holds(store: &MemoryStore, n: usize) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while store.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store holds {} of {n}",
+            store.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A node serving `store`, which keeps every message the node receives.
 pub async fn store_node(store: Arc<dyn StoreBackend>, keep: Arc<MemoryStore>) -> RelayHandle {
+    store_node_with(config(DEFAULT_CLUSTER_ID, vec![]), store, keep).await
+}
+
+/// [`store_node`] started with `config` (its `store` replaced).
+pub async fn store_node_with(
+    config: TransportConfig,
+    store: Arc<dyn StoreBackend>,
+    keep: Arc<MemoryStore>,
+) -> RelayHandle {
     let Node { handle, mut events } = Node::start(TransportConfig {
         store: Some(store),
-        ..config(DEFAULT_CLUSTER_ID, vec![])
+        ..config
     })
     .await;
     tokio::spawn(async move {

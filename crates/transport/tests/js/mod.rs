@@ -72,14 +72,20 @@ impl JsPeer {
 
     /// Starts relay-peer.mjs on `cluster_id`, shard 0, publishing on [`CONTENT_TOPIC`].
     pub async fn relay(cluster_id: u16) -> JsPeer {
-        let cluster = cluster_id.to_string();
+        JsPeer::relay_on(cluster_id, 0).await
+    }
+
+    /// Starts relay-peer.mjs on static shard `shard` of `cluster_id`, publishing on
+    /// [`CONTENT_TOPIC`].
+    pub async fn relay_on(cluster_id: u16, shard: u16) -> JsPeer {
+        let (cluster, shard) = (cluster_id.to_string(), shard.to_string());
         let (peer, ready) = JsPeer::start(
             "relay-peer.mjs",
             &[
                 "--cluster",
                 &cluster,
                 "--shard",
-                "0",
+                &shard,
                 "--content-topic",
                 CONTENT_TOPIC,
             ],
@@ -87,7 +93,7 @@ impl JsPeer {
         .await;
         assert_eq!(
             ready["pubsubTopic"],
-            format!("/waku/2/rs/{cluster_id}/0").as_str()
+            format!("/waku/2/rs/{cluster}/{shard}").as_str()
         );
         peer
     }

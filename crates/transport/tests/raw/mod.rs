@@ -203,6 +203,23 @@ impl request_response::Codec for RawStoreCodec {
     }
 }
 
+/// A swarm with a new identity over TCP + noise + yamux, running `behaviour`; connections are
+/// kept for 60 s without traffic.
+pub fn bare_swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
 /// A raw peer that has dialled a demls node.
 pub struct RawNode {
     swarm: Swarm<RawBehaviour>,
@@ -292,22 +309,11 @@ impl RawNode {
             ],
             request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
         );
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp")
-            .with_behaviour(|_| RawBehaviour {
-                gossipsub,
-                metadata,
-                store,
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = bare_swarm(RawBehaviour {
+            gossipsub,
+            metadata,
+            store,
+        });
         let topic = IdentTopic::new(pubsub_topic);
         swarm
             .behaviour_mut()
