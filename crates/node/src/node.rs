@@ -31,8 +31,9 @@ pub struct NodeArgs {
     /// Address to listen on for peers, e.g. /ip4/0.0.0.0/tcp/60001 (repeatable).
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
     pub listen: Vec<Multiaddr>,
-    /// A peer to connect to, e.g. /ip4/10.0.0.5/tcp/60001/p2p/12D3… (repeatable).
-    #[arg(long)]
+    /// A peer to connect to, e.g. /ip4/10.0.0.5/tcp/60001/p2p/12D3… or an ENR (enr:…)
+    /// (repeatable; replaces the config file's bootstrap list).
+    #[arg(long, value_parser = crate::config::parse_peer)]
     pub peer: Vec<Multiaddr>,
     /// Wallet key file (hex or Ethereum keystore) to use on first start; a new key is made
     /// otherwise.
@@ -79,6 +80,11 @@ pub struct NodeArgs {
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
     #[arg(long, default_value = "info")]
     pub log: String,
+    /// A TOML config file with the bootstrap peers and any of the options above (see
+    /// docs/node.md); without it, DATA_DIR/config.toml is read if it exists. Options given
+    /// here win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Seconds in a day.
@@ -87,7 +93,7 @@ const DAY_SECS: u64 = 24 * 3600;
 const DEFAULT_RETENTION_DAYS: u32 = (DEFAULT_RETENTION.as_secs() / DAY_SECS) as u32;
 /// The longest retention accepted: ten years, far beyond any group's need, so that the age in
 /// nanoseconds cannot overflow.
-const MAX_RETENTION_DAYS: i64 = 3650;
+pub(crate) const MAX_RETENTION_DAYS: i64 = 3650;
 
 type NodeResult = Result<(), Box<dyn std::error::Error>>;
 

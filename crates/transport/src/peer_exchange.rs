@@ -162,6 +162,13 @@ pub fn parse_enr(bytes: &[u8]) -> Result<ExchangePeer, PeerExchangeDrop> {
     })
 }
 
+/// Reads an ENR in its text form (`enr:` and URL-safe base64 of the RLP, as nwaku prints it),
+/// e.g. a bootstrap peer given by hand: checked as [`parse_enr`] checks a received one.
+pub fn parse_enr_text(text: &str) -> Result<ExchangePeer, PeerExchangeDrop> {
+    let enr: Enr<CombinedKey> = text.trim().parse().map_err(|_| PeerExchangeDrop::BadEnr)?;
+    parse_enr(&alloy_rlp::encode(&enr))
+}
+
 /// The libp2p peer id of a compressed secp256k1 public key (33 bytes): the identity multihash
 /// of its protobuf `PublicKey { Type = Secp256k1 (2), Data }` (libp2p's peer id spec), built
 /// here so that libp2p's secp256k1 support is not needed just to dial nwaku peers.
@@ -255,6 +262,22 @@ mod tests {
     }
 
     #[test]
+    fn enrs_in_text_form_read_as_the_same_peer() {
+        let keypair = Keypair::generate_ed25519();
+        let bytes = own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001")).expect("an ENR");
+        let enr =
+            <Enr<CombinedKey> as alloy_rlp::Decodable>::decode(&mut &bytes[..]).expect("decodes");
+        let text = enr.to_base64();
+        assert!(text.starts_with("enr:"), "{text}");
+        assert_eq!(parse_enr_text(&text), parse_enr(&bytes));
+        assert_eq!(
+            parse_enr_text("enr:not-base64!"),
+            Err(PeerExchangeDrop::BadEnr)
+        );
+        assert_eq!(parse_enr_text(""), Err(PeerExchangeDrop::BadEnr));
+    }
+
+    #[test]
     fn secp256k1_enrs_give_libp2p_peer_ids() {
         let key = enr::k256::ecdsa::SigningKey::from_slice(&[0x11; 32]).expect("a key");
         let enr = Enr::<enr::k256::ecdsa::SigningKey>::builder()
@@ -318,6 +341,7 @@ mod tests {
             let _ = parse_enr(&data);
             let _ = parse_response(&data);
             let _ = requested(&data);
+            let _ = parse_enr_text(&String::from_utf8_lossy(&data));
         }
     }
 }
