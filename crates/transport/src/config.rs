@@ -83,6 +83,10 @@ pub struct TransportConfig {
     /// `target_peers` and passes them on, and rewritten whenever a new peer is learned.
     /// `None` keeps them in memory only.
     pub peers_file: Option<std::path::PathBuf>,
+    /// Whether the node runs discv5 ([`crate::dht`]) on a UDP port: peers it finds join those
+    /// learned through peer exchange (dialled while below `target_peers`, served to exchange
+    /// queries). `None` (the default) runs none.
+    pub discv5: Option<crate::dht::Discv5Config>,
 }
 
 impl TransportConfig {
@@ -114,6 +118,7 @@ impl Default for TransportConfig {
             max_peers: DEFAULT_MAX_PEERS,
             mdns: false,
             peers_file: None,
+            discv5: None,
         }
     }
 }
@@ -137,6 +142,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("max_peers", &self.max_peers)
             .field("mdns", &self.mdns)
             .field("peers_file", &self.peers_file)
+            .field("discv5", &self.discv5)
             .finish()
     }
 }

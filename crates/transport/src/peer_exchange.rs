@@ -35,7 +35,7 @@ pub const MAX_ENR_LEN: usize = 300;
 pub(crate) const MAX_FRAME_LEN: usize = 64 * 1024;
 
 /// The `waku2` field of a relay node's ENR (bit 0: relay).
-const WAKU2_RELAY: u8 = 0x01;
+pub(crate) const WAKU2_RELAY: u8 = 0x01;
 
 /// `PeerInfo` of 34/WAKU2-PEER-EXCHANGE.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
@@ -99,15 +99,12 @@ pub struct ExchangePeer {
     pub enr: Vec<u8>,
 }
 
-/// The ENR of a node with `keypair` (ed25519) listening on `addr`, if `addr` is a concrete
-/// IPv4 TCP address.
+/// The ENR of a node with `keypair` (ed25519, or secp256k1 as with discv5) listening on
+/// `addr`, if `addr` is a concrete IPv4 TCP address.
 pub fn own_enr(keypair: &Keypair, addr: &Multiaddr) -> Option<Vec<u8>> {
     let (ip, port) = ip4_tcp(addr)?;
-    let secret = keypair.clone().try_into_ed25519().ok()?.secret();
-    let mut bytes = [0u8; 32];
-    bytes.copy_from_slice(secret.as_ref());
-    let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
-    let enr = Enr::<ed25519_dalek::SigningKey>::builder()
+    let key = signing_key(keypair)?;
+    let enr = Enr::<CombinedKey>::builder()
         .ip4(ip)
         .tcp4(port)
         .add_value("waku2", &[WAKU2_RELAY])
@@ -116,8 +113,24 @@ pub fn own_enr(keypair: &Keypair, addr: &Multiaddr) -> Option<Vec<u8>> {
     Some(alloy_rlp::encode(&enr))
 }
 
+/// The ENR signing key of a libp2p keypair (the same secret), for ed25519 and secp256k1
+/// keypairs: an ENR signed with it gives back the keypair's peer id.
+pub(crate) fn signing_key(keypair: &Keypair) -> Option<CombinedKey> {
+    if let Ok(ed25519) = keypair.clone().try_into_ed25519() {
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(ed25519.secret().as_ref());
+        return Some(CombinedKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
+            &bytes,
+        )));
+    }
+    let secp256k1 = keypair.clone().try_into_secp256k1().ok()?;
+    enr::k256::ecdsa::SigningKey::from_slice(&secp256k1.secret().to_bytes())
+        .ok()
+        .map(CombinedKey::Secp256k1)
+}
+
 /// The IPv4 address and TCP port of `addr`, if it has concrete ones.
-fn ip4_tcp(addr: &Multiaddr) -> Option<(Ipv4Addr, u16)> {
+pub(crate) fn ip4_tcp(addr: &Multiaddr) -> Option<(Ipv4Addr, u16)> {
     let mut parts = addr.iter();
     let ip = match parts.next()? {
         Protocol::Ip4(ip) if !ip.is_unspecified() => ip,
@@ -167,6 +180,13 @@ pub fn parse_enr(bytes: &[u8]) -> Result<ExchangePeer, PeerExchangeDrop> {
 pub fn parse_enr_text(text: &str) -> Result<ExchangePeer, PeerExchangeDrop> {
     let enr: Enr<CombinedKey> = text.trim().parse().map_err(|_| PeerExchangeDrop::BadEnr)?;
     parse_enr(&alloy_rlp::encode(&enr))
+}
+
+/// The text form (`enr:…`) of an RLP-encoded ENR, if it decodes.
+pub(crate) fn enr_text(bytes: &[u8]) -> Option<String> {
+    <Enr<CombinedKey> as alloy_rlp::Decodable>::decode(&mut &bytes[..])
+        .ok()
+        .map(|enr| enr.to_base64())
 }
 
 /// The libp2p peer id of a compressed secp256k1 public key (33 bytes): the identity multihash
