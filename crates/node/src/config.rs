@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use demls_transport::Multiaddr;
 use demls_transport::peer_exchange::parse_enr_text;
+use demls_transport::{BootstrapEnr, Multiaddr};
 use serde::Deserialize;
 
 use crate::node::NodeArgs;
@@ -127,6 +127,8 @@ struct NodeFile {
     eth_rpc: Option<String>,
     retention_days: Option<RetentionDays>,
     log: Option<String>,
+    discv5_port: Option<u16>,
+    discv5_bootstrap: Option<Vec<Parsed<BootstrapEnr>>>,
 }
 
 /// Which config file applies: `--config`, else the data directory's `config.toml` if it
@@ -187,6 +189,13 @@ pub fn apply(args: &mut NodeArgs, given: &HashSet<String>) -> Result<Option<Path
     take!(eth_rpc, eth_rpc, Some);
     take!(retention_days, retention_days, |RetentionDays(days)| days);
     take!(log, log, |log| log);
+    take!(discv5_port, discv5_port, Some);
+    take!(discv5_bootstrap, discv5_bootstrap, |list: Vec<
+        Parsed<BootstrapEnr>,
+    >| list
+        .into_iter()
+        .map(|Parsed(enr)| enr)
+        .collect());
     Ok(Some(path))
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use demls_storage::{ArchiveLimits, DB_FILE, DEFAULT_RETENTION, Durability};
 use demls_transport::segmentation::DEFAULT_WIRE_LIMIT;
 use demls_transport::{
-    DEFAULT_CLUSTER_ID, DEFAULT_MAX_PEERS, DEFAULT_TARGET_PEERS, Multiaddr, SegmentationConfig,
-    TransportConfig,
+    BootstrapEnr, DEFAULT_CLUSTER_ID, DEFAULT_MAX_PEERS, DEFAULT_TARGET_PEERS, Discv5Config,
+    Multiaddr, SegmentationConfig, TransportConfig,
 };
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -85,6 +85,14 @@ pub struct NodeArgs {
     /// here win over the file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Run discv5 on this UDP port (0 picks one) to find peers through the discovery DHT;
+    /// the node's ENR (printed at start) then carries it. Gives the node a secp256k1 peer id.
+    #[arg(long, value_name = "PORT")]
+    pub discv5_port: Option<u16>,
+    /// An ENR (enr:…, with an IPv4 address and UDP port) to start discv5 from (repeatable;
+    /// needs --discv5-port).
+    #[arg(long, value_name = "ENR")]
+    pub discv5_bootstrap: Vec<BootstrapEnr>,
 }
 
 /// Seconds in a day.
@@ -112,6 +120,14 @@ async fn serve(args: NodeArgs) -> NodeResult {
             .map_err(|e| format!("--eth-rpc: {e}"))?,
         None => ChainAccess::none(),
     };
+    let discv5 = match (args.discv5_port, args.discv5_bootstrap.is_empty()) {
+        (Some(port), _) => Some(Discv5Config {
+            port,
+            bootstrap: args.discv5_bootstrap.clone(),
+        }),
+        (None, true) => None,
+        (None, false) => return Err("--discv5-bootstrap needs --discv5-port".into()),
+    };
     let new = !args.data_dir.join(DB_FILE).exists();
     let passphrase = passphrase::obtain(new)?;
     let node = runtime::start(NodeConfig {
@@ -126,6 +142,7 @@ async fn serve(args: NodeArgs) -> NodeResult {
             target_peers: args.target_peers,
             max_peers: args.max_peers,
             mdns: args.mdns,
+            discv5,
             segmentation: SegmentationConfig {
                 wire_limit: args.wire_limit,
                 ..SegmentationConfig::default()
@@ -162,6 +179,9 @@ async fn serve(args: NodeArgs) -> NodeResult {
     println!("address:   {}", node.address());
     for addr in node.relay().listen_addrs() {
         println!("listening: {addr}");
+    }
+    if let Some(enr) = node.relay().enr() {
+        println!("enr:       {enr}");
     }
     println!("pubsub:    {}", node.relay().pubsub_topic());
     println!("api:       {url}");

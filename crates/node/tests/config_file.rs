@@ -79,6 +79,33 @@ fn a_node_with_only_a_config_file_dials_its_bootstrap_peer() {
 }
 
 #[test]
+fn a_node_given_a_discv5_enr_in_its_config_file_finds_that_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = NodeProc::start_with(
+        &tmp.path().join("alice"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[],
+        &["--discv5-port", "0"],
+    );
+    assert!(alice.enr.starts_with("enr:"), "{}", alice.enr);
+    // Bob has no peer address at all: only Alice's ENR, for discv5.
+    let bob_dir = tmp.path().join("bob");
+    std::fs::create_dir_all(&bob_dir).unwrap();
+    std::fs::write(
+        bob_dir.join("config.toml"),
+        format!("discv5-port = 0\ndiscv5-bootstrap = [\"{}\"]\n", alice.enr),
+    )
+    .unwrap();
+    let bob = NodeProc::start(&bob_dir, "/ip4/127.0.0.1/tcp/0", &[]);
+    wait_until("Bob connected to Alice", LIMIT, || {
+        peers(&bob).contains(&peer_id(&alice.listen))
+    });
+    wait_until("Alice counted Bob as found by discv5", LIMIT, || {
+        metric(&alice.metrics(), "demls_discv5_total{event=\"found\"}").unwrap_or(0.0) >= 1.0
+    });
+}
+
+#[test]
 fn a_bad_config_file_is_refused_with_its_line() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
@@ -91,6 +118,8 @@ fn a_bad_config_file_is_refused_with_its_line() {
         ),
         ("bootstrap = [\"enr:-AAAA\"]\n", "ENR"),
         ("maxpeers = 3\n", "maxpeers"),
+        ("discv5-bootstrap = [\"enr:-AAAA\"]\n", "not a valid ENR"),
+        ("discv5-port = 70000\n", "line 1"),
     ];
     for (text, expected) in cases {
         std::fs::write(dir.join("config.toml"), text).unwrap();

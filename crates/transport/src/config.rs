@@ -47,8 +47,8 @@ pub struct TransportConfig {
     pub peers: Vec<Multiaddr>,
     /// The largest encoded WakuMessage sent or accepted, at least [`MIN_MAX_MESSAGE_SIZE`].
     pub max_message_size: usize,
-    /// The node's ed25519 secret key (32 bytes), for a peer id that survives restarts;
-    /// `None` draws a random one.
+    /// The node's ed25519 secret key (32 bytes; a secp256k1 one with `discv5`), for a peer
+    /// id that survives restarts; `None` draws a random one.
     pub node_key: Option<[u8; 32]>,
     /// Capacity of the event channel returned by [`crate::WakuRelay::start`]. While it is
     /// full the node stops reading from the network (commands are still served).
