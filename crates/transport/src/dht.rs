@@ -115,13 +115,14 @@ pub(crate) struct Dht {
 }
 
 impl Dht {
-    /// Starts discv5 on `bind_ip` for the node with `keypair`, whose ENR gets `tcp` (the
-    /// address and port of its libp2p listener, if it has a concrete one).
+    /// Starts discv5 on `bind_ip` for the node with `keypair`, whose ENR gets `ip` (where
+    /// others reach it) and `tcp_port` (its libp2p listener's).
     pub(crate) async fn start(
         config: &Discv5Config,
         keypair: &Keypair,
         bind_ip: Ipv4Addr,
-        tcp: Option<(Ipv4Addr, u16)>,
+        ip: Option<Ipv4Addr>,
+        tcp_port: Option<u16>,
     ) -> Result<Dht, TransportError> {
         let setup = |what: &str, e: &dyn std::fmt::Display| {
             TransportError::Setup(format!("discv5 on UDP port {}: {what}: {e}", config.port))
@@ -136,9 +137,12 @@ impl Dht {
             .filter(|key| matches!(key, CombinedKey::Secp256k1(_)))
             .ok_or_else(|| setup("key", &"discv5 needs a secp256k1 node key"))?;
         let mut builder = Enr::<CombinedKey>::builder();
-        // Without a concrete address, discv5 fills in `ip` from what its peers see (PONGs).
-        if let Some((ip, tcp_port)) = tcp {
-            builder.ip4(ip).tcp4(tcp_port);
+        // Without an address, discv5 fills in `ip` from what its peers see (PONGs).
+        if let Some(ip) = ip {
+            builder.ip4(ip);
+        }
+        if let Some(port) = tcp_port {
+            builder.tcp4(port);
         }
         let enr = builder
             .udp4(port)

@@ -1059,7 +1059,9 @@ impl Node {
     }
 
     /// Starts discv5 on the IP of the first configured IPv4 listen address (or all
-    /// interfaces), announcing the TCP address this node gives in peer exchange.
+    /// interfaces). Its ENR gets the TCP port this node listens on, and that IP, or for a node
+    /// listening on all interfaces the first non-loopback one it listens on (if any is known
+    /// yet: else discv5 fills it in from what peers see).
     pub(super) async fn start_dht(
         &mut self,
         config: &Discv5Config,
@@ -1072,13 +1074,20 @@ impl Node {
                 _ => None,
             })
             .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-        let tcp = self
+        let bound: Vec<(std::net::Ipv4Addr, u16)> = self
             .shared
             .state()
             .listen_addrs
             .iter()
-            .find_map(peer_exchange::ip4_tcp);
-        self.dht = Some(Dht::start(config, &self.keypair, bind_ip, tcp).await?);
+            .filter_map(peer_exchange::ip4_tcp)
+            .collect();
+        let ip = if bind_ip.is_unspecified() {
+            bound.iter().map(|(ip, _)| *ip).find(|ip| !ip.is_loopback())
+        } else {
+            Some(bind_ip)
+        };
+        let tcp_port = bound.first().map(|(_, port)| *port);
+        self.dht = Some(Dht::start(config, &self.keypair, bind_ip, ip, tcp_port).await?);
         Ok(())
     }
 
