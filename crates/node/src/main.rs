@@ -3,6 +3,7 @@
 mod api;
 mod bench;
 mod cli;
+mod config;
 mod demo;
 mod metrics;
 mod node;
@@ -14,7 +15,8 @@ mod topics;
 
 use std::io::IsTerminal as _;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// Decentralized MLS group messaging.
@@ -46,7 +48,24 @@ fn init_logs(filter: EnvFilter) {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The node's options given on the command line or through their environment variables:
+    // those win over its config file.
+    let given: std::collections::HashSet<String> = matches
+        .subcommand_matches("node")
+        .map(|node| {
+            node.ids()
+                .filter(|id| {
+                    matches!(
+                        node.value_source(id.as_str()),
+                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                    )
+                })
+                .map(|id| id.as_str().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Demo(args) => {
             init_logs(EnvFilter::from_env("DEMLS_LOG"));
@@ -56,12 +75,18 @@ fn main() -> std::process::ExitCode {
             init_logs(EnvFilter::from_env("DEMLS_LOG"));
             bench::run(&args)
         }
-        Command::Node(args) => match EnvFilter::try_new(&args.log) {
-            Ok(filter) => {
-                init_logs(filter);
-                node::run(args)
-            }
-            Err(e) => Err(format!("--log {}: {e}", args.log).into()),
+        Command::Node(mut args) => match config::apply(&mut args, &given) {
+            Err(e) => Err(e.into()),
+            Ok(file) => match EnvFilter::try_new(&args.log) {
+                Ok(filter) => {
+                    init_logs(filter);
+                    if let Some(file) = file {
+                        tracing::info!(file = %file.display(), "config file read");
+                    }
+                    node::run(args)
+                }
+                Err(e) => Err(format!("--log {}: {e}", args.log).into()),
+            },
         },
         Command::Client(command) => cli::run(command).map_err(Into::into),
     };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use demls_transport::store::{StoreDropReason, StoreOutcome};
 use demls_transport::{
-    DropReason, PeerExchangeDrop, ReconnectReason, SegmentDrop, TransportMetrics,
+    Discv5Drop, DropReason, PeerExchangeDrop, ReconnectReason, SegmentDrop, TransportMetrics,
 };
 
 /// Upper bounds of the latency histograms, in seconds.
@@ -167,6 +167,20 @@ fn render_discovery(out: &mut String, transport: &TransportMetrics) {
         "Peer exchange responses, or ENRs in them, not used, by reason.",
         "reason",
         PeerExchangeDrop::ALL.map(|r| (r.as_str(), transport.peer_exchange_dropped(r))),
+    );
+    family(
+        out,
+        ("demls_discv5_total", "counter"),
+        "Peers found through discv5 (each once).",
+        "event",
+        [("found", transport.discv5_found)],
+    );
+    family(
+        out,
+        ("demls_discv5_dropped_total", "counter"),
+        "ENRs found through discv5 and not used, by reason.",
+        "reason",
+        Discv5Drop::ALL.map(|r| (r.as_str(), transport.discv5_dropped(r))),
     );
 }
 

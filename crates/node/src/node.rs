@@ -12,8 +12,8 @@ use std::time::Duration;
 use demls_storage::{ArchiveLimits, DB_FILE, DEFAULT_RETENTION, Durability};
 use demls_transport::segmentation::DEFAULT_WIRE_LIMIT;
 use demls_transport::{
-    DEFAULT_CLUSTER_ID, DEFAULT_MAX_PEERS, DEFAULT_SHARD, DEFAULT_TARGET_PEERS, Multiaddr,
-    SegmentationConfig, TransportConfig,
+    BootstrapEnr, DEFAULT_CLUSTER_ID, DEFAULT_MAX_PEERS, DEFAULT_SHARD, DEFAULT_TARGET_PEERS,
+    Discv5Config, Multiaddr, SegmentationConfig, TransportConfig,
 };
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -32,8 +32,9 @@ pub struct NodeArgs {
     /// Address to listen on for peers, e.g. /ip4/0.0.0.0/tcp/60001 (repeatable).
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
     pub listen: Vec<Multiaddr>,
-    /// A peer to connect to, e.g. /ip4/10.0.0.5/tcp/60001/p2p/12D3… (repeatable).
-    #[arg(long)]
+    /// A peer to connect to, e.g. /ip4/10.0.0.5/tcp/60001/p2p/12D3… or an ENR (enr:…)
+    /// (repeatable; replaces the config file's bootstrap list).
+    #[arg(long, value_parser = crate::config::parse_peer)]
     pub peer: Vec<Multiaddr>,
     /// Wallet key file (hex or Ethereum keystore) to use on first start; a new key is made
     /// otherwise.
@@ -90,6 +91,19 @@ pub struct NodeArgs {
     /// Without it, static sharding on --shard.
     #[arg(long, value_name = "N")]
     pub num_shards_in_network: Option<NonZeroU16>,
+    /// A TOML config file with the bootstrap peers and any of the options above (see
+    /// docs/node.md); without it, DATA_DIR/config.toml is read if it exists. Options given
+    /// here win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Run discv5 on this UDP port (0 picks one) to find peers through the discovery DHT;
+    /// the node's ENR (printed at start) then carries it. Gives the node a secp256k1 peer id.
+    #[arg(long, value_name = "PORT")]
+    pub discv5_port: Option<u16>,
+    /// An ENR (enr:…, with an IPv4 address and UDP port) to start discv5 from (repeatable;
+    /// needs --discv5-port).
+    #[arg(long, value_name = "ENR")]
+    pub discv5_bootstrap: Vec<BootstrapEnr>,
 }
 
 /// Seconds in a day.
@@ -98,7 +112,7 @@ const DAY_SECS: u64 = 24 * 3600;
 const DEFAULT_RETENTION_DAYS: u32 = (DEFAULT_RETENTION.as_secs() / DAY_SECS) as u32;
 /// The longest retention accepted: ten years, far beyond any group's need, so that the age in
 /// nanoseconds cannot overflow.
-const MAX_RETENTION_DAYS: i64 = 3650;
+pub(crate) const MAX_RETENTION_DAYS: i64 = 3650;
 
 type NodeResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -124,6 +138,14 @@ async fn serve(args: NodeArgs) -> NodeResult {
         (None, None) => (DEFAULT_SHARD, Vec::new()),
         (Some(_), _) => (DEFAULT_SHARD, args.shard.clone()),
     };
+    let discv5 = match (args.discv5_port, args.discv5_bootstrap.is_empty()) {
+        (Some(port), _) => Some(Discv5Config {
+            port,
+            bootstrap: args.discv5_bootstrap.clone(),
+        }),
+        (None, true) => None,
+        (None, false) => return Err("--discv5-bootstrap needs --discv5-port".into()),
+    };
     let new = !args.data_dir.join(DB_FILE).exists();
     let passphrase = passphrase::obtain(new)?;
     let node = runtime::start(NodeConfig {
@@ -141,6 +163,7 @@ async fn serve(args: NodeArgs) -> NodeResult {
             target_peers: args.target_peers,
             max_peers: args.max_peers,
             mdns: args.mdns,
+            discv5,
             segmentation: SegmentationConfig {
                 wire_limit: args.wire_limit,
                 ..SegmentationConfig::default()
@@ -177,6 +200,9 @@ async fn serve(args: NodeArgs) -> NodeResult {
     println!("address:   {}", node.address());
     for addr in node.relay().listen_addrs() {
         println!("listening: {addr}");
+    }
+    if let Some(enr) = node.relay().enr() {
+        println!("enr:       {enr}");
     }
     println!("pubsub:    {}", crate::topics::pubsub_topic(node.relay()));
     println!("api:       {url}");

@@ -49,8 +49,8 @@ pub struct TransportConfig {
     pub peers: Vec<Multiaddr>,
     /// The largest encoded WakuMessage sent or accepted, at least [`MIN_MAX_MESSAGE_SIZE`].
     pub max_message_size: usize,
-    /// The node's ed25519 secret key (32 bytes), for a peer id that survives restarts;
-    /// `None` draws a random one.
+    /// The node's ed25519 secret key (32 bytes; a secp256k1 one with `discv5`), for a peer
+    /// id that survives restarts; `None` draws a random one.
     pub node_key: Option<[u8; 32]>,
     /// Capacity of the event channel returned by [`crate::WakuRelay::start`]. While it is
     /// full the node stops reading from the network (commands are still served).
@@ -96,6 +96,10 @@ pub struct TransportConfig {
     pub num_shards_in_network: Option<std::num::NonZeroU16>,
     /// With autosharding, content topics whose shards the node relays on from its start.
     pub content_topics: Vec<ContentTopic>,
+    /// Whether the node runs discv5 ([`crate::dht`]) on a UDP port: peers it finds join those
+    /// learned through peer exchange (dialled while below `target_peers`, served to exchange
+    /// queries). `None` (the default) runs none.
+    pub discv5: Option<crate::dht::Discv5Config>,
 }
 
 impl TransportConfig {
@@ -139,6 +143,7 @@ impl Default for TransportConfig {
             extra_shards: Vec::new(),
             num_shards_in_network: None,
             content_topics: Vec::new(),
+            discv5: None,
         }
     }
 }
@@ -165,6 +170,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("extra_shards", &self.extra_shards)
             .field("num_shards_in_network", &self.num_shards_in_network)
             .field("content_topics", &self.content_topics)
+            .field("discv5", &self.discv5)
             .finish()
     }
 }

@@ -40,7 +40,8 @@
 //! ([`segmentation`]).
 //!
 //! Nodes find each other with Waku peer exchange ([`peer_exchange`]) from one known peer, and
-//! optionally with mDNS on a LAN ([`TransportConfig::mdns`]).
+//! optionally with discv5 ([`dht`], [`TransportConfig::discv5`]) and mDNS on a LAN
+//! ([`TransportConfig::mdns`]).
 //!
 //! A node also speaks Waku Store v3 ([`store`]): it answers peers' queries from the
 //! [`store::StoreBackend`] in [`TransportConfig::store`], and queries peers with
@@ -49,6 +50,7 @@
 #![warn(missing_docs)]
 
 mod config;
+pub mod dht;
 mod error;
 mod framing;
 mod labels;
@@ -65,6 +67,7 @@ pub use config::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEERS, DEFAULT_PROBE_INTERVAL, DEFAULT_STORE_TIMEOUT,
     DEFAULT_TARGET_PEERS, MIN_MAX_MESSAGE_SIZE, TransportConfig,
 };
+pub use dht::{BootstrapEnr, Discv5Config, Discv5Drop};
 pub use error::{PublishError, ShardError, TransportError};
 pub use libp2p::{Multiaddr, PeerId};
 pub use liveness::ReconnectReason;

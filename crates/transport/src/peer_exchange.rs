@@ -35,7 +35,7 @@ pub const MAX_ENR_LEN: usize = 300;
 pub(crate) const MAX_FRAME_LEN: usize = 64 * 1024;
 
 /// The `waku2` field of a relay node's ENR (bit 0: relay).
-const WAKU2_RELAY: u8 = 0x01;
+pub(crate) const WAKU2_RELAY: u8 = 0x01;
 
 /// `PeerInfo` of 34/WAKU2-PEER-EXCHANGE.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
@@ -99,15 +99,12 @@ pub struct ExchangePeer {
     pub enr: Vec<u8>,
 }
 
-/// The ENR of a node with `keypair` (ed25519) listening on `addr`, if `addr` is a concrete
-/// IPv4 TCP address.
+/// The ENR of a node with `keypair` (ed25519, or secp256k1 as with discv5) listening on
+/// `addr`, if `addr` is a concrete IPv4 TCP address.
 pub fn own_enr(keypair: &Keypair, addr: &Multiaddr) -> Option<Vec<u8>> {
     let (ip, port) = ip4_tcp(addr)?;
-    let secret = keypair.clone().try_into_ed25519().ok()?.secret();
-    let mut bytes = [0u8; 32];
-    bytes.copy_from_slice(secret.as_ref());
-    let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
-    let enr = Enr::<ed25519_dalek::SigningKey>::builder()
+    let key = signing_key(keypair)?;
+    let enr = Enr::<CombinedKey>::builder()
         .ip4(ip)
         .tcp4(port)
         .add_value("waku2", &[WAKU2_RELAY])
@@ -116,8 +113,24 @@ pub fn own_enr(keypair: &Keypair, addr: &Multiaddr) -> Option<Vec<u8>> {
     Some(alloy_rlp::encode(&enr))
 }
 
+/// The ENR signing key of a libp2p keypair (the same secret), for ed25519 and secp256k1
+/// keypairs: an ENR signed with it gives back the keypair's peer id.
+pub(crate) fn signing_key(keypair: &Keypair) -> Option<CombinedKey> {
+    if let Ok(ed25519) = keypair.clone().try_into_ed25519() {
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(ed25519.secret().as_ref());
+        return Some(CombinedKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
+            &bytes,
+        )));
+    }
+    let secp256k1 = keypair.clone().try_into_secp256k1().ok()?;
+    enr::k256::ecdsa::SigningKey::from_slice(&secp256k1.secret().to_bytes())
+        .ok()
+        .map(CombinedKey::Secp256k1)
+}
+
 /// The IPv4 address and TCP port of `addr`, if it has concrete ones.
-fn ip4_tcp(addr: &Multiaddr) -> Option<(Ipv4Addr, u16)> {
+pub(crate) fn ip4_tcp(addr: &Multiaddr) -> Option<(Ipv4Addr, u16)> {
     let mut parts = addr.iter();
     let ip = match parts.next()? {
         Protocol::Ip4(ip) if !ip.is_unspecified() => ip,
@@ -160,6 +173,20 @@ pub fn parse_enr(bytes: &[u8]) -> Result<ExchangePeer, PeerExchangeDrop> {
         addr,
         enr: bytes.to_vec(),
     })
+}
+
+/// Reads an ENR in its text form (`enr:` and URL-safe base64 of the RLP, as nwaku prints it),
+/// e.g. a bootstrap peer given by hand: checked as [`parse_enr`] checks a received one.
+pub fn parse_enr_text(text: &str) -> Result<ExchangePeer, PeerExchangeDrop> {
+    let enr: Enr<CombinedKey> = text.trim().parse().map_err(|_| PeerExchangeDrop::BadEnr)?;
+    parse_enr(&alloy_rlp::encode(&enr))
+}
+
+/// The text form (`enr:…`) of an RLP-encoded ENR, if it decodes.
+pub(crate) fn enr_text(bytes: &[u8]) -> Option<String> {
+    <Enr<CombinedKey> as alloy_rlp::Decodable>::decode(&mut &bytes[..])
+        .ok()
+        .map(|enr| enr.to_base64())
 }
 
 /// The libp2p peer id of a compressed secp256k1 public key (33 bytes): the identity multihash
@@ -255,6 +282,22 @@ mod tests {
     }
 
     #[test]
+    fn enrs_in_text_form_read_as_the_same_peer() {
+        let keypair = Keypair::generate_ed25519();
+        let bytes = own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001")).expect("an ENR");
+        let enr =
+            <Enr<CombinedKey> as alloy_rlp::Decodable>::decode(&mut &bytes[..]).expect("decodes");
+        let text = enr.to_base64();
+        assert!(text.starts_with("enr:"), "{text}");
+        assert_eq!(parse_enr_text(&text), parse_enr(&bytes));
+        assert_eq!(
+            parse_enr_text("enr:not-base64!"),
+            Err(PeerExchangeDrop::BadEnr)
+        );
+        assert_eq!(parse_enr_text(""), Err(PeerExchangeDrop::BadEnr));
+    }
+
+    #[test]
     fn secp256k1_enrs_give_libp2p_peer_ids() {
         let key = enr::k256::ecdsa::SigningKey::from_slice(&[0x11; 32]).expect("a key");
         let enr = Enr::<enr::k256::ecdsa::SigningKey>::builder()
@@ -318,6 +361,7 @@ mod tests {
             let _ = parse_enr(&data);
             let _ = parse_response(&data);
             let _ = requested(&data);
+            let _ = parse_enr_text(&String::from_utf8_lossy(&data));
         }
     }
 }

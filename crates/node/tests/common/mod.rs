@@ -22,6 +22,8 @@ pub struct NodeProc {
     pub listen: String,
     pub api: String,
     pub signin_code: String,
+    /// Its ENR (`enr:…`), if it printed one.
+    pub enr: String,
 }
 
 impl Drop for NodeProc {
@@ -62,14 +64,15 @@ impl NodeProc {
         let mut child = command.spawn().expect("demls node starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (mut address, mut listen_addr, mut api, mut code) =
-            (String::new(), String::new(), String::new(), String::new());
+        let (mut address, mut listen_addr, mut api, mut code, mut enr) = Default::default();
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(v) = field(&line, "address:") {
                 address = v.to_owned();
             } else if let Some(v) = field(&line, "listening:") {
                 listen_addr = v.to_owned();
+            } else if let Some(v) = field(&line, "enr:") {
+                enr = v.to_owned();
             } else if let Some(v) = field(&line, "api:") {
                 api = v.to_owned();
             } else if let Some(v) = field(&line, "sign in:") {
@@ -92,6 +95,7 @@ impl NodeProc {
             listen: listen_addr,
             api,
             signin_code: code,
+            enr,
         }
     }
 

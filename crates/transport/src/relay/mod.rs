@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use libp2p::identity::{Keypair, ed25519};
+use libp2p::identity::{Keypair, ed25519, secp256k1};
 use libp2p::{Multiaddr, PeerId};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::TransportConfig;
+use crate::dht::Discv5Drop;
 use crate::error::{PublishError, ShardError, TransportError};
 use crate::liveness::ReconnectReason;
 use crate::message::{DropReason, MAX_META_LEN, MessageHash, MessageId, WakuMessage, unix_nanos};
@@ -116,6 +117,8 @@ pub struct TransportMetrics {
     pub peers_discovered: u64,
     /// Peer exchange queries of peers this node answered.
     pub peer_exchange_served: u64,
+    /// Peers found through discv5 (each counted once; also counted in `peers_discovered`).
+    pub discv5_found: u64,
     /// Peers disconnected because more than [`TransportConfig::max_peers`] were connected.
     pub peers_pruned: u64,
     /// Peers disconnected and banned for [`BAN_DURATION`] because their gossipsub score fell
@@ -131,9 +134,15 @@ pub struct TransportMetrics {
     store_dropped: [u64; StoreDropReason::ALL.len()],
     segments_dropped: [u64; SegmentDrop::ALL.len()],
     peer_exchange_dropped: [u64; PeerExchangeDrop::ALL.len()],
+    discv5_dropped: [u64; Discv5Drop::ALL.len()],
 }
 
 impl TransportMetrics {
+    /// ENRs found through discv5 and not used, for `reason`.
+    pub fn discv5_dropped(&self, reason: Discv5Drop) -> u64 {
+        self.discv5_dropped[reason.index()]
+    }
+
     /// Peer exchange responses, or ENRs in them, not used for `reason`.
     pub fn peer_exchange_dropped(&self, reason: PeerExchangeDrop) -> u64 {
         self.peer_exchange_dropped[reason.index()]
@@ -192,18 +201,17 @@ impl WakuRelay {
         config: TransportConfig,
     ) -> Result<(RelayHandle, mpsc::Receiver<TransportEvent>), TransportError> {
         let topics = check_config(&config)?;
-        let keypair = match config.node_key {
-            Some(mut secret) => ed25519::SecretKey::try_from_bytes(&mut secret)
-                .map(|secret| Keypair::from(ed25519::Keypair::from(secret)))
-                .map_err(|e| TransportError::NodeKey(e.to_string()))?,
-            None => Keypair::generate_ed25519(),
-        };
+        let keypair = node_keypair(config.node_key, config.discv5.is_some())?;
         let swarm = build_swarm(keypair.clone(), &config, &topics)?;
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity);
         let shared = Arc::new(Shared::default());
         let mut node = Node::new(&config, topics, keypair, swarm, shared.clone(), event_tx)?;
         node.listen(&config.listen).await?;
         node.load_peers();
+        if let Some(discv5) = &config.discv5 {
+            node.start_dht(discv5, &config.listen).await?;
+        }
+        node.publish_own_enr();
 
         let local_peer_id = node.local_peer_id();
         let (command_tx, command_rx) = mpsc::channel(64);
@@ -219,6 +227,23 @@ impl WakuRelay {
         };
         Ok((handle, event_rx))
     }
+}
+
+/// The node's libp2p keypair from its 32-byte secret (random without one): ed25519, or
+/// secp256k1 for a node that runs discv5, whose handshake knows only secp256k1 ENRs (the
+/// peer id must be the one its ENR's key gives, as nwaku's are).
+fn node_keypair(secret: Option<[u8; 32]>, discv5: bool) -> Result<Keypair, TransportError> {
+    let invalid = |e: libp2p::identity::DecodingError| TransportError::NodeKey(e.to_string());
+    Ok(match (secret, discv5) {
+        (Some(mut secret), false) => ed25519::SecretKey::try_from_bytes(&mut secret)
+            .map(|secret| Keypair::from(ed25519::Keypair::from(secret)))
+            .map_err(invalid)?,
+        (Some(mut secret), true) => secp256k1::SecretKey::try_from_bytes(&mut secret)
+            .map(|secret| Keypair::from(secp256k1::Keypair::from(secret)))
+            .map_err(invalid)?,
+        (None, false) => Keypair::generate_ed25519(),
+        (None, true) => Keypair::generate_secp256k1(),
+    })
 }
 
 /// A cheap, cloneable handle to a running relay node.
@@ -329,6 +354,13 @@ impl RelayHandle {
         self.shared.state().listen_addrs.clone()
     }
 
+    /// This node's ENR in text form (`enr:…`), as it was at start: with discv5, the one its
+    /// discv5 service announces (with `udp`); else the one it gives in peer exchange. `None`
+    /// if it listens on no concrete IPv4 address.
+    pub fn enr(&self) -> Option<String> {
+        self.shared.state().enr.clone()
+    }
+
     /// Peers that passed the cluster check and are subscribed to one of our shards.
     pub fn connected_peers(&self) -> Vec<PeerId> {
         self.shared.state().connected.iter().copied().collect()
@@ -359,6 +391,8 @@ impl RelayHandle {
             peers_pruned: c.peers_pruned.load(Ordering::Relaxed),
             peers_banned: c.peers_banned.load(Ordering::Relaxed),
             peer_exchange_dropped: load_all(&c.peer_exchange_dropped),
+            discv5_found: c.discv5_found.load(Ordering::Relaxed),
+            discv5_dropped: load_all(&c.discv5_dropped),
         }
     }
 
@@ -537,6 +571,8 @@ struct SharedState {
     connected: BTreeSet<PeerId>,
     /// The pubsub topics relayed on.
     topics: BTreeSet<PubsubTopic>,
+    /// This node's ENR in text form, set at start.
+    enr: Option<String>,
 }
 
 /// Where the raw response to a Store query of ours goes.
@@ -564,6 +600,8 @@ struct Counters {
     peers_pruned: AtomicU64,
     peers_banned: AtomicU64,
     peer_exchange_dropped: [AtomicU64; PeerExchangeDrop::ALL.len()],
+    discv5_found: AtomicU64,
+    discv5_dropped: [AtomicU64; Discv5Drop::ALL.len()],
 }
 
 fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {

@@ -18,6 +18,7 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 
 use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, TransportConfig};
+use crate::dht::{self, Dht, Discv5Config};
 use crate::error::{PublishError, ShardError, TransportError};
 use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
 use crate::message::{DropReason, MessageId, WakuMessage};
@@ -104,6 +105,11 @@ pub(super) struct Node {
     exchange_turn: usize,
     /// Where learned peers are kept across restarts.
     peers_file: Option<std::path::PathBuf>,
+    /// The discv5 service, if the node runs one.
+    dht: Option<Dht>,
+    /// The peers in `exchange` that discv5 found: with discv5 on, only these (and this node)
+    /// are served to peer exchange queries, as the RFC asks.
+    sampled: HashSet<PeerId>,
     /// Our Store queries waiting for their answer.
     store_queries: HashMap<request_response::OutboundRequestId, StoreReply>,
     max_message_size: usize,
@@ -165,6 +171,8 @@ impl Node {
             max_peers: config.max_peers,
             exchange_turn: 0,
             peers_file: config.peers_file.clone(),
+            dht: None,
+            sampled: HashSet::new(),
             store_queries: HashMap::new(),
             max_message_size: config.max_message_size,
             peers: HashMap::new(),
@@ -299,6 +307,13 @@ impl Node {
                     self.prune();
                 }
                 _ = probe.tick() => self.probe(),
+                found = next_found(&mut self.dht) => match found {
+                    Some(enr) => self.on_discv5_found(&enr),
+                    None => {
+                        tracing::warn!("discv5 stopped");
+                        self.dht = None;
+                    }
+                },
             }
         };
         {
@@ -966,7 +981,7 @@ impl Node {
     /// While below the target number of peers: dials learned peers, and asks one connected
     /// peer (in turn) for more.
     fn seek_peers(&mut self) {
-        if !self.peer_exchange {
+        if !self.peer_exchange && self.dht.is_none() {
             return;
         }
         let connected: Vec<PeerId> = self.shared.state().connected.iter().copied().collect();
@@ -974,7 +989,7 @@ impl Node {
             return;
         }
         self.dial_learned();
-        if !connected.is_empty() {
+        if self.peer_exchange && !connected.is_empty() {
             self.exchange_turn = self.exchange_turn.wrapping_add(1);
             let peer = connected[self.exchange_turn % connected.len()];
             self.ask_for_peers(peer);
@@ -1031,8 +1046,12 @@ impl Node {
         }
     }
 
-    /// This node's ENR, made once it listens on an address others can dial.
+    /// This node's ENR: discv5's (with `udp`, and as discv5 keeps it up to date), else one
+    /// made once the node listens on an address others can dial.
     fn own_enr(&mut self) -> Option<Vec<u8>> {
+        if let Some(dht) = &self.dht {
+            return Some(dht.local_enr());
+        }
         if self.own_enr.is_none() {
             let addrs = self.shared.state().listen_addrs.clone();
             self.own_enr = addrs
@@ -1122,6 +1141,83 @@ impl Node {
         }
     }
 
+    /// Starts discv5 on the IP of the first configured IPv4 listen address (or all
+    /// interfaces). Its ENR gets the TCP port this node listens on, and that IP, or for a node
+    /// listening on all interfaces the first non-loopback one it listens on (if any is known
+    /// yet: else discv5 fills it in from what peers see).
+    pub(super) async fn start_dht(
+        &mut self,
+        config: &Discv5Config,
+        listen: &[Multiaddr],
+    ) -> Result<(), TransportError> {
+        let bind_ip = listen
+            .iter()
+            .find_map(|addr| match addr.iter().next() {
+                Some(libp2p::multiaddr::Protocol::Ip4(ip)) => Some(ip),
+                _ => None,
+            })
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        let bound: Vec<(std::net::Ipv4Addr, u16)> = self
+            .shared
+            .state()
+            .listen_addrs
+            .iter()
+            .filter_map(peer_exchange::ip4_tcp)
+            .collect();
+        let ip = if bind_ip.is_unspecified() {
+            bound.iter().map(|(ip, _)| *ip).find(|ip| !ip.is_loopback())
+        } else {
+            Some(bind_ip)
+        };
+        let tcp_port = bound.first().map(|(_, port)| *port);
+        self.dht = Some(Dht::start(config, &self.keypair, bind_ip, ip, tcp_port).await?);
+        Ok(())
+    }
+
+    /// Puts this node's ENR, in text form, where [`super::RelayHandle::enr`] reads it.
+    pub(super) fn publish_own_enr(&mut self) {
+        let text = match &self.dht {
+            Some(dht) => Some(dht.local_enr_text()),
+            None => self.own_enr().and_then(|enr| peer_exchange::enr_text(&enr)),
+        };
+        self.shared.state().enr = text;
+    }
+
+    /// Keeps a peer discv5 found (a Waku relay node with a TCP address; others are counted
+    /// and skipped) and dials learned peers while below the target.
+    fn on_discv5_found(&mut self, enr: &dht::DhtEnr) {
+        let found = match dht::check(enr) {
+            Ok(found) => found,
+            Err(reason) => {
+                tracing::debug!(%reason, "discv5 ENR not used");
+                self.shared.counters.discv5_dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let peer = found.peer;
+        if peer == self.local_peer_id() {
+            return;
+        }
+        if self.learn(found) {
+            tracing::info!(%peer, "found by discv5");
+            self.shared
+                .counters
+                .peers_discovered
+                .fetch_add(1, Ordering::Relaxed);
+            self.save_peers();
+        }
+        if self.sampled.insert(peer) {
+            self.shared
+                .counters
+                .discv5_found
+                .fetch_add(1, Ordering::Relaxed);
+            // Only peers still kept can be served.
+            let kept: HashSet<PeerId> = self.exchange.iter().map(|p| p.peer).collect();
+            self.sampled.retain(|p| kept.contains(p));
+        }
+        self.dial_learned();
+    }
+
     fn count_exchange_drop(&self, reason: peer_exchange::PeerExchangeDrop) {
         self.shared.counters.peer_exchange_dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
@@ -1137,12 +1233,17 @@ impl Node {
                         return;
                     };
                     let own = self.own_enr();
+                    // With discv5, only peers it found by random sampling are served (the
+                    // RFC's advice): not the peers learned from exchanges, which include
+                    // this node's neighbours.
+                    let sampling = self.dht.is_some();
                     let enrs: Vec<&Vec<u8>> = own
                         .iter()
                         .chain(
                             self.exchange
                                 .iter()
                                 .filter(|p| p.peer != peer)
+                                .filter(|p| !sampling || self.sampled.contains(&p.peer))
                                 .map(|p| &p.enr),
                         )
                         .take(wanted)
@@ -1230,6 +1331,15 @@ fn dial_known(peer: PeerId, addrs: Vec<Multiaddr>) -> DialOpts {
         .condition(PeerCondition::DisconnectedAndNotDialing)
         .allocate_new_port()
         .build()
+}
+
+/// The next ENR the discv5 service found; never, without one. `None` once the service
+/// stopped.
+async fn next_found(dht: &mut Option<Dht>) -> Option<dht::DhtEnr> {
+    match dht {
+        Some(dht) => dht.found.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Dial options for an address whose peer is not known yet (see [`dial_known`] on ports).
