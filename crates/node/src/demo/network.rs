@@ -54,27 +54,34 @@ impl Demo {
         let n = usize::from(args.members);
         let dirs = tempfile::Builder::new().prefix("demls-demo-").tempdir()?;
         let (tx, events) = mpsc::unbounded_channel();
-        let mut nodes: Vec<NodeHandle> = Vec::new();
+        // Started all at once, each on its own task: opening a data directory stretches its
+        // passphrase, which would otherwise take one core for each node in turn. The nodes
+        // link up afterwards ([`Demo::wait_for_mesh`]).
+        let mut starting = tokio::task::JoinSet::new();
         for i in 0..n {
-            let mut peers = args.peer.clone();
-            for earlier in neighbours(i) {
-                peers.extend(nodes[earlier].relay().listen_addrs());
-            }
-            let node = runtime::start(NodeConfig {
+            let config = NodeConfig {
                 data_dir: dirs.path().join(format!("node{i}")),
                 passphrase: Zeroizing::new(PASSPHRASE.to_owned()),
                 key_file: None,
                 transport: TransportConfig {
                     cluster_id: args.cluster_id,
-                    peers,
+                    peers: args.peer.clone(),
                     ..TransportConfig::default()
                 },
                 engine: engine_config(),
                 durability: Durability::Relaxed,
                 chain: ChainAccess::none(),
                 archive: demls_storage::ArchiveLimits::default(),
-            })
-            .await?;
+            };
+            starting.spawn(async move { (i, runtime::start(config).await) });
+        }
+        let mut started: Vec<Option<NodeHandle>> = (0..n).map(|_| None).collect();
+        while let Some(done) = starting.join_next().await {
+            let (i, node) = done?;
+            started[i] = Some(node?);
+        }
+        let nodes: Vec<NodeHandle> = started.into_iter().flatten().collect();
+        for (i, node) in nodes.iter().enumerate() {
             let mut rx = node.subscribe();
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -90,7 +97,6 @@ impl Demo {
                     }
                 }
             });
-            nodes.push(node);
         }
         let addresses: Vec<Address> = nodes.iter().map(NodeHandle::address).collect();
         Ok(Self {
@@ -105,21 +111,36 @@ impl Demo {
         })
     }
 
-    /// Waits until every node is connected to the neighbours it dialled.
-    async fn wait_for_mesh(&self) -> bool {
+    /// Links every node to the neighbours it dials, dialling again those it is not connected
+    /// to every second; whether all links are up within 30 s.
+    async fn wait_for_mesh(&self) -> Result<bool, DemoError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let ids: Vec<_> = self.nodes.iter().map(|n| n.relay().peer_id()).collect();
+        let addrs: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| n.relay().listen_addrs())
+            .collect();
         while Instant::now() < deadline {
-            let linked = self.nodes.iter().enumerate().all(|(i, node)| {
+            let mut linked = true;
+            for (i, node) in self.nodes.iter().enumerate() {
                 let peers = node.relay().connected_peers();
-                neighbours(i).iter().all(|j| peers.contains(&ids[*j]))
-            });
-            if linked {
-                return true;
+                for j in neighbours(i)
+                    .into_iter()
+                    .filter(|j| !peers.contains(&ids[*j]))
+                {
+                    linked = false;
+                    for addr in &addrs[j] {
+                        node.relay().dial(addr.clone()).await?;
+                    }
+                }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if linked {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        false
+        Ok(false)
     }
 
     /// Takes in one event: updates what the node has seen and tells it.
@@ -328,7 +349,7 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
             demo.names.of(&demo.addresses[i])
         );
     }
-    if !demo.wait_for_mesh().await {
+    if !demo.wait_for_mesh().await? {
         return Err("the demo's nodes did not connect to each other".into());
     }
     let params = args.group_params();
@@ -488,9 +509,7 @@ async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {
         .filter(|(text, to)| to.iter().all(|j| demo.seen[*j].texts.contains(text)))
         .count();
     let views = demo.views(victim).await?;
-    for node in &demo.nodes[..victim] {
-        node.shutdown().await?;
-    }
+    try_join_all(demo.nodes[..victim].iter().map(NodeHandle::shutdown)).await?;
     Summary::of(&Outcome {
         members: n,
         joined,
