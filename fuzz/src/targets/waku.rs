@@ -48,8 +48,10 @@ fn topic(text: &str) {
             content.encoding(),
         );
         for shards in [1u16, 8, 1024] {
-            let shard = content.autoshard(shards.try_into().expect("non-zero"));
-            assert!(shard < shards);
+            // A topic of a later generation has no shard: a typed error, never a panic.
+            if let Ok(shard) = content.autoshard(shards.try_into().expect("non-zero")) {
+                assert!(shard < shards);
+            }
         }
     }
     if let Some(topic) = node_topics::engine_topic(text) {
