@@ -389,6 +389,24 @@ async fn peers_with_no_shard_in_common_are_disconnected() {
     peers_reach(&a.handle, &[g.handle.peer_id()]).await;
 }
 
+/// A peer turned away for having none of our shards is dialled again once the node joins one
+/// of its shards (shards are joined at run time, on the first publish on a content topic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refused_for_no_shard_in_common_is_redialled_after_joining_its_shard() {
+    let k = Node::start(autosharded(&[ON_SHARD_6], vec![])).await;
+    let m = Node::start(autosharded(&[ON_SHARD_3], vec![first_addr(&k.handle)])).await;
+    let rejected = || k.handle.metrics().peers_rejected + m.handle.metrics().peers_rejected;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while rejected() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no side rejected");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(m.handle.subscribe(&topic(ON_SHARD_6)).await, Ok(pubsub(6)));
+    // m's redial of its configured peer (every REDIAL_INTERVAL) is no longer held back.
+    peers_reach(&m.handle, &[k.handle.peer_id()]).await;
+    peers_reach(&k.handle, &[m.handle.peer_id()]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_autosharding_cannot_place_and_bad_shard_settings_are_refused() {
     let a = Node::start(autosharded(&[ON_SHARD_3], vec![])).await;

@@ -49,6 +49,20 @@ const MAX_EXCHANGE_PEERS: usize = 64;
 /// Banned peers remembered at once; beyond this, the ban closest to its end is lifted early.
 const MAX_BANNED: usize = 1024;
 
+/// Most peers remembered as turned away by the metadata check. One forgotten is only dialled,
+/// and turned away, again; the bound keeps a stream of foreign nodes (a shared discovery DHT,
+/// or made-up records) from growing the set for ever.
+const MAX_REJECTED: usize = 1024;
+
+/// Why the metadata check turned a peer away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Another cluster, or none stated: for good.
+    Cluster,
+    /// Our cluster, but no shard in common: until this node relays on another shard.
+    NoSharedShard,
+}
+
 /// A configured peer, with its peer id once known.
 struct Bootstrap {
     addr: Multiaddr,
@@ -115,8 +129,9 @@ pub(super) struct Node {
     max_message_size: usize,
     peers: HashMap<PeerId, PeerState>,
     bootstrap: Vec<Bootstrap>,
-    /// Peers that stated another cluster: never redialled.
-    rejected: HashSet<PeerId>,
+    /// Peers turned away by the metadata check, and why: not redialled (those with no shard
+    /// in common, until this node joins another shard). At most [`MAX_REJECTED`].
+    rejected: HashMap<PeerId, Refusal>,
     /// Peers whose score fell below the graylist threshold, with the end of their ban.
     banned: HashMap<PeerId, Instant>,
     /// Events waiting for room in the channel.
@@ -184,7 +199,7 @@ impl Node {
                     peer: peer_id_of(addr),
                 })
                 .collect(),
-            rejected: HashSet::new(),
+            rejected: HashMap::new(),
             banned: HashMap::new(),
             backlog: VecDeque::new(),
             backlog_limit: config.event_capacity,
@@ -364,6 +379,9 @@ impl Node {
             .subscribe(&ident)
             .map_err(|e| ShardError::Subscribe(e.to_string()))?;
         tracing::info!(%topic, "relaying on another shard");
+        // A peer turned away for having none of our shards may have this one.
+        self.rejected
+            .retain(|_, refusal| *refusal != Refusal::NoSharedShard);
         self.topics.insert(hash.clone(), topic);
         self.shared.state().topics.insert(topic);
         let subscribers: Vec<PeerId> = self
@@ -490,9 +508,9 @@ impl Node {
         }
     }
 
-    /// Whether `peer` is worth dialling: not connected, not of another cluster, not banned.
+    /// Whether `peer` is worth dialling: not connected, not turned away, not banned.
     fn may_dial(&self, peer: &PeerId) -> bool {
-        !(self.swarm.is_connected(peer) || self.rejected.contains(peer) || self.is_banned(peer))
+        !(self.swarm.is_connected(peer) || self.rejected.contains_key(peer) || self.is_banned(peer))
     }
 
     fn is_banned(&self, peer: &PeerId) -> bool {
@@ -912,13 +930,16 @@ impl Node {
                 .any(|t| remote.shards.contains(&u32::from(t.shard)));
         let reason = match remote.cluster_id {
             Some(id) if id == ours && shared_shard => None,
-            Some(id) if id == ours => Some(format!(
-                "no shard in common: theirs {:?}, ours {:?}",
-                remote.shards,
-                self.own_metadata().shards
+            Some(id) if id == ours => Some((
+                Refusal::NoSharedShard,
+                format!(
+                    "no shard in common: theirs {:?}, ours {:?}",
+                    remote.shards,
+                    self.own_metadata().shards
+                ),
             )),
-            Some(id) => Some(format!("cluster id {id}, ours is {ours}")),
-            None => Some("no cluster id".to_owned()),
+            Some(id) => Some((Refusal::Cluster, format!("cluster id {id}, ours is {ours}"))),
+            None => Some((Refusal::Cluster, "no cluster id".to_owned())),
         };
         match reason {
             None => {
@@ -927,8 +948,14 @@ impl Node {
                 }
                 self.report_if_ready(peer);
             }
-            Some(reason) => {
-                self.rejected.insert(peer);
+            Some((refusal, reason)) => {
+                if self.rejected.len() >= MAX_REJECTED && !self.rejected.contains_key(&peer) {
+                    let forgotten = self.rejected.keys().next().copied();
+                    if let Some(forgotten) = forgotten {
+                        self.rejected.remove(&forgotten);
+                    }
+                }
+                self.rejected.insert(peer, refusal);
                 self.reject(peer, &reason);
             }
         }
