@@ -1270,6 +1270,9 @@ impl Node {
                             self.exchange
                                 .iter()
                                 .filter(|p| p.peer != peer)
+                                // Nor peers this node turned away (another cluster, or no
+                                // shard in common): the asker would be turned away too.
+                                .filter(|p| !self.rejected.contains_key(&p.peer))
                                 .filter(|p| !sampling || self.sampled.contains(&p.peer))
                                 .map(|p| &p.enr),
                         )
