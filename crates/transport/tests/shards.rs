@@ -15,7 +15,7 @@ use common::{
 use demls_transport::store::{MemoryStore, MemoryStoreLimits, StoreQueryRequest};
 use demls_transport::{
     ContentTopic, DEFAULT_CLUSTER_ID, DropReason, MAX_RELAY_SHARDS, Multiaddr, PublishError,
-    PubsubTopic, ShardError, TopicError, TransportConfig, TransportError, WakuRelay,
+    PubsubTopic, RelayHandle, ShardError, TopicError, TransportConfig, TransportError, WakuRelay,
 };
 use futures::StreamExt;
 use libp2p::StreamProtocol;
@@ -127,6 +127,17 @@ fn static_shards(shard: u16, extra_shards: &[u16], peers: Vec<Multiaddr>) -> Tra
         extra_shards: extra_shards.to_vec(),
         peer_exchange: false,
         ..config(DEFAULT_CLUSTER_ID, peers)
+    }
+}
+
+/// Waits until `x` and `y` together have turned away more peers than `before` (whichever
+/// reads the other's metadata first disconnects), or fails with `what` after [`TIMEOUT`].
+async fn either_rejects(x: &RelayHandle, y: &RelayHandle, before: u64, what: &str) {
+    let rejected = || x.metrics().peers_rejected + y.metrics().peers_rejected;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while rejected() == before {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -347,13 +358,7 @@ async fn metadata_states_every_shard_relayed_on() {
 async fn peers_with_no_shard_in_common_are_disconnected() {
     let a = Node::start(static_shards(0, &[5], vec![])).await;
     let c = Node::start(static_shards(7, &[], vec![first_addr(&a.handle)])).await;
-    // Whichever side reads the other's metadata first disconnects.
-    let rejected = || a.handle.metrics().peers_rejected + c.handle.metrics().peers_rejected;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while rejected() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no side rejected");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    either_rejects(&a.handle, &c.handle, 0, "no side rejected").await;
     // Across a redial interval, neither side ever reports the other.
     tokio::time::sleep(demls_transport::REDIAL_INTERVAL + std::time::Duration::from_secs(1)).await;
     assert!(a.handle.connected_peers().is_empty());
@@ -361,11 +366,7 @@ async fn peers_with_no_shard_in_common_are_disconnected() {
     // Autosharded: a peer on shard 6 alone is refused too, one on shards 5 and 6 is kept.
     let before = a.handle.metrics().peers_rejected;
     let e = Node::start(autosharded(&[ON_SHARD_6], vec![first_addr(&a.handle)])).await;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while a.handle.metrics().peers_rejected + e.handle.metrics().peers_rejected == before {
-        assert!(tokio::time::Instant::now() < deadline, "e was not refused");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    either_rejects(&a.handle, &e.handle, before, "e was not refused").await;
     let f = Node::start(TransportConfig {
         extra_shards: vec![5],
         ..autosharded(&[ON_SHARD_6], vec![first_addr(&a.handle)])
@@ -395,12 +396,7 @@ async fn peers_with_no_shard_in_common_are_disconnected() {
 async fn a_peer_refused_for_no_shard_in_common_is_redialled_after_joining_its_shard() {
     let k = Node::start(autosharded(&[ON_SHARD_6], vec![])).await;
     let m = Node::start(autosharded(&[ON_SHARD_3], vec![first_addr(&k.handle)])).await;
-    let rejected = || k.handle.metrics().peers_rejected + m.handle.metrics().peers_rejected;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while rejected() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no side rejected");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    either_rejects(&k.handle, &m.handle, 0, "no side rejected").await;
     assert_eq!(m.handle.subscribe(&topic(ON_SHARD_6)).await, Ok(pubsub(6)));
     // m's redial of its configured peer (every REDIAL_INTERVAL) is no longer held back.
     peers_reach(&m.handle, &[k.handle.peer_id()]).await;
