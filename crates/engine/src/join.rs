@@ -70,7 +70,10 @@ impl Announcement {
 pub(crate) struct JoinAttempt {
     group: GroupId,
     steward_filter: Option<Address>,
-    announcement: Option<Announcement>,
+    /// The announcement of the steward this node asks, and when that steward was last heard.
+    announcement: Option<(Announcement, Timestamp)>,
+    /// The latest announcement of another steward: where a retry goes if the one asked falls silent.
+    fallback: Option<Announcement>,
     key_package: Option<(MlsMessage, Vec<u8>)>,
     next_send: Option<Timestamp>,
     /// The invitation this node was given, sealed into its request.
@@ -86,6 +89,7 @@ impl JoinAttempt {
             group,
             steward_filter: steward,
             announcement: None,
+            fallback: None,
             key_package: None,
             next_send: None,
             invitation: None,
@@ -111,7 +115,7 @@ impl JoinAttempt {
             || self
                 .announcement
                 .as_ref()
-                .is_none_or(|a| a.steward != steward)
+                .is_none_or(|(a, _)| a.steward != steward)
         {
             return Err(EngineError::NotForUs);
         }
@@ -196,26 +200,38 @@ impl JoinAttempt {
         {
             return Err(EngineError::NotForUs);
         }
-        // The first usable announcement triggers the request; later ones (other
-        // stewards, newer epochs) only say where a retry should go.
-        let first = self.announcement.is_none();
-        if first {
-            ctx.emit(Event::AnnouncementSeen {
-                group: self.group.clone(),
-                steward: announcement.steward,
-                epoch: announcement.epoch,
-            });
-        }
-        self.announcement = Some(announcement);
-        if first {
-            self.send(client, ctx)?;
+        // The first usable announcement triggers the request. Retries go to the same steward
+        // while it keeps announcing: a request it holds is already being voted on, and the
+        // same request sealed to another steward would open a second vote on the same person.
+        // Other stewards' announcements only say where to turn if it falls silent.
+        match &mut self.announcement {
+            None => {
+                ctx.emit(Event::AnnouncementSeen {
+                    group: self.group.clone(),
+                    steward: announcement.steward,
+                    epoch: announcement.epoch,
+                });
+                self.announcement = Some((announcement, ctx.now));
+                self.send(client, ctx)?;
+            }
+            Some((asked, heard)) if asked.steward == announcement.steward => {
+                (*asked, *heard) = (announcement, ctx.now);
+            }
+            Some(_) => self.fallback = Some(announcement),
         }
         Ok(())
     }
 
     /// Seals this node's key package to the announced steward and sends it.
     fn send(&mut self, client: &MlsClient, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
-        let Some(announcement) = self.announcement.clone() else {
+        let silent = self
+            .announcement
+            .as_ref()
+            .is_some_and(|(_, heard)| heard.plus_ms(ctx.config.join_retry_ms) <= ctx.now);
+        if silent && let Some(other) = self.fallback.take() {
+            self.announcement = Some((other, ctx.now));
+        }
+        let Some((announcement, _)) = self.announcement.clone() else {
             return Ok(());
         };
         // Set first: a failed attempt is retried later, not in a tight loop.

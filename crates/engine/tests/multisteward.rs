@@ -954,6 +954,69 @@ fn joiner_at_the_epoch_steward(seed: u64) -> (Sim, Vec<NodeId>, NodeId, NodeId, 
     (sim, nodes, steward, joiner, add)
 }
 
+/// The stewards a node sealed its join requests to, in order.
+fn asked_stewards(sim: &Sim, id: NodeId) -> Vec<Address> {
+    sim.node(id)
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::JoinRequestSent { steward, .. } => Some(*steward),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_joiner_asks_again_the_steward_it_asked_while_that_one_announces_and_another_once_it_is_silent()
+{
+    let mut sim = Sim::new(noisy_net(175));
+    let nodes = form_group_with(
+        &mut sim,
+        10,
+        VotePolicy::Automatic,
+        demls_engine::GroupParams {
+            membership_vote_timeout_secs: 3_600,
+            ..multi(StewardMode::Big, 3, 5)
+        },
+    );
+    assert!(view(&sim, nodes[0]).stewards.len() >= 3);
+    for id in &nodes {
+        let now = sim.now();
+        sim.node_mut(*id)
+            .engine
+            .set_vote_policy(VotePolicy::Manual, now);
+    }
+    assert!(sim.run_until(60_000, |s| {
+        nodes.iter().all(|id| view(s, *id).stewards.len() >= 3)
+    }));
+    // Every steward in office announces; the joiner retries every 3 s and nobody votes.
+    let joiner = sim.add(engine(VotePolicy::Automatic));
+    sim.act(joiner, |e, now| e.request_join(group(), None, now))
+        .unwrap();
+    let add = ChangeKind::Add(address(&sim, joiner));
+    sim.run_for(30_000);
+    let asked = asked_stewards(&sim, joiner);
+    assert!(asked.len() >= 5, "{asked:?}");
+    assert!(asked.iter().all(|s| *s == asked[0]), "{asked:?}");
+    for id in &nodes {
+        assert_eq!(owners_of(&sim, *id, &add), vec![asked[0]], "node {}", id.0);
+    }
+    // The steward it asked falls silent: its next requests go to another steward, which
+    // opens no second vote on the joiner while the first is open.
+    let first = *nodes
+        .iter()
+        .find(|id| address(&sim, **id) == asked[0])
+        .unwrap();
+    sim.node_mut(first).online = false;
+    let before = asked.len();
+    sim.run_for(30_000);
+    let later = asked_stewards(&sim, joiner).split_off(before);
+    assert!(later.last().is_some_and(|s| *s != asked[0]), "{later:?}");
+    for id in nodes.iter().filter(|id| **id != first) {
+        assert_eq!(owners_of(&sim, *id, &add), vec![asked[0]], "node {}", id.0);
+    }
+}
+
 /// How many join requests a node sent.
 fn requests_sent(sim: &Sim, id: NodeId) -> usize {
     sim.node(id)

@@ -14,8 +14,12 @@
 //!   to the probe topic and from which nothing at all arrived (probe or relay message) for
 //!   [`SILENT_AFTER_PROBES`] intervals is one we have stopped hearing.
 //! - **Stalled**: gossipsub reports a peer whose send queue overflowed or whose messages timed
-//!   out in it at each heartbeat (`SlowPeer`). A peer reported at [`STALL_STRIKES`]
-//!   consecutive heartbeats is one that no longer reads what we send (also non-demls peers).
+//!   out in it at each heartbeat (`SlowPeer`). A peer that does not probe, reported at
+//!   [`STALL_STRIKES`] consecutive heartbeats, is one that no longer reads what we send. A
+//!   probing (demls) peer is never reconnected for this: a full queue also means a peer that
+//!   is only slow (a loaded CPU, a slow link), and reconnecting it loses its queue and mesh
+//!   place and restarts its GRAFT backoff; if our stream to it really died, the peer hears
+//!   nothing from us and reconnects us itself (Silent, on its side).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -44,8 +48,8 @@ labelled_enum! {
         /// A demls peer from which nothing arrived (not even its liveness probes) for six
         /// probe intervals: our inbound gossipsub stream from it died.
         Silent => "silent",
-        /// A peer whose send queue overflowed or timed out at ten consecutive heartbeats: it
-        /// no longer reads what we send.
+        /// A peer that does not probe whose send queue overflowed or timed out at ten
+        /// consecutive heartbeats: it no longer reads what we send.
         Stalled => "stalled",
     }
 }
@@ -108,7 +112,7 @@ impl Liveness {
 
     /// Gossipsub reported `peer` slow at a heartbeat; `Some` once it is stalled.
     pub(crate) fn slow(&mut self, peer: &PeerId, now: Instant) -> Option<ReconnectReason> {
-        let p = self.peers.get_mut(peer)?;
+        let p = self.peers.get_mut(peer).filter(|p| !p.probes)?;
         let consecutive = p
             .last_strike
             .is_some_and(|last| now.saturating_duration_since(last) <= STRIKE_GAP);
@@ -208,5 +212,18 @@ mod tests {
             Some(ReconnectReason::Stalled)
         );
         assert_eq!(l.slow(&peer, resumed + beat * STALL_STRIKES), None);
+    }
+
+    #[test]
+    fn a_probing_peer_is_never_stalled() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(INTERVAL);
+        let peer = PeerId::random();
+        l.connected(peer, t0);
+        l.probing(&peer, t0);
+        let beat = Duration::from_secs(1);
+        for i in 1..=3 * STALL_STRIKES {
+            assert_eq!(l.slow(&peer, t0 + beat * i), None);
+        }
     }
 }

@@ -329,9 +329,21 @@ async fn wiretap(
 /// Runs the demo on real node runtimes.
 pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads(usize::from(args.members)))
         .enable_all()
         .build()?
         .block_on(run_async(args))
+}
+
+/// Worker threads for `n` nodes in one process: one per four nodes, at least the default
+/// (one per core). Each node's engine steps (signature checks, MLS, its database) run on a
+/// worker thread and hold it while they last; with one worker per core, a few long steps stop
+/// every other node's networking, which its peers then take for a dead link. More threads
+/// than cores let the operating system share the cores between nodes, as it would between
+/// separate processes.
+fn worker_threads(n: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    cores.max(n.div_ceil(4))
 }
 
 async fn run_async(args: &DemoArgs) -> Result<(), DemoError> {

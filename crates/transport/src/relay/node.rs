@@ -500,12 +500,6 @@ impl Node {
         for peer in self.liveness.silent(now) {
             self.reconnect(peer, ReconnectReason::Silent);
         }
-        // Scores also fall for what gossipsub checks itself (broken promises, GRAFT floods,
-        // signed messages).
-        let connected: Vec<PeerId> = self.peers.keys().copied().collect();
-        for peer in connected {
-            self.ban_if_graylisted(peer);
-        }
     }
 
     /// Whether `peer` is worth dialling: not connected, not turned away, not banned.
@@ -519,8 +513,11 @@ impl Node {
             .is_some_and(|until| *until > Instant::now())
     }
 
-    /// Disconnects and bans `peer` if its score is below the graylist threshold: gossipsub
-    /// ignores everything it sends from there on, so the connection only costs.
+    /// Disconnects and bans `peer`, which just sent an invalid message, if its score is below
+    /// the graylist threshold: gossipsub ignores everything it sends from there on, so the
+    /// connection only costs. Only invalid messages lead here: a score that fell for broken
+    /// gossip promises alone belongs as often to an honest peer that is only slow (a loaded
+    /// CPU, a congested link), and banning it would cut the network where it is weakest.
     fn ban_if_graylisted(&mut self, peer: PeerId) {
         let Some(score) = self.swarm.behaviour().gossipsub.peer_score(&peer) else {
             return;
