@@ -19,6 +19,7 @@ use enr::{CombinedKey, Enr, NodeId};
 use libp2p::identity::Keypair;
 use tokio::sync::mpsc;
 
+use crate::enr_shards::{EnrShards, RS_KEY};
 use crate::error::TransportError;
 use crate::labels::labelled_enum;
 use crate::peer_exchange::{self, ExchangePeer, PeerExchangeDrop, WAKU2_RELAY};
@@ -89,6 +90,9 @@ labelled_enum! {
         /// No `waku2` field with the relay bit (a discv5 node of another network), or a
         /// malformed one.
         NotRelay => "not_relay",
+        /// Its shard field (`rs` or `rsv`) names another cluster, or only shards this node
+        /// does not relay on: it cannot relay for this node.
+        OtherShards => "other_shards",
     }
 }
 
@@ -116,13 +120,14 @@ pub(crate) struct Dht {
 
 impl Dht {
     /// Starts discv5 on `bind_ip` for the node with `keypair`, whose ENR gets `ip` (where
-    /// others reach it) and `tcp_port` (its libp2p listener's).
+    /// others reach it), `tcp_port` (its libp2p listener's) and `shards`.
     pub(crate) async fn start(
         config: &Discv5Config,
         keypair: &Keypair,
         bind_ip: Ipv4Addr,
         ip: Option<Ipv4Addr>,
         tcp_port: Option<u16>,
+        shards: &EnrShards,
     ) -> Result<Dht, TransportError> {
         let setup = |what: &str, e: &dyn std::fmt::Display| {
             TransportError::Setup(format!("discv5 on UDP port {}: {what}: {e}", config.port))
@@ -143,6 +148,9 @@ impl Dht {
         }
         if let Some(port) = tcp_port {
             builder.tcp4(port);
+        }
+        if let Some(rs) = shards.index_list() {
+            builder.add_value(RS_KEY, &alloy_rlp::Bytes::from(rs));
         }
         let enr = builder
             .udp4(port)
@@ -171,6 +179,16 @@ impl Dht {
         tokio::spawn(look_up(Arc::downgrade(&discv5), tx));
         tracing::info!(port, enr = %discv5.local_enr().to_base64(), "discv5 started");
         Ok(Dht { discv5, found })
+    }
+
+    /// States `shards` in this node's ENR from now on (a shard joined while running).
+    pub(crate) fn announce_shards(&self, shards: &EnrShards) {
+        let Some(rs) = shards.index_list() else {
+            return;
+        };
+        if let Err(e) = self.discv5.enr_insert(RS_KEY, &alloy_rlp::Bytes::from(rs)) {
+            tracing::warn!(error = ?e, "discv5 ENR not updated with the joined shard");
+        }
     }
 
     /// This node's ENR as it is now (discv5 may update its address), RLP-encoded.

@@ -51,6 +51,7 @@
 
 mod config;
 pub mod dht;
+mod enr_shards;
 mod error;
 mod framing;
 mod labels;
@@ -68,6 +69,7 @@ pub use config::{
     DEFAULT_TARGET_PEERS, MIN_MAX_MESSAGE_SIZE, TransportConfig,
 };
 pub use dht::{BootstrapEnr, Discv5Config, Discv5Drop};
+pub use enr_shards::EnrShards;
 pub use error::{PublishError, ShardError, TransportError};
 pub use libp2p::{Multiaddr, PeerId};
 pub use liveness::ReconnectReason;

@@ -20,6 +20,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use prost::Message as _;
 
+use crate::enr_shards::{EnrShards, RS_KEY};
 use crate::labels::labelled_enum;
 
 /// The protocol id of peer exchange.
@@ -82,6 +83,9 @@ labelled_enum! {
         BadEnr => "bad_enr",
         /// The ENR has no usable IPv4 address and TCP port.
         NoAddress => "no_address",
+        /// The ENR's shard field (`rs` or `rsv`) names another cluster, or only shards this
+        /// node does not relay on: the peer cannot relay for it.
+        OtherShards => "other_shards",
         /// A response with more ENRs than [`MAX_PEERS_PER_RESPONSE`]: the rest are ignored
         /// (counts responses).
         TooManyPeers => "too_many_peers",
@@ -97,19 +101,24 @@ pub struct ExchangePeer {
     pub addr: Multiaddr,
     /// The ENR as received.
     pub enr: Vec<u8>,
+    /// The shards its ENR states, if it states any.
+    pub shards: Option<EnrShards>,
 }
 
 /// The ENR of a node with `keypair` (ed25519, or secp256k1 as with discv5) listening on
-/// `addr`, if `addr` is a concrete IPv4 TCP address.
-pub fn own_enr(keypair: &Keypair, addr: &Multiaddr) -> Option<Vec<u8>> {
+/// `addr` and relaying on `shards`, if `addr` is a concrete IPv4 TCP address.
+pub fn own_enr(keypair: &Keypair, addr: &Multiaddr, shards: &EnrShards) -> Option<Vec<u8>> {
     let (ip, port) = ip4_tcp(addr)?;
     let key = signing_key(keypair)?;
-    let enr = Enr::<CombinedKey>::builder()
+    let mut builder = Enr::<CombinedKey>::builder();
+    builder
         .ip4(ip)
         .tcp4(port)
-        .add_value("waku2", &[WAKU2_RELAY])
-        .build(&key)
-        .ok()?;
+        .add_value("waku2", &[WAKU2_RELAY]);
+    if let Some(rs) = shards.index_list() {
+        builder.add_value(RS_KEY, &alloy_rlp::Bytes::from(rs));
+    }
+    let enr = builder.build(&key).ok()?;
     Some(alloy_rlp::encode(&enr))
 }
 
@@ -165,6 +174,7 @@ pub fn parse_enr(bytes: &[u8]) -> Result<ExchangePeer, PeerExchangeDrop> {
         .tcp4()
         .filter(|&p| p != 0)
         .ok_or(PeerExchangeDrop::NoAddress)?;
+    let shards = EnrShards::of(&enr).map_err(|_| PeerExchangeDrop::BadEnr)?;
     let addr = Multiaddr::from(ip)
         .with(Protocol::Tcp(port))
         .with(Protocol::P2p(peer));
@@ -172,6 +182,7 @@ pub fn parse_enr(bytes: &[u8]) -> Result<ExchangePeer, PeerExchangeDrop> {
         peer,
         addr,
         enr: bytes.to_vec(),
+        shards,
     })
 }
 
@@ -265,26 +276,42 @@ mod tests {
         s.parse().expect("multiaddr")
     }
 
+    fn on_shard_0() -> EnrShards {
+        EnrShards {
+            cluster_id: 4242,
+            shards: [0].into(),
+        }
+    }
+
     #[test]
     fn own_enr_reads_back_as_the_same_peer_and_address() {
         let keypair = Keypair::generate_ed25519();
-        let enr = own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001")).expect("an ENR");
+        let enr =
+            own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001"), &on_shard_0()).expect("an ENR");
         assert!(enr.len() <= MAX_ENR_LEN);
         let peer = parse_enr(&enr).expect("parses");
         assert_eq!(peer.peer, keypair.public().to_peer_id());
+        assert_eq!(peer.shards, Some(on_shard_0()));
         assert_eq!(
             peer.addr,
             addr(&format!("/ip4/10.1.2.3/tcp/60001/p2p/{}", peer.peer))
         );
         // No ENR for addresses nobody can dial.
-        assert_eq!(own_enr(&keypair, &addr("/ip4/0.0.0.0/tcp/60001")), None);
-        assert_eq!(own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/0")), None);
+        assert_eq!(
+            own_enr(&keypair, &addr("/ip4/0.0.0.0/tcp/60001"), &on_shard_0()),
+            None
+        );
+        assert_eq!(
+            own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/0"), &on_shard_0()),
+            None
+        );
     }
 
     #[test]
     fn enrs_in_text_form_read_as_the_same_peer() {
         let keypair = Keypair::generate_ed25519();
-        let bytes = own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001")).expect("an ENR");
+        let bytes =
+            own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001"), &on_shard_0()).expect("an ENR");
         let enr =
             <Enr<CombinedKey> as alloy_rlp::Decodable>::decode(&mut &bytes[..]).expect("decodes");
         let text = enr.to_base64();
@@ -315,7 +342,8 @@ mod tests {
     #[test]
     fn bogus_enrs_are_refused_with_a_reason() {
         let keypair = Keypair::generate_ed25519();
-        let good = own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001")).expect("an ENR");
+        let good =
+            own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001"), &on_shard_0()).expect("an ENR");
         let mut tampered = good.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
@@ -335,7 +363,8 @@ mod tests {
     #[test]
     fn responses_are_read_with_their_drops() {
         let keypair = Keypair::generate_ed25519();
-        let good = own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001")).expect("an ENR");
+        let good =
+            own_enr(&keypair, &addr("/ip4/10.1.2.3/tcp/60001"), &on_shard_0()).expect("an ENR");
         let body = response([&good, &vec![1, 2, 3]]);
         let (peers, drops) = parse_response(&body).expect("a response");
         assert_eq!(peers.len(), 1);

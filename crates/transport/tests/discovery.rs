@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use common::{Node, config, first_addr, metrics_reach, no_exchange, peers_reach};
 use demls_transport::peer_exchange::own_enr;
-use demls_transport::{DEFAULT_CLUSTER_ID, PeerExchangeDrop, TransportConfig, TransportMetrics};
+use demls_transport::{
+    DEFAULT_CLUSTER_ID, DEFAULT_SHARD, EnrShards, PeerExchangeDrop, TransportConfig,
+    TransportMetrics,
+};
 use raw::{RawNode, RawStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,9 +141,20 @@ async fn answer_with(
 async fn bad_peer_exchange_answers_are_counted_and_the_node_keeps_serving() {
     let c = Node::start(config(DEFAULT_CLUSTER_ID, vec![])).await;
     let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let on_shard = |cluster_id| EnrShards {
+        cluster_id,
+        shards: [DEFAULT_SHARD].into(),
+    };
     let good = own_enr(
         &keypair,
         &"/ip4/127.0.0.1/tcp/9".parse().expect("multiaddr"),
+        &on_shard(DEFAULT_CLUSTER_ID),
+    )
+    .expect("an ENR");
+    let foreign = own_enr(
+        &libp2p::identity::Keypair::generate_ed25519(),
+        &"/ip4/127.0.0.1/tcp/10".parse().expect("multiaddr"),
+        &on_shard(DEFAULT_CLUSTER_ID + 1),
     )
     .expect("an ENR");
     let mut tampered = good.clone();
@@ -152,10 +166,11 @@ async fn bad_peer_exchange_answers_are_counted_and_the_node_keeps_serving() {
             .build(&key)
             .expect("an ENR"),
     );
-    let body = exchange_response(vec![vec![0xde, 0xad], tampered, no_address, good]);
+    let body = exchange_response(vec![vec![0xde, 0xad], tampered, no_address, foreign, good]);
     answer_with(&c, body, "the bad ENRs counted", |m| {
         m.peer_exchange_dropped(PeerExchangeDrop::BadEnr) == 2
             && m.peer_exchange_dropped(PeerExchangeDrop::NoAddress) == 1
+            && m.peer_exchange_dropped(PeerExchangeDrop::OtherShards) == 1
             && m.peers_discovered == 1
     })
     .await;

@@ -1,6 +1,7 @@
 //! discv5 between relay nodes on 127.0.0.1: nodes that know only one node's ENR find each
 //! other through the DHT (peer exchange off), what they found is served to peer exchange
-//! queries, and ENRs of nodes that are no Waku relay nodes are counted and skipped.
+//! queries, and ENRs of nodes that are no Waku relay nodes, or relay for another cluster, are
+//! counted and skipped.
 
 mod common;
 
@@ -85,19 +86,29 @@ async fn bare_discv5_node(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrs_of_nodes_that_are_not_waku_relays_are_counted_and_skipped() {
-    // One node of another network (no `waku2`), one relay without a TCP port.
+    // One node of another network (no `waku2`), one relay without a TCP port, and one relay
+    // of The Waku Network (cluster 1, shard 0 in its `rs` field).
     let foreign = bare_discv5_node(|_| {}).await;
     let no_tcp = bare_discv5_node(|b| {
         b.add_value("waku2", &[1u8]);
     })
     .await;
+    let other_cluster = bare_discv5_node(|b| {
+        b.add_value("waku2", &[1u8])
+            .tcp4(60001)
+            .add_value("rs", &alloy_rlp::Bytes::from(vec![0u8, 1, 1, 0, 0]));
+    })
+    .await;
     let a = Node::start(discv5_only(&[
         foreign.local_enr().to_base64(),
         no_tcp.local_enr().to_base64(),
+        other_cluster.local_enr().to_base64(),
     ]))
     .await;
-    metrics_reach(&a.handle, "both bogus ENRs counted", |m| {
-        m.discv5_dropped(Discv5Drop::NotRelay) >= 1 && m.discv5_dropped(Discv5Drop::NoAddress) >= 1
+    metrics_reach(&a.handle, "the three bogus ENRs counted", |m| {
+        m.discv5_dropped(Discv5Drop::NotRelay) >= 1
+            && m.discv5_dropped(Discv5Drop::NoAddress) >= 1
+            && m.discv5_dropped(Discv5Drop::OtherShards) >= 1
     })
     .await;
     assert_eq!(a.handle.metrics().discv5_found, 0);

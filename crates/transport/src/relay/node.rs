@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, TransportConfig};
 use crate::dht::{self, Dht, Discv5Config};
+use crate::enr_shards::EnrShards;
 use crate::error::{PublishError, ShardError, TransportError};
 use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
 use crate::message::{DropReason, MessageId, WakuMessage};
@@ -384,6 +385,12 @@ impl Node {
             .retain(|_, refusal| *refusal != Refusal::NoSharedShard);
         self.topics.insert(hash.clone(), topic);
         self.shared.state().topics.insert(topic);
+        // Our ENRs state our shards: the peer exchange one is rebuilt when next asked for.
+        self.own_enr = None;
+        if let Some(dht) = &self.dht {
+            dht.announce_shards(&self.own_shards());
+        }
+        self.publish_own_enr();
         let subscribers: Vec<PeerId> = self
             .swarm
             .behaviour()
@@ -899,6 +906,25 @@ impl Node {
         }
     }
 
+    /// Our cluster and shards, as our ENRs state them.
+    fn own_shards(&self) -> EnrShards {
+        EnrShards {
+            cluster_id: self.cluster_id,
+            shards: self.topics.values().map(|t| t.shard).collect(),
+        }
+    }
+
+    /// Whether a peer learned from its ENR can relay for us: its ENR states no shards, or our
+    /// cluster and, when both sides relay on shards, one of ours. Others (a shared discv5 DHT
+    /// holds nodes of every Waku network) are not dialled.
+    fn relays_for_us(&self, learned: &ExchangePeer) -> bool {
+        let ours = self.own_shards();
+        learned
+            .shards
+            .as_ref()
+            .is_none_or(|theirs| theirs.fit(ours.cluster_id, &ours.shards))
+    }
+
     /// Our cluster and every shard we relay on (in order).
     fn own_metadata(&self) -> Metadata {
         Metadata {
@@ -1078,9 +1104,10 @@ impl Node {
         }
         if self.own_enr.is_none() {
             let addrs = self.shared.state().listen_addrs.clone();
+            let shards = self.own_shards();
             self.own_enr = addrs
                 .iter()
-                .find_map(|addr| peer_exchange::own_enr(&self.keypair, addr));
+                .find_map(|addr| peer_exchange::own_enr(&self.keypair, addr, &shards));
         }
         self.own_enr.clone()
     }
@@ -1194,7 +1221,8 @@ impl Node {
             Some(bind_ip)
         };
         let tcp_port = bound.first().map(|(_, port)| *port);
-        self.dht = Some(Dht::start(config, &self.keypair, bind_ip, ip, tcp_port).await?);
+        let shards = self.own_shards();
+        self.dht = Some(Dht::start(config, &self.keypair, bind_ip, ip, tcp_port, &shards).await?);
         Ok(())
     }
 
@@ -1218,6 +1246,12 @@ impl Node {
                 return;
             }
         };
+        if !self.relays_for_us(&found) {
+            let reason = dht::Discv5Drop::OtherShards;
+            tracing::debug!(%reason, "discv5 ENR not used");
+            self.shared.counters.discv5_dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let peer = found.peer;
         if peer == self.local_peer_id() {
             return;
@@ -1299,7 +1333,13 @@ impl Node {
                             tracing::debug!(%peer, learned = peers.len(), "peer exchange response");
                             let mut new = 0;
                             for learned in peers {
-                                new += u64::from(self.learn(learned));
+                                if self.relays_for_us(&learned) {
+                                    new += u64::from(self.learn(learned));
+                                } else {
+                                    self.count_exchange_drop(
+                                        peer_exchange::PeerExchangeDrop::OtherShards,
+                                    );
+                                }
                             }
                             if new > 0 {
                                 self.shared
