@@ -10,8 +10,88 @@
 //!
 //! The engine never touches sockets, threads or the wall clock: bytes and a
 //! [`Timestamp`] go in, bytes ([`Transmit`]) and [`Event`]s come out.
+//!
+//! # Two members
+//!
+//! Alice creates a group, Bob asks to join, Alice votes him in by hand, her engine commits
+//! and welcomes him, and each says hello. The two engines are wired to each other directly;
+//! a node publishes each [`Transmit`] on its topic (Waku Relay in `demls`) and feeds what
+//! arrives to [`Engine::handle_message`], persists [`Engine::take_storage_writes`] before it
+//! publishes, and calls [`Engine::handle_timeout`] at [`Engine::poll_timeout`].
+//!
+//! ```
+//! use demls_engine::{
+//!     ChangeKind, Engine, EngineConfig, EngineError, Event, GroupId, GroupParams, MlsSigner,
+//!     MlsStore, Timestamp, VotePolicy,
+//! };
+//! use demls_identity::Wallet;
+//!
+//! fn engine(vote_policy: VotePolicy) -> Result<Engine, EngineError> {
+//!     let config = EngineConfig {
+//!         vote_policy,
+//!         announce_interval_ms: 1_000,
+//!         commit_delay_ms: 1_000,
+//!         ..EngineConfig::default()
+//!     };
+//!     let signer = MlsSigner::generate()?;
+//!     Ok(Engine::new(Wallet::generate(), &signer, config, MlsStore::new(4, false)))
+//! }
+//!
+//! /// Moves the clock on by `ms`, 100 ms at a time: timers fire, what one engine sends
+//! /// reaches the other (which drops what is not for it), and events are kept.
+//! fn run(nodes: &mut [Engine; 2], events: &mut [Vec<Event>; 2], now: &mut Timestamp, ms: u64) {
+//!     for _ in 0..ms / 100 {
+//!         *now = now.plus_ms(100);
+//!         for i in 0..2 {
+//!             nodes[i].handle_timeout(*now);
+//!             while let Some(transmit) = nodes[i].poll_transmit() {
+//!                 let _ = nodes[1 - i].handle_message(&transmit.payload, *now);
+//!             }
+//!         }
+//!         for i in 0..2 {
+//!             events[i].extend(std::iter::from_fn(|| nodes[i].poll_event()));
+//!         }
+//!     }
+//! }
+//!
+//! let group = GroupId::new("lab").expect("a valid group name");
+//! let mut now = Timestamp(1_700_000_000_000);
+//! let mut nodes = [engine(VotePolicy::Manual)?, engine(VotePolicy::Automatic)?];
+//! let mut events = [Vec::new(), Vec::new()];
+//! let bob = nodes[1].address();
+//!
+//! nodes[0].create_group(group.clone(), GroupParams::default(), now)?;
+//! nodes[1].request_join(group.clone(), None, now)?;
+//! run(&mut nodes, &mut events, &mut now, 3_000);
+//!
+//! // Bob's key package reached Alice's engine, which opened a vote on adding him.
+//! let proposal = events[0]
+//!     .iter()
+//!     .find_map(|event| match event {
+//!         Event::ProposalOpened { proposal, change: ChangeKind::Add(who), .. } if *who == bob => {
+//!             Some(*proposal)
+//!         }
+//!         _ => None,
+//!     })
+//!     .expect("a vote on adding Bob");
+//! nodes[0].vote(&group, proposal, true, now)?;
+//! run(&mut nodes, &mut events, &mut now, 5_000);
+//! assert!(events[1].iter().any(|event| matches!(event, Event::Joined { .. })));
+//!
+//! nodes[0].send_message(&group, "hello Bob", now)?;
+//! nodes[1].send_message(&group, "hello Alice", now)?;
+//! run(&mut nodes, &mut events, &mut now, 1_000);
+//! let heard = |i: usize, said: &str| {
+//!     events[i]
+//!         .iter()
+//!         .any(|event| matches!(event, Event::Message { text, .. } if text == said))
+//! };
+//! assert!(heard(1, "hello Bob") && heard(0, "hello Alice"));
+//! # Ok::<(), EngineError>(())
+//! ```
 
 mod admission;
+#[cfg(feature = "bench-support")]
 pub mod bench_support;
 mod bounded;
 mod buffer;
