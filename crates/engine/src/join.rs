@@ -18,6 +18,9 @@ use crate::wire::{
 };
 use crate::{EngineError, Epoch, Event, GroupId, Timestamp, TopicKind};
 
+/// Requests a joiner sends to one steward that keeps announcing before it asks another.
+const SENDS_PER_STEWARD: u32 = 3;
+
 /// A verified group announcement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Announcement {
@@ -72,8 +75,11 @@ pub(crate) struct JoinAttempt {
     steward_filter: Option<Address>,
     /// The announcement of the steward this node asks, and when that steward was last heard.
     announcement: Option<(Announcement, Timestamp)>,
-    /// The latest announcement of another steward: where a retry goes if the one asked falls silent.
-    fallback: Option<Announcement>,
+    /// The latest announcement of another steward: where a retry goes if the one asked falls
+    /// silent or leaves [`SENDS_PER_STEWARD`] requests unanswered.
+    fallback: Option<(Announcement, Timestamp)>,
+    /// Requests sent to the steward asked now.
+    sent_to_asked: u32,
     key_package: Option<(MlsMessage, Vec<u8>)>,
     next_send: Option<Timestamp>,
     /// The invitation this node was given, sealed into its request.
@@ -90,6 +96,7 @@ impl JoinAttempt {
             steward_filter: steward,
             announcement: None,
             fallback: None,
+            sent_to_asked: 0,
             key_package: None,
             next_send: None,
             invitation: None,
@@ -202,8 +209,9 @@ impl JoinAttempt {
         }
         // The first usable announcement triggers the request. Retries go to the same steward
         // while it keeps announcing: a request it holds is already being voted on, and the
-        // same request sealed to another steward would open a second vote on the same person.
-        // Other stewards' announcements only say where to turn if it falls silent.
+        // same request sealed to another steward before that vote reached it would open a
+        // second vote on the same person. Other stewards' announcements only say where to
+        // turn if it falls silent or leaves the request unanswered.
         match &mut self.announcement {
             None => {
                 ctx.emit(Event::AnnouncementSeen {
@@ -217,20 +225,31 @@ impl JoinAttempt {
             Some((asked, heard)) if asked.steward == announcement.steward => {
                 (*asked, *heard) = (announcement, ctx.now);
             }
-            Some(_) => self.fallback = Some(announcement),
+            Some(_) => self.fallback = Some((announcement, ctx.now)),
         }
         Ok(())
     }
 
     /// Seals this node's key package to the announced steward and sends it.
     fn send(&mut self, client: &MlsClient, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+        let heard_lately = |heard: &Timestamp| heard.plus_ms(ctx.config.join_retry_ms) > ctx.now;
         let silent = self
             .announcement
             .as_ref()
-            .is_some_and(|(_, heard)| heard.plus_ms(ctx.config.join_retry_ms) <= ctx.now);
-        if silent && let Some(other) = self.fallback.take() {
-            self.announcement = Some((other, ctx.now));
+            .is_some_and(|(_, heard)| !heard_lately(heard));
+        // A steward that announces but never proposes the joiner (its intake full, or
+        // censoring) must not hold it for ever; by the time a request has waited this long,
+        // any vote opened on it has reached the other stewards, which open no second one.
+        let unanswered = self.sent_to_asked >= SENDS_PER_STEWARD;
+        let other_announces = self
+            .fallback
+            .as_ref()
+            .is_some_and(|(_, heard)| heard_lately(heard));
+        if (silent || unanswered) && other_announces {
+            self.announcement = self.fallback.take();
+            self.sent_to_asked = 0;
         }
+        self.sent_to_asked = self.sent_to_asked.saturating_add(1);
         let Some((announcement, _)) = self.announcement.clone() else {
             return Ok(());
         };
