@@ -956,14 +956,10 @@ fn joiner_at_the_epoch_steward(seed: u64) -> (Sim, Vec<NodeId>, NodeId, NodeId, 
 
 /// The stewards a node sealed its join requests to, in order.
 fn asked_stewards(sim: &Sim, id: NodeId) -> Vec<Address> {
-    sim.node(id)
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::JoinRequestSent { steward, .. } => Some(*steward),
-            _ => None,
-        })
-        .collect()
+    picked(sim, id, |e| match e {
+        Event::JoinRequestSent { steward, .. } => Some(*steward),
+        _ => None,
+    })
 }
 
 #[test]

@@ -105,9 +105,16 @@ impl EnrShards {
     /// the same cluster and, when both relay on shards, one in common (the rule the metadata
     /// exchange applies once connected).
     pub(crate) fn fit(&self, cluster_id: u16, ours: &BTreeSet<u16>) -> bool {
-        self.cluster_id == cluster_id
-            && (self.shards.is_empty() || ours.is_empty() || !self.shards.is_disjoint(ours))
+        self.cluster_id == cluster_id && shards_meet(&self.shards, ours)
     }
+}
+
+/// Whether a peer relaying on `theirs` can relay for a node on `ours` in the same cluster:
+/// when both relay on shards, one in common (nwaku's rule: a relay peer on none of our shards
+/// cannot relay anything for us; a node on no shard yet keeps its peers for the shards it will
+/// join). The one rule for records (ENRs) and for the metadata exchange.
+pub(crate) fn shards_meet<T: Ord>(theirs: &BTreeSet<T>, ours: &BTreeSet<T>) -> bool {
+    theirs.is_empty() || ours.is_empty() || !theirs.is_disjoint(ours)
 }
 
 #[cfg(test)]

@@ -176,73 +176,63 @@ pub fn address(sim: &Sim, id: NodeId) -> Address {
 
 /// Chat texts a node received or sent.
 pub fn texts(sim: &Sim, id: NodeId) -> Vec<String> {
+    picked(sim, id, |e| match e {
+        Event::Message { text, .. } => Some(text.clone()),
+        _ => None,
+    })
+}
+
+/// What `pick` takes from each event a node had, in order.
+pub fn picked<T>(sim: &Sim, id: NodeId, pick: impl FnMut(&Event) -> Option<T>) -> Vec<T> {
     sim.node(id)
         .events
         .iter()
-        .filter_map(|(_, e)| match e {
-            Event::Message { text, .. } => Some(text.clone()),
-            _ => None,
-        })
+        .map(|(_, e)| e)
+        .filter_map(pick)
         .collect()
 }
 
 /// The proposals a node saw opened, with their owner and change.
 pub fn opened(sim: &Sim, id: NodeId) -> Vec<(ProposalId, Address, ChangeKind)> {
-    sim.node(id)
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::ProposalOpened {
-                proposal,
-                owner,
-                change,
-                ..
-            } => Some((*proposal, *owner, change.clone())),
-            _ => None,
-        })
-        .collect()
+    picked(sim, id, |e| match e {
+        Event::ProposalOpened {
+            proposal,
+            owner,
+            change,
+            ..
+        } => Some((*proposal, *owner, change.clone())),
+        _ => None,
+    })
 }
 
 /// Decisions a node reached.
 pub fn decisions(sim: &Sim, id: NodeId) -> Vec<(ChangeKind, bool)> {
-    sim.node(id)
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::ProposalDecided {
-                change, approved, ..
-            } => Some((change.clone(), *approved)),
-            _ => None,
-        })
-        .collect()
+    picked(sim, id, |e| match e {
+        Event::ProposalDecided {
+            change, approved, ..
+        } => Some((change.clone(), *approved)),
+        _ => None,
+    })
 }
 
 /// The violations a node detected.
 pub fn violations(sim: &Sim, id: NodeId) -> Vec<(Option<Address>, Violation)> {
-    sim.node(id)
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::ViolationDetected {
-                offender,
-                violation,
-                ..
-            } => Some((*offender, *violation)),
-            _ => None,
-        })
-        .collect()
+    picked(sim, id, |e| match e {
+        Event::ViolationDetected {
+            offender,
+            violation,
+            ..
+        } => Some((*offender, *violation)),
+        _ => None,
+    })
 }
 
 /// The committer of each epoch change a node saw, in order.
 pub fn committers_seen(sim: &Sim, id: NodeId) -> Vec<Address> {
-    sim.node(id)
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::EpochChanged { committer, .. } => Some(*committer),
-            _ => None,
-        })
-        .collect()
+    picked(sim, id, |e| match e {
+        Event::EpochChanged { committer, .. } => Some(*committer),
+        _ => None,
+    })
 }
 
 /// The current view of the group at a node.
@@ -312,14 +302,10 @@ pub fn members_decide(sim: &mut Sim, change: &ChangeKind, yes: bool) {
 
 /// The reasons a node was given for refusing its join requests.
 pub fn refusals(sim: &Sim, id: NodeId) -> Vec<String> {
-    sim.node(id)
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::JoinRefused { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
-        .collect()
+    picked(sim, id, |e| match e {
+        Event::JoinRefused { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
 }
 
 /// A group's current snapshot and its retained past epochs.

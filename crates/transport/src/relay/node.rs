@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{DEFAULT_MAX_MESSAGE_SIZE, TransportConfig};
 use crate::dht::{self, Dht, Discv5Config};
-use crate::enr_shards::EnrShards;
+use crate::enr_shards::{EnrShards, shards_meet};
 use crate::error::{PublishError, ShardError, TransportError};
 use crate::liveness::{Liveness, PROBE_TOPIC, ReconnectReason};
 use crate::message::{DropReason, MessageId, WakuMessage};
@@ -927,30 +927,21 @@ impl Node {
 
     /// Our cluster and every shard we relay on (in order).
     fn own_metadata(&self) -> Metadata {
+        let own = self.own_shards();
         Metadata {
-            cluster_id: Some(u32::from(self.cluster_id)),
-            shards: self
-                .topics
-                .values()
-                .map(|t| u32::from(t.shard))
-                .collect::<BTreeSet<u32>>()
-                .into_iter()
-                .collect(),
+            cluster_id: Some(u32::from(own.cluster_id)),
+            shards: own.shards.into_iter().map(u32::from).collect(),
         }
     }
 
     /// Keeps `peer` if its metadata states our cluster and, when both sides relay on shards,
-    /// one of ours (nwaku's rule: a relay peer on none of our shards cannot relay anything for
-    /// us; a node on no shard yet keeps its peers for the shards it will join). A peer that
-    /// fails is disconnected and not dialled again.
+    /// one of ours ([`shards_meet`]). A peer that fails is disconnected and not dialled again.
     fn check_cluster(&mut self, peer: PeerId, remote: &Metadata) {
         let ours = u32::from(self.cluster_id);
-        let shared_shard = remote.shards.is_empty()
-            || self.topics.is_empty()
-            || self
-                .topics
-                .values()
-                .any(|t| remote.shards.contains(&u32::from(t.shard)));
+        let shared_shard = shards_meet(
+            &remote.shards.iter().copied().collect(),
+            &self.own_metadata().shards.into_iter().collect(),
+        );
         let reason = match remote.cluster_id {
             Some(id) if id == ours && shared_shard => None,
             Some(id) if id == ours => Some((
