@@ -111,6 +111,11 @@ impl KeyPackageBuffer {
             .retain(|joiner, k| !is_member(joiner) && epoch <= k.epoch.saturating_add(KEPT_EPOCHS));
     }
 
+    /// Whether a key package of `joiner` is kept (an add of it was proposed lately).
+    pub(crate) fn holds(&self, joiner: &Address) -> bool {
+        self.kept.contains_key(joiner)
+    }
+
     /// The joiners whose key packages are kept.
     pub(crate) fn joiners(&self) -> Vec<Address> {
         self.kept.keys().copied().collect()

@@ -163,12 +163,30 @@ impl Engine {
         group: &GroupId,
         silent: bool,
     ) -> Result<(), EngineError> {
-        let session = self
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| EngineError::UnknownGroup(group.clone()))?;
-        session.byzantine.silent = silent;
+        self.misbehaviour(group)?.silent = silent;
         Ok(())
+    }
+
+    /// Stops (or resumes) taking join requests up, as a steward that censors joiners while
+    /// it keeps announcing the group.
+    pub fn byzantine_set_ignoring_joiners(
+        &mut self,
+        group: &GroupId,
+        ignoring: bool,
+    ) -> Result<(), EngineError> {
+        self.misbehaviour(group)?.ignoring_joiners = ignoring;
+        Ok(())
+    }
+
+    /// The misbehaviour switches of this node's session of `group`.
+    fn misbehaviour(
+        &mut self,
+        group: &GroupId,
+    ) -> Result<&mut crate::session::Byzantine, EngineError> {
+        self.groups
+            .get_mut(group)
+            .map(|session| &mut session.byzantine)
+            .ok_or_else(|| EngineError::UnknownGroup(group.clone()))
     }
 
     /// Commits the approved membership changes except the ones about `left_out`

@@ -608,10 +608,13 @@ impl GroupSession {
         let committers = old.committers();
         let was_acting = committers.first().copied();
         let acting_committed = old.commits.iter().any(|c| Some(c.committer) == was_acting);
+        // The backup's turn began at the first approval as the backup saw it, which reaches
+        // each member a network delay apart: a quarter of a turn covers that.
+        let turn_ms = old.rules.timers.commit_ms(ctx.config);
         let waited_past_turn = !acting_committed
             && old
                 .first_approval()
-                .is_some_and(|t| t.plus_ms(old.rules.timers.commit_ms(ctx.config)) <= ctx.now);
+                .is_some_and(|t| t.plus_ms(turn_ms - turn_ms / 4) <= ctx.now);
         let omissions = censored(&old, &seen, ctx.config);
         // Honest work by a steward of the epoch's list (Layer 3 recovery lets anyone commit).
         let honest_steward = omissions.is_empty() && committers.contains(&committer);

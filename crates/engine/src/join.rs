@@ -1,5 +1,7 @@
 //! Joining a group: from its announcement, through a sealed key package, to its Welcome.
 
+use std::collections::BTreeMap;
+
 use demls_identity::Address;
 use mls_rs::crypto::HpkePublicKey;
 use mls_rs::group::ExportedTree;
@@ -18,8 +20,10 @@ use crate::wire::{
 };
 use crate::{EngineError, Epoch, Event, GroupId, Timestamp, TopicKind};
 
-/// Requests a joiner sends to one steward that keeps announcing before it asks another.
-const SENDS_PER_STEWARD: u32 = 3;
+/// Most stewards a joiner keeps track of (and seals each request to).
+const MOST_STEWARDS: usize = 16;
+/// Announcement intervals after which a steward not heard again is no longer asked.
+const STALE_AFTER_ANNOUNCEMENTS: u64 = 3;
 
 /// A verified group announcement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,13 +77,9 @@ impl Announcement {
 pub(crate) struct JoinAttempt {
     group: GroupId,
     steward_filter: Option<Address>,
-    /// The announcement of the steward this node asks, and when that steward was last heard.
-    announcement: Option<(Announcement, Timestamp)>,
-    /// The latest announcement of another steward: where a retry goes if the one asked falls
-    /// silent or leaves [`SENDS_PER_STEWARD`] requests unanswered.
-    fallback: Option<(Announcement, Timestamp)>,
-    /// Requests sent to the steward asked now.
-    sent_to_asked: u32,
+    /// The stewards heard announcing the group: the latest announcement of each, and when
+    /// it was heard. Each request is sealed to every one of them heard lately.
+    heard: BTreeMap<Address, (Announcement, Timestamp)>,
     key_package: Option<(MlsMessage, Vec<u8>)>,
     next_send: Option<Timestamp>,
     /// The invitation this node was given, sealed into its request.
@@ -94,9 +94,7 @@ impl JoinAttempt {
         Self {
             group,
             steward_filter: steward,
-            announcement: None,
-            fallback: None,
-            sent_to_asked: 0,
+            heard: BTreeMap::new(),
             key_package: None,
             next_send: None,
             invitation: None,
@@ -109,7 +107,7 @@ impl JoinAttempt {
         Self { invitation, ..self }
     }
 
-    /// A steward refused this node: checks the refusal comes from the steward it asked.
+    /// A steward refused this node: checks the refusal comes from a steward it asked.
     pub(crate) fn refused(
         &mut self,
         refusal: JoinRefused,
@@ -118,12 +116,7 @@ impl JoinAttempt {
         let me = ctx.wallet.address();
         let steward = Address::from_slice(&refusal.steward)
             .ok_or_else(|| EngineError::Malformed("steward is not an address".into()))?;
-        if refusal.joiner.as_slice() != me.as_bytes()
-            || self
-                .announcement
-                .as_ref()
-                .is_none_or(|(a, _)| a.steward != steward)
-        {
+        if refusal.joiner.as_slice() != me.as_bytes() || !self.heard.contains_key(&steward) {
             return Err(EngineError::NotForUs);
         }
         check_signed_by(
@@ -194,7 +187,8 @@ impl JoinAttempt {
         Ok(())
     }
 
-    /// Takes an announcement into account; sends the request if it is the first usable one.
+    /// Takes an announcement into account: the first usable one triggers the request, and
+    /// a steward heard for the first time is sent one at once.
     pub(crate) fn on_announcement(
         &mut self,
         announcement: Announcement,
@@ -207,54 +201,74 @@ impl JoinAttempt {
         {
             return Err(EngineError::NotForUs);
         }
-        // The first usable announcement triggers the request. Retries go to the same steward
-        // while it keeps announcing: a request it holds is already being voted on, and the
-        // same request sealed to another steward before that vote reached it would open a
-        // second vote on the same person. Other stewards' announcements only say where to
-        // turn if it falls silent or leaves the request unanswered.
-        match &mut self.announcement {
-            None => {
-                ctx.emit(Event::AnnouncementSeen {
-                    group: self.group.clone(),
-                    steward: announcement.steward,
-                    epoch: announcement.epoch,
-                });
-                self.announcement = Some((announcement, ctx.now));
-                self.send(client, ctx)?;
+        let steward = announcement.steward;
+        if self.heard.is_empty() {
+            ctx.emit(Event::AnnouncementSeen {
+                group: self.group.clone(),
+                steward,
+                epoch: announcement.epoch,
+            });
+        }
+        let new = !self.heard.contains_key(&steward);
+        if new && self.heard.len() >= MOST_STEWARDS {
+            // The one heard least lately makes room: before it joins, a joiner cannot tell a
+            // steward from anyone else announcing the group, and stewards announce often.
+            let oldest = self
+                .heard
+                .iter()
+                .min_by_key(|(_, (_, heard))| *heard)
+                .map(|(steward, _)| *steward);
+            if let Some(oldest) = oldest {
+                self.heard.remove(&oldest);
             }
-            Some((asked, heard)) if asked.steward == announcement.steward => {
-                (*asked, *heard) = (announcement, ctx.now);
-            }
-            Some(_) => self.fallback = Some((announcement, ctx.now)),
+        }
+        self.heard.insert(steward, (announcement, ctx.now));
+        if new {
+            // Every steward gets the request: the epoch steward proposes it at once and the
+            // others only if nobody has by their turn, so one that is silent or censoring
+            // does not strand this node, and no second vote is opened on it.
+            self.send(client, ctx, Some(steward))?;
         }
         Ok(())
     }
 
-    /// Seals this node's key package to the announced steward and sends it.
-    fn send(&mut self, client: &MlsClient, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
-        let heard_lately = |heard: &Timestamp| heard.plus_ms(ctx.config.join_retry_ms) > ctx.now;
-        let silent = self
-            .announcement
-            .as_ref()
-            .is_some_and(|(_, heard)| !heard_lately(heard));
-        // A steward that announces but never proposes the joiner (its intake full, or
-        // censoring) must not hold it for ever; by the time a request has waited this long,
-        // any vote opened on it has reached the other stewards, which open no second one.
-        let unanswered = self.sent_to_asked >= SENDS_PER_STEWARD;
-        let other_announces = self
-            .fallback
-            .as_ref()
-            .is_some_and(|(_, heard)| heard_lately(heard));
-        if (silent || unanswered) && other_announces {
-            self.announcement = self.fallback.take();
-            self.sent_to_asked = 0;
+    /// Seals this node's key package to the stewards heard lately (or only to `steward`)
+    /// and sends the requests.
+    fn send(
+        &mut self,
+        client: &MlsClient,
+        ctx: &mut Ctx<'_>,
+        steward: Option<Address>,
+    ) -> Result<(), EngineError> {
+        let stale_ms = ctx
+            .config
+            .announce_interval_ms
+            .saturating_mul(STALE_AFTER_ANNOUNCEMENTS)
+            .max(ctx.config.join_retry_ms);
+        let mut asked: Vec<Announcement> = self
+            .heard
+            .iter()
+            .filter(|(s, (_, heard))| {
+                steward.is_none_or(|only| only == **s) && heard.plus_ms(stale_ms) > ctx.now
+            })
+            .map(|(_, (a, _))| a.clone())
+            .collect();
+        if asked.is_empty() {
+            // None heard lately: the one heard last may be back.
+            asked.extend(
+                self.heard
+                    .values()
+                    .max_by_key(|(_, heard)| *heard)
+                    .map(|(a, _)| a.clone()),
+            );
         }
-        self.sent_to_asked = self.sent_to_asked.saturating_add(1);
-        let Some((announcement, _)) = self.announcement.clone() else {
+        if asked.is_empty() {
             return Ok(());
-        };
-        // Set first: a failed attempt is retried later, not in a tight loop.
-        self.next_send = Some(ctx.now.plus_ms(ctx.config.join_retry_ms));
+        }
+        if steward.is_none() || self.next_send.is_none() {
+            // Set first: a failed attempt is retried later, not in a tight loop.
+            self.next_send = Some(ctx.now.plus_ms(ctx.config.join_retry_ms));
+        }
         if self.key_package.is_none() {
             let message = client.generate_key_package_message(
                 ExtensionList::new(),
@@ -267,13 +281,16 @@ impl JoinAttempt {
         let Some((key_package, _)) = &self.key_package else {
             return Ok(());
         };
-        send_join_request(
-            &self.group,
-            key_package,
-            self.invitation.clone(),
-            &announcement,
-            ctx,
-        )
+        for announcement in &asked {
+            send_join_request(
+                &self.group,
+                key_package,
+                self.invitation.clone(),
+                announcement,
+                ctx,
+            )?;
+        }
+        Ok(())
     }
 
     /// Re-sends the request when its retry time has come.
@@ -283,7 +300,7 @@ impl JoinAttempt {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), EngineError> {
         if self.next_send.is_some_and(|t| t <= ctx.now) {
-            self.send(client, ctx)?;
+            self.send(client, ctx, None)?;
         }
         Ok(())
     }

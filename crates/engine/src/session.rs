@@ -45,6 +45,8 @@ pub(crate) struct Held {
 pub(crate) struct Byzantine {
     /// Never commit.
     pub(crate) silent: bool,
+    /// Never take a join request up.
+    pub(crate) ignoring_joiners: bool,
 }
 
 /// A group this node is a member of.

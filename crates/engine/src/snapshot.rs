@@ -158,6 +158,15 @@ pub struct IntakeSnapshot {
     /// Its key package reference.
     #[prost(bytes = "vec", tag = "2")]
     pub reference: Vec<u8>,
+    /// The request (a `SealedJoin`, opened) a backup steward holds back for its turn.
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub deferred: Option<Vec<u8>>,
+    /// When the held-back request is taken up, unless its joiner was proposed by then (Unix ms).
+    #[prost(uint64, tag = "4")]
+    pub deferred_until_ms: u64,
+    /// Whether the held-back request is a member's asking to be added again.
+    #[prost(bool, tag = "5")]
+    pub rejoin: bool,
 }
 
 /// A pending join.

@@ -52,6 +52,19 @@ const PACED: usize = 4096;
 /// A key package waiting for its vote and commit.
 struct Intake {
     reference: Vec<u8>,
+    /// A request this steward holds back because another steward's turn comes first.
+    deferred: Option<Deferred>,
+}
+
+/// A join request a backup steward takes up only if nobody has proposed its joiner by `due`.
+///
+/// Every steward in office gets the request (the joiner seals one to each); the epoch steward
+/// takes it up at once and the others one steward timeout apart in their Layer 1 order, so
+/// that a silent or censoring epoch steward does not strand the joiner and one vote is opened.
+struct Deferred {
+    due: Timestamp,
+    sealed: SealedJoin,
+    rejoin: bool,
 }
 
 /// A commit built but not yet sent or applied.
@@ -87,6 +100,9 @@ impl StewardDuty {
                 .map(|(joiner, intake)| IntakeSnapshot {
                     joiner: joiner.as_bytes().to_vec(),
                     reference: intake.reference.clone(),
+                    deferred: intake.deferred.as_ref().map(|d| d.sealed.encode_to_vec()),
+                    deferred_until_ms: intake.deferred.as_ref().map_or(0, |d| d.due.0),
+                    rejoin: intake.deferred.as_ref().is_some_and(|d| d.rejoin),
                 })
                 .collect(),
         }
@@ -98,18 +114,25 @@ impl StewardDuty {
             .intake
             .into_iter()
             .map(|i| {
-                Address::from_slice(&i.joiner)
-                    .map(|joiner| {
-                        (
-                            joiner,
-                            Intake {
-                                reference: i.reference,
-                            },
-                        )
-                    })
-                    .ok_or_else(|| EngineError::Malformed("snapshot: intake address".into()))
+                let joiner = Address::from_slice(&i.joiner)
+                    .ok_or_else(|| EngineError::Malformed("snapshot: intake address".into()))?;
+                let deferred = match i.deferred {
+                    Some(sealed) => Some(Deferred {
+                        due: Timestamp(i.deferred_until_ms),
+                        sealed: SealedJoin::decode(sealed.as_slice())?,
+                        rejoin: i.rejoin,
+                    }),
+                    None => None,
+                };
+                Ok((
+                    joiner,
+                    Intake {
+                        reference: i.reference,
+                        deferred,
+                    },
+                ))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, EngineError>>()?;
         Ok(Self {
             hpke_secret: HpkeSecretKey::from(snapshot.hpke_secret),
             hpke_public: HpkePublicKey::from(snapshot.hpke_public),
@@ -214,6 +237,10 @@ impl GroupSession {
         if self.steward.is_none() || request.steward.as_slice() != me.as_bytes() {
             return Err(EngineError::NotForUs);
         }
+        #[cfg(feature = "byzantine")]
+        if self.byzantine.ignoring_joiners {
+            return Err(EngineError::NotForUs);
+        }
         let joiner = Address::from_slice(&request.joiner)
             .ok_or_else(|| EngineError::Malformed("joiner is not an address".into()))?;
         check_signed_by(
@@ -281,12 +308,57 @@ impl GroupSession {
             ReceivedMessage::KeyPackage(_) => {}
             _ => return Err(EngineError::Malformed("not a key package".into())),
         }
-        if let Some(invitation) = sealed.invitation {
-            self.take_presented_invitation(joiner, invitation, ctx)?;
-        }
+        let turn = self.state.committers().iter().position(|c| *c == me);
+        let deferred = match turn {
+            Some(0) => None,
+            // A backup: the epoch steward got the same request and proposes it at once.
+            Some(position) => Some(Deferred {
+                due: ctx.now.plus_ms(
+                    u64::try_from(position)
+                        .unwrap_or(u64::MAX)
+                        .saturating_mul(self.state.rules.timers.commit_ms(ctx.config)),
+                ),
+                sealed: sealed.clone(),
+                rejoin,
+            }),
+            // Not a committer of this epoch (on its way out): it keeps the request from
+            // being taken in twice, and leaves it to the committers.
+            None => {
+                tracing::debug!(group = %self.id, %joiner, "join request left to the committers");
+                None
+            }
+        };
+        let take_up_now = turn == Some(0);
         if let Some(duty) = self.steward.as_mut() {
             duty.seen_key_packages.insert(reference.clone());
-            duty.intake.insert(joiner, Intake { reference });
+            duty.intake.insert(
+                joiner,
+                Intake {
+                    reference,
+                    deferred,
+                },
+            );
+        }
+        if !take_up_now {
+            return Ok(());
+        }
+        self.take_up(joiner, sealed, rejoin, ctx)
+    }
+
+    /// Puts a joiner whose request this steward took in to the vote (or to the group's
+    /// admission check first), after checking the invitation it presented.
+    fn take_up(
+        &mut self,
+        joiner: Address,
+        sealed: SealedJoin,
+        rejoin: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        if let Some(invitation) = sealed.invitation
+            && let Err(error) = self.take_presented_invitation(joiner, invitation, ctx)
+        {
+            self.steward_forget(joiner);
+            return Err(error);
         }
         ctx.emit(Event::JoinRequestAccepted {
             group: self.id.clone(),
@@ -303,11 +375,50 @@ impl GroupSession {
             .invitations
             .of(&joiner, ctx.now)
             .map(|invited| invited.wire.clone());
-        let change = change.with_invitation(invitation);
+        let change = Change::add_from_bytes(&sealed.key_package)?.with_invitation(invitation);
         if self.gated() {
             return self.hold_for_admission(joiner, change, ctx);
         }
         self.request(Motion::Change(change), ctx)
+    }
+
+    /// Takes up each held-back request whose turn has come and whose joiner nobody has
+    /// proposed meanwhile (its add is kept in the key package buffer once proposed).
+    fn take_up_deferred(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(duty) = self.steward.as_mut() else {
+            return;
+        };
+        let due: Vec<(Address, Deferred)> = duty
+            .intake
+            .iter_mut()
+            .filter(|(_, intake)| intake.deferred.as_ref().is_some_and(|d| d.due <= ctx.now))
+            .filter_map(|(joiner, intake)| Some((*joiner, intake.deferred.take()?)))
+            .collect();
+        for (joiner, deferred) in due {
+            // A member asking to be added again is a member; anyone else is proposed once
+            // added, or once an add of it was seen (buffered, or open in this epoch).
+            let proposed = (!deferred.rejoin && self.state.is_member(&joiner))
+                || self.key_packages.holds(&joiner)
+                || self.state.open.values().any(|o| {
+                    matches!(o.motion.as_change(), Some(c @ Change::Add { .. }) if c.subject(o.owner) == joiner)
+                });
+            if proposed {
+                continue;
+            }
+            if let Err(error) = self.take_up(joiner, deferred.sealed, deferred.rejoin, ctx) {
+                tracing::info!(group = %self.id, %joiner, %error, "held-back join request dropped");
+            }
+        }
+    }
+
+    /// When the next held-back join request is due.
+    fn deferred_due(&self) -> Option<Timestamp> {
+        self.steward
+            .as_ref()?
+            .intake
+            .values()
+            .filter_map(|i| i.deferred.as_ref().map(|d| d.due))
+            .min()
     }
 
     /// Whether a key package (by `reference`) of `joiner` may enter the intake: never seen
@@ -724,15 +835,19 @@ impl GroupSession {
         )
     }
 
-    /// Periodic steward work: announcements.
+    /// Periodic steward work: announcements, held-back join requests.
     pub(crate) fn steward_on_timeout(&mut self, ctx: &mut Ctx<'_>) {
         let me = ctx.wallet.address();
         let due = self
             .steward
             .as_ref()
             .is_some_and(|d| d.next_announce <= ctx.now);
-        if due && (self.in_office(me) || self.state.mode == StewardMode::Single) {
+        let serving = self.in_office(me) || self.state.mode == StewardMode::Single;
+        if due && serving {
             self.announce(ctx);
+        }
+        if serving {
+            self.take_up_deferred(ctx);
         }
     }
 
@@ -741,6 +856,7 @@ impl GroupSession {
         if !(self.in_office(self.me) || self.state.mode == StewardMode::Single) {
             return None;
         }
-        self.steward.as_ref().map(|d| d.next_announce)
+        let announce = self.steward.as_ref().map(|d| d.next_announce);
+        announce.into_iter().chain(self.deferred_due()).min()
     }
 }
