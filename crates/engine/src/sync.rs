@@ -203,13 +203,6 @@ impl GroupSession {
             .have
             .iter()
             .any(|m| self.branch_at(m.epoch).is_some_and(|b| b != m.branch));
-        if std::env::var("DBG").is_ok() {
-            eprintln!(
-                "DBG {} answers {} common {common:?} forked {forked}",
-                self.me.short(),
-                requester.short()
-            );
-        }
         for checkpoint in &self.history {
             if common.is_none_or(|c| checkpoint.before.epoch() >= c) {
                 ctx.send(
