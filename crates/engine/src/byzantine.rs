@@ -6,6 +6,7 @@ use demls_identity::Address;
 use mls_rs::MlsMessage;
 
 use crate::change::Change;
+use crate::commit::ValidCommit;
 use crate::join::send_join_request;
 use crate::motion::{Election, Emergency, Evidence, Motion};
 use crate::wire::app_message;
@@ -232,6 +233,32 @@ impl Engine {
         left_out: Address,
         now: Timestamp,
     ) -> Result<(), EngineError> {
+        self.byzantine_commit_two(group, left_out, now, |_, _| false)
+    }
+
+    /// Commits the approved changes twice for the same epoch: two commits that differ only
+    /// in their MLS entropy. Both go out; this node follows the one the filtering rule
+    /// ranks lower (the others end on the other one).
+    pub fn byzantine_commit_twice(
+        &mut self,
+        group: &GroupId,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        self.byzantine_commit_two(group, Address::default(), now, |first, second| {
+            first.rank < second.rank
+        })
+    }
+
+    /// Sends two commits for the current epoch, the first without the approved changes
+    /// about `left_out` and the second with all of them, and follows the first if
+    /// `follow_first` says so, else the second.
+    fn byzantine_commit_two(
+        &mut self,
+        group: &GroupId,
+        left_out: Address,
+        now: Timestamp,
+        follow_first: impl FnOnce(&ValidCommit, &ValidCommit) -> bool,
+    ) -> Result<(), EngineError> {
         let (mut ctx, session) = self.session(group, now)?;
         let (partial, partial_evidence) = session.approved_changes_except(left_out);
         let first = session.prepare_commit(partial, None, partial_evidence, &ctx)?;
@@ -239,7 +266,12 @@ impl Engine {
         let second = session.prepare_commit(all, None, evidence, &ctx)?;
         session.publish(&first, &mut ctx);
         session.publish(&second, &mut ctx);
-        session.adopt(second.commit, &mut ctx)
+        let followed = if follow_first(&first.commit, &second.commit) {
+            first
+        } else {
+            second
+        };
+        session.adopt(followed.commit, &mut ctx)
     }
 
     /// `count` distinct valid proposals by this member for the current epoch, not sent.

@@ -11,12 +11,6 @@ use demls_engine::{
 use demls_identity::Address;
 use demls_sim::{NodeId, Sim};
 
-/// Runs until every node in `nodes` agrees on the epoch, authenticator and member count.
-fn settle(sim: &mut Sim, nodes: &[NodeId], members: usize, limit_ms: u64) {
-    let ok = sim.run_until(limit_ms, |s| converged(s, nodes, members));
-    assert!(ok, "no convergence: {}", describe(sim, nodes));
-}
-
 #[test]
 fn elections_follow_the_hash_order_and_stewards_rotate() {
     let mut sim = Sim::new(noisy_net(101));
@@ -190,24 +184,6 @@ fn a_steward_that_commits_an_unvoted_add_is_removed_and_the_backup_carries_on() 
     );
 }
 
-/// A 10-member big-consensus group, its epoch steward (the one to misbehave) and the honest rest.
-fn group_with_bad_steward(seed: u64) -> (Sim, Vec<NodeId>, NodeId, Vec<NodeId>) {
-    let mut sim = Sim::new(noisy_net(seed));
-    let nodes = form_group_with(
-        &mut sim,
-        10,
-        VotePolicy::Automatic,
-        multi(StewardMode::Big, 3, 5),
-    );
-    let epoch_steward = view(&sim, nodes[0]).committers[0];
-    let bad = *nodes
-        .iter()
-        .find(|id| address(&sim, **id) == epoch_steward)
-        .unwrap();
-    let honest = nodes.iter().copied().filter(|id| *id != bad).collect();
-    (sim, nodes, bad, honest)
-}
-
 /// Asserts every honest node detected `violation` by `bad`, removed it, and agrees on the group.
 fn assert_removed(
     sim: &mut Sim,
@@ -258,23 +234,6 @@ fn assert_roles_truthful(sim: &Sim, nodes: &[NodeId]) {
     }
 }
 
-/// Two members of `honest` that are not stewards, and two others to propose their removal.
-fn two_plain_members(sim: &Sim, honest: &[NodeId]) -> (NodeId, NodeId, NodeId, NodeId) {
-    let stewards = view(sim, honest[0]).stewards;
-    let plain: Vec<_> = honest
-        .iter()
-        .copied()
-        .filter(|id| !stewards.contains(&address(sim, *id)))
-        .collect();
-    let (a, b) = (plain[plain.len() - 1], plain[plain.len() - 2]);
-    let others: Vec<_> = honest
-        .iter()
-        .copied()
-        .filter(|id| *id != a && *id != b)
-        .collect();
-    (a, b, others[0], others[1])
-}
-
 /// The epoch steward `bad` (silent) commits one of two approved removals of members of
 /// `honest` and leaves the other out. Returns the members of `honest` still in the group.
 fn censor_once(sim: &mut Sim, bad: NodeId, honest: &[NodeId]) -> Vec<NodeId> {
@@ -300,14 +259,6 @@ fn censor_once(sim: &mut Sim, bad: NodeId, honest: &[NodeId]) -> Vec<NodeId> {
         .copied()
         .filter(|id| *id != a && *id != b)
         .collect()
-}
-
-/// Removals `id` saw approved.
-fn approved_removals(sim: &Sim, id: NodeId) -> usize {
-    decisions(sim, id)
-        .iter()
-        .filter(|(k, yes)| *yes && matches!(k, ChangeKind::Remove(_)))
-        .count()
 }
 
 #[test]
@@ -352,22 +303,6 @@ fn a_steward_that_drops_approved_proposals_twice_is_removed() {
     assert_eq!(view(&sim, rest[0]).committers.first(), Some(&bad_address));
     let rest = censor_once(&mut sim, bad, &rest);
     assert_removed(&mut sim, bad, &rest, Violation::Censorship, rest.len());
-}
-
-/// The score `scorer` gives `steward`.
-fn score(sim: &Sim, scorer: NodeId, steward: Address) -> Option<i32> {
-    view(sim, scorer)
-        .steward_scores
-        .into_iter()
-        .find(|(s, _)| *s == steward)
-        .map(|(_, score)| score)
-}
-
-/// Whether `id` saw an emergency proposal opened against `offender`.
-fn charged(sim: &Sim, id: NodeId, offender: Address) -> bool {
-    sim.node(id).events.iter().any(|(_, e)| {
-        matches!(e, Event::ProposalOpened { change: ChangeKind::Emergency { offender: Some(o), .. }, .. } if *o == offender)
-    })
 }
 
 #[test]
@@ -433,21 +368,6 @@ fn a_steward_that_misses_a_turn_is_passed_over_and_stays_with_a_lower_score() {
     }
 }
 
-/// Members of `honest` take turns replacing their keys, so that every epoch has a change
-/// to commit (and a silent steward misses each of its turns), until `done`.
-fn keep_rotating_until(sim: &mut Sim, honest: &[NodeId], done: impl Fn(&Sim) -> bool) {
-    let g = group();
-    for round in 0..60 {
-        if done(sim) {
-            return;
-        }
-        let who = honest[round % honest.len()];
-        // Refused while its last update waits: fine, the next member's goes in.
-        let _ = sim.act(who, |e, now| e.rotate(&g, now));
-        sim.run_until(15_000, &done);
-    }
-}
-
 #[test]
 fn a_steward_silent_across_its_turns_is_removed_through_an_emergency() {
     let (mut sim, _nodes, bad, honest) = group_with_bad_steward(139);
@@ -499,16 +419,6 @@ fn a_steward_that_sends_two_different_commits_is_removed() {
         .filter(|id| *id != a && *id != b)
         .collect();
     assert_removed(&mut sim, bad, &rest, Violation::Equivocation, 7);
-}
-
-/// Members of `among` that are not stewards.
-fn plain(sim: &Sim, among: &[NodeId]) -> Vec<NodeId> {
-    let stewards = view(sim, among[0]).stewards;
-    among
-        .iter()
-        .copied()
-        .filter(|id| !stewards.contains(&address(sim, *id)))
-        .collect()
 }
 
 /// `proposer` proposes removing `target`; runs until every node of `rest` has applied it.
@@ -777,25 +687,6 @@ fn when_every_steward_is_silent_re_elections_then_a_deadlock_emergency_let_any_m
     }
     // After re-elections, a deadlock and recovery, every view agrees on who steers.
     assert_roles_truthful(&sim, &rest);
-}
-
-/// Whether `id` has an emergency proposal open and undecided.
-fn emergency_open(sim: &Sim, id: NodeId) -> bool {
-    let mut open = 0i32;
-    for (_, e) in &sim.node(id).events {
-        match e {
-            Event::ProposalOpened {
-                change: ChangeKind::Emergency { .. },
-                ..
-            } => open += 1,
-            Event::ProposalDecided {
-                change: ChangeKind::Emergency { .. },
-                ..
-            } => open -= 1,
-            _ => {}
-        }
-    }
-    open > 0
 }
 
 #[test]
@@ -1174,14 +1065,6 @@ fn a_buffered_key_package_is_dropped_after_three_epochs() {
     }
 }
 
-/// The node among `nodes` whose address is `member`.
-fn node_of(sim: &Sim, nodes: &[NodeId], member: Address) -> NodeId {
-    *nodes
-        .iter()
-        .find(|id| address(sim, **id) == member)
-        .expect("a node of the group")
-}
-
 /// Why `id` rejected the commits it got from `committer`.
 fn rejections_of(sim: &Sim, id: NodeId, committer: Address) -> Vec<String> {
     sim.node(id)
@@ -1196,27 +1079,6 @@ fn rejections_of(sim: &Sim, id: NodeId, committer: Address) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// `proposer` proposes removing `target`, every member votes YES; runs until `waiting`
-/// have all seen it approved (nobody has committed it yet if the stewards wait).
-fn approve_removal(sim: &mut Sim, proposer: NodeId, target: NodeId, waiting: &[NodeId]) {
-    let g = group();
-    let target_address = address(sim, target);
-    let before: Vec<usize> = waiting
-        .iter()
-        .map(|id| approved_removals(sim, *id))
-        .collect();
-    members_decide(sim, &ChangeKind::Remove(target_address), true);
-    sim.act(proposer, |e, now| e.propose_remove(&g, target_address, now))
-        .unwrap();
-    let approved = sim.run_until(60_000, |s| {
-        waiting
-            .iter()
-            .zip(&before)
-            .all(|(id, before)| approved_removals(s, *id) > *before)
-    });
-    assert!(approved, "removal not approved: {}", describe(sim, waiting));
 }
 
 #[test]

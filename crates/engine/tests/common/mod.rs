@@ -415,3 +415,163 @@ impl Persisted {
             .remember_chat(&group(), delivered);
     }
 }
+
+/// Runs until every node in `nodes` agrees on the epoch, authenticator and member count.
+pub fn settle(sim: &mut Sim, nodes: &[NodeId], members: usize, limit_ms: u64) {
+    let ok = sim.run_until(limit_ms, |s| converged(s, nodes, members));
+    assert!(ok, "no convergence: {}", describe(sim, nodes));
+}
+
+/// A big-consensus group of `n` automatic voters with 3 to `sn_max` stewards, formed on
+/// a noisy network from `seed`.
+pub fn big_group(seed: u64, n: usize, sn_max: u16) -> (Sim, Vec<NodeId>) {
+    let mut sim = Sim::new(noisy_net(seed));
+    let nodes = form_group_with(
+        &mut sim,
+        n,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, sn_max),
+    );
+    (sim, nodes)
+}
+
+/// `id` commits every change approved at it now, whether or not it is its turn.
+pub fn commit_approved(sim: &mut Sim, id: NodeId) {
+    sim.act(id, |e, now| {
+        e.byzantine_commit_without(&group(), Address::default(), now)
+    })
+    .unwrap();
+}
+
+/// Silences (they no longer commit) the nodes of `nodes` that are stewards of the list.
+pub fn silence_stewards(sim: &mut Sim, nodes: &[NodeId]) {
+    for steward in view(sim, nodes[0]).stewards {
+        let id = node_of(sim, nodes, steward);
+        sim.node_mut(id)
+            .engine
+            .byzantine_set_silent(&group(), true)
+            .unwrap();
+    }
+}
+
+/// A 10-member big-consensus group, its epoch steward (the one to misbehave) and the honest rest.
+pub fn group_with_bad_steward(seed: u64) -> (Sim, Vec<NodeId>, NodeId, Vec<NodeId>) {
+    let (sim, nodes) = big_group(seed, 10, 5);
+    let bad = node_of(&sim, &nodes, view(&sim, nodes[0]).committers[0]);
+    let honest = nodes.iter().copied().filter(|id| *id != bad).collect();
+    (sim, nodes, bad, honest)
+}
+
+/// Two members of `honest` that are not stewards, and two others to propose their removal.
+pub fn two_plain_members(sim: &Sim, honest: &[NodeId]) -> (NodeId, NodeId, NodeId, NodeId) {
+    let stewards = view(sim, honest[0]).stewards;
+    let plain: Vec<_> = honest
+        .iter()
+        .copied()
+        .filter(|id| !stewards.contains(&address(sim, *id)))
+        .collect();
+    let (a, b) = (plain[plain.len() - 1], plain[plain.len() - 2]);
+    let others: Vec<_> = honest
+        .iter()
+        .copied()
+        .filter(|id| *id != a && *id != b)
+        .collect();
+    (a, b, others[0], others[1])
+}
+
+/// Removals `id` saw approved.
+pub fn approved_removals(sim: &Sim, id: NodeId) -> usize {
+    decisions(sim, id)
+        .iter()
+        .filter(|(k, yes)| *yes && matches!(k, ChangeKind::Remove(_)))
+        .count()
+}
+
+/// The score `scorer` gives `steward`.
+pub fn score(sim: &Sim, scorer: NodeId, steward: Address) -> Option<i32> {
+    view(sim, scorer)
+        .steward_scores
+        .into_iter()
+        .find(|(s, _)| *s == steward)
+        .map(|(_, score)| score)
+}
+
+/// Whether `id` saw an emergency proposal opened against `offender`.
+pub fn charged(sim: &Sim, id: NodeId, offender: Address) -> bool {
+    sim.node(id).events.iter().any(|(_, e)| {
+        matches!(e, Event::ProposalOpened { change: ChangeKind::Emergency { offender: Some(o), .. }, .. } if *o == offender)
+    })
+}
+
+/// Members of `honest` take turns replacing their keys, so that every epoch has a change
+/// to commit (and a silent steward misses each of its turns), until `done`.
+pub fn keep_rotating_until(sim: &mut Sim, honest: &[NodeId], done: impl Fn(&Sim) -> bool) {
+    let g = group();
+    for round in 0..60 {
+        if done(sim) {
+            return;
+        }
+        let who = honest[round % honest.len()];
+        // Refused while its last update waits: fine, the next member's goes in.
+        let _ = sim.act(who, |e, now| e.rotate(&g, now));
+        sim.run_until(15_000, &done);
+    }
+}
+
+/// Members of `among` that are not stewards.
+pub fn plain(sim: &Sim, among: &[NodeId]) -> Vec<NodeId> {
+    let stewards = view(sim, among[0]).stewards;
+    among
+        .iter()
+        .copied()
+        .filter(|id| !stewards.contains(&address(sim, *id)))
+        .collect()
+}
+
+/// Whether `id` has an emergency proposal open and undecided.
+pub fn emergency_open(sim: &Sim, id: NodeId) -> bool {
+    let mut open = 0i32;
+    for (_, e) in &sim.node(id).events {
+        match e {
+            Event::ProposalOpened {
+                change: ChangeKind::Emergency { .. },
+                ..
+            } => open += 1,
+            Event::ProposalDecided {
+                change: ChangeKind::Emergency { .. },
+                ..
+            } => open -= 1,
+            _ => {}
+        }
+    }
+    open > 0
+}
+
+/// The node among `nodes` whose address is `member`.
+pub fn node_of(sim: &Sim, nodes: &[NodeId], member: Address) -> NodeId {
+    *nodes
+        .iter()
+        .find(|id| address(sim, **id) == member)
+        .expect("a node of the group")
+}
+
+/// `proposer` proposes removing `target`, every member votes YES; runs until `waiting`
+/// have all seen it approved (nobody has committed it yet if the stewards wait).
+pub fn approve_removal(sim: &mut Sim, proposer: NodeId, target: NodeId, waiting: &[NodeId]) {
+    let g = group();
+    let target_address = address(sim, target);
+    let before: Vec<usize> = waiting
+        .iter()
+        .map(|id| approved_removals(sim, *id))
+        .collect();
+    members_decide(sim, &ChangeKind::Remove(target_address), true);
+    sim.act(proposer, |e, now| e.propose_remove(&g, target_address, now))
+        .unwrap();
+    let approved = sim.run_until(60_000, |s| {
+        waiting
+            .iter()
+            .zip(&before)
+            .all(|(id, before)| approved_removals(s, *id) > *before)
+    });
+    assert!(approved, "removal not approved: {}", describe(sim, waiting));
+}
