@@ -53,6 +53,14 @@ impl Rank {
             hash: Reverse(Sha256::digest(bytes).into()),
         }
     }
+
+    /// The rank of another commit by the same committer with as many approved changes.
+    pub(crate) fn with_bytes(&self, bytes: &[u8]) -> Self {
+        Self {
+            hash: Reverse(Sha256::digest(bytes).into()),
+            ..self.clone()
+        }
+    }
 }
 
 /// A past epoch, as it was just before the commit that ended it.
@@ -91,6 +99,8 @@ pub(crate) enum Verdict {
     /// Read and authenticated, but it commits a proposal (an update) this member does not
     /// hold.
     MissingProposal(EngineError),
+    /// Sent by this member (mls-rs does not process a member's own commit).
+    Own,
 }
 
 /// The changes a manifest's approved proposals call for, in canonical form.
@@ -116,13 +126,7 @@ pub(crate) fn check_commit(
     let description = match candidate.process_incoming_message_with_time(message, now.mls_time()) {
         Ok(ReceivedMessage::Commit(description)) => description,
         Ok(_) => return Verdict::Unreadable(EngineError::Malformed("expected a commit".into())),
-        // This member's own commit, sent again by someone: nothing to weigh.
-        Err(mls_rs::error::MlsError::CantProcessMessageFromSelf) => {
-            return Verdict::Refused {
-                committer: None,
-                reason: "own commit".into(),
-            };
-        }
+        Err(mls_rs::error::MlsError::CantProcessMessageFromSelf) => return Verdict::Own,
         // Reported only once the commit decrypted and its signature verified: its
         // (authenticated) manifest may be trusted to say whose proposal is missing.
         Err(e @ mls_rs::error::MlsError::ProposalNotFound) => {
@@ -479,6 +483,8 @@ impl GroupSession {
                 });
                 Err(EngineError::InvalidCommit(reason))
             }
+            // Sent again by someone: nothing to weigh.
+            Verdict::Own => Err(EngineError::InvalidCommit("own commit".into())),
             Verdict::MissingProposal(error) if self.names_lost_update(&bytes) => {
                 tracing::warn!(group = %self.id, "a commit names an update this member lost: asking to be added again");
                 self.sync.cannot_follow(ctx.now);
@@ -551,6 +557,20 @@ impl GroupSession {
                 Err(EngineError::InvalidCommit(reason))
             }
             Verdict::Refused { reason, .. } => Err(EngineError::InvalidCommit(reason)),
+            Verdict::Own => {
+                // Another commit this member sent for that epoch. If the filtering rule prefers
+                // it, the group ends on it, and this member cannot follow: mls-rs does not
+                // process its own commits, and the state that commit led to was not kept. It
+                // is then on a dead branch, and asks to be added again.
+                let checkpoint = &self.history[index];
+                if checkpoint.applied.bytes != bytes
+                    && checkpoint.rank.with_bytes(&bytes) > checkpoint.rank
+                {
+                    tracing::warn!(group = %self.id, epoch, "the group prefers another commit of this member's: asking to be added again");
+                    self.sync.cannot_follow(ctx.now);
+                }
+                Err(EngineError::InvalidCommit("own commit".into()))
+            }
             Verdict::Undecided(_) => Err(EngineError::InvalidCommit(
                 "a past epoch's commit names undecided proposals".into(),
             )),

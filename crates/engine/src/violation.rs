@@ -282,7 +282,8 @@ fn commit_by(
         | Verdict::Undecided(_)
         | Verdict::Refused { .. }
         | Verdict::Unreadable(_)
-        | Verdict::MissingProposal(_) => None,
+        | Verdict::MissingProposal(_)
+        | Verdict::Own => None,
     }
 }
 

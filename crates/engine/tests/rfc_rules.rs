@@ -375,8 +375,8 @@ fn two_commits_with_the_same_changes_by_one_steward_are_not_misbehaviour() {
     let mut setup = Approved::new(241, &[0]);
     let steward_address = address(&setup.sim, setup.epoch_steward);
     let others = setup.epoch_steward_commits_twice();
-    // The others end on one of the two, and nobody is blamed. (The steward itself stays on
-    // the commit it followed: see the ignored test below.)
+    // The others end on one of the two, and nobody is blamed. (The steward itself follows
+    // only by being added again: see the test below.)
     setup.assert_settled_without_blame(&others, steward_address);
     for id in &others {
         let v = view(&setup.sim, *id);
@@ -385,15 +385,11 @@ fn two_commits_with_the_same_changes_by_one_steward_are_not_misbehaviour() {
     }
 }
 
-/// What the steward of the test above does: it never follows its other commit, which the
-/// group chose. It refuses its own commit when a member sends it again ("own commit":
-/// `commit.rs` `check_commit` maps mls-rs `CantProcessMessageFromSelf` to `Refused`, on
-/// the assumption that an own commit heard again is the one this member applied), so its
-/// sync requests do not heal it, and it stays on a branch of its own. Honest code sends
-/// one commit per epoch; a node that restarts from a state saved before its commit may
-/// meet the same refusal (not tested).
+/// The steward of the test above, when the group chose its other commit: mls-rs does not
+/// process a member's own commit and the state that commit led to is gone, so once a member
+/// sends it that commit and it ranks better than the one it applied, the steward counts itself
+/// on a dead branch and asks to be added again (`commit.rs` `consider_competitor`).
 #[test]
-#[ignore = "fails: a steward whose other commit of the epoch won stays on its own branch"]
 fn a_steward_whose_other_commit_of_the_epoch_won_follows_the_group() {
     let mut setup = Approved::new(241, &[0]);
     let others = setup.epoch_steward_commits_twice();
