@@ -252,7 +252,7 @@ impl Founder {
         Ok(Self {
             wallet: Wallet::generate(),
             signer: MlsSigner::generate()?,
-            store: MlsStore::new(config.epoch_retention, false),
+            store: MlsStore::in_memory(config.epoch_retention),
         })
     }
 }

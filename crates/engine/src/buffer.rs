@@ -220,7 +220,7 @@ mod tests {
             Wallet::generate(),
             &signer,
             EngineConfig::default(),
-            MlsStore::new(4, false),
+            MlsStore::in_memory(4),
         );
         let bytes = engine
             .key_package(Timestamp(1_700_000_000_000))

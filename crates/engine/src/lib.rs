@@ -22,7 +22,7 @@
 //! ```
 //! use demls_engine::{
 //!     ChangeKind, Engine, EngineConfig, EngineError, Event, GroupId, GroupParams, MlsSigner,
-//!     MlsStore, Timestamp, VotePolicy,
+//!     Timestamp, VotePolicy,
 //! };
 //! use demls_identity::Wallet;
 //!
@@ -34,7 +34,8 @@
 //!         ..EngineConfig::default()
 //!     };
 //!     let signer = MlsSigner::generate()?;
-//!     Ok(Engine::new(Wallet::generate(), &signer, config, MlsStore::new(4, false)))
+//!     // In memory: a node would give it a journaled store and persist its writes.
+//!     Ok(Engine::builder(Wallet::generate(), &signer).config(config).build())
 //! }
 //!
 //! /// Moves the clock on by `ms`, 100 ms at a time: timers fire, what one engine sends
@@ -95,6 +96,7 @@ mod admission;
 pub mod bench_support;
 mod bounded;
 mod buffer;
+mod builder;
 #[cfg(feature = "byzantine")]
 mod byzantine;
 mod causal;
@@ -125,6 +127,7 @@ mod violation;
 mod voting;
 pub mod wire;
 
+pub use builder::EngineBuilder;
 pub use config::{EngineConfig, GroupParams, JoinRule, RotationRule, StewardMode, VotePolicy};
 pub use demls_consensus::ProposalId;
 pub use engine::{Engine, GroupView};

@@ -29,7 +29,7 @@ fn quiet_engine() -> Engine {
         next_wallet(),
         &MlsSigner::generate().unwrap(),
         config,
-        MlsStore::new(retention, false),
+        MlsStore::in_memory(retention),
     )
 }
 

@@ -1359,7 +1359,7 @@ fn commit_turns_follow_the_groups_timers_not_a_members_own_setting() {
             next_wallet(),
             &MlsSigner::generate().unwrap(),
             slow.clone(),
-            MlsStore::new(4, false),
+            MlsStore::in_memory(4),
         )
     });
     let committers = view(&sim, nodes[0]).committers;

@@ -315,7 +315,7 @@ impl Store {
 
     /// The MLS state, loaded into a journaling [`MlsStore`] for [`demls_engine::Engine::restore`].
     pub fn load_mls(&self, epoch_retention: usize) -> Result<MlsStore, StorageError> {
-        let store = MlsStore::new(epoch_retention, true);
+        let store = MlsStore::journaled(epoch_retention);
         let mut groups = self
             .conn
             .prepare("SELECT group_id, state FROM mls_groups")?;

@@ -67,7 +67,7 @@ fn an_engine_resumes_from_the_store() {
         wallet.clone(),
         &signer,
         config.clone(),
-        MlsStore::new(4, true),
+        MlsStore::journaled(4),
     );
     engine
         .create_group(group(), GroupParams::default(), Timestamp(10_000))

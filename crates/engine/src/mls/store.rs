@@ -72,11 +72,21 @@ pub struct MlsStore {
 }
 
 impl MlsStore {
-    /// A store that keeps `epoch_retention` past epochs per group (to read late
-    /// messages) and, if `journal` is set, records every write.
-    pub fn new(epoch_retention: usize, journal: bool) -> Self {
+    /// A store held in memory only, keeping `epoch_retention` past epochs per group (to read
+    /// late messages): for simulations and tests, whose state does not outlive the process.
+    pub fn in_memory(epoch_retention: usize) -> Self {
+        Self::with_journal(epoch_retention, None)
+    }
+
+    /// A store that also records every write, for the caller to persist
+    /// ([`Self::take_writes`]) before it sends what the engine produced.
+    pub fn journaled(epoch_retention: usize) -> Self {
+        Self::with_journal(epoch_retention, Some(Vec::new()))
+    }
+
+    fn with_journal(epoch_retention: usize, journal: Option<Vec<StorageWrite>>) -> Self {
         let inner = Inner {
-            journal: journal.then(Vec::new),
+            journal,
             ..Inner::default()
         };
         Self {

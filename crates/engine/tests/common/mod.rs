@@ -55,12 +55,9 @@ pub fn engine(policy: VotePolicy) -> Engine {
 
 /// A fresh engine with the test's next wallet and settings of its own.
 pub fn engine_with(config: EngineConfig) -> Engine {
-    Engine::new(
-        next_wallet(),
-        &MlsSigner::generate().unwrap(),
-        config,
-        MlsStore::new(4, false),
-    )
+    Engine::builder(next_wallet(), &MlsSigner::generate().unwrap())
+        .config(config)
+        .build()
 }
 
 /// Group parameters for tests: a public group (joiners need no invitation), so that the
@@ -351,7 +348,7 @@ impl Disk {
     }
 
     pub fn load(&self) -> MlsStore {
-        let store = MlsStore::new(4, true);
+        let store = MlsStore::journaled(4);
         for (id, (snapshot, epochs)) in &self.groups {
             store.restore_group(
                 id.clone(),
@@ -381,7 +378,7 @@ impl Persisted {
             wallet.clone(),
             &signer,
             config(policy),
-            MlsStore::new(4, true),
+            MlsStore::journaled(4),
         ));
         Self { id, wallet, signer }
     }

@@ -61,7 +61,7 @@ struct Joiner {
 impl Joiner {
     fn new(config: &EngineConfig, now: Timestamp) -> BenchResult<Self> {
         let founder = Founder::generate(config)?;
-        let store = MlsStore::new(config.epoch_retention, true);
+        let store = MlsStore::journaled(config.epoch_retention);
         let mut engine = Engine::new(
             founder.wallet.clone(),
             &founder.signer,
@@ -87,7 +87,7 @@ impl Joiner {
 
     /// A fresh engine of this joiner, waiting for its Welcome.
     fn engine(&self, config: &EngineConfig, now: Timestamp) -> BenchResult<Engine> {
-        let store = MlsStore::new(config.epoch_retention, false);
+        let store = MlsStore::in_memory(config.epoch_retention);
         store.restore_key_package(self.private.0.clone(), &self.private.1)?;
         Ok(Engine::awaiting_welcome(
             self.founder_wallet.clone(),

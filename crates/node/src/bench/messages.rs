@@ -178,7 +178,7 @@ pub fn run(args: &MessagesArgs) -> BenchResult<()> {
     let founders = (0..args.members)
         .map(|_| {
             Founder::generate(&config).map(|f| Founder {
-                store: MlsStore::new(config.epoch_retention, true),
+                store: MlsStore::journaled(config.epoch_retention),
                 ..f
             })
         })

@@ -36,7 +36,7 @@ impl Demo {
             let (wallet, signer, store) = (
                 Wallet::generate(),
                 MlsSigner::generate()?,
-                MlsStore::new(4, false),
+                MlsStore::in_memory(4),
             );
             let engine = Engine::new(wallet.clone(), &signer, engine_config(), store.clone());
             nodes.push(sim.add(engine));

@@ -149,12 +149,12 @@ pub fn load(
     let signer = signer(&mut store)?;
     let node_key = node_key(&mut store)?;
     let retention = config.epoch_retention;
+    let builder = Engine::builder(wallet, &signer).config(config);
     let engine = match store.engine_snapshot()? {
-        Some(snapshot) => {
-            let mls = store.load_mls(retention)?;
-            Engine::restore(wallet, &signer, config, mls, &snapshot, now)?
-        }
-        None => Engine::new(wallet, &signer, config, MlsStore::new(retention, true)),
+        Some(snapshot) => builder
+            .store(store.load_mls(retention)?)
+            .restore(&snapshot, now)?,
+        None => builder.store(MlsStore::journaled(retention)).build(),
     };
     Ok(Loaded {
         store,
