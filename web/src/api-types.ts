@@ -741,7 +741,19 @@ change: Change,
 /**
  * YES or NO.
  */
-approved: boolean, } | { "type": "epoch_changed", 
+approved: boolean, } | { "type": "proposal_closed", 
+/**
+ * The group.
+ */
+group: string, 
+/**
+ * The proposal id.
+ */
+proposal: string, 
+/**
+ * The epoch whose commit applied it, if one did.
+ */
+committed_epoch: number | null, } | { "type": "epoch_changed", 
 /**
  * The group.
  */

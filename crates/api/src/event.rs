@@ -99,6 +99,17 @@ pub enum EventBody {
         /// YES or NO.
         approved: bool,
     },
+    /// A commit ended the epoch of a proposal not voted down: it applied it
+    /// (`committed_epoch`), or the proposal ends without effect (`null`: undecided, or
+    /// approved but left out; it may be proposed again in the new epoch).
+    ProposalClosed {
+        /// The group.
+        group: String,
+        /// The proposal id.
+        proposal: String,
+        /// The epoch whose commit applied it, if one did.
+        committed_epoch: Option<u64>,
+    },
     /// A commit was applied: the group is in a new epoch.
     EpochChanged {
         /// The group.
@@ -248,6 +259,7 @@ impl EventBody {
             | Self::ProposalOpened { group, .. }
             | Self::VoteRecorded { group, .. }
             | Self::ProposalDecided { group, .. }
+            | Self::ProposalClosed { group, .. }
             | Self::EpochChanged { group, .. }
             | Self::CommitRejected { group, .. }
             | Self::AdmissionCheck { group, .. }

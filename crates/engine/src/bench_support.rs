@@ -174,6 +174,7 @@ impl Engine {
             description,
             seen,
             rank,
+            committed: Vec::new(),
         };
         session.adopt(valid, &mut ctx)?;
         session.settle(&mut ctx)

@@ -13,6 +13,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
+use demls_consensus::ProposalId;
 use demls_identity::Address;
 use mls_rs::MlsMessage;
 use mls_rs::group::proposal::Proposal as MlsProposal;
@@ -77,6 +78,8 @@ pub(crate) struct ValidCommit {
     pub(crate) description: CommitMessageDescription,
     pub(crate) seen: SeenCommit,
     pub(crate) rank: Rank,
+    /// The approved proposals its manifest names: the ones it commits.
+    pub(crate) committed: Vec<ProposalId>,
 }
 
 /// The outcome of checking a commit.
@@ -227,6 +230,7 @@ pub(crate) fn check_commit(
         description,
         seen,
         rank,
+        committed: named,
     }))
 }
 
@@ -617,12 +621,21 @@ impl GroupSession {
             description,
             seen,
             rank,
+            committed,
         } = valid;
         let committer = seen.committer;
         // The commit may have carried the votes that decided an emergency here.
         self.score_emergencies(&ctx.config.scoring);
         let new_state = EpochState::new(candidate, ctx.now)?;
         let old = std::mem::replace(&mut self.state, new_state);
+        // What became of each proposal of the epoch left (one voted down was told already).
+        let new_epoch = Epoch(self.state.epoch());
+        let closed: Vec<(ProposalId, Option<Epoch>)> = old
+            .open
+            .iter()
+            .filter(|(_, open)| !matches!(open.decided, Some((false, _))))
+            .map(|(id, _)| (*id, committed.contains(id).then_some(new_epoch)))
+            .collect();
         let before: BTreeSet<Address> = old.members().into_iter().collect();
         let left_epoch = old.epoch();
         let committers = old.committers();
@@ -676,6 +689,13 @@ impl GroupSession {
         self.save_mls()?;
         let after: BTreeSet<Address> = self.members().into_iter().collect();
         self.names_after_commit(after.difference(&before).next().is_some(), ctx);
+        for (proposal, committed) in closed {
+            ctx.emit(Event::ProposalClosed {
+                group: self.id.clone(),
+                proposal,
+                committed,
+            });
+        }
         ctx.emit(Event::EpochChanged {
             group: self.id.clone(),
             epoch: self.epoch(),

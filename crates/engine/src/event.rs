@@ -167,6 +167,19 @@ pub enum Event {
         /// YES or NO.
         approved: bool,
     },
+    /// A commit ended the epoch of a proposal that was not voted down: `committed` is the
+    /// epoch the commit moved to if it applied the proposal, `None` if the proposal ends
+    /// without effect (still undecided, or approved but left out of the commit; its owner, or
+    /// a committer from the key package buffer, may propose it again in the new epoch). Sent
+    /// just before the [`Event::EpochChanged`] of that commit.
+    ProposalClosed {
+        /// The group.
+        group: GroupId,
+        /// The proposal.
+        proposal: ProposalId,
+        /// The epoch whose commit applied it, if one did.
+        committed: Option<Epoch>,
+    },
     /// A commit was applied: the group is in a new epoch.
     EpochChanged {
         /// The group.

@@ -668,6 +668,10 @@ impl GroupSession {
     ) -> Result<PreparedCommit, EngineError> {
         let me = ctx.wallet.address();
         let approved = evidence.len();
+        let committed = evidence
+            .iter()
+            .map(|p| demls_consensus::ProposalId(p.proposal_id))
+            .collect();
         let manifest = CommitManifest {
             epoch: self.state.epoch(),
             approved: evidence,
@@ -779,6 +783,7 @@ impl GroupSession {
                 description,
                 seen,
                 rank,
+                committed,
             },
             welcomes,
         })

@@ -300,3 +300,53 @@ fn members_see_display_names_and_joiners_learn_them() {
         assert!(changes.len() <= at_most.len() && changes.iter().all(|c| at_most.contains(c)));
     }
 }
+
+#[test]
+fn each_proposal_ends_committed_in_the_epoch_its_commit_made_or_without_effect() {
+    let mut sim = Sim::new(noisy_net(13));
+    let nodes = form_group_with(
+        &mut sim,
+        6,
+        VotePolicy::Automatic,
+        multi(demls_engine::StewardMode::Big, 2, 3),
+    );
+    for id in &nodes {
+        let ends: std::collections::BTreeMap<_, _> = picked(&sim, *id, |e| match e {
+            Event::ProposalClosed {
+                proposal,
+                committed,
+                ..
+            } => Some((*proposal, *committed)),
+            _ => None,
+        })
+        .into_iter()
+        .collect();
+        let added_in: std::collections::BTreeMap<_, _> = picked(&sim, *id, |e| match e {
+            Event::EpochChanged { epoch, added, .. } => {
+                Some(added.iter().map(|a| (*a, *epoch)).collect::<Vec<_>>())
+            }
+            _ => None,
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        let opened = opened(&sim, *id);
+        // The engine, not the node, says which proposal a commit applied: for each member
+        // this node saw added, one add proposal ends committed in the epoch that added it.
+        for (member, epoch) in &added_in {
+            let committed: Vec<_> = opened
+                .iter()
+                .filter(|(_, _, change)| *change == ChangeKind::Add(*member))
+                .filter(|(proposal, _, _)| ends.get(proposal) == Some(&Some(*epoch)))
+                .collect();
+            assert_eq!(committed.len(), 1, "node {} on {member}", id.0);
+        }
+        // Elections change no membership, and are told committed all the same (the creator
+        // saw them all; a joiner may have come after the last).
+        let election_committed = opened.iter().any(|(proposal, _, change)| {
+            matches!(change, ChangeKind::Election { .. })
+                && ends.get(proposal).is_some_and(Option::is_some)
+        });
+        assert!(election_committed || *id != nodes[0]);
+    }
+}

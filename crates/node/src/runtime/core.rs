@@ -485,18 +485,20 @@ impl Runtime {
                     .proposal_decided(*approved, decided.as_ref().map(|(_, took)| *took));
                 step.proposals.extend(decided.map(|(record, _)| record));
             }
+            Event::ProposalClosed {
+                group,
+                proposal,
+                committed,
+            } => step
+                .proposals
+                .extend(self.tracker.closed(group, *proposal, *committed)),
             Event::EpochChanged {
                 group,
                 epoch,
-                added,
-                removed,
                 members,
                 ..
             } => {
-                let (changed, latency) = self
-                    .tracker
-                    .epoch_changed(group, *epoch, added, removed, now);
-                step.proposals.extend(changed);
+                let latency = self.tracker.epoch_changed(group, *epoch, now);
                 self.metrics.commit_applied(latency);
                 self.metrics
                     .group_state(group.as_str(), epoch.0, members.len());

@@ -202,6 +202,15 @@ pub fn event_body(event: &Event) -> EventBody {
             change: change(kind),
             approved: *approved,
         },
+        Event::ProposalClosed {
+            group,
+            proposal,
+            committed,
+        } => EventBody::ProposalClosed {
+            group: group.to_string(),
+            proposal: proposal.to_string(),
+            committed_epoch: committed.map(|e| e.0),
+        },
         Event::EpochChanged {
             group,
             epoch,

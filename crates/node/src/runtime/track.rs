@@ -28,17 +28,6 @@ fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
     Duration::from_millis(to.0.saturating_sub(from.0))
 }
 
-/// Whether a commit that added `added` and removed `removed` applied `change`.
-fn applied(change: &ChangeKind, added: &[Address], removed: &[Address]) -> bool {
-    // Kinds newer than this node (elections, emergencies) change no membership directly.
-    #[allow(unreachable_patterns)]
-    match change {
-        ChangeKind::Add(a) => added.contains(a),
-        ChangeKind::Remove(a) | ChangeKind::Leave(a) => removed.contains(a),
-        _ => false,
-    }
-}
-
 impl Tracker {
     /// The group is at `epoch` (known from the engine or an event).
     pub fn set_epoch(&mut self, group: &GroupId, epoch: Epoch) {
@@ -159,34 +148,39 @@ impl Tracker {
         Some((record.clone(), elapsed(record.opened_at, now)))
     }
 
-    /// A commit moved `group` to `epoch`: open proposals are closed, applied ones are marked.
-    /// Returns the changed records and the commit latency (from the first approval).
+    /// The engine says a commit ended `id`'s epoch: it applied it in `committed`, or the
+    /// proposal ends without effect. Returns the record to store, if it changed.
+    pub fn closed(
+        &mut self,
+        group: &GroupId,
+        id: ProposalId,
+        committed: Option<Epoch>,
+    ) -> Option<ProposalRecord> {
+        let Tracked { mut record, .. } = self.current.remove(&(group.clone(), id))?;
+        match (committed, record.state) {
+            (Some(epoch), _) => record.committed_epoch = Some(epoch),
+            (None, ProposalState::Open) => record.state = ProposalState::Closed,
+            // Approved but left out: it stays approved, and is proposed anew if still wanted.
+            (None, _) => return None,
+        }
+        Some(record)
+    }
+
+    /// A commit moved `group` to `epoch` (after the engine closed the epoch's proposals, see
+    /// [`Self::closed`]); returns the commit latency (from the first approval).
     pub fn epoch_changed(
         &mut self,
         group: &GroupId,
         epoch: Epoch,
-        added: &[Address],
-        removed: &[Address],
         now: Timestamp,
-    ) -> (Vec<ProposalRecord>, Option<Duration>) {
+    ) -> Option<Duration> {
         self.epochs.insert(group.clone(), epoch);
         self.last_commit.insert(group.clone(), now);
-        let latency = self
-            .first_approval
+        // What is left of the epoch was voted down, and stored as such already.
+        self.take(group);
+        self.first_approval
             .remove(group)
-            .map(|first| elapsed(first, now));
-        let mut changed = Vec::new();
-        for Tracked { mut record, change } in self.take(group) {
-            match record.state {
-                ProposalState::Open => record.state = ProposalState::Closed,
-                ProposalState::Approved if applied(&change, added, removed) => {
-                    record.committed_epoch = Some(epoch);
-                }
-                _ => continue,
-            }
-            changed.push(record);
-        }
-        (changed, latency)
+            .map(|first| elapsed(first, now))
     }
 
     /// This node left `group`: its open proposals end.
@@ -244,11 +238,15 @@ mod tests {
             .unwrap();
         assert_eq!(record.state, ProposalState::Approved);
         assert_eq!(took, Duration::from_millis(250));
-        let (changed, latency) = t.epoch_changed(&g, Epoch(3), &[c], &[], Timestamp(1_300));
+        // The engine says what the commit did with each: the add applied, the removal not.
+        let committed = t.closed(&g, ProposalId(1), Some(Epoch(3))).unwrap();
+        assert_eq!(committed.committed_epoch, Some(Epoch(3)));
+        assert_eq!(committed.state, ProposalState::Approved);
+        let closed = t.closed(&g, ProposalId(2), None).unwrap();
+        assert_eq!(closed.state, ProposalState::Closed);
+        let latency = t.epoch_changed(&g, Epoch(3), Timestamp(1_300));
         assert_eq!(latency, Some(Duration::from_millis(50)));
-        assert_eq!(changed.len(), 2);
-        assert_eq!(changed[0].committed_epoch, Some(Epoch(3)));
-        assert_eq!(changed[1].state, ProposalState::Closed);
         assert!(t.get(&g, ProposalId(1)).is_none());
+        assert_eq!(t.epoch(&g), Some(Epoch(3)));
     }
 }
