@@ -67,6 +67,8 @@ pub struct GroupView {
     pub buffered_joiners: Vec<Address>,
     /// Members' display names, this node's included (members without one are absent).
     pub display_names: BTreeMap<Address, String>,
+    /// The epoch this node joined the group in (0 if it created it).
+    pub joined_epoch: Epoch,
 }
 
 /// The de-MLS protocol engine of one node.
@@ -831,6 +833,11 @@ impl Engine {
         self.joins.keys()
     }
 
+    /// How far this node's join of `group` has come, if it is asking to join it.
+    pub fn join_stage(&self, group: &GroupId) -> Option<crate::JoinStage> {
+        self.joins.get(group).map(JoinAttempt::stage)
+    }
+
     /// Members' display names in `group` (empty if this node is not a member): the part
     /// of [`GroupView::display_names`] a shell needs per chat message, without the rest.
     pub fn display_names(&self, group: &GroupId) -> BTreeMap<Address, String> {
@@ -873,6 +880,7 @@ impl Engine {
             steward_scores: session.steward_scores(&self.config.scoring),
             buffered_joiners: session.key_packages.joiners(),
             display_names: session.names.view(),
+            joined_epoch: Epoch(session.chat.joined_epoch()),
         })
     }
 }

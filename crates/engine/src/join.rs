@@ -1,6 +1,6 @@
 //! Joining a group: from its announcement, through a sealed key package, to its Welcome.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use demls_identity::Address;
 use mls_rs::crypto::HpkePublicKey;
@@ -73,6 +73,21 @@ impl Announcement {
     }
 }
 
+/// How far a join has come, as the joiner's engine knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JoinStage {
+    /// No steward of the group heard announcing yet.
+    Looking,
+    /// Join requests went out, sealed to these stewards; the first at `since`.
+    Requested {
+        /// The stewards asked, in address order.
+        stewards: Vec<Address>,
+        /// When the first request went out.
+        since: Timestamp,
+    },
+}
+
 /// This node's attempt to join one group.
 pub(crate) struct JoinAttempt {
     group: GroupId,
@@ -80,6 +95,10 @@ pub(crate) struct JoinAttempt {
     /// The stewards heard announcing the group: the latest announcement of each, and when
     /// it was heard. Each request is sealed to every one of them heard lately.
     heard: BTreeMap<Address, (Announcement, Timestamp)>,
+    /// The stewards a request was sealed to.
+    asked: BTreeSet<Address>,
+    /// When the first request went out.
+    first_request: Option<Timestamp>,
     key_package: Option<(MlsMessage, Vec<u8>)>,
     next_send: Option<Timestamp>,
     /// The invitation this node was given, sealed into its request.
@@ -95,6 +114,8 @@ impl JoinAttempt {
             group,
             steward_filter: steward,
             heard: BTreeMap::new(),
+            asked: BTreeSet::new(),
+            first_request: None,
             key_package: None,
             next_send: None,
             invitation: None,
@@ -131,6 +152,17 @@ impl JoinAttempt {
             reason: refusal.reason,
         });
         Ok(())
+    }
+
+    /// How far this attempt has come.
+    pub(crate) fn stage(&self) -> JoinStage {
+        match self.first_request {
+            Some(since) => JoinStage::Requested {
+                stewards: self.asked.iter().copied().collect(),
+                since,
+            },
+            None => JoinStage::Looking,
+        }
     }
 
     /// The group this attempt is for.
@@ -289,6 +321,8 @@ impl JoinAttempt {
                 announcement,
                 ctx,
             )?;
+            self.asked.insert(announcement.steward);
+            self.first_request.get_or_insert(ctx.now);
         }
         Ok(())
     }

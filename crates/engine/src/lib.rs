@@ -135,7 +135,7 @@ pub use error::EngineError;
 pub use event::{ChangeKind, Event, Removal, Transmit, Violation};
 pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
 pub use invitation::InvitationError;
-pub use join::Announcement;
+pub use join::{Announcement, JoinStage};
 pub use mls::MlsSigner;
 pub use mls::store::{MlsStore, StorageWrite};
 pub use names::MAX_DISPLAY_NAME_BYTES;

@@ -350,3 +350,40 @@ fn each_proposal_ends_committed_in_the_epoch_its_commit_made_or_without_effect()
         assert!(election_committed || *id != nodes[0]);
     }
 }
+
+#[test]
+fn a_joiners_engine_tells_how_far_its_join_has_come() {
+    let mut sim = Sim::new(noisy_net(17));
+    let nodes = form_group(&mut sim, 3, VotePolicy::Automatic);
+    let g = group();
+    let late = sim.add(engine(VotePolicy::Automatic));
+    sim.act(late, |e, now| e.request_join(g.clone(), None, now))
+        .unwrap();
+    assert_eq!(
+        sim.node(late).engine.join_stage(&g),
+        Some(demls_engine::JoinStage::Looking)
+    );
+    assert!(sim.run_until(30_000, |s| s.node(late).engine.join_stage(&g)
+        != Some(demls_engine::JoinStage::Looking)));
+    // The request went out, sealed to the one steward, before any Welcome came back.
+    let creator = sim.node(nodes[0]).engine.address();
+    assert!(
+        matches!(
+            sim.node(late).engine.join_stage(&g),
+            Some(demls_engine::JoinStage::Requested { stewards, .. }) if stewards == vec![creator]
+        ),
+        "{:?}",
+        sim.node(late).engine.join_stage(&g)
+    );
+    let mut all = nodes.clone();
+    all.push(late);
+    assert!(sim.run_until(60_000, |s| converged(s, &all, 4)));
+    // A member: no join stage any more, and its view says when it joined.
+    assert_eq!(sim.node(late).engine.join_stage(&g), None);
+    let view = sim.node(late).engine.group(&g).unwrap();
+    assert_eq!(view.joined_epoch, view.epoch);
+    assert_eq!(
+        sim.node(nodes[0]).engine.group(&g).unwrap().joined_epoch.0,
+        0
+    );
+}

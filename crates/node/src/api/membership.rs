@@ -6,19 +6,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use demls_api::{
-    Change, ErrorBody, EventBody, JoinProgress, JoinStage, Mode, NodeEvent, Role, Roster,
-    RosterMember,
-};
+use demls_api::{Change, ErrorBody, JoinProgress, JoinStage, Mode, Role, Roster, RosterMember};
 use demls_engine::{GroupView, StewardMode};
 use demls_identity::Address;
 
 use super::routes::GroupName;
 use super::{ApiError, ApiState};
+use crate::runtime::consent::Outside;
 use crate::runtime::{CommandError, Runtime};
-
-/// Event log entries read per page while looking for a group's join events.
-const EVENT_PAGE: usize = 1000;
 
 fn mode(mode: StewardMode) -> Mode {
     match mode {
@@ -54,34 +49,6 @@ fn member_view(rt: &Runtime, name: &str) -> Result<GroupView, CommandError> {
     }
 }
 
-/// The logged events of `name`, oldest first (as far back as the log keeps).
-fn group_events(rt: &Runtime, name: &str) -> Result<Vec<NodeEvent>, CommandError> {
-    let group = rt.resolve(name)?;
-    let mut found = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = rt.recent_events(after, EVENT_PAGE)?;
-        let Some(last) = page.last() else {
-            return Ok(found);
-        };
-        after = last.seq.unwrap_or(u64::MAX);
-        found.extend(
-            page.into_iter()
-                .filter(|e| e.body.group() == Some(group.as_str())),
-        );
-    }
-}
-
-/// The epoch this node joined `name` at: from its last `joined` event, or 0 if it created
-/// the group.
-fn own_joined_epoch(events: &[NodeEvent]) -> Option<u64> {
-    events.iter().rev().find_map(|e| match e.body {
-        EventBody::Joined { epoch, .. } => Some(epoch),
-        EventBody::GroupCreated { .. } => Some(0),
-        _ => None,
-    })
-}
-
 /// The roster of a group, as seen by the node `me`.
 pub fn roster(rt: &Runtime, name: &str, me: Address) -> Result<Roster, CommandError> {
     let view = member_view(rt, name)?;
@@ -95,7 +62,6 @@ pub fn roster(rt: &Runtime, name: &str, me: Address) -> Result<Roster, CommandEr
             joined.insert(member, epoch);
         }
     }
-    let own_epoch = own_joined_epoch(&group_events(rt, name)?);
     let members = view
         .members
         .iter()
@@ -107,7 +73,7 @@ pub fn roster(rt: &Runtime, name: &str, me: Address) -> Result<Roster, CommandEr
                 joined_epoch: joined
                     .get(m)
                     .copied()
-                    .or(if is_self { own_epoch } else { None }),
+                    .or(is_self.then_some(view.joined_epoch.0)),
                 is_self,
             }
         })
@@ -122,58 +88,56 @@ pub fn roster(rt: &Runtime, name: &str, me: Address) -> Result<Roster, CommandEr
     })
 }
 
-/// How far this node's join of `name` has come, from its event log.
+/// How far this node's join of `name` has come: the engine's word while it asks, the
+/// node's record once refused.
 pub fn join_progress(rt: &Runtime, name: &str) -> Result<JoinProgress, CommandError> {
-    let events = group_events(rt, name)?;
-    match rt.group(name) {
-        Ok(_) => Ok(JoinProgress {
-            group: name.to_owned(),
-            stage: JoinStage::Member,
-            steward: None,
-            reason: None,
-            since: None,
-            epoch: own_joined_epoch(&events),
-        }),
-        Err(CommandError::Joining(_)) => Ok(progress_of(name, &events)),
-        Err(CommandError::JoinRefused {
-            steward, reason, ..
-        }) => Ok(JoinProgress {
-            group: name.to_owned(),
-            stage: JoinStage::Refused,
-            steward: Some(steward.to_string()),
-            reason: Some(reason),
-            since: events
-                .iter()
-                .rev()
-                .find(|e| matches!(e.body, EventBody::JoinRefused { .. }))
-                .map(|e| e.at),
-            epoch: None,
-        }),
-        Err(e) => Err(e),
-    }
-}
-
-/// The stage of a pending join, from the group's events since this node last left it.
-fn progress_of(name: &str, events: &[NodeEvent]) -> JoinProgress {
-    let current = events
-        .iter()
-        .rposition(|e| matches!(e.body, EventBody::Removed { .. } | EventBody::Joined { .. }))
-        .map_or(events, |last| &events[last + 1..]);
-    let request = current.iter().rev().find_map(|e| match &e.body {
-        EventBody::JoinRequestSent { steward, .. } => Some((steward, e.at)),
-        _ => None,
-    });
-    JoinProgress {
+    let group = rt.resolve(name)?;
+    let progress = |stage, steward: Option<String>, since, epoch| JoinProgress {
         group: name.to_owned(),
-        stage: if request.is_some() {
-            JoinStage::Requested
-        } else {
-            JoinStage::Looking
-        },
-        steward: request.map(|(steward, _)| steward.clone()),
+        stage,
+        steward,
         reason: None,
-        since: request.map(|(_, at)| at),
-        epoch: None,
+        since,
+        epoch,
+    };
+    if let Some(view) = rt.group_view(&group) {
+        return Ok(progress(
+            JoinStage::Member,
+            None,
+            None,
+            Some(view.joined_epoch.0),
+        ));
+    }
+    if let Some(stage) = rt.join_stage(&group) {
+        return Ok(match stage {
+            demls_engine::JoinStage::Requested { stewards, since } => progress(
+                JoinStage::Requested,
+                stewards.first().map(ToString::to_string),
+                Some(since.0),
+                None,
+            ),
+            _ => progress(JoinStage::Looking, None, None, None),
+        });
+    }
+    match rt.outside(&group) {
+        Some(Outside::Refused {
+            steward,
+            reason,
+            at,
+        }) => Ok(JoinProgress {
+            reason: Some(reason.clone()),
+            ..progress(
+                JoinStage::Refused,
+                Some(steward.clone()),
+                (*at > 0).then_some(*at),
+                None,
+            )
+        }),
+        // Removed, or unknown: the detail says which.
+        _ => Err(rt
+            .group(name)
+            .err()
+            .unwrap_or_else(|| CommandError::UnknownGroup(name.to_owned()))),
     }
 }
 
@@ -335,89 +299,5 @@ mod tests {
         assert_eq!(call(&base, "GET", "/assets/app.css", None).await.0, 200);
         assert_eq!(call(&base, "GET", "/assets/other.js", None).await.0, 404);
         node.shutdown().await.expect("the node stops");
-    }
-
-    /// A logged event of `lab` at `at`.
-    fn logged(at: u64, body: EventBody) -> NodeEvent {
-        NodeEvent {
-            seq: Some(at),
-            at,
-            body,
-        }
-    }
-
-    #[test]
-    fn a_join_is_requested_once_its_key_package_went_out() {
-        let seen = || {
-            logged(
-                5,
-                EventBody::AnnouncementSeen {
-                    group: "lab".into(),
-                    steward: "0x1".into(),
-                    epoch: 0,
-                },
-            )
-        };
-        let looking = progress_of("lab", &[seen()]);
-        assert_eq!(looking.stage, JoinStage::Looking);
-        assert_eq!(looking.steward, None);
-        let steward = "0x00000000000000000000000000000000000000aa";
-        let requested = progress_of(
-            "lab",
-            &[
-                seen(),
-                logged(
-                    7,
-                    EventBody::JoinRequestSent {
-                        group: "lab".into(),
-                        steward: steward.into(),
-                    },
-                ),
-            ],
-        );
-        assert_eq!(requested.stage, JoinStage::Requested);
-        assert_eq!(requested.steward.as_deref(), Some(steward));
-        assert_eq!(requested.since, Some(7));
-    }
-
-    #[test]
-    fn an_earlier_membership_does_not_count_for_a_new_join() {
-        let events = [
-            logged(
-                1,
-                EventBody::JoinRequestSent {
-                    group: "lab".into(),
-                    steward: "0x1".into(),
-                },
-            ),
-            logged(
-                2,
-                EventBody::Joined {
-                    group: "lab".into(),
-                    epoch: 2,
-                    members: Vec::new(),
-                },
-            ),
-            logged(
-                3,
-                EventBody::Removed {
-                    group: "lab".into(),
-                    epoch: 3,
-                    by: "0x1".into(),
-                    reason: demls_api::RemovalReason::Left,
-                },
-            ),
-        ];
-        assert_eq!(progress_of("lab", &events).stage, JoinStage::Looking);
-        assert_eq!(own_joined_epoch(&events[..2]), Some(2));
-        assert_eq!(
-            own_joined_epoch(&[logged(
-                1,
-                EventBody::GroupCreated {
-                    group: "lab".into()
-                }
-            )]),
-            Some(0)
-        );
     }
 }

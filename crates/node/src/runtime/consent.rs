@@ -32,6 +32,9 @@ pub enum Outside {
         steward: String,
         /// Why, printable.
         reason: String,
+        /// When (Unix ms; 0 in records kept before it was).
+        #[serde(default)]
+        at: u64,
     },
     /// It was a member, and was removed (or left).
     Removed(Removal),
@@ -56,7 +59,9 @@ impl Outside {
     /// The group's summary for a node standing outside it.
     pub fn summary(&self, group: &GroupId) -> GroupSummary {
         match self {
-            Self::Refused { steward, reason } => GroupSummary {
+            Self::Refused {
+                steward, reason, ..
+            } => GroupSummary {
                 state: GroupState::Refused,
                 refusal: Some(format!("refused by its steward {steward}: {reason}")),
                 ..json::joining(group.as_str())
@@ -72,7 +77,9 @@ impl Outside {
     /// Why a command about the group cannot be run.
     pub fn error(&self, group: &GroupId) -> CommandError {
         match self {
-            Self::Refused { steward, reason } => CommandError::JoinRefused {
+            Self::Refused {
+                steward, reason, ..
+            } => CommandError::JoinRefused {
                 group: group.to_string(),
                 steward: steward.clone(),
                 reason: reason.clone(),
@@ -111,6 +118,7 @@ impl Runtime {
         let outside = Outside::Refused {
             steward: steward.to_string(),
             reason: printable_reason(reason),
+            at: now().0,
         };
         self.stand_outside(group, Some(outside));
     }

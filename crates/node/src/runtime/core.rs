@@ -813,6 +813,16 @@ impl Runtime {
         self.engine.group(group)
     }
 
+    /// How far this node's join of `group` has come, while it asks to join it.
+    pub fn join_stage(&self, group: &GroupId) -> Option<demls_engine::JoinStage> {
+        self.engine.join_stage(group)
+    }
+
+    /// Where this node stands in `group`, if it is outside it (refused, or removed).
+    pub fn outside(&self, group: &GroupId) -> Option<&super::consent::Outside> {
+        self.outside.get(group)
+    }
+
     /// Groups this node is in or joining.
     pub fn groups(&self) -> Vec<GroupSummary> {
         let members = self.engine.groups().filter_map(|g| self.engine.group(g));
