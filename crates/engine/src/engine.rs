@@ -652,6 +652,10 @@ impl Engine {
                 session.settle(&mut ctx)
             }
             envelope::Body::Welcome(bundle) => self.handle_welcome(group, bundle, now),
+            envelope::Body::JoinRefused(refusal) if self.groups.contains_key(&group) => {
+                let (mut ctx, session) = self.session(&group, now)?;
+                session.on_join_refused(&refusal, &mut ctx)
+            }
             envelope::Body::JoinRefused(refusal) => {
                 let (mut ctx, _, joins, _) = self.split(now);
                 let attempt = joins.get_mut(&group).ok_or(EngineError::NotForUs)?;

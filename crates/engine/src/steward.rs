@@ -482,6 +482,33 @@ impl GroupSession {
         Err(refusal.into())
     }
 
+    /// A steward in office refused a joiner (it failed the admission check, its invitation
+    /// did not hold, or the members said no): a request for it held back here is dropped, so
+    /// that a joiner told no is not put to a vote at this steward's turn behind its back.
+    pub(crate) fn on_join_refused(
+        &mut self,
+        refusal: &crate::wire::JoinRefused,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), EngineError> {
+        let steward = Address::from_slice(&refusal.steward)
+            .ok_or_else(|| EngineError::Malformed("steward is not an address".into()))?;
+        let joiner = Address::from_slice(&refusal.joiner)
+            .ok_or_else(|| EngineError::Malformed("joiner is not an address".into()))?;
+        let held_back = self
+            .steward
+            .as_ref()
+            .and_then(|duty| duty.intake.get(&joiner))
+            .is_some_and(|intake| intake.deferred.is_some());
+        // Only another steward in office speaks for the group here.
+        let in_office = self.state.stewards_in_office().contains(&steward);
+        if !held_back || steward == ctx.wallet.address() || !in_office {
+            return Err(EngineError::NotForUs);
+        }
+        check_signed_by(refusal, &refusal.signature, |r| r.signature.clear(), steward)?;
+        self.steward_forget(joiner);
+        Ok(())
+    }
+
     /// Whether this steward holds a join request of `joiner`.
     pub(crate) fn steward_holds(&self, joiner: Address) -> bool {
         self.steward

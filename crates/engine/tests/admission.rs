@@ -157,6 +157,23 @@ fn a_rich_account_joins_and_a_poor_one_is_refused_with_its_reason() {
     );
     assert!(sim.node(poor).engine.group(&g).is_none());
     assert!(view(&sim, nodes[0]).members.len() == 4);
+    // Its request reached every steward; the epoch steward checked and refused it, and the
+    // backups, seeing the refusal, dropped the request they held back: past all their turns,
+    // nobody else checked it (let alone put it to a vote behind the refused joiner's back).
+    chain.run(&mut sim, 30_000, |_| false);
+    let poor_address = address(&sim, poor);
+    let checks = nodes
+        .iter()
+        .map(|id| {
+            picked(&sim, *id, |e| match e {
+                Event::AdmissionCheck { subject, .. } if *subject == poor_address => Some(()),
+                _ => None,
+            })
+            .len()
+        })
+        .sum::<usize>();
+    assert_eq!(checks, 1);
+    assert_eq!(refusals(&sim, poor).len(), 1);
 }
 
 #[test]
