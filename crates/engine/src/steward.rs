@@ -504,7 +504,12 @@ impl GroupSession {
         if !held_back || steward == ctx.wallet.address() || !in_office {
             return Err(EngineError::NotForUs);
         }
-        check_signed_by(refusal, &refusal.signature, |r| r.signature.clear(), steward)?;
+        check_signed_by(
+            refusal,
+            &refusal.signature,
+            |r| r.signature.clear(),
+            steward,
+        )?;
         self.steward_forget(joiner);
         Ok(())
     }
