@@ -807,6 +807,20 @@ impl Engine {
         self.out.events.pop_front()
     }
 
+    /// Drains everything produced since the last call, to apply as [`crate::Output`] says.
+    /// An error means some state could not be encoded: the transmits made since the last
+    /// successful call must then not be published.
+    pub fn take_output(&mut self) -> Result<crate::Output, EngineError> {
+        let writes = self.take_storage_writes()?;
+        let snapshot = self.snapshot()?;
+        Ok(crate::Output {
+            writes,
+            snapshot,
+            transmits: self.out.transmits.drain(..).collect(),
+            events: self.out.events.drain(..).collect(),
+        })
+    }
+
     /// MLS state written since the last call, to persist before publishing.
     ///
     /// Application messages move a group's key schedule on without writing it each time;

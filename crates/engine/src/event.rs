@@ -14,6 +14,24 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
+/// Everything the engine produced since it was last drained ([`crate::Engine::take_output`]),
+/// in the order a shell applies it: persist `writes` and `snapshot` together (one
+/// transaction), then publish `transmits`, then act on `events`. A transmit must never go out
+/// before the state it came from is on disk: after a crash in between, the restarted node
+/// would use again the keys of a ciphertext already published.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Output {
+    /// MLS state written (see [`crate::Engine::take_storage_writes`]).
+    pub writes: Vec<crate::StorageWrite>,
+    /// The protocol state to keep beside the MLS state ([`crate::Engine::snapshot`]).
+    pub snapshot: Vec<u8>,
+    /// Messages to publish, in order.
+    pub transmits: Vec<Transmit>,
+    /// What happened, in order.
+    pub events: Vec<Event>,
+}
+
 /// What a proposal changes, as voters see it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ChangeKind {

@@ -15,9 +15,10 @@
 //!
 //! Alice creates a group, Bob asks to join, Alice votes him in by hand, her engine commits
 //! and welcomes him, and each says hello. The two engines are wired to each other directly;
-//! a node publishes each [`Transmit`] on its topic (Waku Relay in `demls`) and feeds what
-//! arrives to [`Engine::handle_message`], persists [`Engine::take_storage_writes`] before it
-//! publishes, and calls [`Engine::handle_timeout`] at [`Engine::poll_timeout`].
+//! a node drains each step's [`Output`] with [`Engine::take_output`], persists its writes
+//! and snapshot, then publishes its [`Transmit`]s on their topics (Waku Relay in `demls`),
+//! feeds what arrives to [`Engine::handle_message`], and calls [`Engine::handle_timeout`] at
+//! [`Engine::poll_timeout`].
 //!
 //! ```
 //! use demls_engine::{
@@ -45,12 +46,12 @@
 //!         *now = now.plus_ms(100);
 //!         for i in 0..2 {
 //!             nodes[i].handle_timeout(*now);
-//!             while let Some(transmit) = nodes[i].poll_transmit() {
+//!             let output = nodes[i].take_output().expect("state that encodes");
+//!             // A node persists `output.writes` and `output.snapshot` here, then publishes.
+//!             for transmit in output.transmits {
 //!                 let _ = nodes[1 - i].handle_message(&transmit.payload, *now);
 //!             }
-//!         }
-//!         for i in 0..2 {
-//!             events[i].extend(std::iter::from_fn(|| nodes[i].poll_event()));
+//!             events[i].extend(output.events);
 //!         }
 //!     }
 //! }
@@ -132,7 +133,7 @@ pub use config::{EngineConfig, GroupParams, JoinRule, RotationRule, StewardMode,
 pub use demls_consensus::ProposalId;
 pub use engine::{Engine, GroupView};
 pub use error::EngineError;
-pub use event::{ChangeKind, Event, Removal, Transmit, Violation};
+pub use event::{ChangeKind, Event, Output, Removal, Transmit, Violation};
 pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
 pub use invitation::InvitationError;
 pub use join::{Announcement, JoinStage};

@@ -285,13 +285,15 @@ impl Runtime {
             return Err(CommandError::Stopped);
         }
         let now = now();
-        let storage = match self.engine.take_storage_writes() {
-            Ok(storage) => storage,
-            Err(error) => return Err(self.fail("engine MLS state", error)),
+        let output = match self.engine.take_output() {
+            Ok(output) => output,
+            Err(error) => return Err(self.fail("engine state", error)),
         };
         let mut step = Step {
             now,
-            storage,
+            storage: output.writes,
+            transmits: output.transmits,
+            snapshot: (output.snapshot != self.last_snapshot).then_some(output.snapshot),
             ..Step::default()
         };
         let mut logged = Vec::new();
@@ -303,7 +305,7 @@ impl Runtime {
             });
             logged.push((None, body));
         }
-        while let Some(event) = self.engine.poll_event() {
+        for event in output.events {
             if let Some(body) = self.absorb(&event, now, &mut step) {
                 step.events.push(NewEvent {
                     at: now,
@@ -312,16 +314,6 @@ impl Runtime {
                 });
                 logged.push((Some(event), body));
             }
-        }
-        while let Some(transmit) = self.engine.poll_transmit() {
-            step.transmits.push(transmit);
-        }
-        let snapshot = match self.engine.snapshot() {
-            Ok(snapshot) => snapshot,
-            Err(error) => return Err(self.fail("engine snapshot", error)),
-        };
-        if snapshot != self.last_snapshot {
-            step.snapshot = Some(snapshot);
         }
         if step.is_empty() {
             return Ok(Vec::new());
