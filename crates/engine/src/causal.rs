@@ -389,10 +389,9 @@ impl ChatLog {
             self.given_up.insert(id.clone());
             due.delivered.extend(self.forget(&id));
         }
-        // Whatever still waits that long (its gaps were not tracked: too many) goes too.
+        // Whatever still waits that long for gaps that were not tracked (too many) goes too.
         let stale: Vec<Vec<u8>> = self
-            .waiting
-            .iter()
+            .untracked()
             .filter(|(_, w)| w.since.plus_ms(config.gap_give_up_ms) <= now)
             .map(|(id, _)| id.clone())
             .collect();
@@ -426,7 +425,7 @@ impl ChatLog {
             .missing
             .values()
             .map(|m| m.since)
-            .chain(self.waiting.values().map(|w| w.since))
+            .chain(self.untracked().map(|(_, w)| w.since))
             .min()
             .map(|since| since.plus_ms(config.gap_give_up_ms));
         let resends = (!alone)
@@ -442,6 +441,19 @@ impl ChatLog {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// The waiting messages none of whose gaps are tracked: neither missing ids (given up in
+    /// their own time) nor messages that wait themselves (delivered, and so freeing these, once
+    /// their own gaps close). Only these are delivered for having waited too long: one waiting
+    /// behind a later-tracked gap would otherwise be shown before the messages it names (seen:
+    /// a message shown 2 s before the two it named, whose own gap opened 2 s after it came).
+    fn untracked(&self) -> impl Iterator<Item = (&Vec<u8>, &Waiting)> {
+        self.waiting.iter().filter(|(_, w)| {
+            w.missing
+                .iter()
+                .all(|id| !self.missing.contains_key(id) && !self.waiting.contains_key(id))
+        })
     }
 
     /// Whether a history entry is one this member must have delivered and has not.
@@ -630,6 +642,30 @@ mod tests {
         // The session tells the shell of the hole (`Event::HistoryGap`).
         assert_eq!(due.given_up, 1);
         assert_eq!(log.missing(), 0);
+    }
+
+    #[test]
+    fn a_message_waiting_behind_a_later_gap_is_not_shown_before_what_it_names() {
+        let config = crate::EngineConfig::default();
+        let give_up = config.gap_give_up_ms;
+        let mut log = ChatLog::new(Address::default(), 0, 0);
+        // 3 names 2; 2 comes 10 s later naming 9, which nobody gives back.
+        log.on_chat(delivery(3, 3), &[entry(2)], vec![3], &config, Timestamp(0));
+        log.on_chat(
+            delivery(2, 2),
+            &[entry(9)],
+            vec![2],
+            &config,
+            Timestamp(10_000),
+        );
+        // 3 has waited long enough, but what it waits for (2) waits for a tracked gap; and
+        // the timer does not fire again at once for it.
+        let due = log.on_timeout(&config, true, Timestamp(give_up));
+        assert!(due.delivered.is_empty());
+        assert!(log.poll_timeout(&config, true) > Some(Timestamp(give_up)));
+        let due = log.on_timeout(&config, true, Timestamp(10_000 + give_up));
+        let order: Vec<u8> = due.delivered.iter().map(|d| d.id[0]).collect();
+        assert_eq!(order, vec![2, 3]);
     }
 
     #[test]

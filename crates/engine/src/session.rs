@@ -525,6 +525,11 @@ impl GroupSession {
     }
 
     /// Tries again the held messages of the current epoch (after an epoch change).
+    ///
+    /// All of them, also after one of them (a commit) moves the epoch on: the rest are still
+    /// read in their epoch (past epochs are retained), while stopping there would drop them
+    /// for good, since the engine takes every copy sent again later, a repair answer too, for
+    /// a duplicate of the one it already handled.
     pub(crate) fn replay_held(&mut self, ctx: &mut Ctx<'_>) {
         let current = self.state.epoch();
         let oldest = self.history.front().map_or(current, |c| c.before.epoch());
@@ -536,9 +541,6 @@ impl GroupSession {
         for held in due {
             if let Err(error) = self.handle_mls(&held.bytes, ctx) {
                 tracing::debug!(group = %self.id, %error, "held message dropped");
-            }
-            if self.state.epoch() != current {
-                break;
             }
         }
     }

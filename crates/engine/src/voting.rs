@@ -673,7 +673,9 @@ impl GroupSession {
 
     /// Sends again, while undecided, what this member contributed to each
     /// proposal (as owner: the proposal with every vote it holds; as voter:
-    /// its vote), so that lost messages do not leave members undecided.
+    /// its vote), so that lost messages do not leave members undecided; and,
+    /// as owner, an approved change until a commit ends the epoch (see
+    /// [`resending`]).
     pub(crate) fn rebroadcast(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
         let me = ctx.wallet.address();
         let due: Vec<ProposalId> = self
@@ -681,8 +683,7 @@ impl GroupSession {
             .open
             .iter()
             .filter(|(_, o)| {
-                (o.decided.is_none() || o.nudged)
-                    && resend_due(o, ctx.config).is_some_and(|t| t <= ctx.now)
+                resending(o, me) && resend_due(o, ctx.config).is_some_and(|t| t <= ctx.now)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -719,7 +720,7 @@ impl GroupSession {
         self.state
             .open
             .values()
-            .filter(|o| o.decided.is_none() || o.nudged)
+            .filter(|o| resending(o, self.me))
             .filter_map(|o| resend_due(o, config))
             .min()
     }
@@ -808,6 +809,19 @@ impl GroupSession {
             .max();
         Some(reelected.map_or(first, |t| t.max(first)))
     }
+}
+
+/// Whether this member still sends its part of `open` again: while it is undecided here, when
+/// late traffic shows someone lacking votes, and, as its owner, while it is an approved change
+/// no commit has made yet. The last because a committer that lost every copy of a proposal
+/// decided at once (a leave, a self-update: no votes follow that would bring it again) or
+/// decided before the committer heard of it would never commit it: nobody else sends a
+/// decided proposal again, and a single steward has no backup to take its turn.
+fn resending(open: &OpenProposal, me: Address) -> bool {
+    let awaits_commit = open.owner == me
+        && open.decided.is_some_and(|(approved, _)| approved)
+        && crate::epoch::worth_a_commit(&open.motion);
+    open.decided.is_none() || open.nudged || awaits_commit
 }
 
 /// Most times this member sends its part of one proposal again.
