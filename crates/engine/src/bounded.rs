@@ -36,6 +36,12 @@ impl<T: Hash + Eq + Clone> BoundedSet<T> {
         true
     }
 
+    /// Forgets `value`. Its place in the age order stays until it would have left (so this
+    /// costs no scan): if `value` is added again meanwhile, it may leave that much early.
+    pub(crate) fn forget(&mut self, value: &T) {
+        self.set.remove(value);
+    }
+
     /// Whether `value` is in the set.
     pub(crate) fn contains(&self, value: &T) -> bool {
         self.set.contains(value)

@@ -633,7 +633,8 @@ impl Engine {
         let body = envelope
             .body
             .ok_or_else(|| EngineError::Malformed("empty envelope".into()))?;
-        if !self.recent.insert(Sha256::digest(bytes).into()) {
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        if !self.recent.insert(hash) {
             // A chat message sent again in answer to a repair request: others need not answer.
             if let (envelope::Body::MlsMessage(mls), Some(session)) =
                 (&body, self.groups.get_mut(&group))
@@ -642,6 +643,22 @@ impl Engine {
             }
             return Err(EngineError::Duplicate);
         }
+        let handled = self.handle_body(group, body, now);
+        if let Err(EngineError::BufferFull) = handled {
+            // Not taken in for want of room, not for what it is: a copy that comes again (a
+            // repair, a store answer) must not be dropped as a repeat.
+            self.recent.forget(&hash);
+        }
+        handled
+    }
+
+    /// Handles an envelope's body for `group` (its repeats already dropped).
+    fn handle_body(
+        &mut self,
+        group: GroupId,
+        body: envelope::Body,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
         match body {
             envelope::Body::Announcement(announcement) => {
                 self.handle_announcement(group, &announcement, now)

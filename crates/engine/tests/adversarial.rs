@@ -307,3 +307,30 @@ fn proposals_over_the_rate_limit_are_dropped_by_members_and_queued_by_honest_own
     }
     assert!(sim.drop_counts().get("rate_limited").copied().unwrap_or(0) >= 2 * (20 - limit));
 }
+
+#[test]
+fn a_message_turned_away_for_want_of_room_is_taken_when_it_comes_again() {
+    let mut joiner = engine_with(demls_engine::EngineConfig {
+        max_buffered_messages: 1,
+        ..config(VotePolicy::Automatic)
+    });
+    let now = demls_engine::Timestamp(1_700_000_000_000);
+    joiner.request_join(group(), None, now).unwrap();
+    // Application-topic messages before the Welcome are kept, one at most here.
+    let early =
+        |byte: u8| envelope_bytes(group().as_str(), envelope::Body::MlsMessage(vec![byte; 64]));
+    joiner.handle_message(&early(1), now).unwrap();
+    let second = early(2);
+    let full = |r: Result<(), demls_engine::EngineError>| {
+        matches!(r, Err(demls_engine::EngineError::BufferFull))
+    };
+    assert!(full(joiner.handle_message(&second, now)));
+    // The same bytes again (a repair, a store answer): turned away for room again, not
+    // dropped as a repeat of what was never taken in.
+    assert!(full(joiner.handle_message(&second, now)));
+    // What was taken in is a repeat.
+    assert!(matches!(
+        joiner.handle_message(&early(1), now),
+        Err(demls_engine::EngineError::Duplicate)
+    ));
+}

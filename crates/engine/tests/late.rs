@@ -9,9 +9,7 @@
 mod common;
 
 use common::*;
-use demls_engine::{
-    Engine, EngineConfig, Epoch, Event, MlsSigner, MlsStore, TopicKind, VotePolicy,
-};
+use demls_engine::{Engine, EngineConfig, Epoch, Event, TopicKind, VotePolicy};
 use demls_sim::{NetConfig, NodeId, Sim};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -24,13 +22,7 @@ fn quiet_engine() -> Engine {
         chat_resend_ms: DAY_MS,
         ..config(VotePolicy::Automatic)
     };
-    let retention = config.epoch_retention;
-    Engine::new(
-        next_wallet(),
-        &MlsSigner::generate().unwrap(),
-        config,
-        MlsStore::in_memory(retention),
-    )
+    engine_with(config)
 }
 
 /// Alice (the steward), Bob and Carol, all quiet engines, as members of one group.
