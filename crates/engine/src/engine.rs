@@ -868,6 +868,15 @@ impl Engine {
         self.joins.keys()
     }
 
+    /// The stewards of `group` in the order they take up a join request of `joiner` in this
+    /// epoch: the first proposes it at once, each other only if nobody has by its turn (empty
+    /// if this node is not a member).
+    pub fn join_turns(&self, group: &GroupId, joiner: Address) -> Vec<Address> {
+        self.active(group)
+            .map(|session| session.take_up_order(joiner))
+            .unwrap_or_default()
+    }
+
     /// How far this node's join of `group` has come, if it is asking to join it.
     pub fn join_stage(&self, group: &GroupId) -> Option<crate::JoinStage> {
         self.joins.get(group).map(JoinAttempt::stage)

@@ -308,16 +308,12 @@ impl GroupSession {
             ReceivedMessage::KeyPackage(_) => {}
             _ => return Err(EngineError::Malformed("not a key package".into())),
         }
-        let turn = self.state.committers().iter().position(|c| *c == me);
+        let turn = self.take_up_turn(joiner, me);
         let deferred = match turn {
             Some(0) => None,
-            // A backup: the epoch steward got the same request and proposes it at once.
+            // Another steward's turn comes first: it got the same request, and proposes it.
             Some(position) => Some(Deferred {
-                due: ctx.now.plus_ms(
-                    u64::try_from(position)
-                        .unwrap_or(u64::MAX)
-                        .saturating_mul(self.state.rules.timers.commit_ms(ctx.config)),
-                ),
+                due: self.take_up_due(position, ctx.now, ctx.config),
                 sealed: sealed.clone(),
                 rejoin,
             }),
@@ -343,6 +339,41 @@ impl GroupSession {
             return Ok(());
         }
         self.take_up(joiner, sealed, rejoin, ctx)
+    }
+
+    /// The order in which the committers of this epoch take up a join request of `joiner`:
+    /// their Layer 1 order, rotated by the joiner's address. Every steward computes the same
+    /// order, so one of them proposes the joiner; and joiners spread over the stewards, each
+    /// of which opens at most `max_proposals_per_member` proposals an epoch (with the epoch
+    /// steward first for every joiner, a crowd of joiners waited epochs for it).
+    pub(crate) fn take_up_order(&self, joiner: Address) -> Vec<Address> {
+        let mut order = self.state.committers();
+        if !order.is_empty() {
+            let tail: [u8; 4] = joiner.as_bytes()[16..20].try_into().unwrap_or_default();
+            let offset = usize::try_from(u32::from_be_bytes(tail)).unwrap_or(0) % order.len();
+            order.rotate_left(offset);
+        }
+        order
+    }
+
+    /// This steward's place in [`Self::take_up_order`].
+    fn take_up_turn(&self, joiner: Address, me: Address) -> Option<usize> {
+        self.take_up_order(joiner).iter().position(|c| *c == me)
+    }
+
+    /// When a steward at `position` of a joiner's take-up order takes it up, counting from
+    /// `from`: one steward timeout per steward before it.
+    fn take_up_due(
+        &self,
+        position: usize,
+        from: Timestamp,
+        config: &crate::EngineConfig,
+    ) -> Timestamp {
+        from.plus_ms(
+            u64::try_from(position)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(self.state.rules.timers.commit_ms(config)),
+        )
     }
 
     /// Puts a joiner whose request this steward took in to the vote (or to the group's
@@ -845,10 +876,34 @@ impl GroupSession {
         if self.in_office(me) && self.steward.is_none() {
             self.steward = Some(StewardDuty::new(ctx.now)?);
         }
+        // A new epoch has a new take-up order: each held-back request waits for this
+        // steward's turn in it, counted from now (first in it: taken up at once).
+        let turns: Vec<(Address, Option<Timestamp>)> = self
+            .steward
+            .iter()
+            .flat_map(|duty| duty.intake.iter())
+            .filter(|(_, intake)| intake.deferred.is_some())
+            .map(|(joiner, _)| {
+                let due = self
+                    .take_up_turn(*joiner, me)
+                    .map(|position| self.take_up_due(position, ctx.now, ctx.config));
+                (*joiner, due)
+            })
+            .collect();
         let state = &self.state;
         if let Some(duty) = self.steward.as_mut() {
             duty.intake.retain(|joiner, _| !state.is_member(joiner));
             duty.next_announce = ctx.now;
+            for (joiner, due) in turns {
+                if let (Some(due), Some(deferred)) = (
+                    due,
+                    duty.intake
+                        .get_mut(&joiner)
+                        .and_then(|i| i.deferred.as_mut()),
+                ) {
+                    deferred.due = due;
+                }
+            }
         }
         if self.state.election_due() && self.state.committers().first() == Some(&me) {
             self.propose_election(0, ctx)?;

@@ -8,7 +8,7 @@ use demls_engine::{
     ChangeKind, Engine, EngineConfig, Event, MlsSigner, MlsStore, StewardMode, Violation,
     VotePolicy,
 };
-use demls_identity::Address;
+use demls_identity::{Address, Wallet};
 use demls_sim::{NodeId, Sim};
 
 #[test]
@@ -854,8 +854,9 @@ fn asked_stewards(sim: &Sim, id: NodeId) -> Vec<Address> {
 }
 
 /// Ten members with three stewards in office, nobody voting on membership by itself, and a
-/// joiner that has not pinned a steward; `censor` makes the epoch steward ignore joiners.
-/// Returns the sim, the members, the committers in order, the joiner and its add.
+/// joiner that has not pinned a steward; `censor` makes the steward first in the joiner's
+/// take-up order ignore joiners. Returns the sim, the members, that order, the joiner and its
+/// add.
 fn joiner_and_three_stewards(
     seed: u64,
     censor: bool,
@@ -879,24 +880,28 @@ fn joiner_and_three_stewards(
     assert!(sim.run_until(60_000, |s| {
         nodes.iter().all(|id| view(s, *id).stewards.len() >= 3)
     }));
-    let committers = view(&sim, nodes[0]).committers;
+    let joiner = sim.add(engine(VotePolicy::Automatic));
+    let joiner_address = address(&sim, joiner);
+    let order = sim
+        .node(nodes[0])
+        .engine
+        .join_turns(&group(), joiner_address);
+    assert!(order.len() >= 3, "{order:?}");
     if censor {
-        let epoch_steward = node_of(&sim, &nodes, committers[0]);
-        sim.node_mut(epoch_steward)
+        let first = node_of(&sim, &nodes, order[0]);
+        sim.node_mut(first)
             .engine
             .byzantine_set_ignoring_joiners(&group(), true)
             .unwrap();
     }
-    let joiner = sim.add(engine(VotePolicy::Automatic));
     sim.act(joiner, |e, now| e.request_join(group(), None, now))
         .unwrap();
-    let add = ChangeKind::Add(address(&sim, joiner));
-    (sim, nodes, committers, joiner, add)
+    (sim, nodes, order, joiner, ChangeKind::Add(joiner_address))
 }
 
 #[test]
-fn a_join_request_is_sealed_to_every_steward_and_only_the_epoch_steward_opens_a_vote() {
-    let (mut sim, nodes, committers, joiner, add) = joiner_and_three_stewards(175, false);
+fn a_join_request_is_sealed_to_every_steward_and_only_the_first_in_its_order_opens_a_vote() {
+    let (mut sim, nodes, order, joiner, add) = joiner_and_three_stewards(175, false);
     sim.run_for(30_000);
     // Every steward in office announces, and the joiner seals its request to each.
     let asked: std::collections::BTreeSet<Address> =
@@ -904,23 +909,18 @@ fn a_join_request_is_sealed_to_every_steward_and_only_the_epoch_steward_opens_a_
     for steward in &view(&sim, nodes[0]).stewards {
         assert!(asked.contains(steward), "{steward} not asked: {asked:?}");
     }
-    // The epoch steward proposes it; the backups, holding the same request, see its vote
-    // before their turns and open none of their own.
+    // The first steward of the joiner's take-up order proposes it; the others, holding the
+    // same request, see its vote before their turns and open none of their own.
     for id in &nodes {
-        assert_eq!(
-            owners_of(&sim, *id, &add),
-            vec![committers[0]],
-            "node {}",
-            id.0
-        );
+        assert_eq!(owners_of(&sim, *id, &add), vec![order[0]], "node {}", id.0);
     }
 }
 
 #[test]
-fn a_joiner_the_epoch_steward_ignores_is_proposed_by_the_first_backup_alone() {
-    let (mut sim, nodes, committers, _, add) = joiner_and_three_stewards(176, true);
-    // The epoch steward keeps announcing but never takes the joiner up: the first backup
-    // does at its turn, and the second sees that vote before its own turn.
+fn a_joiner_the_first_steward_of_its_order_ignores_is_proposed_by_the_next_alone() {
+    let (mut sim, nodes, order, _, add) = joiner_and_three_stewards(176, true);
+    // The first steward keeps announcing but never takes the joiner up: the next does at its
+    // turn, and the one after sees that vote before its own turn.
     assert!(sim.run_until(60_000, |s| {
         nodes
             .iter()
@@ -928,12 +928,37 @@ fn a_joiner_the_epoch_steward_ignores_is_proposed_by_the_first_backup_alone() {
     }));
     sim.run_for(30_000);
     for id in &nodes {
-        assert_eq!(
-            owners_of(&sim, *id, &add),
-            vec![committers[1]],
-            "node {}",
-            id.0
-        );
+        assert_eq!(owners_of(&sim, *id, &add), vec![order[1]], "node {}", id.0);
+    }
+}
+
+#[test]
+fn joiners_spread_over_the_stewards_take_up_orders() {
+    let mut sim = Sim::new(noisy_net(177));
+    let nodes = form_group_with(
+        &mut sim,
+        6,
+        VotePolicy::Automatic,
+        multi(StewardMode::Big, 3, 5),
+    );
+    let stewards = view(&sim, nodes[0]).committers;
+    // Enough addresses that each steward comes first for some of them.
+    let firsts: std::collections::BTreeSet<Address> = (0..40)
+        .map(|_| Wallet::generate().address())
+        .filter_map(|a| {
+            sim.node(nodes[0])
+                .engine
+                .join_turns(&group(), a)
+                .first()
+                .copied()
+        })
+        .collect();
+    assert_eq!(firsts.len(), stewards.len(), "{firsts:?} of {stewards:?}");
+    // Every member computes the same order.
+    let someone = Wallet::generate().address();
+    let order = sim.node(nodes[0]).engine.join_turns(&group(), someone);
+    for id in &nodes {
+        assert_eq!(sim.node(*id).engine.join_turns(&group(), someone), order);
     }
 }
 
