@@ -56,11 +56,11 @@ struct Intake {
     deferred: Option<Deferred>,
 }
 
-/// A join request a backup steward takes up only if nobody has proposed its joiner by `due`.
+/// A join request a steward takes up only if nobody has proposed its joiner by `due`.
 ///
-/// Every steward in office gets the request (the joiner seals one to each); the epoch steward
-/// takes it up at once and the others one steward timeout apart in their Layer 1 order, so
-/// that a silent or censoring epoch steward does not strand the joiner and one vote is opened.
+/// Every steward in office gets the request (the joiner seals one to each); the first of the
+/// joiner's take-up order takes it up at once and the others one steward timeout apart, so
+/// that a silent or censoring steward does not strand the joiner and one vote is opened.
 struct Deferred {
     due: Timestamp,
     sealed: SealedJoin,
