@@ -168,7 +168,7 @@ impl NodeState {
     /// A fresh MLS store holding this node's MLS state; `None` if a key package's private
     /// parts do not decode (the storage layer refuses such a row as corrupt).
     pub fn store(&self) -> Option<MlsStore> {
-        let store = MlsStore::new(config().epoch_retention, false);
+        let store = MlsStore::in_memory(config().epoch_retention);
         for group in &self.groups {
             store.restore_group(
                 group.group_id.clone(),
@@ -345,7 +345,7 @@ impl Live {
 
 fn add(sim: &mut Sim, wallet_index: usize) -> Live {
     let signer = MlsSigner::generate().expect("signer");
-    let store = MlsStore::new(config().epoch_retention, true);
+    let store = MlsStore::journaled(config().epoch_retention);
     let engine = Engine::new(wallet(wallet_index), &signer, config(), store.clone());
     Live {
         id: sim.add(engine),
@@ -440,7 +440,7 @@ pub fn build() -> Fixture {
         wallet(K),
         &MlsSigner::generate().expect("signer"),
         config(),
-        MlsStore::new(4, false),
+        MlsStore::in_memory(4),
     );
     let spare_key_package = k_engine.key_package(now).expect("key package");
 
