@@ -256,9 +256,9 @@ impl JoinAttempt {
         }
         self.heard.insert(steward, (announcement, ctx.now));
         if new {
-            // Every steward gets the request: the epoch steward proposes it at once and the
-            // others only if nobody has by their turn, so one that is silent or censoring
-            // does not strand this node, and no second vote is opened on it.
+            // Every steward gets the request: the first of this node's take-up order proposes
+            // it at once and the others only if nobody has by their turn, so one that is
+            // silent or censoring does not strand this node, and no second vote is opened on it.
             self.send(client, ctx, Some(steward))?;
         }
         Ok(())
