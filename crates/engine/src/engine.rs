@@ -1,5 +1,6 @@
 //! The engine: every group of one node, driven by bytes and time.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -90,6 +91,10 @@ pub struct Engine {
     /// Hashes of recently handled messages, to drop exact duplicates.
     recent: BoundedSet<[u8; 32]>,
     out: Outbox,
+    /// The deadline [`Engine::poll_timeout`] last gave, until the next input: an input
+    /// much later than it shows that the driver could not serve the timer (a stopped or
+    /// starved process).
+    deadline: Cell<Option<Timestamp>>,
 }
 
 impl Engine {
@@ -108,6 +113,7 @@ impl Engine {
             announcements: BTreeMap::new(),
             recent: BoundedSet::new(RECENT_CAPACITY),
             out: Outbox::default(),
+            deadline: Cell::new(None),
         }
     }
 
@@ -323,6 +329,7 @@ impl Engine {
         Ok(message.to_bytes()?)
     }
 
+    /// Every input goes through here (its `now` first of all).
     pub(crate) fn split(
         &mut self,
         now: Timestamp,
@@ -332,6 +339,7 @@ impl Engine {
         &mut BTreeMap<GroupId, JoinAttempt>,
         &MlsClient,
     ) {
+        self.notice_stall(now);
         (
             Ctx {
                 wallet: &self.wallet,
@@ -343,6 +351,27 @@ impl Engine {
             &mut self.joins,
             &self.client,
         )
+    }
+
+    /// Whether the input at `now` comes long after a deadline the driver was given: the
+    /// process was stopped or starved, and what the group did meanwhile may still be on its
+    /// way (in socket buffers, in the store). A steward woken from a nap that committed its
+    /// missed turn at once would fork the group from the backup that committed in its
+    /// place, and strand the joiners that backup welcomed.
+    fn notice_stall(&mut self, now: Timestamp) {
+        let Some(due) = self.deadline.take() else {
+            return;
+        };
+        if now.0 <= due.0.saturating_add(self.config.stall_after_ms) {
+            return;
+        }
+        tracing::info!(
+            late_ms = now.0 - due.0,
+            "stalled; hearing the groups before acting"
+        );
+        for session in self.groups.values_mut() {
+            session.stalled(now, &self.config);
+        }
     }
 
     pub(crate) fn session(
@@ -619,6 +648,7 @@ impl Engine {
     /// An error means the message was dropped and nothing changed; its
     /// [`EngineError::kind`] names the reason.
     pub fn handle_message(&mut self, bytes: &[u8], now: Timestamp) -> Result<(), EngineError> {
+        self.notice_stall(now);
         if bytes.len() > self.config.max_message_size {
             return Err(EngineError::Oversize {
                 len: bytes.len(),
@@ -805,13 +835,20 @@ impl Engine {
     // ----- output -----
 
     /// When [`Engine::handle_timeout`] should next be called.
+    ///
+    /// The engine remembers the answer until the next input: an input more than
+    /// [`EngineConfig::stall_after_ms`] after it means the driver could not serve the timer,
+    /// and the engine then hears each group for a steward turn before it commits or judges
+    /// anyone silent.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let groups = self
             .groups
             .values()
             .filter_map(|s| s.poll_timeout(&self.config));
         let joins = self.joins.values().filter_map(JoinAttempt::poll_timeout);
-        groups.chain(joins).min()
+        let deadline = groups.chain(joins).min();
+        self.deadline.set(deadline);
+        deadline
     }
 
     /// The next message to publish.

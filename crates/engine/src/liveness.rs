@@ -29,8 +29,14 @@ impl GroupSession {
                 .any(|o| o.motion.same_as(wanted) && o.decided.is_none_or(|(yes, _)| yes))
     }
 
-    /// The next liveness step due, with when.
+    /// The next liveness step due, with when: never before this member has heard the group
+    /// after a stall of its own, which would look like everyone else's silence.
     fn next_liveness_step(&self, config: &crate::EngineConfig) -> Option<(Timestamp, Motion)> {
+        self.liveness_step(config)
+            .map(|(due, motion)| (self.after_hearing(due), motion))
+    }
+
+    fn liveness_step(&self, config: &crate::EngineConfig) -> Option<(Timestamp, Motion)> {
         // A single-steward group has no one to hand over to: no re-election, no deadlock
         // emergency (its report would be dropped, and the step stay due for ever).
         let stalled = self

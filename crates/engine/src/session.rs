@@ -89,6 +89,9 @@ pub(crate) struct GroupSession {
     pub(crate) departed: Option<Timestamp>,
     /// After a failed commit, when to try again.
     pub(crate) commit_retry_at: Option<Timestamp>,
+    /// After this process stalled, until when this member only hears the group: what it
+    /// missed (a backup's commit) must reach it before it commits or blames anyone.
+    pub(crate) hearing_until: Option<Timestamp>,
     /// The MLS state moved on (application keys used) since it was last written to the
     /// store. Written once per [`crate::Engine::take_storage_writes`], not per message:
     /// a group's state is its whole ratchet tree, hundreds of KiB in a large group.
@@ -139,6 +142,7 @@ impl GroupSession {
             detected: std::collections::BTreeSet::new(),
             departed: None,
             commit_retry_at: None,
+            hearing_until: None,
             unsaved: false,
             key_ages: std::collections::BTreeMap::new(),
             sent_since_rotation: 0,
@@ -566,6 +570,17 @@ impl GroupSession {
     }
 
     // ----- time -----
+
+    /// This process stalled at `now`: it hears the group for one steward turn before it
+    /// commits or judges anyone silent.
+    pub(crate) fn stalled(&mut self, now: Timestamp, config: &crate::EngineConfig) {
+        self.hearing_until = Some(now.plus_ms(self.state.rules.timers.commit_ms(config)));
+    }
+
+    /// `due`, or the end of the hearing after a stall if that is later.
+    pub(crate) fn after_hearing(&self, due: Timestamp) -> Timestamp {
+        self.hearing_until.map_or(due, |until| due.max(until))
+    }
 
     /// Applies deadlines and periodic duties.
     pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {

@@ -611,7 +611,7 @@ impl GroupSession {
             0 if self.state.has_undecided() => self.turns_start()?.plus_ms(config.commit_delay_ms),
             position => self.turn_due(position, config)?,
         };
-        Some(self.commit_retry_at.map_or(due, |retry| due.max(retry)))
+        Some(self.after_hearing(self.commit_retry_at.map_or(due, |retry| due.max(retry))))
     }
 
     /// Commits the waiting changes if it is this member's turn.

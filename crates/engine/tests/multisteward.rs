@@ -1003,6 +1003,42 @@ fn an_approved_joiner_whose_steward_goes_silent_is_committed_by_the_backup() {
 }
 
 #[test]
+fn an_epoch_steward_woken_from_a_nap_hears_the_backups_commit_before_committing_its_joiner() {
+    let (mut sim, nodes, steward, joiner, add) = joiner_at_the_epoch_steward(181);
+    let steward_address = address(&sim, steward);
+    let rest: Vec<_> = nodes.iter().copied().filter(|id| *id != steward).collect();
+    let seen_before: Vec<usize> = nodes
+        .iter()
+        .map(|id| committers_seen(&sim, *id).len())
+        .collect();
+    // Its process stops with the vote open (SIGSTOP, a closed lid); the others approve the
+    // joiner, and the backup commits it in its place.
+    sim.freeze(steward);
+    assert!(people_vote(&mut sim, &rest, &add, true));
+    let mut with_joiner = rest.clone();
+    with_joiner.push(joiner);
+    settle(&mut sim, &with_joiner, 8, 120_000);
+    sim.run_for(20_000);
+    // It wakes with its timers overdue and the votes and the backup's commit in its
+    // sockets: the votes approve the joiner before the commit is read.
+    sim.thaw(steward);
+    let mut everyone = with_joiner;
+    everyone.push(steward);
+    settle(&mut sim, &everyone, 8, 120_000);
+    // The backup's commit stands: the napper never committed the joiner on a branch of its
+    // own, and the joiner, welcomed once, never had to ask again.
+    for (id, before) in nodes.iter().zip(seen_before) {
+        assert!(
+            !committers_seen(&sim, *id)[before..].contains(&steward_address),
+            "node {} saw the napper commit",
+            id.0
+        );
+    }
+    assert!(!committers_seen(&sim, joiner).contains(&steward_address));
+    assert_eq!(requests_sent(&sim, joiner), 1);
+}
+
+#[test]
 fn a_joiner_whose_vote_a_commit_cut_short_is_proposed_again_from_the_buffer() {
     let (mut sim, nodes, steward, joiner, add) = joiner_at_the_epoch_steward(173);
     let g = group();

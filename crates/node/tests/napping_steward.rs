@@ -1,9 +1,12 @@
 //! A steward that naps is passed over, not removed (issue 15, peer scoring): six `demls node`
 //! processes on loopback form a big-consensus group in which every member is a steward. Its
-//! epoch steward is frozen with SIGSTOP while the others vote a member out, and the backup
-//! commits the removal. Woken 25 s later, the napped steward catches up, and most of a minute on
-//! it is still a member on every node, its own included; every other node scores it below the
-//! default but not below the threshold, and no node charged it in an emergency.
+//! epoch steward is frozen with SIGSTOP, and then a seventh node asks to join, invited by the
+//! backup: its request, sealed to every steward it hears, is taken up by one awake steward (at
+//! once, or at its turn if the napper comes first in the joiner's take-up order), the members
+//! approve it, and the backup commits it in the napper's place. Woken 25 s after the freeze, the napped
+//! steward catches up, and most of a minute on it is still a member on every node, its own
+//! included; every other node scores it below the default but not below the threshold, and no
+//! node charged it in an emergency.
 
 mod common;
 
@@ -15,6 +18,8 @@ use serde_json::Value;
 const LIMIT: Duration = Duration::from_secs(90);
 const GROUP: &str = "nap";
 const NAMES: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
+/// The node that asks to join while the epoch steward naps.
+const JOINER: &str = "grace";
 /// How long the epoch steward stays frozen: longer than the node's wake-up threshold, so that
 /// it also fetches what it missed from its peers' archives.
 const NAP: Duration = Duration::from_secs(25);
@@ -57,7 +62,7 @@ fn charged(node: &NodeProc, offender: &str) -> bool {
 }
 
 #[test]
-fn an_epoch_steward_frozen_while_a_removal_is_approved_is_passed_over_and_stays() {
+fn an_epoch_steward_frozen_while_a_joiner_is_approved_is_passed_over_and_stays() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     // Each node dials every node started before it, so that no single node (the one about to
@@ -108,43 +113,57 @@ fn an_epoch_steward_frozen_while_a_removal_is_approved_is_passed_over_and_stays(
     };
     let napper = find(napper_address);
     let backup = find(backup_address);
-    let target = (0..nodes.len())
-        .rev()
-        .find(|i| *i != napper && *i != backup)
-        .unwrap();
-    // The nodes that stay awake and in the group.
-    let awake: Vec<usize> = (0..nodes.len())
-        .filter(|i| *i != napper && *i != target)
-        .collect();
+    // The nodes that stay awake.
+    let awake: Vec<usize> = (0..nodes.len()).filter(|i| *i != napper).collect();
     let (epoch, _) = epoch_and_size(&nodes[backup].group(GROUP).unwrap());
+    let awake_peers: Vec<String> = awake.iter().map(|i| nodes[*i].listen.clone()).collect();
+    let awake_peers: Vec<&str> = awake_peers.iter().map(String::as_str).collect();
+    let joiner = NodeProc::start(
+        &tmp.path().join(JOINER),
+        "/ip4/127.0.0.1/tcp/0",
+        &awake_peers,
+    );
 
-    // The epoch steward's lid closes; the backup asks to remove a member and the other awake
-    // members agree (the target's node votes NO, the napped one says nothing).
+    // The epoch steward's lid closes; the backup invites a newcomer, who asks to join.
     nodes[napper].signal("-STOP");
     let frozen_at = Instant::now();
-    let target_address = nodes[target].address.clone();
-    nodes[backup].cli_json(&["remove", GROUP, &target_address]);
-    for voter in awake.iter().filter(|i| **i != backup) {
-        nodes[*voter].vote_on(GROUP, "remove", &target_address, true);
-    }
-    // The backup commits in its place (Layer 1).
-    wait_until("the backup commits the removal", LIMIT, || {
+    nodes[backup].invite(GROUP, &joiner);
+    // An awake steward takes the request up, and the backup commits the joiner in the napped
+    // steward's place (Layer 1).
+    wait_until("the backup commits the joiner", LIMIT, || {
         awake.iter().all(|i| {
             nodes[*i].group(GROUP).is_some_and(|g| {
-                epoch_and_size(&g) == (epoch + 1, NAMES.len() - 1)
-                    && !has_member(&g, &target_address)
+                epoch_and_size(&g) == (epoch + 1, NAMES.len() + 1)
+                    && has_member(&g, &joiner.address)
             })
-        })
+        }) && joiner.group(GROUP).is_some()
     });
     let committed = frozen_at.elapsed();
     let committer = nodes[awake[0]]
         .events()
         .into_iter()
         .find(|e| e["type"] == "epoch_changed" && e["epoch"] == epoch + 1)
-        .expect("the removal's commit");
+        .expect("the joiner's commit");
     assert!(
         same(committer["committer"].as_str().unwrap(), backup_address),
         "the backup committed: {committer}"
+    );
+    let proposers: Vec<String> = nodes[awake[0]]
+        .events()
+        .into_iter()
+        .filter(|e| {
+            e["type"] == "proposal_opened"
+                && e["change"]["kind"] == "add"
+                && e["change"]["member"]
+                    .as_str()
+                    .is_some_and(|m| same(m, &joiner.address))
+        })
+        .filter_map(|e| e["owner"].as_str().map(str::to_owned))
+        .collect();
+    // Whichever awake steward's turn came first in the joiner's take-up order opened it.
+    assert!(
+        proposers.len() == 1 && !same(&proposers[0], napper_address),
+        "one vote on the joiner, opened by an awake steward: {proposers:?}"
     );
 
     std::thread::sleep(NAP.saturating_sub(frozen_at.elapsed()));
@@ -158,18 +177,17 @@ fn an_epoch_steward_frozen_while_a_removal_is_approved_is_passed_over_and_stays(
             return false;
         };
         epoch_and_size(&own).0 > epoch
-            && !has_member(&own, &target_address)
+            && has_member(&own, &joiner.address)
             && own["authenticator"] == theirs["authenticator"]
     });
     let caught_up = woke_at.elapsed();
     // Most of a minute on: nobody removed it in the meantime.
     std::thread::sleep(AFTER.saturating_sub(woke_at.elapsed()));
 
-    let remaining: Vec<usize> = (0..nodes.len()).filter(|i| *i != target).collect();
     let reference = nodes[backup].group(GROUP).unwrap();
-    for i in &remaining {
-        let name = NAMES[*i];
-        let group = nodes[*i]
+    let everyone = nodes.iter().zip(NAMES).chain([(&joiner, JOINER)]);
+    for (node, name) in everyone {
+        let group = node
             .group(GROUP)
             .unwrap_or_else(|| panic!("{name} is still a member"));
         assert!(
@@ -181,7 +199,7 @@ fn an_epoch_steward_frozen_while_a_removal_is_approved_is_passed_over_and_stays(
             (epoch_and_size(&reference), &reference["authenticator"]),
             "{name} is on the others' epoch"
         );
-        assert!(!charged(&nodes[*i], napper_address), "{name} charged it");
+        assert!(!charged(node, napper_address), "{name} charged it");
     }
     for i in &awake {
         let name = NAMES[*i];

@@ -125,6 +125,8 @@ pub struct Sim {
     /// only through its inputs, and asking all of them at every step costs
     /// O(nodes) engine calls per delivery.
     timers: Vec<Option<Option<Timestamp>>>,
+    /// Frozen nodes (a stopped process) and the deliveries waiting in their sockets.
+    frozen: HashMap<usize, Vec<Delivery>>,
 }
 
 impl Sim {
@@ -141,6 +143,35 @@ impl Sim {
             tap: false,
             spins: (Timestamp::default(), 0),
             timers: Vec::new(),
+            frozen: HashMap::new(),
+        }
+    }
+
+    /// Stops a node's process (SIGSTOP, a closed lid): it serves no timer, and what reaches
+    /// it waits in its sockets until [`Sim::thaw`].
+    pub fn freeze(&mut self, id: NodeId) {
+        self.frozen.entry(id.0).or_default();
+    }
+
+    /// Wakes a frozen node as a stopped process wakes with its timers overdue and its
+    /// sockets full: its overdue timers fire first, then what waited arrives, in order.
+    pub fn thaw(&mut self, id: NodeId) {
+        let Some(waiting) = self.frozen.remove(&id.0) else {
+            return;
+        };
+        let now = self.now;
+        let node = &mut self.nodes[id.0];
+        if node.engine.poll_timeout().is_some_and(|due| due <= now) {
+            let start = Instant::now();
+            node.engine.handle_timeout(now);
+            node.traffic.compute += start.elapsed();
+            self.pump(id);
+        }
+        for mut delivery in waiting {
+            self.seq += 1;
+            delivery.at = now;
+            delivery.seq = self.seq;
+            self.queue.push(Reverse(delivery));
         }
     }
 
@@ -298,6 +329,7 @@ impl Sim {
             .timers
             .iter()
             .enumerate()
+            .filter(|(i, _)| !self.frozen.contains_key(i))
             .filter_map(|(i, t)| t.flatten().map(|t| (t, i)))
             .min();
         let next = match (next_delivery, next_timer) {
@@ -336,6 +368,10 @@ impl Sim {
 
     fn deliver(&mut self, delivery: Delivery) {
         let to = delivery.to;
+        if let Some(waiting) = self.frozen.get_mut(&to.0) {
+            waiting.push(delivery);
+            return;
+        }
         let sender_partition = self.nodes[delivery.from.0].partition;
         let node = &mut self.nodes[to.0];
         let reachable = node.online && sender_partition == node.partition;
