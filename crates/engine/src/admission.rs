@@ -2,7 +2,7 @@
 //! token balance, or of an NFT, read from a chain.
 //!
 //! The engine does no IO: it asks its shell to read the chain
-//! ([`Event::AdmissionCheck`]) and takes the answer
+//! ([`Request::AdmissionCheck`]) and takes the answer
 //! ([`crate::Engine::admission_verdict`]). The steward checks a joiner before
 //! proposing it; every member checks again before voting YES. An unanswered
 //! or unavailable check never admits anyone (fail closed): nobody votes YES
@@ -20,7 +20,7 @@ use crate::context::Ctx;
 use crate::motion::Motion;
 use crate::session::GroupSession;
 use crate::wire::{JoinRefused, envelope, signing_bytes};
-use crate::{EngineError, Event, Timestamp, TopicKind};
+use crate::{EngineError, Request, Timestamp, TopicKind};
 
 /// Where this member's check of one joiner stands.
 #[derive(Clone, Debug)]
@@ -62,7 +62,7 @@ impl GroupSession {
                 admitted: None,
             },
         );
-        ctx.emit(Event::AdmissionCheck {
+        ctx.request(Request::AdmissionCheck {
             group: self.id.clone(),
             subject,
             policy: self.state.policy.clone(),
@@ -90,7 +90,7 @@ impl GroupSession {
         }
     }
 
-    /// The shell's answer to an [`Event::AdmissionCheck`].
+    /// The shell's answer to an [`Request::AdmissionCheck`].
     pub(crate) fn admission_verdict(
         &mut self,
         subject: Address,

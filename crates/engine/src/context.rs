@@ -6,11 +6,12 @@ use demls_identity::Wallet;
 use prost::Message;
 
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
-use crate::{EngineConfig, Event, GroupId, Timestamp, Topic, TopicKind, Transmit};
+use crate::{EngineConfig, Event, GroupId, Request, Timestamp, Topic, TopicKind, Transmit};
 
 /// Messages and events produced by the engine, waiting for the shell.
 #[derive(Default)]
 pub(crate) struct Outbox {
+    pub(crate) requests: VecDeque<Request>,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
 }
@@ -24,6 +25,11 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Asks the shell for something.
+    pub(crate) fn request(&mut self, request: Request) {
+        self.out.requests.push_back(request);
+    }
+
     /// Records an event.
     pub(crate) fn emit(&mut self, event: Event) {
         self.out.events.push_back(event);

@@ -23,7 +23,8 @@ use crate::snapshot::{EngineSnapshot, GroupSnapshot, SNAPSHOT_VERSION, StandingV
 use crate::steward::StewardDuty;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
 use crate::{
-    ChangeKind, EngineConfig, EngineError, Epoch, Event, GroupId, GroupParams, Timestamp, Transmit,
+    ChangeKind, EngineConfig, EngineError, Epoch, Event, GroupId, GroupParams, Request, Timestamp,
+    Transmit,
 };
 
 /// How many message hashes are remembered to drop exact duplicates.
@@ -76,8 +77,9 @@ pub struct GroupView {
 ///
 /// Sans-IO: feed it received bytes ([`Engine::handle_message`]), the clock
 /// ([`Engine::handle_timeout`] when [`Engine::poll_timeout`] says so) and
-/// user commands; take out bytes to publish ([`Engine::poll_transmit`]) and
-/// events ([`Engine::poll_event`]). A shell that persists state must write
+/// user commands; take out what the shell must do ([`Engine::poll_request`]), bytes to
+/// publish ([`Engine::poll_transmit`]) and events ([`Engine::poll_event`]), or all of it at
+/// once with [`Engine::take_output`]. A shell that persists state must write
 /// [`Engine::take_storage_writes`] durably before it publishes the transmits
 /// produced by the same calls.
 pub struct Engine {
@@ -273,14 +275,14 @@ impl Engine {
                 session.standing.insert(kind, vote.yes);
             }
             engine.groups.insert(id.clone(), session);
-            engine.out.events.push_back(Event::Subscribe(id));
+            engine.out.requests.push_back(Request::Subscribe(id));
         }
         for join in snapshot.joins {
             let attempt = JoinAttempt::restore(join)?;
             engine
                 .out
-                .events
-                .push_back(Event::Subscribe(attempt.group().clone()));
+                .requests
+                .push_back(Request::Subscribe(attempt.group().clone()));
             engine.joins.insert(attempt.group().clone(), attempt);
         }
         let (mut ctx, groups, _, _) = engine.split(now);
@@ -434,7 +436,9 @@ impl Engine {
             now,
         )?;
         self.groups.insert(group.clone(), session);
-        self.out.events.push_back(Event::Subscribe(group.clone()));
+        self.out
+            .requests
+            .push_back(Request::Subscribe(group.clone()));
         self.out.events.push_back(Event::GroupCreated { group });
         self.handle_timeout(now);
         Ok(())
@@ -477,7 +481,9 @@ impl Engine {
         if self.groups.remove(&group).is_some() {
             self.store.delete_group(group.as_bytes());
         }
-        self.out.events.push_back(Event::Subscribe(group.clone()));
+        self.out
+            .requests
+            .push_back(Request::Subscribe(group.clone()));
         if let Some(announcement) = self.announcements.get(&group).cloned() {
             let (mut ctx, _, _, client) = self.split(now);
             // An announcement from a steward the user did not ask for is simply not used.
@@ -561,7 +567,7 @@ impl Engine {
         session.settle(&mut ctx)
     }
 
-    /// The answer to an [`Event::AdmissionCheck`]: whether `subject` meets the
+    /// The answer to an [`Request::AdmissionCheck`]: whether `subject` meets the
     /// group's admission policy, as read from the chain.
     pub fn admission_verdict(
         &mut self,
@@ -708,7 +714,7 @@ impl Engine {
                 let attempt = joins.get_mut(&group).ok_or(EngineError::NotForUs)?;
                 attempt.refused(refusal, &mut ctx)?;
                 joins.remove(&group);
-                self.out.events.push_back(Event::Unsubscribe(group));
+                self.out.requests.push_back(Request::Unsubscribe(group));
                 Ok(())
             }
             envelope::Body::SyncRequest(request) => {
@@ -785,7 +791,7 @@ impl Engine {
         for group in gone {
             self.groups.remove(&group);
             self.store.delete_group(group.as_bytes());
-            self.out.events.push_back(Event::Unsubscribe(group));
+            self.out.requests.push_back(Request::Unsubscribe(group));
         }
         let dead: Vec<GroupId> = self
             .groups
@@ -856,6 +862,11 @@ impl Engine {
         self.out.transmits.pop_front()
     }
 
+    /// The next thing the shell must do, before it publishes the transmits made with it.
+    pub fn poll_request(&mut self) -> Option<Request> {
+        self.out.requests.pop_front()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.out.events.pop_front()
@@ -870,6 +881,7 @@ impl Engine {
         Ok(crate::Output {
             writes,
             snapshot,
+            requests: self.out.requests.drain(..).collect(),
             transmits: self.out.transmits.drain(..).collect(),
             events: self.out.events.drain(..).collect(),
         })

@@ -1,4 +1,5 @@
-//! What the engine tells its shell: messages to send and things that happened.
+//! What the engine tells its shell: messages to send, what the shell must do (some of it
+//! answered), and things that happened.
 
 use demls_consensus::ProposalId;
 use demls_identity::Address;
@@ -16,7 +17,8 @@ pub struct Transmit {
 
 /// Everything the engine produced since it was last drained ([`crate::Engine::take_output`]),
 /// in the order a shell applies it: persist `writes` and `snapshot` together (one
-/// transaction), then publish `transmits`, then act on `events`. A transmit must never go out
+/// transaction), then carry out `requests`, then publish `transmits`, then act on
+/// `events`. A transmit must never go out
 /// before the state it came from is on disk: after a crash in between, the restarted node
 /// would use again the keys of a ciphertext already published.
 #[derive(Debug, Default)]
@@ -26,10 +28,36 @@ pub struct Output {
     pub writes: Vec<crate::StorageWrite>,
     /// The protocol state to keep beside the MLS state ([`crate::Engine::snapshot`]).
     pub snapshot: Vec<u8>,
+    /// What the shell must do, in order (a group's topics are listened to before its
+    /// messages are published).
+    pub requests: Vec<Request>,
     /// Messages to publish, in order.
     pub transmits: Vec<Transmit>,
     /// What happened, in order.
     pub events: Vec<Event>,
+}
+
+/// Something the engine needs its shell to do: some only carry out (listen to a topic), some
+/// need an answer through an [`crate::Engine`] method (an admission check).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Start listening to this group's topics.
+    Subscribe(GroupId),
+    /// Stop listening to this group's topics.
+    Unsubscribe(GroupId),
+    /// The group admits only addresses that meet its policy: the shell must
+    /// check `subject` against the chain and answer with
+    /// [`crate::Engine::admission_verdict`]. Until then nobody votes YES on it,
+    /// and an unanswered or unavailable check never admits anyone.
+    AdmissionCheck {
+        /// The group.
+        group: GroupId,
+        /// The joiner to check.
+        subject: Address,
+        /// The group's policy.
+        policy: demls_policy::AdmissionPolicy,
+    },
 }
 
 /// What a proposal changes, as voters see it.
@@ -106,13 +134,11 @@ pub enum Removal {
     Replaced,
 }
 
-/// Something that happened, for the shell and the user.
+/// Something that happened, for the shell and the user: a notification, which needs no
+/// answer (see [`Request`] for what does).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
-    /// Start listening to this group's topics.
-    Subscribe(GroupId),
-    /// Stop listening to this group's topics.
-    Unsubscribe(GroupId),
     /// This node created a group and is its steward.
     GroupCreated {
         /// The group.
@@ -242,18 +268,6 @@ pub enum Event {
     Rejoining {
         /// The group.
         group: GroupId,
-    },
-    /// The group admits only addresses that meet its policy: the shell must
-    /// check `subject` against the chain and answer with
-    /// [`crate::Engine::admission_verdict`]. Until then nobody votes YES on it,
-    /// and an unanswered or unavailable check never admits anyone.
-    AdmissionCheck {
-        /// The group.
-        group: GroupId,
-        /// The joiner to check.
-        subject: Address,
-        /// The group's policy.
-        policy: demls_policy::AdmissionPolicy,
     },
     /// A steward refused this node's join request.
     JoinRefused {

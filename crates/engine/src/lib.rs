@@ -133,7 +133,7 @@ pub use config::{EngineConfig, GroupParams, JoinRule, RotationRule, StewardMode,
 pub use demls_consensus::ProposalId;
 pub use engine::{Engine, GroupView};
 pub use error::EngineError;
-pub use event::{ChangeKind, Event, Output, Removal, Transmit, Violation};
+pub use event::{ChangeKind, Event, Output, Removal, Request, Transmit, Violation};
 pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
 pub use invitation::InvitationError;
 pub use join::{Announcement, JoinStage};

@@ -2,7 +2,7 @@
 //! steward and again by every member; the check fails closed.
 //!
 //! The chain is played by the test (the shell's role): it answers each
-//! `Event::AdmissionCheck` with a verdict. Real chain reads are tested in
+//! `Request::AdmissionCheck` with a verdict. Real chain reads are tested in
 //! `crates/chain` and through the node in `crates/node/tests/gated.rs`.
 
 mod common;
@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use demls_engine::{ChangeKind, Event, GroupParams, StewardMode, VotePolicy};
+use demls_engine::{ChangeKind, GroupParams, Request, StewardMode, VotePolicy};
 use demls_identity::Address;
 use demls_policy::{
     AdmissionPolicy, BlockRef, Gate, Refusal, Requirement, U256, Unavailable, Verdict,
@@ -65,14 +65,16 @@ impl Chain {
     fn answer(&mut self, sim: &mut Sim) {
         for id in sim.ids().collect::<Vec<_>>() {
             let cursor = self.cursors.entry(id).or_default();
-            let asks: Vec<_> = sim.node(id).events[*cursor..]
+            let asks: Vec<_> = sim.node(id).requests[*cursor..]
                 .iter()
-                .filter_map(|(_, e)| match e {
-                    Event::AdmissionCheck { group, subject, .. } => Some((group.clone(), *subject)),
+                .filter_map(|(_, r)| match r {
+                    Request::AdmissionCheck { group, subject, .. } => {
+                        Some((group.clone(), *subject))
+                    }
                     _ => None,
                 })
                 .collect();
-            *cursor = sim.node(id).events.len();
+            *cursor = sim.node(id).requests.len();
             for (group, subject) in asks {
                 let verdict = self.verdict(subject);
                 sim.act(id, |e, now| {
@@ -139,9 +141,9 @@ fn a_rich_account_joins_and_a_poor_one_is_refused_with_its_reason() {
     // The steward checked every joiner before proposing it (members checking too is the next test).
     let checked = sim
         .node(nodes[0])
-        .events
+        .requests
         .iter()
-        .filter(|(_, e)| matches!(e, Event::AdmissionCheck { .. }))
+        .filter(|(_, r)| matches!(r, Request::AdmissionCheck { .. }))
         .count();
     assert_eq!(checked, 3);
     // Joiners see the policy in the announcement.
@@ -165,11 +167,13 @@ fn a_rich_account_joins_and_a_poor_one_is_refused_with_its_reason() {
     let checks = nodes
         .iter()
         .map(|id| {
-            picked(&sim, *id, |e| match e {
-                Event::AdmissionCheck { subject, .. } if *subject == poor_address => Some(()),
-                _ => None,
-            })
-            .len()
+            sim.node(*id)
+                .requests
+                .iter()
+                .filter(|(_, r)| {
+                    matches!(r, Request::AdmissionCheck { subject, .. } if *subject == poor_address)
+                })
+                .count()
         })
         .sum::<usize>();
     assert_eq!(checks, 1);

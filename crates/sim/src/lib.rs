@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use demls_engine::{Engine, EngineError, Event, GroupId, Timestamp, Transmit};
+use demls_engine::{Engine, EngineError, Event, GroupId, Request, Timestamp, Transmit};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -71,6 +71,8 @@ pub struct SimNode {
     pub subscriptions: BTreeSet<GroupId>,
     /// Every event, with the virtual time it happened.
     pub events: Vec<(Timestamp, Event)>,
+    /// Every request to the shell (admission checks are answered by the test), with when.
+    pub requests: Vec<(Timestamp, Request)>,
     /// Every dropped input, with the reason.
     pub drops: Vec<(Timestamp, String)>,
     /// Traffic counters.
@@ -197,6 +199,7 @@ impl Sim {
             engine,
             subscriptions: BTreeSet::new(),
             events: Vec::new(),
+            requests: Vec::new(),
             drops: Vec::new(),
             traffic: Traffic::default(),
             online: true,
@@ -247,20 +250,20 @@ impl Sim {
     fn pump(&mut self, id: NodeId) {
         self.timers[id.0] = None;
         let now = self.now;
-        loop {
-            let node = &mut self.nodes[id.0];
-            let Some(event) = node.engine.poll_event() else {
-                break;
-            };
-            match &event {
-                Event::Subscribe(group) => {
+        let node = &mut self.nodes[id.0];
+        while let Some(request) = node.engine.poll_request() {
+            match &request {
+                Request::Subscribe(group) => {
                     node.subscriptions.insert(group.clone());
                 }
-                Event::Unsubscribe(group) => {
+                Request::Unsubscribe(group) => {
                     node.subscriptions.remove(group);
                 }
                 _ => {}
             }
+            node.requests.push((now, request));
+        }
+        while let Some(event) = node.engine.poll_event() {
             node.events.push((now, event));
         }
         while let Some(transmit) = self.nodes[id.0].engine.poll_transmit() {

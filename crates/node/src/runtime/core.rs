@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use demls_engine::{
-    Engine, Event, GroupId, GroupParams, GroupView, JoinRule, ProposalId, Timestamp, TopicKind,
-    VotePolicy,
+    Engine, Event, GroupId, GroupParams, GroupView, JoinRule, ProposalId, Request, Timestamp,
+    TopicKind, VotePolicy,
 };
 use demls_identity::Address;
 use demls_policy::{AdmissionPolicy, CheckRequest, Verdict};
@@ -305,6 +305,17 @@ impl Runtime {
             });
             logged.push((None, body));
         }
+        for request in &output.requests {
+            self.carry_out(request);
+            if let Some(body) = json::request_body(request) {
+                step.events.push(NewEvent {
+                    at: now,
+                    group: json::event_group(&body),
+                    body: to_text(&body),
+                });
+                logged.push((None, body));
+            }
+        }
         for event in output.events {
             if let Some(body) = self.absorb(&event, now, &mut step) {
                 step.events.push(NewEvent {
@@ -377,19 +388,29 @@ impl Runtime {
         CommandError::Refused(error)
     }
 
-    /// Updates the node's view from one engine event; what to log, if anything.
-    fn absorb(&mut self, event: &Event, now: Timestamp, step: &mut Step) -> Option<EventBody> {
-        match event {
-            Event::Subscribe(group) => {
+    /// Does what the engine asks.
+    fn carry_out(&mut self, request: &Request) {
+        match request {
+            Request::Subscribe(group) => {
                 self.subscribed.insert(group.clone());
                 // A joiner finds the latest announcement, a returning member what it missed.
                 self.fetch_due.insert(group.clone());
-                return None;
             }
-            Event::Unsubscribe(group) => {
+            Request::Unsubscribe(group) => {
                 self.subscribed.remove(group);
-                return None;
             }
+            Request::AdmissionCheck {
+                group,
+                subject,
+                policy,
+            } => self.ask_chain(group, *subject, policy),
+            other => tracing::warn!(?other, "a request this node does not know"),
+        }
+    }
+
+    /// Updates the node's view from one engine event; what to log, if anything.
+    fn absorb(&mut self, event: &Event, now: Timestamp, step: &mut Step) -> Option<EventBody> {
+        match event {
             Event::Message {
                 group,
                 sender,
@@ -496,11 +517,6 @@ impl Runtime {
                     .group_state(group.as_str(), epoch.0, members.len());
             }
             Event::CommitRejected { .. } => self.metrics.commit_rejected(),
-            Event::AdmissionCheck {
-                group,
-                subject,
-                policy,
-            } => self.ask_chain(group, *subject, policy),
             Event::JoinRefused {
                 group,
                 steward,

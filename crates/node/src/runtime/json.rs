@@ -7,7 +7,7 @@ use demls_api::{
 };
 use std::collections::BTreeMap;
 
-use demls_engine::{ChangeKind, Event, GroupId};
+use demls_engine::{ChangeKind, Event, GroupId, Request};
 use demls_identity::Address;
 use demls_storage::{ProposalRecord, StoredMessage};
 use serde::Serialize;
@@ -237,15 +237,6 @@ pub fn event_body(event: &Event) -> EventBody {
             committer: committer.to_string(),
             reason: reason.clone(),
         },
-        Event::AdmissionCheck {
-            group,
-            subject,
-            policy,
-        } => EventBody::AdmissionCheck {
-            group: group.to_string(),
-            subject: subject.to_string(),
-            policy: policy.to_string(),
-        },
         Event::JoinRefused {
             group,
             steward,
@@ -297,6 +288,23 @@ pub fn event_body(event: &Event) -> EventBody {
         other => EventBody::Engine {
             detail: format!("{other:?}"),
         },
+    }
+}
+
+/// A request from the engine as the event log shows it, if it shows it (listening to a
+/// topic is not shown).
+pub fn request_body(request: &Request) -> Option<EventBody> {
+    match request {
+        Request::AdmissionCheck {
+            group,
+            subject,
+            policy,
+        } => Some(EventBody::AdmissionCheck {
+            group: group.to_string(),
+            subject: subject.to_string(),
+            policy: policy.to_string(),
+        }),
+        _ => None,
     }
 }
 
