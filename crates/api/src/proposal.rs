@@ -104,7 +104,7 @@ pub enum ProposalState {
     Approved,
     /// Decided NO.
     Rejected,
-    /// Closed undecided (an epoch change, or a restart of this node).
+    /// Closed undecided: its epoch ended (while this node ran, or while it was down).
     Closed,
 }
 

@@ -183,6 +183,7 @@ impl Engine {
                             })
                         })
                         .collect(),
+                    open: session.open_proposals_with_votes(),
                 })
             })
             .collect::<Result<_, EngineError>>()?;
@@ -212,6 +213,7 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let snapshot = EngineSnapshot::decode_checked(snapshot)?;
         let mut engine = Self::new(wallet, signer, config, store);
+        let mut open = BTreeMap::new();
         for group in snapshot.groups {
             let id = GroupId::new(&group.group_id)?;
             let mls = engine.client.load_group(id.as_bytes())?;
@@ -274,6 +276,7 @@ impl Engine {
                 };
                 session.standing.insert(kind, vote.yes);
             }
+            open.insert(id.clone(), group.open);
             engine.groups.insert(id.clone(), session);
             engine.out.requests.push_back(Request::Subscribe(id));
         }
@@ -286,6 +289,12 @@ impl Engine {
             engine.joins.insert(attempt.group().clone(), attempt);
         }
         let (mut ctx, groups, _, _) = engine.split(now);
+        for (id, session) in groups.iter_mut() {
+            session.take_in_again(open.remove(id).unwrap_or_default(), &mut ctx);
+        }
+        // Taking the proposals in again told the shell nothing it did not record before it
+        // stopped; what it does next (its votes to send again) is in the transmits.
+        ctx.out.events.clear();
         for session in groups.values_mut() {
             session.settle(&mut ctx)?;
         }

@@ -65,6 +65,11 @@ pub struct GroupSnapshot {
     /// Members' display names (absent in snapshots of older versions: none known).
     #[prost(message, repeated, tag = "12")]
     pub names: Vec<NameRecord>,
+    /// The current epoch's proposals still open here, each with the votes this member holds
+    /// (absent in snapshots of older versions: none), taken in again on restore as if their
+    /// owners had sent them again.
+    #[prost(message, repeated, tag = "13")]
+    pub open: Vec<demls_consensus::wire::Proposal>,
 }
 
 /// A member's display name.

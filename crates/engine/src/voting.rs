@@ -251,6 +251,50 @@ impl GroupSession {
         self.check_decision(id, ctx)
     }
 
+    /// The current epoch's proposals open here, each with the votes this member holds, for
+    /// the snapshot.
+    pub(crate) fn open_proposals_with_votes(&self) -> Vec<wire::Proposal> {
+        self.state
+            .open
+            .keys()
+            .filter_map(|id| self.state.consensus.proposal(*id).cloned())
+            .collect()
+    }
+
+    /// After a restart, the proposals of the epoch this member held when it stopped, taken
+    /// in as their owners would send them again: its own votes are not cast again, an own
+    /// change is linked to its proposal rather than proposed anew, and what it sent goes on
+    /// being sent again on the usual schedule.
+    pub(crate) fn take_in_again(&mut self, proposals: Vec<wire::Proposal>, ctx: &mut Ctx<'_>) {
+        let me = ctx.wallet.address();
+        for proposal in proposals {
+            let id = ProposalId(proposal.proposal_id);
+            let Some(owner) = Address::from_slice(&proposal.proposal_owner) else {
+                continue;
+            };
+            if let Err(error) = self.receive_proposal(owner, proposal, ctx) {
+                tracing::warn!(group = %self.id, proposal = id.0, %error, "open proposal not restored");
+                continue;
+            }
+            let voted = self.has_voted(id, me);
+            let Some(open) = self.state.open.get_mut(&id) else {
+                continue;
+            };
+            open.voted |= voted;
+            if open.voted || owner == me {
+                open.sent.get_or_insert((ctx.now, 0));
+            }
+            if owner == me
+                && let Some(own) = self
+                    .own
+                    .iter_mut()
+                    .find(|o| o.proposal.is_none() && o.motion.same_as(&open.motion))
+            {
+                own.proposal = Some(id);
+            }
+        }
+    }
+
     /// Whether the vote of `voter` on proposal `id` has been taken in.
     fn has_voted(&self, id: ProposalId, voter: Address) -> bool {
         self.state
@@ -272,7 +316,7 @@ impl GroupSession {
         };
         let me = ctx.wallet.address();
         // A proposal can arrive carrying this member's vote already: re-sent by its owner
-        // after this member restarted (votes in flight are not kept across a restart).
+        // after this member restarted from a snapshot that did not hold it yet.
         if open.decided.is_some()
             || open.voted
             || !self.state.voters(&open.motion, open.owner).contains(&me)

@@ -148,7 +148,7 @@ fn hand_voters_and_a_joiner(sim: &mut Sim, voters: &[NodeId]) -> NodeId {
 }
 
 #[test]
-fn a_member_restarted_mid_vote_takes_its_own_vote_back_without_voting_again() {
+fn a_member_restarted_mid_vote_keeps_the_open_proposal_and_its_own_vote() {
     let Setup {
         mut sim,
         mut all,
@@ -158,24 +158,40 @@ fn a_member_restarted_mid_vote_takes_its_own_vote_back_without_voting_again() {
     let g = group();
     let nodes = &all[..3];
     let fourth = persisted.id;
+    let fourth_address = address(&sim, fourth);
 
     // Two members vote by hand and wait: the next join stays open with the steward's and the
     // fourth member's YES (two of four).
     let fifth = hand_voters_and_a_joiner(&mut sim, &nodes[1..]);
-    let voted = |s: &Sim| {
-        s.node(fourth).events.iter().any(|(_, e)| {
-            matches!(e, demls_engine::Event::VoteRecorded { voter, .. }
-                if *voter == address(s, fourth))
-        })
+    let own_votes = |s: &Sim| {
+        s.node(fourth)
+            .events
+            .iter()
+            .filter(|(_, e)| {
+                matches!(e, demls_engine::Event::VoteRecorded { voter, .. }
+                    if *voter == fourth_address)
+            })
+            .count()
     };
-    assert!(sim.run_until(10_000, voted));
+    assert!(sim.run_until(10_000, |s| own_votes(s) > 0));
+    let (proposal, _, _) = opened(&sim, fourth).last().cloned().unwrap();
 
-    // It restarts and forgets the vote; the owner sends the proposal again, carrying that vote.
-    let opened_before = opened(&sim, fourth).len();
+    // It restarts: the proposal is still open there, with its vote (the snapshot keeps the
+    // epoch's open proposals), and neither the owner's resend nor its own timers make it
+    // vote again or refuse its own vote.
+    let votes_before = own_votes(&sim);
     persisted.restart(&mut sim, &mut disk, VotePolicy::Automatic);
+    let open = |s: &Sim| {
+        view(s, fourth)
+            .open_proposals
+            .iter()
+            .any(|(id, decided)| *id == proposal && decided.is_none())
+    };
+    assert!(open(&sim), "the restarted member forgot the open proposal");
     let drops_before = sim.node(fourth).drops.len();
-    assert!(sim.run_until(10_000, |s| opened(s, fourth).len() > opened_before));
-    sim.run_for(3_000);
+    sim.run_for(10_000);
+    assert!(open(&sim));
+    assert_eq!(own_votes(&sim), votes_before, "it voted again");
     let drops: Vec<_> = sim.node(fourth).drops[drops_before..]
         .iter()
         .map(|(_, reason)| reason.clone())
@@ -186,7 +202,6 @@ fn a_member_restarted_mid_vote_takes_its_own_vote_back_without_voting_again() {
     );
 
     // The others vote; everyone, the restarted member included, takes the fifth in.
-    let (proposal, _, _) = opened(&sim, nodes[1]).last().cloned().unwrap();
     for &member in &nodes[1..] {
         sim.act(member, |e, now| e.vote(&g, proposal, true, now))
             .unwrap();
@@ -211,12 +226,14 @@ fn a_member_restarted_keeps_the_key_packages_it_buffered_and_old_snapshots_still
     let buffered = |s: &Sim| view(s, fourth).buffered_joiners == vec![fifth_address];
     assert!(sim.run_until(10_000, buffered));
 
-    // A snapshot written before key packages were buffered (no tag 11) still loads.
+    // A snapshot written before key packages were buffered (no tag 11, nor the open
+    // proposals of tag 13, which came later) still loads.
     disk.apply(sim.node_mut(fourth).engine.take_storage_writes().unwrap());
     let bytes = sim.node(fourth).engine.snapshot().unwrap();
     let mut old = EngineSnapshot::decode_checked(&bytes).unwrap();
     for group in &mut old.groups {
         group.key_packages.clear();
+        group.open.clear();
     }
     let restored = Engine::restore(
         persisted.wallet.clone(),

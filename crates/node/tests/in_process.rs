@@ -1,14 +1,16 @@
-//! Two nodes run in this test's own process through the `demls` library (no child
-//! processes): each with its own data directory and its real transport on loopback, driven
-//! through the `NodeHandle` that `runtime::start` returns. One creates an open group, the
-//! other asks to join it by name, and once it is in, each sends a message the other reads.
+//! Nodes run in this test's own process through the `demls` library (no child processes):
+//! each with its own data directory and its real transport on loopback, driven through the
+//! `NodeHandle` that `runtime::start` returns. One creates an open group and the other asks
+//! to join it by name; once it is in, each sends a message the other reads, or a vote open
+//! when a node restarts is still open, with its votes, after the restart.
 
 use std::path::Path;
 use std::time::Duration;
 
 use demls::runtime::admission::ChainAccess;
 use demls::runtime::{self, NodeConfig, NodeHandle};
-use demls_engine::{EngineConfig, GroupId, GroupParams, JoinRule};
+use demls_api::ProposalState;
+use demls_engine::{EngineConfig, GroupId, GroupParams, JoinRule, ProposalId};
 use demls_storage::{ArchiveLimits, Durability};
 use demls_transport::TransportConfig;
 use zeroize::Zeroizing;
@@ -66,15 +68,11 @@ fn texts(rt: &runtime::Runtime) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_in_one_process_form_a_group_and_talk() {
-    let dirs = tempfile::tempdir().expect("a temporary directory");
-    let alice = start(&dirs.path().join("alice"), Vec::new()).await;
-    let listen = alice.call(|rt| rt.info().listen_addrs).await.expect("runs");
-    let bob = start(&dirs.path().join("bob"), listen).await;
-    let bob_address = bob.address();
-
-    alice
+/// The first of `names` creates an open group and the others, started with it as their
+/// peer, join it one after the other.
+async fn group_of(dir: &Path, names: &[&str]) -> Vec<NodeHandle> {
+    let first = start(&dir.join(names[0]), Vec::new()).await;
+    first
         .command(|rt| {
             rt.create_group(
                 GROUP,
@@ -85,18 +83,43 @@ async fn two_nodes_in_one_process_form_a_group_and_talk() {
             )
         })
         .await
-        .expect("alice creates the group");
-    let group = GroupId::new(GROUP).expect("a group name");
-    bob.command(|rt| rt.join(GROUP, None))
-        .await
-        .expect("bob asks to join");
-    let in_group = move |rt: &mut runtime::Runtime| {
-        rt.group_view(&group)
-            .is_some_and(|v| v.members.len() == 2 && v.members.contains(&bob_address))
-    };
-    wait_for("bob is in alice's view", &alice, in_group.clone()).await;
-    wait_for("bob is in his own view", &bob, in_group).await;
+        .expect("the first node creates the group");
+    let peers = listen_addrs(&first).await;
+    let mut nodes = vec![first];
+    for name in &names[1..] {
+        let node = start(&dir.join(name), peers.clone()).await;
+        node.command(|rt| rt.join(GROUP, None))
+            .await
+            .expect("it asks to join");
+        nodes.push(node);
+        let (size, everyone) = (
+            nodes.len(),
+            nodes.iter().map(NodeHandle::address).collect::<Vec<_>>(),
+        );
+        let in_group = move |rt: &mut runtime::Runtime| {
+            let group = GroupId::new(GROUP).expect("a group name");
+            rt.group_view(&group).is_some_and(|v| {
+                v.members.len() == size && everyone.iter().all(|a| v.members.contains(a))
+            })
+        };
+        for node in &nodes {
+            wait_for(&format!("{name} is in"), node, in_group.clone()).await;
+        }
+    }
+    nodes
+}
 
+async fn listen_addrs(node: &NodeHandle) -> Vec<String> {
+    node.call(|rt| rt.info().listen_addrs)
+        .await
+        .expect("the node runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_in_one_process_form_a_group_and_talk() {
+    let dirs = tempfile::tempdir().expect("a temporary directory");
+    let [alice, bob] = <[NodeHandle; 2]>::try_from(group_of(dirs.path(), &["alice", "bob"]).await)
+        .unwrap_or_else(|_| unreachable!());
     alice
         .command(|rt| rt.send(GROUP, "hello from alice"))
         .await
@@ -113,6 +136,77 @@ async fn two_nodes_in_one_process_form_a_group_and_talk() {
     wait_for("bob reads alice", &bob, both).await;
     wait_for("alice reads bob", &alice, both).await;
     for node in [alice, bob] {
+        node.shutdown().await.expect("the node stops");
+    }
+}
+
+/// The state and the voters of proposal `id` at a node.
+fn proposal(rt: &runtime::Runtime, id: &str) -> Option<(ProposalState, Vec<String>)> {
+    rt.proposals(GROUP)
+        .ok()?
+        .into_iter()
+        .find(|p| p.id == id)
+        .map(|p| (p.state, p.votes.into_iter().map(|v| v.voter).collect()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_open_when_a_node_restarts_is_still_open_after_it_and_takes_its_vote() {
+    let dirs = tempfile::tempdir().expect("a temporary directory");
+    let nodes = group_of(dirs.path(), &["alice", "bob", "carol"]).await;
+    let [alice, bob, carol] = <[NodeHandle; 3]>::try_from(nodes).unwrap_or_else(|_| unreachable!());
+    let (alice_address, carol_address) = (alice.address().to_string(), carol.address());
+    for node in [&alice, &bob, &carol] {
+        node.command(|rt| rt.set_vote_policy(true))
+            .await
+            .expect("votes by hand");
+    }
+    // Alice asks to remove Carol: her YES travels in the proposal; Bob has not voted.
+    alice
+        .command(move |rt| rt.propose_remove(GROUP, carol_address))
+        .await
+        .expect("alice proposes");
+    let open_at_bob = |rt: &mut runtime::Runtime| {
+        rt.proposals(GROUP)
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p.state == ProposalState::Open)
+    };
+    wait_for("bob sees the vote open", &bob, open_at_bob).await;
+    let id = bob
+        .command(|rt| rt.proposals(GROUP))
+        .await
+        .expect("bob's proposals")
+        .into_iter()
+        .find(|p| p.state == ProposalState::Open)
+        .expect("an open proposal")
+        .id;
+
+    // Bob's node stops and starts again on its data directory.
+    bob.shutdown().await.expect("bob stops");
+    let bob = start(&dirs.path().join("bob"), listen_addrs(&alice).await).await;
+    let (state, voters) = {
+        let id = id.clone();
+        bob.call(move |rt| proposal(rt, &id))
+            .await
+            .expect("bob runs")
+            .expect("the proposal is still stored")
+    };
+    assert_eq!(state, ProposalState::Open, "the restart closed the vote");
+    assert_eq!(voters, vec![alice_address]);
+
+    // Bob can still vote on it: he says NO, and Alice takes his vote in.
+    let proposal_id = ProposalId(
+        u32::from_str_radix(id.trim_start_matches("0x"), 16).expect("a proposal id in hex"),
+    );
+    bob.command(move |rt| rt.vote(GROUP, proposal_id, false))
+        .await
+        .expect("bob votes after his restart");
+    let bob_address = bob.address().to_string();
+    let bob_voted = move |rt: &mut runtime::Runtime| {
+        proposal(rt, &id).is_some_and(|(_, voters)| voters.contains(&bob_address))
+    };
+    wait_for("alice has bob's vote", &alice, bob_voted).await;
+    for node in [alice, bob, carol] {
         node.shutdown().await.expect("the node stops");
     }
 }

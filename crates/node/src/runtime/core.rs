@@ -140,6 +140,14 @@ impl Runtime {
             if let Some(view) = engine.group(group) {
                 tracker.set_epoch(group, view.epoch);
                 metrics.group_state(group.as_str(), view.epoch.0, view.members.len());
+                // The engine kept the epoch's open proposals across the restart: follow them on.
+                let open: BTreeSet<ProposalId> =
+                    view.open_proposals.iter().map(|(id, _)| *id).collect();
+                for record in store.proposals(group)? {
+                    if record.epoch == view.epoch && open.contains(&record.id) {
+                        tracker.resume(record);
+                    }
+                }
             }
             // What this node delivered before it stopped counts as delivered again.
             engine.remember_chat(group, store.recent_message_ids(group, CHAT_REMEMBERED)?);
@@ -175,12 +183,14 @@ impl Runtime {
         })
     }
 
-    /// The engine forgets open votes when it restarts: record them as closed.
-    fn close_stale_proposals(&mut self) -> Result<(), StorageError> {
+    /// Proposals stored as open that the engine no longer holds (their epoch ended while
+    /// this node was down, or it stopped before the engine kept open proposals): closed.
+    fn close_proposals_the_engine_dropped(&mut self) -> Result<(), StorageError> {
         let proposals = self
             .store
             .open_proposals()?
             .into_iter()
+            .filter(|p| !self.tracker.follows(&p.group, p.id))
             .map(|p| demls_storage::ProposalRecord {
                 state: ProposalState::Closed,
                 ..p
@@ -203,7 +213,7 @@ impl Runtime {
         mut verdicts: mpsc::UnboundedReceiver<Answer>,
         mut fetched: mpsc::UnboundedReceiver<Fetched>,
     ) -> Result<(), NodeError> {
-        self.close_stale_proposals()?;
+        self.close_proposals_the_engine_dropped()?;
         self.settle().await?;
         let mut retry = tokio::time::interval(RETRY_INTERVAL);
         retry.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -12,7 +12,8 @@ use super::json::{self, to_text};
 /// A proposal of a group's current epoch.
 struct Tracked {
     record: ProposalRecord,
-    change: ChangeKind,
+    /// Who it would admit, if it is an add.
+    joiner: Option<Address>,
 }
 
 /// Proposals of each group's current epoch, with what is needed for latencies.
@@ -55,10 +56,7 @@ impl Tracker {
             .current
             .iter()
             .filter(|((g, _), t)| g == group && t.record.state == ProposalState::Open)
-            .filter_map(|(_, t)| match t.change {
-                ChangeKind::Add(joiner) => Some((t.record.clone(), joiner)),
-                _ => None,
-            })
+            .filter_map(|(_, t)| Some((t.record.clone(), t.joiner?)))
             .collect();
         adds.sort_by_key(|(record, _)| record.opened_at);
         adds
@@ -100,14 +98,35 @@ impl Tracker {
             committed_epoch: None,
             votes: Vec::new(),
         };
+        let joiner = match change {
+            ChangeKind::Add(joiner) => Some(joiner),
+            _ => None,
+        };
         self.current.insert(
             (group.clone(), id),
             Tracked {
                 record: record.clone(),
-                change,
+                joiner,
             },
         );
         record
+    }
+
+    /// After a restart, a proposal the engine kept open, as this node stored it.
+    pub fn resume(&mut self, record: ProposalRecord) {
+        let joiner = match serde_json::from_str(&record.change) {
+            Ok(demls_api::Change::Add { member }) => member.parse().ok(),
+            _ => None,
+        };
+        self.current.insert(
+            (record.group.clone(), record.id),
+            Tracked { record, joiner },
+        );
+    }
+
+    /// Whether the proposal is followed here (open or decided in the current epoch).
+    pub fn follows(&self, group: &GroupId, id: ProposalId) -> bool {
+        self.current.contains_key(&(group.clone(), id))
     }
 
     /// A vote was recorded.
