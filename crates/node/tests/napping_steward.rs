@@ -169,8 +169,9 @@ fn an_epoch_steward_frozen_while_a_joiner_is_approved_is_passed_over_and_stays()
     std::thread::sleep(NAP.saturating_sub(frozen_at.elapsed()));
     nodes[napper].signal("-CONT");
     let woke_at = Instant::now();
-    // Woken, it may still commit its turn: then the others follow its commit, as the
-    // filtering rule prefers the epoch steward's; either way all end on one epoch.
+    // Woken, its timers are overdue: it hears the group for a steward turn before it commits
+    // or blames anyone, so it reads the backup's commit rather than committing its missed turn
+    // (which the filtering rule would prefer, stranding the joiner the backup welcomed).
     wait_until("the napped steward catches up", LIMIT, || {
         let (Some(own), Some(theirs)) = (nodes[napper].group(GROUP), nodes[backup].group(GROUP))
         else {
@@ -181,6 +182,12 @@ fn an_epoch_steward_frozen_while_a_joiner_is_approved_is_passed_over_and_stays()
             && own["authenticator"] == theirs["authenticator"]
     });
     let caught_up = woke_at.elapsed();
+    let napper_log = std::fs::read_to_string(tmp.path().join(NAMES[napper]).with_extension("log"))
+        .unwrap_or_default();
+    assert!(
+        napper_log.contains("stalled; hearing the groups before acting"),
+        "the napped steward did not notice its stall"
+    );
     // Most of a minute on: nobody removed it in the meantime.
     std::thread::sleep(AFTER.saturating_sub(woke_at.elapsed()));
 
