@@ -1233,7 +1233,8 @@ yes: number,
  */
 no: number, 
 /**
- * Members expected to vote, while the proposal's epoch is current.
+ * Members entitled to vote, while this node holds the proposal open (in a
+ * small-consensus group, only the stewards in office vote on a membership change).
  */
 voters: number | null, };
 

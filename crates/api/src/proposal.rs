@@ -124,7 +124,8 @@ pub struct Tally {
     pub yes: usize,
     /// NO votes received.
     pub no: usize,
-    /// Members expected to vote, while the proposal's epoch is current.
+    /// Members entitled to vote, while this node holds the proposal open (in a
+    /// small-consensus group, only the stewards in office vote on a membership change).
     pub voters: Option<usize>,
 }
 

@@ -49,8 +49,8 @@ pub struct GroupView {
     pub committers: Vec<Address>,
     /// MLS epoch authenticator.
     pub authenticator: Vec<u8>,
-    /// Open proposals: id, and whether decided.
-    pub open_proposals: Vec<(ProposalId, Option<bool>)>,
+    /// The current epoch's proposals open here, each with its tally.
+    pub open_proposals: Vec<ProposalTally>,
     /// Who may join: the group's admission policy.
     pub admission: demls_policy::AdmissionPolicy,
     /// Who may join without an invitation.
@@ -71,6 +71,22 @@ pub struct GroupView {
     pub display_names: BTreeMap<Address, String>,
     /// The epoch this node joined the group in (0 if it created it).
     pub joined_epoch: Epoch,
+}
+
+/// A proposal of the current epoch as this member counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposalTally {
+    /// The proposal.
+    pub id: ProposalId,
+    /// YES or NO once decided here.
+    pub decided: Option<bool>,
+    /// YES votes this member holds.
+    pub yes: usize,
+    /// NO votes this member holds.
+    pub no: usize,
+    /// Members entitled to vote on it: every member, or in a small-consensus group only the
+    /// stewards in office on a membership change.
+    pub voters: usize,
 }
 
 /// The de-MLS protocol engine of one node.
@@ -963,12 +979,7 @@ impl Engine {
             mode: session.state.mode,
             committers: session.state.committers(),
             authenticator: session.authenticator(),
-            open_proposals: session
-                .state
-                .open
-                .iter()
-                .map(|(id, o)| (*id, o.decided.map(|d| d.0)))
-                .collect(),
+            open_proposals: session.tallies(),
             admission: session.state.policy.clone(),
             join_rule: session.state.rules.join_rule,
             membership_vote_timeout_secs: session.state.rules.membership_vote_timeout_secs,

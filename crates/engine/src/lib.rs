@@ -131,7 +131,7 @@ pub mod wire;
 pub use builder::EngineBuilder;
 pub use config::{EngineConfig, GroupParams, JoinRule, RotationRule, StewardMode, VotePolicy};
 pub use demls_consensus::ProposalId;
-pub use engine::{Engine, GroupView};
+pub use engine::{Engine, GroupView, ProposalTally};
 pub use error::EngineError;
 pub use event::{ChangeKind, Event, Output, Removal, Request, Transmit, Violation};
 pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};

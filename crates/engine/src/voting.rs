@@ -251,6 +251,29 @@ impl GroupSession {
         self.check_decision(id, ctx)
     }
 
+    /// The current epoch's proposals open here, each with its tally.
+    pub(crate) fn tallies(&self) -> Vec<crate::ProposalTally> {
+        self.state
+            .open
+            .iter()
+            .map(|(id, open)| {
+                let votes = self
+                    .state
+                    .consensus
+                    .proposal(*id)
+                    .map_or(&[][..], |p| &p.votes[..]);
+                let yes = votes.iter().filter(|v| v.vote).count();
+                crate::ProposalTally {
+                    id: *id,
+                    decided: open.decided.map(|(yes, _)| yes),
+                    yes,
+                    no: votes.len() - yes,
+                    voters: self.state.voters(&open.motion, open.owner).len(),
+                }
+            })
+            .collect()
+    }
+
     /// The current epoch's proposals open here, each with the votes this member holds, for
     /// the snapshot.
     pub(crate) fn open_proposals_with_votes(&self) -> Vec<wire::Proposal> {

@@ -1003,6 +1003,56 @@ fn an_approved_joiner_whose_steward_goes_silent_is_committed_by_the_backup() {
 }
 
 #[test]
+fn a_tally_counts_as_voters_only_those_entitled_to_vote() {
+    for mode in [StewardMode::Small, StewardMode::Big] {
+        let mut sim = Sim::new(noisy_net(191));
+        let nodes = form_group_with(
+            &mut sim,
+            6,
+            VotePolicy::Automatic,
+            demls_engine::GroupParams {
+                membership_vote_timeout_secs: 3_600,
+                ..multi(mode, 3, 3)
+            },
+        );
+        for id in &nodes {
+            let now = sim.now();
+            sim.node_mut(*id)
+                .engine
+                .set_vote_policy(VotePolicy::Manual, now);
+        }
+        let joiner = sim.add(engine(VotePolicy::Automatic));
+        sim.act(joiner, |e, now| e.request_join(group(), None, now))
+            .unwrap();
+        let add = ChangeKind::Add(address(&sim, joiner));
+        assert!(sim.run_until(60_000, |s| {
+            nodes
+                .iter()
+                .all(|id| open_proposal_for(s, *id, &add).is_some())
+        }));
+        // The people have not voted yet (by hand): the tally waits on the stewards in office
+        // in a small-consensus group, on every member in a big one.
+        for id in &nodes {
+            let proposal = open_proposal_for(&sim, *id, &add).unwrap();
+            let v = view(&sim, *id);
+            let in_office = v.stewards.iter().filter(|s| v.members.contains(s)).count();
+            let voters = match mode {
+                StewardMode::Small => in_office,
+                _ => v.members.len(),
+            };
+            assert!(in_office < v.members.len());
+            let tally = v
+                .open_proposals
+                .into_iter()
+                .find(|t| t.id == proposal)
+                .unwrap();
+            assert_eq!((tally.voters, tally.decided), (voters, None), "{mode:?}");
+            assert!(tally.yes + tally.no < voters, "{mode:?}: {tally:?}");
+        }
+    }
+}
+
+#[test]
 fn an_epoch_steward_woken_from_a_nap_hears_the_backups_commit_before_committing_its_joiner() {
     let (mut sim, nodes, steward, joiner, add) = joiner_at_the_epoch_steward(181);
     let steward_address = address(&sim, steward);

@@ -185,7 +185,7 @@ fn a_member_restarted_mid_vote_keeps_the_open_proposal_and_its_own_vote() {
         view(s, fourth)
             .open_proposals
             .iter()
-            .any(|(id, decided)| *id == proposal && decided.is_none())
+            .any(|t| t.id == proposal && t.decided.is_none())
     };
     assert!(open(&sim), "the restarted member forgot the open proposal");
     let drops_before = sim.node(fourth).drops.len();

@@ -251,8 +251,8 @@ pub fn open_proposal_for(sim: &Sim, id: NodeId, change: &ChangeKind) -> Option<P
     let opened = opened(sim, id);
     view.open_proposals
         .iter()
-        .filter(|(_, decided)| decided.is_none())
-        .map(|(p, _)| *p)
+        .filter(|t| t.decided.is_none())
+        .map(|t| t.id)
         .find(|p| opened.iter().any(|(q, _, c)| q == p && c == change))
 }
 

@@ -141,8 +141,7 @@ impl Runtime {
                 tracker.set_epoch(group, view.epoch);
                 metrics.group_state(group.as_str(), view.epoch.0, view.members.len());
                 // The engine kept the epoch's open proposals across the restart: follow them on.
-                let open: BTreeSet<ProposalId> =
-                    view.open_proposals.iter().map(|(id, _)| *id).collect();
+                let open: BTreeSet<ProposalId> = view.open_proposals.iter().map(|t| t.id).collect();
                 for record in store.proposals(group)? {
                     if record.epoch == view.epoch && open.contains(&record.id) {
                         tracker.resume(record);
@@ -925,7 +924,7 @@ impl Runtime {
         let open = view
             .open_proposals
             .iter()
-            .filter(|(_, decided)| decided.is_none())
+            .filter(|t| t.decided.is_none())
             .count();
         Ok(GroupDetail {
             id: view.id.to_string(),
@@ -1030,12 +1029,20 @@ impl Runtime {
     /// Proposals of a group, oldest first.
     pub fn proposals(&self, name: &str) -> Result<Vec<Proposal>, CommandError> {
         let view = self.member_view(name)?;
+        // Who may vote is the engine's to say (only the stewards, on a membership change in a
+        // small-consensus group); a proposal it no longer holds has no voters to wait for.
+        let voters: BTreeMap<ProposalId, usize> = view
+            .open_proposals
+            .iter()
+            .map(|t| (t.id, t.voters))
+            .collect();
         Ok(self
             .store
             .proposals(&view.id)?
             .iter()
             .filter_map(|p| {
-                json::proposal(p, (p.epoch == view.epoch).then_some(view.members.len()))
+                let current = p.epoch == view.epoch;
+                json::proposal(p, voters.get(&p.id).copied().filter(|_| current))
             })
             .collect())
     }
