@@ -836,13 +836,19 @@ fn joiner_at_the_epoch_steward(seed: u64) -> (Sim, Vec<NodeId>, NodeId, NodeId, 
         e.request_join(group(), Some(steward_address), now)
     })
     .unwrap();
-    let add = ChangeKind::Add(address(&sim, joiner));
+    let add = add_open_everywhere(&mut sim, &nodes, joiner);
+    (sim, nodes, steward, joiner, add)
+}
+
+/// Runs until every one of `nodes` has the vote on adding `joiner` open; the change.
+fn add_open_everywhere(sim: &mut Sim, nodes: &[NodeId], joiner: NodeId) -> ChangeKind {
+    let add = ChangeKind::Add(address(sim, joiner));
     assert!(sim.run_until(60_000, |s| {
         nodes
             .iter()
             .all(|id| open_proposal_for(s, *id, &add).is_some())
     }));
-    (sim, nodes, steward, joiner, add)
+    add
 }
 
 /// The stewards a node sealed its join requests to, in order.
@@ -1024,12 +1030,7 @@ fn a_tally_counts_as_voters_only_those_entitled_to_vote() {
         let joiner = sim.add(engine(VotePolicy::Automatic));
         sim.act(joiner, |e, now| e.request_join(group(), None, now))
             .unwrap();
-        let add = ChangeKind::Add(address(&sim, joiner));
-        assert!(sim.run_until(60_000, |s| {
-            nodes
-                .iter()
-                .all(|id| open_proposal_for(s, *id, &add).is_some())
-        }));
+        let add = add_open_everywhere(&mut sim, &nodes, joiner);
         // The people have not voted yet (by hand): the tally waits on the stewards in office
         // in a small-consensus group, on every member in a big one.
         for id in &nodes {
