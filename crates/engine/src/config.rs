@@ -70,11 +70,6 @@ pub struct EngineConfig {
     /// Most joiners a steward keeps waiting at once (for their vote and commit, or their
     /// admission check); further requests are dropped (`queue_full`) until room is made.
     pub max_join_intake: usize,
-    /// A timer served this much later than it was due means this process was stopped (a
-    /// closed lid, SIGSTOP) or starved: each group then hears the members for one steward
-    /// turn before this member commits or judges anyone silent (see
-    /// [`crate::Engine::poll_timeout`]).
-    pub stall_after_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -102,7 +97,6 @@ impl Default for EngineConfig {
             gap_give_up_ms: 120_000,
             scoring: crate::PeerScoring::default(),
             max_join_intake: 1024,
-            stall_after_ms: 3_000,
         }
     }
 }

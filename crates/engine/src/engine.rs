@@ -389,15 +389,12 @@ impl Engine {
         let Some(due) = self.deadline.take() else {
             return;
         };
-        if now.0 <= due.0.saturating_add(self.config.stall_after_ms) {
+        let late_ms = now.0.saturating_sub(due.0);
+        if late_ms == 0 {
             return;
         }
-        tracing::info!(
-            late_ms = now.0 - due.0,
-            "stalled; hearing the groups before acting"
-        );
         for session in self.groups.values_mut() {
-            session.stalled(now, &self.config);
+            session.stalled(now, late_ms, &self.config);
         }
     }
 
@@ -867,10 +864,9 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] should next be called.
     ///
-    /// The engine remembers the answer until the next input: an input more than
-    /// [`EngineConfig::stall_after_ms`] after it means the driver could not serve the timer,
-    /// and the engine then hears each group for a steward turn before it commits or judges
-    /// anyone silent.
+    /// The engine remembers the answer until the next input: an input a whole steward turn
+    /// after it means the driver could not serve the timer (the process was stopped), and the
+    /// engine then hears that group for a turn before it commits or judges anyone silent.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let groups = self
             .groups

@@ -89,9 +89,10 @@ pub(crate) struct GroupSession {
     pub(crate) departed: Option<Timestamp>,
     /// After a failed commit, when to try again.
     pub(crate) commit_retry_at: Option<Timestamp>,
-    /// After this process stalled, until when this member only hears the group: what it
-    /// missed (a backup's commit) must reach it before it commits or blames anyone.
-    pub(crate) hearing_until: Option<Timestamp>,
+    /// After this process stalled: the epoch, and until when this member only hears the
+    /// group. What it missed (a backup's commit) must reach it before it commits or blames
+    /// anyone.
+    hearing: Option<(u64, Timestamp)>,
     /// The MLS state moved on (application keys used) since it was last written to the
     /// store. Written once per [`crate::Engine::take_storage_writes`], not per message:
     /// a group's state is its whole ratchet tree, hundreds of KiB in a large group.
@@ -142,7 +143,7 @@ impl GroupSession {
             detected: std::collections::BTreeSet::new(),
             departed: None,
             commit_retry_at: None,
-            hearing_until: None,
+            hearing: None,
             unsaved: false,
             key_ages: std::collections::BTreeMap::new(),
             sent_since_rotation: 0,
@@ -571,15 +572,29 @@ impl GroupSession {
 
     // ----- time -----
 
-    /// This process stalled at `now`: it hears the group for one steward turn before it
-    /// commits or judges anyone silent.
-    pub(crate) fn stalled(&mut self, now: Timestamp, config: &crate::EngineConfig) {
-        self.hearing_until = Some(now.plus_ms(self.state.rules.timers.commit_ms(config)));
+    /// This process stalled for `late_ms` until `now`. If that is as long as a steward turn
+    /// and this member is one of the epoch's committers, a backup may have committed in its
+    /// place meanwhile: it hears the group for one turn before it commits or judges anyone
+    /// silent, once per epoch. Anything less would only slow the group down: a starved but
+    /// running process stalls again and again, a member that is not a committer has no turn
+    /// to take, and a single-steward group has no backup to hear.
+    pub(crate) fn stalled(&mut self, now: Timestamp, late_ms: u64, config: &crate::EngineConfig) {
+        let turn = self.state.rules.timers.commit_ms(config);
+        let epoch = self.state.epoch();
+        if self.state.mode == crate::StewardMode::Single
+            || late_ms < turn
+            || self.hearing.is_some_and(|(heard, _)| heard == epoch)
+            || !self.state.committers().contains(&self.me)
+        {
+            return;
+        }
+        tracing::info!(group = %self.id, late_ms, "stalled; hearing the group before acting");
+        self.hearing = Some((epoch, now.plus_ms(turn)));
     }
 
     /// `due`, or the end of the hearing after a stall if that is later.
     pub(crate) fn after_hearing(&self, due: Timestamp) -> Timestamp {
-        self.hearing_until.map_or(due, |until| due.max(until))
+        self.hearing.map_or(due, |(_, until)| due.max(until))
     }
 
     /// Applies deadlines and periodic duties.

@@ -185,7 +185,7 @@ fn an_epoch_steward_frozen_while_a_joiner_is_approved_is_passed_over_and_stays()
     let napper_log = std::fs::read_to_string(tmp.path().join(NAMES[napper]).with_extension("log"))
         .unwrap_or_default();
     assert!(
-        napper_log.contains("stalled; hearing the groups before acting"),
+        napper_log.contains("stalled; hearing the group before acting"),
         "the napped steward did not notice its stall"
     );
     // Most of a minute on: nobody removed it in the meantime.
