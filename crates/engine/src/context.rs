@@ -7,7 +7,9 @@ use prost::Message;
 
 use crate::mls::VerifyingSuite;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
-use crate::{EngineConfig, EngineError, Event, GroupId, Request, Timestamp, Topic, TopicKind, Transmit};
+use crate::{
+    EngineConfig, EngineError, Event, GroupId, Request, Timestamp, Topic, TopicKind, Transmit,
+};
 
 /// Messages and events produced by the engine, waiting for the shell.
 #[derive(Default)]

@@ -168,8 +168,8 @@ pub use event::{ChangeKind, Event, Output, Removal, Request, Transmit, Violation
 pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
 pub use invitation::InvitationError;
 pub use join::{Announcement, JoinStage};
-pub use mls::{Entropy, MlsSigner};
 pub use mls::store::{MlsStore, StorageWrite};
+pub use mls::{Entropy, MlsSigner};
 pub use names::MAX_DISPLAY_NAME_BYTES;
 pub use rotation::KeyAge;
 pub use scoring::PeerScoring;

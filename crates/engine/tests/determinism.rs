@@ -44,17 +44,24 @@ fn run(seed: u8) -> Vec<(NodeId, Transmit)> {
         sim.act(joiner, |e, now| e.request_join(g.clone(), None, now))
             .unwrap();
         let add = ChangeKind::Add(sim.node(joiner).engine.address());
-        assert!(people_vote(&mut sim, &nodes, &add, true), "a vote never opened");
+        assert!(
+            people_vote(&mut sim, &nodes, &add, true),
+            "a vote never opened"
+        );
         nodes.push(joiner);
         let all = nodes.clone();
         let formed = sim.run_until(120_000, |sim| converged(sim, &all, all.len()));
         assert!(formed, "no convergence: {}", describe(&sim, &nodes));
     }
     let last = nodes[MEMBERS - 1];
-    sim.act(creator, |e, now| e.send_message(&g, "hello from the creator", now))
-        .unwrap();
-    sim.act(last, |e, now| e.send_message(&g, "hello from the last", now))
-        .unwrap();
+    sim.act(creator, |e, now| {
+        e.send_message(&g, "hello from the creator", now)
+    })
+    .unwrap();
+    sim.act(last, |e, now| {
+        e.send_message(&g, "hello from the last", now)
+    })
+    .unwrap();
     let heard = sim.run_until(30_000, |sim| {
         texts(sim, last).contains(&"hello from the creator".to_owned())
             && texts(sim, creator).contains(&"hello from the last".to_owned())
@@ -78,7 +85,11 @@ fn run(seed: u8) -> Vec<(NodeId, Transmit)> {
                         .any(|age| age.member == member && age.epoch == view.epoch)
             })
     });
-    assert!(rotated, "the updates were not committed: {}", describe(&sim, &nodes));
+    assert!(
+        rotated,
+        "the updates were not committed: {}",
+        describe(&sim, &nodes)
+    );
     assert_eq!(
         common::view(&sim, creator).epoch.0,
         before.0 + 1,

@@ -173,4 +173,3 @@ impl DhType for GivenEphemeral {
         self.ecdh.public_key_validate(key)
     }
 }
-
