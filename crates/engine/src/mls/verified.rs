@@ -119,6 +119,9 @@ impl CryptoProvider for VerifyingCrypto {
     }
 }
 
+/// The HPKE of one seal whose ephemeral key a seeded [`Entropy`] gave.
+type SeededHpke = Hpke<DhKem<GivenEphemeral, Kdf>, Kdf, Aead>;
+
 /// The ciphersuite provider of [`VerifyingCrypto`].
 type InnerSuite = <RustCryptoProvider as CryptoProvider>::CipherSuiteProvider;
 
@@ -143,7 +146,7 @@ impl VerifyingSuite {
         aad: Option<&[u8]>,
         pt: &[u8],
         psk: Option<&HpkePsk<'_>>,
-    ) -> Result<Option<Hpke<DhKem<GivenEphemeral, Kdf>, Kdf, Aead>>, RustCryptoError> {
+    ) -> Result<Option<SeededHpke>, RustCryptoError> {
         let Some(ikm) = self.entropy.seal_ikm(remote_key, info, aad, pt, psk) else {
             return Ok(None);
         };
