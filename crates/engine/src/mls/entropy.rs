@@ -94,26 +94,19 @@ impl Entropy {
         true
     }
 
-    /// The input keying material of the ephemeral key of an HPKE seal with these inputs,
-    /// if this source is seeded: each input length-prefixed, hashed under the seal key.
-    pub(crate) fn seal_ikm(
-        &self,
-        remote_key: &HpkePublicKey,
-        info: &[u8],
-        aad: Option<&[u8]>,
-        pt: &[u8],
-        psk: Option<&HpkePsk<'_>>,
-    ) -> Option<[u8; 32]> {
+    /// The input keying material of the ephemeral key of `seal`, if this source is seeded:
+    /// each input length-prefixed, hashed under the seal key.
+    pub(crate) fn seal_ikm(&self, seal: &SealInputs<'_>) -> Option<[u8; 32]> {
         let seeded = self.seeded_source()?;
         let mut hasher = Sha256::new();
         hasher.update(seeded.seal_key);
         let parts: [Option<&[u8]>; 6] = [
-            Some(remote_key.as_ref()),
-            Some(info),
-            aad,
-            Some(pt),
-            psk.map(|p| p.id),
-            psk.map(|p| p.value),
+            Some(seal.remote_key.as_ref()),
+            Some(seal.info),
+            seal.aad,
+            Some(seal.pt),
+            seal.psk.map(|p| p.id),
+            seal.psk.map(|p| p.value),
         ];
         for part in parts {
             // Absent and empty differ, so that no two input lists hash alike.
@@ -128,6 +121,15 @@ impl Entropy {
         }
         Some(hasher.finalize().into())
     }
+}
+
+/// What one HPKE seal reads: its ephemeral key, when seeded, is a function of all of it.
+pub(crate) struct SealInputs<'a> {
+    pub(crate) remote_key: &'a HpkePublicKey,
+    pub(crate) info: &'a [u8],
+    pub(crate) aad: Option<&'a [u8]>,
+    pub(crate) pt: &'a [u8],
+    pub(crate) psk: Option<&'a HpkePsk<'a>>,
 }
 
 /// RustCrypto's ECDH whose key generation returns one given key pair: the KEM of a

@@ -25,7 +25,7 @@ use mls_rs_crypto_rustcrypto::{RustCryptoError, RustCryptoProvider};
 use mls_rs_crypto_traits::{Curve, KemId};
 use sha2::{Digest, Sha256};
 
-use super::entropy::{Entropy, GivenEphemeral};
+use super::entropy::{Entropy, GivenEphemeral, SealInputs};
 use crate::bounded::BoundedSet;
 use zeroize::Zeroizing;
 
@@ -137,17 +137,10 @@ pub struct VerifyingSuite {
 }
 
 impl VerifyingSuite {
-    /// The one-off HPKE of a seal with these inputs whose ephemeral key comes from a
-    /// seeded source; `None` for the OS source, whose seals are RustCrypto's.
-    fn seeded_hpke(
-        &self,
-        remote_key: &HpkePublicKey,
-        info: &[u8],
-        aad: Option<&[u8]>,
-        pt: &[u8],
-        psk: Option<&HpkePsk<'_>>,
-    ) -> Result<Option<SeededHpke>, RustCryptoError> {
-        let Some(ikm) = self.entropy.seal_ikm(remote_key, info, aad, pt, psk) else {
+    /// The one-off HPKE of `seal` whose ephemeral key comes from a seeded source; `None`
+    /// for the OS source, whose seals are RustCrypto's.
+    fn seeded_hpke(&self, seal: &SealInputs<'_>) -> Result<Option<SeededHpke>, RustCryptoError> {
+        let Some(ikm) = self.entropy.seal_ikm(seal) else {
             return Ok(None);
         };
         let suite = self.inner.cipher_suite();
@@ -237,7 +230,14 @@ impl CipherSuiteProvider for VerifyingSuite {
         aad: Option<&[u8]>,
         pt: &[u8],
     ) -> Result<HpkeCiphertext, Self::Error> {
-        match self.seeded_hpke(remote_key, info, aad, pt, None)? {
+        let seal = SealInputs {
+            remote_key,
+            info,
+            aad,
+            pt,
+            psk: None,
+        };
+        match self.seeded_hpke(&seal)? {
             Some(hpke) => Ok(hpke.seal(remote_key, info, None, aad, pt)?),
             None => self.inner.hpke_seal(remote_key, info, aad, pt),
         }
@@ -251,7 +251,14 @@ impl CipherSuiteProvider for VerifyingSuite {
         pt: &[u8],
         psk: HpkePsk<'_>,
     ) -> Result<HpkeCiphertext, Self::Error> {
-        match self.seeded_hpke(remote_key, info, aad, pt, Some(&psk))? {
+        let seal = SealInputs {
+            remote_key,
+            info,
+            aad,
+            pt,
+            psk: Some(&psk),
+        };
+        match self.seeded_hpke(&seal)? {
             Some(hpke) => Ok(hpke.seal(remote_key, info, Some(psk), aad, pt)?),
             None => self.inner.hpke_seal_psk(remote_key, info, aad, pt, psk),
         }
@@ -287,7 +294,14 @@ impl CipherSuiteProvider for VerifyingSuite {
         remote_key: &HpkePublicKey,
         info: &[u8],
     ) -> Result<(Vec<u8>, Self::HpkeContextS), Self::Error> {
-        match self.seeded_hpke(remote_key, info, None, &[], None)? {
+        let seal = SealInputs {
+            remote_key,
+            info,
+            aad: None,
+            pt: &[],
+            psk: None,
+        };
+        match self.seeded_hpke(&seal)? {
             Some(hpke) => Ok(hpke.setup_sender(remote_key, info, None)?),
             None => self.inner.hpke_setup_s(remote_key, info),
         }
