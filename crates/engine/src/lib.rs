@@ -118,10 +118,15 @@
 //!
 //! What stays outside: [`Wallet::generate`](demls_identity::Wallet::generate) and
 //! [`MlsSigner::generate`] use the operating system (a repeatable run makes its wallets and
-//! signers as above), and so does the `demls` node. Inside, nothing else is random: the
-//! engine keeps its state in ordered maps, and where mls-rs gathers a commit's
-//! by-reference updates from a `HashMap` (whose order follows per-process random hash
-//! keys), the engine's MLS rules put them in leaf order before the commit is built.
+//! signers as above), and so does the `demls` node, which sets no entropy. A seeded
+//! engine's HPKE ephemeral keys are derived from its seed and each seal's inputs rather
+//! than drawn in turn, because mls-rs seals a commit's secrets on several threads. The
+//! engine keeps its state in ordered maps (its few hash maps and sets are only looked up);
+//! where mls-rs gathers a commit's by-reference updates from a `HashMap` (in an order that
+//! follows per-process random hash keys), the engine's MLS rules put them in leaf order
+//! before the commit is built. The test covers group creation, joins with votes, commits with their
+//! Welcomes, chat and a commit of several updates; other paths (restarts, steward
+//! elections) are not checked bit for bit.
 
 mod admission;
 #[cfg(feature = "bench-support")]
