@@ -333,7 +333,7 @@ pub fn form_group_at_once(
             .ok_or_else(|| EngineError::UnknownGroup(group.clone()))?;
         let listed = session.state.stewards_in_office().contains(&me);
         match (listed, session.steward.is_some()) {
-            (true, false) => session.steward = Some(StewardDuty::new(now)?),
+            (true, false) => session.steward = Some(StewardDuty::new(&engine.suite, now)?),
             (false, true) if mode != StewardMode::Single => session.steward = None,
             _ => {}
         }

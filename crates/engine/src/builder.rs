@@ -2,7 +2,7 @@
 
 use demls_identity::Wallet;
 
-use crate::{Engine, EngineConfig, EngineError, MlsSigner, MlsStore, Timestamp};
+use crate::{Engine, EngineConfig, EngineError, Entropy, MlsSigner, MlsStore, Timestamp};
 
 /// An [`Engine`] in the making; start with [`Engine::builder`].
 #[must_use]
@@ -11,6 +11,7 @@ pub struct EngineBuilder<'s> {
     signer: &'s MlsSigner,
     config: EngineConfig,
     store: Option<MlsStore>,
+    entropy: Entropy,
 }
 
 impl Engine {
@@ -21,6 +22,7 @@ impl Engine {
             signer,
             config: EngineConfig::default(),
             store: None,
+            entropy: Entropy::os(),
         }
     }
 }
@@ -41,17 +43,23 @@ impl EngineBuilder<'_> {
         }
     }
 
+    /// Where its random choices come from (by default [`Entropy::os`]). A simulation that
+    /// must repeat bit for bit gives each engine an [`Entropy::seeded`] source, a fixed
+    /// wallet and a signer from [`MlsSigner::generate_with`].
+    pub fn entropy(self, entropy: Entropy) -> Self {
+        Self { entropy, ..self }
+    }
+
     /// A new engine, in no group yet.
     pub fn build(self) -> Engine {
         let store = self.default_store();
-        Engine::new(self.wallet, self.signer, self.config, store)
+        Engine::with_entropy(self.wallet, self.signer, self.config, store, self.entropy)
     }
 
     /// An engine resuming from `snapshot` (an [`Engine::snapshot`]); its store must already
     /// hold the MLS state the snapshot goes with.
     pub fn restore(self, snapshot: &[u8], now: Timestamp) -> Result<Engine, EngineError> {
-        let store = self.default_store();
-        Engine::restore(self.wallet, self.signer, self.config, store, snapshot, now)
+        Engine::resume(self.build(), snapshot, now)
     }
 
     fn default_store(&self) -> MlsStore {

@@ -420,7 +420,7 @@ impl Engine {
         use mls_rs::identity::SigningIdentity;
         use mls_rs::identity::basic::BasicCredential;
 
-        let signer = crate::MlsSigner::generate()?;
+        let signer = crate::MlsSigner::generate_from(&self.suite)?;
         let binding = demls_identity::WalletBinding::create(other, signer.public_bytes());
         let credential = BasicCredential::new(binding.encode()).into_credential();
         let identity = SigningIdentity::new(credential, signer.public.clone());
@@ -439,7 +439,7 @@ impl Engine {
         let identity = session.state.mls.current_member_signing_identity()?.clone();
         self.byzantine_commit_path(
             group,
-            Some((crate::MlsSigner::generate()?, identity)),
+            Some((crate::MlsSigner::generate_from(&self.suite)?, identity)),
             None,
             now,
         )

@@ -5,8 +5,11 @@ use std::collections::VecDeque;
 use demls_identity::Wallet;
 use prost::Message;
 
+use crate::mls::VerifyingSuite;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
-use crate::{EngineConfig, Event, GroupId, Request, Timestamp, Topic, TopicKind, Transmit};
+use crate::{
+    EngineConfig, EngineError, Event, GroupId, Request, Timestamp, Topic, TopicKind, Transmit,
+};
 
 /// Messages and events produced by the engine, waiting for the shell.
 #[derive(Default)]
@@ -20,11 +23,21 @@ pub(crate) struct Outbox {
 pub(crate) struct Ctx<'a> {
     pub(crate) wallet: &'a Wallet,
     pub(crate) config: &'a EngineConfig,
+    /// The engine's ciphersuite provider: every random choice comes from it.
+    pub(crate) suite: &'a VerifyingSuite,
     pub(crate) now: Timestamp,
     pub(crate) out: &'a mut Outbox,
 }
 
 impl Ctx<'_> {
+    /// `len` random bytes from the engine's entropy.
+    pub(crate) fn random(&self, len: usize) -> Result<Vec<u8>, EngineError> {
+        use mls_rs::CipherSuiteProvider;
+        self.suite
+            .random_bytes_vec(len)
+            .map_err(|e| EngineError::Crypto(format!("random: {e:?}")))
+    }
+
     /// Asks the shell for something.
     pub(crate) fn request(&mut self, request: Request) {
         self.out.requests.push_back(request);

@@ -16,7 +16,10 @@ use crate::change::Change;
 use crate::context::{Ctx, Outbox};
 use crate::invitation::{InvitationError, Invited};
 use crate::join::{Announcement, JoinAttempt};
-use crate::mls::{GroupParamsExt, MlsClient, MlsSigner, build_client, store::MlsStore};
+use crate::mls::{
+    Entropy, GroupParamsExt, MlsClient, MlsSigner, VerifyingCrypto, VerifyingSuite, build_client,
+    crypto_suite, store::MlsStore,
+};
 use crate::motion::Motion;
 use crate::session::{GroupSession, OwnMotion};
 use crate::snapshot::{EngineSnapshot, GroupSnapshot, SNAPSHOT_VERSION, StandingVote};
@@ -102,6 +105,9 @@ pub struct Engine {
     wallet: Wallet,
     config: EngineConfig,
     client: MlsClient,
+    /// The client's ciphersuite provider, for the engine's own random choices (from the
+    /// same [`Entropy`] as the client's).
+    pub(crate) suite: VerifyingSuite,
     store: MlsStore,
     pub(crate) groups: BTreeMap<GroupId, GroupSession>,
     joins: BTreeMap<GroupId, JoinAttempt>,
@@ -118,13 +124,27 @@ pub struct Engine {
 impl Engine {
     /// An engine for `wallet`, signing MLS messages with `signer`, keeping MLS state in `store`.
     pub fn new(wallet: Wallet, signer: &MlsSigner, config: EngineConfig, store: MlsStore) -> Self {
+        Self::with_entropy(wallet, signer, config, store, Entropy::os())
+    }
+
+    /// [`Engine::new`] drawing its random choices from `entropy`.
+    pub(crate) fn with_entropy(
+        wallet: Wallet,
+        signer: &MlsSigner,
+        config: EngineConfig,
+        store: MlsStore,
+        entropy: Entropy,
+    ) -> Self {
         let (groups, key_packages) = store.providers();
         let lifetime = Duration::from_secs(config.key_package_lifetime_secs);
-        let client = build_client(&wallet, signer, groups, key_packages, lifetime);
+        let crypto = VerifyingCrypto::new(entropy);
+        let suite = crypto_suite(&crypto);
+        let client = build_client(&wallet, signer, groups, key_packages, lifetime, crypto);
         Self {
             wallet,
             config,
             client,
+            suite,
             store,
             groups: BTreeMap::new(),
             joins: BTreeMap::new(),
@@ -227,8 +247,16 @@ impl Engine {
         snapshot: &[u8],
         now: Timestamp,
     ) -> Result<Self, EngineError> {
+        Self::resume(Self::new(wallet, signer, config, store), snapshot, now)
+    }
+
+    /// [`Engine::restore`] for a fresh `engine` whose store holds the MLS state.
+    pub(crate) fn resume(
+        mut engine: Self,
+        snapshot: &[u8],
+        now: Timestamp,
+    ) -> Result<Self, EngineError> {
         let snapshot = EngineSnapshot::decode_checked(snapshot)?;
-        let mut engine = Self::new(wallet, signer, config, store);
         let mut open = BTreeMap::new();
         for group in snapshot.groups {
             let id = GroupId::new(&group.group_id)?;
@@ -371,6 +399,7 @@ impl Engine {
             Ctx {
                 wallet: &self.wallet,
                 config: &self.config,
+                suite: &self.suite,
                 now,
                 out: &mut self.out,
             },
@@ -454,7 +483,7 @@ impl Engine {
             group.clone(),
             self.wallet.address(),
             mls,
-            Some(StewardDuty::new(now)?),
+            Some(StewardDuty::new(&self.suite, now)?),
             now,
         )?;
         self.groups.insert(group.clone(), session);

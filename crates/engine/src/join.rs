@@ -414,7 +414,8 @@ pub(crate) fn send_join_request(
         invitation,
     }
     .encode_to_vec();
-    let sealed = suite()
+    let sealed = ctx
+        .suite
         .hpke_seal(
             &HpkePublicKey::from(announcement.hpke_key.clone()),
             &join_info(group),

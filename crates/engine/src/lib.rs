@@ -91,6 +91,42 @@
 //! assert!(heard(1, "hello Bob") && heard(0, "hello Alice"));
 //! # Ok::<(), EngineError>(())
 //! ```
+//!
+//! # Repeatable runs
+//!
+//! Every random choice an engine makes (MLS secrets and keys through mls-rs, HPKE
+//! ephemeral keys, the steward's HPKE key, Welcome tree keys, chat message ids) comes from
+//! its [`Entropy`]: the operating system's generator unless [`EngineBuilder::entropy`] says
+//! otherwise. A simulation that must repeat bit for bit gives each engine a fixed wallet
+//! ([`Wallet::from_bytes`](demls_identity::Wallet::from_bytes)), a signer from
+//! [`MlsSigner::generate_with`] and an [`Entropy::seeded`] source of its own, and feeds the
+//! same inputs at the same [`Timestamp`]s: the engines then send the same bytes in the same
+//! order (`tests/determinism.rs` checks this on the simulator). A seeded engine's secrets
+//! are its seed's: never in production.
+//!
+//! ```
+//! use demls_engine::{Engine, Entropy, MlsSigner};
+//! use demls_identity::Wallet;
+//!
+//! let entropy = Entropy::seeded([7; 32]);
+//! let signer = MlsSigner::generate_with(&entropy)?;
+//! let wallet = Wallet::from_bytes(&[1; 32]).expect("a valid key");
+//! let engine = Engine::builder(wallet, &signer).entropy(entropy).build();
+//! # drop(engine);
+//! # Ok::<(), demls_engine::EngineError>(())
+//! ```
+//!
+//! What stays outside: [`Wallet::generate`](demls_identity::Wallet::generate) and
+//! [`MlsSigner::generate`] use the operating system (a repeatable run makes its wallets and
+//! signers as above), and so does the `demls` node, which sets no entropy. A seeded
+//! engine's HPKE ephemeral keys are derived from its seed and each seal's inputs rather
+//! than drawn in turn, because mls-rs seals a commit's secrets on several threads. The
+//! engine keeps its state in ordered maps (its few hash maps and sets are only looked up);
+//! where mls-rs gathers a commit's by-reference updates from a `HashMap` (in an order that
+//! follows per-process random hash keys), the engine's MLS rules put them in leaf order
+//! before the commit is built. The test covers group creation, joins with votes, commits with their
+//! Welcomes, chat and a commit of several updates; other paths (restarts, steward
+//! elections) are not checked bit for bit.
 
 mod admission;
 #[cfg(feature = "bench-support")]
@@ -137,8 +173,8 @@ pub use event::{ChangeKind, Event, Output, Removal, Request, Transmit, Violation
 pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
 pub use invitation::InvitationError;
 pub use join::{Announcement, JoinStage};
-pub use mls::MlsSigner;
 pub use mls::store::{MlsStore, StorageWrite};
+pub use mls::{Entropy, MlsSigner};
 pub use names::MAX_DISPLAY_NAME_BYTES;
 pub use rotation::KeyAge;
 pub use scoring::PeerScoring;

@@ -12,7 +12,7 @@ use prost::Message;
 use crate::commit::Checkpoint;
 use crate::context::Ctx;
 use crate::epoch::EpochState;
-use crate::mls::{MlsGroup, suite};
+use crate::mls::MlsGroup;
 use crate::motion::Motion;
 use crate::steward::StewardDuty;
 use crate::sync::SyncState;
@@ -231,7 +231,7 @@ impl GroupSession {
 
     /// Sends a chat message, with this member's clock and causal history.
     pub(crate) fn send_chat(&mut self, text: &str, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
-        let id = suite_random(16)?;
+        let id = ctx.random(16)?;
         let (lamport, history) = self.chat.stamp();
         let chat = Chat {
             id: id.clone(),
@@ -648,12 +648,4 @@ impl GroupSession {
         .flatten()
         .min()
     }
-}
-
-/// Random bytes from the ciphersuite's generator.
-pub(crate) fn suite_random(len: usize) -> Result<Vec<u8>, EngineError> {
-    use mls_rs::CipherSuiteProvider;
-    suite()
-        .random_bytes_vec(len)
-        .map_err(|e| EngineError::Crypto(format!("random: {e:?}")))
 }

@@ -17,10 +17,10 @@ use crate::context::Ctx;
 use crate::epoch::SeenCommit;
 use crate::invitation::{InvitationError, Invited};
 use crate::mls::rules::with_committer_rotation;
-use crate::mls::{CIPHER_SUITE, GroupParamsExt, TreeKeyExt, suite};
+use crate::mls::{CIPHER_SUITE, GroupParamsExt, TreeKeyExt, VerifyingSuite, suite};
 use crate::motion::Motion;
 use crate::rotation::self_update_of;
-use crate::session::{GroupSession, suite_random};
+use crate::session::GroupSession;
 use crate::snapshot::{IntakeSnapshot, StewardSnapshot};
 use crate::wire::{
     CommitManifest, GroupAnnouncement, JoinRequest, SealedJoin, WelcomeBundle, check_signed_by,
@@ -145,8 +145,8 @@ impl StewardDuty {
     }
 
     /// A new steward's state, with a fresh HPKE key for join requests.
-    pub(crate) fn new(now: Timestamp) -> Result<Self, EngineError> {
-        let (hpke_secret, hpke_public) = suite()
+    pub(crate) fn new(suite: &VerifyingSuite, now: Timestamp) -> Result<Self, EngineError> {
+        let (hpke_secret, hpke_public) = suite
             .kem_generate()
             .map_err(|e| EngineError::Crypto(format!("kem generate: {e:?}")))?;
         Ok(Self {
@@ -744,7 +744,7 @@ impl GroupSession {
             .iter()
             .any(|p| p.proposal_owner == me.as_bytes() && self_update_of(p).is_some());
         let mut candidate = self.state.mls.clone();
-        let tree_key = suite_random(suite().aead_key_size())?;
+        let tree_key = ctx.random(ctx.suite.aead_key_size())?;
         let tree_key_ext = MlsExtension::into_extension(TreeKeyExt {
             key: tree_key.clone(),
         })
@@ -874,7 +874,7 @@ impl GroupSession {
     pub(crate) fn steward_start_epoch(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
         let me = ctx.wallet.address();
         if self.in_office(me) && self.steward.is_none() {
-            self.steward = Some(StewardDuty::new(ctx.now)?);
+            self.steward = Some(StewardDuty::new(ctx.suite, ctx.now)?);
         }
         // A new epoch has a new take-up order: each held-back request waits for this
         // steward's turn in it, counted from now (first in it: taken up at once).

@@ -5,6 +5,7 @@
 //! and its storage keeps state in memory with a journal of writes that the
 //! shell persists (see [`store`]).
 
+pub(crate) mod entropy;
 pub(crate) mod extensions;
 pub(crate) mod identity;
 pub(crate) mod rules;
@@ -24,6 +25,7 @@ use mls_rs_crypto_rustcrypto::RustCryptoProvider;
 use demls_identity::{Wallet, WalletBinding};
 
 use crate::EngineError;
+pub use entropy::Entropy;
 pub(crate) use extensions::{GroupParamsExt, GroupRulesExt, TreeKeyExt};
 pub(crate) use identity::WalletIdentityProvider;
 pub(crate) use rules::DemlsRules;
@@ -51,7 +53,9 @@ pub type MlsClient = Client<MlsConfig>;
 /// An mls-rs group of this configuration.
 pub type MlsGroup = mls_rs::Group<MlsConfig>;
 
-/// The cipher suite provider for [`CIPHER_SUITE`].
+/// The cipher suite provider for [`CIPHER_SUITE`], for operations that draw no
+/// randomness (hashes, validation, opening); random ones go through the engine's
+/// [`VerifyingSuite`] and so its [`Entropy`].
 pub(crate) fn suite() -> impl CipherSuiteProvider + Clone {
     RustCryptoProvider::new()
         .cipher_suite_provider(CIPHER_SUITE)
@@ -66,9 +70,20 @@ pub struct MlsSigner {
 }
 
 impl MlsSigner {
-    /// Generates a fresh signature key pair.
+    /// Generates a fresh signature key pair from the operating system's generator.
     pub fn generate() -> Result<Self, EngineError> {
-        let (secret, public) = suite()
+        Self::generate_with(&Entropy::os())
+    }
+
+    /// Generates a fresh signature key pair from `entropy`: from a seeded source, the next
+    /// draws of its stream (the same seed and the same draws before give the same pair).
+    pub fn generate_with(entropy: &Entropy) -> Result<Self, EngineError> {
+        Self::generate_from(&crypto_suite(&VerifyingCrypto::new(entropy.clone())))
+    }
+
+    /// Generates a fresh signature key pair from `suite`'s entropy.
+    pub(crate) fn generate_from(suite: &VerifyingSuite) -> Result<Self, EngineError> {
+        let (secret, public) = suite
             .signature_key_generate()
             .map_err(|e| EngineError::Crypto(format!("signature key generation: {e:?}")))?;
         Ok(Self { secret, public })
@@ -93,13 +108,22 @@ impl MlsSigner {
     }
 }
 
-/// Builds the engine's MLS client: the wallet-bound credential, our rules and storage.
+/// The ciphersuite provider of `crypto` for [`CIPHER_SUITE`].
+pub(crate) fn crypto_suite(crypto: &VerifyingCrypto) -> VerifyingSuite {
+    crypto
+        .cipher_suite_provider(CIPHER_SUITE)
+        .expect("every entropy source supports ciphersuite 0x0001")
+}
+
+/// Builds the engine's MLS client: the wallet-bound credential, our rules and storage,
+/// and `crypto` (which the engine's own random choices share).
 pub(crate) fn build_client(
     wallet: &Wallet,
     signer: &MlsSigner,
     groups: GroupStore,
     key_packages: KeyPackageStore,
     key_package_lifetime: std::time::Duration,
+    crypto: VerifyingCrypto,
 ) -> MlsClient {
     let binding = WalletBinding::create(wallet, signer.public.as_bytes());
     let credential = BasicCredential::new(binding.encode()).into_credential();
@@ -108,7 +132,7 @@ pub(crate) fn build_client(
         .key_package_repo(key_packages)
         .group_state_storage(groups)
         .mls_rules(DemlsRules)
-        .crypto_provider(VerifyingCrypto::default())
+        .crypto_provider(crypto)
         .identity_provider(WalletIdentityProvider::default())
         .extension_types([GroupParamsExt::TYPE, GroupRulesExt::TYPE, TreeKeyExt::TYPE])
         .key_package_lifetime(key_package_lifetime)

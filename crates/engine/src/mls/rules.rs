@@ -4,8 +4,8 @@ use std::convert::Infallible;
 
 use mls_rs::MlsRules;
 use mls_rs::client_builder::PaddingMode;
-use mls_rs::group::GroupContext;
-use mls_rs::group::Roster;
+use mls_rs::group::proposal::{Proposal, UpdateProposal};
+use mls_rs::group::{GroupContext, Roster, Sender};
 use mls_rs::mls_rules::{
     CommitDirection, CommitOptions, CommitSource, EncryptionOptions, ProposalBundle,
 };
@@ -52,12 +52,15 @@ impl MlsRules for DemlsRules {
 
     fn filter_proposals(
         &self,
-        _direction: CommitDirection,
+        direction: CommitDirection,
         _source: CommitSource,
         _current_roster: &Roster,
         _current_context: &GroupContext,
-        proposals: ProposalBundle,
+        mut proposals: ProposalBundle,
     ) -> Result<ProposalBundle, Self::Error> {
+        if direction == CommitDirection::Send {
+            order_updates(&mut proposals);
+        }
         Ok(proposals)
     }
 
@@ -83,5 +86,31 @@ impl MlsRules for DemlsRules {
         _current_context: &GroupContext,
     ) -> Result<EncryptionOptions, Self::Error> {
         Ok(EncryptionOptions::new(true, PaddingMode::StepFunction))
+    }
+}
+
+/// Puts the updates a commit takes by reference in their senders' leaf order. mls-rs gathers
+/// them from a `HashMap`, whose order follows the standard library's per-process random
+/// hash keys; without this, a commit of several self-updates would differ between two runs
+/// of the same seeded simulation. Receivers accept any order, so only the committer sorts.
+fn order_updates(proposals: &mut ProposalBundle) {
+    if proposals.update_proposals().len() < 2 {
+        return;
+    }
+    let mut updates = proposals.update_proposals().to_vec();
+    updates.sort_by_key(|update| match update.sender {
+        Sender::Member(leaf) => leaf,
+        // Only members send updates; mls-rs drops any other later.
+        _ => u32::MAX,
+    });
+    let removed: Result<(), Infallible> =
+        proposals.retain_by_type::<UpdateProposal, _, _>(|_| Ok(false));
+    let Ok(()) = removed;
+    for update in updates {
+        proposals.add(
+            Proposal::Update(update.proposal),
+            update.sender,
+            update.source,
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Verifications an engine remembers: signatures and wallet bindings it
-//! checked once are not checked again.
+//! The engine's crypto provider: RustCrypto, with the verifications it
+//! remembers and its random choices drawn from the engine's [`Entropy`].
 //!
+//! Signatures and wallet bindings an engine checked once are not checked again.
 //! A steward verifies a key package (its signature, its leaf node's
 //! signature, its wallet binding) when it takes the join request in, and
 //! mls-rs verifies all of it again when the steward commits the add. Each
@@ -15,9 +16,16 @@ use mls_rs::crypto::{
 };
 use mls_rs::{CipherSuite, CipherSuiteProvider, CryptoProvider};
 use mls_rs_core::crypto::HpkePsk;
-use mls_rs_crypto_rustcrypto::RustCryptoProvider;
+use mls_rs_crypto_hpke::dhkem::DhKem;
+use mls_rs_crypto_hpke::hpke::Hpke;
+use mls_rs_crypto_rustcrypto::aead::Aead;
+use mls_rs_crypto_rustcrypto::ecdh::Ecdh;
+use mls_rs_crypto_rustcrypto::kdf::Kdf;
+use mls_rs_crypto_rustcrypto::{RustCryptoError, RustCryptoProvider};
+use mls_rs_crypto_traits::{Curve, KemId};
 use sha2::{Digest, Sha256};
 
+use super::entropy::{Entropy, GivenEphemeral, SealInputs};
 use crate::bounded::BoundedSet;
 use zeroize::Zeroizing;
 
@@ -62,39 +70,95 @@ impl Remembered {
 }
 
 /// The RustCrypto provider, with the signature verifications of its
-/// ciphersuite providers remembered (one set per engine).
+/// ciphersuite providers remembered (one set per engine) and their random
+/// choices drawn from an [`Entropy`] (the OS by default).
 #[derive(Clone, Debug, Default)]
 pub struct VerifyingCrypto {
     inner: RustCryptoProvider,
     verified: Arc<Mutex<Remembered>>,
+    entropy: Entropy,
+}
+
+impl VerifyingCrypto {
+    /// A provider drawing its random choices from `entropy`.
+    pub fn new(entropy: Entropy) -> Self {
+        Self {
+            entropy,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this provider offers `cipher_suite`: a seeded source makes signature keys
+    /// for Ed25519 only (demls uses 0x0001), so it offers only the suites that sign with it.
+    fn offers(&self, cipher_suite: CipherSuite) -> bool {
+        !self.entropy.is_seeded()
+            || Curve::from_ciphersuite(cipher_suite, true) == Some(Curve::Ed25519)
+    }
 }
 
 impl CryptoProvider for VerifyingCrypto {
     type CipherSuiteProvider = VerifyingSuite;
 
     fn supported_cipher_suites(&self) -> Vec<CipherSuite> {
-        self.inner.supported_cipher_suites()
+        let mut suites = self.inner.supported_cipher_suites();
+        suites.retain(|suite| self.offers(*suite));
+        suites
     }
 
     fn cipher_suite_provider(&self, cipher_suite: CipherSuite) -> Option<VerifyingSuite> {
+        if !self.offers(cipher_suite) {
+            return None;
+        }
         self.inner
             .cipher_suite_provider(cipher_suite)
             .map(|inner| VerifyingSuite {
                 inner,
                 verified: Arc::clone(&self.verified),
+                entropy: self.entropy.clone(),
             })
     }
 }
+
+/// The HPKE of one seal whose ephemeral key a seeded [`Entropy`] gave.
+type SeededHpke = Hpke<DhKem<GivenEphemeral, Kdf>, Kdf, Aead>;
 
 /// The ciphersuite provider of [`VerifyingCrypto`].
 type InnerSuite = <RustCryptoProvider as CryptoProvider>::CipherSuiteProvider;
 
 /// A RustCrypto ciphersuite provider whose [`CipherSuiteProvider::verify`]
-/// remembers what it verified; every other operation is RustCrypto's.
+/// remembers what it verified, and whose random choices (random bytes, KEM and
+/// signature key generation, HPKE ephemeral keys) come from its [`Entropy`]; every
+/// other operation is RustCrypto's.
 #[derive(Clone)]
 pub struct VerifyingSuite {
     inner: InnerSuite,
     verified: Arc<Mutex<Remembered>>,
+    entropy: Entropy,
+}
+
+impl VerifyingSuite {
+    /// The one-off HPKE of `seal` whose ephemeral key comes from a seeded source; `None`
+    /// for the OS source, whose seals are RustCrypto's.
+    fn seeded_hpke(&self, seal: &SealInputs<'_>) -> Result<Option<SeededHpke>, RustCryptoError> {
+        let Some(ikm) = self.entropy.seal_ikm(seal) else {
+            return Ok(None);
+        };
+        let suite = self.inner.cipher_suite();
+        // RustCrypto built `inner` from these very parts, so they exist for its suite.
+        let built = "RustCrypto's suite has these parts";
+        let ecdh = Ecdh::new(suite).expect(built);
+        let kdf = Kdf::new(suite).expect(built);
+        let kem_id = KemId::new(suite).expect(built);
+        let aead = Aead::new(suite).expect(built);
+        let pair = self.inner.kem_derive(&ikm)?;
+        let kem = DhKem::new(
+            GivenEphemeral { ecdh, pair },
+            kdf,
+            kem_id as u16,
+            kem_id.n_secret(),
+        );
+        Ok(Some(Hpke::new(kem, kdf, Some(aead))))
+    }
 }
 
 impl CipherSuiteProvider for VerifyingSuite {
@@ -166,7 +230,17 @@ impl CipherSuiteProvider for VerifyingSuite {
         aad: Option<&[u8]>,
         pt: &[u8],
     ) -> Result<HpkeCiphertext, Self::Error> {
-        self.inner.hpke_seal(remote_key, info, aad, pt)
+        let seal = SealInputs {
+            remote_key,
+            info,
+            aad,
+            pt,
+            psk: None,
+        };
+        match self.seeded_hpke(&seal)? {
+            Some(hpke) => Ok(hpke.seal(remote_key, info, None, aad, pt)?),
+            None => self.inner.hpke_seal(remote_key, info, aad, pt),
+        }
     }
 
     fn hpke_seal_psk(
@@ -177,7 +251,17 @@ impl CipherSuiteProvider for VerifyingSuite {
         pt: &[u8],
         psk: HpkePsk<'_>,
     ) -> Result<HpkeCiphertext, Self::Error> {
-        self.inner.hpke_seal_psk(remote_key, info, aad, pt, psk)
+        let seal = SealInputs {
+            remote_key,
+            info,
+            aad,
+            pt,
+            psk: Some(&psk),
+        };
+        match self.seeded_hpke(&seal)? {
+            Some(hpke) => Ok(hpke.seal(remote_key, info, Some(psk), aad, pt)?),
+            None => self.inner.hpke_seal_psk(remote_key, info, aad, pt, psk),
+        }
     }
 
     fn hpke_open(
@@ -210,7 +294,17 @@ impl CipherSuiteProvider for VerifyingSuite {
         remote_key: &HpkePublicKey,
         info: &[u8],
     ) -> Result<(Vec<u8>, Self::HpkeContextS), Self::Error> {
-        self.inner.hpke_setup_s(remote_key, info)
+        let seal = SealInputs {
+            remote_key,
+            info,
+            aad: None,
+            pt: &[],
+            psk: None,
+        };
+        match self.seeded_hpke(&seal)? {
+            Some(hpke) => Ok(hpke.setup_sender(remote_key, info, None)?),
+            None => self.inner.hpke_setup_s(remote_key, info),
+        }
     }
 
     fn hpke_setup_r(
@@ -229,6 +323,11 @@ impl CipherSuiteProvider for VerifyingSuite {
     }
 
     fn kem_generate(&self) -> Result<(HpkeSecretKey, HpkePublicKey), Self::Error> {
+        // A seeded key pair is derived (RFC 9180 DeriveKeyPair) from stream bytes.
+        let mut ikm = Zeroizing::new(vec![0; self.inner.kdf_extract_size()]);
+        if self.entropy.fill_seeded(&mut ikm) {
+            return self.inner.kem_derive(&ikm);
+        }
         self.inner.kem_generate()
     }
 
@@ -237,12 +336,25 @@ impl CipherSuiteProvider for VerifyingSuite {
     }
 
     fn random_bytes(&self, out: &mut [u8]) -> Result<(), Self::Error> {
+        if self.entropy.fill_seeded(out) {
+            return Ok(());
+        }
         self.inner.random_bytes(out)
     }
 
     fn signature_key_generate(
         &self,
     ) -> Result<(SignatureSecretKey, SignaturePublicKey), Self::Error> {
+        // Seeded providers serve Ed25519 suites only (`VerifyingCrypto::offers`), whose
+        // secret key RustCrypto keeps as the 64 keypair bytes (seed, then public key).
+        let mut seed = Zeroizing::new([0; ed25519_dalek::SECRET_KEY_LENGTH]);
+        if self.entropy.fill_seeded(seed.as_mut()) {
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            return Ok((
+                SignatureSecretKey::new_slice(Zeroizing::new(key.to_keypair_bytes()).as_ref()),
+                SignaturePublicKey::new_slice(key.verifying_key().as_bytes()),
+            ));
+        }
         self.inner.signature_key_generate()
     }
 
