@@ -155,23 +155,24 @@ async fn a_vote_open_when_a_node_restarts_is_still_open_after_it_and_takes_its_v
     let nodes = group_of(dirs.path(), &["alice", "bob", "carol"]).await;
     let [alice, bob, carol] = <[NodeHandle; 3]>::try_from(nodes).unwrap_or_else(|_| unreachable!());
     let (alice_address, carol_address) = (alice.address().to_string(), carol.address());
+    let carol_text = carol_address.to_string();
     for node in [&alice, &bob, &carol] {
         node.command(|rt| rt.set_vote_policy(true))
             .await
             .expect("votes by hand");
     }
-    // Alice asks to remove Carol: her YES travels in the proposal; Bob has not voted.
+    // Alice asks to remove Carol: her YES travels in the proposal; Carol's node says NO to
+    // its own removal by itself; Bob has not voted.
     alice
         .command(move |rt| rt.propose_remove(GROUP, carol_address))
         .await
         .expect("alice proposes");
-    let open_at_bob = |rt: &mut runtime::Runtime| {
-        rt.proposals(GROUP)
-            .unwrap_or_default()
-            .iter()
-            .any(|p| p.state == ProposalState::Open)
+    let held_at_bob = move |rt: &mut runtime::Runtime| {
+        rt.proposals(GROUP).unwrap_or_default().iter().any(|p| {
+            p.state == ProposalState::Open && p.votes.iter().any(|v| v.voter == carol_text)
+        })
     };
-    wait_for("bob sees the vote open", &bob, open_at_bob).await;
+    wait_for("bob holds the open vote with carol's NO", &bob, held_at_bob).await;
     let id = bob
         .command(|rt| rt.proposals(GROUP))
         .await
@@ -192,7 +193,7 @@ async fn a_vote_open_when_a_node_restarts_is_still_open_after_it_and_takes_its_v
             .expect("the proposal is still stored")
     };
     assert_eq!(state, ProposalState::Open, "the restart closed the vote");
-    assert_eq!(voters, vec![alice_address]);
+    assert_eq!(voters, vec![alice_address, carol_address.to_string()]);
 
     // Bob can still vote on it: he says NO, and Alice takes his vote in.
     let proposal_id = ProposalId(
