@@ -11,7 +11,8 @@
 //!   (`prepare_commit`: mls-rs with demls's rules, encrypted handshake,
 //!   the ratchet tree sealed once beside the Welcome) with an empty vote
 //!   manifest, and [`Engine::adopt_batch`] applies it at the steward as
-//!   after any commit.
+//!   after any commit; [`Engine::removal_commit`] is the same for a commit
+//!   removing one member.
 //! - [`Engine::apply_batch_commit`] is what a member does with a commit —
 //!   mls-rs processing, reading its effects (each added credential's wallet
 //!   binding verified), applying it, writing state — minus the checks
@@ -96,19 +97,32 @@ impl Engine {
         adds: BatchAdds,
         now: Timestamp,
     ) -> Result<BatchCommit, EngineError> {
-        self.batch_commit_with(group, adds, None, now)
+        self.batch_commit_with(group, adds.0, None, now)
+    }
+
+    /// Builds, as a member of `group`, one commit removing the member
+    /// `target` (with the UpdatePath MLS requires), with the steward's commit
+    /// code and an empty vote manifest, like [`Engine::batch_commit`]. The
+    /// committer's state does not change until [`Engine::adopt_batch`].
+    pub fn removal_commit(
+        &mut self,
+        group: &GroupId,
+        target: Address,
+        now: Timestamp,
+    ) -> Result<BatchCommit, EngineError> {
+        self.batch_commit_with(group, vec![Change::Remove { target }], None, now)
     }
 
     fn batch_commit_with(
         &mut self,
         group: &GroupId,
-        adds: BatchAdds,
+        changes: Vec<Change>,
         params: Option<GroupParamsExt>,
         now: Timestamp,
     ) -> Result<BatchCommit, EngineError> {
         while self.poll_transmit().is_some() {}
         let (mut ctx, session) = self.session(group, now)?;
-        let prepared = session.prepare_commit(adds.0, params, Vec::new(), &ctx)?;
+        let prepared = session.prepare_commit(changes, params, Vec::new(), &ctx)?;
         session.publish(&prepared, &mut ctx);
         let mut transmits = std::iter::from_fn(|| self.poll_transmit());
         let commit = transmits
@@ -309,7 +323,7 @@ pub fn form_group_at_once(
         );
         elected_params(current, session.state.epoch(), 0, &list)
     });
-    let batch = creator.batch_commit_with(group, adds, stewards, now)?;
+    let batch = creator.batch_commit_with(group, adds.0, stewards, now)?;
     let welcome = batch
         .welcomes
         .first()

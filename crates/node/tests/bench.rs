@@ -51,6 +51,12 @@ fn commit_prints_one_object_per_size() {
             "update_commit_ms",
             "update_process_ms",
             "update_bytes",
+            "raw_commit_welcome_ms",
+            "raw_member_process_ms",
+            "raw_welcome_ms",
+            "commit_welcome_ratio",
+            "member_process_ratio",
+            "welcome_ratio",
         ] {
             assert!(number(line, key) > 0.0, "{key} in {line}");
         }
@@ -58,6 +64,47 @@ fn commit_prints_one_object_per_size() {
             line["samples"]["joiner_ms"].as_array().map(Vec::len),
             Some(2)
         );
+    }
+}
+
+#[test]
+fn everyday_compares_each_change_in_both_trees() {
+    let lines = bench(&[
+        "everyday",
+        "--sizes",
+        "12,20",
+        "--repeats",
+        "2",
+        "--populate",
+        "2",
+    ]);
+    assert_eq!(lines.len(), 2);
+    for (line, size) in lines.iter().zip([12, 20]) {
+        assert_eq!(line["bench"], "everyday");
+        assert_eq!(line["members"], size);
+        assert_eq!(line["populate"], 2);
+        for tree in ["fresh", "populated"] {
+            for change in ["add", "remove", "update"] {
+                let costs = &line[tree][change];
+                for key in [
+                    "demls_create_ms",
+                    "raw_create_ms",
+                    "create_ratio",
+                    "demls_process_ms",
+                    "raw_process_ms",
+                    "process_ratio",
+                    "demls_commit_bytes",
+                    "raw_commit_bytes",
+                ] {
+                    assert!(number(costs, key) > 0.0, "{tree} {change} {key} in {line}");
+                }
+                assert_eq!(
+                    costs["samples"]["raw_process_ms"].as_array().map(Vec::len),
+                    Some(2),
+                    "{line}"
+                );
+            }
+        }
     }
 }
 

@@ -28,7 +28,8 @@ use crate::EngineError;
 pub use entropy::Entropy;
 pub(crate) use extensions::{GroupParamsExt, GroupRulesExt, TreeKeyExt};
 pub(crate) use identity::WalletIdentityProvider;
-pub(crate) use rules::DemlsRules;
+// Public so that benchmarks can give a plain mls-rs client the same wire choices.
+pub use rules::DemlsRules;
 use store::{GroupStore, KeyPackageStore};
 pub use verified::{VerifyingCrypto, VerifyingSuite};
 

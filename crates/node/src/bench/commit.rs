@@ -15,6 +15,14 @@
 //! nothing but an UpdatePath (its leaf rotated; what a self-update commit costs
 //! its committer, the path being the larger part), and the member processes it.
 //!
+//! The reference column: in each run, after demls's, the same batch with
+//! plain mls-rs ([`super::raw`]: basic credentials, no wallet checks, the
+//! same MLS rules): a steward and a member form a group, the steward commits
+//! adding N − 2 members (key packages made once, and a fresh joiner's), the
+//! member processes the commit and the joiner joins from the Welcome and the
+//! ratchet tree sent beside it. The `*_ratio` fields are demls's median over
+//! raw's.
+//!
 //! `largest_wire_message_bytes` is the largest WakuMessage the commit and the
 //! Welcome (with its sealed tree) go out as, after the transport's
 //! segmentation with its defaults (each at most 150,000 bytes).
@@ -29,10 +37,15 @@ use demls_engine::{
 };
 use demls_transport::WakuMessage;
 use demls_transport::segmentation::{self, SegmentationConfig};
+use mls_rs::MlsMessage;
 use prost::Message;
 use serde_json::json;
 
-use super::{BenchResult, bench_config, bench_group, median, ms, rayon_threads, wall_now};
+use super::raw::{self, RawJoiner};
+use super::{
+    BenchResult, bench_config, bench_group, median, ms, on_every_core, ratio, rayon_threads,
+    wall_now,
+};
 use crate::topics::content_topic;
 
 /// Options of `demls bench commit`.
@@ -49,17 +62,20 @@ pub struct CommitArgs {
     json: bool,
 }
 
-/// The joiner whose Welcome processing is timed: its keys, and its key
-/// package's private part as its store wrote it.
-struct Joiner {
+/// A member-to-be that joins from a Welcome (in `commit`, the joiner whose
+/// Welcome processing is timed): its keys, and its key package's private part
+/// as its store wrote it.
+pub(super) struct Joiner {
     founder_wallet: demls_identity::Wallet,
     signer: demls_engine::MlsSigner,
-    key_package: Vec<u8>,
+    /// The key package it sent with its join request.
+    pub(super) key_package: Vec<u8>,
     private: (Vec<u8>, Vec<u8>),
 }
 
 impl Joiner {
-    fn new(config: &EngineConfig, now: Timestamp) -> BenchResult<Self> {
+    /// A new identity and its key package.
+    pub(super) fn new(config: &EngineConfig, now: Timestamp) -> BenchResult<Self> {
         let founder = Founder::generate(config)?;
         let store = MlsStore::journaled(config.epoch_retention);
         let mut engine = Engine::new(
@@ -86,7 +102,7 @@ impl Joiner {
     }
 
     /// A fresh engine of this joiner, waiting for its Welcome.
-    fn engine(&self, config: &EngineConfig, now: Timestamp) -> BenchResult<Engine> {
+    pub(super) fn engine(&self, config: &EngineConfig, now: Timestamp) -> BenchResult<Engine> {
         let store = MlsStore::in_memory(config.epoch_retention);
         store.restore_key_package(self.private.0.clone(), &self.private.1)?;
         Ok(Engine::awaiting_welcome(
@@ -102,42 +118,20 @@ impl Joiner {
 }
 
 /// `count` key packages of new identities, made on every core.
-fn key_packages(
+pub(super) fn key_packages(
     count: usize,
     config: &EngineConfig,
     now: Timestamp,
 ) -> Result<Vec<Vec<u8>>, String> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let per_thread = count.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let n = per_thread.min(count.saturating_sub(t * per_thread));
-                scope.spawn(move || {
-                    (0..n)
-                        .map(|_| {
-                            let founder = Founder::generate(config).map_err(|e| e.to_string())?;
-                            let mut engine = Engine::new(
-                                founder.wallet,
-                                &founder.signer,
-                                config.clone(),
-                                founder.store,
-                            );
-                            engine.key_package(now).map_err(|e| e.to_string())
-                        })
-                        .collect::<Result<Vec<_>, String>>()
-                })
-            })
-            .collect();
-        let mut all = Vec::with_capacity(count);
-        for worker in workers {
-            all.extend(
-                worker
-                    .join()
-                    .map_err(|_| "a key package thread panicked")??,
-            );
-        }
-        Ok(all)
+    on_every_core(count, |_| {
+        let founder = Founder::generate(config).map_err(|e| e.to_string())?;
+        let mut engine = Engine::new(
+            founder.wallet,
+            &founder.signer,
+            config.clone(),
+            founder.store,
+        );
+        engine.key_package(now).map_err(|e| e.to_string())
     })
 }
 
@@ -154,6 +148,8 @@ struct Run {
     update_process: f64,
     update_bytes: usize,
     largest_wire_bytes: usize,
+    /// Plain mls-rs: commit + Welcome, member processes, joiner joins.
+    raw: [f64; 3],
 }
 
 /// The size of the largest WakuMessage that `transmits` go out as, after the
@@ -183,6 +179,7 @@ fn one_run(
     size: usize,
     packages: &[Vec<u8>],
     adds: &BatchAdds,
+    raw_packages: &[MlsMessage],
     joiner: &Joiner,
     config: &EngineConfig,
     now: Timestamp,
@@ -257,7 +254,40 @@ fn one_run(
         update_process: update.1,
         update_bytes: update.2,
         largest_wire_bytes,
+        raw: raw_run(raw_packages)?,
     })
+}
+
+/// The same batch with plain mls-rs: a steward and a member form a group, the
+/// steward commits adding a joiner and the owners of `packages`, the member
+/// processes the commit, the joiner joins. Their times, in milliseconds.
+fn raw_run(packages: &[MlsMessage]) -> BenchResult<[f64; 3]> {
+    let mut steward = raw::create_group(b"steward")?;
+    let member = RawJoiner::new(b"member")?;
+    let sent = raw::commit(&mut steward, vec![member.key_package.clone()], None)?;
+    let (welcome, tree) = sent.welcome.ok_or("no Welcome for the member")?;
+    let mut member = member.join(&welcome, &tree)?;
+    let joiner = RawJoiner::new(b"joiner")?;
+    let mut batch = vec![joiner.key_package.clone()];
+    batch.extend_from_slice(packages);
+
+    let start = Instant::now();
+    let sent = raw::commit(&mut steward, batch, None)?;
+    let commit_welcome = ms(start.elapsed());
+    let (welcome, tree) = sent.welcome.ok_or("the batch commit has no Welcome")?;
+
+    let start = Instant::now();
+    raw::process(&mut member, &sent.commit)?;
+    let member_process = ms(start.elapsed());
+
+    let start = Instant::now();
+    let joined = joiner.join(&welcome, &tree)?;
+    let joiner_time = ms(start.elapsed());
+
+    if !raw::agree(&[&steward, &member, &joined])? {
+        return Err("the plain mls-rs group did not converge".into());
+    }
+    Ok([commit_welcome, member_process, joiner_time])
 }
 
 /// The steward commits an UpdatePath alone (an empty commit, which MLS makes carry one)
@@ -298,9 +328,10 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
     let joiner = Joiner::new(&config, now)?;
     let mut packages = vec![joiner.key_package.clone()];
     packages.extend(key_packages(largest - 3, &config, now)?);
+    let raw_packages = raw::key_packages(largest - 3, "raw")?;
     if !args.json {
         println!(
-            "{:>7} {:>7} {:>15} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10} {:>14} {:>16} {:>10} {:>12}",
+            "{:>7} {:>7} {:>15} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10} {:>14} {:>16} {:>10} {:>12} {:>15} {:>12} {:>12}",
             "members",
             "added",
             "commit+Welcome",
@@ -313,14 +344,20 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
             "update commit",
             "member processes",
             "update",
-            "largest wire"
+            "largest wire",
+            "raw commit+W.",
+            "raw member",
+            "raw joiner"
         );
     }
     for &size in &args.sizes {
         let batch = &packages[..size - 2];
         let adds = BatchAdds::decode(batch)?;
         let runs = (0..args.repeats)
-            .map(|_| one_run(size, batch, &adds, &joiner, &config, now))
+            .map(|_| {
+                let raw_batch = &raw_packages[..size - 3];
+                one_run(size, batch, &adds, raw_batch, &joiner, &config, now)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let samples = |f: fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<_>>();
         let commit_welcome = samples(|r| r.commit_welcome);
@@ -329,6 +366,9 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
         let joiner_ms = samples(|r| r.joiner);
         let update_commit = samples(|r| r.update_commit);
         let update_process = samples(|r| r.update_process);
+        let raw_commit_welcome = samples(|r| r.raw[0]);
+        let raw_member_process = samples(|r| r.raw[1]);
+        let raw_joiner = samples(|r| r.raw[2]);
         let last = runs.last().ok_or("no run")?;
         if args.json {
             let line = json!({
@@ -348,6 +388,12 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
                 "update_process_ms": median(&update_process),
                 "update_bytes": last.update_bytes,
                 "largest_wire_message_bytes": last.largest_wire_bytes,
+                "raw_commit_welcome_ms": median(&raw_commit_welcome),
+                "raw_member_process_ms": median(&raw_member_process),
+                "raw_welcome_ms": median(&raw_joiner),
+                "commit_welcome_ratio": ratio(median(&commit_welcome), median(&raw_commit_welcome)),
+                "member_process_ratio": ratio(median(&member_process), median(&raw_member_process)),
+                "welcome_ratio": ratio(median(&joiner_ms), median(&raw_joiner)),
                 "samples": {
                     "commit_welcome_ms": commit_welcome,
                     "steward_apply_ms": steward_apply,
@@ -355,12 +401,15 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
                     "joiner_ms": joiner_ms,
                     "update_commit_ms": update_commit,
                     "update_process_ms": update_process,
+                    "raw_commit_welcome_ms": raw_commit_welcome,
+                    "raw_member_process_ms": raw_member_process,
+                    "raw_welcome_ms": raw_joiner,
                 },
             });
             println!("{line}");
         } else {
             println!(
-                "{:>7} {:>7} {:>12.1} ms {:>12.1} ms {:>14.1} ms {:>10.1} ms {:>7} KiB {:>6} KiB {:>6} KiB {:>11.1} ms {:>13.1} ms {:>6} KiB {:>10} B",
+                "{:>7} {:>7} {:>12.1} ms {:>12.1} ms {:>14.1} ms {:>10.1} ms {:>7} KiB {:>6} KiB {:>6} KiB {:>11.1} ms {:>13.1} ms {:>6} KiB {:>10} B {:>12.1} ms {:>9.1} ms {:>9.1} ms",
                 size,
                 size - 2,
                 median(&commit_welcome),
@@ -373,7 +422,10 @@ pub fn run(args: &CommitArgs) -> BenchResult<()> {
                 median(&update_commit),
                 median(&update_process),
                 last.update_bytes / 1024,
-                last.largest_wire_bytes
+                last.largest_wire_bytes,
+                median(&raw_commit_welcome),
+                median(&raw_member_process),
+                median(&raw_joiner)
             );
         }
     }

@@ -2,6 +2,8 @@
 //!
 //! - [`commit`]: one commit adding a batch of members — making it and its
 //!   Welcome, a member processing it, a joiner joining from the Welcome.
+//! - [`everyday`]: a large group's everyday commits (adding one member,
+//!   removing one, a self-update), made and processed.
 //! - [`messages`]: application messages encrypted and decrypted per second,
 //!   with every engine step written to the node's SQLite store.
 //! - [`history`]: a member back after N messages gets them from a peer's archive (Waku
@@ -9,12 +11,17 @@
 //! - [`network`]: a member admitted into a group on the simulated network:
 //!   latency in one-way delays, and what every member sends.
 //!
+//! `commit` and `everyday` measure the same operations with plain mls-rs
+//! ([`raw`]) in the same run, beside demls's figures.
+//!
 //! Each prints a table, or with `--json` one JSON object per line.
 
 mod commit;
+mod everyday;
 mod history;
 mod messages;
 mod network;
+mod raw;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +39,8 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Commit + Welcome adding a batch of members, its processing by a member and by a joiner.
     Commit(commit::CommitArgs),
+    /// A large group's everyday commits (add one, remove one, self-update), beside plain mls-rs.
+    Everyday(everyday::EverydayArgs),
     /// Application messages encrypted and decrypted per second, persisted to SQLite.
     Messages(messages::MessagesArgs),
     /// A member back after N messages fetches them from a peer's archive; Store throughput.
@@ -44,6 +53,7 @@ enum BenchCommand {
 pub fn run(args: &BenchArgs) -> BenchResult<()> {
     match &args.command {
         BenchCommand::Commit(args) => commit::run(args),
+        BenchCommand::Everyday(args) => everyday::run(args),
         BenchCommand::Messages(args) => messages::run(args),
         BenchCommand::History(args) => history::run(args),
         BenchCommand::Network(args) => network::run(args),
@@ -80,6 +90,11 @@ fn ms(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// demls's time over plain mls-rs's, to two decimals.
+fn ratio(demls: f64, raw: f64) -> f64 {
+    (demls / raw * 100.0).round() / 100.0
+}
+
 /// The median of some samples (the mean of the middle two for an even count).
 fn median(samples: &[f64]) -> f64 {
     let mut sorted = samples.to_vec();
@@ -89,6 +104,29 @@ fn median(samples: &[f64]) -> f64 {
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
+}
+
+/// `make(i)` for every `i` below `count`, in order, computed on every core.
+fn on_every_core<T: Send>(
+    count: usize,
+    make: impl Fn(usize) -> Result<T, String> + Sync,
+) -> Result<Vec<T>, String> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = count.div_ceil(threads).max(1);
+    let make = &make;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let range = (t * per_thread).min(count)..((t + 1) * per_thread).min(count);
+                scope.spawn(move || range.map(make).collect::<Result<Vec<_>, String>>())
+            })
+            .collect();
+        let mut all = Vec::with_capacity(count);
+        for worker in workers {
+            all.extend(worker.join().map_err(|_| "a worker thread panicked")??);
+        }
+        Ok(all)
+    })
 }
 
 /// Threads mls-rs's parallel parts run on (rayon's global pool).
