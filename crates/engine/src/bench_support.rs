@@ -270,6 +270,16 @@ impl Founder {
             store: MlsStore::in_memory(config.epoch_retention),
         })
     }
+
+    /// A new founder's engine, with its in-memory store.
+    pub fn generate_engine(config: &EngineConfig) -> Result<Engine, EngineError> {
+        Ok(Self::generate(config)?.into_engine(config))
+    }
+
+    /// The founder's engine.
+    pub fn into_engine(self, config: &EngineConfig) -> Engine {
+        Engine::new(self.wallet, &self.signer, config.clone(), self.store)
+    }
 }
 
 /// Forms `group` with every founder as a member, in one commit and without
@@ -293,7 +303,7 @@ pub fn form_group_at_once(
         .next()
         .ok_or_else(|| EngineError::InvalidProposal("a group needs a founder".into()))?;
     let mode = params.mode;
-    let mut creator = Engine::new(first.wallet, &first.signer, config.clone(), first.store);
+    let mut creator = first.into_engine(config);
     creator.create_group(group.clone(), params, now)?;
     let mut joiners = Vec::new();
     let mut key_packages = Vec::new();

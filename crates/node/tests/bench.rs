@@ -168,6 +168,15 @@ fn network_admits_into_both_consensus_modes() {
                 number(&line["kinds"]["welcome"], "messages") >= 1.0,
                 "{line}"
             );
+            // Per member: what the change cost on the wire, announcements included.
+            assert!(
+                number(&line["per_member"], "bytes_received") > 0.0,
+                "{line}"
+            );
+            assert!(
+                line["setup"]["memory_per_member_bytes"].is_number(),
+                "{line}"
+            );
             // One join request, sealed to each steward in office.
             assert_eq!(
                 line["roles"]["joiner"]["messages_per_node"],
@@ -180,4 +189,71 @@ fn network_admits_into_both_consensus_modes() {
         let member_messages = number(&lines[0]["roles"]["members"], "messages_per_node");
         assert_eq!(member_messages >= 1.0, mode == "big", "{}", lines[0]);
     }
+}
+
+#[test]
+fn day_runs_a_short_day_of_a_small_group() {
+    let lines = bench(&[
+        "day",
+        "--members",
+        "7",
+        "--stewards",
+        "3",
+        "--day-secs",
+        "600",
+        "--messages",
+        "30",
+        "--joins",
+        "1",
+        "--leaves",
+        "1",
+        "--updates",
+        "1",
+        "--steward-down-secs",
+        "60",
+        "--partition-secs",
+        "60",
+        "--partition-share",
+        "0.2",
+        "--loss",
+        "0",
+    ]);
+    assert_eq!(lines.len(), 1);
+    let line = &lines[0];
+    assert_eq!(line["bench"], "day");
+    assert_eq!(line["members"], 7);
+    assert_eq!(line["completed"], true, "{line}");
+    assert_eq!(number(line, "virtual_s_reached"), 600.0, "{line}");
+    // One join, one leave, one update, each reported with the members that applied it.
+    let changes = line["changes"].as_array().expect("changes");
+    let kinds: Vec<&str> = changes.iter().filter_map(|c| c["kind"].as_str()).collect();
+    assert_eq!(kinds.len(), 3, "{line}");
+    for kind in ["join", "leave", "update"] {
+        assert!(kinds.contains(&kind), "{kind} in {line}");
+    }
+    for change in changes {
+        assert!(number(change, "audience") >= 1.0, "{line}");
+    }
+    let chat = &line["chat"];
+    assert!(number(chat, "sent") >= 1.0, "{line}");
+    assert!(
+        number(chat, "deliveries_expected") >= number(chat, "deliveries_missing"),
+        "{line}"
+    );
+    for key in [
+        "compute_ms",
+        "messages_sent",
+        "bytes_sent",
+        "messages_received",
+        "bytes_received",
+    ] {
+        assert!(number(&line["per_member"], key) > 0.0, "{key} in {line}");
+    }
+    assert!(
+        number(&line["steward_failure"], "down_at_s") > 0.0,
+        "{line}"
+    );
+    assert!(number(&line["partition"], "nodes") >= 1.0, "{line}");
+    assert!(line["settled"].is_boolean(), "{line}");
+    assert!(line["branches"].is_number(), "{line}");
 }

@@ -59,6 +59,8 @@ pub struct Traffic {
     pub bytes_sent: u64,
     /// Deliveries received.
     pub messages_received: u64,
+    /// Bytes of the deliveries received.
+    pub bytes_received: u64,
     /// Wall-clock time spent in the node's engine: inputs, timers and commands.
     pub compute: Duration,
 }
@@ -127,6 +129,11 @@ pub struct Sim {
     /// only through its inputs, and asking all of them at every step costs
     /// O(nodes) engine calls per delivery.
     timers: Vec<Option<Option<Timestamp>>>,
+    /// The known timers of [`Sim::timers`] in firing order (time, then node), so that
+    /// finding the next one is not a scan over every node at every step.
+    due: BTreeSet<(Timestamp, usize)>,
+    /// Nodes whose timer is unknown, to be asked before the next step.
+    touched: Vec<usize>,
     /// Frozen nodes (a stopped process) and the deliveries waiting in their sockets.
     frozen: HashMap<usize, Vec<Delivery>>,
 }
@@ -145,6 +152,8 @@ impl Sim {
             tap: false,
             spins: (Timestamp::default(), 0),
             timers: Vec::new(),
+            due: BTreeSet::new(),
+            touched: Vec::new(),
             frozen: HashMap::new(),
         }
     }
@@ -206,6 +215,7 @@ impl Sim {
             partition: 0,
         });
         self.timers.push(None);
+        self.touched.push(self.nodes.len() - 1);
         NodeId(self.nodes.len() - 1)
     }
 
@@ -216,8 +226,27 @@ impl Sim {
 
     /// A node, mutably.
     pub fn node_mut(&mut self, id: NodeId) -> &mut SimNode {
-        self.timers[id.0] = None;
+        self.touch(id.0);
         &mut self.nodes[id.0]
+    }
+
+    /// Forgets node `i`'s timer: it is asked again before the next step.
+    fn touch(&mut self, i: usize) {
+        match self.timers[i].take() {
+            None => return,
+            Some(Some(due)) => {
+                self.due.remove(&(due, i));
+            }
+            Some(None) => {}
+        }
+        self.touched.push(i);
+    }
+
+    /// Takes the events a node recorded so far, leaving its list empty (a long run
+    /// drains them as it goes). Unlike [`Sim::node_mut`] this does not touch the engine,
+    /// so its timer need not be asked again.
+    pub fn take_events(&mut self, id: NodeId) -> Vec<(Timestamp, Event)> {
+        std::mem::take(&mut self.nodes[id.0].events)
     }
 
     /// Every node id.
@@ -248,7 +277,7 @@ impl Sim {
 
     /// Moves a node's transmits into the network and records its events.
     fn pump(&mut self, id: NodeId) {
-        self.timers[id.0] = None;
+        self.touch(id.0);
         let now = self.now;
         let node = &mut self.nodes[id.0];
         while let Some(request) = node.engine.poll_request() {
@@ -323,18 +352,20 @@ impl Sim {
     /// Processes the next delivery or timer, advancing the clock. False when nothing is pending before `until`.
     pub fn step(&mut self, until: Timestamp) -> bool {
         let next_delivery = self.queue.peek().map(|Reverse(d)| d.at);
-        for (timer, node) in self.timers.iter_mut().zip(&self.nodes) {
-            if timer.is_none() {
-                *timer = Some(node.engine.poll_timeout());
+        for i in std::mem::take(&mut self.touched) {
+            if self.timers[i].is_none() {
+                let due = self.nodes[i].engine.poll_timeout();
+                self.timers[i] = Some(due);
+                if let Some(due) = due {
+                    self.due.insert((due, i));
+                }
             }
         }
         let next_timer = self
-            .timers
+            .due
             .iter()
-            .enumerate()
-            .filter(|(i, _)| !self.frozen.contains_key(i))
-            .filter_map(|(i, t)| t.flatten().map(|t| (t, i)))
-            .min();
+            .find(|(_, i)| !self.frozen.contains_key(i))
+            .copied();
         let next = match (next_delivery, next_timer) {
             (None, None) => return false,
             (Some(d), None) => d,
@@ -382,6 +413,7 @@ impl Sim {
             return;
         }
         node.traffic.messages_received += 1;
+        node.traffic.bytes_received += delivery.transmit.payload.len() as u64;
         let now = self.now;
         let start = Instant::now();
         let result = node.engine.handle_message(&delivery.transmit.payload, now);

@@ -124,13 +124,7 @@ pub(super) fn key_packages(
     now: Timestamp,
 ) -> Result<Vec<Vec<u8>>, String> {
     on_every_core(count, |_| {
-        let founder = Founder::generate(config).map_err(|e| e.to_string())?;
-        let mut engine = Engine::new(
-            founder.wallet,
-            &founder.signer,
-            config.clone(),
-            founder.store,
-        );
+        let mut engine = Founder::generate_engine(config).map_err(|e| e.to_string())?;
         engine.key_package(now).map_err(|e| e.to_string())
     })
 }

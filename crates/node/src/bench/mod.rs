@@ -10,6 +10,8 @@
 //!   Store) through the whole node; and the Store query throughput of one node.
 //! - [`network`]: a member admitted into a group on the simulated network:
 //!   latency in one-way delays, and what every member sends.
+//! - [`day`]: a day in the life of a group on the simulated network: joins,
+//!   leaves, self-updates, chat, a steward failure and a partition.
 //!
 //! `commit` and `everyday` measure the same operations with plain mls-rs
 //! ([`raw`]) in the same run, beside demls's figures.
@@ -17,6 +19,7 @@
 //! Each prints a table, or with `--json` one JSON object per line.
 
 mod commit;
+mod day;
 mod everyday;
 mod history;
 mod messages;
@@ -47,6 +50,8 @@ enum BenchCommand {
     History(history::HistoryArgs),
     /// One member admitted into a group on the simulated network: delays, messages, bytes.
     Network(network::NetworkArgs),
+    /// A day of a group on the simulated network: changes, chat, a steward failure, a partition.
+    Day(day::DayArgs),
 }
 
 /// Runs `demls bench`.
@@ -57,6 +62,7 @@ pub fn run(args: &BenchArgs) -> BenchResult<()> {
         BenchCommand::Messages(args) => messages::run(args),
         BenchCommand::History(args) => history::run(args),
         BenchCommand::Network(args) => network::run(args),
+        BenchCommand::Day(args) => day::run(args),
     }
 }
 
@@ -127,6 +133,30 @@ fn on_every_core<T: Send>(
         }
         Ok(all)
     })
+}
+
+/// The `q`-quantile of some samples (nearest rank).
+fn quantile(samples: &[u64], q: f64) -> u64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+/// A line of `/proc/self/status` in bytes (`VmRSS`: resident now, `VmHWM`: the peak);
+/// `None` where there is no such file (not Linux).
+fn proc_status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line
+        .trim_start_matches(field)
+        .trim_start_matches(':')
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Threads mls-rs's parallel parts run on (rayon's global pool).

@@ -11,6 +11,11 @@
 //! one-way network delays (the configured mean latency), and what every
 //! node published meanwhile, by kind. Virtual time costs nothing; the
 //! computation is reported separately, as wall-clock time.
+//!
+//! Also reported: messages and bytes sent and received per member for the
+//! change (announcements included), and the memory the formed group takes
+//! per member (resident set size of this process before the founders were
+//! made and after the group settled on the network, divided by N).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -18,13 +23,13 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use demls_engine::bench_support::{Founder, form_group_at_once};
 use demls_engine::wire::{Envelope, envelope};
-use demls_engine::{Engine, EngineConfig, Epoch, Event, GroupParams, StewardMode, Timestamp};
+use demls_engine::{EngineConfig, Epoch, Event, GroupParams, GroupView, StewardMode, Timestamp};
 use demls_identity::Address;
 use demls_sim::{NetConfig, NodeId, Sim};
 use prost::Message;
 use serde_json::{Value, json};
 
-use super::{BenchResult, bench_group, median, ms, wall_now};
+use super::{BenchResult, bench_group, median, ms, proc_status_bytes, quantile, wall_now};
 
 /// Who votes on membership changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -50,21 +55,42 @@ pub struct NetworkArgs {
     /// Members admitted one after the other (each a membership change).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     joins: u32,
-    /// Mean one-way latency of a delivery, in milliseconds.
-    #[arg(long, default_value_t = 50)]
-    latency_ms: u64,
-    /// Latency varies uniformly by up to this much either way.
-    #[arg(long, default_value_t = 20)]
-    jitter_ms: u64,
-    /// Probability that a delivery is lost.
-    #[arg(long, default_value_t = 0.01)]
-    loss: f64,
-    /// Seed of the network's randomness.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    net: NetArgs,
     /// One JSON object per admission instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// How the simulated network behaves (shared with `demls bench day`).
+#[derive(Args, Debug)]
+pub(super) struct NetArgs {
+    /// Mean one-way latency of a delivery, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub(super) latency_ms: u64,
+    /// Latency varies uniformly by up to this much either way.
+    #[arg(long, default_value_t = 20)]
+    pub(super) jitter_ms: u64,
+    /// Probability that a delivery is lost.
+    #[arg(long, default_value_t = 0.01)]
+    pub(super) loss: f64,
+    /// Seed of the network's randomness.
+    #[arg(long, default_value_t = 1)]
+    pub(super) seed: u64,
+}
+
+impl NetArgs {
+    /// The simulator's settings, starting at `start`.
+    fn config(&self, start: Timestamp) -> NetConfig {
+        NetConfig {
+            seed: self.seed,
+            latency_ms: self.latency_ms,
+            jitter_ms: self.jitter_ms,
+            loss: self.loss,
+            duplicate: 0.0,
+            start,
+        }
+    }
 }
 
 /// What a published envelope is, for the traffic breakdown.
@@ -170,6 +196,114 @@ struct Admission {
     kinds: BTreeMap<Kind, (u64, u64)>,
     /// Largest compute of one node, in ms.
     max_compute_ms: f64,
+    /// Summed over every node (the joiner included): messages and bytes sent and received.
+    traffic: Traffic,
+}
+
+/// Summed traffic of some nodes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Traffic {
+    messages_sent: u64,
+    bytes_sent: u64,
+    messages_received: u64,
+    bytes_received: u64,
+}
+
+/// How long forming the group took, and what it takes in memory.
+pub(super) struct Setup {
+    /// Wall-clock ms: the founders' keys, [`form_group_at_once`], the 2 s settling on the network.
+    founders_ms: f64,
+    form_ms: f64,
+    settle_ms: f64,
+    /// Resident set size before the founders were made, after the settling, and the peak.
+    rss_before: Option<u64>,
+    rss_formed: Option<u64>,
+    rss_peak: Option<u64>,
+}
+
+impl Setup {
+    /// Wall-clock ms of the whole setup.
+    pub(super) fn wall_ms(&self) -> f64 {
+        self.founders_ms + self.form_ms + self.settle_ms
+    }
+
+    /// The setup as JSON, memory per member over `members`.
+    pub(super) fn report(&self, members: u32) -> Value {
+        let per_member = self
+            .rss_before
+            .zip(self.rss_formed)
+            .map(|(before, after)| after.saturating_sub(before) / u64::from(members));
+        json!({
+            "founders_ms": self.founders_ms,
+            "form_ms": self.form_ms,
+            "settle_ms": self.settle_ms,
+            "rss_before_bytes": self.rss_before,
+            "rss_formed_bytes": self.rss_formed,
+            "rss_peak_bytes": self.rss_peak,
+            "memory_per_member_bytes": per_member,
+        })
+    }
+}
+
+/// A group of `members` formed at once ([`form_group_at_once`]) and put on the simulated
+/// network, where it settled for 2 s of virtual time.
+pub(super) struct Formed {
+    /// The network.
+    pub(super) sim: Sim,
+    /// The members' nodes, the group's creator first.
+    pub(super) members: Vec<NodeId>,
+    /// The creator's view of the group.
+    pub(super) view: GroupView,
+    /// What forming took.
+    pub(super) setup: Setup,
+}
+
+impl Formed {
+    /// Forms the group with `params` on a network of `net`.
+    pub(super) fn new(
+        members: u32,
+        params: GroupParams,
+        config: &EngineConfig,
+        net: &NetArgs,
+    ) -> BenchResult<Self> {
+        let rss_before = proc_status_bytes("VmRSS");
+        let start = Instant::now();
+        let now = wall_now();
+        let founders = (0..members)
+            .map(|_| Founder::generate(config))
+            .collect::<Result<Vec<_>, _>>()?;
+        let founders_ms = ms(start.elapsed());
+        let start = Instant::now();
+        let engines = form_group_at_once(&bench_group(), params, founders, config, now)?;
+        let form_ms = ms(start.elapsed());
+        let start = Instant::now();
+        let mut sim = Sim::new(net.config(now));
+        let members: Vec<NodeId> = engines.into_iter().map(|e| sim.add(e)).collect();
+        for id in &members {
+            sim.act(*id, |_, _| Ok(()))?;
+        }
+        let view = sim
+            .node(members[0])
+            .engine
+            .group(&bench_group())
+            .ok_or("the creator is not in the group")?;
+        // Let the stewards announce the group and every timer of the new epoch settle.
+        sim.run_for(2_000);
+        let setup = Setup {
+            founders_ms,
+            form_ms,
+            settle_ms: ms(start.elapsed()),
+            rss_before,
+            rss_formed: proc_status_bytes("VmRSS"),
+            rss_peak: proc_status_bytes("VmHWM"),
+        };
+        Ok(Self {
+            sim,
+            members,
+            view,
+            setup,
+        })
+    }
 }
 
 struct Bench {
@@ -182,10 +316,8 @@ struct Bench {
 }
 
 impl Bench {
-    fn setup(args: &NetworkArgs) -> BenchResult<(Self, f64)> {
-        let start = Instant::now();
+    fn setup(args: &NetworkArgs) -> BenchResult<(Self, Setup)> {
         let config = EngineConfig::default();
-        let now = wall_now();
         let params = GroupParams {
             mode: match args.consensus {
                 Consensus::Big => StewardMode::Big,
@@ -195,29 +327,12 @@ impl Bench {
             sn_max: args.stewards,
             ..GroupParams::default()
         };
-        let founders = (0..args.members)
-            .map(|_| Founder::generate(&config))
-            .collect::<Result<Vec<_>, _>>()?;
-        let engines = form_group_at_once(&bench_group(), params, founders, &config, now)?;
-        let mut sim = Sim::new(NetConfig {
-            seed: args.seed,
-            latency_ms: args.latency_ms,
-            jitter_ms: args.jitter_ms,
-            loss: args.loss,
-            duplicate: 0.0,
-            start: now,
-        });
-        let members: Vec<NodeId> = engines.into_iter().map(|e| sim.add(e)).collect();
-        for id in &members {
-            sim.act(*id, |_, _| Ok(()))?;
-        }
-        let view = sim
-            .node(members[0])
-            .engine
-            .group(&bench_group())
-            .ok_or("the creator is not in the group")?;
-        // Let the stewards announce the group and every timer of the new epoch settle.
-        sim.run_for(2_000);
+        let Formed {
+            mut sim,
+            members,
+            view,
+            setup,
+        } = Formed::new(args.members, params, &config, &args.net)?;
         sim.enable_wiretap();
         Ok((
             Self {
@@ -228,7 +343,7 @@ impl Bench {
                 epoch: view.epoch,
                 tap_seen: 0,
             },
-            ms(start.elapsed()),
+            setup,
         ))
     }
 
@@ -251,13 +366,7 @@ impl Bench {
         let target = Epoch(self.epoch.0 + 1);
         let before: Vec<_> = self.sim.ids().map(|id| self.sim.node(id).traffic).collect();
         self.tap_seen = self.sim.wiretap.len();
-        let founder = Founder::generate(&self.config)?;
-        let engine = Engine::new(
-            founder.wallet,
-            &founder.signer,
-            self.config.clone(),
-            founder.store,
-        );
+        let engine = Founder::generate_engine(&self.config)?;
         let joiner = self.sim.add(engine);
         // A member invites the joiner (with a new group's defaults nobody else gets in);
         // the invitation travels inside the join request and the proposal.
@@ -319,10 +428,15 @@ impl Bench {
         };
         let mut roles: BTreeMap<Role, (usize, u64, u64, f64)> = BTreeMap::new();
         let mut max_compute_ms: f64 = 0.0;
+        let mut traffic = Traffic::default();
         for id in self.sim.ids() {
-            let compute = self.sim.node(id).traffic.compute;
-            let was = before.get(id.0).map(|t| t.compute).unwrap_or_default();
-            let compute = ms(compute.saturating_sub(was));
+            let now = self.sim.node(id).traffic;
+            let was = before.get(id.0).copied().unwrap_or_default();
+            traffic.messages_sent += now.messages_sent - was.messages_sent;
+            traffic.bytes_sent += now.bytes_sent - was.bytes_sent;
+            traffic.messages_received += now.messages_received - was.messages_received;
+            traffic.bytes_received += now.bytes_received - was.bytes_received;
+            let compute = ms(now.compute.saturating_sub(was.compute));
             max_compute_ms = max_compute_ms.max(compute);
             let entry = roles.entry(role_of(id)).or_default();
             entry.0 += 1;
@@ -353,20 +467,13 @@ impl Bench {
             roles,
             kinds,
             max_compute_ms,
+            traffic,
         })
     }
 }
 
-/// The `q`-quantile of some samples (nearest rank).
-fn quantile(samples: &[u64], q: f64) -> u64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
-    sorted.get(rank - 1).copied().unwrap_or_default()
-}
-
-fn report(args: &NetworkArgs, index: u32, setup_ms: f64, a: &Admission) -> Value {
-    let delays = |t: u64| (t as f64 / args.latency_ms as f64 * 100.0).round() / 100.0;
+fn report(args: &NetworkArgs, index: u32, setup: &Setup, a: &Admission) -> Value {
+    let delays = |t: u64| (t as f64 / args.net.latency_ms as f64 * 100.0).round() / 100.0;
     let all_applied = a
         .member_ms
         .iter()
@@ -379,7 +486,7 @@ fn report(args: &NetworkArgs, index: u32, setup_ms: f64, a: &Admission) -> Value
     let late = a
         .member_ms
         .iter()
-        .filter(|t| **t > 5 * (args.latency_ms + args.jitter_ms))
+        .filter(|t| **t > 5 * (args.net.latency_ms + args.net.jitter_ms))
         .count();
     let roles: serde_json::Map<String, Value> = a
         .roles
@@ -407,16 +514,18 @@ fn report(args: &NetworkArgs, index: u32, setup_ms: f64, a: &Admission) -> Value
             )
         })
         .collect();
+    let nodes = (a.members_before + 1) as f64;
+    let per_member = |total: u64| (total as f64 / nodes * 100.0).round() / 100.0;
     json!({
         "bench": "network",
         "consensus": match args.consensus { Consensus::Big => "big", Consensus::Small => "small" },
         "members": a.members_before,
         "stewards": args.stewards,
         "admission": index,
-        "latency_ms": args.latency_ms,
-        "jitter_ms": args.jitter_ms,
-        "loss": args.loss,
-        "seed": args.seed,
+        "latency_ms": args.net.latency_ms,
+        "jitter_ms": args.net.jitter_ms,
+        "loss": args.net.loss,
+        "seed": args.net.seed,
         "joiner_joined_ms": a.joiner_ms,
         "joiner_joined_delays": delays(a.joiner_ms),
         "members_applied_median_ms": member_median,
@@ -429,14 +538,21 @@ fn report(args: &NetworkArgs, index: u32, setup_ms: f64, a: &Admission) -> Value
         "roles": roles,
         "kinds": kinds,
         "max_compute_ms_per_node": a.max_compute_ms,
+        "per_member": {
+            "messages_sent": per_member(a.traffic.messages_sent),
+            "bytes_sent": per_member(a.traffic.bytes_sent),
+            "messages_received": per_member(a.traffic.messages_received),
+            "bytes_received": per_member(a.traffic.bytes_received),
+        },
         "wall_ms": a.wall_ms,
-        "setup_wall_ms": setup_ms,
+        "setup_wall_ms": setup.wall_ms(),
+        "setup": setup.report(args.members),
     })
 }
 
 /// Runs `demls bench network`.
 pub fn run(args: &NetworkArgs) -> BenchResult<()> {
-    let (mut bench, setup_ms) = Bench::setup(args)?;
+    let (mut bench, setup) = Bench::setup(args)?;
     if !args.json {
         println!(
             "{} consensus, {} stewards, latency {} ± {} ms, loss {}; group of {} formed in {:.1} s (wall)",
@@ -445,11 +561,11 @@ pub fn run(args: &NetworkArgs) -> BenchResult<()> {
                 Consensus::Small => "small",
             },
             args.stewards,
-            args.latency_ms,
-            args.jitter_ms,
-            args.loss,
+            args.net.latency_ms,
+            args.net.jitter_ms,
+            args.net.loss,
             args.members,
-            setup_ms / 1000.0
+            setup.wall_ms() / 1000.0
         );
         println!(
             "{:>8} {:>14} {:>18} {:>16} {:>13} {:>22} {:>22} {:>10}",
@@ -466,7 +582,7 @@ pub fn run(args: &NetworkArgs) -> BenchResult<()> {
     let mut joined = Vec::new();
     for index in 0..args.joins {
         let admission = bench.admit()?;
-        let line = report(args, index, setup_ms, &admission);
+        let line = report(args, index, &setup, &admission);
         if args.json {
             println!("{line}");
         } else {
@@ -498,7 +614,7 @@ pub fn run(args: &NetworkArgs) -> BenchResult<()> {
         println!(
             "median join request → joined: {:.0} ms ({:.2} one-way delays)",
             median(&joined),
-            median(&joined) / args.latency_ms as f64
+            median(&joined) / args.net.latency_ms as f64
         );
     }
     Ok(())
