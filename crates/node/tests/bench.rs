@@ -254,6 +254,13 @@ fn day_runs_a_short_day_of_a_small_group() {
         "{line}"
     );
     assert!(number(&line["partition"], "nodes") >= 1.0, "{line}");
+    // What was published, by kind: the stewards' announcements, the changes' commits.
+    for kind in ["announcement", "commit", "proposal_or_vote"] {
+        assert!(
+            number(&line["published_by_kind"][kind], "messages") >= 1.0,
+            "{kind} in {line}"
+        );
+    }
     assert!(line["settled"].is_boolean(), "{line}");
     assert!(line["branches"].is_number(), "{line}");
 }

@@ -14,7 +14,9 @@
 //! engine calls), messages and bytes sent and received, per member; for each
 //! change, when members applied it (virtual milliseconds from the request), and
 //! the slowest change at its 99th percentile of members; whether the members
-//! ended on one epoch and branch; how many chat deliveries are missing.
+//! ended on one epoch and branch; how many chat deliveries are missing; what
+//! every node published, by kind of envelope (announcements, commits, MLS
+//! application messages, ...).
 //!
 //! Each simulated member is a whole engine that really decrypts every message:
 //! the cost of a run grows with members times messages (see `docs/performance.md`).
@@ -31,6 +33,7 @@ use demls_identity::Address;
 use demls_sim::{NodeId, Sim};
 use serde_json::{Value, json};
 
+use super::envelope_kind::KindCounts;
 use super::network::{Formed, NetArgs};
 use super::{BenchResult, bench_group, proc_status_bytes, quantile};
 
@@ -213,6 +216,8 @@ struct Day {
     send_failures: u64,
     duplicates: u64,
     next_sender: usize,
+    /// What every node published over the day, by kind (the wiretap, drained as it goes).
+    published: KindCounts,
 }
 
 impl Day {
@@ -343,6 +348,9 @@ impl Day {
 
     /// Takes in every node's events since the last call.
     fn observe(&mut self) {
+        for (_, transmit) in std::mem::take(&mut self.sim.wiretap) {
+            self.published.add(&transmit.payload);
+        }
         for id in self.sim.ids() {
             let events = self.sim.take_events(id);
             for (at, event) in events {
@@ -583,8 +591,10 @@ pub fn run(args: &DayArgs) -> BenchResult<()> {
         .collect();
     let script = Script::new(args, &formed.members, &stewards);
     let start = formed.sim.now();
+    let mut sim = formed.sim;
+    sim.enable_wiretap();
     let mut day = Day {
-        sim: formed.sim,
+        sim,
         config,
         start,
         creator: formed.members[0],
@@ -601,6 +611,7 @@ pub fn run(args: &DayArgs) -> BenchResult<()> {
         send_failures: 0,
         duplicates: 0,
         next_sender: 0,
+        published: KindCounts::default(),
     };
     let limit =
         (args.wall_limit_secs > 0).then(|| std::time::Duration::from_secs(args.wall_limit_secs));
@@ -756,6 +767,7 @@ fn report(args: &DayArgs, day: &Day, script: &Script, outcome: Outcome) -> Value
             "messages_received": per(received),
             "bytes_received": per(bytes_received),
         },
+        "published_by_kind": day.published.report(),
         "compute_ms_median_node": quantile(&compute, 0.5) as f64 / 1000.0,
         "compute_ms_max_node": compute.iter().max().copied().unwrap_or_default() as f64 / 1000.0,
         "nodes": nodes.len(),

@@ -20,6 +20,7 @@
 
 mod commit;
 mod day;
+mod envelope_kind;
 mod everyday;
 mod history;
 mod messages;

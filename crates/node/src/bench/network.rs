@@ -22,13 +22,12 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use demls_engine::bench_support::{Founder, form_group_at_once};
-use demls_engine::wire::{Envelope, envelope};
 use demls_engine::{EngineConfig, Epoch, Event, GroupParams, GroupView, StewardMode, Timestamp};
 use demls_identity::Address;
 use demls_sim::{NetConfig, NodeId, Sim};
-use prost::Message;
 use serde_json::{Value, json};
 
+use super::envelope_kind::{Kind, KindCounts};
 use super::{BenchResult, bench_group, median, ms, proc_status_bytes, quantile, wall_now};
 
 /// Who votes on membership changes.
@@ -93,76 +92,6 @@ impl NetArgs {
     }
 }
 
-/// What a published envelope is, for the traffic breakdown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Announcement,
-    JoinRequest,
-    Welcome,
-    Commit,
-    /// MLS application messages: proposals and votes (and chat, none here).
-    Application,
-    Sync,
-    Other,
-}
-
-impl Kind {
-    fn of(payload: &[u8]) -> Self {
-        match Envelope::decode(payload).ok().and_then(|e| e.body) {
-            Some(envelope::Body::Announcement(_)) => Self::Announcement,
-            Some(envelope::Body::JoinRequest(_)) => Self::JoinRequest,
-            Some(envelope::Body::Welcome(_)) => Self::Welcome,
-            Some(envelope::Body::SyncRequest(_)) => Self::Sync,
-            Some(envelope::Body::MlsMessage(bytes)) => match private_content_type(&bytes) {
-                Some(3) => Self::Commit,
-                Some(1) => Self::Application,
-                _ => Self::Other,
-            },
-            _ => Self::Other,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Announcement => "announcement",
-            Self::JoinRequest => "join_request",
-            Self::Welcome => "welcome",
-            Self::Commit => "commit",
-            Self::Application => "proposal_or_vote",
-            Self::Sync => "sync_request",
-            Self::Other => "other",
-        }
-    }
-}
-
-/// The content type of an MLS PrivateMessage (1 application, 2 proposal, 3
-/// commit): it travels in the clear after the version, the wire format, the
-/// group id and the epoch (RFC 9420, section 6.3).
-fn private_content_type(message: &[u8]) -> Option<u8> {
-    const PRIVATE_MESSAGE: [u8; 2] = [0, 2];
-    if message.get(2..4)? != PRIVATE_MESSAGE {
-        return None;
-    }
-    let rest = message.get(4..)?;
-    let first = *rest.first()?;
-    let (prefix, len) = match first >> 6 {
-        0 => (1, usize::from(first & 0x3f)),
-        1 => (
-            2,
-            usize::from(u16::from_be_bytes([first & 0x3f, *rest.get(1)?])),
-        ),
-        2 => {
-            let b = rest.get(..4)?;
-            (
-                4,
-                u32::from_be_bytes([b[0] & 0x3f, b[1], b[2], b[3]]) as usize,
-            )
-        }
-        _ => return None,
-    };
-    rest.get(prefix + len + 8).copied()
-}
-
 /// The roles the traffic is broken down by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Role {
@@ -193,7 +122,7 @@ struct Admission {
     /// ms (sums over the role's nodes).
     roles: BTreeMap<Role, (usize, u64, u64, f64)>,
     /// Per kind: messages and bytes published.
-    kinds: BTreeMap<Kind, (u64, u64)>,
+    kinds: KindCounts,
     /// Largest compute of one node, in ms.
     max_compute_ms: f64,
     /// Summed over every node (the joiner included): messages and bytes sent and received.
@@ -442,14 +371,10 @@ impl Bench {
             entry.0 += 1;
             entry.3 += compute;
         }
-        let mut kinds: BTreeMap<Kind, (u64, u64)> = BTreeMap::new();
+        let mut kinds = KindCounts::default();
         for (from, transmit) in &self.sim.wiretap[self.tap_seen..] {
-            let kind = Kind::of(&transmit.payload);
             let bytes = transmit.payload.len() as u64;
-            let entry = kinds.entry(kind).or_default();
-            entry.0 += 1;
-            entry.1 += bytes;
-            if kind != Kind::Announcement {
+            if kinds.add(&transmit.payload) != Kind::Announcement {
                 let entry = roles.entry(role_of(*from)).or_default();
                 entry.1 += 1;
                 entry.2 += bytes;
@@ -504,16 +429,7 @@ fn report(args: &NetworkArgs, index: u32, setup: &Setup, a: &Admission) -> Value
             )
         })
         .collect();
-    let kinds: serde_json::Map<String, Value> = a
-        .kinds
-        .iter()
-        .map(|(kind, (messages, bytes))| {
-            (
-                kind.name().to_owned(),
-                json!({ "messages": messages, "bytes": bytes }),
-            )
-        })
-        .collect();
+    let kinds = a.kinds.report();
     let nodes = (a.members_before + 1) as f64;
     let per_member = |total: u64| (total as f64 / nodes * 100.0).round() / 100.0;
     json!({
