@@ -357,12 +357,21 @@ impl ChatLog {
         self.on_history(sync.lamport, &sync.history, now)
     }
 
-    /// A member asks for `ids`: those kept are sent again after a short random wait.
+    /// A member asks for `ids`: those kept are sent again after a short random wait, spread
+    /// like syncs over one window per [`SYNCERS_PER_INTERVAL`] members: every holder draws,
+    /// so the first answer still comes within about one window's share, and the holders
+    /// that answer before they hear it stay a handful however large the group.
     pub(crate) fn on_repair(&mut self, ids: &[Vec<u8>], now: Timestamp) {
+        let window = ANSWER_JITTER_MS.saturating_mul(self.spread_scale());
         for id in ids.iter().take(REPAIR_IDS) {
             if self.kept.contains_key(id) && !self.answers.contains_key(id) {
-                let wait = jitter(ANSWER_JITTER_MS, &[self.me.as_bytes(), id]);
+                let wait = jitter(window, &[self.me.as_bytes(), id]);
                 self.answers.insert(id.clone(), now.plus_ms(wait));
+            }
+            // Someone else asked for what this member misses too: the answer to that request
+            // reaches it as well, so its own request waits (and goes out if none comes).
+            if let Some(missing) = self.missing.get_mut(id) {
+                missing.next_ask = missing.next_ask.max(now.plus_ms(2 * FIRST_ASK_MS));
             }
         }
     }
@@ -754,6 +763,21 @@ mod tests {
             vec![vec![42]]
         );
         assert_eq!(log.lamport(), 9);
+    }
+
+    #[test]
+    fn a_member_that_hears_another_ask_for_what_it_misses_waits_before_asking_itself() {
+        let config = crate::EngineConfig::default();
+        let mut log = ChatLog::new(Address::default(), 0, 3, 0);
+        log.on_chat(delivery(2, 2), &[entry(9)], vec![2], &config, Timestamp(0));
+        assert_eq!(log.missing(), 1);
+        // Another member asks for message 9 before this one's own request is due.
+        log.on_repair(&[vec![9]], Timestamp(500));
+        let due = log.on_timeout(&config, false, Timestamp(2 * FIRST_ASK_MS));
+        assert!(due.ask.is_empty());
+        // No answer came: it asks itself.
+        let due = log.on_timeout(&config, false, Timestamp(500 + 2 * FIRST_ASK_MS));
+        assert_eq!(due.ask, vec![vec![9]]);
     }
 
     #[test]
