@@ -456,6 +456,11 @@ impl GroupSession {
                     current: self.epoch(),
                 });
             }
+            // This member's own message, published again by a member answering a repair
+            // request (or returned by an archive): a copy, not a sign of another branch.
+            Err(mls_rs::error::MlsError::CantProcessMessageFromSelf) => {
+                return Err(EngineError::Duplicate);
+            }
             Err(error) if epoch == self.state.epoch() => {
                 // Unreadable in our own epoch: another branch's traffic, readable if we switch.
                 self.hold(epoch, bytes, ctx)?;

@@ -410,3 +410,47 @@ fn a_member_removed_while_offline_learns_it_and_gets_nothing_from_after() {
         }
     )));
 }
+
+#[test]
+fn a_member_that_hears_its_own_message_again_takes_it_for_a_copy_not_for_another_branch() {
+    use demls_engine::EngineError;
+    use demls_engine::wire::{Envelope, envelope};
+    use prost::Message;
+
+    let mut sim = Sim::new(NetConfig::default());
+    let nodes = form_group(&mut sim, 3, VotePolicy::Automatic);
+    sim.run_for(5_000);
+    sim.enable_wiretap();
+    let alice = nodes[1];
+    sim.act(alice, |e, now| e.send_message(&group(), "hello", now))
+        .unwrap();
+    let (_, sent) = sim
+        .wiretap
+        .iter()
+        .find(|(from, _)| *from == alice)
+        .cloned()
+        .expect("alice's message");
+    sim.run_for(1_000);
+    // A member answering a repair request publishes the very same bytes; Alice hears them.
+    let heard = sim.act(alice, |e, now| Ok(e.handle_message(&sent.payload, now)));
+    assert!(
+        matches!(heard, Ok(Err(EngineError::Duplicate))),
+        "{heard:?}"
+    );
+    sim.run_for(30_000);
+    let sync_requests = sim
+        .wiretap
+        .iter()
+        .filter(|(from, t)| {
+            *from == alice
+                && matches!(
+                    Envelope::decode(t.payload.as_slice())
+                        .ok()
+                        .and_then(|e| e.body),
+                    Some(envelope::Body::SyncRequest(_))
+                )
+        })
+        .count();
+    assert_eq!(sync_requests, 0, "alice suspected she was behind");
+    assert!(delivered(&sim, nodes[2]).contains(&"hello".to_owned()));
+}
