@@ -56,10 +56,6 @@ const RESENDS: u8 = 2;
 const ANSWER_JITTER_MS: u64 = 2_000;
 /// The first wait before asking for a missing message (it may still be on its way).
 const FIRST_ASK_MS: u64 = 1_000;
-/// Members per sync interval's worth of spread: a group of up to this many spreads its
-/// syncs over one interval; a larger group over proportionally more, so that the group as
-/// a whole sends about as many syncs (and the first of them as soon) whatever its size.
-const SYNCERS_PER_INTERVAL: usize = 10;
 
 /// A chat message ready to be shown.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,8 +128,6 @@ pub(crate) struct ChatLog {
     sync_due: Option<Timestamp>,
     /// Someone else's history covered this member's since it last sent.
     covered: bool,
-    /// Members of the group (this one included), for the spread of syncs.
-    group_size: usize,
 }
 
 /// The bits of a Bloom filter that stand for `id`.
@@ -159,9 +153,8 @@ fn jitter(range: u64, parts: &[&[u8]]) -> u64 {
 }
 
 impl ChatLog {
-    /// The log of a member that joined (or created the group) in `joined_epoch`, in a
-    /// group of `group_size` members.
-    pub(crate) fn new(me: Address, joined_epoch: u64, group_size: usize, lamport: u64) -> Self {
+    /// The log of a member that joined (or created the group) in `joined_epoch`.
+    pub(crate) fn new(me: Address, joined_epoch: u64, lamport: u64) -> Self {
         Self {
             me,
             lamport,
@@ -179,30 +172,7 @@ impl ChatLog {
             unacked: BTreeMap::new(),
             sync_due: None,
             covered: false,
-            group_size: group_size.max(1),
         }
-    }
-
-    /// The group now has `members` members (this one included).
-    pub(crate) fn set_group_size(&mut self, members: usize) {
-        self.group_size = members.max(1);
-    }
-
-    /// Intervals a sync's spread covers: one per [`SYNCERS_PER_INTERVAL`] members.
-    fn spread_scale(&self) -> u64 {
-        u64::try_from(self.group_size.div_ceil(SYNCERS_PER_INTERVAL).max(1)).unwrap_or(u64::MAX)
-    }
-
-    /// When a sync based on `interval` is due from `now`: after the interval, plus a spread
-    /// over as much again per [`SYNCERS_PER_INTERVAL`] members. Every member of a large
-    /// group draws its own time, so the earliest of them still comes about one interval
-    /// after `now`, while each member syncs proportionally less often.
-    fn sync_time(&self, interval: u64, now: Timestamp) -> Timestamp {
-        let spread = jitter(
-            interval.saturating_mul(self.spread_scale()),
-            &[self.me.as_bytes(), &now.0.to_be_bytes()],
-        );
-        now.plus_ms(interval + spread)
     }
 
     /// The epoch this member joined in.
@@ -292,7 +262,11 @@ impl ChatLog {
     /// After this member sent its state: the next sync is due after the idle interval (so
     /// that a quiet group still notices, after a partition or a loss, what it misses).
     fn after_sending(&mut self, config: &crate::EngineConfig, now: Timestamp) {
-        self.sync_due = Some(self.sync_time(config.chat_sync_idle_ms, now));
+        let spread = jitter(
+            config.chat_sync_idle_ms,
+            &[self.me.as_bytes(), &now.0.to_be_bytes()],
+        );
+        self.sync_due = Some(now.plus_ms(config.chat_sync_idle_ms + spread));
         self.covered = false;
     }
 
@@ -357,21 +331,12 @@ impl ChatLog {
         self.on_history(sync.lamport, &sync.history, now)
     }
 
-    /// A member asks for `ids`: those kept are sent again after a short random wait, spread
-    /// like syncs over one window per [`SYNCERS_PER_INTERVAL`] members: every holder draws,
-    /// so the first answer still comes within about one window's share, and the holders
-    /// that answer before they hear it stay a handful however large the group.
+    /// A member asks for `ids`: those kept are sent again after a short random wait.
     pub(crate) fn on_repair(&mut self, ids: &[Vec<u8>], now: Timestamp) {
-        let window = ANSWER_JITTER_MS.saturating_mul(self.spread_scale());
         for id in ids.iter().take(REPAIR_IDS) {
             if self.kept.contains_key(id) && !self.answers.contains_key(id) {
-                let wait = jitter(window, &[self.me.as_bytes(), id]);
+                let wait = jitter(ANSWER_JITTER_MS, &[self.me.as_bytes(), id]);
                 self.answers.insert(id.clone(), now.plus_ms(wait));
-            }
-            // Someone else asked for what this member misses too: the answer to that request
-            // reaches it as well, so its own request waits (and goes out if none comes).
-            if let Some(missing) = self.missing.get_mut(id) {
-                missing.next_ask = missing.next_ask.max(now.plus_ms(2 * FIRST_ASK_MS));
             }
         }
     }
@@ -533,15 +498,13 @@ impl ChatLog {
     }
 
     /// Something happened in the group: a sync is due in a while (sooner than idle).
-    /// A sync already due within an activity's horizon stays as drawn: drawing again at
-    /// each message of a busy group and keeping the earliest would bring every member's
-    /// sync forward to just after the interval, and a group of N send N syncs an interval.
     fn activity(&mut self, config: &crate::EngineConfig, now: Timestamp) {
-        let horizon = now.plus_ms(config.chat_sync_ms.saturating_mul(self.spread_scale() + 1));
-        if self.sync_due.is_some_and(|due| due <= horizon) {
-            return;
-        }
-        self.sync_due = Some(self.sync_time(config.chat_sync_ms, now));
+        let spread = jitter(
+            config.chat_sync_ms,
+            &[self.me.as_bytes(), &now.0.to_be_bytes()],
+        );
+        let soon = now.plus_ms(config.chat_sync_ms + spread);
+        self.sync_due = Some(self.sync_due.map_or(soon, |due| due.min(soon)));
     }
 
     /// Delivers `delivery` and every waiting message that only waited for it, in causal order.
@@ -651,43 +614,9 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_large_group_spreads_its_syncs_and_the_first_still_comes_soon() {
-        let config = crate::EngineConfig::default();
-        let members = 1000;
-        // A message every second for a minute, heard by every member of a 1000-member group.
-        let dues: Vec<Timestamp> = (0..members)
-            .map(|i: u32| {
-                let me = Address::from_slice(&[&i.to_be_bytes()[..], &[0; 16]].concat())
-                    .expect("20 bytes");
-                let mut log = ChatLog::new(me, 0, members as usize, 0);
-                let first = log.on_chat(delivery(0, 1), &[], vec![0], &config, Timestamp(0));
-                assert_eq!(first.delivered.len(), 1);
-                let drawn = log.sync_due;
-                for second in 1..60u8 {
-                    let at = Timestamp(u64::from(second) * 1000);
-                    log.on_chat(delivery(second, 1), &[], vec![second], &config, at);
-                }
-                // Later messages do not draw again: the member's sync stays where it fell.
-                assert_eq!(log.sync_due, drawn);
-                drawn.expect("a sync is due")
-            })
-            .collect();
-        let interval = config.chat_sync_ms;
-        let earliest = dues.iter().min().expect("members").0;
-        assert!(
-            earliest >= interval && earliest < interval + 2_000,
-            "{earliest}"
-        );
-        // Spread over a hundred intervals: about ten members sync in the first one, where
-        // every member did before.
-        let in_first_interval = dues.iter().filter(|d| d.0 < 2 * interval).count();
-        assert!((1..=40).contains(&in_first_interval), "{in_first_interval}");
-    }
-
-    #[test]
     fn messages_wait_for_their_history_and_are_delivered_in_causal_order() {
         let config = crate::EngineConfig::default();
-        let mut log = ChatLog::new(Address::default(), 0, 3, 0);
+        let mut log = ChatLog::new(Address::default(), 0, 0);
         // 3 depends on 2, which depends on 1; they arrive 3, 2, 1.
         let now = Timestamp(0);
         let r = log.on_chat(delivery(3, 3), &[entry(2)], vec![3], &config, now);
@@ -704,7 +633,7 @@ mod tests {
     #[test]
     fn what_nobody_gives_back_is_given_up_after_a_while() {
         let config = crate::EngineConfig::default();
-        let mut log = ChatLog::new(Address::default(), 0, 3, 0);
+        let mut log = ChatLog::new(Address::default(), 0, 0);
         log.on_chat(delivery(2, 2), &[entry(9)], vec![2], &config, Timestamp(0));
         let due = log.on_timeout(&config, false, Timestamp(FIRST_ASK_MS * 2));
         assert_eq!(due.ask, vec![vec![9]]);
@@ -719,7 +648,7 @@ mod tests {
     fn a_message_waiting_behind_a_later_gap_is_not_shown_before_what_it_names() {
         let config = crate::EngineConfig::default();
         let give_up = config.gap_give_up_ms;
-        let mut log = ChatLog::new(Address::default(), 0, 3, 0);
+        let mut log = ChatLog::new(Address::default(), 0, 0);
         // 3 names 2; 2 comes 10 s later naming 9, which nobody gives back.
         log.on_chat(delivery(3, 3), &[entry(2)], vec![3], &config, Timestamp(0));
         log.on_chat(
@@ -742,7 +671,7 @@ mod tests {
     #[test]
     fn history_before_joining_is_not_waited_for_and_acks_are_seen() {
         let config = crate::EngineConfig::default();
-        let mut log = ChatLog::new(Address::default(), 5, 3, 0);
+        let mut log = ChatLog::new(Address::default(), 5, 0);
         let old = HistoryEntry {
             id: vec![7],
             epoch: 4,
@@ -766,24 +695,9 @@ mod tests {
     }
 
     #[test]
-    fn a_member_that_hears_another_ask_for_what_it_misses_waits_before_asking_itself() {
-        let config = crate::EngineConfig::default();
-        let mut log = ChatLog::new(Address::default(), 0, 3, 0);
-        log.on_chat(delivery(2, 2), &[entry(9)], vec![2], &config, Timestamp(0));
-        assert_eq!(log.missing(), 1);
-        // Another member asks for message 9 before this one's own request is due.
-        log.on_repair(&[vec![9]], Timestamp(500));
-        let due = log.on_timeout(&config, false, Timestamp(2 * FIRST_ASK_MS));
-        assert!(due.ask.is_empty());
-        // No answer came: it asks itself.
-        let due = log.on_timeout(&config, false, Timestamp(500 + 2 * FIRST_ASK_MS));
-        assert_eq!(due.ask, vec![vec![9]]);
-    }
-
-    #[test]
     fn repair_requests_are_answered_from_what_is_kept_and_duplicates_cancel_the_answer() {
         let config = crate::EngineConfig::default();
-        let mut log = ChatLog::new(Address::default(), 0, 3, 0);
+        let mut log = ChatLog::new(Address::default(), 0, 0);
         log.on_chat(delivery(1, 1), &[], vec![0xaa], &config, Timestamp(0));
         log.on_repair(&[vec![1], vec![2]], Timestamp(0));
         let due = log.on_timeout(&config, true, Timestamp(ANSWER_JITTER_MS));

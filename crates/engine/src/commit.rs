@@ -742,7 +742,6 @@ impl GroupSession {
     pub(crate) fn start_epoch(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
         self.pending_commits.clear();
         self.commit_retry_at = None;
-        self.chat.set_group_size(self.state.member_count());
         self.carry_own_motions();
         let state = &self.state;
         self.invitations.forget_members(|a| state.is_member(a));

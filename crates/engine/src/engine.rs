@@ -270,7 +270,6 @@ impl Engine {
             session.chat = crate::causal::ChatLog::new(
                 engine.wallet.address(),
                 group.joined_epoch,
-                session.state.member_count(),
                 group.lamport,
             );
             session.restore_key_ages(group.key_ages.iter().filter_map(|record| {

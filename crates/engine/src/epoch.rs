@@ -170,11 +170,6 @@ impl EpochState {
         self.leaves.iter().flatten().copied().collect()
     }
 
-    /// How many members the group has.
-    pub(crate) fn member_count(&self) -> usize {
-        self.member_set.len()
-    }
-
     pub(crate) fn is_member(&self, address: &Address) -> bool {
         self.member_set.contains(address)
     }

@@ -122,7 +122,7 @@ impl GroupSession {
     ) -> Result<Self, EngineError> {
         let state = EpochState::new(mls, now)?;
         let mut session = Self {
-            chat: crate::causal::ChatLog::new(me, state.epoch(), state.member_count(), 0),
+            chat: crate::causal::ChatLog::new(me, state.epoch(), 0),
             reported_missing: 0,
             id,
             me,
