@@ -762,6 +762,7 @@ impl GroupSession {
         });
         self.steward_start_epoch(ctx)?;
         self.sync.epoch_advanced();
+        self.drop_second_welcome();
         self.replay_held(ctx);
         Ok(())
     }

@@ -818,6 +818,10 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let (mut ctx, groups, joins, client) = self.split(now);
         if let Some(session) = groups.get_mut(&group) {
+            // A joiner welcomed on both sides of a fork keeps the other side.
+            if let Err(error) = session.open_second_welcome(&bundle, client, now) {
+                tracing::debug!(%group, %error, "Welcome not opened as another branch");
+            }
             // Members keep Welcomes, to send again to a joiner that lost its.
             session.keep_welcome(bundle);
             return Ok(());
@@ -829,8 +833,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Forgets groups this node left long enough ago, and turns sessions on a
-    /// dead branch back into join attempts.
+    /// Forgets groups this node left long enough ago, moves joiners to the other branch
+    /// they were welcomed into when the group lives there, and turns sessions on a dead
+    /// branch back into join attempts.
     fn tidy_groups(&mut self, now: Timestamp) {
         let grace = self.config.departed_grace_ms;
         let gone: Vec<GroupId> = self
@@ -843,6 +848,30 @@ impl Engine {
             self.groups.remove(&group);
             self.store.delete_group(group.as_bytes());
             self.out.requests.push_back(Request::Unsubscribe(group));
+        }
+        let switching: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, s)| {
+                s.other_branch_due(&self.config)
+                    .is_some_and(|due| due <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group in switching {
+            let (mut ctx, groups, _, client) = self.split(now);
+            let Some(session) = groups.get_mut(&group) else {
+                continue;
+            };
+            match session.switch_to_other_branch(client, &mut ctx) {
+                Ok(Some(other)) => {
+                    groups.insert(group, other);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%group, %error, "cannot switch to the other branch");
+                }
+            }
         }
         let dead: Vec<GroupId> = self
             .groups

@@ -201,10 +201,7 @@ impl EpochState {
 
     /// This epoch's branch mark: equal on two members exactly when they share its secrets.
     pub(crate) fn branch(&self) -> Vec<u8> {
-        let mut hasher = Sha256::new();
-        hasher.update(b"demls/branch/v1");
-        hasher.update(self.authenticator());
-        hasher.finalize().to_vec()
+        branch_mark(&self.mls)
     }
 
     // ----- decisions of the epoch -----
@@ -506,4 +503,16 @@ pub(crate) fn worth_a_commit(motion: &Motion) -> bool {
         Motion::Emergency(e) => e.offender.is_some(),
         Motion::Election(_) => false,
     }
+}
+
+/// The branch mark of `mls`'s epoch: `SHA256("demls/branch/v1" || epoch authenticator)`.
+pub(crate) fn branch_mark(mls: &MlsGroup) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"demls/branch/v1");
+    hasher.update(
+        mls.epoch_authenticator()
+            .map(|s| s.to_vec())
+            .unwrap_or_default(),
+    );
+    hasher.finalize().to_vec()
 }

@@ -5,12 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use demls_identity::Address;
 use mls_rs::crypto::HpkePublicKey;
 use mls_rs::group::ExportedTree;
-use mls_rs::{CipherSuiteProvider, ExtensionList, MlsMessage, MlsMessageDescription};
+use mls_rs::{
+    CipherSuiteProvider, ExtensionList, KeyPackageStorage, MlsMessage, MlsMessageDescription,
+};
 use prost::Message;
 
 use crate::change::key_package_of;
 use crate::context::Ctx;
-use crate::mls::{CIPHER_SUITE, MlsClient, TreeKeyExt, suite};
+use crate::mls::{CIPHER_SUITE, MlsClient, MlsGroup, TreeKeyExt, suite};
+use crate::second_welcome::SecondWelcome;
 use crate::session::GroupSession;
 use crate::snapshot::JoinSnapshot;
 use crate::steward::{TREE_NONCE, join_aad, join_info};
@@ -351,32 +354,17 @@ impl JoinAttempt {
         client: &MlsClient,
         ctx: &mut Ctx<'_>,
     ) -> Result<GroupSession, EngineError> {
-        let welcome = MlsMessage::from_bytes(&bundle.welcome)
-            .map_err(|e| EngineError::Malformed(format!("welcome: {e}")))?;
         let Some((_, reference)) = &self.key_package else {
             return Err(EngineError::NotForUs);
         };
-        match welcome.description() {
-            MlsMessageDescription::Welcome {
-                key_package_refs, ..
-            } => {
-                if !key_package_refs.iter().any(|r| r.to_vec() == *reference) {
-                    return Err(EngineError::NotForUs);
-                }
-            }
-            _ => return Err(EngineError::Malformed("not a Welcome".into())),
-        }
-        let group_info = client.examine_welcome_message(&welcome)?;
-        let tree_key = group_info
-            .extensions()
-            .get_as::<TreeKeyExt>()
-            .map_err(|e| EngineError::Malformed(format!("tree key: {e}")))?
-            .ok_or_else(|| EngineError::Malformed("Welcome has no tree key".into()))?;
-        let tree = suite()
-            .aead_open(&tree_key.key, &bundle.encrypted_tree, None, &TREE_NONCE)
-            .map_err(|e| EngineError::Crypto(format!("tree does not open: {e:?}")))?;
-        let tree = ExportedTree::from_bytes(&tree)?;
-        let (mut group, _) = client.join_group(Some(tree), &welcome, Some(ctx.now.mls_time()))?;
+        let (mut group, _) = open_welcome(&bundle, reference, client, ctx.now)?;
+        // Kept before writing the group state, which deletes it: another Welcome for the same
+        // key package (a competing commit that added this node too) may be the one that lasts.
+        let key_package = client
+            .key_package_store()
+            .get(reference)
+            .map_err(|e| EngineError::Mls(format!("key package store: {e}")))?;
+        let reference = reference.clone();
         group.write_to_storage()?;
         let mut session = GroupSession::new(
             self.group.clone(),
@@ -385,6 +373,9 @@ impl JoinAttempt {
             None,
             ctx.now,
         )?;
+        if let Some(key_package) = key_package {
+            session.second_welcome = Some(SecondWelcome::new(reference, key_package));
+        }
         ctx.emit(Event::Joined {
             group: self.group.clone(),
             epoch: session.epoch(),
@@ -396,8 +387,43 @@ impl JoinAttempt {
                 tracing::debug!(group = %self.group, %error, "early message dropped");
             }
         }
+        session.keep_welcome(bundle);
         Ok(session)
     }
+}
+
+/// The group `bundle` welcomes this node into with its key package `reference` (not yet
+/// written to the store), and the leaf of the member that made the Welcome (its committer).
+pub(crate) fn open_welcome(
+    bundle: &WelcomeBundle,
+    reference: &[u8],
+    client: &MlsClient,
+    now: Timestamp,
+) -> Result<(MlsGroup, u32), EngineError> {
+    let welcome = MlsMessage::from_bytes(&bundle.welcome)
+        .map_err(|e| EngineError::Malformed(format!("welcome: {e}")))?;
+    match welcome.description() {
+        MlsMessageDescription::Welcome {
+            key_package_refs, ..
+        } => {
+            if !key_package_refs.iter().any(|r| r.to_vec() == reference) {
+                return Err(EngineError::NotForUs);
+            }
+        }
+        _ => return Err(EngineError::Malformed("not a Welcome".into())),
+    }
+    let group_info = client.examine_welcome_message(&welcome)?;
+    let tree_key = group_info
+        .extensions()
+        .get_as::<TreeKeyExt>()
+        .map_err(|e| EngineError::Malformed(format!("tree key: {e}")))?
+        .ok_or_else(|| EngineError::Malformed("Welcome has no tree key".into()))?;
+    let tree = suite()
+        .aead_open(&tree_key.key, &bundle.encrypted_tree, None, &TREE_NONCE)
+        .map_err(|e| EngineError::Crypto(format!("tree does not open: {e:?}")))?;
+    let tree = ExportedTree::from_bytes(&tree)?;
+    let (group, _) = client.join_group(Some(tree), &welcome, Some(now.mls_time()))?;
+    Ok((group, group_info.sender()))
 }
 
 /// Seals `key_package` to the announcing steward and publishes it on the welcome topic.

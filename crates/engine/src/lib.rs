@@ -156,6 +156,7 @@ mod roles;
 mod rotation;
 mod rules;
 mod scoring;
+mod second_welcome;
 mod session;
 mod snapshot;
 mod steward;

@@ -107,6 +107,9 @@ pub(crate) struct GroupSession {
     pub(crate) key_packages: crate::buffer::KeyPackageBuffer,
     /// Members' display names.
     pub(crate) names: crate::names::Names,
+    /// While at the epoch it joined at: the key package it joined with, and another branch
+    /// it was welcomed into.
+    pub(crate) second_welcome: Option<crate::second_welcome::SecondWelcome>,
     #[cfg(feature = "byzantine")]
     pub(crate) byzantine: Byzantine,
 }
@@ -150,6 +153,7 @@ impl GroupSession {
             scores: crate::scoring::Scores::default(),
             key_packages: crate::buffer::KeyPackageBuffer::default(),
             names: crate::names::Names::default(),
+            second_welcome: None,
             #[cfg(feature = "byzantine")]
             byzantine: Byzantine::default(),
         };
@@ -641,6 +645,7 @@ impl GroupSession {
             self.liveness_due(config),
             self.sync_due(config),
             self.dead_branch_due(config),
+            self.other_branch_due(config),
             self.chat
                 .poll_timeout(config, self.state.members().len() <= 1),
             self.rebroadcast_due(config),

@@ -29,10 +29,9 @@ pub(crate) struct SyncState {
     /// Requests sent since the epoch last moved (each waits twice as long).
     attempts: u32,
     answered: BTreeMap<Address, Timestamp>,
-    /// Since when stewards have announced the group on another branch.
+    /// Since when stewards have announced the group only on another branch (none has
+    /// announced this member's branch since).
     foreign_since: Option<Timestamp>,
-    /// When a steward last announced the group on this member's branch.
-    own_seen_at: Option<Timestamp>,
 }
 
 impl SyncState {
@@ -47,7 +46,23 @@ impl SyncState {
     pub(crate) fn cannot_follow(&mut self, now: Timestamp) {
         self.suspect(now);
         self.foreign_since = Some(now);
-        self.own_seen_at = None;
+    }
+
+    /// Since when stewards have announced only another branch.
+    pub(crate) fn foreign_since(&self) -> Option<Timestamp> {
+        self.foreign_since
+    }
+
+    /// A steward announced an epoch this member knows: on another branch (`forked`) or on
+    /// this member's. One announcing this member's branch starts the wait over: a late
+    /// announcement from before a steward switched must not leave the member waiting for good
+    /// on a branch nobody announces any more.
+    fn on_known_mark(&mut self, forked: bool, now: Timestamp) {
+        if forked {
+            self.foreign_since.get_or_insert(now);
+        } else {
+            self.foreign_since = None;
+        }
     }
 
     /// The group moved on here: old suspicions are void.
@@ -113,7 +128,8 @@ impl GroupSession {
     /// When [`Self::on_dead_branch`] could next become true.
     pub(crate) fn dead_branch_due(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
         let since = self.sync.foreign_since?;
-        (self.departed.is_none() && self.sync.own_seen_at.is_none_or(|own| own < since))
+        self.departed
+            .is_none()
             .then(|| since.plus_ms(config.rejoin_after_ms))
     }
 
@@ -231,10 +247,29 @@ impl GroupSession {
         if behind || forked {
             self.sync.suspect(now);
         }
-        if forked {
-            self.sync.foreign_since.get_or_insert(now);
-        } else if mine.is_some() {
-            self.sync.own_seen_at = Some(now);
+        if mine.is_some() {
+            self.sync.on_known_mark(forked, now);
         }
+        if forked && epoch == self.state.epoch() {
+            self.note_other_mark(branch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_branch_is_dead_once_only_another_is_announced_even_after_a_late_announcement_of_its_own() {
+        let mut sync = SyncState::default();
+        sync.on_known_mark(true, Timestamp(1_000));
+        assert_eq!(sync.foreign_since, Some(Timestamp(1_000)));
+        // A steward's announcement from before it switched arrives late.
+        sync.on_known_mark(false, Timestamp(2_000));
+        assert_eq!(sync.foreign_since, None);
+        sync.on_known_mark(true, Timestamp(3_000));
+        sync.on_known_mark(true, Timestamp(4_000));
+        assert_eq!(sync.foreign_since, Some(Timestamp(3_000)));
     }
 }

@@ -1090,6 +1090,58 @@ fn an_epoch_steward_woken_from_a_nap_hears_the_backups_commit_before_committing_
 }
 
 #[test]
+fn a_joiner_welcomed_on_both_sides_of_a_fork_follows_the_side_that_lasts_without_asking_again() {
+    let (mut sim, nodes, steward, joiner, add) = joiner_at_the_epoch_steward(193);
+    let g = group();
+    let steward_address = address(&sim, steward);
+    let backup = node_of(&sim, &nodes, view(&sim, nodes[0]).committers[1]);
+    let rest: Vec<_> = nodes.iter().copied().filter(|id| *id != steward).collect();
+    // The epoch steward holds its commit back while everyone approves the joiner.
+    sim.node_mut(steward)
+        .engine
+        .byzantine_set_silent(&g, true)
+        .unwrap();
+    let proposal = open_proposal_for(&sim, steward, &add).unwrap();
+    assert!(people_vote(&mut sim, &nodes, &add, true));
+    assert!(sim.run_until(30_000, |s| {
+        view(s, steward)
+            .open_proposals
+            .iter()
+            .any(|t| t.id == proposal && t.decided == Some(true))
+    }));
+    // It drops off the network; the backup commits the joiner, who joins from its Welcome.
+    sim.node_mut(steward).online = false;
+    commit_approved(&mut sim, backup);
+    let mut with_joiner = rest.clone();
+    with_joiner.push(joiner);
+    settle(&mut sim, &with_joiner, 8, 30_000);
+    // Back, the epoch steward commits the same add for the same epoch. The filtering rule
+    // prefers its commit: the members go back and follow it, and the joiner, which holds
+    // nothing from before the fork, follows by the other Welcome its key package opens, well
+    // before it would give its branch up (`rejoin_after_ms`, 30 s here) and ask again.
+    sim.node_mut(steward).online = true;
+    commit_approved(&mut sim, steward);
+    let mut everyone = with_joiner;
+    everyone.push(steward);
+    settle(&mut sim, &everyone, 8, 20_000);
+    assert_eq!(
+        committers_seen(&sim, rest[0]).last(),
+        Some(&steward_address)
+    );
+    assert!(sim.node(joiner).events.iter().any(|(_, e)| matches!(
+        e,
+        Event::BranchSwitched { committer, .. } if *committer == steward_address
+    )));
+    assert!(
+        !sim.node(joiner)
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Rejoining { .. }))
+    );
+    assert_eq!(requests_sent(&sim, joiner), 1);
+}
+
+#[test]
 fn a_joiner_whose_vote_a_commit_cut_short_is_proposed_again_from_the_buffer() {
     let (mut sim, nodes, steward, joiner, add) = joiner_at_the_epoch_steward(173);
     let g = group();

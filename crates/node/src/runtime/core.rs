@@ -226,10 +226,7 @@ impl Runtime {
                     self.on_transport(event).await?;
                     // What already waits goes into the same step: under load, one transaction
                     // (one fsync, each group's MLS state written once) holds many messages.
-                    for _ in 1..STEP_MESSAGES {
-                        let Ok(event) = transport.try_recv() else { break };
-                        self.on_transport(event).await?;
-                    }
+                    self.take_waiting(&mut transport, STEP_MESSAGES - 1).await?;
                     self.settle().await?;
                 }
                 job = jobs.recv() => {
@@ -247,6 +244,10 @@ impl Runtime {
                     self.settle().await?;
                 }
                 () = wait_until(deadline) => {
+                    // Hear before acting: a loaded node's timer can fall due while what the
+                    // group said meanwhile (a commit that makes this member's turn moot) waits
+                    // in its queue; acting first would commit a competing epoch.
+                    self.take_waiting(&mut transport, STEP_MESSAGES).await?;
                     self.engine.handle_timeout(now());
                     self.settle().await?;
                 }
@@ -265,6 +266,21 @@ impl Runtime {
             }
         }
         self.relay.shutdown().await;
+        Ok(())
+    }
+
+    /// Takes in up to `most` transport events that already wait, without waiting for more.
+    async fn take_waiting(
+        &mut self,
+        transport: &mut mpsc::Receiver<TransportEvent>,
+        most: usize,
+    ) -> Result<(), NodeError> {
+        for _ in 0..most {
+            let Ok(event) = transport.try_recv() else {
+                break;
+            };
+            self.on_transport(event).await?;
+        }
         Ok(())
     }
 
