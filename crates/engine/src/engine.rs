@@ -818,8 +818,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let (mut ctx, groups, joins, client) = self.split(now);
         if let Some(session) = groups.get_mut(&group) {
-            // A joiner welcomed on both sides of a fork keeps the other side.
-            if let Err(error) = session.open_second_welcome(&bundle, client, now) {
+            // A joiner welcomed on both sides of a fork keeps the other side (a Welcome sent
+            // again is not opened again: joining is the costliest step at scale).
+            if !session.keeps_welcome(&bundle)
+                && let Err(error) = session.open_second_welcome(&bundle, client, now)
+            {
                 tracing::debug!(%group, %error, "Welcome not opened as another branch");
             }
             // Members keep Welcomes, to send again to a joiner that lost its.

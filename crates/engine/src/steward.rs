@@ -571,6 +571,11 @@ impl GroupSession {
         self.welcomes.push_back((refs, bundle));
     }
 
+    /// Whether `bundle` is among the kept Welcomes.
+    pub(crate) fn keeps_welcome(&self, bundle: &WelcomeBundle) -> bool {
+        self.welcomes.iter().any(|(_, kept)| kept == bundle)
+    }
+
     /// Publishes again the kept Welcome for key package `reference`; false if none is kept.
     fn resend_welcome(&self, reference: &[u8], ctx: &mut Ctx<'_>) -> bool {
         let kept = self
