@@ -616,14 +616,6 @@ impl GroupSession {
             0 if self.state.has_undecided() => self.turns_start()?.plus_ms(config.commit_delay_ms),
             position => self.turn_due(position, config)?,
         };
-        // A commit of this epoch that waits here only for decisions (votes still on their way
-        // to this member) most likely applies once they come: committing another meanwhile
-        // would fork the group. It waits until that commit is given up.
-        let due = self
-            .pending_commits
-            .iter()
-            .map(|p| p.give_up_at)
-            .fold(due, Timestamp::max);
         Some(self.after_hearing(self.commit_retry_at.map_or(due, |retry| due.max(retry))))
     }
 
