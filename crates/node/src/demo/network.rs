@@ -40,10 +40,12 @@ const PASSPHRASE: &str = "demls demo";
 const CHAT_WAIT: Duration = Duration::from_secs(60);
 
 /// How long the demo waits for all its members to join. 49 joiners at once keep 50 nodes in
-/// one process (two cores) busy with key packages sealed to every steward, votes and commits;
-/// in one run of 2026-12-07 the last four joiners' votes took 50 to 64 s and they were not in
-/// after 120 s, the earlier wait.
-const JOIN_WAIT: Duration = Duration::from_secs(180);
+/// one process (two cores) busy with key packages sealed to every steward, votes (each add
+/// needs two thirds of the members' votes before it can be decided) and commits. In runs of
+/// 2026-12-07 the last joiners' votes took 50 to 64 s, and one run had 45 of 50 members after
+/// 152 s, a commit about every 50 s adding a few each: joining is slow at this size and load
+/// (a performance problem, not hidden by this wait: the demo shows that everyone gets in).
+const JOIN_WAIT: Duration = Duration::from_secs(300);
 
 /// What one node has seen.
 #[derive(Default)]
