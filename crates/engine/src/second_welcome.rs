@@ -181,11 +181,9 @@ impl GroupSession {
                 tracing::debug!(group = %self.id, %error, "kept Welcome not opened");
             }
         }
-        for held in std::mem::take(&mut self.held) {
-            if let Err(error) = session.handle_mls(&held.bytes, ctx) {
-                tracing::debug!(group = %self.id, %error, "held message dropped");
-            }
-        }
+        // What this branch could not read is likely the other's traffic.
+        session.held = std::mem::take(&mut self.held);
+        session.replay_held(ctx);
         session.settle(ctx)?;
         Ok(Some(session))
     }
