@@ -173,7 +173,7 @@ impl Engine {
                         .collect::<Result<_, _>>()?,
                     invitations: session.invitations.all().map(|i| i.wire.clone()).collect(),
                     joined_epoch: session.chat.joined_epoch(),
-                    lamport: session.chat.lamport(),
+                    lamport: crate::snapshot::counter_ahead(session.chat.lamport()),
                     key_ages: session
                         .key_age_list()
                         .into_iter()
@@ -183,7 +183,10 @@ impl Engine {
                             at_ms: age.at.map_or(0, |t| t.0),
                         })
                         .collect(),
-                    sent_since_rotation: session.sent_since_rotation,
+                    sent_since_rotation: u32::try_from(crate::snapshot::counter_ahead(u64::from(
+                        session.sent_since_rotation,
+                    )))
+                    .unwrap_or(u32::MAX),
                     scores: session
                         .scores
                         .changed()
@@ -261,12 +264,14 @@ impl Engine {
         for group in snapshot.groups {
             let id = GroupId::new(&group.group_id)?;
             let mls = engine.client.load_group(id.as_bytes())?;
+            let traffic = engine.store.take_traffic(id.as_bytes());
             let steward = group
                 .steward
                 .map(|s| StewardDuty::restore(s, now))
                 .transpose()?;
             let mut session =
                 GroupSession::new(id.clone(), engine.wallet.address(), mls, steward, now)?;
+            session.replay_traffic(traffic)?;
             session.chat = crate::causal::ChatLog::new(
                 engine.wallet.address(),
                 group.joined_epoch,
@@ -979,7 +984,7 @@ impl Engine {
         &mut self,
     ) -> Result<Vec<crate::mls::store::StorageWrite>, EngineError> {
         for session in self.groups.values_mut() {
-            session.save_mls_if_moved()?;
+            session.save_mls_if_moved(&self.store)?;
         }
         Ok(self.store.take_writes())
     }

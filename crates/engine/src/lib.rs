@@ -161,6 +161,7 @@ mod session;
 mod snapshot;
 mod steward;
 mod sync;
+mod unsaved;
 mod violation;
 mod voting;
 pub mod wire;
@@ -174,7 +175,7 @@ pub use event::{ChangeKind, Event, Output, Removal, Request, Transmit, Violation
 pub use ids::{Epoch, GroupId, InvalidGroupId, Timestamp, Topic, TopicKind};
 pub use invitation::InvitationError;
 pub use join::{Announcement, JoinStage};
-pub use mls::store::{MlsStore, StorageWrite};
+pub use mls::store::{GroupTraffic, MlsStore, StorageWrite};
 pub use mls::{Entropy, MlsSigner};
 pub use names::MAX_DISPLAY_NAME_BYTES;
 pub use rotation::KeyAge;

@@ -93,10 +93,11 @@ pub(crate) struct GroupSession {
     /// group. What it missed (a backup's commit) must reach it before it commits or blames
     /// anyone.
     hearing: Option<(u64, Timestamp)>,
-    /// The MLS state moved on (application keys used) since it was last written to the
-    /// store. Written once per [`crate::Engine::take_storage_writes`], not per message:
-    /// a group's state is its whole ratchet tree, hundreds of KiB in a large group.
-    unsaved: bool,
+    /// How the MLS state moved on since it was last written to the store. Written once per
+    /// [`crate::Engine::take_storage_writes`], not per message, and as the step's traffic
+    /// when only application messages moved it: a group's state is its whole ratchet tree,
+    /// hundreds of KiB in a large group.
+    unsaved: crate::unsaved::Unsaved,
     /// When each member's leaf was last replaced.
     pub(crate) key_ages: std::collections::BTreeMap<Address, crate::KeyAge>,
     /// Chat messages this member sent since its leaf was last replaced.
@@ -147,7 +148,7 @@ impl GroupSession {
             departed: None,
             commit_retry_at: None,
             hearing: None,
-            unsaved: false,
+            unsaved: crate::unsaved::Unsaved::new(),
             key_ages: std::collections::BTreeMap::new(),
             sent_since_rotation: 0,
             scores: crate::scoring::Scores::default(),
@@ -161,23 +162,60 @@ impl GroupSession {
         Ok(session)
     }
 
-    /// Notes that the MLS state moved on without being written (see [`Self::save_mls_if_moved`]).
+    /// Notes that the MLS state moved on, other than by application messages, without being
+    /// written (see [`Self::save_mls_if_moved`]).
     pub(crate) fn mark_moved(&mut self) {
-        self.unsaved = true;
+        self.unsaved.moved();
     }
 
     /// Writes the MLS state to the store (and so to the journal a shell persists).
     pub(crate) fn save_mls(&mut self) -> Result<(), EngineError> {
         self.state.mls.write_to_storage()?;
-        self.unsaved = false;
+        self.unsaved.written();
         Ok(())
     }
 
-    /// Writes the MLS state if application messages moved it on since the last write.
-    pub(crate) fn save_mls_if_moved(&mut self) -> Result<(), EngineError> {
-        if self.unsaved {
-            self.save_mls()?;
+    /// Writes what moved the MLS state on since the last write: the step's traffic, or the
+    /// whole state when that is due. Traffic is kept only where a shell persists the store.
+    pub(crate) fn save_mls_if_moved(&mut self, store: &crate::MlsStore) -> Result<(), EngineError> {
+        let id = self.id.as_bytes();
+        let state_len = if store.is_journaled() {
+            store.state_len(id)
+        } else {
+            0
+        };
+        match self.unsaved.take(state_len) {
+            crate::unsaved::Save::Nothing => Ok(()),
+            crate::unsaved::Save::Whole => self.save_mls(),
+            crate::unsaved::Save::Traffic(traffic) => {
+                store.log_traffic(id, traffic);
+                Ok(())
+            }
         }
+    }
+
+    /// Replays traffic journaled since the state was last written (at restore): this
+    /// member's own messages again use up their generations, received ones their keys.
+    pub(crate) fn replay_traffic(
+        &mut self,
+        traffic: Vec<crate::GroupTraffic>,
+    ) -> Result<(), EngineError> {
+        for step in traffic {
+            for _ in 0..step.sent {
+                self.state
+                    .mls
+                    .encrypt_application_message(&[], Vec::new())?;
+            }
+            for bytes in step.received {
+                let replayed = MlsMessage::from_bytes(&bytes)
+                    .map_err(EngineError::from)
+                    .and_then(|message| Ok(self.state.mls.process_incoming_message(message)?));
+                if let Err(error) = replayed {
+                    tracing::warn!(group = %self.id, %error, "a journaled message did not replay");
+                }
+            }
+        }
+        self.mark_moved();
         Ok(())
     }
 
@@ -223,7 +261,7 @@ impl GroupSession {
             .state
             .mls
             .encrypt_application_message(&plaintext, Vec::new())?;
-        self.unsaved = true;
+        self.unsaved.sent();
         let bytes = message.to_bytes()?;
         ctx.send(
             &self.id,
@@ -473,7 +511,7 @@ impl GroupSession {
             }
             Err(error) => return Err(EngineError::from(error)),
         };
-        self.unsaved = true;
+        self.unsaved.received(bytes);
         let ReceivedMessage::ApplicationMessage(app) = received else {
             return Err(EngineError::Malformed(
                 "expected an application message".into(),

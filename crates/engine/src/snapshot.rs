@@ -12,6 +12,19 @@ use prost::Message;
 /// Version of the snapshot format.
 pub(crate) const SNAPSHOT_VERSION: u32 = 1;
 
+/// A snapshot holds the counters that move with every chat message (the Lamport clock,
+/// messages sent since the last key update) rounded up to a multiple of this, so that it
+/// changes once per that many messages and not with each: it holds every member's key age,
+/// tens of KiB in a group of 1000, rewritten whole whenever it changes. Restored counters are
+/// ahead of the truth, which is safe: a Lamport clock may jump forward, and a leaf is
+/// replaced sooner.
+const COUNTER_STEP: u64 = 256;
+
+/// `value` rounded up to a multiple of [`COUNTER_STEP`], as a snapshot keeps it.
+pub(crate) fn counter_ahead(value: u64) -> u64 {
+    value.div_ceil(COUNTER_STEP).saturating_mul(COUNTER_STEP)
+}
+
 /// Everything a node needs besides MLS state to resume.
 #[derive(Clone, PartialEq, Message)]
 pub struct EngineSnapshot {
@@ -47,13 +60,14 @@ pub struct GroupSnapshot {
     /// The epoch this node joined the group in (chat history before it is not waited for).
     #[prost(uint64, tag = "6")]
     pub joined_epoch: u64,
-    /// The chat Lamport clock.
+    /// The chat Lamport clock, rounded up ([`counter_ahead`]).
     #[prost(uint64, tag = "7")]
     pub lamport: u64,
     /// When each member's leaf was last replaced.
     #[prost(message, repeated, tag = "8")]
     pub key_ages: Vec<KeyAgeRecord>,
-    /// Chat messages this member sent since its leaf was last replaced.
+    /// Chat messages this member sent since its leaf was last replaced, rounded up
+    /// ([`counter_ahead`]).
     #[prost(uint32, tag = "9")]
     pub sent_since_rotation: u32,
     /// This member's scores of stewards that differ from the default.
@@ -199,5 +213,19 @@ impl EngineSnapshot {
             return Err(crate::EngineError::UnsupportedVersion(snapshot.version));
         }
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_kept_ahead_and_change_once_per_step() {
+        assert_eq!(counter_ahead(0), 0);
+        assert_eq!(counter_ahead(1), COUNTER_STEP);
+        assert_eq!(counter_ahead(COUNTER_STEP), COUNTER_STEP);
+        assert_eq!(counter_ahead(COUNTER_STEP + 1), 2 * COUNTER_STEP);
+        assert_eq!(counter_ahead(u64::MAX), u64::MAX);
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use demls_engine::{Engine, EngineSnapshot, StorageWrite, VotePolicy};
+use demls_engine::{Engine, EngineSnapshot, StorageWrite, TopicKind, VotePolicy};
 use demls_sim::{NodeId, Sim};
 use prost::Message;
 
@@ -74,11 +74,16 @@ fn a_member_restarts_from_its_journal_and_snapshot_and_carries_on() {
     assert!(texts(&sim, fourth).contains(&"seen before".to_owned()));
 
     // Crash: all that survives is what was persisted. Four messages moved the group's
-    // key schedule on; its state is written once.
+    // key schedule on; the step writes it once (its whole state, or its traffic).
     let writes = sim.node_mut(fourth).engine.take_storage_writes().unwrap();
     let group_writes = writes
         .iter()
-        .filter(|w| matches!(w, StorageWrite::Group { .. }))
+        .filter(|w| {
+            matches!(
+                w,
+                StorageWrite::Group { .. } | StorageWrite::GroupTraffic { .. }
+            )
+        })
         .count();
     assert_eq!(group_writes, 1, "one write of the group state per step");
     disk.apply(writes);
@@ -100,6 +105,80 @@ fn a_member_restarts_from_its_journal_and_snapshot_and_carries_on() {
         .unwrap();
     all.push(fifth);
     assert_converges(&mut sim, &all);
+}
+
+/// The application transmits `id` made while `act` ran.
+fn application_transmits(sim: &mut Sim, id: NodeId, act: impl FnOnce(&mut Sim)) -> Vec<Vec<u8>> {
+    let before = sim.wiretap.len();
+    act(sim);
+    sim.wiretap[before..]
+        .iter()
+        .filter(|(from, t)| *from == id && t.topic.kind == TopicKind::Application)
+        .map(|(_, t)| t.payload.clone())
+        .collect()
+}
+
+#[test]
+fn a_member_restarted_from_journaled_traffic_neither_reuses_its_keys_nor_keeps_used_ones() {
+    let Setup {
+        mut sim,
+        all,
+        fourth: persisted,
+        mut disk,
+    } = Setup::new(47);
+    let g = group();
+    let fourth = persisted.id;
+    let other = all[1];
+    sim.enable_wiretap();
+    let heard = application_transmits(&mut sim, other, |sim| {
+        sim.act(other, |e, now| e.send_message(&g, "heard before", now))
+            .unwrap();
+    });
+    assert!(!heard.is_empty());
+    for text in ["sent before", "and again"] {
+        sim.act(fourth, |e, now| e.send_message(&g, text, now))
+            .unwrap();
+    }
+    sim.run_for(1_000);
+    assert!(texts(&sim, fourth).contains(&"heard before".to_owned()));
+    assert!(texts(&sim, all[0]).contains(&"and again".to_owned()));
+
+    // Only application messages moved the state on since it was written: the step journals
+    // their traffic, not the whole state.
+    let writes = sim.node_mut(fourth).engine.take_storage_writes().unwrap();
+    assert!(
+        writes
+            .iter()
+            .any(|w| matches!(w, StorageWrite::GroupTraffic { traffic, .. } if traffic.sent == 2))
+    );
+    assert!(
+        !writes
+            .iter()
+            .any(|w| matches!(w, StorageWrite::Group { .. }))
+    );
+    disk.apply(writes);
+    persisted.restart(&mut sim, &mut disk, VotePolicy::Automatic);
+
+    // The keys of what it read before the crash stay used: the same ciphertext does not open.
+    for bytes in &heard {
+        assert!(sim.inject(fourth, bytes).is_err(), "a used key came back");
+    }
+    // Its next message takes a generation nobody has seen: the others read it.
+    sim.act(fourth, |e, now| {
+        e.send_message(&g, "after the restart", now)
+    })
+    .unwrap();
+    sim.run_for(2_000);
+    for &member in &all[..3] {
+        assert!(texts(&sim, member).contains(&"after the restart".to_owned()));
+    }
+    // The first step after the restart writes the replayed state whole.
+    let writes = sim.node_mut(fourth).engine.take_storage_writes().unwrap();
+    assert!(
+        writes
+            .iter()
+            .any(|w| matches!(w, StorageWrite::Group { .. }))
+    );
 }
 
 #[test]

@@ -84,8 +84,19 @@ const V3: &str = "
 ALTER TABLE messages ADD COLUMN lamport INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 4: each group's MLS traffic since its state was last written (application
+/// messages journaled instead of the whole state, replayed on it at start-up).
+const V4: &str = "
+CREATE TABLE mls_traffic (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id BLOB NOT NULL,
+    traffic BLOB NOT NULL
+) STRICT;
+CREATE INDEX mls_traffic_by_group ON mls_traffic (group_id, seq);
+";
+
 /// Every migration, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use demls_engine::{
-    Epoch, GroupId, MlsStore, ProposalId, StorageWrite, Timestamp, Topic, TopicKind, Transmit,
+    Epoch, GroupId, GroupTraffic, MlsStore, ProposalId, StorageWrite, Timestamp, Topic, TopicKind,
+    Transmit,
 };
 use demls_identity::Address;
+use prost::Message;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use zeroize::Zeroizing;
 
@@ -322,6 +324,9 @@ impl Store {
         let mut epochs = self
             .conn
             .prepare("SELECT epoch, data FROM mls_epochs WHERE group_id = ?1 ORDER BY epoch")?;
+        let mut traffic = self
+            .conn
+            .prepare("SELECT traffic FROM mls_traffic WHERE group_id = ?1 ORDER BY seq")?;
         let rows = groups.query_map([], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
         })?;
@@ -342,7 +347,16 @@ impl Store {
                     .open("MLS epoch", &epoch_aad(&group_id, epoch), &blob)?;
                 retained.push((epoch, data.to_vec()));
             }
-            store.restore_group(group_id, state.to_vec(), retained);
+            store.restore_group(group_id.clone(), state.to_vec(), retained);
+            let rows = traffic.query_map([&group_id], |r| r.get::<_, Vec<u8>>(0))?;
+            for row in rows {
+                let data =
+                    self.cipher
+                        .open("MLS traffic", &aad("mls_traffic", &group_id), &row?)?;
+                let decoded = GroupTraffic::decode(data.as_slice())
+                    .map_err(|e| StorageError::corrupt("MLS traffic", e))?;
+                store.restore_traffic(&group_id, decoded);
+            }
         }
         let mut packages = self.conn.prepare("SELECT id, data FROM key_packages")?;
         let rows = packages.query_map([], |r| {
@@ -882,11 +896,20 @@ fn apply_write(
                 tx.prepare_cached("DELETE FROM mls_epochs WHERE group_id = ?1 AND epoch < ?2")?
                     .execute(params![group_id, to_i64(*oldest, "epoch id")?])?;
             }
+            tx.prepare_cached("DELETE FROM mls_traffic WHERE group_id = ?1")?
+                .execute([group_id])?;
+        }
+        StorageWrite::GroupTraffic { group_id, traffic } => {
+            let sealed = cipher.seal(&aad("mls_traffic", group_id), &traffic.encode_to_vec())?;
+            tx.prepare_cached("INSERT INTO mls_traffic (group_id, traffic) VALUES (?1, ?2)")?
+                .execute(params![group_id, sealed])?;
         }
         StorageWrite::GroupDeleted { group_id } => {
             tx.prepare_cached("DELETE FROM mls_groups WHERE group_id = ?1")?
                 .execute([group_id])?;
             tx.prepare_cached("DELETE FROM mls_epochs WHERE group_id = ?1")?
+                .execute([group_id])?;
+            tx.prepare_cached("DELETE FROM mls_traffic WHERE group_id = ?1")?
                 .execute([group_id])?;
         }
         StorageWrite::KeyPackage { id, data } => {

@@ -213,7 +213,7 @@ fn a_damaged_database_is_corrupt_not_a_wrong_passphrase() {
 }
 
 /// Writes a plaintext copy of `store`'s database to `path`, as an earlier demls left it:
-/// schema version 2 (before message clocks), in write-ahead-log mode, with its last writes
+/// schema version 2 (before message clocks and MLS traffic), in write-ahead-log mode, with its last writes
 /// still in the log (the copy is taken before any checkpoint, as after a crash).
 fn plaintext_copy_at_version_2(store: &Store, path: &Path) {
     let staging = store.path().with_file_name("plain.db");
@@ -232,7 +232,8 @@ fn plaintext_copy_at_version_2(store: &Store, path: &Path) {
     plain.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
     plain
         .execute_batch(
-            "ALTER TABLE messages DROP COLUMN lamport; PRAGMA user_version = 2; \
+            "ALTER TABLE messages DROP COLUMN lamport; DROP TABLE mls_traffic; \
+             PRAGMA user_version = 2; \
              UPDATE settings SET value = value || '!'",
         )
         .unwrap();

@@ -7,6 +7,14 @@
 //! as the engine's protocol state, before it releases the engine's outgoing
 //! messages: MLS and protocol state then never diverge on disk, and a key
 //! generation is on disk before any ciphertext made with it leaves the node.
+//!
+//! A group's state is its whole ratchet tree (hundreds of KiB in a group of
+//! 1000), so application messages are not written as a new state each: a step
+//! journals only its [`GroupTraffic`] (how many messages this member encrypted,
+//! and the ciphertexts it decrypted), and a restarted engine replays that
+//! traffic on the last whole state, which brings every sender's ratchet,
+//! this member's own included, to where it was. The whole state is written
+//! again once the traffic since it outweighs it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -32,6 +40,14 @@ pub enum StorageWrite {
         /// Past epochs below this id are no longer retained.
         oldest_retained_epoch: Option<u64>,
     },
+    /// Application messages that moved a group's key schedule on since its state was
+    /// last written ([`StorageWrite::Group`] replaces the state and discards its traffic).
+    GroupTraffic {
+        /// MLS group id.
+        group_id: Vec<u8>,
+        /// What moved it on, to replay in order after the last written state.
+        traffic: GroupTraffic,
+    },
     /// A group this node no longer belongs to.
     GroupDeleted {
         /// MLS group id.
@@ -51,10 +67,38 @@ pub enum StorageWrite {
     },
 }
 
+/// Application messages of one step that moved a group's key schedule on: replayed on the
+/// last written state at restore, they bring it to where it was (mls-rs derives each key
+/// from the ratchet, so the same messages give the same state).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct GroupTraffic {
+    /// Application messages this member encrypted: each used the next generation of its
+    /// own ratchet, which a restarted member must not use again.
+    #[prost(uint32, tag = "1")]
+    pub sent: u32,
+    /// Application messages it decrypted, as received, in order.
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub received: Vec<Vec<u8>>,
+}
+
+impl GroupTraffic {
+    /// Whether nothing moved the state on.
+    pub fn is_empty(&self) -> bool {
+        self.sent == 0 && self.received.is_empty()
+    }
+
+    /// Messages to replay.
+    pub(crate) fn messages(&self) -> usize {
+        self.sent as usize + self.received.len()
+    }
+}
+
 #[derive(Clone, Default)]
 struct GroupRecord {
     snapshot: Zeroizing<Vec<u8>>,
     epochs: BTreeMap<u64, Zeroizing<Vec<u8>>>,
+    /// Traffic since `snapshot`, loaded at start-up and taken by the engine to replay.
+    traffic: Vec<GroupTraffic>,
 }
 
 #[derive(Default)]
@@ -134,8 +178,49 @@ impl MlsStore {
                 .into_iter()
                 .map(|(id, data)| (id, Zeroizing::new(data)))
                 .collect(),
+            traffic: Vec::new(),
         };
         self.lock().groups.insert(group_id, record);
+    }
+
+    /// Loads a persisted group's traffic since its state was written (at start-up, after
+    /// [`Self::restore_group`], oldest first); the engine replays it when it resumes.
+    pub fn restore_traffic(&self, group_id: &[u8], traffic: GroupTraffic) {
+        if let Some(record) = self.lock().groups.get_mut(group_id) {
+            record.traffic.push(traffic);
+        }
+    }
+
+    /// The traffic loaded for a group, to replay (once).
+    pub(crate) fn take_traffic(&self, group_id: &[u8]) -> Vec<GroupTraffic> {
+        self.lock()
+            .groups
+            .get_mut(group_id)
+            .map(|record| std::mem::take(&mut record.traffic))
+            .unwrap_or_default()
+    }
+
+    /// Whether writes are journaled for a shell to persist (traffic is worth keeping only then).
+    pub(crate) fn is_journaled(&self) -> bool {
+        self.lock().journal.is_some()
+    }
+
+    /// Bytes of a group's last written state.
+    pub(crate) fn state_len(&self, group_id: &[u8]) -> usize {
+        self.lock()
+            .groups
+            .get(group_id)
+            .map_or(0, |record| record.snapshot.len())
+    }
+
+    /// Journals a step's traffic of a group.
+    pub(crate) fn log_traffic(&self, group_id: &[u8], traffic: GroupTraffic) {
+        if let Some(journal) = self.lock().journal.as_mut() {
+            journal.push(StorageWrite::GroupTraffic {
+                group_id: group_id.to_vec(),
+                traffic,
+            });
+        }
     }
 
     /// Loads a persisted key package (at start-up).
@@ -201,6 +286,7 @@ impl GroupStateStorage for GroupStore {
         let mut inner = self.0.lock();
         let record = inner.groups.entry(state.id.clone()).or_default();
         record.snapshot = state.data.clone();
+        record.traffic.clear();
         let changed: Vec<(u64, Zeroizing<Vec<u8>>)> = epoch_inserts
             .into_iter()
             .chain(epoch_updates)

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use demls_engine::{
-    ChangeKind, Engine, EngineConfig, Event, GroupId, GroupParams, JoinRule, MlsSigner, MlsStore,
-    ProposalId, StewardMode, StorageWrite, Violation, VotePolicy,
+    ChangeKind, Engine, EngineConfig, Event, GroupId, GroupParams, GroupTraffic, JoinRule,
+    MlsSigner, MlsStore, ProposalId, StewardMode, StorageWrite, Violation, VotePolicy,
 };
 use demls_identity::{Address, Wallet};
 use demls_sim::{NetConfig, NodeId, Sim};
@@ -305,8 +305,8 @@ pub fn refusals(sim: &Sim, id: NodeId) -> Vec<String> {
     })
 }
 
-/// A group's current snapshot and its retained past epochs.
-pub type GroupRecord = (Vec<u8>, BTreeMap<u64, Vec<u8>>);
+/// A group's current snapshot, its retained past epochs, and its traffic since the snapshot.
+pub type GroupRecord = (Vec<u8>, BTreeMap<u64, Vec<u8>>, Vec<GroupTraffic>);
 
 /// What a shell's database would hold: the journal's writes applied in order.
 #[derive(Default)]
@@ -333,6 +333,12 @@ impl Disk {
                     if let Some(oldest) = oldest_retained_epoch {
                         entry.1.retain(|id, _| *id >= oldest);
                     }
+                    entry.2.clear();
+                }
+                StorageWrite::GroupTraffic { group_id, traffic } => {
+                    if let Some(entry) = self.groups.get_mut(&group_id) {
+                        entry.2.push(traffic);
+                    }
                 }
                 StorageWrite::GroupDeleted { group_id } => {
                     self.groups.remove(&group_id);
@@ -349,12 +355,15 @@ impl Disk {
 
     pub fn load(&self) -> MlsStore {
         let store = MlsStore::journaled(4);
-        for (id, (snapshot, epochs)) in &self.groups {
+        for (id, (snapshot, epochs, traffic)) in &self.groups {
             store.restore_group(
                 id.clone(),
                 snapshot.clone(),
                 epochs.iter().map(|(e, d)| (*e, d.clone())).collect(),
             );
+            for step in traffic {
+                store.restore_traffic(id, step.clone());
+            }
         }
         for (id, data) in &self.key_packages {
             store.restore_key_package(id.clone(), data).unwrap();

@@ -9,9 +9,10 @@
 //! outbox rows; a sender then marks its outbox entries published. A step here
 //! is `--batch` messages: 1 is a node sending through its API (one step per
 //! call) or receiving one message at a time; a node that receives faster than
-//! it persists puts up to 256 waiting messages in one step. The MLS state of a
-//! group is written once per step, whatever the batch. For reference the same
-//! loops also run without persistence (engine only).
+//! it persists puts up to 256 waiting messages in one step. A step writes a
+//! group's MLS state once, whatever the batch: its traffic (the messages that
+//! moved it on), or the whole state when that traffic outweighs it. For reference
+//! the same loops also run without persistence (engine only).
 
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use clap::{Args, ValueEnum};
 use demls_engine::bench_support::{Founder, form_group_at_once};
 use demls_engine::{Engine, Event, GroupParams, MlsStore, StorageWrite, Timestamp};
 use demls_storage::{Durability, NewMessage, Step, Store};
+use prost::Message;
 use serde_json::json;
 
 use super::{BenchResult, bench_config, bench_group, wall_now};
@@ -61,19 +63,45 @@ struct Persisted {
     engine: Engine,
     store: Option<Store>,
     last_snapshot: Vec<u8>,
-    /// Bytes of MLS group state written (journaled), for the report.
-    state_bytes: u64,
-    state_writes: u64,
+    /// What the persisted steps wrote, for the report.
+    written: Written,
+}
+
+/// What a run's persisted steps wrote.
+#[derive(Default)]
+struct Written {
+    steps: u64,
+    /// Bytes of MLS state journaled: whole group states and traffic.
+    mls_bytes: u64,
+    /// Whole group states among them.
+    whole_states: u64,
+    /// Bytes of engine snapshots.
+    snapshot_bytes: u64,
+}
+
+impl Written {
+    fn per_step(&self, bytes: u64) -> u64 {
+        bytes / self.steps.max(1)
+    }
 }
 
 impl Persisted {
     /// Writes the engine's step as a node does; returns the step's transmits.
     fn step(&mut self, now: Timestamp) -> BenchResult<Vec<Vec<u8>>> {
         let storage = self.engine.take_storage_writes()?;
+        self.written.steps += 1;
         for write in &storage {
-            if let StorageWrite::Group { snapshot, .. } = write {
-                self.state_bytes += snapshot.len() as u64;
-                self.state_writes += 1;
+            match write {
+                StorageWrite::Group { snapshot, .. } => {
+                    self.written.mls_bytes += snapshot.len() as u64;
+                    self.written.whole_states += 1;
+                }
+                StorageWrite::GroupTraffic { traffic, .. } => {
+                    self.written.mls_bytes += traffic.encoded_len() as u64;
+                }
+                StorageWrite::GroupDeleted { .. }
+                | StorageWrite::KeyPackage { .. }
+                | StorageWrite::KeyPackageDeleted { .. } => {}
             }
         }
         let me = self.engine.address();
@@ -109,6 +137,7 @@ impl Persisted {
         };
         let snapshot = self.engine.snapshot()?;
         let snapshot = (snapshot != self.last_snapshot).then_some(snapshot);
+        self.written.snapshot_bytes += snapshot.as_ref().map_or(0, Vec::len) as u64;
         let step = Step {
             now,
             storage,
@@ -207,8 +236,7 @@ pub fn run(args: &MessagesArgs) -> BenchResult<()> {
                 durability,
             )?),
             last_snapshot: Vec::new(),
-            state_bytes: 0,
-            state_writes: 0,
+            written: Written::default(),
         })
     };
     let mut sender = persisted(sender, "sender")?;
@@ -233,21 +261,24 @@ pub fn run(args: &MessagesArgs) -> BenchResult<()> {
             }
         );
         println!(
-            "{:>6} {:>14} {:>14} {:>20} {:>20} {:>16}",
+            "{:>6} {:>14} {:>14} {:>20} {:>20} {:>16} {:>14} {:>18}",
             "batch",
             "encrypted/s",
             "decrypted/s",
             "engine-only enc/s",
             "engine-only dec/s",
-            "state per write"
+            "MLS B per step",
+            "whole states",
+            "snapshot B per step"
         );
     }
     for &batch in &args.batch {
-        sender.state_bytes = 0;
-        sender.state_writes = 0;
+        sender.written = Written::default();
         let (send_s, payloads) = send(&mut sender, count, batch, &text)?;
         let receive_s = receive(&mut receiver, &payloads, batch)?;
-        let state_per_write = sender.state_bytes / sender.state_writes.max(1);
+        let written = std::mem::take(&mut sender.written);
+        let mls_per_step = written.per_step(written.mls_bytes);
+        let snapshot_per_step = written.per_step(written.snapshot_bytes);
         let stores = (sender.store.take(), receiver.store.take());
         let (bare_send_s, bare_payloads) = send(&mut sender, count, batch, &text)?;
         let bare_receive_s = receive(&mut receiver, &bare_payloads, batch)?;
@@ -266,18 +297,23 @@ pub fn run(args: &MessagesArgs) -> BenchResult<()> {
                 "decrypt_per_s": rate(count, receive_s),
                 "engine_only_encrypt_per_s": rate(count, bare_send_s),
                 "engine_only_decrypt_per_s": rate(count, bare_receive_s),
-                "mls_state_bytes_per_write": state_per_write,
+                "sender_steps": written.steps,
+                "sender_mls_bytes_per_step": mls_per_step,
+                "sender_whole_states": written.whole_states,
+                "sender_snapshot_bytes_per_step": snapshot_per_step,
             });
             println!("{line}");
         } else {
             println!(
-                "{:>6} {:>14} {:>14} {:>20} {:>20} {:>14} B",
+                "{:>6} {:>14} {:>14} {:>20} {:>20} {:>16} {:>14} {:>18}",
                 batch,
                 rate(count, send_s),
                 rate(count, receive_s),
                 rate(count, bare_send_s),
                 rate(count, bare_receive_s),
-                state_per_write
+                mls_per_step,
+                written.whole_states,
+                snapshot_per_step
             );
         }
     }
