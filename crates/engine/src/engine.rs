@@ -977,8 +977,10 @@ impl Engine {
     /// MLS state written since the last call, to persist before publishing.
     ///
     /// Application messages move a group's key schedule on without writing it each time;
-    /// this call writes every such group once, so a shell that persists after many messages
-    /// writes each group's state once. An error means a group's state could not be encoded:
+    /// this call writes every such group once: as its [`crate::StorageWrite::GroupTraffic`]
+    /// (what moved it, replayed at restore) while that is lighter than the whole state, else
+    /// whole. Where the store keeps no journal, the state is written whole in memory. An
+    /// error means a group's state could not be encoded:
     /// the transmits made since the last successful call must then not be published.
     pub fn take_storage_writes(
         &mut self,

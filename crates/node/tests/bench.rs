@@ -130,7 +130,8 @@ fn messages_prints_one_object_per_batch_size() {
             "decrypt_per_s",
             "engine_only_encrypt_per_s",
             "engine_only_decrypt_per_s",
-            "mls_state_bytes_per_write",
+            "sender_steps",
+            "sender_mls_bytes_per_step",
             "envelope_bytes",
         ] {
             assert!(number(line, key) > 0.0, "{key} in {line}");

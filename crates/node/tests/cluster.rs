@@ -61,7 +61,12 @@ fn three_nodes_form_a_group_chat_survive_a_kill_and_remove_a_member() {
     });
 
     // Carol's node is killed and misses a message; restarted on the same data dir and port,
-    // it rejoins, catches up, and keeps its history and membership.
+    // it rejoins, catches up, and keeps its history and membership. It sent in this epoch
+    // before the kill, so what it sends after must not use those keys again.
+    carol.cli_json(&["send", "lab", "carol before the kill"]);
+    wait_until("alice reads carol before the kill", LIMIT, || {
+        alice.texts("lab").contains(&"carol before the kill".into())
+    });
     let carol_port = carol.listen_socket();
     let carol_dir = carol.dir.clone();
     carol.kill();
@@ -78,6 +83,12 @@ fn three_nodes_form_a_group_chat_survive_a_kill_and_remove_a_member() {
         epoch_and_size(&carol.group("lab").unwrap()),
         (epoch_before, 3)
     );
+    carol.cli_json(&["send", "lab", "carol after the kill"]);
+    wait_until("alice and bob read carol after the kill", LIMIT, || {
+        [&alice, &bob]
+            .iter()
+            .all(|n| n.texts("lab").contains(&"carol after the kill".into()))
+    });
 
     // Alice proposes removing Bob; Carol agrees (Bob's node votes NO on its own removal);
     // the steward commits.
