@@ -17,8 +17,8 @@ use std::sync::OnceLock;
 
 use demls_engine::wire::{Envelope, envelope};
 use demls_engine::{
-    Engine, EngineConfig, EngineError, Event, GroupId, GroupParams, JoinRule, MlsSigner, MlsStore,
-    StorageWrite, Timestamp, TopicKind, VotePolicy,
+    Engine, EngineConfig, EngineError, Event, GroupId, GroupParams, GroupTraffic, JoinRule,
+    MlsSigner, MlsStore, StorageWrite, Timestamp, TopicKind, VotePolicy,
 };
 use demls_identity::Wallet;
 use demls_sim::{NetConfig, NodeId, Sim};
@@ -73,6 +73,9 @@ pub struct GroupState {
     /// Retained past epochs.
     #[prost(message, repeated, tag = "3")]
     pub epochs: Vec<EpochBlob>,
+    /// Application messages journaled since the snapshot, replayed on it at restore.
+    #[prost(message, repeated, tag = "4")]
+    pub traffic: Vec<GroupTraffic>,
 }
 
 /// A key package's private parts as the storage journal wrote them.
@@ -179,6 +182,9 @@ impl NodeState {
                     .map(|e| (e.epoch, e.data.clone()))
                     .collect(),
             );
+            for traffic in &group.traffic {
+                store.restore_traffic(&group.group_id, traffic.clone());
+            }
         }
         for kp in &self.key_packages {
             store.restore_key_package(kp.id.clone(), &kp.data).ok()?;
@@ -258,10 +264,13 @@ pub fn drain(engine: &mut Engine) -> Vec<demls_engine::Transmit> {
     out
 }
 
+/// A group's snapshot, its retained epochs, and its traffic since the snapshot.
+type GroupRecord = (Vec<u8>, BTreeMap<u64, Vec<u8>>, Vec<GroupTraffic>);
+
 /// Folds a storage journal into the state it leaves.
 #[derive(Default)]
 struct Journal {
-    groups: BTreeMap<Vec<u8>, (Vec<u8>, BTreeMap<u64, Vec<u8>>)>,
+    groups: BTreeMap<Vec<u8>, GroupRecord>,
     key_packages: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
@@ -282,6 +291,12 @@ impl Journal {
                     }
                     if let Some(oldest) = oldest_retained_epoch {
                         entry.1.retain(|e, _| *e >= oldest);
+                    }
+                    entry.2.clear();
+                }
+                StorageWrite::GroupTraffic { group_id, traffic } => {
+                    if let Some(entry) = self.groups.get_mut(&group_id) {
+                        entry.2.push(traffic);
                     }
                 }
                 StorageWrite::GroupDeleted { group_id } => {
@@ -317,7 +332,7 @@ impl Live {
                 .journal
                 .groups
                 .iter()
-                .map(|(id, (snapshot, epochs))| GroupState {
+                .map(|(id, (snapshot, epochs, traffic))| GroupState {
                     group_id: id.clone(),
                     snapshot: snapshot.clone(),
                     epochs: epochs
@@ -327,6 +342,7 @@ impl Live {
                             data: data.clone(),
                         })
                         .collect(),
+                    traffic: traffic.clone(),
                 })
                 .collect(),
             key_packages: self

@@ -337,12 +337,25 @@ fn engine_restore(fx: &Fixture) -> Vec<Vec<u8>> {
     for node in 0..5u8 {
         let state = crate::targets::restore::node(node);
         let group = state.groups.first();
-        let parts: [Option<Vec<u8>>; 5] = [
+        // Traffic to replay: one message sent, and the application messages everyone published
+        // (commits among them, which a replay must refuse without harm).
+        let traffic = demls_engine::GroupTraffic {
+            sent: 1,
+            received: fx
+                .envelopes()
+                .filter_map(|(_, e)| match e.body {
+                    Some(envelope::Body::MlsMessage(m)) => Some(m),
+                    _ => None,
+                })
+                .collect(),
+        };
+        let parts: [Option<Vec<u8>>; 6] = [
             Some(state.snapshot.clone()),
             group.map(|g| g.snapshot.clone()),
             group.and_then(|g| g.epochs.last().map(|e| e.data.clone())),
             state.key_packages.first().map(|k| k.data.clone()),
             group.map(|g| g.group_id.clone()),
+            group.map(|_| traffic.encode_to_vec()),
         ];
         for (part, blob) in parts.into_iter().enumerate() {
             if let Some(blob) = blob {
@@ -352,7 +365,6 @@ fn engine_restore(fx: &Fixture) -> Vec<Vec<u8>> {
             }
         }
     }
-    let _ = fx;
     seeds
 }
 

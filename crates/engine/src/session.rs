@@ -200,6 +200,13 @@ impl GroupSession {
         &mut self,
         traffic: Vec<crate::GroupTraffic>,
     ) -> Result<(), EngineError> {
+        let messages: usize = traffic.iter().map(crate::GroupTraffic::messages).sum();
+        if messages > crate::unsaved::MAX_REPLAY {
+            return Err(EngineError::Malformed(format!(
+                "{messages} journaled messages to replay; a journal holds at most {}",
+                crate::unsaved::MAX_REPLAY
+            )));
+        }
         for step in traffic {
             for _ in 0..step.sent {
                 self.state
@@ -207,9 +214,20 @@ impl GroupSession {
                     .encrypt_application_message(&[], Vec::new())?;
             }
             for bytes in step.received {
+                // Only application messages are journaled; anything else (a commit would
+                // move the epoch) is refused.
                 let replayed = MlsMessage::from_bytes(&bytes)
                     .map_err(EngineError::from)
-                    .and_then(|message| Ok(self.state.mls.process_incoming_message(message)?));
+                    .and_then(|message| match message.description() {
+                        MlsMessageDescription::PrivateProtocolMessage {
+                            content_type: ContentType::Application,
+                            ..
+                        } => Ok(self.state.mls.process_incoming_message(message)?),
+                        _ => Err(EngineError::Malformed(
+                            "journaled traffic holds a message that is not an application message"
+                                .into(),
+                        )),
+                    });
                 if let Err(error) = replayed {
                     tracing::warn!(group = %self.id, %error, "a journaled message did not replay");
                 }

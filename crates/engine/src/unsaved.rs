@@ -11,7 +11,7 @@ use crate::GroupTraffic;
 
 /// Most messages journaled as traffic before the whole state is written again: a restart
 /// replays at most this many (each an encryption or a decryption, tens of microseconds).
-const MAX_REPLAY: usize = 4096;
+pub(crate) const MAX_REPLAY: usize = 4096;
 
 /// How a step should write a group's MLS state.
 #[derive(Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use demls_engine::{Engine, EngineSnapshot, StorageWrite, TopicKind, VotePolicy};
+use demls_engine::{Engine, EngineSnapshot, GroupTraffic, StorageWrite, TopicKind, VotePolicy};
 use demls_sim::{NodeId, Sim};
 use prost::Message;
 
@@ -179,6 +179,33 @@ fn a_member_restarted_from_journaled_traffic_neither_reuses_its_keys_nor_keeps_u
             .iter()
             .any(|w| matches!(w, StorageWrite::Group { .. }))
     );
+}
+
+#[test]
+fn journaled_traffic_beyond_what_a_journal_holds_is_refused_at_restore() {
+    let Setup {
+        sim,
+        fourth: persisted,
+        mut disk,
+        ..
+    } = Setup::new(59);
+    disk.apply(vec![StorageWrite::GroupTraffic {
+        group_id: group().as_bytes().to_vec(),
+        traffic: GroupTraffic {
+            sent: 5000,
+            received: Vec::new(),
+        },
+    }]);
+    let snapshot = sim.node(persisted.id).engine.snapshot().unwrap();
+    let restored = Engine::restore(
+        persisted.wallet.clone(),
+        &persisted.signer,
+        config(VotePolicy::Automatic),
+        disk.load(),
+        &snapshot,
+        sim.now(),
+    );
+    assert!(restored.is_err(), "a corrupt journal must not be replayed");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Restoring an engine from persisted state (`Engine::restore`, `EngineSnapshot::decode_checked`,
 //! `MlsStore::restore_key_package`) when one piece of it is corrupt: the protocol snapshot,
-//! the MLS group state, a retained epoch, a key package's private parts, or the group id.
+//! the MLS group state, a retained epoch, a key package's private parts, the group id, or the
+//! group's journaled traffic (replayed on its state).
 //!
 //! The fixture's real states are the seeds; a restored engine must then work or fail with an
 //! error (views, snapshot, timers, sending, receiving a real message), never panic.
@@ -10,12 +11,20 @@
 //! it never wrote, which panics in a debug-asserted build. A node cannot meet such a state:
 //! its store seals every MLS blob with AEAD, and the `storage` target fuzzes corrupt blobs.
 
-use demls_engine::{Engine, EngineSnapshot};
+use demls_engine::{Engine, EngineSnapshot, GroupTraffic};
+use prost::Message;
 
 use crate::fixture::{self, NodeState};
 
 /// What the second byte replaces.
-pub const PARTS: [&str; 5] = ["snapshot", "group", "epoch", "key_package", "group_id"];
+pub const PARTS: [&str; 6] = [
+    "snapshot",
+    "group",
+    "epoch",
+    "key_package",
+    "group_id",
+    "traffic",
+];
 
 /// The state of node `index` (S, A, B, J, then the pending joiner).
 pub fn node(index: u8) -> NodeState {
@@ -48,8 +57,15 @@ pub fn run(data: &[u8]) {
             Some(k) => k.data = blob.to_vec(),
             None => return,
         },
-        _ => match state.groups.first_mut() {
+        4 => match state.groups.first_mut() {
             Some(g) => g.group_id = blob.to_vec(),
+            None => return,
+        },
+        _ => match state.groups.first_mut() {
+            Some(g) => g.traffic.push(GroupTraffic::decode(blob).unwrap_or(GroupTraffic {
+                sent: 0,
+                received: vec![blob.to_vec()],
+            })),
             None => return,
         },
     }

@@ -10,7 +10,9 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
-use demls_engine::{Engine, GroupId, StorageWrite, Timestamp, Topic, TopicKind, Transmit};
+use demls_engine::{
+    Engine, GroupId, GroupTraffic, StorageWrite, Timestamp, Topic, TopicKind, Transmit,
+};
 use demls_identity::Address;
 use demls_storage::{Durability, NewMessage, Step, Store, decode_votes};
 use rusqlite::{Connection, params};
@@ -73,6 +75,10 @@ enum Row {
         epoch: i64,
         data: Vec<u8>,
     },
+    MlsTraffic {
+        group_id: Vec<u8>,
+        traffic: Vec<u8>,
+    },
     KeyPackage {
         id: Vec<u8>,
         data: Vec<u8>,
@@ -97,6 +103,12 @@ enum Row {
     SealedKeyPackage {
         id: Vec<u8>,
         data: Vec<u8>,
+    },
+    /// Journaled traffic with arbitrary messages, replayed at restore.
+    SealedTraffic {
+        group_id: Vec<u8>,
+        sent: u8,
+        received: Vec<Vec<u8>>,
     },
     SealedSnapshot {
         snapshot: Vec<u8>,
@@ -287,6 +299,10 @@ fn insert(db: &mut Db, row: &Row, now: Timestamp) {
             "INSERT OR REPLACE INTO mls_epochs (group_id, epoch, data) VALUES (?1, ?2, ?3)",
             params![group_id, epoch, data],
         ),
+        Row::MlsTraffic { group_id, traffic } => raw.execute(
+            "INSERT INTO mls_traffic (group_id, traffic) VALUES (?1, ?2)",
+            params![group_id, traffic],
+        ),
         Row::KeyPackage { id, data } => raw.execute(
             "INSERT OR REPLACE INTO key_packages (id, data) VALUES (?1, ?2)",
             params![id, data],
@@ -334,6 +350,24 @@ fn insert(db: &mut Db, row: &Row, now: Timestamp) {
                 storage: vec![StorageWrite::KeyPackage {
                     id: id.clone(),
                     data: Zeroizing::new(data.clone()),
+                }],
+                ..Step::default()
+            },
+        ),
+        Row::SealedTraffic {
+            group_id,
+            sent,
+            received,
+        } => step(
+            db,
+            Step {
+                now,
+                storage: vec![StorageWrite::GroupTraffic {
+                    group_id: group_id.clone(),
+                    traffic: GroupTraffic {
+                        sent: u32::from(*sent),
+                        received: received.iter().take(8).cloned().collect(),
+                    },
                 }],
                 ..Step::default()
             },
