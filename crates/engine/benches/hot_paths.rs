@@ -1,5 +1,6 @@
 //! The engine's hot paths: batch commits (made, processed, joined), application
-//! messages, key package checks.
+//! messages (and a message's step in a group of 1000, with and without the traffic
+//! journal), key package checks.
 //!
 //! `cargo bench -p demls-engine --bench hot_paths -- --quick`. Larger groups:
 //! `demls bench commit` (see `docs/performance.md`).
@@ -8,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use demls_engine::bench_support::{BatchAdds, BatchCommit, Founder, form_group_at_once};
-use demls_engine::{Engine, EngineConfig, GroupId, GroupParams, Timestamp};
+use demls_engine::{Engine, EngineConfig, GroupId, GroupParams, MlsStore, Timestamp};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
@@ -151,6 +152,39 @@ fn app_messages(c: &mut Criterion) {
     });
 }
 
+/// One message sent and its step's MLS write taken, in a group of 1000: with a store that
+/// journals (as a node's does: the step writes the message's traffic, and the whole state
+/// once per 4096 messages) and with one that does not (the whole state, every step).
+fn send_steps(c: &mut Criterion) {
+    const MEMBERS: usize = 1000;
+    for (journaled, name) in [
+        (false, "app/send_step_in_1000_whole_state"),
+        (true, "app/send_step_in_1000_journaled"),
+    ] {
+        let mut founders: Vec<Founder> = (0..MEMBERS)
+            .map(|_| Founder::generate(&config()).unwrap())
+            .collect();
+        if journaled && let Some(sender) = founders.last_mut() {
+            sender.store = MlsStore::journaled(config().epoch_retention);
+        }
+        let mut sender =
+            form_group_at_once(&group(), GroupParams::default(), founders, &config(), NOW)
+                .unwrap()
+                .pop()
+                .unwrap();
+        drain(&mut sender);
+        let text = "x".repeat(100);
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                sender
+                    .send_message(&group(), black_box(&text), NOW)
+                    .unwrap();
+                drain(&mut sender);
+            })
+        });
+    }
+}
+
 fn key_packages(c: &mut Criterion) {
     let mut steward = formed(2).swap_remove(0);
     let package = joiners(1).1.remove(0);
@@ -163,5 +197,5 @@ fn key_packages(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, commits, app_messages, key_packages);
+criterion_group!(benches, commits, app_messages, send_steps, key_packages);
 criterion_main!(benches);
