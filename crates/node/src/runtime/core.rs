@@ -75,7 +75,7 @@ pub struct Runtime {
     missing: BTreeMap<GroupId, usize>,
     /// The archive of the groups' network messages, and fetches of what this node missed.
     history: History,
-    /// Groups whose history is to be fetched from every connected peer after this step.
+    /// Groups whose history is to be fetched from a few connected peers after this step.
     fetch_due: BTreeSet<GroupId>,
     /// The wall clock at the last retry tick, to notice a sleep.
     last_tick_ns: i64,
@@ -726,19 +726,20 @@ impl Runtime {
         }
     }
 
-    /// Fetches the history of the groups due from every connected peer.
+    /// Fetches the history of the groups due from a few connected peers.
     fn fetch_due_history(&mut self) {
         if self.fetch_due.is_empty() {
             return;
         }
-        let peers = self.relay.connected_peers();
-        if peers.is_empty() {
+        let connected = self.relay.connected_peers();
+        if connected.is_empty() {
             // Kept due: the first peer to connect is asked anyway.
             return;
         }
         let at = unix_ns(now());
         for group in std::mem::take(&mut self.fetch_due) {
             if self.subscribed.contains(&group) {
+                let peers = self.history.sources(connected.clone());
                 self.history.fetch(&self.relay, &group, &peers, at);
             }
         }

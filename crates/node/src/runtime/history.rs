@@ -46,6 +46,12 @@ const FETCH_LIMIT: usize = 20_000;
 const PAGE: u64 = 100;
 /// A group's missing messages are asked for again at most this often.
 const GAP_INTERVAL: Duration = Duration::from_secs(15);
+/// Peers asked at once for a group's history (when joining, after a gap, after a sleep): each
+/// answers with the same messages, so asking every connected peer multiplies the work of all
+/// of them (in a 50-node group, a joiner asking 16 peers for 15 minutes of history made half
+/// of all the traffic nodes handled). Different peers are asked each time, so one that
+/// withholds messages is not asked alone again.
+const FETCH_PEERS: usize = 3;
 /// A clock that jumps this much between two ticks means the node slept (or was stopped).
 pub(super) const WAKE_JUMP_NS: i64 = 20 * 1_000_000_000;
 
@@ -126,6 +132,8 @@ pub(super) struct History {
     gap_asked: BTreeMap<GroupId, Instant>,
     /// (group, peer) fetches in flight.
     in_flight: BTreeSet<(GroupId, PeerId)>,
+    /// Where the next choice of peers to ask starts ([`History::sources`]).
+    next_source: usize,
     /// The most messages one fetch takes from one peer ([`FETCH_LIMIT`]; smaller in tests).
     fetch_limit: usize,
     results: mpsc::UnboundedSender<Fetched>,
@@ -146,6 +154,7 @@ impl History {
             synced_until: BTreeMap::new(),
             gap_asked: BTreeMap::new(),
             in_flight: BTreeSet::new(),
+            next_source: 0,
             fetch_limit: FETCH_LIMIT,
             results,
         })
@@ -210,6 +219,20 @@ impl History {
             self.gap_asked.insert(group.clone(), Instant::now());
         }
         due
+    }
+
+    /// The peers of `connected` to ask for a group's history: [`FETCH_PEERS`] of them, the
+    /// next ones after those asked last time.
+    pub(super) fn sources(&mut self, mut connected: Vec<PeerId>) -> Vec<PeerId> {
+        if connected.len() <= FETCH_PEERS {
+            return connected;
+        }
+        connected.sort_unstable();
+        let start = self.next_source % connected.len();
+        connected.rotate_left(start);
+        connected.truncate(FETCH_PEERS);
+        self.next_source = self.next_source.wrapping_add(FETCH_PEERS);
+        connected
     }
 
     /// Asks each of `peers` for the group's messages since what this node holds (less some
@@ -446,6 +469,24 @@ mod tests {
                 .collect(),
             complete,
         }
+    }
+
+    #[test]
+    fn a_few_peers_are_asked_and_each_time_others() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (results, _) = mpsc::unbounded_channel();
+        let mut history = History::open(dir.path(), "pass", ArchiveLimits::default(), results)
+            .expect("the archive opens");
+        let few: Vec<PeerId> = (0..2).map(|_| PeerId::random()).collect();
+        assert_eq!(history.sources(few.clone()), few, "all of a few");
+        let connected: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
+        let mut asked = BTreeSet::new();
+        for _ in 0..3 {
+            let sources = history.sources(connected.clone());
+            assert_eq!(sources.len(), FETCH_PEERS);
+            asked.extend(sources);
+        }
+        assert_eq!(asked.len(), connected.len(), "every peer in turn");
     }
 
     #[test]
