@@ -471,12 +471,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_few_peers_are_asked_and_each_time_others() {
+    /// A history on an archive in a temporary directory, its fetch results dropped.
+    fn scratch_history() -> (tempfile::TempDir, History) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (results, _) = mpsc::unbounded_channel();
-        let mut history = History::open(dir.path(), "pass", ArchiveLimits::default(), results)
+        let history = History::open(dir.path(), "pass", ArchiveLimits::default(), results)
             .expect("the archive opens");
+        (dir, history)
+    }
+
+    #[test]
+    fn a_few_peers_are_asked_and_each_time_others() {
+        let (_dir, mut history) = scratch_history();
         let few: Vec<PeerId> = (0..2).map(|_| PeerId::random()).collect();
         assert_eq!(history.sources(few.clone()), few, "all of a few");
         let connected: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
@@ -491,10 +497,7 @@ mod tests {
 
     #[test]
     fn a_peer_is_asked_again_while_each_cut_fetch_gets_further() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let (results, _) = mpsc::unbounded_channel();
-        let mut history = History::open(dir.path(), "pass", ArchiveLimits::default(), results)
-            .expect("the archive opens");
+        let (_dir, mut history) = scratch_history();
         let group = GroupId::new("lab").expect("a group id");
         let peer = PeerId::random();
         let start = 100_000 * SECOND;
