@@ -44,10 +44,10 @@ echo "== testbed: 10 namespaces, 30 members"
 # The demo over TCP, 20 times in a row at 30 members and 5 times at 50 (issue 12): each run's
 # summary must keep its contract (everyone joined, every message delivered, the removed member
 # reads nothing, a thief with a member's copied state reads nothing after its update,
-# authenticators agree). The debug binary the tests just built; about 15 to 25 minutes (runs on
-# 2026-12-07: 12-19 s a 30-member run, 84-240 s a 50-member run; 50 nodes in one process keep
-# both cores busy, so a 50-member run varies; a slow one is bounded by the demo's waits, 300 s
-# for the joins and 60 s a chat round).
+# authenticators agree). The debug binary the tests just built; about 7 minutes (run on
+# 2026-12-08: 10-14 s a 30-member run, 32-45 s a 50-member run, with the storage and transport
+# crates built optimised; 50 nodes in one process keep both cores busy, so a 50-member run
+# varies; a slow one is bounded by the demo's waits, 300 s for the joins and 60 s a chat round).
 ./scripts/demo-runs.sh 20 30 target/debug/demls
 ./scripts/demo-runs.sh 5 50 target/debug/demls
 # A bounded run of every fuzz target (docs/fuzzing.md): 20 s each unless DEMLS_FUZZ_SECONDS says.
