@@ -47,10 +47,9 @@ const PAGE: u64 = 100;
 /// A group's missing messages are asked for again at most this often.
 const GAP_INTERVAL: Duration = Duration::from_secs(15);
 /// Peers asked at once for a group's history (when joining, after a gap, after a sleep): each
-/// answers with the same messages, so asking every connected peer multiplies the work of all
-/// of them (in a 50-node group, a joiner asking 16 peers for 15 minutes of history made half
-/// of all the traffic nodes handled). Different peers are asked each time, so one that
-/// withholds messages is not asked alone again.
+/// answers with the same messages, so asking every connected peer (about 16 in a 50-member
+/// demo) made four times as many fetches (docs/performance.md section 5). Different peers are
+/// asked each time, so one that withholds messages is not asked alone again.
 const FETCH_PEERS: usize = 3;
 /// A clock that jumps this much between two ticks means the node slept (or was stopped).
 pub(super) const WAKE_JUMP_NS: i64 = 20 * 1_000_000_000;
