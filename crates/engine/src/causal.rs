@@ -128,6 +128,8 @@ pub(crate) struct ChatLog {
     sync_due: Option<Timestamp>,
     /// Someone else's history covered this member's since it last sent.
     covered: bool,
+    /// The number of missing messages last reported to the shell.
+    reported_missing: usize,
 }
 
 /// The bits of a Bloom filter that stand for `id`.
@@ -172,6 +174,7 @@ impl ChatLog {
             unacked: BTreeMap::new(),
             sync_due: None,
             covered: false,
+            reported_missing: 0,
         }
     }
 
@@ -186,8 +189,18 @@ impl ChatLog {
     }
 
     /// Messages still missing.
-    pub(crate) fn missing(&self) -> usize {
+    #[cfg(test)]
+    fn missing(&self) -> usize {
         self.missing.len()
+    }
+
+    /// The number of missing messages, if it changed since this was last asked.
+    pub(crate) fn missing_changed(&mut self) -> Option<usize> {
+        let missing = self.missing.len();
+        (missing != self.reported_missing).then(|| {
+            self.reported_missing = missing;
+            missing
+        })
     }
 
     /// A message delivered before a restart (the shell's history): known, and in the history.

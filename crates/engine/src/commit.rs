@@ -27,7 +27,7 @@ use crate::context::Ctx;
 use crate::epoch::{EpochState, SeenCommit};
 use crate::mls::{GroupParamsExt, MlsGroup, WalletIdentityProvider, suite};
 use crate::motion::{Emergency, Evidence, Motion};
-use crate::session::{GroupSession, PendingCommit};
+use crate::session::GroupSession;
 use crate::wire::CommitManifest;
 use crate::{ChangeKind, EngineError, Epoch, Event, Removal, Timestamp};
 
@@ -454,12 +454,7 @@ impl GroupSession {
         match check_commit(&mut self.state, &bytes, ctx.now, ctx.config) {
             Verdict::Valid(valid) => self.adopt(*valid, ctx),
             Verdict::Undecided(give_up_at) => {
-                if !self.pending_commits.iter().any(|p| p.message == bytes) {
-                    self.pending_commits.push(PendingCommit {
-                        message: bytes,
-                        give_up_at,
-                    });
-                }
+                self.desk.hold(bytes, give_up_at);
                 Ok(())
             }
             Verdict::Broken { committer, reason } => {
@@ -546,7 +541,7 @@ impl GroupSession {
                 });
                 self.history.truncate(index);
                 self.state = trial;
-                self.pending_commits.clear();
+                self.desk.drop_pending();
                 self.adopt(*valid, ctx)
             }
             Verdict::Broken { committer, reason } => {
@@ -740,26 +735,21 @@ impl GroupSession {
 
     /// Resets per-epoch duties and replays messages that were waiting for this epoch.
     pub(crate) fn start_epoch(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
-        self.pending_commits.clear();
-        self.commit_retry_at = None;
+        let oldest = self
+            .history
+            .front()
+            .map_or(self.state.epoch(), |c| c.before.epoch());
+        self.desk.new_epoch(oldest);
         self.carry_own_motions();
         let state = &self.state;
         self.invitations.forget_members(|a| state.is_member(a));
-        self.added_with.retain(|member, _| state.is_member(member));
+        self.arrivals.keep_members(|member| state.is_member(member));
         self.scores.retain(|member| state.is_member(member));
         self.key_packages
             .expire(state.epoch(), |member| state.is_member(member));
         // A person's vote stands while its change is still to be made.
-        self.standing.retain(|kind, _| match kind {
-            ChangeKind::Add(a) => !state.is_member(a),
-            ChangeKind::Remove(a) => state.is_member(a),
-            _ => false,
-        });
-        self.reports.retain(|r| {
-            r.emergency
-                .offender
-                .is_some_and(|o| self.state.is_member(&o))
-        });
+        self.ballot.keep_standing(|a| state.is_member(a));
+        self.watch.keep_offenders(|o| state.is_member(o));
         self.steward_start_epoch(ctx)?;
         self.sync.epoch_advanced();
         self.drop_second_welcome();
@@ -770,7 +760,7 @@ impl GroupSession {
     /// Re-checks commits that were waiting for decisions.
     pub(crate) fn retry_pending_commits(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
         let epoch = self.state.epoch();
-        for pending in std::mem::take(&mut self.pending_commits) {
+        for pending in self.desk.take_pending() {
             if self.state.epoch() != epoch {
                 break;
             }
@@ -805,7 +795,7 @@ impl GroupSession {
                 && let Ok(address) = WalletIdentityProvider::claimed_address(add.signing_identity())
                 && let Ok(reference) = add.key_package().to_reference(&suite)
             {
-                self.added_with.insert(address, reference.to_vec());
+                self.arrivals.added(address, reference.to_vec());
             }
         }
     }

@@ -21,7 +21,7 @@ use crate::mls::{
     crypto_suite, store::MlsStore,
 };
 use crate::motion::Motion;
-use crate::session::{GroupSession, OwnMotion};
+use crate::session::GroupSession;
 use crate::snapshot::{EngineSnapshot, GroupSnapshot, SNAPSHOT_VERSION, StandingVote};
 use crate::steward::StewardDuty;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
@@ -166,9 +166,8 @@ impl Engine {
                     group_id: session.id.as_str().to_owned(),
                     steward: session.steward.as_ref().map(StewardDuty::snapshot),
                     own_changes: session
-                        .own
-                        .iter()
-                        .filter_map(|own| own.motion.as_change())
+                        .ballot
+                        .own_changes()
                         .map(|change| change.encode(Epoch::default()))
                         .collect::<Result<_, _>>()?,
                     invitations: session.invitations.all().map(|i| i.wire.clone()).collect(),
@@ -184,7 +183,7 @@ impl Engine {
                         })
                         .collect(),
                     sent_since_rotation: u32::try_from(crate::snapshot::counter_ahead(u64::from(
-                        session.sent_since_rotation,
+                        session.keys.sent_since(),
                     )))
                     .unwrap_or(u32::MAX),
                     scores: session
@@ -207,8 +206,8 @@ impl Engine {
                         })
                         .collect(),
                     standing: session
-                        .standing
-                        .iter()
+                        .ballot
+                        .standing_votes()
                         .filter_map(|(kind, yes)| {
                             let (add, member) = match kind {
                                 ChangeKind::Add(a) => (true, a),
@@ -218,7 +217,7 @@ impl Engine {
                             Some(StandingVote {
                                 add,
                                 member: member.as_bytes().to_vec(),
-                                yes: *yes,
+                                yes,
                             })
                         })
                         .collect(),
@@ -284,7 +283,7 @@ impl Engine {
                     at: (record.at_ms > 0).then_some(Timestamp(record.at_ms)),
                 })
             }));
-            session.sent_since_rotation = group.sent_since_rotation;
+            session.keys.restore_sent(group.sent_since_rotation);
             session.key_packages = crate::buffer::KeyPackageBuffer::restore(&group.key_packages)?;
             for record in group.names {
                 if let Some(member) = Address::from_slice(&record.member)
@@ -304,10 +303,7 @@ impl Engine {
             }
             for change in &group.own_changes {
                 let motion = Motion::Change(Change::decode_any_epoch(change)?);
-                session.own.push(OwnMotion {
-                    motion,
-                    proposal: None,
-                });
+                session.ballot.ask(motion);
             }
             // Invitations that expired while the node was down are simply not kept.
             for invitation in group.invitations {
@@ -323,7 +319,7 @@ impl Engine {
                 } else {
                     ChangeKind::Remove(member)
                 };
-                session.standing.insert(kind, vote.yes);
+                session.ballot.stand(kind, vote.yes);
             }
             open.insert(id.clone(), group.open);
             engine.groups.insert(id.clone(), session);
@@ -649,10 +645,8 @@ impl Engine {
         session.vote(proposal, yes, &mut ctx)?;
         // A person's vote on adding or removing someone stands until the change is made
         // or voted down, also when the change is proposed again in a later epoch.
-        if let Some(open) = session.state.open.get(&proposal)
-            && matches!(open.kind(), ChangeKind::Add(_) | ChangeKind::Remove(_))
-        {
-            session.standing.insert(open.kind(), yes);
+        if let Some(open) = session.state.open.get(&proposal) {
+            session.ballot.stand(open.kind(), yes);
         }
         session.settle(&mut ctx)
     }
@@ -674,7 +668,7 @@ impl Engine {
             ));
         }
         let (mut ctx, session) = self.session(group, now)?;
-        session.standing.insert(change.clone(), yes);
+        session.ballot.stand(change.clone(), yes);
         session.reconsider(&change, &mut ctx)?;
         session.settle(&mut ctx)
     }
@@ -825,13 +819,13 @@ impl Engine {
         if let Some(session) = groups.get_mut(&group) {
             // A joiner welcomed on both sides of a fork keeps the other side (a Welcome sent
             // again is not opened again: joining is the costliest step at scale).
-            if !session.keeps_welcome(&bundle)
+            if !session.arrivals.keeps_welcome(&bundle)
                 && let Err(error) = session.open_second_welcome(&bundle, client, now)
             {
                 tracing::debug!(%group, %error, "Welcome not opened as another branch");
             }
             // Members keep Welcomes, to send again to a joiner that lost its.
-            session.keep_welcome(bundle);
+            session.arrivals.keep_welcome(bundle);
             return Ok(());
         }
         let attempt = joins.get_mut(&group).ok_or(EngineError::NotForUs)?;

@@ -87,7 +87,8 @@ pub(crate) struct EpochState {
     pub(crate) open: BTreeMap<ProposalId, OpenProposal>,
     /// Approved proposals, in the order this member decided them.
     pub(crate) approved: Vec<ProposalId>,
-    pub(crate) proposals_by_owner: BTreeMap<Address, u16>,
+    /// Proposals each member opened in this epoch (the RFC's rate limit).
+    proposals_by_owner: BTreeMap<Address, u16>,
     /// Members' addresses by leaf index.
     pub(crate) leaves: Vec<Option<Address>>,
     /// The same addresses as a set: `is_member` is asked for every entry of the
@@ -168,6 +169,18 @@ impl EpochState {
 
     pub(crate) fn members(&self) -> Vec<Address> {
         self.leaves.iter().flatten().copied().collect()
+    }
+
+    /// Whether `owner` may open another proposal in this epoch: the RFC's rate limit,
+    /// for this member's own proposals and for those it receives alike.
+    pub(crate) fn may_propose(&self, owner: Address) -> bool {
+        self.proposals_by_owner.get(&owner).copied().unwrap_or(0)
+            < self.params.max_proposals_per_member
+    }
+
+    /// `owner` opened a proposal in this epoch.
+    pub(crate) fn count_proposal(&mut self, owner: Address) {
+        *self.proposals_by_owner.entry(owner).or_default() += 1;
     }
 
     pub(crate) fn is_member(&self, address: &Address) -> bool {

@@ -387,7 +387,7 @@ impl JoinAttempt {
                 tracing::debug!(group = %self.group, %error, "early message dropped");
             }
         }
-        session.keep_welcome(bundle);
+        session.arrivals.keep_welcome(bundle);
         Ok(session)
     }
 }

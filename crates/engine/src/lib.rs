@@ -129,6 +129,8 @@
 //! elections) are not checked bit for bit.
 
 mod admission;
+mod arrivals;
+mod ballot;
 #[cfg(feature = "bench-support")]
 pub mod bench_support;
 mod bounded;
@@ -141,10 +143,12 @@ mod change;
 mod commit;
 mod config;
 mod context;
+mod desk;
 mod engine;
 mod epoch;
 mod error;
 mod event;
+mod held;
 mod ids;
 mod invitation;
 mod join;

@@ -17,11 +17,8 @@ use crate::{EngineError, Timestamp};
 impl GroupSession {
     /// Whether this member has, or sees open or approved, a motion like `wanted`.
     fn pursued(&self, wanted: &Motion) -> bool {
-        self.own.iter().any(|o| o.motion.same_as(wanted))
-            || self
-                .reports
-                .iter()
-                .any(|r| Motion::Emergency(r.emergency.clone()).same_as(wanted))
+        self.ballot.wants(wanted)
+            || self.watch.pursues(wanted)
             || self
                 .state
                 .open
@@ -33,7 +30,7 @@ impl GroupSession {
     /// after a stall of its own, which would look like everyone else's silence.
     fn next_liveness_step(&self, config: &crate::EngineConfig) -> Option<(Timestamp, Motion)> {
         self.liveness_step(config)
-            .map(|(due, motion)| (self.after_hearing(due), motion))
+            .map(|(due, motion)| (self.desk.after_hearing(due), motion))
     }
 
     fn liveness_step(&self, config: &crate::EngineConfig) -> Option<(Timestamp, Motion)> {

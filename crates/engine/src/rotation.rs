@@ -46,6 +46,32 @@ pub struct KeyAge {
     pub at: Option<Timestamp>,
 }
 
+/// How old members' leaf keys are, and how much this member sent since its own were
+/// replaced: what the group's rotation rule is judged by.
+#[derive(Default)]
+pub(crate) struct KeyRotation {
+    ages: BTreeMap<Address, KeyAge>,
+    /// Chat messages this member sent since its leaf was last replaced.
+    sent_since: u32,
+}
+
+impl KeyRotation {
+    /// This member sent a chat message.
+    pub(crate) fn sent(&mut self) {
+        self.sent_since = self.sent_since.saturating_add(1);
+    }
+
+    /// Chat messages this member sent since its leaf was last replaced.
+    pub(crate) fn sent_since(&self) -> u32 {
+        self.sent_since
+    }
+
+    /// The count of chat messages sent since the last replacement, from a snapshot.
+    pub(crate) fn restore_sent(&mut self, sent_since: u32) {
+        self.sent_since = sent_since;
+    }
+}
+
 /// The wire format value of an MLS PrivateMessage (RFC 9420, section 6).
 const PRIVATE_MESSAGE: u16 = 2;
 
@@ -202,7 +228,7 @@ impl GroupSession {
     /// own leaf is new, the others' date from before it.
     pub(crate) fn fresh_key_ages(&mut self, now: Timestamp) {
         let epoch = self.epoch();
-        self.key_ages = self
+        self.keys.ages = self
             .members()
             .into_iter()
             .map(|member| {
@@ -223,26 +249,27 @@ impl GroupSession {
                     epoch,
                     at: Some(now),
                 };
-                self.key_ages.insert(*member, age);
+                self.keys.ages.insert(*member, age);
                 if *member == self.me {
-                    self.sent_since_rotation = 0;
+                    self.keys.sent_since = 0;
                 }
             }
         }
         let state = &self.state;
-        self.key_ages.retain(|member, _| state.is_member(member));
+        self.keys.ages.retain(|member, _| state.is_member(member));
     }
 
     /// Whether this member's leaf was replaced by the commit that began the current epoch.
     pub(crate) fn rotated_this_epoch(&self) -> bool {
-        self.key_ages
+        self.keys
+            .ages
             .get(&self.me)
             .is_some_and(|age| age.epoch == self.epoch() && age.at.is_some())
     }
 
     /// Every member's key age, for views.
     pub(crate) fn key_age_list(&self) -> Vec<KeyAge> {
-        self.key_ages.values().copied().collect()
+        self.keys.ages.values().copied().collect()
     }
 
     /// Key ages restored from a snapshot, over the fresh ones for members they name.
@@ -252,7 +279,7 @@ impl GroupSession {
             .filter(|age| self.state.is_member(&age.member))
             .map(|age| (age.member, age))
             .collect();
-        self.key_ages.extend(restored);
+        self.keys.ages.extend(restored);
     }
 
     /// Whether `commit` names an update of this member other than the one whose proposal
@@ -271,13 +298,6 @@ impl GroupSession {
             .any(|named| Some(named) != held)
     }
 
-    /// Whether this member has asked for its own update and it is not committed yet.
-    fn update_wanted(&self) -> bool {
-        self.own
-            .iter()
-            .any(|own| matches!(own.motion, Motion::Change(Change::Update { .. })))
-    }
-
     /// Asks the group to commit an update of this member's leaf keys (once: asking
     /// again while one is wanted changes nothing).
     pub(crate) fn request_update(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
@@ -292,11 +312,12 @@ impl GroupSession {
     /// When this member's leaf is due for replacement by the group's rotation rule; none
     /// while an update is already wanted.
     pub(crate) fn rotation_due(&self) -> Option<Timestamp> {
-        if self.update_wanted() || self.departed.is_some() {
+        if self.ballot.update_wanted() || self.departed.is_some() {
             return None;
         }
         let since = self
-            .key_ages
+            .keys
+            .ages
             .get(&self.me)
             .and_then(|age| age.at)
             .unwrap_or(self.state.started_at);
@@ -306,9 +327,9 @@ impl GroupSession {
     /// Asks for an update if the rotation rule says so: the leaf is old (also when the
     /// clock jumped past its time, after a sleep), or it sent its share of messages.
     pub(crate) fn rotate_if_due(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
-        let sent_enough = self.sent_since_rotation >= self.state.rules.rotation.after_messages;
+        let sent_enough = self.keys.sent_since >= self.state.rules.rotation.after_messages;
         let old = self.rotation_due().is_some_and(|due| due <= ctx.now);
-        if (sent_enough || old) && !self.update_wanted() {
+        if (sent_enough || old) && !self.ballot.update_wanted() {
             self.request_update(ctx)?;
         }
         Ok(())

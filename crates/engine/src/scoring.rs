@@ -116,7 +116,7 @@ impl GroupSession {
             return scoring.default_score;
         };
         let score = self.scores.of(&offender, scoring);
-        if self.detected.contains(&violation_key(emergency)) {
+        if self.watch.has_seen(emergency) {
             score
         } else {
             score.saturating_sub(scoring.penalty(emergency.evidence.violation()))

@@ -151,7 +151,7 @@ impl GroupSession {
         other.mls.write_to_storage()?;
         let mut session = GroupSession::new(self.id.clone(), self.me, other.mls, None, ctx.now)?;
         session.second_welcome = self.second_welcome.take();
-        session.welcomes = std::mem::take(&mut self.welcomes);
+        session.arrivals = self.arrivals.take_welcomes();
         let committer = session
             .state
             .leaves
@@ -171,11 +171,7 @@ impl GroupSession {
             members: session.members(),
         });
         // The Welcome this session came from becomes the other branch in turn.
-        let kept: Vec<WelcomeBundle> = session
-            .welcomes
-            .iter()
-            .map(|(_, bundle)| bundle.clone())
-            .collect();
+        let kept: Vec<WelcomeBundle> = session.arrivals.welcomes().cloned().collect();
         for bundle in &kept {
             if let Err(error) = session.open_second_welcome(bundle, client, ctx.now) {
                 tracing::debug!(group = %self.id, %error, "kept Welcome not opened");

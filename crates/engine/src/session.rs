@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 
-use demls_consensus::ProposalId;
 use demls_identity::Address;
 use mls_rs::group::{ContentType, ReceivedMessage};
 use mls_rs::{MlsMessage, MlsMessageDescription};
@@ -13,31 +12,10 @@ use crate::commit::Checkpoint;
 use crate::context::Ctx;
 use crate::epoch::EpochState;
 use crate::mls::MlsGroup;
-use crate::motion::Motion;
 use crate::steward::StewardDuty;
 use crate::sync::SyncState;
-use crate::violation::ScheduledReport;
 use crate::wire::{AppMessage, Chat, app_message, envelope};
 use crate::{EngineError, Epoch, Event, GroupId, Timestamp, TopicKind};
-
-/// A motion this member asked for, re-proposed each epoch until applied or voted down.
-pub(crate) struct OwnMotion {
-    pub(crate) motion: Motion,
-    pub(crate) proposal: Option<ProposalId>,
-}
-
-/// A commit waiting for votes this member has not seen decided yet.
-pub(crate) struct PendingCommit {
-    pub(crate) message: Vec<u8>,
-    pub(crate) give_up_at: Timestamp,
-}
-
-/// A message that cannot be read yet, with when it arrived.
-pub(crate) struct Held {
-    pub(crate) epoch: u64,
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) since: Timestamp,
-}
 
 /// Misbehaviour switched on by tests.
 #[cfg(feature = "byzantine")]
@@ -57,51 +35,35 @@ pub(crate) struct GroupSession {
     pub(crate) state: EpochState,
     /// Recent epochs, oldest first, each as it was just before its commit.
     pub(crate) history: VecDeque<Checkpoint>,
-    pub(crate) own: Vec<OwnMotion>,
-    pub(crate) pending_commits: Vec<PendingCommit>,
+    /// The motions this member asks for and its person's standing votes.
+    pub(crate) ballot: crate::ballot::Ballot,
+    /// Others' commits held, and when this member may commit.
+    pub(crate) desk: crate::desk::CommitDesk,
     /// Messages of epochs this member has not reached, or could not read
     /// (another branch): tried again at each new epoch.
-    pub(crate) held: Vec<Held>,
-    /// When this member last sent again its commit ending each epoch.
-    reminded: std::collections::BTreeMap<u64, Timestamp>,
+    pub(crate) held: crate::held::HeldMessages,
     pub(crate) steward: Option<StewardDuty>,
     /// This member's admission checks of joiners (gated groups).
     pub(crate) checks: crate::admission::Checks,
-    /// Recent Welcomes of this group, with the key packages they admit.
-    pub(crate) welcomes: VecDeque<(Vec<Vec<u8>>, crate::wire::WelcomeBundle)>,
-    pub(crate) reports: Vec<ScheduledReport>,
+    /// Recent Welcomes, and the key package each member was last added with.
+    pub(crate) arrivals: crate::arrivals::Arrivals,
+    /// Stewards' violations this member saw, and the reports it will raise.
+    pub(crate) watch: crate::violation::Watch,
     pub(crate) sync: SyncState,
     /// Invitations this member knows (its own and those told to the group), by invitee.
     pub(crate) invitations: crate::invitation::Invitations,
-    /// This member's person's votes on membership changes, cast again on the same change
-    /// when it is proposed again in a later epoch (votes are per epoch, decisions are not).
-    pub(crate) standing: std::collections::BTreeMap<crate::ChangeKind, bool>,
     /// Chat in causal order, with repair and acknowledgements.
     pub(crate) chat: crate::causal::ChatLog,
-    /// The missing chat messages last reported to the shell.
-    reported_missing: usize,
-    /// The key package (reference) each member was last added with, while it is a member.
-    pub(crate) added_with: std::collections::BTreeMap<Address, Vec<u8>>,
-    /// Violations this member has seen: (offender, what, epoch).
-    pub(crate) detected: std::collections::BTreeSet<(Option<Address>, crate::Violation, u64)>,
     /// When this member was removed; it keeps its state for a while, in case
     /// the removal loses to a better commit.
     pub(crate) departed: Option<Timestamp>,
-    /// After a failed commit, when to try again.
-    pub(crate) commit_retry_at: Option<Timestamp>,
-    /// After this process stalled: the epoch, and until when this member only hears the
-    /// group. What it missed (a backup's commit) must reach it before it commits or blames
-    /// anyone.
-    hearing: Option<(u64, Timestamp)>,
     /// How the MLS state moved on since it was last written to the store. Written once per
     /// [`crate::Engine::take_storage_writes`], not per message, and as the step's traffic
     /// when only application messages moved it: a group's state is its whole ratchet tree,
     /// hundreds of KiB in a large group.
     unsaved: crate::unsaved::Unsaved,
-    /// When each member's leaf was last replaced.
-    pub(crate) key_ages: std::collections::BTreeMap<Address, crate::KeyAge>,
-    /// Chat messages this member sent since its leaf was last replaced.
-    pub(crate) sent_since_rotation: u32,
+    /// How old members' leaf keys are (the rotation rule).
+    pub(crate) keys: crate::rotation::KeyRotation,
     /// This member's scores of stewards.
     pub(crate) scores: crate::scoring::Scores,
     /// Joiners' key packages kept for a few epochs, to propose again.
@@ -127,30 +89,22 @@ impl GroupSession {
         let state = EpochState::new(mls, now)?;
         let mut session = Self {
             chat: crate::causal::ChatLog::new(me, state.epoch(), 0),
-            reported_missing: 0,
             id,
             me,
             state,
             history: VecDeque::new(),
-            own: Vec::new(),
-            pending_commits: Vec::new(),
-            held: Vec::new(),
-            reminded: std::collections::BTreeMap::new(),
+            ballot: crate::ballot::Ballot::default(),
+            desk: crate::desk::CommitDesk::default(),
+            held: crate::held::HeldMessages::default(),
             steward,
             checks: crate::admission::Checks::new(),
-            welcomes: VecDeque::new(),
-            reports: Vec::new(),
+            arrivals: crate::arrivals::Arrivals::default(),
+            watch: crate::violation::Watch::default(),
             sync: SyncState::default(),
             invitations: crate::invitation::Invitations::default(),
-            standing: std::collections::BTreeMap::new(),
-            added_with: std::collections::BTreeMap::new(),
-            detected: std::collections::BTreeSet::new(),
             departed: None,
-            commit_retry_at: None,
-            hearing: None,
             unsaved: crate::unsaved::Unsaved::new(),
-            key_ages: std::collections::BTreeMap::new(),
-            sent_since_rotation: 0,
+            keys: crate::rotation::KeyRotation::default(),
             scores: crate::scoring::Scores::default(),
             key_packages: crate::buffer::KeyPackageBuffer::default(),
             names: crate::names::Names::default(),
@@ -303,7 +257,7 @@ impl GroupSession {
         let bytes = self.send_app(app_message::Body::Chat(chat), ctx)?;
         self.chat
             .sent(id.clone(), self.epoch(), bytes, ctx.config, ctx.now);
-        self.sent_since_rotation = self.sent_since_rotation.saturating_add(1);
+        self.keys.sent();
         ctx.emit(Event::Message {
             group: self.id.clone(),
             sender: ctx.wallet.address(),
@@ -381,9 +335,7 @@ impl GroupSession {
 
     /// Tells the shell when the number of missing chat messages changed.
     fn report_missing(&mut self, ctx: &mut Ctx<'_>) {
-        let missing = self.chat.missing();
-        if missing != self.reported_missing {
-            self.reported_missing = missing;
+        if let Some(missing) = self.chat.missing_changed() {
             ctx.emit(Event::Syncing {
                 group: self.id.clone(),
                 missing,
@@ -461,18 +413,13 @@ impl GroupSession {
         if checkpoint.applied.committer != self.me {
             return;
         }
-        let recently = self
-            .reminded
-            .get(&epoch)
-            .is_some_and(|t| t.plus_ms(ctx.config.sync_retry_ms) > ctx.now);
-        if !recently {
+        if self.desk.remind(epoch, ctx.now, ctx.config.sync_retry_ms) {
             let bytes = checkpoint.applied.bytes.clone();
             ctx.send(
                 &self.id,
                 TopicKind::Application,
                 envelope::Body::MlsMessage(bytes),
             );
-            self.reminded.insert(epoch, ctx.now);
         }
     }
 
@@ -483,18 +430,8 @@ impl GroupSession {
         bytes: &[u8],
         ctx: &Ctx<'_>,
     ) -> Result<(), EngineError> {
-        if self.held.iter().any(|h| h.bytes == bytes) {
-            return Ok(());
-        }
-        if self.held.len() >= ctx.config.max_buffered_messages {
-            return Err(EngineError::BufferFull);
-        }
-        self.held.push(Held {
-            epoch,
-            bytes: bytes.to_vec(),
-            since: ctx.now,
-        });
-        Ok(())
+        self.held
+            .hold(epoch, bytes, ctx.now, ctx.config.max_buffered_messages)
     }
 
     fn handle_application(
@@ -603,12 +540,7 @@ impl GroupSession {
     pub(crate) fn replay_held(&mut self, ctx: &mut Ctx<'_>) {
         let current = self.state.epoch();
         let oldest = self.history.front().map_or(current, |c| c.before.epoch());
-        self.held.retain(|h| h.epoch >= oldest);
-        let (due, later): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|h| h.epoch == current);
-        self.held = later;
-        for held in due {
+        for held in self.held.take_due(current, oldest) {
             if let Err(error) = self.handle_mls(&held.bytes, ctx) {
                 tracing::debug!(group = %self.id, %error, "held message dropped");
             }
@@ -648,18 +580,13 @@ impl GroupSession {
         let epoch = self.state.epoch();
         if self.state.mode == crate::StewardMode::Single
             || late_ms < turn
-            || self.hearing.is_some_and(|(heard, _)| heard == epoch)
+            || self.desk.heard_in(epoch)
             || !self.state.committers().contains(&self.me)
         {
             return;
         }
         tracing::info!(group = %self.id, late_ms, "stalled; hearing the group before acting");
-        self.hearing = Some((epoch, now.plus_ms(turn)));
-    }
-
-    /// `due`, or the end of the hearing after a stall if that is later.
-    pub(crate) fn after_hearing(&self, due: Timestamp) -> Timestamp {
-        self.hearing.map_or(due, |(_, until)| due.max(until))
+        self.desk.hear(epoch, now.plus_ms(turn));
     }
 
     /// Applies deadlines and periodic duties.
@@ -690,8 +617,8 @@ impl GroupSession {
             return Some(departed.plus_ms(config.departed_grace_ms));
         }
         let consensus = self.state.consensus.poll_timeout().map(Timestamp::from);
-        let pending = self.pending_commits.iter().map(|p| p.give_up_at).min();
-        let reports = self.reports.iter().map(|r| r.due).min();
+        let pending = self.desk.next_give_up();
+        let reports = self.watch.next_due();
         [
             consensus,
             pending,

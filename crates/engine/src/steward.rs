@@ -294,7 +294,7 @@ impl GroupSession {
         if rejoin && self.resend_welcome(&reference, ctx) {
             return Ok(());
         }
-        if rejoin && self.added_with.get(&joiner) == Some(&reference) {
+        if rejoin && self.arrivals.added_with(&joiner, &reference) {
             // Added with this very key package: its Welcome is on its way (slower than its
             // retry), not lost state. Re-adding it would throw out the state it is about to have.
             return Err(EngineError::Duplicate);
@@ -552,38 +552,10 @@ impl GroupSession {
             .is_some_and(|d| d.intake.contains_key(&joiner))
     }
 
-    /// Keeps a Welcome seen for this group, to send again to a joiner that lost it.
-    pub(crate) fn keep_welcome(&mut self, bundle: WelcomeBundle) {
-        const KEPT: usize = 32;
-        let Ok(message) = mls_rs::MlsMessage::from_bytes(&bundle.welcome) else {
-            return;
-        };
-        let mls_rs::MlsMessageDescription::Welcome {
-            key_package_refs, ..
-        } = message.description()
-        else {
-            return;
-        };
-        let refs = key_package_refs.iter().map(|r| r.to_vec()).collect();
-        if self.welcomes.len() >= KEPT {
-            self.welcomes.pop_front();
-        }
-        self.welcomes.push_back((refs, bundle));
-    }
-
-    /// Whether `bundle` is among the kept Welcomes.
-    pub(crate) fn keeps_welcome(&self, bundle: &WelcomeBundle) -> bool {
-        self.welcomes.iter().any(|(_, kept)| kept == bundle)
-    }
-
     /// Publishes again the kept Welcome for key package `reference`; false if none is kept.
     fn resend_welcome(&self, reference: &[u8], ctx: &mut Ctx<'_>) -> bool {
-        let kept = self
-            .welcomes
-            .iter()
-            .rev()
-            .find(|(refs, _)| refs.iter().any(|r| r == reference));
-        if let Some((_, bundle)) = kept {
+        let kept = self.arrivals.welcome_for(reference);
+        if let Some(bundle) = kept {
             ctx.send(
                 &self.id,
                 TopicKind::Welcome,
@@ -616,7 +588,7 @@ impl GroupSession {
             0 if self.state.has_undecided() => self.turns_start()?.plus_ms(config.commit_delay_ms),
             position => self.turn_due(position, config)?,
         };
-        Some(self.after_hearing(self.commit_retry_at.map_or(due, |retry| due.max(retry))))
+        Some(self.desk.commit_at(due))
     }
 
     /// Commits the waiting changes if it is this member's turn.
@@ -626,7 +598,7 @@ impl GroupSession {
                 if let Err(error) = self.commit(ctx) {
                     // Not the input's fault: try again later rather than at every step.
                     tracing::warn!(group = %self.id, %error, "commit failed");
-                    self.commit_retry_at = Some(
+                    self.desk.failed(
                         ctx.now
                             .plus_ms(self.state.rules.timers.commit_ms(ctx.config)),
                     );
@@ -721,7 +693,7 @@ impl GroupSession {
         self.publish(&prepared, ctx);
         // The committer keeps its Welcomes too, to send again to a joiner that lost its.
         for bundle in &prepared.welcomes {
-            self.keep_welcome(bundle.clone());
+            self.arrivals.keep_welcome(bundle.clone());
         }
         self.adopt(prepared.commit, ctx)
     }

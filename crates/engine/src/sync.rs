@@ -95,12 +95,7 @@ impl GroupSession {
 
     /// Since when this member has been waiting: suspected, or holding messages of later epochs.
     fn waiting_since(&self) -> Option<Timestamp> {
-        let behind = self
-            .held
-            .iter()
-            .filter(|h| h.epoch > self.state.epoch())
-            .map(|h| h.since)
-            .min();
+        let behind = self.held.first_after(self.state.epoch());
         [self.sync.suspected_since, behind]
             .into_iter()
             .flatten()

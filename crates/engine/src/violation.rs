@@ -7,6 +7,8 @@
 //! steward timeout. Voters check the evidence against their own record of the
 //! epoch it names, and vote YES only if it holds.
 
+use std::collections::BTreeSet;
+
 use demls_identity::Address;
 
 use crate::commit::{Verdict, check_commit};
@@ -18,9 +20,68 @@ use crate::voting::Judgement;
 use crate::{Epoch, Event, Timestamp};
 
 /// An emergency this member will raise if nobody has by `due`.
-pub(crate) struct ScheduledReport {
-    pub(crate) due: Timestamp,
-    pub(crate) emergency: Emergency,
+struct ScheduledReport {
+    due: Timestamp,
+    emergency: Emergency,
+}
+
+/// What this member saw of stewards' violations, and the reports it will raise.
+#[derive(Default)]
+pub(crate) struct Watch {
+    reports: Vec<ScheduledReport>,
+    /// Violations this member has seen: (offender, what, epoch).
+    detected: BTreeSet<(Option<Address>, crate::Violation, u64)>,
+}
+
+impl Watch {
+    /// Whether a report like `emergency` is already scheduled.
+    fn scheduled(&self, emergency: &Emergency) -> bool {
+        self.reports
+            .iter()
+            .any(|r| same_report(&r.emergency, emergency))
+    }
+
+    /// Whether a scheduled report's emergency is like `wanted`.
+    pub(crate) fn pursues(&self, wanted: &Motion) -> bool {
+        self.reports
+            .iter()
+            .any(|r| Motion::Emergency(r.emergency.clone()).same_as(wanted))
+    }
+
+    /// Records that this member saw the violation `emergency` names; `false` if it had.
+    fn first_sight(&mut self, emergency: &Emergency) -> bool {
+        self.detected.insert(violation_key(emergency))
+    }
+
+    /// Whether this member has seen the violation `emergency` names.
+    pub(crate) fn has_seen(&self, emergency: &Emergency) -> bool {
+        self.detected.contains(&violation_key(emergency))
+    }
+
+    /// Takes the reports due by `now` out.
+    fn take_due(&mut self, now: Timestamp) -> Vec<ScheduledReport> {
+        let (due, later) = std::mem::take(&mut self.reports)
+            .into_iter()
+            .partition(|r| r.due <= now);
+        self.reports = later;
+        due
+    }
+
+    /// Schedules `emergency`, to raise at `due`.
+    fn schedule(&mut self, due: Timestamp, emergency: Emergency) {
+        self.reports.push(ScheduledReport { due, emergency });
+    }
+
+    /// The earliest report due.
+    pub(crate) fn next_due(&self) -> Option<Timestamp> {
+        self.reports.iter().map(|r| r.due).min()
+    }
+
+    /// A new epoch: reports against members that left are dropped.
+    pub(crate) fn keep_offenders(&mut self, is_member: impl Fn(&Address) -> bool) {
+        self.reports
+            .retain(|r| r.emergency.offender.is_some_and(|o| is_member(&o)));
+    }
 }
 
 impl GroupSession {
@@ -30,12 +91,7 @@ impl GroupSession {
             return;
         }
         self.detected(&emergency, ctx);
-        if self
-            .reports
-            .iter()
-            .any(|r| same_report(&r.emergency, &emergency))
-            || self.raised(&emergency)
-        {
+        if self.watch.scheduled(&emergency) || self.raised(&emergency) {
             return;
         }
         if !self.chargeable(&emergency, &ctx.config.scoring) {
@@ -58,14 +114,14 @@ impl GroupSession {
             ctx.now
                 .plus_ms(self.state.rules.timers.commit_ms(ctx.config))
         };
-        self.reports.push(ScheduledReport { due, emergency });
+        self.watch.schedule(due, emergency);
     }
 
     /// Says once that this member has seen the violation `emergency` names: by itself, or
     /// by checking another member's evidence against its own record (whoever saw it first);
     /// the offender's score pays for it then.
     pub(crate) fn detected(&mut self, emergency: &Emergency, ctx: &mut Ctx<'_>) {
-        if self.detected.insert(violation_key(emergency)) {
+        if self.watch.first_sight(emergency) {
             if let Some(offender) = emergency.offender {
                 let scoring = &ctx.config.scoring;
                 let penalty = scoring.penalty(emergency.evidence.violation());
@@ -83,7 +139,7 @@ impl GroupSession {
     /// Whether an emergency like this one is already open or approved (here or in own motions).
     fn raised(&self, emergency: &Emergency) -> bool {
         let motion = Motion::Emergency(emergency.clone());
-        self.own.iter().any(|o| o.motion.same_as(&motion))
+        self.ballot.wants(&motion)
             || self.state.open.values().any(|o| {
                 o.motion.same_as(&motion) && o.decided.is_none_or(|(approved, _)| approved)
             })
@@ -94,12 +150,7 @@ impl GroupSession {
         &mut self,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), crate::EngineError> {
-        let (due, later): (Vec<ScheduledReport>, Vec<ScheduledReport>) =
-            std::mem::take(&mut self.reports)
-                .into_iter()
-                .partition(|r| r.due <= ctx.now);
-        self.reports = later;
-        for report in due {
+        for report in self.watch.take_due(ctx.now) {
             if !self.raised(&report.emergency)
                 && !self.excused(&report.emergency)
                 && self.chargeable(&report.emergency, &ctx.config.scoring)

@@ -8,7 +8,7 @@ use crate::change::{Change, key_package_of};
 use crate::context::Ctx;
 use crate::epoch::OpenProposal;
 use crate::motion::{Election, Motion};
-use crate::session::{GroupSession, OwnMotion};
+use crate::session::GroupSession;
 use crate::wire::app_message;
 use crate::{ChangeKind, EngineError, Event, JoinRule, StewardMode, Timestamp, VotePolicy};
 
@@ -24,13 +24,9 @@ impl GroupSession {
     /// Asks the group for `motion`: proposed now, or later if this member is
     /// over its rate limit or a higher-priority vote is open.
     pub(crate) fn request(&mut self, motion: Motion, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
-        if self.own.iter().any(|own| own.motion.same_as(&motion)) {
+        if !self.ballot.ask(motion) {
             return Ok(());
         }
-        self.own.push(OwnMotion {
-            motion,
-            proposal: None,
-        });
         self.propose_own(ctx)
     }
 
@@ -38,23 +34,15 @@ impl GroupSession {
     /// priority first, holding back what a higher-priority open vote outranks.
     pub(crate) fn propose_own(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
         let me = ctx.wallet.address();
-        let mut order: Vec<usize> = (0..self.own.len()).collect();
-        order.sort_by_key(|i| std::cmp::Reverse(self.own[*i].motion.priority()));
-        for i in order {
-            if self.own[i].proposal.is_some() {
-                continue;
-            }
-            let motion = self.own[i].motion.clone();
+        for (index, motion) in self.ballot.unproposed() {
             if self.state.outranked(&motion) || self.already_open(&motion) {
                 continue;
             }
-            if self.state.proposals_by_owner.get(&me).copied().unwrap_or(0)
-                >= self.state.params.max_proposals_per_member
-            {
+            if !self.state.may_propose(me) {
                 break;
             }
             let id = self.open_proposal(motion, ctx)?;
-            self.own[i].proposal = Some(id);
+            self.ballot.proposed(index, id);
         }
         Ok(())
     }
@@ -90,7 +78,7 @@ impl GroupSession {
                 .create_proposal(ctx.wallet, spec.clone(), ctx.now.into())?;
         let id = ProposalId(proposal.proposal_id);
         let me = ctx.wallet.address();
-        *self.state.proposals_by_owner.entry(me).or_default() += 1;
+        self.state.count_proposal(me);
         self.buffer_key_package(&motion)?;
         let mut open = OpenProposal::new(me, motion, deadline, ctx.now);
         open.sent = Some((ctx.now, 0));
@@ -188,14 +176,7 @@ impl GroupSession {
             }
             self.state.check_update(owner, proposal, ctx.now)?;
         }
-        if self
-            .state
-            .proposals_by_owner
-            .get(&owner)
-            .copied()
-            .unwrap_or(0)
-            >= self.state.params.max_proposals_per_member
-        {
+        if !self.state.may_propose(owner) {
             return Err(EngineError::RateLimited(owner));
         }
         let deadline =
@@ -210,7 +191,7 @@ impl GroupSession {
             .consensus
             .receive_proposal(proposal, voters, ctx.now.into())?;
         let id = outcome.id;
-        *self.state.proposals_by_owner.entry(owner).or_default() += 1;
+        self.state.count_proposal(owner);
         // A key package that does not check out is voted NO below; it is simply not kept.
         if let Err(error) = self.buffer_key_package(&motion) {
             tracing::debug!(group = %self.id, %error, "key package not buffered");
@@ -307,13 +288,8 @@ impl GroupSession {
             if open.voted || owner == me {
                 open.sent.get_or_insert((ctx.now, 0));
             }
-            if owner == me
-                && let Some(own) = self
-                    .own
-                    .iter_mut()
-                    .find(|o| o.proposal.is_none() && o.motion.same_as(&open.motion))
-            {
-                own.proposal = Some(id);
+            if owner == me {
+                self.ballot.reopened(&open.motion, id);
             }
         }
     }
@@ -379,7 +355,7 @@ impl GroupSession {
             return Judgement::Abstain;
         };
         let automatic = ctx.config.vote_policy == VotePolicy::Automatic;
-        let standing = self.standing.get(&open.kind()).copied().map(|yes| {
+        let standing = self.ballot.standing(&open.kind()).map(|yes| {
             if yes {
                 Judgement::Yes
             } else {
@@ -710,7 +686,7 @@ impl GroupSession {
             // Voted down, the change is dropped: its people's decisions on it are spent, so
             // that when it is asked for again they decide anew (a NO kept would refuse a
             // joiner asking again at once, however the people now feel).
-            self.standing.remove(&open.kind());
+            self.ballot.unstand(&open.kind());
             // This member stops asking for it, and a joiner it asked for hears why (it may
             // ask again).
             if let Some(Change::Add {
@@ -733,7 +709,7 @@ impl GroupSession {
                 self.steward_forget(address);
                 self.key_packages.forget(&address);
             }
-            self.own.retain(|own| own.proposal != Some(id));
+            self.ballot.voted_down(id);
         }
         Ok(())
     }
@@ -794,35 +770,29 @@ impl GroupSession {
 
     /// Own motions still wanted in the new epoch, each to be proposed again.
     pub(crate) fn carry_own_motions(&mut self) {
-        let own = std::mem::take(&mut self.own);
+        let mut ballot = std::mem::take(&mut self.ballot);
         let rotated = self.rotated_this_epoch();
         let state = &self.state;
-        self.own = own
-            .into_iter()
-            .filter(|own| match &own.motion {
-                // Asked again by the steward holding the joiner's request; a joiner proposed
-                // from the key package buffer is proposed again from there (while kept).
-                Motion::Change(Change::Add {
-                    address,
-                    replace: false,
-                    ..
-                }) => !state.is_member(address) && self.steward_holds(*address),
-                // A re-add is asked for again by its joiner if it did not land.
-                Motion::Change(Change::Add { replace: true, .. }) => false,
-                Motion::Change(Change::Remove { target }) => state.is_member(target),
-                // Asked again until this member's leaf has been replaced.
-                Motion::Change(Change::Update { .. }) => !rotated,
-                Motion::Emergency(e) => {
-                    e.offender.is_some_and(|o| state.is_member(&o)) && !self.excused(e)
-                }
-                // An election is for the epoch it was held in.
-                Motion::Election(_) => false,
-            })
-            .map(|own| OwnMotion {
-                proposal: None,
-                ..own
-            })
-            .collect();
+        ballot.carry(|motion| match motion {
+            // Asked again by the steward holding the joiner's request; a joiner proposed
+            // from the key package buffer is proposed again from there (while kept).
+            Motion::Change(Change::Add {
+                address,
+                replace: false,
+                ..
+            }) => !state.is_member(address) && self.steward_holds(*address),
+            // A re-add is asked for again by its joiner if it did not land.
+            Motion::Change(Change::Add { replace: true, .. }) => false,
+            Motion::Change(Change::Remove { target }) => state.is_member(target),
+            // Asked again until this member's leaf has been replaced.
+            Motion::Change(Change::Update { .. }) => !rotated,
+            Motion::Emergency(e) => {
+                e.offender.is_some_and(|o| state.is_member(&o)) && !self.excused(e)
+            }
+            // An election is for the epoch it was held in.
+            Motion::Election(_) => false,
+        });
+        self.ballot = ballot;
     }
 
     /// Since when the group has been stalled: changes approved, no commit, and

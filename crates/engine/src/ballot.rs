@@ -1,0 +1,135 @@
+//! This member's side of the vote: the motions it asks the group for, and its person's
+//! decisions on adding or removing someone, both kept across epochs (RFC: a proposal is of
+//! one epoch; what a member wants, and what its person decided, are not).
+
+use std::collections::BTreeMap;
+
+use demls_consensus::ProposalId;
+
+use crate::ChangeKind;
+use crate::change::Change;
+use crate::motion::Motion;
+
+/// A motion this member asked for, re-proposed each epoch until applied or voted down.
+struct OwnMotion {
+    motion: Motion,
+    /// Its proposal in the current epoch, once opened.
+    proposal: Option<ProposalId>,
+}
+
+/// The motions this member asks for and its person's standing votes.
+#[derive(Default)]
+pub(crate) struct Ballot {
+    own: Vec<OwnMotion>,
+    /// This member's person's votes on membership changes, cast again on the same change
+    /// when it is proposed again in a later epoch (votes are per epoch, decisions are not).
+    standing: BTreeMap<ChangeKind, bool>,
+}
+
+impl Ballot {
+    /// Whether this member already asks for a motion like `motion`.
+    pub(crate) fn wants(&self, motion: &Motion) -> bool {
+        self.own.iter().any(|own| own.motion.same_as(motion))
+    }
+
+    /// Asks for `motion`, not yet proposed; `false` if a like motion is already asked for.
+    pub(crate) fn ask(&mut self, motion: Motion) -> bool {
+        if self.wants(&motion) {
+            return false;
+        }
+        self.own.push(OwnMotion {
+            motion,
+            proposal: None,
+        });
+        true
+    }
+
+    /// The motions without a proposal in this epoch, highest priority first, each with the
+    /// index to name it by in [`Self::proposed`].
+    pub(crate) fn unproposed(&self) -> Vec<(usize, Motion)> {
+        let mut order: Vec<usize> = (0..self.own.len())
+            .filter(|i| self.own[*i].proposal.is_none())
+            .collect();
+        order.sort_by_key(|i| std::cmp::Reverse(self.own[*i].motion.priority()));
+        order
+            .into_iter()
+            .map(|i| (i, self.own[i].motion.clone()))
+            .collect()
+    }
+
+    /// The motion at `index` (from [`Self::unproposed`]) is proposed as `proposal`.
+    pub(crate) fn proposed(&mut self, index: usize, proposal: ProposalId) {
+        if let Some(own) = self.own.get_mut(index) {
+            own.proposal = Some(proposal);
+        }
+    }
+
+    /// An open proposal of this member's, restored, is the one of its like motion that
+    /// has none yet.
+    pub(crate) fn reopened(&mut self, motion: &Motion, proposal: ProposalId) {
+        if let Some(own) = self
+            .own
+            .iter_mut()
+            .find(|own| own.proposal.is_none() && own.motion.same_as(motion))
+        {
+            own.proposal = Some(proposal);
+        }
+    }
+
+    /// The proposal was voted down: this member stops asking for it.
+    pub(crate) fn voted_down(&mut self, proposal: ProposalId) {
+        self.own.retain(|own| own.proposal != Some(proposal));
+    }
+
+    /// A new epoch: keeps the motions `still_wanted` says are, each to be proposed again.
+    pub(crate) fn carry(&mut self, mut still_wanted: impl FnMut(&Motion) -> bool) {
+        self.own.retain(|own| still_wanted(&own.motion));
+        for own in &mut self.own {
+            own.proposal = None;
+        }
+    }
+
+    /// Whether this member has asked for its own update and it is not committed yet.
+    pub(crate) fn update_wanted(&self) -> bool {
+        self.own
+            .iter()
+            .any(|own| matches!(own.motion, Motion::Change(Change::Update { .. })))
+    }
+
+    /// The membership changes asked for, to keep across a restart.
+    pub(crate) fn own_changes(&self) -> impl Iterator<Item = &Change> {
+        self.own.iter().filter_map(|own| own.motion.as_change())
+    }
+
+    /// This member's person's decision on `change`, if it made one that still stands.
+    pub(crate) fn standing(&self, change: &ChangeKind) -> Option<bool> {
+        self.standing.get(change).copied()
+    }
+
+    /// Records this member's person's decision on adding or removing someone; other
+    /// changes are not decided by people and are not kept.
+    pub(crate) fn stand(&mut self, change: ChangeKind, yes: bool) {
+        if matches!(change, ChangeKind::Add(_) | ChangeKind::Remove(_)) {
+            self.standing.insert(change, yes);
+        }
+    }
+
+    /// A decision is spent (its change was voted down).
+    pub(crate) fn unstand(&mut self, change: &ChangeKind) {
+        self.standing.remove(change);
+    }
+
+    /// A new epoch: a decision stands while its change is still to be made.
+    pub(crate) fn keep_standing(&mut self, is_member: impl Fn(&demls_identity::Address) -> bool) {
+        self.standing.retain(|kind, _| match kind {
+            ChangeKind::Add(a) => !is_member(a),
+            ChangeKind::Remove(a) => is_member(a),
+            _ => false,
+        });
+    }
+
+    /// The standing decisions, to keep across a restart.
+    pub(crate) fn standing_votes(&self) -> impl Iterator<Item = (&ChangeKind, bool)> {
+        self.standing.iter().map(|(kind, yes)| (kind, *yes))
+    }
+}
