@@ -24,6 +24,7 @@ use crate::motion::Motion;
 use crate::session::GroupSession;
 use crate::snapshot::{EngineSnapshot, GroupSnapshot, SNAPSHOT_VERSION, StandingVote};
 use crate::steward::StewardDuty;
+use crate::timer::Timer;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
 use crate::{
     ChangeKind, EngineConfig, EngineError, Epoch, Event, GroupId, GroupParams, Request, Timestamp,
@@ -839,11 +840,10 @@ impl Engine {
     /// they were welcomed into when the group lives there, and turns sessions on a dead
     /// branch back into join attempts.
     fn tidy_groups(&mut self, now: Timestamp) {
-        let grace = self.config.departed_grace_ms;
         let gone: Vec<GroupId> = self
             .groups
             .iter()
-            .filter(|(_, s)| s.departed.is_some_and(|at| at.plus_ms(grace) <= now))
+            .filter(|(_, s)| s.fallen(Timer::Departed, &self.config, now))
             .map(|(id, _)| id.clone())
             .collect();
         for group in gone {
@@ -854,10 +854,7 @@ impl Engine {
         let switching: Vec<GroupId> = self
             .groups
             .iter()
-            .filter(|(_, s)| {
-                s.other_branch_due(&self.config)
-                    .is_some_and(|due| due <= now)
-            })
+            .filter(|(_, s)| s.fallen(Timer::OtherBranch, &self.config, now))
             .map(|(id, _)| id.clone())
             .collect();
         for group in switching {
@@ -878,7 +875,7 @@ impl Engine {
         let dead: Vec<GroupId> = self
             .groups
             .iter()
-            .filter(|(_, s)| s.on_dead_branch(now, &self.config))
+            .filter(|(_, s)| s.fallen(Timer::DeadBranch, &self.config, now))
             .map(|(id, _)| id.clone())
             .collect();
         for group in dead {

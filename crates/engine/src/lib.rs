@@ -165,6 +165,7 @@ mod session;
 mod snapshot;
 mod steward;
 mod sync;
+mod timer;
 mod unsaved;
 mod violation;
 mod voting;

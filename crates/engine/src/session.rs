@@ -301,7 +301,7 @@ impl GroupSession {
     }
 
     /// Chat timers: repair answers, requests, syncs, resends, gaps given up.
-    fn chat_on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
+    pub(crate) fn chat_on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
         let alone = self.state.members().len() <= 1;
         let due = self.chat.on_timeout(ctx.config, alone, ctx.now);
         for bytes in due.resend {
@@ -334,7 +334,7 @@ impl GroupSession {
     }
 
     /// Tells the shell when the number of missing chat messages changed.
-    fn report_missing(&mut self, ctx: &mut Ctx<'_>) {
+    pub(crate) fn report_missing(&mut self, ctx: &mut Ctx<'_>) {
         if let Some(missing) = self.chat.missing_changed() {
             ctx.emit(Event::Syncing {
                 group: self.id.clone(),
@@ -587,58 +587,5 @@ impl GroupSession {
         }
         tracing::info!(group = %self.id, late_ms, "stalled; hearing the group before acting");
         self.desk.hear(epoch, now.plus_ms(turn));
-    }
-
-    /// Applies deadlines and periodic duties.
-    pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) -> Result<(), EngineError> {
-        if self.departed.is_some() {
-            return Ok(());
-        }
-        for (id, _) in self.state.consensus.handle_timeout(ctx.now.into()) {
-            self.check_decision(id, ctx)?;
-        }
-        self.steward_on_timeout(ctx);
-        self.rebroadcast(ctx)?;
-        self.cast_scheduled_votes(ctx)?;
-        self.admission_on_timeout(ctx);
-        self.sync_on_timeout(ctx)?;
-        self.liveness_on_timeout(ctx)?;
-        self.chat_on_timeout(ctx)?;
-        self.rotate_if_due(ctx)?;
-        self.propose_buffered(ctx)?;
-        self.settle(ctx)?;
-        self.report_missing(ctx);
-        Ok(())
-    }
-
-    /// The next instant this session needs [`Self::handle_timeout`].
-    pub(crate) fn poll_timeout(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
-        if let Some(departed) = self.departed {
-            return Some(departed.plus_ms(config.departed_grace_ms));
-        }
-        let consensus = self.state.consensus.poll_timeout().map(Timestamp::from);
-        let pending = self.desk.next_give_up();
-        let reports = self.watch.next_due();
-        [
-            consensus,
-            pending,
-            reports,
-            self.steward_poll_timeout(),
-            self.commit_due(config),
-            self.liveness_due(config),
-            self.sync_due(config),
-            self.dead_branch_due(config),
-            self.other_branch_due(config),
-            self.chat
-                .poll_timeout(config, self.state.members().len() <= 1),
-            self.rebroadcast_due(config),
-            self.scheduled_votes_due(),
-            self.admission_due(config),
-            self.rotation_due(),
-            self.buffered_due(config),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
     }
 }

@@ -113,14 +113,9 @@ impl GroupSession {
         )
     }
 
-    /// Whether this member's branch looks dead: stewards have announced the
-    /// group only on another branch for a while, and it could not switch
-    /// (it has no state from where the branches part).
-    pub(crate) fn on_dead_branch(&self, now: Timestamp, config: &crate::EngineConfig) -> bool {
-        self.dead_branch_due(config).is_some_and(|due| due <= now)
-    }
-
-    /// When [`Self::on_dead_branch`] could next become true.
+    /// When this member's branch counts as dead: stewards have announced the group only
+    /// on another branch for a while, and it could not switch (it has no state from where
+    /// the branches part).
     pub(crate) fn dead_branch_due(&self, config: &crate::EngineConfig) -> Option<Timestamp> {
         let since = self.sync.foreign_since?;
         self.departed
