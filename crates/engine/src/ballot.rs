@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 
 use demls_consensus::ProposalId;
 
-use crate::ChangeKind;
+use demls_identity::Address;
+
 use crate::change::Change;
 use crate::motion::Motion;
+use crate::snapshot::{GroupSnapshot, StandingVote};
+use crate::{ChangeKind, EngineError, Epoch};
 
 /// A motion this member asked for, re-proposed each epoch until applied or voted down.
 struct OwnMotion {
@@ -96,11 +99,6 @@ impl Ballot {
             .any(|own| matches!(own.motion, Motion::Change(Change::Update { .. })))
     }
 
-    /// The membership changes asked for, to keep across a restart.
-    pub(crate) fn own_changes(&self) -> impl Iterator<Item = &Change> {
-        self.own.iter().filter_map(|own| own.motion.as_change())
-    }
-
     /// This member's person's decision on `change`, if it made one that still stands.
     pub(crate) fn standing(&self, change: &ChangeKind) -> Option<bool> {
         self.standing.get(change).copied()
@@ -120,7 +118,7 @@ impl Ballot {
     }
 
     /// A new epoch: a decision stands while its change is still to be made.
-    pub(crate) fn keep_standing(&mut self, is_member: impl Fn(&demls_identity::Address) -> bool) {
+    pub(crate) fn keep_standing(&mut self, is_member: impl Fn(&Address) -> bool) {
         self.standing.retain(|kind, _| match kind {
             ChangeKind::Add(a) => !is_member(a),
             ChangeKind::Remove(a) => is_member(a),
@@ -128,8 +126,50 @@ impl Ballot {
         });
     }
 
-    /// The standing decisions, to keep across a restart.
-    pub(crate) fn standing_votes(&self) -> impl Iterator<Item = (&ChangeKind, bool)> {
-        self.standing.iter().map(|(kind, yes)| (kind, *yes))
+    /// Writes what survives a restart into `snapshot`: the membership changes asked for
+    /// (not yet proposed again) and the standing decisions.
+    pub(crate) fn save(&self, snapshot: &mut GroupSnapshot) -> Result<(), EngineError> {
+        snapshot.own_changes = self
+            .own
+            .iter()
+            .filter_map(|own| own.motion.as_change())
+            .map(|change| change.encode(Epoch::default()))
+            .collect::<Result<_, _>>()?;
+        snapshot.standing = self
+            .standing
+            .iter()
+            .filter_map(|(kind, yes)| {
+                let (add, member) = match kind {
+                    ChangeKind::Add(a) => (true, a),
+                    ChangeKind::Remove(a) => (false, a),
+                    _ => return None,
+                };
+                Some(StandingVote {
+                    add,
+                    member: member.as_bytes().to_vec(),
+                    yes: *yes,
+                })
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// The ballot [`Self::save`] wrote into `snapshot`.
+    pub(crate) fn restore(snapshot: &GroupSnapshot) -> Result<Self, EngineError> {
+        let mut ballot = Self::default();
+        for change in &snapshot.own_changes {
+            ballot.ask(Motion::Change(Change::decode_any_epoch(change)?));
+        }
+        for vote in &snapshot.standing {
+            let member = Address::from_slice(&vote.member)
+                .ok_or_else(|| EngineError::Malformed("snapshot: standing vote".into()))?;
+            let kind = if vote.add {
+                ChangeKind::Add(member)
+            } else {
+                ChangeKind::Remove(member)
+            };
+            ballot.stand(kind, vote.yes);
+        }
+        Ok(ballot)
     }
 }

@@ -22,7 +22,7 @@ use crate::mls::{
 };
 use crate::motion::Motion;
 use crate::session::GroupSession;
-use crate::snapshot::{EngineSnapshot, GroupSnapshot, SNAPSHOT_VERSION, StandingVote};
+use crate::snapshot::{EngineSnapshot, SNAPSHOT_VERSION};
 use crate::steward::StewardDuty;
 use crate::timer::Timer;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
@@ -162,69 +162,7 @@ impl Engine {
             .groups
             .values()
             .filter(|session| session.departed.is_none())
-            .map(|session| {
-                Ok(GroupSnapshot {
-                    group_id: session.id.as_str().to_owned(),
-                    steward: session.steward.as_ref().map(StewardDuty::snapshot),
-                    own_changes: session
-                        .ballot
-                        .own_changes()
-                        .map(|change| change.encode(Epoch::default()))
-                        .collect::<Result<_, _>>()?,
-                    invitations: session.invitations.all().map(|i| i.wire.clone()).collect(),
-                    joined_epoch: session.chat.joined_epoch(),
-                    lamport: crate::snapshot::counter_ahead(session.chat.lamport()),
-                    key_ages: session
-                        .key_age_list()
-                        .into_iter()
-                        .map(|age| crate::snapshot::KeyAgeRecord {
-                            member: age.member.as_bytes().to_vec(),
-                            epoch: age.epoch.0,
-                            at_ms: age.at.map_or(0, |t| t.0),
-                        })
-                        .collect(),
-                    sent_since_rotation: u32::try_from(crate::snapshot::counter_ahead(u64::from(
-                        session.keys.sent_since(),
-                    )))
-                    .unwrap_or(u32::MAX),
-                    scores: session
-                        .scores
-                        .changed()
-                        .map(|(member, score)| crate::snapshot::ScoreRecord {
-                            member: member.as_bytes().to_vec(),
-                            score,
-                        })
-                        .collect(),
-                    key_packages: session.key_packages.snapshot()?,
-                    names: session
-                        .names
-                        .by_member
-                        .iter()
-                        .map(|(member, named)| crate::snapshot::NameRecord {
-                            member: member.as_bytes().to_vec(),
-                            name: named.name.clone(),
-                            version: named.version,
-                        })
-                        .collect(),
-                    standing: session
-                        .ballot
-                        .standing_votes()
-                        .filter_map(|(kind, yes)| {
-                            let (add, member) = match kind {
-                                ChangeKind::Add(a) => (true, a),
-                                ChangeKind::Remove(a) => (false, a),
-                                _ => return None,
-                            };
-                            Some(StandingVote {
-                                add,
-                                member: member.as_bytes().to_vec(),
-                                yes,
-                            })
-                        })
-                        .collect(),
-                    open: session.open_proposals_with_votes(),
-                })
-            })
+            .map(GroupSession::save)
             .collect::<Result<_, EngineError>>()?;
         let joins = self
             .joins
@@ -261,68 +199,20 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let snapshot = EngineSnapshot::decode_checked(snapshot)?;
         let mut open = BTreeMap::new();
-        for group in snapshot.groups {
+        for mut group in snapshot.groups {
             let id = GroupId::new(&group.group_id)?;
             let mls = engine.client.load_group(id.as_bytes())?;
             let traffic = engine.store.take_traffic(id.as_bytes());
             let steward = group
                 .steward
+                .take()
                 .map(|s| StewardDuty::restore(s, now))
                 .transpose()?;
             let mut session =
                 GroupSession::new(id.clone(), engine.wallet.address(), mls, steward, now)?;
             session.replay_traffic(traffic)?;
-            session.chat = crate::causal::ChatLog::new(
-                engine.wallet.address(),
-                group.joined_epoch,
-                group.lamport,
-            );
-            session.restore_key_ages(group.key_ages.iter().filter_map(|record| {
-                Some(crate::KeyAge {
-                    member: Address::from_slice(&record.member)?,
-                    epoch: Epoch(record.epoch),
-                    at: (record.at_ms > 0).then_some(Timestamp(record.at_ms)),
-                })
-            }));
-            session.keys.restore_sent(group.sent_since_rotation);
-            session.key_packages = crate::buffer::KeyPackageBuffer::restore(&group.key_packages)?;
-            for record in group.names {
-                if let Some(member) = Address::from_slice(&record.member)
-                    && session.state.is_member(&member)
-                {
-                    let named = crate::names::Named {
-                        version: record.version,
-                        name: record.name,
-                    };
-                    session.names.set(member, named);
-                }
-            }
-            for record in &group.scores {
-                if let Some(member) = Address::from_slice(&record.member) {
-                    session.scores.restore(member, record.score);
-                }
-            }
-            for change in &group.own_changes {
-                let motion = Motion::Change(Change::decode_any_epoch(change)?);
-                session.ballot.ask(motion);
-            }
-            // Invitations that expired while the node was down are simply not kept.
-            for invitation in group.invitations {
-                if let Ok(invited) = Invited::check(invitation, &id, now) {
-                    session.invitations.keep(invited, now);
-                }
-            }
-            for vote in group.standing {
-                let member = Address::from_slice(&vote.member)
-                    .ok_or_else(|| EngineError::Malformed("snapshot: standing vote".into()))?;
-                let kind = if vote.add {
-                    ChangeKind::Add(member)
-                } else {
-                    ChangeKind::Remove(member)
-                };
-                session.ballot.stand(kind, vote.yes);
-            }
-            open.insert(id.clone(), group.open);
+            let proposals = session.restore_parts(group, now)?;
+            open.insert(id.clone(), proposals);
             engine.groups.insert(id.clone(), session);
             engine.out.requests.push_back(Request::Subscribe(id));
         }

@@ -25,6 +25,7 @@ use crate::epoch::EpochState;
 use crate::mls::MlsGroup;
 use crate::motion::{CHANGE_NAME, Motion};
 use crate::session::GroupSession;
+use crate::snapshot::{GroupSnapshot, KeyAgeRecord, counter_ahead};
 use crate::wire::{CommitManifest, GroupChange, group_change};
 use crate::{ChangeKind, EngineError, Epoch, Timestamp};
 
@@ -61,14 +62,41 @@ impl KeyRotation {
         self.sent_since = self.sent_since.saturating_add(1);
     }
 
-    /// Chat messages this member sent since its leaf was last replaced.
-    pub(crate) fn sent_since(&self) -> u32 {
-        self.sent_since
+    /// Writes the key ages and the count of messages sent into `snapshot`; the count
+    /// rounded up ([`crate::snapshot::counter_ahead`]), so that a crash never lets more
+    /// messages go out on one leaf than the rule allows.
+    pub(crate) fn save(&self, snapshot: &mut GroupSnapshot) {
+        snapshot.key_ages = self
+            .ages
+            .values()
+            .map(|age| KeyAgeRecord {
+                member: age.member.as_bytes().to_vec(),
+                epoch: age.epoch.0,
+                at_ms: age.at.map_or(0, |t| t.0),
+            })
+            .collect();
+        snapshot.sent_since_rotation =
+            u32::try_from(counter_ahead(u64::from(self.sent_since))).unwrap_or(u32::MAX);
     }
 
-    /// The count of chat messages sent since the last replacement, from a snapshot.
-    pub(crate) fn restore_sent(&mut self, sent_since: u32) {
-        self.sent_since = sent_since;
+    /// Takes back what [`Self::save`] wrote, over the fresh ages of members `is_member`
+    /// says are.
+    pub(crate) fn restore(
+        &mut self,
+        snapshot: &GroupSnapshot,
+        is_member: impl Fn(&Address) -> bool,
+    ) {
+        let restored = snapshot.key_ages.iter().filter_map(|record| {
+            let member = Address::from_slice(&record.member).filter(|m| is_member(m))?;
+            let age = KeyAge {
+                member,
+                epoch: Epoch(record.epoch),
+                at: (record.at_ms > 0).then_some(Timestamp(record.at_ms)),
+            };
+            Some((member, age))
+        });
+        self.ages.extend(restored);
+        self.sent_since = snapshot.sent_since_rotation;
     }
 }
 
@@ -270,16 +298,6 @@ impl GroupSession {
     /// Every member's key age, for views.
     pub(crate) fn key_age_list(&self) -> Vec<KeyAge> {
         self.keys.ages.values().copied().collect()
-    }
-
-    /// Key ages restored from a snapshot, over the fresh ones for members they name.
-    pub(crate) fn restore_key_ages(&mut self, ages: impl IntoIterator<Item = KeyAge>) {
-        let restored: BTreeMap<Address, KeyAge> = ages
-            .into_iter()
-            .filter(|age| self.state.is_member(&age.member))
-            .map(|age| (age.member, age))
-            .collect();
-        self.keys.ages.extend(restored);
     }
 
     /// Whether `commit` names an update of this member other than the one whose proposal

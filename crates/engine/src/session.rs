@@ -12,6 +12,7 @@ use crate::commit::Checkpoint;
 use crate::context::Ctx;
 use crate::epoch::EpochState;
 use crate::mls::MlsGroup;
+use crate::snapshot::GroupSnapshot;
 use crate::steward::StewardDuty;
 use crate::sync::SyncState;
 use crate::wire::{AppMessage, Chat, app_message, envelope};
@@ -114,6 +115,80 @@ impl GroupSession {
         };
         session.fresh_key_ages(now);
         Ok(session)
+    }
+
+    /// The protocol state to keep beside the MLS state: each part writes its own.
+    pub(crate) fn save(&self) -> Result<GroupSnapshot, EngineError> {
+        let mut snapshot = GroupSnapshot {
+            group_id: self.id.as_str().to_owned(),
+            steward: self.steward.as_ref().map(StewardDuty::snapshot),
+            invitations: self.invitations.all().map(|i| i.wire.clone()).collect(),
+            joined_epoch: self.chat.joined_epoch(),
+            lamport: crate::snapshot::counter_ahead(self.chat.lamport()),
+            scores: self
+                .scores
+                .changed()
+                .map(|(member, score)| crate::snapshot::ScoreRecord {
+                    member: member.as_bytes().to_vec(),
+                    score,
+                })
+                .collect(),
+            key_packages: self.key_packages.snapshot()?,
+            names: self
+                .names
+                .by_member
+                .iter()
+                .map(|(member, named)| crate::snapshot::NameRecord {
+                    member: member.as_bytes().to_vec(),
+                    name: named.name.clone(),
+                    version: named.version,
+                })
+                .collect(),
+            open: self.open_proposals_with_votes(),
+            ..GroupSnapshot::default()
+        };
+        self.ballot.save(&mut snapshot)?;
+        self.keys.save(&mut snapshot);
+        Ok(snapshot)
+    }
+
+    /// Takes back what [`Self::save`] wrote into `snapshot` (but the steward's duty, given
+    /// to [`Self::new`]), once the MLS state is restored; returns the proposals that were
+    /// open, to take in again.
+    pub(crate) fn restore_parts(
+        &mut self,
+        snapshot: GroupSnapshot,
+        now: Timestamp,
+    ) -> Result<Vec<demls_consensus::wire::Proposal>, EngineError> {
+        self.chat = crate::causal::ChatLog::new(self.me, snapshot.joined_epoch, snapshot.lamport);
+        let state = &self.state;
+        self.keys
+            .restore(&snapshot, |member| state.is_member(member));
+        self.key_packages = crate::buffer::KeyPackageBuffer::restore(&snapshot.key_packages)?;
+        for record in &snapshot.names {
+            if let Some(member) = Address::from_slice(&record.member)
+                && self.state.is_member(&member)
+            {
+                let named = crate::names::Named {
+                    version: record.version,
+                    name: record.name.clone(),
+                };
+                self.names.set(member, named);
+            }
+        }
+        for record in &snapshot.scores {
+            if let Some(member) = Address::from_slice(&record.member) {
+                self.scores.restore(member, record.score);
+            }
+        }
+        self.ballot = crate::ballot::Ballot::restore(&snapshot)?;
+        // Invitations that expired while the node was down are simply not kept.
+        for invitation in snapshot.invitations {
+            if let Ok(invited) = crate::invitation::Invited::check(invitation, &self.id, now) {
+                self.invitations.keep(invited, now);
+            }
+        }
+        Ok(snapshot.open)
     }
 
     /// Notes that the MLS state moved on, other than by application messages, without being
