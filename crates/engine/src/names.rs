@@ -2,6 +2,7 @@
 //! application message, so whose name it is comes from the MLS sender, never from the
 //! message: no member can name another.
 
+use crate::snapshot::NameRecord;
 use std::collections::BTreeMap;
 
 use demls_identity::Address;
@@ -41,7 +42,7 @@ pub(crate) struct Named {
 #[derive(Default)]
 pub(crate) struct Names {
     /// Each member's latest name, this member included.
-    pub(crate) by_member: BTreeMap<Address, Named>,
+    by_member: BTreeMap<Address, Named>,
 }
 
 impl Names {
@@ -56,6 +57,33 @@ impl Names {
         let changed = shown_before != named.name;
         self.by_member.insert(member, named);
         changed
+    }
+
+    /// The names, to keep across a restart.
+    pub(crate) fn save(&self) -> Vec<NameRecord> {
+        self.by_member
+            .iter()
+            .map(|(member, named)| NameRecord {
+                member: member.as_bytes().to_vec(),
+                name: named.name.clone(),
+                version: named.version,
+            })
+            .collect()
+    }
+
+    /// Takes back the names [`Self::save`] wrote, of members `is_member` says are.
+    pub(crate) fn restore(records: &[NameRecord], is_member: impl Fn(&Address) -> bool) -> Self {
+        let mut names = Self::default();
+        for record in records {
+            if let Some(member) = Address::from_slice(&record.member).filter(|m| is_member(m)) {
+                let named = Named {
+                    version: record.version,
+                    name: record.name.clone(),
+                };
+                names.set(member, named);
+            }
+        }
+        names
     }
 
     /// The members' names, without the removed ones.

@@ -4,6 +4,7 @@
 //! missed a turn (a closed laptop lid, a lost connection) is passed over by its backup
 //! (Layer 1) and loses some score; only sustained or provable misbehaviour removes it.
 
+use crate::snapshot::ScoreRecord;
 use std::collections::BTreeMap;
 
 use demls_identity::Address;
@@ -92,14 +93,25 @@ impl Scores {
         }
     }
 
-    /// Sets a score read back from storage.
-    pub(crate) fn restore(&mut self, member: Address, score: i32) {
-        self.0.insert(member, score);
+    /// The scores [`Self::save`] wrote.
+    pub(crate) fn restore(records: &[ScoreRecord]) -> Self {
+        Self(
+            records
+                .iter()
+                .filter_map(|record| Some((Address::from_slice(&record.member)?, record.score)))
+                .collect(),
+        )
     }
 
-    /// The scores that differ from the default, by member.
-    pub(crate) fn changed(&self) -> impl Iterator<Item = (Address, i32)> + '_ {
-        self.0.iter().map(|(member, score)| (*member, *score))
+    /// The scores that differ from the default, to keep across a restart.
+    pub(crate) fn save(&self) -> Vec<ScoreRecord> {
+        self.0
+            .iter()
+            .map(|(member, score)| ScoreRecord {
+                member: member.as_bytes().to_vec(),
+                score: *score,
+            })
+            .collect()
     }
 
     /// Forgets the scores of those who are no longer members.

@@ -125,25 +125,9 @@ impl GroupSession {
             invitations: self.invitations.all().map(|i| i.wire.clone()).collect(),
             joined_epoch: self.chat.joined_epoch(),
             lamport: crate::snapshot::counter_ahead(self.chat.lamport()),
-            scores: self
-                .scores
-                .changed()
-                .map(|(member, score)| crate::snapshot::ScoreRecord {
-                    member: member.as_bytes().to_vec(),
-                    score,
-                })
-                .collect(),
+            scores: self.scores.save(),
             key_packages: self.key_packages.snapshot()?,
-            names: self
-                .names
-                .by_member
-                .iter()
-                .map(|(member, named)| crate::snapshot::NameRecord {
-                    member: member.as_bytes().to_vec(),
-                    name: named.name.clone(),
-                    version: named.version,
-                })
-                .collect(),
+            names: self.names.save(),
             open: self.open_proposals_with_votes(),
             ..GroupSnapshot::default()
         };
@@ -165,22 +149,9 @@ impl GroupSession {
         self.keys
             .restore(&snapshot, |member| state.is_member(member));
         self.key_packages = crate::buffer::KeyPackageBuffer::restore(&snapshot.key_packages)?;
-        for record in &snapshot.names {
-            if let Some(member) = Address::from_slice(&record.member)
-                && self.state.is_member(&member)
-            {
-                let named = crate::names::Named {
-                    version: record.version,
-                    name: record.name.clone(),
-                };
-                self.names.set(member, named);
-            }
-        }
-        for record in &snapshot.scores {
-            if let Some(member) = Address::from_slice(&record.member) {
-                self.scores.restore(member, record.score);
-            }
-        }
+        self.names =
+            crate::names::Names::restore(&snapshot.names, |member| state.is_member(member));
+        self.scores = crate::scoring::Scores::restore(&snapshot.scores);
         self.ballot = crate::ballot::Ballot::restore(&snapshot)?;
         // Invitations that expired while the node was down are simply not kept.
         for invitation in snapshot.invitations {
