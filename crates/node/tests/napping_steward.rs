@@ -86,17 +86,27 @@ fn an_epoch_steward_frozen_while_a_joiner_is_approved_is_passed_over_and_stays()
     for joiner in &nodes[1..] {
         nodes[0].invite(GROUP, joiner);
     }
-    // Settled: six members at one epoch everywhere, and no election or change still open.
-    wait_until("six members, settled, on every node", LIMIT * 2, || {
-        let views: Vec<Value> = nodes.iter().filter_map(|n| n.group(GROUP)).collect();
-        views.len() == NAMES.len()
-            && views.iter().all(|g| {
-                epoch_and_size(g) == (epoch_and_size(&views[0]).0, NAMES.len())
-                    && g["health"]["open_proposals"] == 0
-            })
-    });
+    // Settled: six members at one epoch everywhere, no election or change still open, and the
+    // election that gives the group its three stewards made (the group can look settled for a
+    // moment before it is proposed).
+    let roster_path = format!("/api/groups/{GROUP}/roster");
+    wait_until(
+        "six members and three committers, settled, on every node",
+        LIMIT * 2,
+        || {
+            let views: Vec<Value> = nodes.iter().filter_map(|n| n.group(GROUP)).collect();
+            views.len() == NAMES.len()
+                && views.iter().all(|g| {
+                    epoch_and_size(g) == (epoch_and_size(&views[0]).0, NAMES.len())
+                        && g["health"]["open_proposals"] == 0
+                })
+                && nodes[0].api_get(&roster_path)["committers"]
+                    .as_array()
+                    .is_some_and(|c| c.len() >= 3)
+        },
+    );
     let formed = started.elapsed();
-    let roster = nodes[0].api_get(&format!("/api/groups/{GROUP}/roster"));
+    let roster = nodes[0].api_get(&roster_path);
     let committers: Vec<&str> = roster["committers"]
         .as_array()
         .expect("committers")
