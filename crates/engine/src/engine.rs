@@ -25,6 +25,7 @@ use crate::session::GroupSession;
 use crate::snapshot::{EngineSnapshot, SNAPSHOT_VERSION};
 use crate::steward::StewardDuty;
 use crate::timer::Timer;
+use crate::vote_journal::VoteJournal;
 use crate::wire::{Envelope, WIRE_VERSION, envelope};
 use crate::{
     ChangeKind, EngineConfig, EngineError, Epoch, Event, GroupId, GroupParams, Request, Timestamp,
@@ -120,6 +121,8 @@ pub struct Engine {
     /// much later than it shows that the driver could not serve the timer (a stopped or
     /// starved process).
     deadline: Cell<Option<Timestamp>>,
+    /// What the shell holds of the protocol snapshot, to hand it only what changed.
+    journal: VoteJournal,
 }
 
 impl Engine {
@@ -153,11 +156,16 @@ impl Engine {
             recent: BoundedSet::new(RECENT_CAPACITY),
             out: Outbox::default(),
             deadline: Cell::new(None),
+            journal: VoteJournal::default(),
         }
     }
 
     /// The protocol state to persist beside the MLS journal (see [`EngineSnapshot`]).
     pub fn snapshot(&self) -> Result<Vec<u8>, EngineError> {
+        Ok(self.snapshot_parts()?.encode_to_vec())
+    }
+
+    fn snapshot_parts(&self) -> Result<EngineSnapshot, EngineError> {
         let groups = self
             .groups
             .values()
@@ -173,8 +181,7 @@ impl Engine {
             version: SNAPSHOT_VERSION,
             groups,
             joins,
-        }
-        .encode_to_vec())
+        })
     }
 
     /// An engine resuming from persisted state: `store` already holds the MLS
@@ -845,7 +852,8 @@ impl Engine {
     /// successful call must then not be published.
     pub fn take_output(&mut self) -> Result<crate::Output, EngineError> {
         let writes = self.take_storage_writes()?;
-        let snapshot = self.snapshot()?;
+        let snapshot = self.snapshot_parts()?;
+        let snapshot = self.journal.write(snapshot);
         Ok(crate::Output {
             writes,
             snapshot,

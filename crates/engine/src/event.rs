@@ -18,7 +18,8 @@ pub struct Transmit {
 /// Everything the engine produced since it was last drained ([`crate::Engine::take_output`]),
 /// in the order a shell applies it: persist `writes` and `snapshot` together (one
 /// transaction), then carry out `requests`, then publish `transmits`, then act on
-/// `events`. A transmit must never go out
+/// `events`. The engine takes the shell to have persisted each output it drained: the next
+/// `snapshot` says only what changed since. A transmit must never go out
 /// before the state it came from is on disk: after a crash in between, the restarted node
 /// would use again the keys of a ciphertext already published.
 #[derive(Debug, Default)]
@@ -26,8 +27,8 @@ pub struct Transmit {
 pub struct Output {
     /// MLS state written (see [`crate::Engine::take_storage_writes`]).
     pub writes: Vec<crate::StorageWrite>,
-    /// The protocol state to keep beside the MLS state ([`crate::Engine::snapshot`]).
-    pub snapshot: Vec<u8>,
+    /// How the protocol state kept beside the MLS state changed ([`crate::Engine::snapshot`]).
+    pub snapshot: crate::SnapshotWrite,
     /// What the shell must do, in order (a group's topics are listened to before its
     /// messages are published).
     pub requests: Vec<Request>,

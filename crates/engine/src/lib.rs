@@ -168,6 +168,7 @@ mod sync;
 mod timer;
 mod unsaved;
 mod violation;
+mod vote_journal;
 mod voting;
 pub mod wire;
 
@@ -185,4 +186,5 @@ pub use mls::{Entropy, MlsSigner};
 pub use names::MAX_DISPLAY_NAME_BYTES;
 pub use rotation::KeyAge;
 pub use scoring::PeerScoring;
-pub use snapshot::EngineSnapshot;
+pub use snapshot::{EngineSnapshot, GroupSnapshot, JournaledVote};
+pub use vote_journal::SnapshotWrite;

@@ -4,8 +4,10 @@
 //! ([`crate::MlsStore::take_writes`]); everything else a restarted node needs
 //! to carry on — which groups it is in, its steward keys and key-package
 //! intake, the changes it still asks for, its pending joins — is in an
-//! [`EngineSnapshot`]. Votes in flight are not kept: a commit carries its
-//! votes as evidence, so a restarted member still checks it.
+//! [`EngineSnapshot`], with the current epoch's open proposals and the votes this member
+//! holds on them. Votes taken in after the last snapshot was written whole reach the shell
+//! as a journal to append ([`crate::SnapshotWrite`]), merged back at start-up
+//! ([`EngineSnapshot::with_journal`]).
 
 use prost::Message;
 
@@ -205,6 +207,17 @@ pub struct JoinSnapshot {
     pub invitation: Option<crate::wire::Invitation>,
 }
 
+/// A vote taken in after the last whole snapshot, journaled.
+#[derive(Clone, PartialEq, Message)]
+pub struct JournaledVote {
+    /// The group of the proposal voted on.
+    #[prost(string, tag = "1")]
+    pub group_id: String,
+    /// The vote (it names its proposal).
+    #[prost(message, optional, tag = "2")]
+    pub vote: Option<demls_consensus::wire::Vote>,
+}
+
 impl EngineSnapshot {
     /// Decodes a snapshot, refusing unknown versions.
     pub fn decode_checked(bytes: &[u8]) -> Result<Self, crate::EngineError> {
@@ -213,6 +226,39 @@ impl EngineSnapshot {
             return Err(crate::EngineError::UnsupportedVersion(snapshot.version));
         }
         Ok(snapshot)
+    }
+
+    /// The snapshot `snapshot` with the votes journaled after it
+    /// ([`crate::SnapshotWrite::Votes`]) added to their proposals, for
+    /// [`crate::Engine::restore`]. A journaled vote whose proposal the snapshot does not hold
+    /// is left out (the engine journals votes only while the set of open proposals stays
+    /// as the snapshot has it); an unreadable entry is an error.
+    pub fn with_journal(
+        snapshot: &[u8],
+        journal: &[impl AsRef<[u8]>],
+    ) -> Result<Vec<u8>, crate::EngineError> {
+        if journal.is_empty() {
+            return Ok(snapshot.to_vec());
+        }
+        let mut merged = Self::decode_checked(snapshot)?;
+        for entry in journal {
+            let entry = JournaledVote::decode(entry.as_ref())?;
+            let Some(vote) = entry.vote else {
+                continue;
+            };
+            let proposal = merged
+                .groups
+                .iter_mut()
+                .filter(|g| g.group_id == entry.group_id)
+                .flat_map(|g| g.open.iter_mut())
+                .find(|p| p.proposal_id == vote.proposal_id);
+            if let Some(proposal) = proposal {
+                // As the consensus does when it takes a vote in.
+                proposal.round = proposal.round.saturating_add(1);
+                proposal.votes.push(vote);
+            }
+        }
+        Ok(merged.encode_to_vec())
     }
 }
 

@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use demls_engine::{Engine, EngineSnapshot, GroupTraffic, StorageWrite, TopicKind, VotePolicy};
+use demls_engine::{
+    Engine, EngineSnapshot, GroupTraffic, SnapshotWrite, StorageWrite, TopicKind, VotePolicy,
+};
 use demls_sim::{NodeId, Sim};
 use prost::Message;
 
@@ -312,6 +314,96 @@ fn a_member_restarted_mid_vote_keeps_the_open_proposal_and_its_own_vote() {
         sim.act(member, |e, now| e.vote(&g, proposal, true, now))
             .unwrap();
     }
+    all.push(fifth);
+    assert_converges(&mut sim, &all);
+}
+
+/// What a shell holds of a node's protocol snapshot: the last one written whole and the
+/// votes journaled since.
+#[derive(Default)]
+struct SnapshotOnDisk {
+    whole: Vec<u8>,
+    journal: Vec<Vec<u8>>,
+    /// How many steps wrote only votes.
+    vote_steps: usize,
+}
+
+impl SnapshotOnDisk {
+    /// Drains the node's output as a shell does, writing its MLS writes to `disk`.
+    fn persist(&mut self, sim: &mut Sim, id: NodeId, disk: &mut Disk) {
+        let output = sim.node_mut(id).engine.take_output().unwrap();
+        disk.apply(output.writes);
+        match output.snapshot {
+            SnapshotWrite::Unchanged => {}
+            SnapshotWrite::Whole(whole) => {
+                self.whole = whole;
+                self.journal.clear();
+            }
+            SnapshotWrite::Votes(votes) => {
+                self.vote_steps += 1;
+                self.journal.extend(votes);
+            }
+        }
+    }
+
+    fn restored(&self) -> Vec<u8> {
+        EngineSnapshot::with_journal(&self.whole, &self.journal).unwrap()
+    }
+}
+
+#[test]
+fn votes_taken_in_after_the_snapshot_was_written_are_journaled_and_restored() {
+    let Setup {
+        mut sim,
+        mut all,
+        fourth: persisted,
+        mut disk,
+    } = Setup::new(53);
+    let g = group();
+    let fourth = persisted.id;
+    // Everyone but the steward votes by hand: the join stays open with one YES of four.
+    let voters = [all[1], all[2], fourth];
+    let fifth = hand_voters_and_a_joiner(&mut sim, &voters);
+    let yes_held = |s: &Sim, id, proposal| {
+        view(s, id)
+            .open_proposals
+            .iter()
+            .find(|t| t.id == proposal)
+            .map(|t| t.yes)
+    };
+    assert!(
+        sim.run_until(10_000, |s| opened(s, fourth).last().is_some_and(
+            |(p, _, _)| voters.iter().all(|v| yes_held(s, *v, *p) >= Some(1))
+        ))
+    );
+    let (proposal, _, _) = opened(&sim, fourth).last().cloned().unwrap();
+    let mut on_disk = SnapshotOnDisk::default();
+    on_disk.persist(&mut sim, fourth, &mut disk);
+
+    // A second YES reaches the fourth member: its step writes that vote, not the snapshot.
+    sim.act(all[1], |e, now| e.vote(&g, proposal, true, now))
+        .unwrap();
+    for _ in 0..100 {
+        sim.run_for(100);
+        on_disk.persist(&mut sim, fourth, &mut disk);
+        if yes_held(&sim, fourth, proposal) == Some(2) {
+            break;
+        }
+    }
+    assert_eq!(yes_held(&sim, fourth, proposal), Some(2));
+    assert!(on_disk.vote_steps > 0, "no step journaled only votes");
+    assert_eq!(
+        on_disk.restored(),
+        sim.node(fourth).engine.snapshot().unwrap(),
+        "the snapshot and its journal are not the snapshot"
+    );
+
+    // Restarted from the snapshot and its journal, it still holds both YES votes; its own
+    // makes the third, and everyone takes the fifth in.
+    persisted.restart_from(&mut sim, &mut disk, VotePolicy::Manual, &on_disk.restored());
+    assert_eq!(yes_held(&sim, fourth, proposal), Some(2));
+    sim.act(fourth, |e, now| e.vote(&g, proposal, true, now))
+        .unwrap();
     all.push(fifth);
     assert_converges(&mut sim, &all);
 }

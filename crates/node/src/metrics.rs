@@ -73,6 +73,8 @@ struct Counters {
     chat: BTreeMap<&'static str, u64>,
     /// outcome → admission checks answered.
     admission_checks: BTreeMap<&'static str, u64>,
+    /// Bytes of the engine's protocol snapshot written: whole, and as journaled votes.
+    snapshot_bytes: [u64; 2],
     commits_rejected: u64,
     commit_latency: Histogram,
     consensus_latency: Histogram,
@@ -321,6 +323,12 @@ impl Metrics {
         *self.lock().chat.entry(direction).or_default() += 1;
     }
 
+    /// A step wrote the engine's protocol snapshot: whole (`journaled` false) or as the
+    /// votes it took in, `bytes` in all.
+    pub fn snapshot_written(&self, journaled: bool, bytes: usize) {
+        self.lock().snapshot_bytes[usize::from(journaled)] += bytes as u64;
+    }
+
     /// An admission check was answered: `admit`, `refuse` or `unavailable`.
     pub fn admission_check(&self, verdict: &'static str) {
         *self.lock().admission_checks.entry(verdict).or_default() += 1;
@@ -482,6 +490,16 @@ impl Metrics {
                 "demls_chat_messages_total{{direction=\"{direction}\"}} {n}"
             );
         }
+        family(
+            &mut out,
+            ("demls_snapshot_bytes_written_total", "counter"),
+            "Bytes of the engine's protocol snapshot written: whole, or as the votes a step took in (journaled).",
+            "as",
+            [
+                ("whole", c.snapshot_bytes[0]),
+                ("votes", c.snapshot_bytes[1]),
+            ],
+        );
         header(
             &mut out,
             "demls_admission_checks_total",

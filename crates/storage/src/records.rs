@@ -1,6 +1,6 @@
 //! The rows a node reads and writes, as typed values.
 
-use demls_engine::{Epoch, GroupId, ProposalId, StorageWrite, Timestamp, Transmit};
+use demls_engine::{Epoch, GroupId, ProposalId, SnapshotWrite, StorageWrite, Timestamp, Transmit};
 use demls_identity::Address;
 
 /// Where a chat message stands.
@@ -166,8 +166,9 @@ pub struct Step {
     pub now: Timestamp,
     /// The engine's MLS storage journal.
     pub storage: Vec<StorageWrite>,
-    /// The engine's protocol snapshot, if it changed.
-    pub snapshot: Option<Vec<u8>>,
+    /// How the engine's protocol snapshot changed: written whole (the votes journaled
+    /// after the last one are then dropped), or votes to append to that journal.
+    pub snapshot: SnapshotWrite,
     /// New chat messages.
     pub messages: Vec<NewMessage>,
     /// Messages for the network, published only after the step is committed.
@@ -184,7 +185,7 @@ impl Step {
     /// Whether the step changes nothing.
     pub fn is_empty(&self) -> bool {
         self.storage.is_empty()
-            && self.snapshot.is_none()
+            && self.snapshot == SnapshotWrite::Unchanged
             && self.messages.is_empty()
             && self.transmits.is_empty()
             && self.proposals.is_empty()

@@ -95,8 +95,18 @@ CREATE TABLE mls_traffic (
 CREATE INDEX mls_traffic_by_group ON mls_traffic (group_id, seq);
 ";
 
+/// Version 5: the votes taken in since the engine snapshot was last written whole, journaled
+/// instead of the whole snapshot (which holds every open proposal's votes), merged into it at
+/// start-up.
+const V5: &str = "
+CREATE TABLE engine_votes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    vote BLOB NOT NULL
+) STRICT;
+";
+
 /// Every migration, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use demls_engine::{
-    Epoch, GroupId, GroupTraffic, MlsStore, ProposalId, StorageWrite, Timestamp, Topic, TopicKind,
-    Transmit,
+    Epoch, GroupId, GroupTraffic, MlsStore, ProposalId, SnapshotWrite, StorageWrite, Timestamp,
+    Topic, TopicKind, Transmit,
 };
 use demls_identity::Address;
 use prost::Message;
@@ -374,17 +374,39 @@ impl Store {
         Ok(store)
     }
 
-    /// The last engine snapshot, if the engine ever ran.
+    /// The last engine snapshot with the votes journaled since merged in
+    /// ([`demls_engine::EngineSnapshot::with_journal`]), if the engine ever ran.
     pub fn engine_snapshot(&self) -> Result<Option<Zeroizing<Vec<u8>>>, StorageError> {
         let blob: Option<Vec<u8>> = self
             .conn
             .query_row("SELECT snapshot FROM engine WHERE id = 1", [], |r| r.get(0))
             .optional()?;
-        blob.map(|b| {
+        let Some(blob) = blob else {
+            return Ok(None);
+        };
+        let snapshot = self
+            .cipher
+            .open("engine snapshot", &aad("engine", b"snapshot"), &blob)?;
+        let journal = self.vote_journal()?;
+        if journal.is_empty() {
+            return Ok(Some(snapshot));
+        }
+        demls_engine::EngineSnapshot::with_journal(&snapshot, &journal)
+            .map(|merged| Some(Zeroizing::new(merged)))
+            .map_err(|e| StorageError::corrupt("engine vote journal", e))
+    }
+
+    /// The votes journaled since the engine snapshot was last written whole, oldest first.
+    fn vote_journal(&self) -> Result<Vec<Zeroizing<Vec<u8>>>, StorageError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT vote FROM engine_votes ORDER BY seq")?;
+        let rows = statement.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        rows.map(|row| {
             self.cipher
-                .open("engine snapshot", &aad("engine", b"snapshot"), &b)
+                .open("engine vote", &aad("engine_votes", &[]), &row?)
         })
-        .transpose()
+        .collect()
     }
 
     /// Writes one engine step atomically: MLS journal, snapshot, history, outbox, proposals,
@@ -396,12 +418,23 @@ impl Store {
         for write in &step.storage {
             apply_write(&tx, &self.cipher, write)?;
         }
-        if let Some(snapshot) = &step.snapshot {
-            let blob = self.cipher.seal(&aad("engine", b"snapshot"), snapshot)?;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO engine (id, snapshot, updated_at) VALUES (1, ?1, ?2)",
-            )?
-            .execute(params![blob, to_i64(step.now.0, "time")?])?;
+        match &step.snapshot {
+            SnapshotWrite::Unchanged => {}
+            SnapshotWrite::Whole(snapshot) => {
+                let blob = self.cipher.seal(&aad("engine", b"snapshot"), snapshot)?;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO engine (id, snapshot, updated_at) VALUES (1, ?1, ?2)",
+                )?
+                .execute(params![blob, to_i64(step.now.0, "time")?])?;
+                tx.prepare_cached("DELETE FROM engine_votes")?.execute([])?;
+            }
+            SnapshotWrite::Votes(votes) => {
+                for vote in votes {
+                    let sealed = self.cipher.seal(&aad("engine_votes", &[]), vote)?;
+                    tx.prepare_cached("INSERT INTO engine_votes (vote) VALUES (?1)")?
+                        .execute(params![sealed])?;
+                }
+            }
         }
         let mut receipt = StepReceipt::default();
         for transmit in &step.transmits {

@@ -232,7 +232,7 @@ fn plaintext_copy_at_version_2(store: &Store, path: &Path) {
     plain.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
     plain
         .execute_batch(
-            "ALTER TABLE messages DROP COLUMN lamport; DROP TABLE mls_traffic; \
+            "ALTER TABLE messages DROP COLUMN lamport; DROP TABLE mls_traffic; DROP TABLE engine_votes; \
              PRAGMA user_version = 2; \
              UPDATE settings SET value = value || '!'",
         )

@@ -10,7 +10,7 @@ use std::time::Duration;
 use demls_engine::bench_support::{Founder, form_group_at_once};
 use demls_engine::{
     Engine, EngineConfig, Epoch, GroupId, GroupParams, MlsSigner, MlsStore, ProposalId,
-    StorageWrite, Timestamp, Topic, TopicKind, Transmit,
+    SnapshotWrite, StorageWrite, Timestamp, Topic, TopicKind, Transmit,
 };
 use demls_identity::{Address, Wallet};
 use demls_storage::{
@@ -86,7 +86,7 @@ fn an_engine_resumes_from_the_store() {
         let step = Step {
             now: Timestamp(10_001),
             storage: engine.take_storage_writes().unwrap(),
-            snapshot: Some(engine.snapshot().unwrap()),
+            snapshot: SnapshotWrite::Whole(engine.snapshot().unwrap()),
             ..Step::default()
         };
         assert!(
@@ -120,7 +120,7 @@ fn commit_engine_step(store: &mut Store, engine: &mut Engine, now: Timestamp) {
     let step = Step {
         now,
         storage: engine.take_storage_writes().unwrap(),
-        snapshot: Some(engine.snapshot().unwrap()),
+        snapshot: SnapshotWrite::Whole(engine.snapshot().unwrap()),
         ..Step::default()
     };
     store.commit_step(&step).unwrap();
@@ -205,12 +205,84 @@ fn messages_are_kept_as_traffic_and_replayed_at_restore() {
 }
 
 #[test]
+fn votes_journaled_after_the_engine_snapshot_are_merged_into_it_until_the_next_whole_one() {
+    use demls_consensus::wire::{Proposal, Vote};
+    use demls_engine::{EngineSnapshot, JournaledVote};
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let vote = |n: u8| Vote {
+        proposal_id: 7,
+        vote_owner: vec![n; 20],
+        vote_hash: vec![n; 32],
+        ..Vote::default()
+    };
+    let snapshot = |votes: u8| {
+        let mut group = demls_engine::GroupSnapshot {
+            group_id: "lab".into(),
+            ..Default::default()
+        };
+        group.open.push(Proposal {
+            proposal_id: 7,
+            round: 1 + u32::from(votes),
+            votes: (1..=votes).map(vote).collect(),
+            ..Proposal::default()
+        });
+        EngineSnapshot {
+            version: 1,
+            groups: vec![group],
+            joins: Vec::new(),
+        }
+        .encode_to_vec()
+    };
+    let journaled = |n: u8| {
+        JournaledVote {
+            group_id: "lab".into(),
+            vote: Some(vote(n)),
+        }
+        .encode_to_vec()
+    };
+    let step = |snapshot: SnapshotWrite| Step {
+        now: Timestamp(1),
+        snapshot,
+        ..Step::default()
+    };
+    store
+        .commit_step(&step(SnapshotWrite::Whole(snapshot(1))))
+        .unwrap();
+    store
+        .commit_step(&step(SnapshotWrite::Votes(vec![journaled(2)])))
+        .unwrap();
+    store
+        .commit_step(&step(SnapshotWrite::Votes(vec![journaled(3)])))
+        .unwrap();
+    drop(store);
+    let mut store = open(dir.path());
+    assert_eq!(
+        store.engine_snapshot().unwrap().unwrap().as_slice(),
+        snapshot(3)
+    );
+    // A whole snapshot drops the journal.
+    store
+        .commit_step(&step(SnapshotWrite::Whole(snapshot(1))))
+        .unwrap();
+    assert_eq!(
+        store.engine_snapshot().unwrap().unwrap().as_slice(),
+        snapshot(1)
+    );
+    let rows: i64 = raw(dir.path())
+        .query_row("SELECT COUNT(*) FROM engine_votes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[test]
 fn a_step_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let first = Step {
         now: Timestamp(1),
-        snapshot: Some(b"one".to_vec()),
+        snapshot: SnapshotWrite::Whole(b"one".to_vec()),
         messages: vec![message(1, "first", false)],
         ..Step::default()
     };
@@ -225,7 +297,7 @@ fn a_step_is_all_or_nothing() {
             id: b"kp".to_vec(),
             data: Zeroizing::new(b"data".to_vec()),
         }],
-        snapshot: Some(b"two".to_vec()),
+        snapshot: SnapshotWrite::Whole(b"two".to_vec()),
         transmits: vec![transmit(2)],
         messages: vec![bad],
         ..Step::default()
@@ -259,7 +331,7 @@ fn write_steps_forever(dir: &Path) -> ! {
                 epochs: vec![(n, Zeroizing::new(vec![7; 512]))],
                 oldest_retained_epoch: Some(n.saturating_sub(3)),
             }],
-            snapshot: Some(n.to_be_bytes().to_vec()),
+            snapshot: SnapshotWrite::Whole(n.to_be_bytes().to_vec()),
             messages: vec![NewMessage {
                 id: n.to_be_bytes().to_vec(),
                 text: n.to_string(),
@@ -461,7 +533,7 @@ fn every_table() -> Step {
                 data: Zeroizing::new(vec![5]),
             },
         ],
-        snapshot: Some(vec![9]),
+        snapshot: SnapshotWrite::Whole(vec![9]),
         messages: vec![message(1, "m", false)],
         transmits: vec![transmit(1)],
         proposals: vec![ProposalRecord {

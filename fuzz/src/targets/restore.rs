@@ -1,7 +1,8 @@
 //! Restoring an engine from persisted state (`Engine::restore`, `EngineSnapshot::decode_checked`,
 //! `MlsStore::restore_key_package`) when one piece of it is corrupt: the protocol snapshot,
 //! the MLS group state, a retained epoch, a key package's private parts, the group id, or the
-//! group's journaled traffic (replayed on its state).
+//! group's journaled traffic (replayed on its state), or a vote journaled after the snapshot
+//! (`EngineSnapshot::with_journal`).
 //!
 //! The fixture's real states are the seeds; a restored engine must then work or fail with an
 //! error (views, snapshot, timers, sending, receiving a real message), never panic.
@@ -17,13 +18,14 @@ use prost::Message;
 use crate::fixture::{self, NodeState};
 
 /// What the second byte replaces.
-pub const PARTS: [&str; 6] = [
+pub const PARTS: [&str; 7] = [
     "snapshot",
     "group",
     "epoch",
     "key_package",
     "group_id",
     "traffic",
+    "vote_journal",
 ];
 
 /// The state of node `index` (S, A, B, J, then the pending joiner).
@@ -60,6 +62,10 @@ pub fn run(data: &[u8]) {
         4 => match state.groups.first_mut() {
             Some(g) => g.group_id = blob.to_vec(),
             None => return,
+        },
+        6 => match EngineSnapshot::with_journal(&state.snapshot, &[blob]) {
+            Ok(merged) => state.snapshot = merged,
+            Err(_) => return,
         },
         _ => match state.groups.first_mut() {
             Some(g) => g.traffic.push(GroupTraffic::decode(blob).unwrap_or(GroupTraffic {

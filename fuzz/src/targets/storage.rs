@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
 use demls_engine::{
-    Engine, GroupId, GroupTraffic, StorageWrite, Timestamp, Topic, TopicKind, Transmit,
+    Engine, GroupId, GroupTraffic, SnapshotWrite, StorageWrite, Timestamp, Topic, TopicKind,
+    Transmit,
 };
 use demls_identity::Address;
 use demls_storage::{Durability, NewMessage, Step, Store, decode_votes};
@@ -131,6 +132,14 @@ enum Row {
         member: u8,
         flip: Option<(u32, u8)>,
     },
+    /// A raw row of the engine's vote journal.
+    EngineVote {
+        vote: Vec<u8>,
+    },
+    /// Votes journaled by a step, sealed, with arbitrary plaintext.
+    SealedVotes {
+        votes: Vec<Vec<u8>>,
+    },
 }
 
 struct Db {
@@ -164,13 +173,15 @@ fn open() -> Db {
     }
 }
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 12] = [
     "secrets",
     "settings",
     "mls_groups",
     "mls_epochs",
+    "mls_traffic",
     "key_packages",
     "engine",
+    "engine_votes",
     "messages",
     "outbox",
     "proposals",
@@ -376,7 +387,7 @@ fn insert(db: &mut Db, row: &Row, now: Timestamp) {
             db,
             Step {
                 now,
-                snapshot: Some(snapshot.clone()),
+                snapshot: SnapshotWrite::Whole(snapshot.clone()),
                 ..Step::default()
             },
         ),
@@ -419,6 +430,18 @@ fn insert(db: &mut Db, row: &Row, now: Timestamp) {
                 },
             )
         }
+        Row::EngineVote { vote } => raw.execute(
+            "INSERT INTO engine_votes (vote) VALUES (?1)",
+            params![vote],
+        ),
+        Row::SealedVotes { votes } => step(
+            db,
+            Step {
+                now,
+                snapshot: SnapshotWrite::Votes(votes.iter().take(8).cloned().collect()),
+                ..Step::default()
+            },
+        ),
         Row::RealState { member, flip } => {
             let state = super::restore::node(*member);
             let mut snapshot = state.snapshot.clone();
@@ -451,7 +474,7 @@ fn insert(db: &mut Db, row: &Row, now: Timestamp) {
                 Step {
                     now,
                     storage,
-                    snapshot: Some(snapshot),
+                    snapshot: SnapshotWrite::Whole(snapshot),
                     ..Step::default()
                 },
             )

@@ -394,15 +394,26 @@ impl Persisted {
 
     /// Crashes the node and starts it again from what it persisted: `disk` and its snapshot.
     pub fn restart(&self, sim: &mut Sim, disk: &mut Disk, policy: VotePolicy) {
-        disk.apply(sim.node_mut(self.id).engine.take_storage_writes().unwrap());
         let snapshot = sim.node(self.id).engine.snapshot().unwrap();
+        self.restart_from(sim, disk, policy, &snapshot);
+    }
+
+    /// [`Self::restart`] from the protocol snapshot `snapshot`.
+    pub fn restart_from(
+        &self,
+        sim: &mut Sim,
+        disk: &mut Disk,
+        policy: VotePolicy,
+        snapshot: &[u8],
+    ) {
+        disk.apply(sim.node_mut(self.id).engine.take_storage_writes().unwrap());
         let now = sim.now();
         sim.node_mut(self.id).engine = Engine::restore(
             self.wallet.clone(),
             &self.signer,
             config(policy),
             disk.load(),
-            &snapshot,
+            snapshot,
             now,
         )
         .unwrap();

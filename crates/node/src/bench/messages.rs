@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use demls_engine::bench_support::{Founder, form_group_at_once};
-use demls_engine::{Engine, Event, GroupParams, MlsStore, StorageWrite, Timestamp};
+use demls_engine::{Engine, Event, GroupParams, MlsStore, SnapshotWrite, StorageWrite, Timestamp};
 use demls_storage::{Durability, NewMessage, Step, Store};
 use prost::Message;
 use serde_json::json;
@@ -62,7 +62,6 @@ pub struct MessagesArgs {
 struct Persisted {
     engine: Engine,
     store: Option<Store>,
-    last_snapshot: Vec<u8>,
     /// What the persisted steps wrote, for the report.
     written: Written,
 }
@@ -135,9 +134,14 @@ impl Persisted {
         let Some(store) = self.store.as_mut() else {
             return Ok(payloads);
         };
-        let snapshot = self.engine.snapshot()?;
-        let snapshot = (snapshot != self.last_snapshot).then_some(snapshot);
-        self.written.snapshot_bytes += snapshot.as_ref().map_or(0, Vec::len) as u64;
+        // The rest of the step's output was drained above; what is left is how the snapshot
+        // changed, as a node gets it.
+        let snapshot = self.engine.take_output()?.snapshot;
+        self.written.snapshot_bytes += match &snapshot {
+            SnapshotWrite::Unchanged => 0,
+            SnapshotWrite::Whole(whole) => whole.len(),
+            SnapshotWrite::Votes(votes) => votes.iter().map(Vec::len).sum(),
+        } as u64;
         let step = Step {
             now,
             storage,
@@ -147,9 +151,6 @@ impl Persisted {
             ..Step::default()
         };
         let receipt = store.commit_step(&step)?;
-        if let Some(snapshot) = step.snapshot {
-            self.last_snapshot = snapshot;
-        }
         if let Some(last) = receipt.outbox.last() {
             store.mark_published(*last, now)?;
         }
@@ -235,7 +236,6 @@ pub fn run(args: &MessagesArgs) -> BenchResult<()> {
                 "bench passphrase",
                 durability,
             )?),
-            last_snapshot: Vec::new(),
             written: Written::default(),
         })
     };

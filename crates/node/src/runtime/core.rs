@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use demls_engine::{
-    Engine, Event, GroupId, GroupParams, GroupView, JoinRule, ProposalId, Request, Timestamp,
-    TopicKind, VotePolicy,
+    Engine, Event, GroupId, GroupParams, GroupView, JoinRule, ProposalId, Request, SnapshotWrite,
+    Timestamp, TopicKind, VotePolicy,
 };
 use demls_identity::Address;
 use demls_policy::{AdmissionPolicy, CheckRequest, Verdict};
@@ -59,7 +59,6 @@ pub struct Runtime {
     pub(super) address: Address,
     subscribed: BTreeSet<GroupId>,
     pending: VecDeque<OutboxEntry>,
-    last_snapshot: Vec<u8>,
     pub(super) tracker: Tracker,
     outgoing: Vec<NodeEvent>,
     /// Node events (not the engine's) for the next step's event log.
@@ -154,10 +153,6 @@ impl Runtime {
         Ok(Self {
             address: engine.address(),
             pending: store.unpublished()?.into(),
-            last_snapshot: store
-                .engine_snapshot()?
-                .map(|s| s.to_vec())
-                .unwrap_or_default(),
             engine,
             store,
             relay,
@@ -318,7 +313,7 @@ impl Runtime {
             now,
             storage: output.writes,
             transmits: output.transmits,
-            snapshot: (output.snapshot != self.last_snapshot).then_some(output.snapshot),
+            snapshot: output.snapshot,
             ..Step::default()
         };
         let mut logged = Vec::new();
@@ -357,8 +352,12 @@ impl Runtime {
         let receipt = self.store.commit_step(&step).inspect_err(|error| {
             self.failed = Some(error.to_string());
         })?;
-        if let Some(snapshot) = step.snapshot {
-            self.last_snapshot = snapshot;
+        match &step.snapshot {
+            SnapshotWrite::Unchanged => {}
+            SnapshotWrite::Whole(whole) => self.metrics.snapshot_written(false, whole.len()),
+            SnapshotWrite::Votes(votes) => self
+                .metrics
+                .snapshot_written(true, votes.iter().map(Vec::len).sum()),
         }
         for (seq, transmit) in receipt.outbox.iter().zip(step.transmits) {
             self.pending.push_back(OutboxEntry {
