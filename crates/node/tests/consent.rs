@@ -2,7 +2,7 @@
 //! `--membership-timeout`: silence admits nobody and removes nobody; members approve and deny
 //! waiting joiners with the CLI; stale decisions and forged tickets are refused with typed
 //! errors; an open group admits whoever asks, and a departed inviter's ticket nobody; `follow`
-//! survives a restart of its node.
+//! survives a restart of its node; a vote a member took in survives its node's `kill -9`.
 
 mod common;
 
@@ -211,6 +211,54 @@ fn members_approve_and_deny_waiting_joiners_with_the_cli() {
         all_have(&[&alice, &bob, &carol], 4) && members_in(&erin, &id).len() == 4
     });
     assert!(members(&alice).contains(&erin.address));
+}
+
+/// The bytes of engine snapshot `node` has written as journaled votes.
+fn journaled_vote_bytes(node: &NodeProc) -> u64 {
+    node.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("demls_snapshot_bytes_written_total{as=\"votes\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_vote_a_member_took_in_survives_its_nodes_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, bob, mut carol) = trio(tmp.path(), "120");
+    let id = lab_id(&alice);
+    let dave = stranger(tmp.path(), "dave", &alice);
+    dave.cli_json(&["join", &id]);
+    request_of(&bob, &dave);
+    request_of(&carol, &dave);
+
+    // Bob says YES; Carol's node takes his vote in and writes it as a journaled vote, not as
+    // a whole snapshot.
+    let before = journaled_vote_bytes(&carol);
+    bob.cli_json(&["approve", "lab", &dave.address]);
+    wait_until("carol journals bob's vote", LIMIT, || {
+        journaled_vote_bytes(&carol) > before
+    });
+
+    // Alice and Bob freeze, so nobody can send Bob's vote again; Carol's node is killed and
+    // starts again from its data directory.
+    alice.signal("-STOP");
+    bob.signal("-STOP");
+    let (dir, port) = (carol.dir.clone(), carol.listen_socket());
+    carol.kill();
+    drop(carol);
+    let carol = NodeProc::start(&dir, &port, &[&alice.listen]);
+
+    // Her YES with Bob's, restored from the journal, is two of three: her node decides alone.
+    request_of(&carol, &dave);
+    carol.cli_json(&["approve", "lab", &dave.address]);
+    wait_until("carol's node approves dave on its own", LIMIT, || {
+        proposals_of(&carol, "add", &dave.address)
+            .iter()
+            .any(|p| p["state"] == "approved")
+    });
+    alice.signal("-CONT");
+    bob.signal("-CONT");
 }
 
 /// A ticket's fields (as `crates/node/src/ticket.rs` encodes them), to tamper with one.
