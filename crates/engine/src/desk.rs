@@ -52,8 +52,9 @@ impl CommitDesk {
         self.pending.iter().map(|p| p.give_up_at).min()
     }
 
-    /// A new epoch began at `epoch`, whose commits are the only ones worth holding; the
-    /// oldest epoch a lagging member can still be reminded of is `oldest`.
+    /// A new epoch began: commits held for the last one are dropped, and so are reminders of
+    /// epochs before `oldest`, the oldest one this member retains (a laggard is reminded
+    /// only of a commit it still holds).
     pub(crate) fn new_epoch(&mut self, oldest: u64) {
         self.pending.clear();
         self.retry_at = None;
